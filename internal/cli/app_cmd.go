@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/spf13/cobra"
+)
+
+func appCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "app", Short: "Manage apps (a repository and what it deploys)"}
+
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create an app with its git repository and staging and production environments",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var app store.App
+			if err := c.do(cmd.Context(), "POST", "/api/v1/apps", map[string]string{"name": args[0]}, &app); err != nil {
+				return err
+			}
+			if p.json {
+				return p.emit(app, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Created app %s\n  push to:      %s/git/%s.git\n  environments: %s\n", app.Name, c.base, app.Name, strings.Join(app.Environments, ", "))
+			return nil
+		},
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List apps",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var apps []store.App
+			if err := c.do(cmd.Context(), "GET", "/api/v1/apps", nil, &apps); err != nil {
+				return err
+			}
+			return p.emit(apps, func(w *tabwriter.Writer) {
+				row(w, "NAME", "ENVIRONMENTS", "SOURCE", "CREATED")
+				for _, a := range apps {
+					row(w, a.Name, strings.Join(a.Environments, ","), orDash(a.SourceURL), humanTime(a.CreatedAt))
+				}
+			})
+		},
+	}
+
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show an app",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var a store.App
+			if err := c.do(cmd.Context(), "GET", "/api/v1/apps/"+pathEscape(args[0]), nil, &a); err != nil {
+				return err
+			}
+			return p.emit(a, func(w *tabwriter.Writer) {
+				row(w, "Name:", a.Name)
+				row(w, "Git:", c.base+"/git/"+a.Name+".git")
+				row(w, "Registry repository:", a.RegistryRepo)
+				row(w, "Environments:", strings.Join(a.Environments, ", "))
+				row(w, "Source URL:", orDash(a.SourceURL))
+				row(w, "Webhook:", webhookLine(c.base, a))
+				row(w, "Created:", humanTime(a.CreatedAt))
+			})
+		},
+	}
+
+	var yes bool
+	del := &cobra.Command{
+		Use:   "delete NAME --yes",
+		Short: "Delete an app, its repository, events and runs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("deleting app %s removes its repository and history; repeat with --yes to confirm", args[0])
+			}
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", "/api/v1/apps/"+pathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted app %s\n", args[0])
+			return nil
+		},
+	}
+	del.Flags().BoolVar(&yes, "yes", false, "confirm the deletion")
+
+	var srcURL string
+	var secretStdin bool
+	setSource := &cobra.Command{
+		Use:   "set-source NAME --url URL [--webhook-secret-stdin]",
+		Short: "Set where webhook pushes are fetched from, and the webhook secret",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"url": srcURL}
+			if secretStdin {
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 4096))
+				if err != nil {
+					return fmt.Errorf("read webhook secret from stdin: %w", err)
+				}
+				s := strings.TrimRight(string(b), "\r\n")
+				if s == "" {
+					return errors.New("--webhook-secret-stdin: stdin was empty; pipe the secret in")
+				}
+				body["webhook_secret"] = s
+			}
+			var a store.App
+			if err := c.do(cmd.Context(), "PUT", "/api/v1/apps/"+pathEscape(args[0])+"/source", body, &a); err != nil {
+				return err
+			}
+			if p.json {
+				return p.emit(a, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "App %s fetches from %s\nWebhook: %s\n", a.Name, a.SourceURL, webhookLine(c.base, a))
+			return nil
+		},
+	}
+	setSource.Flags().StringVar(&srcURL, "url", "", "git URL to fetch pushed commits from (required)")
+	setSource.Flags().BoolVar(&secretStdin, "webhook-secret-stdin", false, "read the webhook secret from stdin")
+	_ = setSource.MarkFlagRequired("url")
+
+	var limit int
+	events := &cobra.Command{
+		Use:   "events NAME",
+		Short: "List push events and their outcome",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var evs []store.PushEvent
+			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/apps/%s/events?limit=%d", pathEscape(args[0]), limit), nil, &evs); err != nil {
+				return err
+			}
+			return p.emit(evs, func(w *tabwriter.Writer) {
+				row(w, "ID", "TIME", "SOURCE", "REF", "OLD", "NEW", "BY", "OUTCOME")
+				for _, e := range evs {
+					out := e.Outcome
+					if e.RunID != 0 {
+						out = fmt.Sprintf("run %d", e.RunID)
+					} else if e.Reason != "" {
+						out += ": " + e.Reason
+					}
+					row(w, e.ID, humanTime(e.CreatedAt), e.Source, e.Ref, shortSHA(e.OldSHA), shortSHA(e.NewSHA), e.PushedBy, out)
+				}
+			})
+		},
+	}
+	events.Flags().IntVar(&limit, "limit", 50, "how many events (1–500)")
+
+	cmd.AddCommand(create, list, show, del, setSource, events)
+	return cmd
+}
+
+func webhookLine(base string, a store.App) string {
+	if !a.HasWebhook {
+		return "no secret set (set-source --webhook-secret-stdin)"
+	}
+	return base + "/hooks/github/" + a.Name
+}

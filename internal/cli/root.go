@@ -1,0 +1,53 @@
+// Package cli is the `slipway` command line: the server and a client of its API.
+package cli
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X github.com/slipway-dev/slipway/internal/cli.Version=…".
+var Version = "dev"
+
+// NewRoot builds the command tree.
+func NewRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "slipway",
+		Short:         "Self-hosted delivery: push, build, test, package and roll out",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringP("output", "o", "table", "output format of reads: table or json")
+	root.AddCommand(serverCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd())
+	return root
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := outputOf(cmd)
+			if err != nil {
+				return err
+			}
+			v := map[string]string{"version": Version, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH}
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, s := range bi.Settings {
+					if s.Key == "vcs.revision" {
+						v["commit"] = s.Value
+					}
+				}
+			}
+			if p.json {
+				return p.emit(v, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "slipway %s (%s, %s)\n", v["version"], v["go"], v["platform"])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,359 @@
+// Package pipeline reads slipway.yaml and runs pipelines.
+package pipeline
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FileName is the pipeline file at the repository root.
+const FileName = "slipway.yaml"
+
+// Spec is the parsed slipway.yaml.
+type Spec struct {
+	On     On      `yaml:"on"`
+	Mode   string  `yaml:"mode"`
+	Stages []Stage `yaml:"stages"`
+}
+
+// On holds the triggers.
+type On struct {
+	Push *PushTrigger `yaml:"push"`
+}
+
+// PushTrigger filters pushes like GitHub Actions' on.push.
+type PushTrigger struct {
+	Branches []string `yaml:"branches"`
+	Tags     []string `yaml:"tags"`
+	Paths    []string `yaml:"paths"`
+}
+
+// Stage is an ordered group of actions.
+type Stage struct {
+	Name    string   `yaml:"name"`
+	Actions []Action `yaml:"actions"`
+}
+
+// Action is one unit of work in a stage.
+type Action struct {
+	Name      string            `yaml:"name"`
+	Type      string            `yaml:"type"`
+	RunOrder  int               `yaml:"run-order"`
+	Inputs    []string          `yaml:"inputs"`
+	Outputs   []string          `yaml:"outputs"`
+	Timeout   Duration          `yaml:"timeout"`
+	Env       map[string]string `yaml:"env"`
+	Buildspec string            `yaml:"buildspec"`
+	Image     string            `yaml:"image"`
+	Command   string            `yaml:"command"`
+	URL       string            `yaml:"url"`
+	Config    map[string]any    `yaml:"config"`
+}
+
+// Duration accepts Go duration strings such as "90s" or "10m".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v <= 0 {
+		return &Error{Line: n.Line, Column: n.Column, Message: fmt.Sprintf("%q is not a positive duration such as 90s or 10m", n.Value)}
+	}
+	d.Duration = v
+	return nil
+}
+
+// Pipeline modes.
+const (
+	ModeSuperseded = "superseded"
+	ModeQueued     = "queued"
+	ModeParallel   = "parallel"
+)
+
+// ActionTypes are the kinds of action a stage may hold.
+var ActionTypes = []string{"build", "test", "image", "deploy", "approval", "invoke"}
+
+// SourceArtifact is the implicit output of the source action.
+const SourceArtifact = "SourceArtifact"
+
+// Error is a problem in slipway.yaml at a position.
+type Error struct {
+	File    string
+	Line    int
+	Column  int
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	file := e.File
+	if file == "" {
+		file = FileName
+	}
+	loc := file
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d:%d", file, e.Line, e.Column)
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Message)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// Parse reads and completely validates slipway.yaml.
+func Parse(data []byte) (*Spec, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Message: "file is empty; it needs at least on: and stages:"}
+		}
+		e := &Error{Message: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			fmt.Sscan(m[1], &e.Line)
+			e.Column = 1
+		}
+		return nil, e
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{Message: "file is empty; it needs at least on: and stages:"}
+	}
+	doc := root.Content[0]
+	if err := checkKeys(doc, reflect.TypeOf(Spec{}), ""); err != nil {
+		return nil, err
+	}
+	var spec Spec
+	if err := doc.Decode(&spec); err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		e := &Error{Message: strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			fmt.Sscan(m[1], &e.Line)
+			e.Column = 1
+		}
+		return nil, e
+	}
+	if err := spec.validate(doc); err != nil {
+		return nil, err
+	}
+	return &spec, nil
+}
+
+// checkKeys walks the YAML tree beside the Go type and refuses keys the type
+// does not declare, with their position: a misspelt key must not be ignored.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == reflect.TypeOf(Duration{}) {
+			return nil
+		}
+		if n.Kind != yaml.MappingNode {
+			if n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a mapping of keys to values"}
+		}
+		fields := map[string]reflect.StructField{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			fields[name] = f
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := fields[k.Value]
+			if !ok {
+				return &Error{Line: k.Line, Column: k.Column, Field: strings.TrimPrefix(path+"."+k.Value, "."),
+					Message: fmt.Sprintf("unknown key %q; allowed here: %s", k.Value, strings.Join(names, ", "))}
+			}
+			if err := checkKeys(v, f.Type, path+"."+k.Value); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.SequenceNode {
+			for i, item := range n.Content {
+				if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		} else if n.Tag != "!!null" {
+			return &Error{Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a list"}
+		}
+	}
+	return nil
+}
+
+// validate checks the meaning of a decoded spec; doc gives error positions.
+func (s *Spec) validate(doc *yaml.Node) error {
+	at := func(path ...any) *yaml.Node { return nodeAt(doc, path...) }
+	fail := func(n *yaml.Node, field, format string, args ...any) error {
+		e := &Error{Field: field, Message: fmt.Sprintf(format, args...)}
+		if n != nil {
+			e.Line, e.Column = n.Line, n.Column
+		}
+		return e
+	}
+	switch s.Mode {
+	case "":
+		s.Mode = ModeSuperseded
+	case ModeSuperseded, ModeQueued, ModeParallel:
+	default:
+		return fail(at("mode"), "mode", "%q is not a mode; use superseded, queued or parallel", s.Mode)
+	}
+	if p := s.On.Push; p != nil {
+		for key, globs := range map[string][]string{"branches": p.Branches, "tags": p.Tags, "paths": p.Paths} {
+			for i, g := range globs {
+				if _, err := globRegexp(strings.TrimPrefix(g, "!")); err != nil || strings.TrimPrefix(g, "!") == "" {
+					return fail(at("on", "push", key, i), "on.push."+key, "%q is not a valid glob", g)
+				}
+			}
+		}
+	}
+	if len(s.Stages) == 0 {
+		return fail(doc, "stages", "at least one stage is required")
+	}
+	outputs := map[string]string{SourceArtifact: "source"}
+	stageNames := map[string]bool{}
+	for si, st := range s.Stages {
+		field := fmt.Sprintf("stages[%d]", si)
+		if st.Name == "" {
+			return fail(at("stages", si), field+".name", "every stage needs a name")
+		}
+		if stageNames[st.Name] {
+			return fail(at("stages", si, "name"), field+".name", "stage name %q is used twice; stage names must be unique", st.Name)
+		}
+		stageNames[st.Name] = true
+		if len(st.Actions) == 0 {
+			return fail(at("stages", si), field+".actions", "stage %q needs at least one action", st.Name)
+		}
+		actionNames := map[string]bool{}
+		// Outputs of this stage become visible to later run-orders only, as in CodePipeline.
+		stageOutputs := map[int][]string{}
+		for ai := range st.Actions {
+			a := &s.Stages[si].Actions[ai]
+			af := fmt.Sprintf("%s.actions[%d]", field, ai)
+			if a.Name == "" {
+				return fail(at("stages", si, "actions", ai), af+".name", "every action needs a name")
+			}
+			if actionNames[a.Name] {
+				return fail(at("stages", si, "actions", ai, "name"), af+".name", "action name %q is used twice in stage %q", a.Name, st.Name)
+			}
+			actionNames[a.Name] = true
+			if !contains(ActionTypes, a.Type) {
+				return fail(at("stages", si, "actions", ai, "type"), af+".type", "%q is not an action type; use one of %s", a.Type, strings.Join(ActionTypes, ", "))
+			}
+			if a.RunOrder == 0 {
+				a.RunOrder = 1
+			}
+			if a.RunOrder < 1 || a.RunOrder > 999 {
+				return fail(at("stages", si, "actions", ai, "run-order"), af+".run-order", "must be between 1 and 999")
+			}
+			if (a.Type == "build" || a.Type == "test") && a.Buildspec == "" {
+				a.Buildspec = "buildspec.yml"
+			}
+			if a.Type == "invoke" && a.Command == "" && a.URL == "" {
+				return fail(at("stages", si, "actions", ai), af, "an invoke action needs command or url")
+			}
+		}
+		for ai := range st.Actions {
+			a := st.Actions[ai]
+			for ii, in := range a.Inputs {
+				_, ok := outputs[in]
+				if !ok {
+					for ro, outs := range stageOutputs {
+						if ro < a.RunOrder && contains(outs, in) {
+							ok = true
+						}
+					}
+				}
+				if !ok {
+					return fail(at("stages", si, "actions", ai, "inputs", ii), fmt.Sprintf("%s.actions[%d].inputs[%d]", field, ai, ii),
+						"no earlier action outputs artifact %q; name an output of an earlier stage or run-order, or %s", in, SourceArtifact)
+				}
+			}
+			for oi, out := range a.Outputs {
+				if _, dup := outputs[out]; dup || containsAny(stageOutputs, out) {
+					return fail(at("stages", si, "actions", ai, "outputs", oi), fmt.Sprintf("%s.actions[%d].outputs[%d]", field, ai, oi),
+						"artifact %q is already an output of another action; output names must be unique", out)
+				}
+				stageOutputs[a.RunOrder] = append(stageOutputs[a.RunOrder], out)
+			}
+		}
+		for _, outs := range stageOutputs {
+			for _, o := range outs {
+				outputs[o] = st.Name
+			}
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAny(m map[int][]string, s string) bool {
+	for _, l := range m {
+		if contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeAt follows mapping keys (string) and sequence indexes (int) from n.
+func nodeAt(n *yaml.Node, path ...any) *yaml.Node {
+	cur := n
+	for _, p := range path {
+		if cur == nil {
+			return nil
+		}
+		switch k := p.(type) {
+		case string:
+			var next *yaml.Node
+			if cur.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(cur.Content); i += 2 {
+					if cur.Content[i].Value == k {
+						next = cur.Content[i+1]
+					}
+				}
+			}
+			if next == nil {
+				return cur
+			}
+			cur = next
+		case int:
+			if cur.Kind != yaml.SequenceNode || k >= len(cur.Content) {
+				return cur
+			}
+			cur = cur.Content[k]
+		}
+	}
+	return cur
+}

@@ -1,0 +1,328 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/source"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	tok, _ := Caller(r.Context())
+	writeJSON(w, http.StatusOK, tok)
+}
+
+// --- tokens ---
+
+type createTokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// CreatedToken is the only response that ever carries a token's secret.
+type CreatedToken struct {
+	store.Token
+	Secret string `json:"token"`
+}
+
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req createTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 64 {
+		s.writeError(w, r, errBadRequest("name", "name is required and at most 64 characters"))
+		return
+	}
+	role, err := auth.ParseRole(req.Role)
+	if err != nil {
+		s.writeError(w, r, errBadRequest("role", "%v", err))
+		return
+	}
+	plain, hash := auth.NewToken()
+	tok, err := s.db.CreateToken(r.Context(), store.Token{ID: auth.NewID("tok_"), Name: req.Name, Role: role.String()}, hash)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, CreatedToken{Token: tok, Secret: plain})
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	toks, err := s.db.ListTokens(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toks)
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	tok, err := s.db.RevokeToken(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tok)
+}
+
+// --- apps ---
+
+type createAppRequest struct {
+	Name string `json:"name"`
+}
+
+// Environments every new app gets.
+var defaultEnvironments = []string{"staging", "production"}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
+	var req createAppRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !source.ValidAppName(req.Name) {
+		s.writeError(w, r, errBadRequest("name", "app name %q must match %s (lower-case letters, digits and dashes, at most 63 characters)", req.Name, source.AppNameRule))
+		return
+	}
+	if _, err := s.db.GetApp(r.Context(), req.Name); err == nil {
+		s.writeError(w, r, &apiError{Status: http.StatusConflict, Code: "already_exists", Field: "name", Message: "app " + req.Name + " already exists"})
+		return
+	}
+	if err := s.source.CreateRepo(r.Context(), req.Name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	app, err := s.db.CreateApp(r.Context(), store.App{Name: req.Name, RegistryRepo: req.Name, Environments: defaultEnvironments})
+	if err != nil {
+		_ = s.source.DeleteRepo(req.Name) // keep disk and database in step
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, app)
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.db.ListApps(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apps)
+}
+
+func (s *Server) showApp(w http.ResponseWriter, r *http.Request) {
+	app, err := s.db.GetApp(r.Context(), r.PathValue("app"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, app)
+}
+
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	if err := s.db.DeleteApp(r.Context(), name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.source.DeleteRepo(name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type setSourceRequest struct {
+	URL           string  `json:"url"`
+	WebhookSecret *string `json:"webhook_secret"`
+}
+
+func (s *Server) setAppSource(w http.ResponseWriter, r *http.Request) {
+	var req setSourceRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := source.ValidSourceURL(req.URL); err != nil {
+		s.writeError(w, r, errBadRequest("url", "%v", err))
+		return
+	}
+	var sealed []byte
+	if req.WebhookSecret != nil {
+		if len(*req.WebhookSecret) < 16 {
+			s.writeError(w, r, errBadRequest("webhook_secret", "webhook secret must be at least 16 characters; generate one with: openssl rand -hex 32"))
+			return
+		}
+		sealed = s.keys.Seal([]byte(*req.WebhookSecret))
+	}
+	app, err := s.db.SetAppSource(r.Context(), r.PathValue("app"), req.URL, sealed, req.WebhookSecret == nil)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, app)
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	if _, err := s.db.GetApp(r.Context(), name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	page, err := pageParams(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	evs, err := s.db.ListPushEvents(r.Context(), name, page)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, evs)
+}
+
+// --- runs ---
+
+func pageParams(r *http.Request) (store.Page, error) {
+	var p store.Page
+	q := r.URL.Query()
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return p, errBadRequest("limit", "limit must be a whole number from 1 to 500")
+		}
+		p.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return p, errBadRequest("before", "before must be a positive id (the last id of the previous page)")
+		}
+		p.Before = n
+	}
+	return p, nil
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	page, err := pageParams(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	runs, err := s.db.ListRuns(r.Context(), r.URL.Query().Get("app"), page)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runs)
+}
+
+func runIDParam(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, errBadRequest("id", "run id %q must be a positive number", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	run, err := s.db.GetRun(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+// --- git and webhooks ---
+
+func (s *Server) gitApp(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name, ok := strings.CutSuffix(r.PathValue("repo"), ".git")
+	if !ok || !source.ValidAppName(name) {
+		s.writeError(w, r, errNotFound("no repository %s; repositories are at /git/APP.git", r.PathValue("repo")))
+		return "", false
+	}
+	if _, err := s.db.GetApp(r.Context(), name); err != nil {
+		s.writeError(w, r, err)
+		return "", false
+	}
+	return name, true
+}
+
+func (s *Server) gitInfoRefs(w http.ResponseWriter, r *http.Request) {
+	app, ok := s.gitApp(w, r)
+	if !ok {
+		return
+	}
+	tok, _ := Caller(r.Context())
+	switch r.URL.Query().Get("service") {
+	case "git-upload-pack":
+	case "git-receive-pack":
+		if err := requireRole(tok, auth.Deployer); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	default:
+		s.writeError(w, r, errBadRequest("service", "only smart HTTP is served: service must be git-upload-pack or git-receive-pack"))
+		return
+	}
+	s.source.ServeGit(w, r, app, tok.Name, false)
+}
+
+func (s *Server) gitUploadPack(w http.ResponseWriter, r *http.Request) {
+	if app, ok := s.gitApp(w, r); ok {
+		tok, _ := Caller(r.Context())
+		s.source.ServeGit(w, r, app, tok.Name, false)
+	}
+}
+
+func (s *Server) gitReceivePack(w http.ResponseWriter, r *http.Request) {
+	if app, ok := s.gitApp(w, r); ok {
+		tok, _ := Caller(r.Context())
+		s.source.ServeGit(w, r, app, tok.Name, true)
+	}
+}
+
+func (s *Server) githubWebhook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			s.writeError(w, r, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "webhook payload is over the " + humanBytes(maxErr.Limit) + " limit"})
+			return
+		}
+		s.writeError(w, r, errBadRequest("", "read payload: %v", err))
+		return
+	}
+	res, err := s.source.HandleGitHub(r.Context(), source.Delivery{
+		App:       r.PathValue("app"),
+		Event:     r.Header.Get("X-GitHub-Event"),
+		ID:        r.Header.Get("X-GitHub-Delivery"),
+		Signature: r.Header.Get("X-Hub-Signature-256"),
+		Body:      body,
+	})
+	if err != nil {
+		var he *source.HTTPError
+		if errors.As(err, &he) {
+			err = &apiError{Status: he.Status, Code: he.Code, Field: he.Field, Message: he.Message}
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, res.Status, res)
+}

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/source"
+)
+
+// Route is one registered endpoint and the least role that may call it.
+type Route struct {
+	Method  string
+	Pattern string
+	Role    auth.Role
+	// Basic routes (git, registry) challenge with HTTP basic auth instead of Bearer.
+	Basic bool
+	// BodyLimit caps the request body; 0 means the API default, -1 no cap (git pushes).
+	BodyLimit int64
+	handler   http.HandlerFunc
+}
+
+const defaultBodyLimit = 1 << 20
+
+func (s *Server) buildHandler() http.Handler {
+	s.routes = []Route{
+		{Method: "GET", Pattern: "/healthz", Role: auth.Public, handler: s.healthz},
+		{Method: "GET", Pattern: "/metrics", Role: auth.Viewer, handler: s.metrics.handler().ServeHTTP},
+		{Method: "GET", Pattern: "/api/v1/whoami", Role: auth.Viewer, handler: s.whoami},
+
+		{Method: "POST", Pattern: "/api/v1/tokens", Role: auth.Admin, handler: s.createToken},
+		{Method: "GET", Pattern: "/api/v1/tokens", Role: auth.Admin, handler: s.listTokens},
+		{Method: "DELETE", Pattern: "/api/v1/tokens/{id}", Role: auth.Admin, handler: s.revokeToken},
+
+		{Method: "POST", Pattern: "/api/v1/apps", Role: auth.Admin, handler: s.createApp},
+		{Method: "GET", Pattern: "/api/v1/apps", Role: auth.Viewer, handler: s.listApps},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}", Role: auth.Viewer, handler: s.showApp},
+		{Method: "DELETE", Pattern: "/api/v1/apps/{app}", Role: auth.Admin, handler: s.deleteApp},
+		{Method: "PUT", Pattern: "/api/v1/apps/{app}/source", Role: auth.Admin, handler: s.setAppSource},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/events", Role: auth.Viewer, handler: s.listEvents},
+
+		{Method: "GET", Pattern: "/api/v1/runs", Role: auth.Viewer, handler: s.listRuns},
+		{Method: "GET", Pattern: "/api/v1/runs/{id}", Role: auth.Viewer, handler: s.showRun},
+
+		{Method: "GET", Pattern: "/git/{repo}/info/refs", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitInfoRefs},
+		{Method: "POST", Pattern: "/git/{repo}/git-upload-pack", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitUploadPack},
+		{Method: "POST", Pattern: "/git/{repo}/git-receive-pack", Role: auth.Deployer, Basic: true, BodyLimit: -1, handler: s.gitReceivePack},
+
+		// Signed with the app's webhook secret instead of a token.
+		{Method: "POST", Pattern: "/hooks/github/{app}", Role: auth.Public, BodyLimit: source.MaxWebhookBytes, handler: s.githubWebhook},
+	}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes {
+		mux.Handle(rt.Method+" "+rt.Pattern, s.authorize(rt, limitBody(rt.BodyLimit, rt.handler)))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.unmatched(mux, w, r) })
+	return s.observe(mux)
+}
+
+func limitBody(limit int64, next http.HandlerFunc) http.Handler {
+	if limit < 0 {
+		return next
+	}
+	if limit == 0 {
+		limit = defaultBodyLimit
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]*apiError{"error": {Code: "too_large",
+				Message: "request body is over the " + humanBytes(limit) + " limit"}})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next(w, r)
+	})
+}
+
+func humanBytes(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d-byte", n)
+}
+
+// unmatched answers JSON 405 when the path exists for another method, else 404.
+func (s *Server) unmatched(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]*apiError{"error": {Code: "method_not_allowed",
+			Message: r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(allowed, " or ")}})
+		return
+	}
+	s.writeError(w, r, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

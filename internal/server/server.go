@@ -1,0 +1,154 @@
+// Package server is Slipway's control plane: one HTTP port serving the API,
+// hosted git and (later) the registry and web UI, over one durable store.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/secret"
+	"github.com/slipway-dev/slipway/internal/source"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// Config is what `slipway server` is started with.
+type Config struct {
+	Addr    string
+	DataDir string
+	Log     *slog.Logger
+	// ShutdownGrace bounds how long in-flight requests may finish after SIGTERM.
+	ShutdownGrace time.Duration
+}
+
+// Server wires the store, the domain services and the HTTP routes.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	keys    *secret.Keyring
+	source  *source.Service
+	metrics *metrics
+	routes  []Route
+	handler http.Handler
+
+	touchMu sync.Mutex
+	touched map[string]time.Time
+}
+
+// AdminTokenFile is where the first admin token is written.
+const AdminTokenFile = "admin.token"
+
+// New opens the data directory, applies migrations and issues the first
+// admin token when the database is new.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 30 * time.Second
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("data directory is not set: pass --data DIR or set SLIPWAY_DATA")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	keys, err := secret.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	src, err := source.NewService(db, filepath.Join(cfg.DataDir, "git"), keys, cfg.Log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, db: db, keys: keys, source: src, metrics: newMetrics(), touched: map[string]time.Time{}}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.handler = s.buildHandler()
+	return s, nil
+}
+
+// bootstrapAdmin writes the token file before committing, so a committed
+// admin token always has its file; a failed commit removes the file again.
+func (s *Server) bootstrapAdmin(ctx context.Context) error {
+	if _, err := s.db.GetMeta(ctx, "admin_bootstrapped"); err == nil {
+		return nil
+	}
+	plain, hash := auth.NewToken()
+	path := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	if err := os.WriteFile(path, []byte(plain+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	created, err := s.db.BootstrapAdmin(ctx, store.Token{ID: auth.NewID("tok_"), Name: "admin", Role: auth.Admin.String()}, hash)
+	if err != nil || !created {
+		os.Remove(path)
+		return err
+	}
+	s.log.Info("created the first admin token", "file", path)
+	return nil
+}
+
+// Handler is the complete HTTP handler (also used by tests).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes lists every registered route with the role it requires.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// DataDir is where the server keeps its state.
+func (s *Server) DataDir() string { return s.cfg.DataDir }
+
+// Close releases the store.
+func (s *Server) Close() error { return s.db.Close() }
+
+// Serve answers on ln until ctx ends, then stops accepting and lets
+// in-flight requests finish within the grace period.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("slipway server listening", "addr", ln.Addr().String(), "data", s.cfg.DataDir)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down; waiting for in-flight requests", "grace", s.cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe binds cfg.Addr and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}

@@ -1,0 +1,201 @@
+// Package source hosts app repositories over smart HTTP and turns pushes —
+// direct or announced by a GitHub webhook — into push events and runs.
+package source
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/slipway-dev/slipway/internal/secret"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// ZeroSHA is git's name for "no object": the old side of a new ref, the new side of a deleted one.
+const ZeroSHA = "0000000000000000000000000000000000000000"
+
+// Store is what this package needs from the state store.
+type Store interface {
+	store.AppStore
+	store.EventStore
+}
+
+// Service owns the bare repositories under Root.
+type Service struct {
+	Store Store
+	Root  string
+	Keys  *secret.Keyring
+	Log   *slog.Logger
+	// RunCreated is called after a push has started a run (the pipeline engine wakes on it).
+	RunCreated func(store.Run)
+
+	gitPath string
+	locks   sync.Map // app name → *sync.Mutex; serialises ref updates per repository
+}
+
+// NewService checks that git is installed and prepares the repository root.
+func NewService(st Store, root string, keys *secret.Keyring, log *slog.Logger) (*Service, error) {
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		return nil, errors.New("git is not installed: Slipway hosts repositories with git http-backend; install git")
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create git root: %w", err)
+	}
+	return &Service{Store: st, Root: root, Keys: keys, Log: log, gitPath: gitPath}, nil
+}
+
+// AppNameRule is the rule app names follow; it appears in the error as is.
+const AppNameRule = `^[a-z0-9][a-z0-9-]{0,62}$`
+
+var appName = regexp.MustCompile(AppNameRule)
+
+// ValidAppName reports whether name can be an app.
+func ValidAppName(name string) bool { return appName.MatchString(name) }
+
+// RepoPath is where an app's bare repository lives.
+func (s *Service) RepoPath(app string) string { return filepath.Join(s.Root, app+".git") }
+
+func (s *Service) lock(app string) func() {
+	m, _ := s.locks.LoadOrStore(app, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// git runs a git command in the app's repository and returns its stdout.
+func (s *Service) git(ctx context.Context, app string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, s.gitPath, args...)
+	cmd.Dir = s.RepoPath(app)
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// CreateRepo initialises an empty bare repository whose default branch is main.
+func (s *Service) CreateRepo(ctx context.Context, app string) error {
+	path := s.RepoPath(app)
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("repository directory %s already exists", path)
+	}
+	cmd := exec.CommandContext(ctx, s.gitPath, "init", "--bare", "--quiet", "--initial-branch=main", path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git init: %w: %s", err, out)
+	}
+	// Force pushes and branch deletes are allowed, as on GitHub.
+	for _, kv := range [][2]string{{"receive.denyNonFastForwards", "false"}, {"receive.denyDeletes", "false"}, {"http.receivepack", "true"}} {
+		if _, err := s.git(ctx, app, "config", kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteRepo removes the repository data.
+func (s *Service) DeleteRepo(app string) error {
+	return os.RemoveAll(s.RepoPath(app))
+}
+
+// refs returns every ref and the object it points at.
+func (s *Service) refs(ctx context.Context, app string) (map[string]string, error) {
+	out, err := s.git(ctx, app, "for-each-ref", "--format=%(objectname) %(refname)")
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if sha, ref, ok := strings.Cut(line, " "); ok {
+			refs[ref] = sha
+		}
+	}
+	return refs, nil
+}
+
+// RefUpdate is one ref a push changed.
+type RefUpdate struct {
+	Ref, Old, New string
+}
+
+func diffRefs(before, after map[string]string) []RefUpdate {
+	var ups []RefUpdate
+	for ref, n := range after {
+		if o, ok := before[ref]; !ok {
+			ups = append(ups, RefUpdate{Ref: ref, Old: ZeroSHA, New: n})
+		} else if o != n {
+			ups = append(ups, RefUpdate{Ref: ref, Old: o, New: n})
+		}
+	}
+	for ref, o := range before {
+		if _, ok := after[ref]; !ok {
+			ups = append(ups, RefUpdate{Ref: ref, Old: o, New: ZeroSHA})
+		}
+	}
+	return ups
+}
+
+// ServeGit answers a smart-HTTP request for an app's repository through git
+// http-backend. For a push it compares the refs before and after, under the
+// repository's lock, so every updated ref becomes exactly one push event.
+func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher string, push bool) {
+	h := &cgi.Handler{
+		Path: s.gitPath,
+		Args: []string{"http-backend"},
+		Root: "/git",
+		Env: []string{
+			"GIT_PROJECT_ROOT=" + s.Root,
+			"GIT_HTTP_EXPORT_ALL=1",
+			"REMOTE_USER=" + pusher,
+			"GIT_CONFIG_NOSYSTEM=1",
+			"GIT_HTTP_MAX_REQUEST_BUFFER=100M",
+		},
+		InheritEnv: []string{"PATH", "HOME"},
+		Logger:     slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
+		Stderr:     logWriter{s.Log},
+	}
+	if !push {
+		h.ServeHTTP(w, r)
+		return
+	}
+	unlock := s.lock(app)
+	defer unlock()
+	before, err := s.refs(r.Context(), app)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h.ServeHTTP(w, r)
+	// The push is complete on disk; record it even if the client has gone away.
+	ctx := context.WithoutCancel(r.Context())
+	after, err := s.refs(ctx, app)
+	if err != nil {
+		s.Log.Error("read refs after push", "app", app, "err", err)
+		return
+	}
+	for _, up := range diffRefs(before, after) {
+		if _, err := s.recordPush(ctx, app, "git", pusher, "", up, nil); err != nil {
+			s.Log.Error("record push", "app", app, "ref", up.Ref, "err", err)
+		}
+	}
+}
+
+type logWriter struct{ log *slog.Logger }
+
+func (l logWriter) Write(p []byte) (int, error) {
+	l.log.Warn("git http-backend", "stderr", strings.TrimSpace(string(p)))
+	return len(p), nil
+}

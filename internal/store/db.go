@@ -1,0 +1,109 @@
+// Package store keeps Slipway's state in one SQLite file. Each entity has a
+// small interface so another engine (PostgreSQL) can implement it later.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // pure-Go driver: the binary stays CGO_ENABLED=0
+)
+
+// ErrNotFound is returned when the requested row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a unique key already exists.
+var ErrConflict = errors.New("already exists")
+
+// DB is the SQLite-backed store. Writes go through a single connection so
+// concurrent writers queue in Go instead of failing with SQLITE_BUSY; reads
+// use a separate pool and see WAL snapshots.
+type DB struct {
+	write *sql.DB
+	read  *sql.DB
+	Path  string
+}
+
+// Open opens (creating if needed) the database file in dir and applies migrations.
+func Open(ctx context.Context, dir string) (*DB, error) {
+	path := filepath.Join(dir, "slipway.db")
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	db := &DB{write: w, read: r, Path: path}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close releases both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// tx runs fn in one write transaction; any error rolls everything back.
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Timestamps are stored as Unix microseconds: sortable and exact.
+func toDB(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().UnixMicro()
+}
+
+func fromDB(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// Page bounds a list: at most Limit rows with an id below Before (0 = newest).
+type Page struct {
+	Limit  int
+	Before int64
+}
+
+func (p Page) normalize() Page {
+	if p.Limit <= 0 {
+		p.Limit = 50
+	}
+	if p.Limit > 500 {
+		p.Limit = 500
+	}
+	if p.Before <= 0 {
+		p.Before = 1<<63 - 1
+	}
+	return p
+}

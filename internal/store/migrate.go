@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order, each once, each in its own transaction.
+// Never edit a released entry: append a new one.
+var migrations = []string{
+	// 1: foundation
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	 CREATE TABLE tokens (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		role TEXT NOT NULL,
+		hash BLOB NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		last_used_at INTEGER,
+		revoked_at INTEGER
+	 );`,
+	// 2: source — apps, environments, push events, runs
+	`CREATE TABLE apps (
+		name TEXT PRIMARY KEY,
+		registry_repo TEXT NOT NULL,
+		source_url TEXT NOT NULL DEFAULT '',
+		webhook_secret BLOB,
+		created_at INTEGER NOT NULL
+	 );
+	 CREATE TABLE environments (
+		app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app, name)
+	 );
+	 CREATE TABLE runs (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+		state TEXT NOT NULL,
+		trigger TEXT NOT NULL,
+		ref TEXT NOT NULL,
+		commit_sha TEXT NOT NULL,
+		event_id INTEGER,
+		reason TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		started_at INTEGER,
+		ended_at INTEGER
+	 );
+	 CREATE INDEX runs_app ON runs(app, id);
+	 CREATE TABLE push_events (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+		source TEXT NOT NULL,
+		ref TEXT NOT NULL,
+		old_sha TEXT NOT NULL,
+		new_sha TEXT NOT NULL,
+		pushed_by TEXT NOT NULL,
+		delivery_id TEXT NOT NULL DEFAULT '',
+		outcome TEXT NOT NULL,
+		reason TEXT NOT NULL DEFAULT '',
+		run_id INTEGER,
+		created_at INTEGER NOT NULL
+	 );
+	 CREATE INDEX push_events_app ON push_events(app, id);
+	 CREATE TABLE webhook_deliveries (
+		delivery_id TEXT PRIMARY KEY,
+		app TEXT NOT NULL,
+		received_at INTEGER NOT NULL
+	 );`,
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := db.write.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): upgrade slipway", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		err := db.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, toDB(now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion reports the highest applied migration.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := db.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Run states.
+const (
+	RunQueued     = "queued"
+	RunRunning    = "running"
+	RunWaiting    = "waiting"
+	RunSucceeded  = "succeeded"
+	RunFailed     = "failed"
+	RunCancelled  = "cancelled"
+	RunSuperseded = "superseded"
+)
+
+// Run is one execution of an app's pipeline.
+type Run struct {
+	ID        int64      `json:"id"`
+	App       string     `json:"app"`
+	State     string     `json:"state"`
+	Trigger   string     `json:"trigger"`
+	Ref       string     `json:"ref"`
+	Commit    string     `json:"commit"`
+	EventID   int64      `json:"event_id,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+}
+
+// PushEvent is one updated ref from a git push or a webhook delivery.
+type PushEvent struct {
+	ID         int64     `json:"id"`
+	App        string    `json:"app"`
+	Source     string    `json:"source"` // "git" or "github"
+	Ref        string    `json:"ref"`
+	OldSHA     string    `json:"old_sha"`
+	NewSHA     string    `json:"new_sha"`
+	PushedBy   string    `json:"pushed_by"`
+	DeliveryID string    `json:"delivery_id,omitempty"`
+	Outcome    string    `json:"outcome"` // "run", "filtered" or "error"
+	Reason     string    `json:"reason,omitempty"`
+	RunID      int64     `json:"run_id,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Push event outcomes.
+const (
+	OutcomeRun      = "run"
+	OutcomeFiltered = "filtered"
+	OutcomeError    = "error"
+)
+
+// RunStore keeps pipeline runs.
+type RunStore interface {
+	CreateRun(ctx context.Context, r Run) (Run, error)
+	GetRun(ctx context.Context, id int64) (Run, error)
+	ListRuns(ctx context.Context, app string, p Page) ([]Run, error)
+}
+
+// EventStore keeps push events and webhook delivery ids.
+type EventStore interface {
+	RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error)
+	ListPushEvents(ctx context.Context, app string, p Page) ([]PushEvent, error)
+	DeliverySeen(ctx context.Context, deliveryID string) (bool, error)
+}
+
+var (
+	_ RunStore   = (*DB)(nil)
+	_ EventStore = (*DB)(nil)
+)
+
+const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at`
+
+func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+	var r Run
+	var created, started, ended sql.NullInt64
+	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended); err != nil {
+		return r, err
+	}
+	r.CreatedAt = fromDB(created)
+	if started.Valid {
+		t := fromDB(started)
+		r.StartedAt = &t
+	}
+	if ended.Valid {
+		t := fromDB(ended)
+		r.EndedAt = &t
+	}
+	return r, nil
+}
+
+func insertRun(ctx context.Context, tx *sql.Tx, r *Run) error {
+	r.CreatedAt = now()
+	if r.State == "" {
+		r.State = RunQueued
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO runs(app, state, trigger, ref, commit_sha, event_id, reason, created_at) VALUES (?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?)`,
+		r.App, r.State, r.Trigger, r.Ref, r.Commit, r.EventID, r.Reason, toDB(r.CreatedAt))
+	if err != nil {
+		return err
+	}
+	r.ID, err = res.LastInsertId()
+	return err
+}
+
+func (db *DB) CreateRun(ctx context.Context, r Run) (Run, error) {
+	err := db.tx(ctx, func(tx *sql.Tx) error { return insertRun(ctx, tx, &r) })
+	return r, err
+}
+
+func (db *DB) GetRun(ctx context.Context, id int64) (Run, error) {
+	r, err := scanRun(db.read.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("run %d: %w", id, ErrNotFound)
+	}
+	return r, err
+}
+
+func (db *DB) ListRuns(ctx context.Context, app string, p Page) ([]Run, error) {
+	p = p.normalize()
+	var rows *sql.Rows
+	var err error
+	if app == "" {
+		rows, err = db.read.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?`, p.Before, p.Limit)
+	} else {
+		rows, err = db.read.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE app = ? AND id < ? ORDER BY id DESC LIMIT ?`, app, p.Before, p.Limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RecordPush stores a push event and, when run is not nil, the run it
+// started, in one transaction: a push is never recorded without its run.
+// A repeated webhook delivery id fails with ErrConflict.
+func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error) {
+	ev.CreatedAt = now()
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if ev.DeliveryID != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries(delivery_id, app, received_at) VALUES (?, ?, ?)`, ev.DeliveryID, ev.App, toDB(ev.CreatedAt)); err != nil {
+				if isUniqueViolation(err) {
+					return fmt.Errorf("delivery %q: %w", ev.DeliveryID, ErrConflict)
+				}
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO push_events(app, source, ref, old_sha, new_sha, pushed_by, delivery_id, outcome, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			ev.App, ev.Source, ev.Ref, ev.OldSHA, ev.NewSHA, ev.PushedBy, ev.DeliveryID, ev.Outcome, ev.Reason, toDB(ev.CreatedAt))
+		if err != nil {
+			return err
+		}
+		if ev.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if run == nil {
+			return nil
+		}
+		run.EventID = ev.ID
+		if err := insertRun(ctx, tx, run); err != nil {
+			return err
+		}
+		ev.RunID = run.ID
+		_, err = tx.ExecContext(ctx, `UPDATE push_events SET run_id = ? WHERE id = ?`, run.ID, ev.ID)
+		return err
+	})
+	return ev, err
+}
+
+func (db *DB) ListPushEvents(ctx context.Context, app string, p Page) ([]PushEvent, error) {
+	p = p.normalize()
+	rows, err := db.read.QueryContext(ctx, `SELECT id, app, source, ref, old_sha, new_sha, pushed_by, delivery_id, outcome, reason, COALESCE(run_id, 0), created_at
+		FROM push_events WHERE app = ? AND id < ? ORDER BY id DESC LIMIT ?`, app, p.Before, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []PushEvent{}
+	for rows.Next() {
+		var e PushEvent
+		var created sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.App, &e.Source, &e.Ref, &e.OldSHA, &e.NewSHA, &e.PushedBy, &e.DeliveryID, &e.Outcome, &e.Reason, &e.RunID, &created); err != nil {
+			return nil, err
+		}
+		e.CreatedAt = fromDB(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) DeliverySeen(ctx context.Context, deliveryID string) (bool, error) {
+	var one int
+	err := db.read.QueryRowContext(ctx, `SELECT 1 FROM webhook_deliveries WHERE delivery_id = ?`, deliveryID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Token is an API credential; the secret itself is never stored, only its hash.
+type Token struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Role       string     `json:"role"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+}
+
+// TokenStore keeps API tokens.
+type TokenStore interface {
+	CreateToken(ctx context.Context, t Token, hash []byte) (Token, error)
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	ListTokens(ctx context.Context) ([]Token, error)
+	RevokeToken(ctx context.Context, idOrName string) (Token, error)
+	TouchToken(ctx context.Context, id string, at time.Time) error
+	CountTokens(ctx context.Context) (int, error)
+}
+
+var _ TokenStore = (*DB)(nil)
+
+const tokenCols = `id, name, role, created_at, last_used_at, revoked_at`
+
+func scanToken(row interface{ Scan(...any) error }) (Token, error) {
+	var t Token
+	var created, used, revoked sql.NullInt64
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return t, ErrNotFound
+		}
+		return t, err
+	}
+	t.CreatedAt = fromDB(created)
+	if used.Valid {
+		u := fromDB(used)
+		t.LastUsedAt = &u
+	}
+	if revoked.Valid {
+		r := fromDB(revoked)
+		t.RevokedAt = &r
+	}
+	return t, nil
+}
+
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func (db *DB) CreateToken(ctx context.Context, t Token, hash []byte) (Token, error) {
+	t.CreatedAt = now()
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt))
+		return err
+	})
+	if isUniqueViolation(err) {
+		return t, fmt.Errorf("token name %q: %w", t.Name, ErrConflict)
+	}
+	return t, err
+}
+
+func (db *DB) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
+	return scanToken(db.read.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE hash = ?`, hash))
+}
+
+func (db *DB) ListTokens(ctx context.Context) ([]Token, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Token{}
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) RevokeToken(ctx context.Context, idOrName string) (Token, error) {
+	var t Token
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = ? OR name = ?`, idOrName, idOrName))
+		if err != nil {
+			return err
+		}
+		if t.RevokedAt != nil {
+			return nil
+		}
+		at := now()
+		t.RevokedAt = &at
+		_, err = tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?`, toDB(at), t.ID)
+		return err
+	})
+	return t, err
+}
+
+func (db *DB) TouchToken(ctx context.Context, id string, at time.Time) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE tokens SET last_used_at = ? WHERE id = ?`, toDB(at), id)
+		return err
+	})
+}
+
+func (db *DB) CountTokens(ctx context.Context) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens`).Scan(&n)
+	return n, err
+}
+
+// GetMeta and SetMeta hold small server facts such as whether the first admin token was issued.
+func (db *DB) GetMeta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := db.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return v, err
+}
+
+func (db *DB) SetMeta(ctx context.Context, key, value string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+		return err
+	})
+}
+
+// BootstrapAdmin issues the first admin token once per database. It reports
+// false when a bootstrap already happened, so a restart never mints another.
+func (db *DB) BootstrapAdmin(ctx context.Context, t Token, hash []byte) (bool, error) {
+	created := false
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var v string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'admin_bootstrapped'`).Scan(&v)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		t.CreatedAt = now()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('admin_bootstrapped', ?)`, t.ID); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	return created, err
+}
