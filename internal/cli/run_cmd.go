@@ -87,4 +87,3 @@ func duration(start, end *time.Time) string {
 	}
 	return e.Sub(*start).Round(time.Millisecond).String()
 }
-

@@ -102,4 +102,3 @@ func loginCmd() *cobra.Command {
 	cmd.Flags().StringVar(&token, "token", "", "API token")
 	return cmd
 }
-

@@ -30,7 +30,6 @@ type CreatedToken struct {
 	Secret string `json:"token"`
 }
 
-
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req createTokenRequest
 	if err := decodeJSON(r, &req); err != nil {

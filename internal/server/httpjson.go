@@ -71,7 +71,7 @@ func decodeJSON(r *http.Request, v any) error {
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &maxErr):
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body is over the "+humanBytes(maxErr.Limit)+" limit"}
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body is over the " + humanBytes(maxErr.Limit) + " limit"}
 	case errors.Is(err, io.EOF):
 		return errBadRequest("", "request body is empty; send a JSON object")
 	case errors.As(err, &syntaxErr):

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cgi"
@@ -167,6 +168,18 @@ func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher s
 		Logger:     slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 		Stderr:     logWriter{s.Log},
 	}
+	// git sends bodies over http.postBuffer (1 MiB) chunked, which CGI cannot
+	// carry; spooling to disk gives http-backend the CONTENT_LENGTH it needs.
+	if len(r.TransferEncoding) > 0 {
+		spooled, cleanup, err := s.spool(r)
+		if err != nil {
+			s.Log.Error("spool git request", "app", app, "err", err)
+			http.Error(w, "cannot buffer the request body: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer cleanup()
+		r = spooled
+	}
 	if !push {
 		h.ServeHTTP(w, r)
 		return
@@ -191,6 +204,31 @@ func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher s
 			s.Log.Error("record push", "app", app, "ref", up.Ref, "err", err)
 		}
 	}
+}
+
+func (s *Service) spool(r *http.Request) (*http.Request, func(), error) {
+	dir := filepath.Join(s.Root, ".spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.CreateTemp(dir, "body-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { f.Close(); os.Remove(f.Name()) }
+	n, err := io.Copy(f, r.Body)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	r2 := r.Clone(r.Context())
+	r2.Body = f
+	r2.ContentLength = n
+	r2.TransferEncoding = nil
+	return r2, cleanup, nil
 }
 
 type logWriter struct{ log *slog.Logger }

@@ -1,0 +1,122 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testEnv is a real server on a loopback port over a real SQLite file.
+type testEnv struct {
+	t     *testing.T
+	srv   *Server
+	http  *httptest.Server
+	URL   string
+	Admin string
+}
+
+func quietLog() *slog.Logger {
+	if os.Getenv("SLIPWAY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	return newEnvAt(t, t.TempDir())
+}
+
+func newEnvAt(t *testing.T, dir string) *testEnv {
+	t.Helper()
+	srv, err := New(context.Background(), Config{DataDir: dir, Log: quietLog()})
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	e := &testEnv{t: t, srv: srv, http: hs, URL: hs.URL}
+	t.Cleanup(e.stop)
+	b, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	if err != nil {
+		t.Fatalf("read admin token: %v", err)
+	}
+	e.Admin = strings.TrimSpace(string(b))
+	return e
+}
+
+func (e *testEnv) stop() {
+	if e.http != nil {
+		e.http.Close()
+		e.srv.Close()
+		e.http = nil
+	}
+}
+
+// call sends a JSON request and returns the status and decoded body.
+func (e *testEnv) call(method, path, token string, body any) (int, map[string]any) {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		buf, _ := json.Marshal(b)
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, e.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]any{}
+	if len(raw) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			e.t.Fatalf("%s %s: response is not JSON: %s", method, path, raw)
+		}
+	} else if len(raw) > 0 && raw[0] == '[' {
+		var list []any
+		_ = json.Unmarshal(raw, &list)
+		out["items"] = list
+	}
+	return resp.StatusCode, out
+}
+
+// token creates a token with the given role and returns its secret.
+func (e *testEnv) token(name, role string) string {
+	e.t.Helper()
+	code, body := e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": name, "role": role})
+	if code != http.StatusCreated {
+		e.t.Fatalf("create token %s: %d %v", name, code, body)
+	}
+	return body["token"].(string)
+}
+
+func (e *testEnv) createApp(name string) {
+	e.t.Helper()
+	if code, body := e.call("POST", "/api/v1/apps", e.Admin, map[string]string{"name": name}); code != http.StatusCreated {
+		e.t.Fatalf("create app %s: %d %v", name, code, body)
+	}
+}
+
+func errorField(body map[string]any, key string) string {
+	e, _ := body["error"].(map[string]any)
+	s, _ := e[key].(string)
+	return s
+}

@@ -1,0 +1,386 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/auth"
+)
+
+// publicRoutes are the only routes allowed without a token. A new route that
+// forgets its role shows up here as a failure, not as an open door.
+var publicRoutes = map[string]bool{
+	"GET /healthz":             true,
+	"POST /hooks/github/{app}": true, // authenticated by the HMAC signature instead
+}
+
+// readOnlyPosts are the non-GET routes a viewer may call because they only read.
+var readOnlyPosts = map[string]bool{
+	"POST /git/{repo}/git-upload-pack": true, // fetch/clone negotiation
+}
+
+var wildcard = regexp.MustCompile(`\{([a-z]+)\.*\}`)
+
+func samplePath(pattern string) string {
+	return wildcard.ReplaceAllStringFunc(pattern, func(w string) string {
+		switch w {
+		case "{repo}":
+			return "hello.git"
+		case "{id}":
+			return "1"
+		}
+		return "hello"
+	})
+}
+
+func TestAuthMatrixCoversEveryRoute(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("hello")
+	viewer := e.token("matrix-viewer", "viewer")
+	revoked := e.token("matrix-revoked", "admin")
+	if code, _ := e.call("DELETE", "/api/v1/tokens/matrix-revoked", e.Admin, nil); code != http.StatusOK {
+		t.Fatalf("revoke: %d", code)
+	}
+	routes := e.srv.Routes()
+	if len(routes) < 10 {
+		t.Fatalf("only %d routes enumerated", len(routes))
+	}
+	for _, rt := range routes {
+		key := rt.Method + " " + rt.Pattern
+		if rt.Role == auth.Public {
+			if !publicRoutes[key] {
+				t.Errorf("%s needs no credentials; give it a role or add it to publicRoutes with a reason", key)
+			}
+			continue
+		}
+		if rt.Method != "GET" && rt.Role <= auth.Viewer && !readOnlyPosts[key] {
+			t.Errorf("%s changes state but a viewer may call it; viewers only read", key)
+		}
+		path := samplePath(rt.Pattern)
+		if strings.HasSuffix(path, "/info/refs") {
+			path += "?service=git-upload-pack"
+		}
+		cases := []struct {
+			name  string
+			token string
+			basic bool
+			want  int
+		}{
+			{"no token", "", false, http.StatusUnauthorized},
+			{"bad token", "slw_not-a-real-token", false, http.StatusUnauthorized},
+			{"bad token as basic auth", "slw_not-a-real-token", true, http.StatusUnauthorized},
+			{"revoked token", revoked, false, http.StatusUnauthorized},
+		}
+		if rt.Role > auth.Viewer {
+			cases = append(cases, struct {
+				name  string
+				token string
+				basic bool
+				want  int
+			}{"viewer on write route", viewer, rt.Basic, http.StatusForbidden})
+		}
+		for _, c := range cases {
+			req, _ := http.NewRequest(rt.Method, e.URL+path, strings.NewReader("{}"))
+			if c.token != "" {
+				if c.basic {
+					req.SetBasicAuth("anyone", c.token)
+				} else {
+					req.Header.Set("Authorization", "Bearer "+c.token)
+				}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%s (%s): got %d, want %d", key, c.name, resp.StatusCode, c.want)
+			}
+			if c.want == http.StatusUnauthorized {
+				wantScheme := "Bearer"
+				if rt.Basic {
+					wantScheme = "Basic"
+				}
+				if h := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, wantScheme) {
+					t.Errorf("%s (%s): WWW-Authenticate %q, want %s challenge", key, c.name, h, wantScheme)
+				}
+			}
+			if resp.Header.Get("X-Request-Id") == "" {
+				t.Errorf("%s (%s): no X-Request-Id", key, c.name)
+			}
+		}
+	}
+}
+
+func TestTokenLifecycle(t *testing.T) {
+	e := newEnv(t)
+	dep := e.token("ci", "deployer")
+	if !strings.HasPrefix(dep, "slw_") {
+		t.Fatalf("token %q lacks prefix", dep)
+	}
+	code, who := e.call("GET", "/api/v1/whoami", dep, nil)
+	if code != 200 || who["role"] != "deployer" || who["name"] != "ci" {
+		t.Fatalf("whoami: %d %v", code, who)
+	}
+	// A deployer is not an admin.
+	if code, _ := e.call("POST", "/api/v1/tokens", dep, map[string]string{"name": "x", "role": "admin"}); code != http.StatusForbidden {
+		t.Fatalf("deployer created a token: %d", code)
+	}
+	// Duplicate names and unknown roles are refused with the field named.
+	code, body := e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": "ci", "role": "viewer"})
+	if code != http.StatusConflict {
+		t.Fatalf("duplicate name: %d %v", code, body)
+	}
+	code, body = e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": "y", "role": "root"})
+	if code != http.StatusBadRequest || errorField(body, "field") != "role" {
+		t.Fatalf("bad role: %d %v", code, body)
+	}
+	// The list never shows secrets.
+	code, list := e.call("GET", "/api/v1/tokens", e.Admin, nil)
+	if code != 200 || len(list["items"].([]any)) != 2 {
+		t.Fatalf("list: %d %v", code, list)
+	}
+	if strings.Contains(fmt.Sprint(list), dep) {
+		t.Fatal("token list leaks a secret")
+	}
+	if code, _ := e.call("DELETE", "/api/v1/tokens/ci", e.Admin, nil); code != 200 {
+		t.Fatalf("revoke: %d", code)
+	}
+	code, body = e.call("GET", "/api/v1/whoami", dep, nil)
+	if code != http.StatusUnauthorized || !strings.Contains(errorField(body, "message"), "revoked") {
+		t.Fatalf("revoked token still works: %d %v", code, body)
+	}
+	if code, _ := e.call("DELETE", "/api/v1/tokens/nope", e.Admin, nil); code != http.StatusNotFound {
+		t.Fatalf("revoke unknown: %d", code)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		name, method, path string
+		body               any
+		wantCode           int
+		wantField          string
+		wantMsg            string
+	}{
+		{"unknown route", "GET", "/api/v1/nothing", nil, 404, "", "no route"},
+		{"wrong method", "PATCH", "/api/v1/apps", nil, 405, "", "use GET or POST"},
+		{"malformed JSON", "POST", "/api/v1/apps", `{"name": `, 400, "", "malformed JSON"},
+		{"syntax error", "POST", "/api/v1/apps", `{"name" "x"}`, 400, "", "malformed JSON at byte"},
+		{"empty body", "POST", "/api/v1/apps", "", 400, "", "empty"},
+		{"unknown field", "POST", "/api/v1/apps", `{"nmae": "x"}`, 400, "nmae", "unknown field"},
+		{"wrong type", "POST", "/api/v1/apps", `{"name": 5}`, 400, "name", "must be a JSON string"},
+		{"oversized body", "POST", "/api/v1/apps", `{"name": "` + strings.Repeat("a", 2<<20) + `"}`, 413, "", "limit"},
+		{"bad app name", "POST", "/api/v1/apps", `{"name": "Hello_World"}`, 400, "name", "^[a-z0-9][a-z0-9-]{0,62}$"},
+		{"bad run id", "GET", "/api/v1/runs/abc", nil, 400, "id", "positive number"},
+		{"unknown run", "GET", "/api/v1/runs/99", nil, 404, "", "run 99"},
+		{"bad limit", "GET", "/api/v1/runs?limit=0", nil, 400, "limit", "1 to 500"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := e.call(c.method, c.path, e.Admin, c.body)
+			if code != c.wantCode {
+				t.Fatalf("status %d, want %d: %v", code, c.wantCode, body)
+			}
+			if got := errorField(body, "field"); got != c.wantField {
+				t.Errorf("field %q, want %q", got, c.wantField)
+			}
+			if msg := errorField(body, "message"); !strings.Contains(msg, c.wantMsg) {
+				t.Errorf("message %q does not contain %q", msg, c.wantMsg)
+			}
+			if errorField(body, "code") == "" {
+				t.Errorf("no error code in %v", body)
+			}
+		})
+	}
+}
+
+func TestPanicBecomes500WithRequestID(t *testing.T) {
+	e := newEnv(t)
+	h := e.srv.observe(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	hs := httptestServer(t, h)
+	resp, err := http.Get(hs + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	buf := make([]byte, 512)
+	n, _ := resp.Body.Read(buf)
+	if resp.StatusCode != 500 || id == "" || !strings.Contains(string(buf[:n]), id) {
+		t.Fatalf("got %d id=%q body=%s", resp.StatusCode, id, buf[:n])
+	}
+}
+
+func httptestServer(t *testing.T, h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func TestDataSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnvAt(t, dir)
+	admin := e.Admin
+	dep := e.token("ci", "deployer")
+	e.createApp("hello")
+	e.stop()
+
+	e2 := newEnvAt(t, dir)
+	if e2.Admin != admin {
+		t.Fatal("restart replaced the admin token")
+	}
+	code, who := e2.call("GET", "/api/v1/whoami", dep, nil)
+	if code != 200 || who["name"] != "ci" {
+		t.Fatalf("token lost across restart: %d %v", code, who)
+	}
+	if code, _ := e2.call("GET", "/api/v1/apps/hello", admin, nil); code != 200 {
+		t.Fatalf("app lost across restart: %d", code)
+	}
+	_, list := e2.call("GET", "/api/v1/tokens", admin, nil)
+	if n := len(list["items"].([]any)); n != 2 {
+		t.Fatalf("%d tokens after restart, want 2 (no second admin)", n)
+	}
+	st, err := os.Stat(filepath.Join(dir, AdminTokenFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file mode: %v %v", st.Mode(), err)
+	}
+}
+
+func TestConcurrentWritersLeaveConsistentStore(t *testing.T) {
+	e := newEnv(t)
+	const writers = 50
+	var wg sync.WaitGroup
+	errs := make(chan string, writers*2)
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if code, body := e.call("POST", "/api/v1/apps", e.Admin, map[string]string{"name": fmt.Sprintf("app-%d", i)}); code != 201 {
+				errs <- fmt.Sprintf("app %d: %d %v", i, code, body)
+			}
+			if code, body := e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": fmt.Sprintf("tok-%d", i), "role": "viewer"}); code != 201 {
+				errs <- fmt.Sprintf("token %d: %d %v", i, code, body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+	_, apps := e.call("GET", "/api/v1/apps", e.Admin, nil)
+	if n := len(apps["items"].([]any)); n != writers {
+		t.Fatalf("%d apps, want %d", n, writers)
+	}
+	for _, a := range apps["items"].([]any) {
+		if envs := a.(map[string]any)["environments"].([]any); len(envs) != 2 {
+			t.Fatalf("app %v has environments %v", a.(map[string]any)["name"], envs)
+		}
+	}
+	_, toks := e.call("GET", "/api/v1/tokens", e.Admin, nil)
+	if n := len(toks["items"].([]any)); n != writers+1 {
+		t.Fatalf("%d tokens, want %d", n, writers+1)
+	}
+}
+
+func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	srv, err := New(context.Background(), Config{DataDir: t.TempDir(), Log: quietLog(), ShutdownGrace: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	inner := srv.handler
+	started := make(chan struct{})
+	srv.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			time.Sleep(500 * time.Millisecond)
+			w.Write([]byte("finished"))
+			return
+		}
+		inner.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	result := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/slow")
+		if err != nil {
+			result <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b := make([]byte, 64)
+		n, _ := resp.Body.Read(b)
+		result <- string(b[:n])
+	}()
+	<-started
+	cancel() // as SIGTERM does in `slipway server`
+	if got := <-result; got != "finished" {
+		t.Fatalf("in-flight request got %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if _, err := http.Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
+		t.Fatal("server still accepts requests after shutdown")
+	}
+}
+
+func TestMetricsCountRequestsByRoute(t *testing.T) {
+	e := newEnv(t)
+	e.call("GET", "/api/v1/apps", e.Admin, nil)
+	e.call("GET", "/api/v1/apps", "", nil)
+	req, _ := http.NewRequest("GET", e.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := new(strings.Builder)
+	_, _ = fmt.Fprint(buf, readAll(resp))
+	text := buf.String()
+	for _, want := range []string{
+		`slipway_http_requests_total{code="200",method="GET",route="GET /api/v1/apps"} 1`,
+		`slipway_http_requests_total{code="401",method="GET",route="GET /api/v1/apps"} 1`,
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func readAll(resp *http.Response) string {
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
