@@ -317,7 +317,7 @@ func githubPayload(ref, before, after string, added []string) []byte {
 			"id": after, "tree_id": after, "distinct": true, "message": "change", "timestamp": "2026-11-23T10:00:00Z",
 			"url": "https://github.com/acme/hello/commit/" + after, "author": map[string]string{"name": "Octo", "email": "octo@example.com", "username": "octo"},
 			"committer": map[string]string{"name": "Octo", "email": "octo@example.com", "username": "octo"},
-			"added": added, "removed": []string{}, "modified": []string{},
+			"added":     added, "removed": []string{}, "modified": []string{},
 		}},
 		"head_commit": map[string]any{"id": after},
 		"repository":  map[string]any{"id": 1, "name": "hello", "full_name": "acme/hello", "default_branch": "main", "clone_url": "https://github.com/acme/hello.git"},
