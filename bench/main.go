@@ -1,0 +1,332 @@
+// Command bench measures Slipway on this machine. Each benchmark prints one
+// JSON line with its figures and a one-line summary on stderr.
+//
+//	go run ./bench [server-idle-rss|list-p99|push-to-run ...]
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+type bench struct {
+	name string
+	run  func(b *env) (map[string]any, string, error)
+}
+
+var benches = []bench{
+	{"server-idle-rss", idleRSS},
+	{"list-p99", listP99},
+	{"push-to-run", pushToRun},
+}
+
+func main() {
+	want := map[string]bool{}
+	for _, a := range os.Args[1:] {
+		want[a] = true
+	}
+	tmp, err := os.MkdirTemp("", "slipway-bench-")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "slipway")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/slipway")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fail(fmt.Errorf("build slipway: %w", err))
+	}
+	failed := false
+	for _, b := range benches {
+		if len(want) > 0 && !want[b.name] {
+			continue
+		}
+		e := &env{bin: bin, dir: filepath.Join(tmp, b.name)}
+		figures, summary, err := b.run(e)
+		e.stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: FAILED: %v\n", b.name, err)
+			failed = true
+			continue
+		}
+		figures["benchmark"] = b.name
+		line, _ := json.Marshal(figures)
+		fmt.Println(string(line))
+		fmt.Fprintf(os.Stderr, "%s: %s\n", b.name, summary)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+// env is one slipway server process on a free loopback port.
+type env struct {
+	bin, dir, url, token string
+	cmd                  *exec.Cmd
+}
+
+func (e *env) start() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e.cmd = exec.Command(e.bin, "server", "--addr", addr, "--data", filepath.Join(e.dir, "data"))
+	if err := e.cmd.Start(); err != nil {
+		return err
+	}
+	e.url = "http://" + addr
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(e.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			tok, err := os.ReadFile(filepath.Join(e.dir, "data", "admin.token"))
+			e.token = strings.TrimSpace(string(tok))
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("server did not answer /healthz within 15s")
+}
+
+func (e *env) stop() {
+	if e.cmd != nil && e.cmd.Process != nil {
+		_ = e.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { e.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			e.cmd.Process.Kill()
+		}
+		e.cmd = nil
+	}
+}
+
+func (e *env) get(path string, auth bool) (time.Duration, error) {
+	req, _ := http.NewRequest("GET", e.url+path, nil)
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	var sink json.RawMessage
+	err = json.NewDecoder(resp.Body).Decode(&sink)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return time.Since(start), err
+}
+
+func (e *env) post(path string, body string) error {
+	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("POST %s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+func rssKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kib int
+			_, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kib)
+			return kib, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+func idleRSS(e *env) (map[string]any, string, error) {
+	if err := e.start(); err != nil {
+		return nil, "", err
+	}
+	time.Sleep(3 * time.Second)
+	kib, err := rssKiB(e.cmd.Process.Pid)
+	if err != nil {
+		return nil, "", err
+	}
+	return map[string]any{"rss_mib": float64(kib) / 1024}, fmt.Sprintf("idle RSS %.1f MiB", float64(kib)/1024), nil
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func listP99(e *env) (map[string]any, string, error) {
+	const rows = 100_000
+	if err := e.start(); err != nil {
+		return nil, "", err
+	}
+	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+		return nil, "", err
+	}
+	// Seed directly in one transaction: the point is reading 100k rows, not writing them.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "data", "slipway.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, "", err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	stmt, err := tx.Prepare(`INSERT INTO runs(app, state, trigger, ref, commit_sha, created_at) VALUES ('bench', 'succeeded', 'git-push', 'refs/heads/main', ?, ?)`)
+	if err != nil {
+		return nil, "", err
+	}
+	now := time.Now().UnixMicro()
+	for i := 0; i < rows; i++ {
+		if _, err := stmt.Exec(fmt.Sprintf("%040x", i), now+int64(i)); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, "", err
+	}
+	const n = 2000
+	measure := func(path string, auth bool) ([]time.Duration, error) {
+		var d []time.Duration
+		for i := 0; i < n+100; i++ {
+			t, err := e.get(path, auth)
+			if err != nil {
+				return nil, err
+			}
+			if i >= 100 { // warm-up
+				d = append(d, t)
+			}
+		}
+		return d, nil
+	}
+	ref, err := measure("/healthz", false)
+	if err != nil {
+		return nil, "", err
+	}
+	list, err := measure("/api/v1/runs?app=bench&limit=50", true)
+	if err != nil {
+		return nil, "", err
+	}
+	deep, err := measure(fmt.Sprintf("/api/v1/runs?app=bench&limit=50&before=%d", rows/2), true)
+	if err != nil {
+		return nil, "", err
+	}
+	f := map[string]any{
+		"rows": rows, "requests": n,
+		"healthz_p99_ms": ms(percentile(ref, 0.99)), "list_p50_ms": ms(percentile(list, 0.5)), "list_p99_ms": ms(percentile(list, 0.99)),
+		"list_mid_page_p99_ms": ms(percentile(deep, 0.99)),
+		"list_p99_vs_healthz_p99": ms(percentile(list, 0.99)) / ms(percentile(ref, 0.99)),
+	}
+	return f, fmt.Sprintf("list of 50 from %d runs: p99 %.2f ms (%.1f× the /healthz p99 of %.2f ms); mid-table page p99 %.2f ms",
+		rows, f["list_p99_ms"], f["list_p99_vs_healthz_p99"], f["healthz_p99_ms"], f["list_mid_page_p99_ms"]), nil
+}
+
+func pushToRun(e *env) (map[string]any, string, error) {
+	if err := e.start(); err != nil {
+		return nil, "", err
+	}
+	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+		return nil, "", err
+	}
+	work := filepath.Join(e.dir, "work")
+	gitEnv := append(os.Environ(), "HOME="+e.dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_AUTHOR_NAME=b", "GIT_AUTHOR_EMAIL=b@x", "GIT_COMMITTER_NAME=b", "GIT_COMMITTER_EMAIL=b@x")
+	git := func(args ...string) error {
+		c := exec.Command("git", args...)
+		c.Dir = work
+		c.Env = gitEnv
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("git %s: %v: %s", args[0], err, out)
+		}
+		return nil
+	}
+	os.MkdirAll(work, 0o755)
+	if err := git("init", "-q", "-b", "main"); err != nil {
+		return nil, "", err
+	}
+	os.WriteFile(filepath.Join(work, "slipway.yaml"), []byte("on:\n  push:\n    branches: [main]\nstages:\n  - name: B\n    actions: [{name: a, type: build}]\n"), 0o644)
+	remote := strings.Replace(e.url, "http://", "http://b:"+e.token+"@", 1) + "/git/bench.git"
+	const pushes = 30
+	var lat, pushDur []time.Duration
+	for i := 0; i < pushes; i++ {
+		os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644)
+		if err := git("add", "-A"); err != nil {
+			return nil, "", err
+		}
+		if err := git("commit", "-q", "-m", fmt.Sprint(i)); err != nil {
+			return nil, "", err
+		}
+		start := time.Now()
+		if err := git("push", "-q", remote, "main"); err != nil {
+			return nil, "", err
+		}
+		returned := time.Now()
+		pushDur = append(pushDur, returned.Sub(start))
+		for {
+			n, err := runCount(e)
+			if err != nil {
+				return nil, "", err
+			}
+			if n == i+1 {
+				break
+			}
+			if time.Since(returned) > 10*time.Second {
+				return nil, "", fmt.Errorf("push %d: no run after 10s", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(returned))
+	}
+	f := map[string]any{"pushes": pushes, "after_push_p50_ms": ms(percentile(lat, 0.5)), "after_push_max_ms": ms(percentile(lat, 1)),
+		"git_push_p50_ms": ms(percentile(pushDur, 0.5)), "goal_ms": 200}
+	return f, fmt.Sprintf("run recorded %.1f ms (p50) / %.1f ms (max) after git push returned (goal ≤ 200 ms); git push itself took %.0f ms p50",
+		f["after_push_p50_ms"], f["after_push_max_ms"], f["git_push_p50_ms"]), nil
+}
+
+func runCount(e *env) (int, error) {
+	req, _ := http.NewRequest("GET", e.url+"/api/v1/runs?app=bench&limit=500", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var runs []json.RawMessage
+	err = json.NewDecoder(resp.Body).Decode(&runs)
+	return len(runs), err
+}

@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slipway-dev/slipway/internal/server"
+)
+
+// slipway runs the CLI in-process and returns stdout, stderr and the error.
+func slipway(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := NewRoot()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetIn(strings.NewReader(stdin))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+func TestCLIAgainstServer(t *testing.T) {
+	data := t.TempDir()
+	srv, err := server.New(context.Background(), server.Config{DataDir: data, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer func() { hs.Close(); srv.Close() }()
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("SLIPWAY_URL", "")
+	t.Setenv("SLIPWAY_TOKEN", "")
+
+	if _, _, err := slipway(t, "", "app", "list"); err == nil || !strings.Contains(err.Error(), "not logged in") {
+		t.Fatalf("before login: %v", err)
+	}
+	if _, _, err := slipway(t, "", "login", hs.URL, "--token", "slw_bogus"); err == nil || !strings.Contains(err.Error(), "token is not valid") {
+		t.Fatalf("bad login: %v", err)
+	}
+	admin, _ := os.ReadFile(filepath.Join(data, server.AdminTokenFile))
+	if _, _, err := slipway(t, "", "login", hs.URL, "--token", strings.TrimSpace(string(admin))); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	cfg, _ := configPath()
+	if st, err := os.Stat(cfg); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("config file: %v %v", st, err)
+	}
+
+	out, _, err := slipway(t, "", "token", "create", "--name", "ci", "--role", "deployer")
+	if err != nil || !strings.HasPrefix(out, "slw_") {
+		t.Fatalf("token create: %q %v", out, err)
+	}
+	out, _, err = slipway(t, "", "token", "list", "-o", "json")
+	var toks []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &toks) != nil || len(toks) != 2 {
+		t.Fatalf("token list json: %q %v", out, err)
+	}
+	if _, _, err := slipway(t, "", "token", "list", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "--output") {
+		t.Fatalf("bad output format: %v", err)
+	}
+
+	if _, _, err := slipway(t, "", "app", "create", "Bad_Name"); err == nil || !strings.Contains(err.Error(), "^[a-z0-9][a-z0-9-]{0,62}$") {
+		t.Fatalf("bad app name: %v", err)
+	}
+	if out, _, err := slipway(t, "", "app", "create", "hello"); err != nil || !strings.Contains(out, "/git/hello.git") {
+		t.Fatalf("app create: %q %v", out, err)
+	}
+	if out, _, err := slipway(t, "", "app", "show", "hello", "-o", "json"); err != nil || !strings.Contains(out, `"staging"`) {
+		t.Fatalf("app show: %q %v", out, err)
+	}
+	if _, _, err := slipway(t, "", "app", "set-source", "hello", "--url", "https://example.com/x.git", "--webhook-secret-stdin"); err == nil || !strings.Contains(err.Error(), "stdin was empty") {
+		t.Fatalf("empty secret: %v", err)
+	}
+	if out, _, err := slipway(t, "0123456789abcdef0123\n", "app", "set-source", "hello", "--url", "https://example.com/x.git", "--webhook-secret-stdin"); err != nil || !strings.Contains(out, "/hooks/github/hello") {
+		t.Fatalf("set-source: %q %v", out, err)
+	}
+	if out, _, err := slipway(t, "", "app", "events", "hello", "-o", "json"); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("events: %q %v", out, err)
+	}
+	if out, _, err := slipway(t, "", "run", "list"); err != nil || !strings.Contains(out, "STATE") {
+		t.Fatalf("run list: %q %v", out, err)
+	}
+	if _, _, err := slipway(t, "", "run", "show", "7"); err == nil || !strings.Contains(err.Error(), "run 7") {
+		t.Fatalf("run show missing: %v", err)
+	}
+	if _, _, err := slipway(t, "", "app", "delete", "hello"); err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("delete without --yes: %v", err)
+	}
+	if _, _, err := slipway(t, "", "app", "delete", "hello", "--yes"); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, _, err := slipway(t, "", "app", "show", "hello"); err == nil {
+		t.Fatal("deleted app still shown")
+	}
+	if _, err := os.Stat(filepath.Join(data, "git", "hello.git")); !os.IsNotExist(err) {
+		t.Fatalf("repository data not removed: %v", err)
+	}
+	if _, _, err := slipway(t, "", "token", "revoke", "ci"); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	if out, _, err := slipway(t, "", "completion", "bash"); err != nil || !strings.Contains(out, "slipway") {
+		t.Fatalf("completion: %v", err)
+	}
+}
