@@ -250,7 +250,7 @@ func listP99(e *env) (map[string]any, string, error) {
 	f := map[string]any{
 		"rows": rows, "requests": n,
 		"healthz_p99_ms": ms(percentile(ref, 0.99)), "list_p50_ms": ms(percentile(list, 0.5)), "list_p99_ms": ms(percentile(list, 0.99)),
-		"list_mid_page_p99_ms": ms(percentile(deep, 0.99)),
+		"list_mid_page_p99_ms":    ms(percentile(deep, 0.99)),
 		"list_p99_vs_healthz_p99": ms(percentile(list, 0.99)) / ms(percentile(ref, 0.99)),
 	}
 	return f, fmt.Sprintf("list of 50 from %d runs: p99 %.2f ms (%.1f× the /healthz p99 of %.2f ms); mid-table page p99 %.2f ms",
