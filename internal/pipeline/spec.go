@@ -2,15 +2,11 @@
 package pipeline
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/specfile"
 	"gopkg.in/yaml.v3"
 )
 
@@ -65,7 +61,7 @@ type Duration struct{ time.Duration }
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil || v <= 0 {
-		return &Error{Line: n.Line, Column: n.Column, Message: fmt.Sprintf("%q is not a positive duration such as 90s or 10m", n.Value)}
+		return &Error{File: FileName, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("%q is not a positive duration such as 90s or 10m", n.Value)}
 	}
 	d.Duration = v
 	return nil
@@ -85,65 +81,14 @@ var ActionTypes = []string{"build", "test", "image", "deploy", "approval", "invo
 const SourceArtifact = "SourceArtifact"
 
 // Error is a problem in slipway.yaml at a position.
-type Error struct {
-	File    string
-	Line    int
-	Column  int
-	Field   string
-	Message string
-}
-
-func (e *Error) Error() string {
-	file := e.File
-	if file == "" {
-		file = FileName
-	}
-	loc := file
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d:%d", file, e.Line, e.Column)
-	}
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Message)
-	}
-	return fmt.Sprintf("%s: %s", loc, e.Message)
-}
-
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+type Error = specfile.Error
 
 // Parse reads and completely validates slipway.yaml.
 func Parse(data []byte) (*Spec, error) {
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &Error{Message: "file is empty; it needs at least on: and stages:"}
-		}
-		e := &Error{Message: strings.TrimPrefix(err.Error(), "yaml: ")}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			fmt.Sscan(m[1], &e.Line)
-			e.Column = 1
-		}
-		return nil, e
-	}
-	if len(root.Content) == 0 {
-		return nil, &Error{Message: "file is empty; it needs at least on: and stages:"}
-	}
-	doc := root.Content[0]
-	if err := checkKeys(doc, reflect.TypeOf(Spec{}), ""); err != nil {
-		return nil, err
-	}
 	var spec Spec
-	if err := doc.Decode(&spec); err != nil {
-		var pe *Error
-		if errors.As(err, &pe) {
-			return nil, pe
-		}
-		e := &Error{Message: strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			fmt.Sscan(m[1], &e.Line)
-			e.Column = 1
-		}
-		return nil, e
+	doc, err := specfile.Decode(FileName, data, &spec)
+	if err != nil {
+		return nil, err
 	}
 	if err := spec.validate(doc); err != nil {
 		return nil, err
@@ -151,64 +96,11 @@ func Parse(data []byte) (*Spec, error) {
 	return &spec, nil
 }
 
-// checkKeys walks the YAML tree beside the Go type and refuses keys the type
-// does not declare, with their position: a misspelt key must not be ignored.
-func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if t == reflect.TypeOf(Duration{}) {
-			return nil
-		}
-		if n.Kind != yaml.MappingNode {
-			if n.Tag == "!!null" {
-				return nil
-			}
-			return &Error{Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a mapping of keys to values"}
-		}
-		fields := map[string]reflect.StructField{}
-		var names []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			fields[name] = f
-			names = append(names, name)
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			f, ok := fields[k.Value]
-			if !ok {
-				return &Error{Line: k.Line, Column: k.Column, Field: strings.TrimPrefix(path+"."+k.Value, "."),
-					Message: fmt.Sprintf("unknown key %q; allowed here: %s", k.Value, strings.Join(names, ", "))}
-			}
-			if err := checkKeys(v, f.Type, path+"."+k.Value); err != nil {
-				return err
-			}
-		}
-	case reflect.Slice:
-		if n.Kind == yaml.SequenceNode {
-			for i, item := range n.Content {
-				if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return err
-				}
-			}
-		} else if n.Tag != "!!null" {
-			return &Error{Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a list"}
-		}
-	}
-	return nil
-}
-
 // validate checks the meaning of a decoded spec; doc gives error positions.
 func (s *Spec) validate(doc *yaml.Node) error {
-	at := func(path ...any) *yaml.Node { return nodeAt(doc, path...) }
+	at := func(path ...any) *yaml.Node { return specfile.NodeAt(doc, path...) }
 	fail := func(n *yaml.Node, field, format string, args ...any) error {
-		e := &Error{Field: field, Message: fmt.Sprintf(format, args...)}
+		e := &Error{File: FileName, Field: field, Message: fmt.Sprintf(format, args...)}
 		if n != nil {
 			e.Line, e.Column = n.Line, n.Column
 		}
@@ -224,7 +116,7 @@ func (s *Spec) validate(doc *yaml.Node) error {
 	if p := s.On.Push; p != nil {
 		for key, globs := range map[string][]string{"branches": p.Branches, "tags": p.Tags, "paths": p.Paths} {
 			for i, g := range globs {
-				if _, err := globRegexp(strings.TrimPrefix(g, "!")); err != nil || strings.TrimPrefix(g, "!") == "" {
+				if _, err := specfile.Glob(strings.TrimPrefix(g, "!")); err != nil || strings.TrimPrefix(g, "!") == "" {
 					return fail(at("on", "push", key, i), "on.push."+key, "%q is not a valid glob", g)
 				}
 			}
@@ -325,35 +217,4 @@ func containsAny(m map[int][]string, s string) bool {
 		}
 	}
 	return false
-}
-
-// nodeAt follows mapping keys (string) and sequence indexes (int) from n.
-func nodeAt(n *yaml.Node, path ...any) *yaml.Node {
-	cur := n
-	for _, p := range path {
-		if cur == nil {
-			return nil
-		}
-		switch k := p.(type) {
-		case string:
-			var next *yaml.Node
-			if cur.Kind == yaml.MappingNode {
-				for i := 0; i+1 < len(cur.Content); i += 2 {
-					if cur.Content[i].Value == k {
-						next = cur.Content[i+1]
-					}
-				}
-			}
-			if next == nil {
-				return cur
-			}
-			cur = next
-		case int:
-			if cur.Kind != yaml.SequenceNode || k >= len(cur.Content) {
-				return cur
-			}
-			cur = cur.Content[k]
-		}
-	}
-	return cur
 }

@@ -2,8 +2,9 @@ package pipeline
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
+
+	"github.com/slipway-dev/slipway/internal/specfile"
 )
 
 // Decision says whether a push starts a run, and why not when it does not.
@@ -59,7 +60,7 @@ func matchAny(patterns []string, s string) bool {
 	matched := false
 	for _, p := range patterns {
 		neg := strings.HasPrefix(p, "!")
-		re, err := globRegexp(strings.TrimPrefix(p, "!"))
+		re, err := specfile.Glob(strings.TrimPrefix(p, "!"))
 		if err != nil {
 			continue
 		}
@@ -68,31 +69,4 @@ func matchAny(patterns []string, s string) bool {
 		}
 	}
 	return matched
-}
-
-// globRegexp: "*" matches within one path segment, "**" across segments, "?" one character.
-func globRegexp(glob string) (*regexp.Regexp, error) {
-	var b strings.Builder
-	b.WriteString("^")
-	for i := 0; i < len(glob); i++ {
-		c := glob[i]
-		switch {
-		case c == '*' && i+1 < len(glob) && glob[i+1] == '*':
-			i++
-			if i+1 < len(glob) && glob[i+1] == '/' {
-				i++
-				b.WriteString("(?:.*/)?") // "**/" also matches no directory at all
-			} else {
-				b.WriteString(".*")
-			}
-		case c == '*':
-			b.WriteString("[^/]*")
-		case c == '?':
-			b.WriteString("[^/]")
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString("$")
-	return regexp.Compile(b.String())
 }

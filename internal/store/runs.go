@@ -29,6 +29,7 @@ type Run struct {
 	Commit    string     `json:"commit"`
 	EventID   int64      `json:"event_id,omitempty"`
 	Reason    string     `json:"reason,omitempty"`
+	Mode      string     `json:"mode,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
@@ -76,12 +77,12 @@ var (
 	_ EventStore = (*DB)(nil)
 )
 
-const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at`
+const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at, mode`
 
 func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var r Run
 	var created, started, ended sql.NullInt64
-	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended); err != nil {
+	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended, &r.Mode); err != nil {
 		return r, err
 	}
 	r.CreatedAt = fromDB(created)

@@ -1,0 +1,190 @@
+// Package specfile reads the YAML files teams keep in their repositories
+// (slipway.yaml, buildspec.yml) strictly: an unknown key is an error, and
+// every error names the file, line, column and field.
+package specfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is a problem in a YAML file at a position.
+type Error struct {
+	File    string
+	Line    int
+	Column  int
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Column)
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Message)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// Decode parses data into v after checking every key against v's yaml tags.
+// It returns the document node so callers can point later errors at it.
+func Decode(file string, data []byte, v any) (*yaml.Node, error) {
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Message: "file is empty"}
+		}
+		return nil, positioned(file, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: file, Message: "file is empty"}
+	}
+	doc := root.Content[0]
+	if err := checkKeys(file, doc, reflect.TypeOf(v).Elem(), ""); err != nil {
+		return nil, err
+	}
+	if err := doc.Decode(v); err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		return nil, positioned(file, err)
+	}
+	return doc, nil
+}
+
+func positioned(file string, err error) *Error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	e := &Error{File: file, Message: msg}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		fmt.Sscan(m[1], &e.Line)
+		e.Column = 1
+	}
+	return e
+}
+
+// checkKeys walks the YAML tree beside the Go type and refuses keys the type
+// does not declare, with their position: a misspelt key must not be ignored.
+func checkKeys(file string, n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if reflect.PointerTo(t).Implements(unmarshalerType) {
+			return nil // the type checks its own node
+		}
+		if n.Kind != yaml.MappingNode {
+			if n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a mapping of keys to values"}
+		}
+		fields := map[string]reflect.StructField{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			fields[name] = f
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := fields[k.Value]
+			if !ok {
+				return &Error{File: file, Line: k.Line, Column: k.Column, Field: strings.TrimPrefix(path+"."+k.Value, "."),
+					Message: fmt.Sprintf("unknown key %q; allowed here: %s", k.Value, strings.Join(names, ", "))}
+			}
+			if err := checkKeys(file, v, f.Type, path+"."+k.Value); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.SequenceNode {
+			for i, item := range n.Content {
+				if err := checkKeys(file, item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		} else if n.Tag != "!!null" {
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a list"}
+		}
+	}
+	return nil
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+// NodeAt follows mapping keys (string) and sequence indexes (int) from n.
+func NodeAt(n *yaml.Node, path ...any) *yaml.Node {
+	cur := n
+	for _, p := range path {
+		if cur == nil {
+			return nil
+		}
+		switch k := p.(type) {
+		case string:
+			var next *yaml.Node
+			if cur.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(cur.Content); i += 2 {
+					if cur.Content[i].Value == k {
+						next = cur.Content[i+1]
+					}
+				}
+			}
+			if next == nil {
+				return cur
+			}
+			cur = next
+		case int:
+			if cur.Kind != yaml.SequenceNode || k >= len(cur.Content) {
+				return cur
+			}
+			cur = cur.Content[k]
+		}
+	}
+	return cur
+}
+
+// Glob compiles a path glob: "*" matches within one path segment, "**" across segments, "?" one character.
+func Glob(glob string) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(glob); i++ {
+		c := glob[i]
+		switch {
+		case c == '*' && i+1 < len(glob) && glob[i+1] == '*':
+			i++
+			if i+1 < len(glob) && glob[i+1] == '/' {
+				i++
+				b.WriteString("(?:.*/)?") // "**/" also matches no directory at all
+			} else {
+				b.WriteString(".*")
+			}
+		case c == '*':
+			b.WriteString("[^/]*")
+		case c == '?':
+			b.WriteString("[^/]")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("$")
+	return regexp.Compile(b.String())
+}

@@ -1,0 +1,291 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Action is one executed action of a run.
+type Action struct {
+	ID         int64      `json:"id"`
+	RunID      int64      `json:"run_id"`
+	StageIndex int        `json:"stage_index"`
+	Stage      string     `json:"stage"`
+	Name       string     `json:"name"`
+	Type       string     `json:"type"`
+	RunOrder   int        `json:"run_order"`
+	State      string     `json:"state"`
+	Reason     string     `json:"reason,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	EndedAt    *time.Time `json:"ended_at,omitempty"`
+}
+
+// LogLine is one line of an action's output.
+type LogLine struct {
+	ID       int64     `json:"id"`
+	ActionID int64     `json:"action_id"`
+	At       time.Time `json:"at"`
+	Line     string    `json:"line"`
+}
+
+// Artifact is a named, content-addressed output of a run.
+type Artifact struct {
+	RunID     int64     `json:"run_id"`
+	Name      string    `json:"name"`
+	ActionID  int64     `json:"action_id,omitempty"`
+	SHA256    string    `json:"sha256"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ExecStore keeps what the pipeline engine does.
+type ExecStore interface {
+	// StartRun moves a queued run to running and creates its actions, atomically.
+	StartRun(ctx context.Context, runID int64, mode string, actions []Action) error
+	FinishRun(ctx context.Context, runID int64, state, reason string) error
+	SetRunMode(ctx context.Context, runID int64, mode string) error
+	ListActions(ctx context.Context, runID int64) ([]Action, error)
+	UpdateAction(ctx context.Context, a Action) error
+	AppendLog(ctx context.Context, actionID int64, lines []LogLine) error
+	ListLog(ctx context.Context, runID, afterID int64, limit int) ([]LogLine, error)
+	PutArtifact(ctx context.Context, a Artifact) error
+	ListArtifacts(ctx context.Context, runID int64) ([]Artifact, error)
+	// RunsInState lists runs of any app in one of the states, oldest first.
+	RunsInState(ctx context.Context, states ...string) ([]Run, error)
+	// RecoverInterrupted ends every running action and run left by a stopped server.
+	RecoverInterrupted(ctx context.Context, reason string) (int, error)
+}
+
+var _ ExecStore = (*DB)(nil)
+
+const actionCols = `id, run_id, stage_index, stage, name, type, run_order, state, reason, exit_code, started_at, ended_at`
+
+func scanAction(row interface{ Scan(...any) error }) (Action, error) {
+	var a Action
+	var exit sql.NullInt64
+	var started, ended sql.NullInt64
+	if err := row.Scan(&a.ID, &a.RunID, &a.StageIndex, &a.Stage, &a.Name, &a.Type, &a.RunOrder, &a.State, &a.Reason, &exit, &started, &ended); err != nil {
+		return a, err
+	}
+	if exit.Valid {
+		c := int(exit.Int64)
+		a.ExitCode = &c
+	}
+	if started.Valid {
+		t := fromDB(started)
+		a.StartedAt = &t
+	}
+	if ended.Valid {
+		t := fromDB(ended)
+		a.EndedAt = &t
+	}
+	return a, nil
+}
+
+func (db *DB) StartRun(ctx context.Context, runID int64, mode string, actions []Action) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, mode = ?, started_at = ? WHERE id = ? AND state = ?`, RunRunning, mode, toDB(now()), runID, RunQueued)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("run %d is no longer queued: %w", runID, ErrConflict)
+		}
+		for _, a := range actions {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO actions(run_id, stage_index, stage, name, type, run_order, state) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				runID, a.StageIndex, a.Stage, a.Name, a.Type, a.RunOrder, RunQueued); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (db *DB) SetRunMode(ctx context.Context, runID int64, mode string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET mode = ? WHERE id = ?`, mode, runID)
+		return err
+	})
+}
+
+// FinishRun ends a run that has not ended yet; queued actions end with it.
+func (db *DB) FinishRun(ctx context.Context, runID int64, state, reason string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		at := toDB(now())
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND ended_at IS NULL`,
+			state, reason, at, at, runID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("run %d has already ended: %w", runID, ErrConflict)
+		}
+		actionState := RunCancelled
+		if state == RunSuperseded {
+			actionState = RunSuperseded
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = 'not started: run ended', ended_at = ? WHERE run_id = ? AND state = ?`, actionState, at, runID, RunQueued)
+		return err
+	})
+}
+
+func (db *DB) ListActions(ctx context.Context, runID int64) ([]Action, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+actionCols+` FROM actions WHERE run_id = ? ORDER BY stage_index, run_order, id`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Action{}
+	for rows.Next() {
+		a, err := scanAction(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) UpdateAction(ctx context.Context, a Action) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var exit any
+		if a.ExitCode != nil {
+			exit = *a.ExitCode
+		}
+		var started, ended any
+		if a.StartedAt != nil {
+			started = toDB(*a.StartedAt)
+		}
+		if a.EndedAt != nil {
+			ended = toDB(*a.EndedAt)
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, exit_code = ?, started_at = ?, ended_at = ? WHERE id = ?`,
+			a.State, a.Reason, exit, started, ended, a.ID)
+		return err
+	})
+}
+
+func (db *DB) AppendLog(ctx context.Context, actionID int64, lines []LogLine) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines(action_id, at, line) VALUES (?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, l := range lines {
+			if _, err := stmt.ExecContext(ctx, actionID, toDB(l.At), l.Line); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (db *DB) ListLog(ctx context.Context, runID, afterID int64, limit int) ([]LogLine, error) {
+	if limit <= 0 || limit > 5000 {
+		limit = 5000
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT l.id, l.action_id, l.at, l.line FROM log_lines l JOIN actions a ON a.id = l.action_id
+		WHERE a.run_id = ? AND l.id > ? ORDER BY l.id LIMIT ?`, runID, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []LogLine{}
+	for rows.Next() {
+		var l LogLine
+		var at sql.NullInt64
+		if err := rows.Scan(&l.ID, &l.ActionID, &at, &l.Line); err != nil {
+			return nil, err
+		}
+		l.At = fromDB(at)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) PutArtifact(ctx context.Context, a Artifact) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO artifacts(run_id, name, action_id, sha256, size, created_at) VALUES (?, ?, NULLIF(?, 0), ?, ?, ?)
+			ON CONFLICT(run_id, name) DO UPDATE SET action_id = excluded.action_id, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at`,
+			a.RunID, a.Name, a.ActionID, a.SHA256, a.Size, toDB(now()))
+		return err
+	})
+}
+
+func (db *DB) ListArtifacts(ctx context.Context, runID int64) ([]Artifact, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT run_id, name, COALESCE(action_id, 0), sha256, size, created_at FROM artifacts WHERE run_id = ? ORDER BY created_at, name`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Artifact{}
+	for rows.Next() {
+		var a Artifact
+		var at sql.NullInt64
+		if err := rows.Scan(&a.RunID, &a.Name, &a.ActionID, &a.SHA256, &a.Size, &at); err != nil {
+			return nil, err
+		}
+		a.CreatedAt = fromDB(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) RunsInState(ctx context.Context, states ...string) ([]Run, error) {
+	q := `SELECT ` + runCols + ` FROM runs WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `) ORDER BY id`
+	args := make([]any, len(states))
+	for i, s := range states {
+		args[i] = s
+	}
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error) {
+	n := 0
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		at := toDB(now())
+		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?)`, RunFailed, reason, at, RunRunning, RunWaiting); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = 'not started: run ended', ended_at = ? WHERE state = ? AND run_id IN (SELECT id FROM runs WHERE state IN (?, ?))`,
+			RunCancelled, at, RunQueued, RunRunning, RunWaiting); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?)`, RunFailed, reason, at, RunRunning, RunWaiting)
+		if err != nil {
+			return err
+		}
+		c, _ := res.RowsAffected()
+		n = int(c)
+		return nil
+	})
+	return n, err
+}
+
+// GetAction returns one action.
+func (db *DB) GetAction(ctx context.Context, id int64) (Action, error) {
+	a, err := scanAction(db.read.QueryRowContext(ctx, `SELECT `+actionCols+` FROM actions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("action %d: %w", id, ErrNotFound)
+	}
+	return a, err
+}
