@@ -1,0 +1,250 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/artifact"
+	"github.com/slipway-dev/slipway/internal/specfile"
+)
+
+// Phase statuses, as CodeBuild names them.
+const (
+	Succeeded = "SUCCEEDED"
+	Failed    = "FAILED"
+	TimedOut  = "TIMED_OUT"
+	Stopped   = "STOPPED"
+	Skipped   = "SKIPPED"
+)
+
+// PhaseResult is how one phase ended.
+type PhaseResult struct {
+	Name     string        `json:"name"`
+	Status   string        `json:"status"`
+	ExitCode int           `json:"exit_code"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Result is how the whole build ended.
+type Result struct {
+	Phases    []PhaseResult
+	Succeeded bool
+	ExitCode  int
+	Reason    string
+}
+
+// Job is one build to run.
+type Job struct {
+	Spec *Spec
+	Dir  string   // CODEBUILD_SRC_DIR
+	Env  []string // KEY=VALUE, on top of the server's PATH and HOME
+	Log  io.Writer
+	// Stopped tells a cancel (STOPPED) from a timeout when ctx ends.
+	Stopped func() bool
+}
+
+// Run runs the phases in order with CodeBuild's failure flow: a failed
+// install or pre_build skips the later phases; post_build still runs after a
+// failed build with CODEBUILD_BUILD_SUCCEEDING=0; on-failure: CONTINUE goes on.
+func Run(ctx context.Context, job Job) Result {
+	shell := job.Spec.Env.Shell
+	if shell == "" {
+		shell = "bash"
+		if _, err := exec.LookPath("bash"); err != nil {
+			shell = "sh"
+		}
+	}
+	phases := []struct {
+		name string
+		p    *Phase
+	}{{"install", job.Spec.Phases.Install}, {"pre_build", job.Spec.Phases.PreBuild}, {"build", job.Spec.Phases.Build}, {"post_build", job.Spec.Phases.PostBuild}}
+	res := Result{Succeeded: true}
+	skipRest := false
+	for _, ph := range phases {
+		if ph.p == nil {
+			continue
+		}
+		if skipRest {
+			res.Phases = append(res.Phases, PhaseResult{Name: ph.name, Status: Skipped})
+			continue
+		}
+		succeeding := "1"
+		if !res.Succeeded {
+			succeeding = "0"
+		}
+		env := append(append([]string{}, job.Env...), "CODEBUILD_BUILD_SUCCEEDING="+succeeding)
+		fmt.Fprintf(job.Log, "[slipway] Entering phase %s\n", strings.ToUpper(ph.name))
+		start := time.Now()
+		status, code := runCommands(ctx, shell, job, env, ph.p.Commands)
+		if len(ph.p.Finally) > 0 && status != Stopped && status != TimedOut {
+			fStatus, fCode := runCommands(ctx, shell, job, env, ph.p.Finally)
+			if status == Succeeded && fStatus != Succeeded {
+				status, code = fStatus, fCode
+			}
+		}
+		if status == Failed && ctx.Err() != nil {
+			status = TimedOut
+			if job.Stopped != nil && job.Stopped() {
+				status = Stopped
+			}
+		}
+		pr := PhaseResult{Name: ph.name, Status: status, ExitCode: code, Duration: time.Since(start)}
+		res.Phases = append(res.Phases, pr)
+		fmt.Fprintf(job.Log, "[slipway] Phase %s %s (exit %d) in %s\n", strings.ToUpper(ph.name), status, code, pr.Duration.Round(time.Millisecond))
+		if status == Succeeded {
+			continue
+		}
+		if res.Succeeded {
+			res.Succeeded = false
+			res.ExitCode = code
+			res.Reason = fmt.Sprintf("phase %s %s with exit code %d", ph.name, strings.ToLower(status), code)
+		}
+		switch {
+		case status == TimedOut || status == Stopped:
+			skipRest = true
+		case ph.p.OnFailure == "CONTINUE":
+		case ph.name == "install" || ph.name == "pre_build":
+			skipRest = true
+		}
+	}
+	return res
+}
+
+// runCommands runs commands in one shell, stopping at the first failure. The
+// shell leads a process group of its own so a timeout or cancel kills every
+// process the build started, and nothing outlives the phase.
+func runCommands(ctx context.Context, shell string, job Job, env []string, commands []string) (string, int) {
+	if len(commands) == 0 {
+		return Succeeded, 0
+	}
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for _, c := range commands {
+		fmt.Fprintf(&script, "printf '%%s\\n' %s\n%s\n", shellQuote("[slipway] Running command "+c), c)
+	}
+	cmd := exec.Command(shell, "-c", script.String())
+	cmd.Dir = job.Dir
+	cmd.Env = append(baseEnv(), env...)
+	cmd.Stdout = job.Log
+	cmd.Stderr = job.Log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(job.Log, "[slipway] cannot start %s: %v\n", shell, err)
+		return Failed, 127
+	}
+	pgid := cmd.Process.Pid
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(3 * time.Second):
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		case <-done:
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	_ = syscall.Kill(-pgid, syscall.SIGKILL) // background children of the phase
+	if err == nil {
+		return Succeeded, 0
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code := exitErr.ExitCode()
+		if code < 0 {
+			code = 128 + int(exitErr.Sys().(syscall.WaitStatus).Signal())
+		}
+		return Failed, code
+	}
+	fmt.Fprintf(job.Log, "[slipway] %v\n", err)
+	return Failed, 1
+}
+
+func baseEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Collect lists the files an artifacts section selects, with their names in the artifact.
+func Collect(dir string, a Artifacts) ([]artifact.File, error) {
+	base := dir
+	if a.BaseDirectory != "" {
+		if !filepath.IsLocal(a.BaseDirectory) {
+			return nil, fmt.Errorf("artifacts.base-directory %q must be inside the source directory", a.BaseDirectory)
+		}
+		base = filepath.Join(dir, a.BaseDirectory)
+	}
+	if len(a.Files) == 0 {
+		return nil, errors.New("artifacts.files is empty; list the files to keep, e.g. '**/*'")
+	}
+	var files []artifact.File
+	seen := map[string]bool{}
+	for _, pattern := range a.Files {
+		re, err := specfile.Glob(strings.TrimPrefix(pattern, "./"))
+		if err != nil {
+			return nil, fmt.Errorf("artifacts.files %q: %w", pattern, err)
+		}
+		matched := false
+		err = filepath.WalkDir(base, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(base, path)
+			rel = filepath.ToSlash(rel)
+			if !re.MatchString(rel) {
+				return nil
+			}
+			matched = true
+			name := rel
+			if a.DiscardPaths {
+				name = filepath.Base(rel)
+			}
+			if !seen[name] {
+				seen[name] = true
+				files = append(files, artifact.File{Name: name, Path: path})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("collect artifacts: %w", err)
+		}
+		if !matched {
+			return nil, fmt.Errorf("artifacts.files %q matched no file under %s", pattern, orDot(a.BaseDirectory))
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	return files, nil
+}
+
+func orDot(s string) string {
+	if s == "" {
+		return "the source directory"
+	}
+	return s
+}
