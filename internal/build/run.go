@@ -51,6 +51,9 @@ type Job struct {
 	Log  io.Writer
 	// Stopped tells a cancel (STOPPED) from a timeout when ctx ends.
 	Stopped func() bool
+	// Started, when set, learns each phase's process group id, so a crashed
+	// server's successor can kill what it left behind.
+	Started func(pgid int)
 }
 
 // Run runs the phases in order with CodeBuild's failure flow: a failed
@@ -143,6 +146,9 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 		return Failed, 127
 	}
 	pgid := cmd.Process.Pid
+	if job.Started != nil {
+		job.Started(pgid)
+	}
 	done := make(chan struct{})
 	go func() {
 		select {

@@ -36,6 +36,7 @@ func defaultAddr() string {
 
 func serverCmd() *cobra.Command {
 	var addr, data, logFormat string
+	var maxParallel int
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, git, registry and UI on one port)",
@@ -57,7 +58,7 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log})
+			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel})
 			if err != nil {
 				return err
 			}
@@ -70,6 +71,7 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr(), "address to listen on (env SLIPWAY_ADDR)")
 	cmd.Flags().StringVar(&data, "data", defaultDataDir(), "data directory (env SLIPWAY_DATA)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
 	return cmd
 }
 

@@ -2,12 +2,14 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
 )
@@ -234,6 +236,13 @@ func runIDParam(r *http.Request) (int64, error) {
 	return id, nil
 }
 
+// RunDetail is a run with its actions and artifacts.
+type RunDetail struct {
+	store.Run
+	Actions   []store.Action   `json:"actions"`
+	Artifacts []store.Artifact `json:"artifacts"`
+}
+
 func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
 	id, err := runIDParam(r)
 	if err != nil {
@@ -245,7 +254,134 @@ func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, run)
+	d := RunDetail{Run: run}
+	if d.Actions, err = s.db.ListActions(r.Context(), id); err == nil {
+		d.Artifacts, err = s.db.ListArtifacts(r.Context(), id)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+type startRunRequest struct {
+	Ref string `json:"ref"`
+}
+
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
+	app := r.PathValue("app")
+	if _, err := s.db.GetApp(r.Context(), app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req startRunRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Ref == "" {
+		req.Ref = "main"
+	}
+	ref, commit, err := s.source.ResolveRef(r.Context(), app, req.Ref)
+	if err != nil {
+		s.writeError(w, r, errBadRequest("ref", "%v", err))
+		return
+	}
+	data, err := s.source.ReadFile(r.Context(), app, commit, pipeline.FileName)
+	if err != nil {
+		s.writeError(w, r, errBadRequest("ref", "commit %s has no %s", commit[:12], pipeline.FileName))
+		return
+	}
+	if _, err := pipeline.Parse(data); err != nil {
+		s.writeError(w, r, &apiError{Status: http.StatusUnprocessableEntity, Code: "invalid_pipeline", Field: "slipway.yaml", Message: err.Error()})
+		return
+	}
+	tok, _ := Caller(r.Context())
+	run, err := s.db.CreateRun(r.Context(), store.Run{App: app, State: store.RunQueued, Trigger: "manual:" + tok.Name, Ref: ref, Commit: commit})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.engine.Wake()
+	writeJSON(w, http.StatusCreated, run)
+}
+
+func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := s.db.GetRun(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var after int64
+	if v := r.URL.Query().Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			s.writeError(w, r, errBadRequest("after", "after must be the id of the last line already read"))
+			return
+		}
+	}
+	lines, err := s.db.ListLog(r.Context(), id, after, 5000)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, lines)
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	run, err := s.db.GetRun(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if run.EndedAt != nil {
+		s.writeError(w, r, &apiError{Status: http.StatusConflict, Code: "run_ended", Message: fmt.Sprintf("run %d already ended %s", id, run.State)})
+		return
+	}
+	if err := s.engine.Cancel(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"message": fmt.Sprintf("run %d is being cancelled", id)})
+}
+
+func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	arts, err := s.db.ListArtifacts(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	for _, a := range arts {
+		if a.Name != r.PathValue("name") {
+			continue
+		}
+		rc, err := s.engine.Artifacts.Open(a.SHA256)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer rc.Close()
+		w.Header().Set("Content-Type", "application/x-tar")
+		w.Header().Set("Content-Length", strconv.FormatInt(a.Size, 10))
+		w.Header().Set("Digest", "sha-256="+a.SHA256)
+		_, _ = io.Copy(w, rc)
+		return
+	}
+	s.writeError(w, r, errNotFound("run %d has no artifact %s", id, r.PathValue("name")))
 }
 
 // --- git and webhooks ---

@@ -42,6 +42,10 @@ func (s *Server) buildHandler() http.Handler {
 
 		{Method: "GET", Pattern: "/api/v1/runs", Role: auth.Viewer, handler: s.listRuns},
 		{Method: "GET", Pattern: "/api/v1/runs/{id}", Role: auth.Viewer, handler: s.showRun},
+		{Method: "POST", Pattern: "/api/v1/apps/{app}/runs", Role: auth.Deployer, handler: s.startRun},
+		{Method: "GET", Pattern: "/api/v1/runs/{id}/logs", Role: auth.Viewer, handler: s.runLogs},
+		{Method: "POST", Pattern: "/api/v1/runs/{id}/cancel", Role: auth.Deployer, handler: s.cancelRun},
+		{Method: "GET", Pattern: "/api/v1/runs/{id}/artifacts/{name}", Role: auth.Viewer, handler: s.getArtifact},
 
 		{Method: "GET", Pattern: "/git/{repo}/info/refs", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitInfoRefs},
 		{Method: "POST", Pattern: "/git/{repo}/git-upload-pack", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitUploadPack},

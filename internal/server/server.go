@@ -14,7 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -27,6 +29,8 @@ type Config struct {
 	Log     *slog.Logger
 	// ShutdownGrace bounds how long in-flight requests may finish after SIGTERM.
 	ShutdownGrace time.Duration
+	// MaxParallelActions bounds how many pipeline actions run at once.
+	MaxParallelActions int
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -36,6 +40,7 @@ type Server struct {
 	db      *store.DB
 	keys    *secret.Keyring
 	source  *source.Service
+	engine  *pipeline.Engine
 	metrics *metrics
 	routes  []Route
 	handler http.Handler
@@ -80,6 +85,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	s.engine = &pipeline.Engine{
+		Store: db, Source: src, Log: cfg.Log, MaxParallel: cfg.MaxParallelActions,
+		Artifacts: &artifact.FS{Root: filepath.Join(cfg.DataDir, "artifacts")},
+		WorkRoot:  filepath.Join(cfg.DataDir, "work"),
+	}
+	src.RunCreated = func(store.Run) { s.engine.Wake() }
+	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.handler = s.buildHandler()
 	return s, nil
 }
@@ -116,8 +131,11 @@ func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 // DataDir is where the server keeps its state.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
 
-// Close releases the store.
-func (s *Server) Close() error { return s.db.Close() }
+// Close stops the pipeline engine (killing running actions) and releases the store.
+func (s *Server) Close() error {
+	s.engine.Close()
+	return s.db.Close()
+}
 
 // Serve answers on ln until ctx ends, then stops accepting and lets
 // in-flight requests finish within the grace period.

@@ -237,3 +237,42 @@ func (l logWriter) Write(p []byte) (int, error) {
 	l.log.Warn("git http-backend", "stderr", strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// Archive writes the tree of commit as a tar stream: the run's SourceArtifact.
+func (s *Service) Archive(ctx context.Context, app, commit string, w io.Writer) error {
+	cmd := exec.CommandContext(ctx, s.gitPath, "archive", "--format=tar", commit)
+	cmd.Dir = s.RepoPath(app)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
+	var stderr bytes.Buffer
+	cmd.Stdout = w
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("git archive %s: %w: %s", short(commit), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// ReadFile returns a file's content at a commit.
+func (s *Service) ReadFile(ctx context.Context, app, commit, path string) ([]byte, error) {
+	return s.git(ctx, app, "show", commit+":"+path)
+}
+
+// ResolveRef turns a branch, tag or SHA into a full ref name and commit.
+func (s *Service) ResolveRef(ctx context.Context, app, ref string) (fullRef, commit string, err error) {
+	if strings.HasPrefix(ref, "-") || ref == "" {
+		return "", "", fmt.Errorf("ref %q is not a branch, tag or commit", ref)
+	}
+	for _, candidate := range []string{ref, "refs/heads/" + ref, "refs/tags/" + ref} {
+		if !strings.HasPrefix(candidate, "refs/") {
+			continue
+		}
+		if out, err := s.git(ctx, app, "rev-parse", "--verify", "--quiet", candidate+"^{commit}"); err == nil {
+			return candidate, strings.TrimSpace(string(out)), nil
+		}
+	}
+	if out, err := s.git(ctx, app, "rev-parse", "--verify", "--quiet", ref+"^{commit}"); err == nil {
+		sha := strings.TrimSpace(string(out))
+		return sha, sha, nil
+	}
+	return "", "", fmt.Errorf("ref %q is not a branch, tag or commit of app %s", ref, app)
+}

@@ -1,0 +1,593 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/artifact"
+	"github.com/slipway-dev/slipway/internal/build"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// RestartReason ends what a stopped server left running.
+const RestartReason = "control plane restarted"
+
+// DefaultActionTimeout applies when an action sets no timeout.
+const DefaultActionTimeout = time.Hour
+
+// Store is what the engine needs from the state store.
+type Store interface {
+	store.RunStore
+	store.ExecStore
+}
+
+// Source reads an app's repository at a commit.
+type Source interface {
+	Archive(ctx context.Context, app, commit string, w io.Writer) error
+	ReadFile(ctx context.Context, app, commit, path string) ([]byte, error)
+}
+
+// Engine executes queued runs: stages in order, actions of one run-order in
+// parallel, at most MaxParallel actions at a time across all runs.
+type Engine struct {
+	Store       Store
+	Source      Source
+	Artifacts   *artifact.FS
+	WorkRoot    string
+	MaxParallel int
+	Log         *slog.Logger
+
+	slots  chan struct{}
+	wake   chan struct{}
+	mu     sync.Mutex
+	active map[int64]*activeRun
+	wg     sync.WaitGroup
+	stop   context.CancelFunc
+}
+
+type activeRun struct {
+	cancel    context.CancelFunc
+	cancelled atomic.Bool
+}
+
+// Start recovers what a previous process left running, then schedules runs
+// until Close.
+func (e *Engine) Start(ctx context.Context) error {
+	if e.MaxParallel < 1 {
+		e.MaxParallel = 2
+	}
+	e.slots = make(chan struct{}, e.MaxParallel)
+	e.wake = make(chan struct{}, 1)
+	e.active = map[int64]*activeRun{}
+	n, err := e.Store.RecoverInterrupted(ctx, RestartReason)
+	if err != nil {
+		return fmt.Errorf("recover interrupted runs: %w", err)
+	}
+	if n > 0 {
+		e.Log.Warn("ended runs left running by the previous server", "runs", n, "reason", RestartReason)
+	}
+	killLeftovers(e.WorkRoot, e.Log)
+	_ = os.RemoveAll(e.WorkRoot) // workspaces of interrupted actions
+	ctx, e.stop = context.WithCancel(ctx)
+	e.wg.Add(1)
+	go e.loop(ctx)
+	e.Wake()
+	return nil
+}
+
+// Close stops scheduling and waits for running actions to be killed.
+func (e *Engine) Close() {
+	if e.stop != nil {
+		e.stop()
+		e.wg.Wait()
+	}
+}
+
+// Wake asks the scheduler to look for runnable runs now.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) loop(ctx context.Context) {
+	defer e.wg.Done()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		case <-tick.C:
+		}
+		if err := e.schedule(ctx); err != nil && ctx.Err() == nil {
+			e.Log.Error("schedule runs", "err", err)
+		}
+	}
+}
+
+// schedule starts the queued runs each app's mode allows.
+func (e *Engine) schedule(ctx context.Context) error {
+	runs, err := e.Store.RunsInState(ctx, store.RunQueued, store.RunRunning, store.RunWaiting)
+	if err != nil {
+		return err
+	}
+	byApp := map[string][]store.Run{}
+	var apps []string
+	for _, r := range runs {
+		if _, ok := byApp[r.App]; !ok {
+			apps = append(apps, r.App)
+		}
+		byApp[r.App] = append(byApp[r.App], r)
+	}
+	for _, app := range apps {
+		busy := false
+		var queued []store.Run
+		for _, r := range byApp[app] {
+			if r.State == store.RunQueued && !e.isActive(r.ID) {
+				queued = append(queued, r)
+			} else {
+				busy = true
+			}
+		}
+		for i, r := range queued {
+			spec, err := e.loadSpec(ctx, r)
+			if err != nil {
+				e.finish(ctx, r.ID, store.RunFailed, err.Error())
+				continue
+			}
+			switch spec.Mode {
+			case ModeParallel:
+				e.launch(ctx, r, spec)
+			case ModeQueued:
+				if !busy {
+					busy = true
+					e.launch(ctx, r, spec)
+				}
+			default: // superseded: only the newest waiting run goes on
+				if i < len(queued)-1 {
+					e.finish(ctx, r.ID, store.RunSuperseded, fmt.Sprintf("superseded by run %d", queued[len(queued)-1].ID))
+					continue
+				}
+				if !busy {
+					busy = true
+					e.launch(ctx, r, spec)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) isActive(id int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.active[id]
+	return ok
+}
+
+func (e *Engine) loadSpec(ctx context.Context, r store.Run) (*Spec, error) {
+	data, err := e.Source.ReadFile(ctx, r.App, r.Commit, FileName)
+	if err != nil {
+		return nil, fmt.Errorf("no %s at commit %s", FileName, shortSHA(r.Commit))
+	}
+	return Parse(data)
+}
+
+func (e *Engine) finish(ctx context.Context, id int64, state, reason string) {
+	if err := e.Store.FinishRun(ctx, id, state, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+		e.Log.Error("finish run", "run", id, "err", err)
+	}
+}
+
+func (e *Engine) launch(ctx context.Context, r store.Run, spec *Spec) {
+	var rows []store.Action
+	for si, st := range spec.Stages {
+		for _, a := range st.Actions {
+			rows = append(rows, store.Action{StageIndex: si, Stage: st.Name, Name: a.Name, Type: a.Type, RunOrder: a.RunOrder})
+		}
+	}
+	if err := e.Store.StartRun(ctx, r.ID, spec.Mode, rows); err != nil {
+		e.Log.Error("start run", "run", r.ID, "err", err)
+		return
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	ar := &activeRun{cancel: cancel}
+	e.mu.Lock()
+	e.active[r.ID] = ar
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		state, reason := e.execute(rctx, r, spec, ar)
+		if ctx.Err() != nil {
+			state, reason = store.RunFailed, "control plane stopped while the run was in progress"
+		}
+		e.finish(context.WithoutCancel(ctx), r.ID, state, reason)
+		e.mu.Lock()
+		delete(e.active, r.ID)
+		e.mu.Unlock()
+		e.Log.Info("run ended", "run", r.ID, "app", r.App, "state", state, "reason", reason)
+		e.Wake()
+	}()
+}
+
+// Cancel stops a run: queued runs end at once; running ones have their
+// actions' process groups killed.
+func (e *Engine) Cancel(ctx context.Context, id int64) error {
+	e.mu.Lock()
+	ar, ok := e.active[id]
+	e.mu.Unlock()
+	if ok {
+		ar.cancelled.Store(true)
+		ar.cancel()
+		return nil
+	}
+	return e.Store.FinishRun(ctx, id, store.RunCancelled, "cancelled before it started")
+}
+
+// execute runs the stages and returns the run's final state and reason.
+func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activeRun) (string, string) {
+	actions, err := e.Store.ListActions(ctx, r.ID)
+	if err != nil {
+		return store.RunFailed, "list actions: " + err.Error()
+	}
+	if err := e.storeSource(ctx, r); err != nil {
+		return store.RunFailed, err.Error()
+	}
+	for si, st := range spec.Stages {
+		if si > 0 && spec.Mode == ModeSuperseded {
+			if newer := e.newerQueued(ctx, r); newer != 0 {
+				return store.RunSuperseded, fmt.Sprintf("superseded by run %d at the %s stage boundary", newer, st.Name)
+			}
+		}
+		orders := map[int][]int{}
+		for ai, a := range st.Actions {
+			orders[a.RunOrder] = append(orders[a.RunOrder], ai)
+		}
+		var keys []int
+		for k := range orders {
+			keys = append(keys, k)
+		}
+		sort.Ints(keys)
+		for _, ro := range keys {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var failures []string
+			for _, ai := range orders[ro] {
+				row := findAction(actions, st.Name, st.Actions[ai].Name)
+				wg.Add(1)
+				go func(a Action, row store.Action) {
+					defer wg.Done()
+					if reason := e.runAction(ctx, r, a, row, ar); reason != "" {
+						mu.Lock()
+						failures = append(failures, fmt.Sprintf("action %s: %s", a.Name, reason))
+						mu.Unlock()
+					}
+				}(st.Actions[ai], row)
+			}
+			wg.Wait()
+			if ar.cancelled.Load() {
+				return store.RunCancelled, "cancelled"
+			}
+			if len(failures) > 0 {
+				sort.Strings(failures)
+				return store.RunFailed, fmt.Sprintf("stage %s failed: %s", st.Name, strings.Join(failures, "; "))
+			}
+		}
+	}
+	return store.RunSucceeded, ""
+}
+
+func findAction(rows []store.Action, stage, name string) store.Action {
+	for _, a := range rows {
+		if a.Stage == stage && a.Name == name {
+			return a
+		}
+	}
+	return store.Action{}
+}
+
+func (e *Engine) newerQueued(ctx context.Context, r store.Run) int64 {
+	runs, err := e.Store.RunsInState(ctx, store.RunQueued)
+	if err != nil {
+		return 0
+	}
+	for _, o := range runs {
+		if o.App == r.App && o.ID > r.ID {
+			return o.ID
+		}
+	}
+	return 0
+}
+
+// storeSource archives the commit as the run's SourceArtifact.
+func (e *Engine) storeSource(ctx context.Context, r store.Run) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(e.Source.Archive(ctx, r.App, r.Commit, pw)) }()
+	sum, size, err := e.Artifacts.Put(pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", SourceArtifact, err)
+	}
+	return e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: SourceArtifact, SHA256: sum, Size: size})
+}
+
+// runAction executes one action and returns "" on success or why it failed.
+func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store.Action, ar *activeRun) string {
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		e.endAction(row, store.RunCancelled, "not started: run ended", nil)
+		return "cancelled"
+	}
+	defer func() { <-e.slots }()
+	start := time.Now().UTC()
+	row.State, row.StartedAt = store.RunRunning, &start
+	if err := e.Store.UpdateAction(ctx, row); err != nil {
+		return err.Error()
+	}
+	timeout := DefaultActionTimeout
+	if a.Timeout.Duration > 0 {
+		timeout = a.Timeout.Duration
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	logs := newLogWriter(e.Store, row.ID, e.Log)
+	code, reason := e.perform(actx, r, a, row, logs, ar)
+	logs.Close()
+	switch {
+	case reason == "":
+		e.endAction(row, store.RunSucceeded, "", code)
+	case ar.cancelled.Load():
+		reason = "cancelled"
+		e.endAction(row, store.RunCancelled, reason, code)
+	default:
+		if errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			reason = fmt.Sprintf("timed out after %s (%s)", timeout, reason)
+		}
+		e.endAction(row, store.RunFailed, reason, code)
+	}
+	return reason
+}
+
+func (e *Engine) endAction(row store.Action, state, reason string, code *int) {
+	end := time.Now().UTC()
+	row.State, row.Reason, row.ExitCode, row.EndedAt = state, reason, code, &end
+	if err := e.Store.UpdateAction(context.Background(), row); err != nil {
+		e.Log.Error("update action", "action", row.ID, "err", err)
+	}
+}
+
+// perform does the action's work; it returns the exit code (when a process
+// ran) and a failure reason ("" on success).
+func (e *Engine) perform(ctx context.Context, r store.Run, a Action, row store.Action, logs io.Writer, ar *activeRun) (*int, string) {
+	switch a.Type {
+	case "build", "test":
+		return e.performBuild(ctx, r, a, row, logs, ar)
+	case "invoke":
+		if a.URL != "" {
+			return nil, invokeURL(ctx, a.URL, logs)
+		}
+		spec := &build.Spec{Version: "0.2"}
+		spec.Phases.Build = &build.Phase{Commands: []string{a.Command}}
+		return e.runBuildspec(ctx, r, a, row, spec, logs, ar)
+	}
+	return nil, fmt.Sprintf("action type %q is not available in this version of Slipway", a.Type)
+}
+
+func invokeURL(ctx context.Context, url string, logs io.Writer) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return "invoke url: " + err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "invoke url: " + err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(logs, "[slipway] POST %s → %s\n%s\n", url, resp.Status, bytes.TrimSpace(body))
+	if resp.StatusCode >= 300 {
+		return fmt.Sprintf("POST %s answered %s", url, resp.Status)
+	}
+	return ""
+}
+
+func (e *Engine) performBuild(ctx context.Context, r store.Run, a Action, row store.Action, logs io.Writer, ar *activeRun) (*int, string) {
+	dir, err := e.workspace(ctx, r, a, row)
+	if err != nil {
+		return nil, err.Error()
+	}
+	data, err := os.ReadFile(filepath.Join(dir, a.Buildspec))
+	if err != nil {
+		return nil, fmt.Sprintf("buildspec %s not found in the input artifact", a.Buildspec)
+	}
+	spec, err := build.Parse(a.Buildspec, data)
+	if err != nil {
+		fmt.Fprintln(logs, "[slipway] "+err.Error())
+		return nil, err.Error()
+	}
+	return e.runBuildspec(ctx, r, a, row, spec, logs, ar)
+}
+
+// workspace unpacks the action's inputs: the first into the source directory,
+// the others beside it as CODEBUILD_SRC_DIR_<name>.
+func (e *Engine) workspace(ctx context.Context, r store.Run, a Action, row store.Action) (string, error) {
+	base := filepath.Join(e.WorkRoot, fmt.Sprintf("run-%d", r.ID), fmt.Sprintf("action-%d", row.ID))
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return "", err
+	}
+	inputs := a.Inputs
+	if len(inputs) == 0 {
+		inputs = []string{SourceArtifact}
+	}
+	arts, err := e.Store.ListArtifacts(ctx, r.ID)
+	if err != nil {
+		return "", err
+	}
+	for i, in := range inputs {
+		dst := filepath.Join(base, "src")
+		if i > 0 {
+			dst = filepath.Join(base, "src_"+in)
+		}
+		var found *store.Artifact
+		for j := range arts {
+			if arts[j].Name == in {
+				found = &arts[j]
+			}
+		}
+		if found == nil {
+			return "", fmt.Errorf("input artifact %s was not produced", in)
+		}
+		rc, err := e.Artifacts.Open(found.SHA256)
+		if err != nil {
+			return "", fmt.Errorf("open artifact %s: %w", in, err)
+		}
+		err = artifact.Unpack(rc, dst)
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("unpack artifact %s: %w", in, err)
+		}
+	}
+	return filepath.Join(base, "src"), nil
+}
+
+func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row store.Action, spec *build.Spec, logs io.Writer, ar *activeRun) (*int, string) {
+	dir := filepath.Join(e.WorkRoot, fmt.Sprintf("run-%d", r.ID), fmt.Sprintf("action-%d", row.ID), "src")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err.Error()
+	}
+	defer os.RemoveAll(filepath.Dir(dir))
+	// Precedence as in CodeBuild: the builder's own variables, then the
+	// action's env (project settings), over the buildspec's variables.
+	vars := map[string]string{}
+	for k, v := range spec.Env.Variables {
+		vars[k] = v
+	}
+	for k, v := range a.Env {
+		vars[k] = v
+	}
+	buildID := fmt.Sprintf("%s:%d-%d", r.App, r.ID, row.ID)
+	for k, v := range map[string]string{
+		"CODEBUILD_RESOLVED_SOURCE_VERSION": r.Commit, "CODEBUILD_SOURCE_VERSION": r.Ref,
+		"CODEBUILD_BUILD_ID": buildID, "CODEBUILD_BUILD_NUMBER": strconv.FormatInt(r.ID, 10),
+		"CODEBUILD_SRC_DIR": dir, "CODEBUILD_WEBHOOK_TRIGGER": webhookTrigger(r.Ref),
+		"SLIPWAY_APP": r.App, "SLIPWAY_RUN_ID": strconv.FormatInt(r.ID, 10), "SLIPWAY_COMMIT": r.Commit,
+		"SLIPWAY_REF": r.Ref, "SLIPWAY_SRC_DIR": dir, "SLIPWAY_ACTION": a.Name, "SLIPWAY_STAGE": row.Stage,
+	} {
+		vars[k] = v
+	}
+	for _, in := range a.Inputs[min(1, len(a.Inputs)):] {
+		vars["CODEBUILD_SRC_DIR_"+in] = filepath.Join(filepath.Dir(dir), "src_"+in)
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	if spec.Reports != nil || spec.Cache != nil {
+		fmt.Fprintln(logs, "[slipway] note: buildspec reports and cache sections are not processed by this version")
+	}
+	pgidFile := filepath.Join(filepath.Dir(dir), "pgid")
+	started := func(pgid int) { _ = os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)), 0o600) }
+	res := build.Run(ctx, build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, Started: started})
+	code := res.ExitCode
+	reason := res.Reason
+	if err := e.storeOutputs(ctx, r, a, row, spec, dir, logs); err != nil && reason == "" {
+		reason = err.Error()
+		code = 1
+	}
+	return &code, reason
+}
+
+func webhookTrigger(ref string) string {
+	if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		return "branch/" + b
+	}
+	if t, ok := strings.CutPrefix(ref, "refs/tags/"); ok {
+		return "tag/" + t
+	}
+	return ""
+}
+
+// storeOutputs packs the buildspec's artifacts as the action's outputs: the
+// primary artifacts section is the first output, secondary-artifacts match
+// the other outputs by id.
+func (e *Engine) storeOutputs(ctx context.Context, r store.Run, a Action, row store.Action, spec *build.Spec, dir string, logs io.Writer) error {
+	if len(a.Outputs) == 0 {
+		return nil
+	}
+	if spec.Artifacts == nil {
+		return fmt.Errorf("the action declares outputs %v but %s has no artifacts section", a.Outputs, a.Buildspec)
+	}
+	for i, out := range a.Outputs {
+		section := *spec.Artifacts
+		if i > 0 {
+			sec, ok := spec.Artifacts.SecondaryArtifacts[out]
+			if !ok {
+				return fmt.Errorf("output %s has no artifacts.secondary-artifacts.%s section in %s", out, out, a.Buildspec)
+			}
+			section = sec
+		}
+		files, err := build.Collect(dir, section)
+		if err != nil {
+			return fmt.Errorf("output %s: %w", out, err)
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
+		sum, size, err := e.Artifacts.Put(pr)
+		pr.CloseWithError(err)
+		if err != nil {
+			return fmt.Errorf("output %s: %w", out, err)
+		}
+		if err := e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: out, ActionID: row.ID, SHA256: sum, Size: size}); err != nil {
+			return err
+		}
+		fmt.Fprintf(logs, "[slipway] Stored artifact %s: %d files, %d bytes, sha256:%s\n", out, len(files), size, sum[:12])
+	}
+	return nil
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+// killLeftovers kills the process groups of actions a killed server left
+// running; each action records its current group in WORK/run-N/action-M/pgid.
+func killLeftovers(root string, log *slog.Logger) {
+	files, _ := filepath.Glob(filepath.Join(root, "run-*", "action-*", "pgid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pgid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pgid <= 1 {
+			continue
+		}
+		if err := syscall.Kill(-pgid, syscall.SIGKILL); err == nil {
+			log.Warn("killed processes of an interrupted action", "pgid", pgid, "action", filepath.Base(filepath.Dir(f)))
+		}
+	}
+}

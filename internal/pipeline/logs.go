@@ -1,0 +1,99 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// logWriter splits an action's output into timestamped lines and stores them
+// in small batches, so followers see a line within a fraction of a second
+// without one database write per line.
+type logWriter struct {
+	store    store.ExecStore
+	actionID int64
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	partial []byte
+	pending []store.LogLine
+	done    chan struct{}
+	flushed chan struct{}
+}
+
+const (
+	logFlushEvery = 50 * time.Millisecond
+	maxLineBytes  = 16 << 10
+)
+
+func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger) *logWriter {
+	w := &logWriter{store: st, actionID: actionID, log: log, done: make(chan struct{}), flushed: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			if len(w.partial) > maxLineBytes { // a line without end still gets stored
+				w.add(w.partial)
+				w.partial = nil
+			}
+			return len(p), nil
+		}
+		w.add(w.partial[:i])
+		w.partial = w.partial[i+1:]
+	}
+}
+
+func (w *logWriter) add(line []byte) {
+	w.pending = append(w.pending, store.LogLine{At: time.Now().UTC(), Line: string(bytes.TrimSuffix(line, []byte("\r")))})
+}
+
+func (w *logWriter) loop() {
+	defer close(w.flushed)
+	t := time.NewTicker(logFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.flush()
+		case <-w.done:
+			w.mu.Lock()
+			if len(w.partial) > 0 {
+				w.add(w.partial)
+				w.partial = nil
+			}
+			w.mu.Unlock()
+			w.flush()
+			return
+		}
+	}
+}
+
+func (w *logWriter) flush() {
+	w.mu.Lock()
+	lines := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	if len(lines) == 0 {
+		return
+	}
+	if err := w.store.AppendLog(context.Background(), w.actionID, lines); err != nil {
+		w.log.Error("store action log", "action", w.actionID, "err", err)
+	}
+}
+
+// Close stores what is left and waits until it is stored.
+func (w *logWriter) Close() {
+	close(w.done)
+	<-w.flushed
+}
