@@ -134,15 +134,7 @@ func (c *client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		var env struct {
-			Error *apiError `json:"error"`
-		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &env) == nil && env.Error != nil {
-			env.Error.Status = resp.StatusCode
-			return env.Error
-		}
-		return &apiError{Status: resp.StatusCode, Message: fmt.Sprintf("server answered %s", resp.Status)}
+		return decodeError(resp)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
@@ -158,3 +150,16 @@ func trimURL(u string) string { return strings.TrimRight(u, "/") }
 func defaultHTTP() *http.Client { return &http.Client{Timeout: 60 * time.Second} }
 
 func pathEscape(s string) string { return url.PathEscape(s) }
+
+// decodeError turns an error response into the server's message.
+func decodeError(resp *http.Response) error {
+	var env struct {
+		Error *apiError `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &env) == nil && env.Error != nil {
+		env.Error.Status = resp.StatusCode
+		return env.Error
+	}
+	return &apiError{Status: resp.StatusCode, Message: fmt.Sprintf("server answered %s", resp.Status)}
+}

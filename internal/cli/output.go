@@ -75,3 +75,14 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+func duration(start, end *time.Time) string {
+	if start == nil {
+		return "-"
+	}
+	e := time.Now()
+	if end != nil {
+		e = *end
+	}
+	return e.Sub(*start).Round(time.Millisecond).String()
+}

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"context"
+	"fmt"
 	"net/url"
+	"os"
+	"strings"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -45,7 +49,26 @@ func runCmd() *cobra.Command {
 
 	show := &cobra.Command{
 		Use:   "show ID",
-		Short: "Show a run",
+		Short: "Show a run: stages, actions, durations and artifacts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			d, err := getRun(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			return p.emit(d, func(w *tabwriter.Writer) { printRun(w, d) })
+		},
+	}
+
+	var ref string
+	var watchAfter bool
+	start := &cobra.Command{
+		Use:   "start APP [--ref REF] [--watch]",
+		Short: "Start a run of an app's pipeline at a branch, tag or commit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, p, err := setup(cmd)
@@ -53,37 +76,227 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			var r store.Run
-			if err := c.do(cmd.Context(), "GET", "/api/v1/runs/"+pathEscape(args[0]), nil, &r); err != nil {
+			if err := c.do(cmd.Context(), "POST", "/api/v1/apps/"+pathEscape(args[0])+"/runs", map[string]string{"ref": ref}, &r); err != nil {
 				return err
 			}
-			return p.emit(r, func(w *tabwriter.Writer) {
-				row(w, "Run:", r.ID)
-				row(w, "App:", r.App)
-				row(w, "State:", r.State)
-				row(w, "Trigger:", r.Trigger)
-				row(w, "Ref:", r.Ref)
-				row(w, "Commit:", r.Commit)
-				row(w, "Created:", humanTime(r.CreatedAt))
-				row(w, "Started:", ago(r.StartedAt))
-				row(w, "Ended:", ago(r.EndedAt))
-				row(w, "Duration:", duration(r.StartedAt, r.EndedAt))
-				if r.Reason != "" {
-					row(w, "Reason:", r.Reason)
-				}
-			})
+			if p.json && !watchAfter {
+				return p.emit(r, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Started run %d of %s at %s (%s)\n", r.ID, r.App, r.Ref, shortSHA(r.Commit))
+			if watchAfter {
+				return watchRun(cmd, c, strconv.FormatInt(r.ID, 10))
+			}
+			return nil
 		},
 	}
-	cmd.AddCommand(list, show)
+	start.Flags().StringVar(&ref, "ref", "main", "branch, tag or commit to run")
+	start.Flags().BoolVar(&watchAfter, "watch", false, "follow the run until it ends")
+
+	watch := &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow a run's progress until it ends; the exit code tells the result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			return watchRun(cmd, c, args[0])
+		},
+	}
+
+	var follow bool
+	var action string
+	logs := &cobra.Command{
+		Use:   "logs ID [--action A] [--follow]",
+		Short: "Print a run's action logs; --follow streams until the run ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			return streamLogs(cmd, c, p, args[0], action, follow)
+		},
+	}
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming until the run ends")
+	logs.Flags().StringVar(&action, "action", "", "only this action's lines (name or stage/name)")
+
+	cancel := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a run; running actions are killed with every process they started",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var out map[string]string
+			if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/cancel", nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
+			return nil
+		},
+	}
+	cmd.AddCommand(list, show, start, watch, logs, cancel)
 	return cmd
 }
 
-func duration(start, end *time.Time) string {
-	if start == nil {
-		return "-"
+// RunDetail mirrors the server's run detail.
+type RunDetail struct {
+	store.Run
+	Actions   []store.Action   `json:"actions"`
+	Artifacts []store.Artifact `json:"artifacts"`
+}
+
+func getRun(ctx context.Context, c *client, id string) (RunDetail, error) {
+	var d RunDetail
+	err := c.do(ctx, "GET", "/api/v1/runs/"+pathEscape(id), nil, &d)
+	return d, err
+}
+
+func printRun(w *tabwriter.Writer, d RunDetail) {
+	row(w, "Run:", d.ID)
+	row(w, "App:", d.App)
+	row(w, "State:", d.State)
+	row(w, "Trigger:", d.Trigger)
+	row(w, "Ref:", d.Ref)
+	row(w, "Commit:", d.Commit)
+	row(w, "Mode:", orDash(d.Mode))
+	row(w, "Created:", humanTime(d.CreatedAt))
+	row(w, "Duration:", duration(d.StartedAt, d.EndedAt))
+	if d.Reason != "" {
+		row(w, "Reason:", d.Reason)
 	}
-	e := time.Now()
-	if end != nil {
-		e = *end
+	row(w, "")
+	row(w, "STAGE", "ACTION", "TYPE", "ORDER", "STATE", "EXIT", "DURATION", "REASON")
+	for _, a := range d.Actions {
+		exit := "-"
+		if a.ExitCode != nil {
+			exit = strconv.Itoa(*a.ExitCode)
+		}
+		row(w, a.Stage, a.Name, a.Type, a.RunOrder, a.State, exit, duration(a.StartedAt, a.EndedAt), orDash(a.Reason))
 	}
-	return e.Sub(*start).Round(time.Millisecond).String()
+	if len(d.Artifacts) > 0 {
+		row(w, "")
+		row(w, "ARTIFACT", "SIZE", "SHA256")
+		for _, a := range d.Artifacts {
+			row(w, a.Name, a.Size, a.SHA256)
+		}
+	}
+}
+
+func ended(state string) bool {
+	switch state {
+	case store.RunSucceeded, store.RunFailed, store.RunCancelled, store.RunSuperseded:
+		return true
+	}
+	return false
+}
+
+// watchRun prints each action's transitions until the run ends; it fails
+// (exit code 1) unless the run succeeded.
+func watchRun(cmd *cobra.Command, c *client, id string) error {
+	out := cmd.OutOrStdout()
+	seen := map[int64]string{}
+	spin := []string{"-", "\\", "|", "/"}
+	for i := 0; ; i++ {
+		d, err := getRun(cmd.Context(), c, id)
+		if err != nil {
+			return err
+		}
+		for _, a := range d.Actions {
+			if seen[a.ID] != a.State {
+				seen[a.ID] = a.State
+				line := fmt.Sprintf("%-9s %s/%s", a.State, a.Stage, a.Name)
+				if a.EndedAt != nil {
+					line += " (" + duration(a.StartedAt, a.EndedAt) + ")"
+				}
+				if a.Reason != "" {
+					line += ": " + a.Reason
+				}
+				fmt.Fprintln(out, line)
+			}
+		}
+		if ended(d.State) {
+			fmt.Fprintf(out, "run %d %s in %s\n", d.ID, d.State, duration(d.StartedAt, d.EndedAt))
+			if d.State != store.RunSucceeded {
+				return fmt.Errorf("run %d %s: %s", d.ID, d.State, orDash(d.Reason))
+			}
+			return nil
+		}
+		if f, ok := out.(*os.File); ok && isTerminal(f) {
+			fmt.Fprintf(out, "%s run %d %s\r", spin[i%len(spin)], d.ID, d.State)
+		}
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func streamLogs(cmd *cobra.Command, c *client, p printer, id, action string, follow bool) error {
+	d, err := getRun(cmd.Context(), c, id)
+	if err != nil {
+		return err
+	}
+	names := map[int64]string{}
+	for _, a := range d.Actions {
+		names[a.ID] = a.Stage + "/" + a.Name
+	}
+	if action != "" {
+		found := false
+		for _, n := range names {
+			if n == action || strings.HasSuffix(n, "/"+action) {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("run %s has no action %q", id, action)
+		}
+	}
+	var after int64
+	out := cmd.OutOrStdout()
+	for {
+		var lines []store.LogLine
+		if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/runs/%s/logs?after=%d", pathEscape(id), after), nil, &lines); err != nil {
+			return err
+		}
+		for _, l := range lines {
+			after = l.ID
+			n := names[l.ActionID]
+			if action != "" && n != action && !strings.HasSuffix(n, "/"+action) {
+				continue
+			}
+			if p.json {
+				_ = p.emit(l, nil)
+			} else {
+				fmt.Fprintf(out, "%s %s | %s\n", l.At.Local().Format("15:04:05.000"), n, l.Line)
+			}
+		}
+		if len(lines) > 0 {
+			continue // there may be more right away
+		}
+		if !follow {
+			return nil
+		}
+		if ended(d.State) {
+			return nil // the final lines were read above
+		}
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if d, err = getRun(cmd.Context(), c, id); err != nil {
+			return err
+		}
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

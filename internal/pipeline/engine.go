@@ -418,7 +418,11 @@ func (e *Engine) performBuild(ctx context.Context, r store.Run, a Action, row st
 	}
 	data, err := os.ReadFile(filepath.Join(dir, a.Buildspec))
 	if err != nil {
-		return nil, fmt.Sprintf("buildspec %s not found in the input artifact", a.Buildspec)
+		primary := SourceArtifact
+		if len(a.Inputs) > 0 {
+			primary = a.Inputs[0]
+		}
+		return nil, fmt.Sprintf("buildspec %s not found in %s, the action's primary (first) input; list the artifact holding it first in inputs", a.Buildspec, primary)
 	}
 	spec, err := build.Parse(a.Buildspec, data)
 	if err != nil {
