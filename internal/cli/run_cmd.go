@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 

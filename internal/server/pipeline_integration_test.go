@@ -280,7 +280,7 @@ func readPID(t *testing.T, path string) int {
 // sleeperPipeline runs a build that leaves a background sleeper and records its pid.
 func sleeperPipeline(pidFile string) map[string]string {
 	return map[string]string{
-		"slipway.yaml": "on:\n  push:\n    branches: [main]\nstages:\n  - name: Build\n    actions:\n      - name: slow\n        type: build\n        env: {PIDFILE: " + pidFile + "}\n",
+		"slipway.yaml":  "on:\n  push:\n    branches: [main]\nstages:\n  - name: Build\n    actions:\n      - name: slow\n        type: build\n        env: {PIDFILE: " + pidFile + "}\n",
 		"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands:\n      - echo first\n      - sleep 300 & echo $! > $PIDFILE.tmp && mv $PIDFILE.tmp $PIDFILE; wait\n",
 	}
 }
