@@ -3,6 +3,8 @@ package build
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/slipway-dev/slipway/internal/specfile"
 	"gopkg.in/yaml.v3"
@@ -10,13 +12,13 @@ import (
 
 // Spec is a parsed buildspec.yml.
 type Spec struct {
-	Version   string         `yaml:"version"`
-	RunAs     string         `yaml:"run-as"`
-	Proxy     map[string]any `yaml:"proxy"`
-	Env       Env            `yaml:"env"`
-	Phases    Phases         `yaml:"phases"`
-	Artifacts *Artifacts     `yaml:"artifacts"`
-	Reports   map[string]any `yaml:"reports"`
+	Version   string            `yaml:"version"`
+	RunAs     string            `yaml:"run-as"`
+	Proxy     map[string]any    `yaml:"proxy"`
+	Env       Env               `yaml:"env"`
+	Phases    Phases            `yaml:"phases"`
+	Artifacts *Artifacts        `yaml:"artifacts"`
+	Reports   map[string]Report `yaml:"reports"`
 	Cache     *struct {
 		Paths []string `yaml:"paths"`
 	} `yaml:"cache"`
@@ -59,6 +61,16 @@ type Artifacts struct {
 	EnableSymlinks     YesNo                `yaml:"enable-symlinks"`
 }
 
+// Report is one report group: JUnit XML files to read after the build.
+type Report struct {
+	Files         []string `yaml:"files"`
+	BaseDirectory string   `yaml:"base-directory"`
+	DiscardPaths  YesNo    `yaml:"discard-paths"`
+	FileFormat    string   `yaml:"file-format"`
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // YesNo accepts buildspec's yes/no as well as true/false.
 type YesNo bool
 
@@ -96,6 +108,20 @@ func Parse(file string, data []byte) (*Spec, error) {
 		if p.ph != nil && p.ph.OnFailure != "" && p.ph.OnFailure != "ABORT" && p.ph.OnFailure != "CONTINUE" {
 			n := specfile.NodeAt(doc, "phases", p.name, "on-failure")
 			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "phases." + p.name + ".on-failure", Message: fmt.Sprintf("%q must be ABORT or CONTINUE", p.ph.OnFailure)}
+		}
+	}
+	for i, name := range s.Env.ExportedVariables {
+		if !envName.MatchString(name) || strings.HasPrefix(name, "CODEBUILD_") {
+			n := specfile.NodeAt(doc, "env", "exported-variables", i)
+			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: fmt.Sprintf("env.exported-variables[%d]", i),
+				Message: fmt.Sprintf("%q must be a shell variable name (letters, digits, _) not starting with CODEBUILD_", name)}
+		}
+	}
+	for group, r := range s.Reports {
+		if r.FileFormat != "" && r.FileFormat != "JUNITXML" {
+			n := specfile.NodeAt(doc, "reports", group, "file-format")
+			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "reports." + group + ".file-format",
+				Message: fmt.Sprintf("%q is not supported; Slipway reads JUNITXML", r.FileFormat)}
 		}
 	}
 	if len(s.Env.SecretsManager) > 0 || len(s.Env.ParameterStore) > 0 {

@@ -41,6 +41,8 @@ type Result struct {
 	Succeeded bool
 	ExitCode  int
 	Reason    string
+	// Exported holds env.exported-variables as the last phase left them.
+	Exported map[string]string
 }
 
 // Job is one build to run.
@@ -54,6 +56,8 @@ type Job struct {
 	// Started, when set, learns each phase's process group id, so a crashed
 	// server's successor can kill what it left behind.
 	Started func(pgid int)
+	// VarsFile receives the final values of env.exported-variables.
+	VarsFile string
 }
 
 // Run runs the phases in order with CodeBuild's failure flow: a failed
@@ -120,7 +124,26 @@ func Run(ctx context.Context, job Job) Result {
 			skipRest = true
 		}
 	}
+	res.Exported = readExported(job)
 	return res
+}
+
+// readExported reads the NAME=VALUE\x00 records the phase shells appended; the last value wins.
+func readExported(job Job) map[string]string {
+	if job.VarsFile == "" || len(job.Spec.Env.ExportedVariables) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	b, err := os.ReadFile(job.VarsFile)
+	if err != nil {
+		return out
+	}
+	for _, rec := range strings.Split(string(b), "\x00") {
+		if k, v, ok := strings.Cut(rec, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // runCommands runs commands in one shell, stopping at the first failure. The
@@ -131,6 +154,14 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 		return Succeeded, 0
 	}
 	var script strings.Builder
+	if job.VarsFile != "" && len(job.Spec.Env.ExportedVariables) > 0 {
+		// On every exit, even a failing one, record the exported variables' values.
+		script.WriteString("__slipway_export() {\n")
+		for _, name := range job.Spec.Env.ExportedVariables {
+			fmt.Fprintf(&script, "  printf '%%s=%%s\\000' %s \"${%s-}\" >> %s\n", name, name, shellQuote(job.VarsFile))
+		}
+		script.WriteString("}\ntrap __slipway_export EXIT\n")
+	}
 	script.WriteString("set -e\n")
 	for _, c := range commands {
 		fmt.Fprintf(&script, "printf '%%s\\n' %s\n%s\n", shellQuote("[slipway] Running command "+c), c)

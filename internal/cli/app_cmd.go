@@ -172,7 +172,50 @@ func appCmd() *cobra.Command {
 	}
 	events.Flags().IntVar(&limit, "limit", 50, "how many events (1–500)")
 
-	cmd.AddCommand(create, list, show, del, setSource, events)
+	var stage, reason string
+	var disable, enable bool
+	transition := &cobra.Command{
+		Use:   "transition APP [--stage S (--disable --reason R | --enable)]",
+		Short: "Hold runs before a stage (a brake on promotion), release them, or list disabled transitions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			base := "/api/v1/apps/" + pathEscape(args[0]) + "/transitions"
+			if !disable && !enable {
+				var ts []store.Transition
+				if err := c.do(cmd.Context(), "GET", base, nil, &ts); err != nil {
+					return err
+				}
+				return p.emit(ts, func(w *tabwriter.Writer) {
+					row(w, "STAGE", "DISABLED BY", "SINCE", "REASON")
+					for _, t := range ts {
+						row(w, t.Stage, t.DisabledBy, humanTime(t.DisabledAt), t.Reason)
+					}
+				})
+			}
+			if disable == enable {
+				return errors.New("give either --disable or --enable")
+			}
+			if stage == "" {
+				return errors.New("--stage is required")
+			}
+			var out map[string]string
+			if err := c.do(cmd.Context(), "PUT", base+"/"+pathEscape(stage), map[string]any{"enabled": enable, "reason": reason}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
+			return nil
+		},
+	}
+	transition.Flags().StringVar(&stage, "stage", "", "the stage runs would enter")
+	transition.Flags().StringVar(&reason, "reason", "", "why the transition is disabled (required with --disable)")
+	transition.Flags().BoolVar(&disable, "disable", false, "hold runs before the stage")
+	transition.Flags().BoolVar(&enable, "enable", false, "let held runs continue")
+
+	cmd.AddCommand(create, list, show, del, setSource, events, transition)
 	return cmd
 }
 

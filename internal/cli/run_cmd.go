@@ -139,7 +139,26 @@ func runCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, show, start, watch, logs, cancel)
+	var stage string
+	retry := &cobra.Command{
+		Use:   "retry ID [--stage S]",
+		Short: "Re-run the failed actions of a stage (default: the first that did not succeed) with the same inputs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var out map[string]string
+			if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/retry", map[string]string{"stage": stage}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
+			return nil
+		},
+	}
+	retry.Flags().StringVar(&stage, "stage", "", "stage to retry from")
+	cmd.AddCommand(list, show, start, watch, logs, cancel, retry)
 	return cmd
 }
 
@@ -148,6 +167,8 @@ type RunDetail struct {
 	store.Run
 	Actions   []store.Action   `json:"actions"`
 	Artifacts []store.Artifact `json:"artifacts"`
+	Reports   []store.Report   `json:"reports"`
+	Variables []store.Variable `json:"variables"`
 }
 
 func getRun(ctx context.Context, c *client, id string) (RunDetail, error) {
@@ -177,6 +198,24 @@ func printRun(w *tabwriter.Writer, d RunDetail) {
 			exit = strconv.Itoa(*a.ExitCode)
 		}
 		row(w, a.Stage, a.Name, a.Type, a.RunOrder, a.State, exit, duration(a.StartedAt, a.EndedAt), orDash(a.Reason))
+	}
+	if len(d.Reports) > 0 {
+		row(w, "")
+		row(w, "REPORT", "ACTION", "TOTAL", "PASSED", "FAILED", "SKIPPED", "FAILED TESTS")
+		names := map[int64]string{}
+		for _, a := range d.Actions {
+			names[a.ID] = a.Stage + "/" + a.Name
+		}
+		for _, r := range d.Reports {
+			row(w, r.Group, names[r.ActionID], r.Total, r.Passed, r.Failed, r.Skipped, orDash(strings.Join(r.FailedTests, ", ")))
+		}
+	}
+	if len(d.Variables) > 0 {
+		row(w, "")
+		row(w, "VARIABLE", "VALUE")
+		for _, v := range d.Variables {
+			row(w, "#{"+v.Action+"."+v.Name+"}", v.Value)
+		}
 	}
 	if len(d.Artifacts) > 0 {
 		row(w, "")

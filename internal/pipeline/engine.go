@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ const DefaultActionTimeout = time.Hour
 type Store interface {
 	store.RunStore
 	store.ExecStore
+	store.OutputStore
 }
 
 // Source reads an app's repository at a commit.
@@ -48,6 +50,7 @@ type Engine struct {
 	Source      Source
 	Artifacts   *artifact.FS
 	WorkRoot    string
+	CacheRoot   string
 	MaxParallel int
 	Log         *slog.Logger
 
@@ -253,14 +256,20 @@ func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activ
 		return store.RunFailed, err.Error()
 	}
 	for si, st := range spec.Stages {
-		if si > 0 && spec.Mode == ModeSuperseded {
-			if newer := e.newerQueued(ctx, r); newer != 0 {
-				return store.RunSuperseded, fmt.Sprintf("superseded by run %d at the %s stage boundary", newer, st.Name)
-			}
-		}
 		orders := map[int][]int{}
 		for ai, a := range st.Actions {
+			if findAction(actions, st.Name, a.Name).State == store.RunSucceeded {
+				continue // done before a retry
+			}
 			orders[a.RunOrder] = append(orders[a.RunOrder], ai)
+		}
+		if len(orders) == 0 {
+			continue
+		}
+		if si > 0 {
+			if state, reason := e.enterStage(ctx, r, spec, st.Name, ar); state != "" {
+				return state, reason
+			}
 		}
 		var keys []int
 		for k := range orders {
@@ -294,6 +303,44 @@ func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activ
 		}
 	}
 	return store.RunSucceeded, ""
+}
+
+// enterStage holds a run at a stage boundary while the transition into the
+// stage is disabled; it returns a final state when the run must end there.
+func (e *Engine) enterStage(ctx context.Context, r store.Run, spec *Spec, stage string, ar *activeRun) (string, string) {
+	waiting := false
+	for {
+		if spec.Mode == ModeSuperseded {
+			if newer := e.newerQueued(ctx, r); newer != 0 {
+				return store.RunSuperseded, fmt.Sprintf("superseded by run %d at the %s stage boundary", newer, stage)
+			}
+		}
+		t, err := e.Store.GetTransition(ctx, r.App, stage)
+		if errors.Is(err, store.ErrNotFound) {
+			if waiting {
+				_ = e.Store.SetRunState(ctx, r.ID, store.RunRunning, "")
+			}
+			return "", ""
+		}
+		if err != nil {
+			return store.RunFailed, "read transition: " + err.Error()
+		}
+		if !waiting {
+			waiting = true
+			reason := fmt.Sprintf("transition to stage %s is disabled by %s: %s", stage, t.DisabledBy, t.Reason)
+			if err := e.Store.SetRunState(ctx, r.ID, store.RunWaiting, reason); err != nil {
+				return store.RunFailed, err.Error()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if ar.cancelled.Load() {
+				return store.RunCancelled, "cancelled while waiting for the transition to " + stage
+			}
+			return store.RunFailed, "control plane stopped"
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func findAction(rows []store.Action, stage, name string) store.Action {
@@ -486,8 +533,20 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	for k, v := range spec.Env.Variables {
 		vars[k] = v
 	}
+	exported, err := e.Store.ListVariables(ctx, r.ID)
+	if err != nil {
+		return nil, err.Error()
+	}
+	for _, v := range exported {
+		vars[v.Name] = v.Value // earlier actions' exported variables, as plain env
+	}
 	for k, v := range a.Env {
-		vars[k] = v
+		resolved, err := resolveRefs(v, exported)
+		if err != nil {
+			fmt.Fprintf(logs, "[slipway] env %s: %v\n", k, err)
+			return nil, fmt.Sprintf("env %s: %v", k, err)
+		}
+		vars[k] = resolved
 	}
 	buildID := fmt.Sprintf("%s:%d-%d", r.App, r.ID, row.ID)
 	for k, v := range map[string]string{
@@ -507,14 +566,32 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	if spec.Reports != nil || spec.Cache != nil {
-		fmt.Fprintln(logs, "[slipway] note: buildspec reports and cache sections are not processed by this version")
+	cacheDir := filepath.Join(e.CacheRoot, r.App)
+	if spec.Cache != nil {
+		restoreCache(cacheDir, dir, spec.Cache.Paths, logs)
 	}
 	pgidFile := filepath.Join(filepath.Dir(dir), "pgid")
 	started := func(pgid int) { _ = os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)), 0o600) }
-	res := build.Run(ctx, build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, Started: started})
+	varsFile := filepath.Join(filepath.Dir(dir), "exported")
+	res := build.Run(ctx, build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, Started: started, VarsFile: varsFile})
 	code := res.ExitCode
 	reason := res.Reason
+	if len(res.Exported) > 0 {
+		var vs []store.Variable
+		for _, name := range spec.Env.ExportedVariables {
+			vs = append(vs, store.Variable{Action: a.Name, Name: name, Value: res.Exported[name]})
+		}
+		if err := e.Store.PutVariables(ctx, r.ID, vs); err != nil && reason == "" {
+			reason = "store exported variables: " + err.Error()
+		}
+	}
+	if res.Succeeded && spec.Cache != nil {
+		saveCache(cacheDir, dir, spec.Cache.Paths, logs)
+	}
+	if why := e.storeReports(ctx, r, a, row, spec, dir, logs); why != "" && reason == "" {
+		reason = why
+		code = 1
+	}
 	if err := e.storeOutputs(ctx, r, a, row, spec, dir, logs); err != nil && reason == "" {
 		reason = err.Error()
 		code = 1
@@ -594,4 +671,175 @@ func killLeftovers(root string, log *slog.Logger) {
 			log.Warn("killed processes of an interrupted action", "pgid", pgid, "action", filepath.Base(filepath.Dir(f)))
 		}
 	}
+}
+
+var varRef = regexp.MustCompile(`#\{([A-Za-z0-9_.-]+)\.([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// resolveRefs replaces #{Action.VAR} with what that earlier action exported.
+func resolveRefs(v string, vars []store.Variable) (string, error) {
+	var missing []string
+	out := varRef.ReplaceAllStringFunc(v, func(m string) string {
+		sub := varRef.FindStringSubmatch(m)
+		for _, x := range vars {
+			if x.Action == sub[1] && x.Name == sub[2] {
+				return x.Value
+			}
+		}
+		missing = append(missing, m)
+		return m
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s: no earlier action of this run exported that variable (env.exported-variables in its buildspec)", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// storeReports parses each report group's JUnit files. For a test action,
+// failed tests or missing reports fail the action and so gate the stage.
+func (e *Engine) storeReports(ctx context.Context, r store.Run, a Action, row store.Action, spec *build.Spec, dir string, logs io.Writer) string {
+	groups := make([]string, 0, len(spec.Reports))
+	for g := range spec.Reports {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	if a.Type == "test" && len(groups) == 0 {
+		return "a test action needs a reports section in its buildspec (JUnit XML) to gate the stage"
+	}
+	var problems []string
+	for _, g := range groups {
+		rep := spec.Reports[g]
+		files, err := build.Collect(dir, build.Artifacts{Files: rep.Files, BaseDirectory: rep.BaseDirectory})
+		if err != nil {
+			fmt.Fprintf(logs, "[slipway] report %s: %v\n", g, err)
+			problems = append(problems, fmt.Sprintf("report %s: %v", g, err))
+			continue
+		}
+		paths := make([]string, len(files))
+		for i, f := range files {
+			paths[i] = f.Path
+		}
+		t, err := build.ParseJUnit(paths)
+		if err != nil {
+			fmt.Fprintf(logs, "[slipway] report %s: %v\n", g, err)
+			problems = append(problems, fmt.Sprintf("report %s: %v", g, err))
+			continue
+		}
+		fmt.Fprintf(logs, "[slipway] Report %s: %d tests, %d passed, %d failed, %d skipped\n", g, t.Total, t.Passed, t.Failed, t.Skipped)
+		if err := e.Store.PutReport(ctx, r.ID, store.Report{ActionID: row.ID, Group: g, Total: t.Total, Passed: t.Passed, Failed: t.Failed, Skipped: t.Skipped, FailedTests: t.FailedTests}); err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if t.Failed > 0 {
+			names := t.FailedTests
+			if len(names) > 5 {
+				names = append(names[:5:5], "…")
+			}
+			problems = append(problems, fmt.Sprintf("%d of %d tests failed in report %s: %s", t.Failed, t.Total, g, strings.Join(names, ", ")))
+		}
+	}
+	if a.Type != "test" || len(problems) == 0 {
+		return ""
+	}
+	return strings.Join(problems, "; ")
+}
+
+// cacheFile names the stored copy of one cache path of an app.
+func cacheFile(cacheDir, p string) string {
+	return filepath.Join(cacheDir, strings.NewReplacer("/", "_", ".", "_").Replace(filepath.Clean(p))+".tar")
+}
+
+// restoreCache unpacks each cache path kept from the app's last successful
+// build. Paths are relative to the source directory.
+func restoreCache(cacheDir, dir string, paths []string, logs io.Writer) {
+	for _, p := range cachePaths(paths, logs) {
+		f, err := os.Open(cacheFile(cacheDir, p))
+		if err != nil {
+			continue // nothing cached yet
+		}
+		err = artifact.Unpack(f, filepath.Join(dir, p))
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(logs, "[slipway] cache %s not restored: %v\n", p, err)
+			continue
+		}
+		fmt.Fprintf(logs, "[slipway] Restored cache %s\n", p)
+	}
+}
+
+func saveCache(cacheDir, dir string, paths []string, logs io.Writer) {
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		fmt.Fprintf(logs, "[slipway] cache not saved: %v\n", err)
+		return
+	}
+	for _, p := range cachePaths(paths, logs) {
+		root := filepath.Join(dir, p)
+		if _, err := os.Stat(root); err != nil {
+			continue
+		}
+		files, err := build.Collect(root, build.Artifacts{Files: []string{"**/*"}})
+		if err != nil {
+			continue // an empty directory: nothing to keep
+		}
+		tmp := cacheFile(cacheDir, p) + ".tmp"
+		f, err := os.Create(tmp)
+		if err == nil {
+			err = artifact.Pack(f, files)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err == nil {
+			err = os.Rename(tmp, cacheFile(cacheDir, p))
+		}
+		if err != nil {
+			os.Remove(tmp)
+			fmt.Fprintf(logs, "[slipway] cache %s not saved: %v\n", p, err)
+			continue
+		}
+		fmt.Fprintf(logs, "[slipway] Saved cache %s (%d files)\n", p, len(files))
+	}
+}
+
+func cachePaths(paths []string, logs io.Writer) []string {
+	var out []string
+	for _, p := range paths {
+		p = strings.TrimSuffix(strings.TrimSuffix(p, "/**/*"), "/**")
+		if !filepath.IsLocal(p) {
+			fmt.Fprintf(logs, "[slipway] cache path %s skipped: on the host executor only paths inside the source directory are cached\n", p)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Retry re-queues a failed or cancelled run from the named stage (default:
+// the first stage that did not succeed) with the same inputs.
+func (e *Engine) Retry(ctx context.Context, runID int64, stage string) error {
+	actions, err := e.Store.ListActions(ctx, runID)
+	if err != nil {
+		return err
+	}
+	idx := -1
+	for _, a := range actions {
+		if stage != "" && a.Stage == stage {
+			idx = a.StageIndex
+			break
+		}
+		if stage == "" && a.State != store.RunSucceeded {
+			idx = a.StageIndex
+			break
+		}
+	}
+	if idx < 0 {
+		if stage != "" {
+			return fmt.Errorf("run %d has no stage %q: %w", runID, stage, store.ErrNotFound)
+		}
+		return fmt.Errorf("run %d has nothing to retry: %w", runID, store.ErrConflict)
+	}
+	if err := e.Store.RetryRun(ctx, runID, idx); err != nil {
+		return err
+	}
+	e.Wake()
+	return nil
 }

@@ -241,6 +241,8 @@ type RunDetail struct {
 	store.Run
 	Actions   []store.Action   `json:"actions"`
 	Artifacts []store.Artifact `json:"artifacts"`
+	Reports   []store.Report   `json:"reports"`
+	Variables []store.Variable `json:"variables"`
 }
 
 func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +258,11 @@ func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
 	}
 	d := RunDetail{Run: run}
 	if d.Actions, err = s.db.ListActions(r.Context(), id); err == nil {
-		d.Artifacts, err = s.db.ListArtifacts(r.Context(), id)
+		if d.Artifacts, err = s.db.ListArtifacts(r.Context(), id); err == nil {
+			if d.Reports, err = s.db.ListReports(r.Context(), id); err == nil {
+				d.Variables, err = s.db.ListVariables(r.Context(), id)
+			}
+		}
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -352,6 +358,91 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"message": fmt.Sprintf("run %d is being cancelled", id)})
+}
+
+type retryRequest struct {
+	Stage string `json:"stage"`
+}
+
+func (s *Server) retryRun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req retryRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if _, err := s.db.GetRun(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.engine.Retry(r.Context(), id, req.Stage); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = &apiError{Status: http.StatusBadRequest, Code: "invalid_argument", Field: "stage", Message: err.Error()}
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"message": fmt.Sprintf("run %d queued again", id)})
+}
+
+func (s *Server) listTransitions(w http.ResponseWriter, r *http.Request) {
+	app := r.PathValue("app")
+	if _, err := s.db.GetApp(r.Context(), app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ts, err := s.db.ListTransitions(r.Context(), app)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ts)
+}
+
+type transitionRequest struct {
+	Enabled *bool  `json:"enabled"`
+	Reason  string `json:"reason"`
+}
+
+func (s *Server) setTransition(w http.ResponseWriter, r *http.Request) {
+	app, stage := r.PathValue("app"), r.PathValue("stage")
+	if _, err := s.db.GetApp(r.Context(), app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req transitionRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Enabled == nil {
+		s.writeError(w, r, errBadRequest("enabled", "enabled is required: true lets runs enter the stage, false holds them before it"))
+		return
+	}
+	if *req.Enabled {
+		if err := s.db.EnableTransition(r.Context(), app, stage); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"message": "transition to " + stage + " enabled"})
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		s.writeError(w, r, errBadRequest("reason", "a reason is required to disable a transition, so others know why runs wait"))
+		return
+	}
+	tok, _ := Caller(r.Context())
+	if err := s.db.DisableTransition(r.Context(), store.Transition{App: app, Stage: stage, Reason: req.Reason, DisabledBy: tok.Name}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "transition to " + stage + " disabled"})
 }
 
 func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) {

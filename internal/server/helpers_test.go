@@ -120,3 +120,10 @@ func errorField(body map[string]any, key string) string {
 	s, _ := e[key].(string)
 	return s
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

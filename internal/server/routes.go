@@ -45,6 +45,9 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "POST", Pattern: "/api/v1/apps/{app}/runs", Role: auth.Deployer, handler: s.startRun},
 		{Method: "GET", Pattern: "/api/v1/runs/{id}/logs", Role: auth.Viewer, handler: s.runLogs},
 		{Method: "POST", Pattern: "/api/v1/runs/{id}/cancel", Role: auth.Deployer, handler: s.cancelRun},
+		{Method: "POST", Pattern: "/api/v1/runs/{id}/retry", Role: auth.Deployer, handler: s.retryRun},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/transitions", Role: auth.Viewer, handler: s.listTransitions},
+		{Method: "PUT", Pattern: "/api/v1/apps/{app}/transitions/{stage}", Role: auth.Deployer, handler: s.setTransition},
 		{Method: "GET", Pattern: "/api/v1/runs/{id}/artifacts/{name}", Role: auth.Viewer, handler: s.getArtifact},
 
 		{Method: "GET", Pattern: "/git/{repo}/info/refs", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitInfoRefs},

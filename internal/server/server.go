@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Store: db, Source: src, Log: cfg.Log, MaxParallel: cfg.MaxParallelActions,
 		Artifacts: &artifact.FS{Root: filepath.Join(cfg.DataDir, "artifacts")},
 		WorkRoot:  filepath.Join(cfg.DataDir, "work"),
+		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
 	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {

@@ -55,6 +55,11 @@ type ExecStore interface {
 	ListLog(ctx context.Context, runID, afterID int64, limit int) ([]LogLine, error)
 	PutArtifact(ctx context.Context, a Artifact) error
 	ListArtifacts(ctx context.Context, runID int64) ([]Artifact, error)
+	// SetRunState moves a running run between running and waiting.
+	SetRunState(ctx context.Context, runID int64, state, reason string) error
+	// RetryRun re-queues an ended run from stageIndex: that stage's actions
+	// that did not succeed, and every action after it, run again.
+	RetryRun(ctx context.Context, runID int64, stageIndex int) error
 	// RunsInState lists runs of any app in one of the states, oldest first.
 	RunsInState(ctx context.Context, states ...string) ([]Run, error)
 	// RecoverInterrupted ends every running action and run left by a stopped server.
@@ -89,12 +94,19 @@ func scanAction(row interface{ Scan(...any) error }) (Action, error) {
 
 func (db *DB) StartRun(ctx context.Context, runID int64, mode string, actions []Action) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, mode = ?, started_at = ? WHERE id = ? AND state = ?`, RunRunning, mode, toDB(now()), runID, RunQueued)
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, mode = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND state = ?`, RunRunning, mode, toDB(now()), runID, RunQueued)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("run %d is no longer queued: %w", runID, ErrConflict)
+		}
+		var existing int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM actions WHERE run_id = ?`, runID).Scan(&existing); err != nil {
+			return err
+		}
+		if existing > 0 {
+			return nil // a retried run keeps its actions
 		}
 		for _, a := range actions {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO actions(run_id, stage_index, stage, name, type, run_order, state) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -288,4 +300,26 @@ func (db *DB) GetAction(ctx context.Context, id int64) (Action, error) {
 		return a, fmt.Errorf("action %d: %w", id, ErrNotFound)
 	}
 	return a, err
+}
+
+func (db *DB) SetRunState(ctx context.Context, runID int64, state, reason string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ? WHERE id = ? AND ended_at IS NULL`, state, reason, runID)
+		return err
+	})
+}
+
+func (db *DB) RetryRun(ctx context.Context, runID int64, stageIndex int) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = '', ended_at = NULL WHERE id = ? AND state IN (?, ?)`, RunQueued, runID, RunFailed, RunCancelled)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("run %d has not failed or been cancelled; only those can be retried: %w", runID, ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = '', exit_code = NULL, started_at = NULL, ended_at = NULL
+			WHERE run_id = ? AND ((stage_index = ? AND state != ?) OR stage_index > ?)`, RunQueued, runID, stageIndex, RunSucceeded, stageIndex)
+		return err
+	})
 }

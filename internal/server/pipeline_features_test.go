@@ -1,0 +1,183 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const junitPass = `<?xml version="1.0"?>
+<testsuites><testsuite name="unit">
+<testcase classname="pkg" name="TestA"/><testcase classname="pkg" name="TestB"/>
+<testcase classname="pkg" name="TestC"><skipped/></testcase>
+</testsuite></testsuites>`
+
+const junitFail = `<testsuite name="unit">
+<testcase classname="pkg" name="TestA"/>
+<testcase classname="pkg" name="TestBroken"><failure message="boom">x</failure></testcase>
+</testsuite>`
+
+func TestIntegrationVariablesReportsAndCache(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("feat")
+	files := map[string]string{
+		"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - name: version
+        type: build
+  - name: Test
+    actions:
+      - name: unit
+        type: test
+        buildspec: test.yml
+        env: {TAG: "v-#{version.VERSION}"}
+`,
+		"buildspec.yml": `version: 0.2
+env:
+  exported-variables: [VERSION, UNSET]
+cache:
+  paths: ['.cache/**/*']
+phases:
+  build:
+    commands:
+      - mkdir -p .cache && echo $(( $(cat .cache/count 2>/dev/null || echo 0) + 1 )) > .cache/count
+      - echo "cache count $(cat .cache/count)"
+      - export VERSION=1.4.$(cat .cache/count)
+`,
+		"test.yml": `version: 0.2
+phases:
+  build:
+    commands:
+      - echo "tag=$TAG plain=$VERSION"
+      - cp $REPORT reports/junit.xml
+reports:
+  unit-tests:
+    files: ['junit.xml']
+    base-directory: reports
+`,
+		"reports/pass.xml": junitPass,
+		"reports/fail.xml": junitFail,
+	}
+	files["test.yml"] = strings.Replace(files["test.yml"], "cp $REPORT reports/junit.xml", "cp reports/$RESULT.xml reports/junit.xml", 1)
+
+	// First run: reports pass.
+	e.pushPipeline("feat", "pass", withEnv(files, "pass"))
+	id := e.startRun("feat", "pass")
+	run := e.waitRun(id, 30*time.Second)
+	if run["state"] != "succeeded" {
+		t.Fatalf("run: %v %v\n%s", run["state"], run["reason"], e.logText(id))
+	}
+	logs := e.logText(id)
+	if !strings.Contains(logs, "tag=v-1.4.1 plain=1.4.1") || !strings.Contains(logs, "cache count 1") {
+		t.Fatalf("variables did not reach the later stage:\n%s", logs)
+	}
+	rep := run["reports"].([]any)[0].(map[string]any)
+	if rep["group"] != "unit-tests" || rep["total"] != 3.0 || rep["passed"] != 2.0 || rep["skipped"] != 1.0 || rep["failed"] != 0.0 {
+		t.Fatalf("report: %v", rep)
+	}
+	vars := fmt.Sprint(run["variables"])
+	if !strings.Contains(vars, "VERSION value:1.4.1") {
+		t.Fatalf("variables: %v", vars)
+	}
+
+	// Second run: the cache from the first is restored; the failing report gates the stage.
+	e.pushPipeline("feat", "fail", withEnv(files, "fail"))
+	id = e.startRun("feat", "fail")
+	run = e.waitRun(id, 30*time.Second)
+	logs = e.logText(id)
+	if !strings.Contains(logs, "cache count 2") {
+		t.Fatalf("cache not restored:\n%s", logs)
+	}
+	if run["state"] != "failed" || !strings.Contains(run["reason"].(string), "1 of 2 tests failed in report unit-tests: pkg.TestBroken") {
+		t.Fatalf("failing tests did not gate: %v %v", run["state"], run["reason"])
+	}
+	rep = run["reports"].([]any)[0].(map[string]any)
+	if rep["failed"] != 1.0 || fmt.Sprint(rep["failed_tests"]) != "[pkg.TestBroken]" {
+		t.Fatalf("report: %v", rep)
+	}
+}
+
+// withEnv sets the test stage's RESULT through the action env.
+func withEnv(files map[string]string, result string) map[string]string {
+	out := map[string]string{}
+	for k, v := range files {
+		out[k] = v
+	}
+	out["slipway.yaml"] = strings.Replace(files["slipway.yaml"], `env: {TAG: "v-#{version.VERSION}"}`, `env: {TAG: "v-#{version.VERSION}", RESULT: `+result+`}`, 1)
+	return out
+}
+
+func TestIntegrationRetryAndTransitions(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("brake")
+	flag := t.TempDir() + "/ok"
+	e.pushPipeline("brake", "main", map[string]string{
+		"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - {name: one, type: invoke, command: "echo built"}
+  - name: Flaky
+    actions:
+      - {name: steady, type: invoke, command: "echo steady"}
+      - {name: flaky, type: invoke, command: "test -f ` + flag + `"}
+  - name: Prod
+    actions:
+      - {name: ship, type: invoke, command: "echo shipped"}
+`,
+	})
+	id := e.startRun("brake", "main")
+	run := e.waitRun(id, 30*time.Second)
+	if run["state"] != "failed" || actionsOf(run)["Prod/ship"]["state"] != "cancelled" {
+		t.Fatalf("first attempt: %v %v", run["state"], run["reason"])
+	}
+	buildEnded := actionsOf(run)["Build/one"]["ended_at"]
+
+	// Disable the transition into Prod, then retry: the run waits before Prod.
+	viewer := e.token("viewer", "viewer")
+	if code, _ := e.call("PUT", "/api/v1/apps/brake/transitions/Prod", viewer, map[string]any{"enabled": false, "reason": "x"}); code != 403 {
+		t.Fatalf("viewer disabled a transition: %d", code)
+	}
+	if code, body := e.call("PUT", "/api/v1/apps/brake/transitions/Prod", e.Admin, map[string]any{"enabled": false}); code != 400 || errorField(body, "field") != "reason" {
+		t.Fatalf("disable without reason: %d %v", code, body)
+	}
+	if code, _ := e.call("PUT", "/api/v1/apps/brake/transitions/Prod", e.Admin, map[string]any{"enabled": false, "reason": "release freeze"}); code != 200 {
+		t.Fatalf("disable: %d", code)
+	}
+	if code, body := e.call("POST", fmt.Sprintf("/api/v1/runs/%d/retry", id), e.Admin, map[string]string{"stage": "Nope"}); code != 400 || errorField(body, "field") != "stage" {
+		t.Fatalf("retry unknown stage: %d %v", code, body)
+	}
+	writeFile(t, flag, "ok")
+	if code, body := e.call("POST", fmt.Sprintf("/api/v1/runs/%d/retry", id), e.Admin, nil); code != 202 {
+		t.Fatalf("retry: %d %v", code, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, r := e.call("GET", fmt.Sprintf("/api/v1/runs/%d", id), e.Admin, nil)
+		if r["state"] == "waiting" {
+			if !strings.Contains(r["reason"].(string), "release freeze") || actionsOf(r)["Flaky/flaky"]["state"] != "succeeded" || actionsOf(r)["Prod/ship"]["state"] != "queued" {
+				t.Fatalf("waiting run: %v", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run never waited at the disabled transition: %v %v", r["state"], r["reason"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := e.call("PUT", "/api/v1/apps/brake/transitions/Prod", e.Admin, map[string]any{"enabled": true}); code != 200 {
+		t.Fatalf("enable: %d", code)
+	}
+	run = e.waitRun(id, 30*time.Second)
+	acts := actionsOf(run)
+	if run["state"] != "succeeded" || acts["Prod/ship"]["state"] != "succeeded" {
+		t.Fatalf("after enable: %v %v", run["state"], run["reason"])
+	}
+	if acts["Build/one"]["ended_at"] != buildEnded {
+		t.Fatal("retry re-ran an action of an earlier stage that had succeeded")
+	}
+	if code, _ := e.call("POST", fmt.Sprintf("/api/v1/runs/%d/retry", id), e.Admin, nil); code != 409 {
+		t.Fatalf("retry of a succeeded run: %d", code)
+	}
+}
