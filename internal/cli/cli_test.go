@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,5 +110,66 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	if out, _, err := slipway(t, "", "completion", "bash"); err != nil || !strings.Contains(out, "slipway") {
 		t.Fatalf("completion: %v", err)
+	}
+}
+
+func TestCLIRunWatchAndFollow(t *testing.T) {
+	data := t.TempDir()
+	srv, err := server.New(context.Background(), server.Config{DataDir: data, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer func() { hs.Close(); srv.Close() }()
+	admin, _ := os.ReadFile(filepath.Join(data, server.AdminTokenFile))
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("SLIPWAY_URL", hs.URL)
+	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(admin)))
+	if _, _, err := slipway(t, "", "app", "create", "cli"); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	git := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "HOME="+work, "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(work, "slipway.yaml"), []byte("on: {}\nstages:\n  - name: B\n    actions:\n      - {name: ok, type: invoke, command: 'echo hello-from-run; sleep 0.3'}\n  - name: C\n    actions:\n      - {name: bad, type: invoke, command: 'exit 3'}\n"), 0o644)
+	git("add", ".")
+	git("commit", "-qm", "x")
+	git("push", "-q", strings.Replace(hs.URL, "http://", "http://x:"+strings.TrimSpace(string(admin))+"@", 1)+"/git/cli.git", "main")
+
+	out, _, err := slipway(t, "", "run", "start", "cli", "--ref", "main", "--watch")
+	if err == nil || !strings.Contains(err.Error(), "run 1 failed") || !strings.Contains(out, "succeeded B/ok") || !strings.Contains(out, "failed    C/bad") {
+		t.Fatalf("watch: err=%v\n%s", err, out)
+	}
+	out, errOut, err := slipway(t, "", "run", "logs", "1", "--follow")
+	if err != nil || !strings.Contains(out, "B/ok | hello-from-run") || !strings.Contains(errOut, "run 1 failed") {
+		t.Fatalf("follow: %v\n%s\n%s", err, out, errOut)
+	}
+	out, _, err = slipway(t, "", "run", "logs", "1", "--action", "bad")
+	if err != nil || strings.Contains(out, "hello-from-run") || !strings.Contains(out, "C/bad") {
+		t.Fatalf("logs --action: %v\n%s", err, out)
+	}
+	if _, _, err := slipway(t, "", "run", "logs", "1", "--action", "nope"); err == nil {
+		t.Fatal("unknown action accepted")
+	}
+	out, _, err = slipway(t, "", "run", "show", "1")
+	if err != nil || !strings.Contains(out, "stage C failed: action bad") || !strings.Contains(out, "SourceArtifact") {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	tarPath := filepath.Join(t.TempDir(), "src.tar")
+	if _, _, err := slipway(t, "", "artifact", "get", "1", "SourceArtifact", "-o", tarPath); err != nil {
+		t.Fatalf("artifact get: %v", err)
+	}
+	if st, err := os.Stat(tarPath); err != nil || st.Size() == 0 {
+		t.Fatalf("artifact file: %v", err)
+	}
+	if _, _, err := slipway(t, "", "artifact", "get", "1", "Missing", "-o", tarPath); err == nil || !strings.Contains(err.Error(), "no artifact Missing") {
+		t.Fatalf("missing artifact: %v", err)
 	}
 }

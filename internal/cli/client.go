@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -162,4 +163,48 @@ func decodeError(resp *http.Response) error {
 		return env.Error
 	}
 	return &apiError{Status: resp.StatusCode, Message: fmt.Sprintf("server answered %s", resp.Status)}
+}
+
+// events reads a Server-Sent Events stream, calling fn for each event until
+// fn says it is done or the stream ends.
+func (c *client) events(ctx context.Context, path string, fn func(event string, data []byte) (bool, error)) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "text/event-stream")
+	stream := &http.Client{} // no overall timeout: a follow lasts as long as the run
+	resp, err := stream.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the Slipway server at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	event, data := "message", []byte(nil)
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0:
+			if data != nil {
+				done, err := fn(event, data)
+				if err != nil || done {
+					return err
+				}
+			}
+			event, data = "message", nil
+		case bytes.HasPrefix(line, []byte("event: ")):
+			event = string(line[7:])
+		case bytes.HasPrefix(line, []byte("data: ")):
+			data = append(data, line[6:]...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return errors.New("log stream ended before the run did")
 }

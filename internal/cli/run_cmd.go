@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -296,43 +297,58 @@ func streamLogs(cmd *cobra.Command, c *client, p printer, id, action string, fol
 			return fmt.Errorf("run %s has no action %q", id, action)
 		}
 	}
-	var after int64
 	out := cmd.OutOrStdout()
-	for {
-		var lines []store.LogLine
-		if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/runs/%s/logs?after=%d", pathEscape(id), after), nil, &lines); err != nil {
-			return err
-		}
-		for _, l := range lines {
-			after = l.ID
-			n := names[l.ActionID]
-			if action != "" && n != action && !strings.HasSuffix(n, "/"+action) {
-				continue
+	print := func(l store.LogLine) {
+		n, ok := names[l.ActionID]
+		if !ok { // an action started after we listed them: refresh the names
+			if d, err := getRun(cmd.Context(), c, id); err == nil {
+				for _, a := range d.Actions {
+					names[a.ID] = a.Stage + "/" + a.Name
+				}
 			}
-			if p.json {
-				_ = p.emit(l, nil)
-			} else {
-				fmt.Fprintf(out, "%s %s | %s\n", l.At.Local().Format("15:04:05.000"), n, l.Line)
+			n = names[l.ActionID]
+		}
+		if action != "" && n != action && !strings.HasSuffix(n, "/"+action) {
+			return
+		}
+		if p.json {
+			_ = p.emit(l, nil)
+			return
+		}
+		fmt.Fprintf(out, "%s %s | %s\n", l.At.Local().Format("15:04:05.000"), n, l.Line)
+	}
+	if !follow {
+		var after int64
+		for {
+			var lines []store.LogLine
+			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/runs/%s/logs?after=%d", pathEscape(id), after), nil, &lines); err != nil {
+				return err
 			}
-		}
-		if len(lines) > 0 {
-			continue // there may be more right away
-		}
-		if !follow {
-			return nil
-		}
-		if ended(d.State) {
-			return nil // the final lines were read above
-		}
-		select {
-		case <-cmd.Context().Done():
-			return cmd.Context().Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if d, err = getRun(cmd.Context(), c, id); err != nil {
-			return err
+			if len(lines) == 0 {
+				return nil
+			}
+			for _, l := range lines {
+				after = l.ID
+				print(l)
+			}
 		}
 	}
+	return c.events(cmd.Context(), "/api/v1/runs/"+pathEscape(id)+"/logs?follow=true", func(event string, data []byte) (bool, error) {
+		switch event {
+		case "line":
+			var l store.LogLine
+			if err := json.Unmarshal(data, &l); err != nil {
+				return false, err
+			}
+			print(l)
+		case "end":
+			var end struct{ State, Reason string }
+			_ = json.Unmarshal(data, &end)
+			fmt.Fprintf(cmd.ErrOrStderr(), "run %s %s\n", id, end.State)
+			return true, nil
+		}
+		return false, nil
+	})
 }
 
 func isTerminal(f *os.File) bool {

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/auth"
 	"github.com/slipway-dev/slipway/internal/pipeline"
@@ -330,12 +332,81 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.URL.Query().Get("follow") == "true" || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		if v := r.Header.Get("Last-Event-ID"); v != "" {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > after {
+				after = n
+			}
+		}
+		s.streamLogs(w, r, id, after)
+		return
+	}
 	lines, err := s.db.ListLog(r.Context(), id, after, 5000)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, lines)
+}
+
+// logPollInterval bounds how late a follower sees a stored line.
+const logPollInterval = 50 * time.Millisecond
+
+// streamLogs sends log lines as Server-Sent Events (id = line id, so a
+// client resumes with Last-Event-ID) until the run ends, then an "end" event
+// carrying the run's final state.
+func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after int64) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	keepalive := time.Now()
+	for {
+		lines, err := s.db.ListLog(r.Context(), runID, after, 1000)
+		if err != nil {
+			return
+		}
+		for _, l := range lines {
+			b, _ := json.Marshal(l)
+			fmt.Fprintf(w, "id: %d\nevent: line\ndata: %s\n\n", l.ID, b)
+			after = l.ID
+		}
+		if len(lines) > 0 {
+			keepalive = time.Now()
+			if rc.Flush() != nil {
+				return
+			}
+			continue
+		}
+		run, err := s.db.GetRun(r.Context(), runID)
+		if err != nil {
+			return
+		}
+		if run.EndedAt != nil {
+			// Lines are stored before the run ends, so nothing can follow this.
+			if more, _ := s.db.ListLog(r.Context(), runID, after, 1); len(more) == 0 {
+				b, _ := json.Marshal(map[string]string{"state": run.State, "reason": run.Reason})
+				fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
+				_ = rc.Flush()
+				return
+			}
+			continue
+		}
+		if time.Since(keepalive) > 15*time.Second {
+			fmt.Fprint(w, ": keepalive\n\n")
+			if rc.Flush() != nil {
+				return
+			}
+			keepalive = time.Now()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(logPollInterval):
+		}
+	}
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {

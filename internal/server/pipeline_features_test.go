@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +182,65 @@ func TestIntegrationRetryAndTransitions(t *testing.T) {
 	}
 	if code, _ := e.call("POST", fmt.Sprintf("/api/v1/runs/%d/retry", id), e.Admin, nil); code != 409 {
 		t.Fatalf("retry of a succeeded run: %d", code)
+	}
+}
+
+func TestIntegrationLogStreamDeliversLinesWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("stream")
+	e.pushPipeline("stream", "main", map[string]string{
+		"slipway.yaml": manualOnly + "stages:\n  - name: B\n    actions:\n      - {name: talk, type: invoke, command: 'echo first; sleep 1; echo second'}\n",
+	})
+	id := e.startRun("stream", "main")
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/runs/%d/logs", e.URL, id), nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var firstAt, secondAt time.Time
+	var events []string
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "event: ") {
+			events = append(events, strings.TrimPrefix(line, "event: "))
+		}
+		if strings.Contains(line, `"line":"first"`) {
+			firstAt = time.Now()
+		}
+		if strings.Contains(line, `"line":"second"`) {
+			secondAt = time.Now()
+		}
+		if strings.HasPrefix(line, "data: ") && events[len(events)-1] == "end" {
+			if !strings.Contains(line, `"state":"succeeded"`) {
+				t.Fatalf("end event: %s", line)
+			}
+			break
+		}
+	}
+	if firstAt.IsZero() || secondAt.IsZero() {
+		t.Fatalf("lines missing; events %v", events)
+	}
+	if secondAt.Sub(firstAt) < 700*time.Millisecond {
+		t.Fatalf("the first line arrived only %s before the second: not live", secondAt.Sub(firstAt))
+	}
+	// Resuming after the last seen id sends nothing already seen.
+	req, _ = http.NewRequest("GET", fmt.Sprintf("%s/api/v1/runs/%d/logs?follow=true", e.URL, id), nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	req.Header.Set("Last-Event-ID", "1000000")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if strings.Contains(string(body), "event: line") || !strings.Contains(string(body), "event: end") {
+		t.Fatalf("resumed stream: %s", body)
 	}
 }
