@@ -30,6 +30,8 @@ var benches = []bench{
 	{"server-idle-rss", idleRSS},
 	{"list-p99", listP99},
 	{"push-to-run", pushToRun},
+	{"action-overhead", actionOverhead},
+	{"log-delay", logDelay},
 }
 
 func main() {
@@ -257,30 +259,60 @@ func listP99(e *env) (map[string]any, string, error) {
 		rows, f["list_p99_ms"], f["list_p99_vs_healthz_p99"], f["healthz_p99_ms"], f["list_mid_page_p99_ms"]), nil
 }
 
+// repo is a working copy that pushes to the bench app on the server.
+type repo struct {
+	dir, remote string
+	env         []string
+}
+
+func (r *repo) git(args ...string) error {
+	c := exec.Command("git", args...)
+	c.Dir = r.dir
+	c.Env = r.env
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("git %s: %v: %s", args[0], err, out)
+	}
+	return nil
+}
+
+// newRepo creates the app "bench" and a working copy holding files.
+func newRepo(e *env, files map[string]string) (*repo, error) {
+	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+		return nil, err
+	}
+	r := &repo{dir: filepath.Join(e.dir, "work"), remote: strings.Replace(e.url, "http://", "http://b:"+e.token+"@", 1) + "/git/bench.git",
+		env: append(os.Environ(), "HOME="+e.dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_AUTHOR_NAME=b", "GIT_AUTHOR_EMAIL=b@x", "GIT_COMMITTER_NAME=b", "GIT_COMMITTER_EMAIL=b@x")}
+	os.MkdirAll(r.dir, 0o755)
+	if err := r.git("init", "-q", "-b", "main"); err != nil {
+		return nil, err
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(r.dir, name), []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *repo) commitAndPush(msg string) error {
+	if err := r.git("add", "-A"); err != nil {
+		return err
+	}
+	if err := r.git("commit", "-q", "--allow-empty", "-m", msg); err != nil {
+		return err
+	}
+	return r.git("push", "-q", r.remote, "main")
+}
+
 func pushToRun(e *env) (map[string]any, string, error) {
 	if err := e.start(); err != nil {
 		return nil, "", err
 	}
-	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+	r, err := newRepo(e, map[string]string{"slipway.yaml": "on:\n  push:\n    branches: [main]\nstages:\n  - name: B\n    actions: [{name: a, type: build}]\n"})
+	if err != nil {
 		return nil, "", err
 	}
-	work := filepath.Join(e.dir, "work")
-	gitEnv := append(os.Environ(), "HOME="+e.dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_AUTHOR_NAME=b", "GIT_AUTHOR_EMAIL=b@x", "GIT_COMMITTER_NAME=b", "GIT_COMMITTER_EMAIL=b@x")
-	git := func(args ...string) error {
-		c := exec.Command("git", args...)
-		c.Dir = work
-		c.Env = gitEnv
-		if out, err := c.CombinedOutput(); err != nil {
-			return fmt.Errorf("git %s: %v: %s", args[0], err, out)
-		}
-		return nil
-	}
-	os.MkdirAll(work, 0o755)
-	if err := git("init", "-q", "-b", "main"); err != nil {
-		return nil, "", err
-	}
-	os.WriteFile(filepath.Join(work, "slipway.yaml"), []byte("on:\n  push:\n    branches: [main]\nstages:\n  - name: B\n    actions: [{name: a, type: build}]\n"), 0o644)
-	remote := strings.Replace(e.url, "http://", "http://b:"+e.token+"@", 1) + "/git/bench.git"
+	work, git, remote := r.dir, r.git, r.remote
 	const pushes = 30
 	var lat, pushDur []time.Duration
 	for i := 0; i < pushes; i++ {
