@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/slipway-dev/slipway/internal/registry"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -50,6 +51,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.log.Error("request failed", "request_id", requestID(r.Context()), "err", err)
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; see the server log for request " + requestID(r.Context())}
+	}
+	if strings.HasPrefix(r.URL.Path, "/v2/") {
+		// Docker and other registry clients read the distribution spec's error shape.
+		code := map[int]string{401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN"}[ae.Status]
+		if code == "" {
+			code = "UNKNOWN"
+		}
+		registry.OCIError(w, ae.Status, code, ae.Message)
+		return
 	}
 	writeJSON(w, ae.Status, map[string]*apiError{"error": ae})
 }

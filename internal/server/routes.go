@@ -54,6 +54,19 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "POST", Pattern: "/git/{repo}/git-upload-pack", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitUploadPack},
 		{Method: "POST", Pattern: "/git/{repo}/git-receive-pack", Role: auth.Deployer, Basic: true, BodyLimit: -1, handler: s.gitReceivePack},
 
+		// The OCI registry: viewers pull, deployers push, admins delete.
+		{Method: "GET", Pattern: "/v2/", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.registryServe},
+		{Method: "POST", Pattern: "/v2/", Role: auth.Deployer, Basic: true, BodyLimit: -1, handler: s.registryServe},
+		{Method: "PUT", Pattern: "/v2/", Role: auth.Deployer, Basic: true, BodyLimit: -1, handler: s.registryServe},
+		{Method: "PATCH", Pattern: "/v2/", Role: auth.Deployer, Basic: true, BodyLimit: -1, handler: s.registryServe},
+		{Method: "DELETE", Pattern: "/v2/", Role: auth.Admin, Basic: true, BodyLimit: -1, handler: s.registryServe},
+
+		{Method: "GET", Pattern: "/api/v1/images", Role: auth.Viewer, handler: s.listImages},
+		{Method: "DELETE", Pattern: "/api/v1/images", Role: auth.Admin, handler: s.removeImage},
+		{Method: "POST", Pattern: "/api/v1/images/gc", Role: auth.Admin, handler: s.gcImages},
+		{Method: "GET", Pattern: "/api/v1/images/policy", Role: auth.Viewer, handler: s.getImagePolicy},
+		{Method: "PUT", Pattern: "/api/v1/images/policy", Role: auth.Admin, handler: s.setImagePolicy},
+
 		// Signed with the app's webhook secret instead of a token.
 		{Method: "POST", Pattern: "/hooks/github/{app}", Role: auth.Public, BodyLimit: source.MaxWebhookBytes, handler: s.githubWebhook},
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
 	"github.com/slipway-dev/slipway/internal/pipeline"
+	"github.com/slipway-dev/slipway/internal/registry"
 	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -41,6 +42,7 @@ type Server struct {
 	keys    *secret.Keyring
 	source  *source.Service
 	engine  *pipeline.Engine
+	reg     *registry.Registry
 	metrics *metrics
 	routes  []Route
 	handler http.Handler
@@ -92,6 +94,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
+	s.reg, err = registry.New(ctx, registry.Config{Driver: "filesystem", Log: cfg.Log,
+		Parameters: map[string]any{"rootdirectory": filepath.Join(cfg.DataDir, "registry")}}, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
 		db.Close()
 		return nil, err
