@@ -333,7 +333,7 @@ func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, repo
 		if filter != "" && img.ArtifactType != filter {
 			continue
 		}
-		size, err := reg.manifestSize(r.Context(), repo, img.Digest)
+		size, err := reg.manifestSize(r.Context(), img.Digest)
 		if err != nil {
 			continue // deleted meanwhile
 		}
@@ -355,16 +355,8 @@ func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, repo
 	})
 }
 
-func (reg *Registry) manifestSize(ctx context.Context, repo, dgst string) (int64, error) {
-	named, err := reference.WithName(repo)
-	if err != nil {
-		return 0, err
-	}
-	r, err := reg.ns.Repository(ctx, named)
-	if err != nil {
-		return 0, err
-	}
-	desc, err := r.Blobs(ctx).Stat(ctx, digest.Digest(dgst))
+func (reg *Registry) manifestSize(ctx context.Context, dgst string) (int64, error) {
+	desc, err := reg.ns.BlobStatter().Stat(ctx, digest.Digest(dgst))
 	if err != nil {
 		return 0, err
 	}

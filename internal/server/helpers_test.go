@@ -127,3 +127,6 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// Token is token() for tests that read better with an exported name.
+func (e *testEnv) Token(name, role string) string { return e.token(name, role) }
