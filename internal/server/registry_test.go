@@ -334,7 +334,7 @@ func TestIntegrationRegistryGCUnderConcurrentPush(t *testing.T) {
 	pushed.Range(func(k, v any) bool {
 		n++
 		var m struct {
-			Config struct{ Digest string } `json:"config"`
+			Config struct{ Digest string }   `json:"config"`
 			Layers []struct{ Digest string } `json:"layers"`
 		}
 		_ = json.Unmarshal(v.([]byte), &m)
