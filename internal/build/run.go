@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
+	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/specfile"
 )
 
@@ -56,9 +57,23 @@ type Job struct {
 	// Started, when set, learns each phase's process group id, so a crashed
 	// server's successor can kill what it left behind.
 	Started func(pgid int)
-	// VarsFile receives the final values of env.exported-variables.
+	// VarsFile receives the final values of env.exported-variables; it must
+	// sit in Dir's parent so a container executor can reach it too.
 	VarsFile string
+	// Container, when set, runs the phases in a container instead of on the host.
+	Container *ContainerSpec
 }
+
+// ContainerSpec selects the container executor: the workspace (Dir's
+// parent) is mounted at ContainerRoot and the phases run in ContainerRoot/src.
+type ContainerSpec struct {
+	Engine *container.Engine
+	Image  string
+	Labels map[string]string
+}
+
+// ContainerRoot is where the action's workspace appears inside its container.
+const ContainerRoot = "/slipway"
 
 // Run runs the phases in order with CodeBuild's failure flow: a failed
 // install or pre_build skips the later phases; post_build still runs after a
@@ -67,8 +82,8 @@ func Run(ctx context.Context, job Job) Result {
 	shell := job.Spec.Env.Shell
 	if shell == "" {
 		shell = "bash"
-		if _, err := exec.LookPath("bash"); err != nil {
-			shell = "sh"
+		if _, err := exec.LookPath("bash"); err != nil || job.Container != nil {
+			shell = "sh" // images often carry only a POSIX shell
 		}
 	}
 	phases := []struct {
@@ -153,18 +168,25 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 	if len(commands) == 0 {
 		return Succeeded, 0
 	}
+	varsFile := job.VarsFile
+	if job.Container != nil && varsFile != "" {
+		varsFile = ContainerRoot + "/" + filepath.Base(varsFile)
+	}
 	var script strings.Builder
-	if job.VarsFile != "" && len(job.Spec.Env.ExportedVariables) > 0 {
+	if varsFile != "" && len(job.Spec.Env.ExportedVariables) > 0 {
 		// On every exit, even a failing one, record the exported variables' values.
 		script.WriteString("__slipway_export() {\n")
 		for _, name := range job.Spec.Env.ExportedVariables {
-			fmt.Fprintf(&script, "  printf '%%s=%%s\\000' %s \"${%s-}\" >> %s\n", name, name, shellQuote(job.VarsFile))
+			fmt.Fprintf(&script, "  printf '%%s=%%s\\000' %s \"${%s-}\" >> %s\n", name, name, shellQuote(varsFile))
 		}
 		script.WriteString("}\ntrap __slipway_export EXIT\n")
 	}
 	script.WriteString("set -e\n")
 	for _, c := range commands {
 		fmt.Fprintf(&script, "printf '%%s\\n' %s\n%s\n", shellQuote("[slipway] Running command "+c), c)
+	}
+	if job.Container != nil {
+		return runInContainer(ctx, shell, script.String(), job, env)
 	}
 	cmd := exec.Command(shell, "-c", script.String())
 	cmd.Dir = job.Dir
@@ -209,6 +231,27 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 	}
 	fmt.Fprintf(job.Log, "[slipway] %v\n", err)
 	return Failed, 1
+}
+
+func runInContainer(ctx context.Context, shell, script string, job Job, env []string) (string, int) {
+	code, err := job.Container.Engine.RunScript(ctx, container.ScriptJob{
+		Image: job.Container.Image, HostDir: filepath.Dir(job.Dir), MountPath: ContainerRoot, WorkDir: ContainerRoot + "/src",
+		Shell: shell, Script: script, Env: env, Labels: job.Container.Labels, Log: job.Log,
+	})
+	if ctx.Err() != nil {
+		return Failed, code // Run turns this into TIMED_OUT or STOPPED
+	}
+	if err != nil {
+		fmt.Fprintf(job.Log, "[slipway] %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+		return Failed, code
+	}
+	if code != 0 {
+		return Failed, code
+	}
+	return Succeeded, 0
 }
 
 func baseEnv() []string {

@@ -62,7 +62,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	out, _, err = slipway(t, "", "token", "list", "-o", "json")
 	var toks []map[string]any
-	if err != nil || json.Unmarshal([]byte(out), &toks) != nil || len(toks) != 2 {
+	if err != nil || json.Unmarshal([]byte(out), &toks) != nil || len(toks) != 3 {
 		t.Fatalf("token list json: %q %v", out, err)
 	}
 	if _, _, err := slipway(t, "", "token", "list", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "--output") {

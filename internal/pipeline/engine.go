@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/build"
+	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -35,6 +36,7 @@ type Store interface {
 	store.RunStore
 	store.ExecStore
 	store.OutputStore
+	GetImage(ctx context.Context, repo, digest string) (store.Image, error)
 }
 
 // Source reads an app's repository at a commit.
@@ -53,6 +55,8 @@ type Engine struct {
 	CacheRoot   string
 	MaxParallel int
 	Log         *slog.Logger
+	// Registry is where image actions push; see SetRegistry.
+	Registry Registry
 
 	slots  chan struct{}
 	wake   chan struct{}
@@ -397,7 +401,11 @@ func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	logs := newLogWriter(e.Store, row.ID, e.Log)
+	var secrets []string
+	if reg, err := e.registry(); err == nil {
+		secrets = append(secrets, reg.Token)
+	}
+	logs := newLogWriter(e.Store, row.ID, e.Log, secrets)
 	code, reason := e.perform(actx, r, a, row, logs, ar)
 	logs.Close()
 	switch {
@@ -429,7 +437,19 @@ func (e *Engine) perform(ctx context.Context, r store.Run, a Action, row store.A
 	switch a.Type {
 	case "build", "test":
 		return e.performBuild(ctx, r, a, row, logs, ar)
+	case "image":
+		return e.performImage(ctx, r, a, row, logs)
 	case "invoke":
+		vars, err := e.Store.ListVariables(ctx, r.ID)
+		if err != nil {
+			return nil, err.Error()
+		}
+		if a.Command, err = resolveRefs(a.Command, vars); err != nil {
+			return nil, "command: " + err.Error()
+		}
+		if a.URL, err = resolveRefs(a.URL, vars); err != nil {
+			return nil, "url: " + err.Error()
+		}
 		if a.URL != "" {
 			return nil, invokeURL(ctx, a.URL, logs)
 		}
@@ -548,18 +568,40 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 		vars[k] = resolved
 	}
+	srcDir := dir // CODEBUILD_SRC_DIR as the build sees it
+	var containerSpec *build.ContainerSpec
+	if a.Image != "" {
+		eng, err := container.Connect(ctx)
+		if err != nil {
+			return nil, err.Error()
+		}
+		srcDir = build.ContainerRoot + "/src"
+		containerSpec = &build.ContainerSpec{Engine: eng, Image: a.Image,
+			Labels: map[string]string{"slipway.app": r.App, "slipway.run": strconv.FormatInt(r.ID, 10), "slipway.action": a.Name}}
+	} else {
+		dockerVars, err := e.dockerEnv(r, filepath.Dir(dir))
+		if err != nil {
+			return nil, err.Error()
+		}
+		for _, kv := range dockerVars {
+			k, v, _ := strings.Cut(kv, "=")
+			if _, set := vars[k]; !set {
+				vars[k] = v
+			}
+		}
+	}
 	buildID := fmt.Sprintf("%s:%d-%d", r.App, r.ID, row.ID)
 	for k, v := range map[string]string{
 		"CODEBUILD_RESOLVED_SOURCE_VERSION": r.Commit, "CODEBUILD_SOURCE_VERSION": r.Ref,
 		"CODEBUILD_BUILD_ID": buildID, "CODEBUILD_BUILD_NUMBER": strconv.FormatInt(r.ID, 10),
-		"CODEBUILD_SRC_DIR": dir, "CODEBUILD_WEBHOOK_TRIGGER": webhookTrigger(r.Ref),
+		"CODEBUILD_SRC_DIR": srcDir, "CODEBUILD_WEBHOOK_TRIGGER": webhookTrigger(r.Ref),
 		"SLIPWAY_APP": r.App, "SLIPWAY_RUN_ID": strconv.FormatInt(r.ID, 10), "SLIPWAY_COMMIT": r.Commit,
-		"SLIPWAY_REF": r.Ref, "SLIPWAY_SRC_DIR": dir, "SLIPWAY_ACTION": a.Name, "SLIPWAY_STAGE": row.Stage,
+		"SLIPWAY_REF": r.Ref, "SLIPWAY_SRC_DIR": srcDir, "SLIPWAY_ACTION": a.Name, "SLIPWAY_STAGE": row.Stage,
 	} {
 		vars[k] = v
 	}
 	for _, in := range a.Inputs[min(1, len(a.Inputs)):] {
-		vars["CODEBUILD_SRC_DIR_"+in] = filepath.Join(filepath.Dir(dir), "src_"+in)
+		vars["CODEBUILD_SRC_DIR_"+in] = filepath.Join(filepath.Dir(srcDir), "src_"+in)
 	}
 	env := make([]string, 0, len(vars))
 	for k, v := range vars {
@@ -573,7 +615,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	pgidFile := filepath.Join(filepath.Dir(dir), "pgid")
 	started := func(pgid int) { _ = os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)), 0o600) }
 	varsFile := filepath.Join(filepath.Dir(dir), "exported")
-	res := build.Run(ctx, build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, Started: started, VarsFile: varsFile})
+	res := build.Run(ctx, build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, Started: started, VarsFile: varsFile, Container: containerSpec})
 	code := res.ExitCode
 	reason := res.Reason
 	if len(res.Exported) > 0 {
@@ -632,18 +674,26 @@ func (e *Engine) storeOutputs(ctx context.Context, r store.Run, a Action, row st
 		if err != nil {
 			return fmt.Errorf("output %s: %w", out, err)
 		}
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
-		sum, size, err := e.Artifacts.Put(pr)
-		pr.CloseWithError(err)
-		if err != nil {
-			return fmt.Errorf("output %s: %w", out, err)
-		}
-		if err := e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: out, ActionID: row.ID, SHA256: sum, Size: size}); err != nil {
+		if err := e.putOutput(ctx, r, row, out, files, logs); err != nil {
 			return err
 		}
-		fmt.Fprintf(logs, "[slipway] Stored artifact %s: %d files, %d bytes, sha256:%s\n", out, len(files), size, sum[:12])
 	}
+	return nil
+}
+
+// putOutput packs files as the named output artifact of an action.
+func (e *Engine) putOutput(ctx context.Context, r store.Run, row store.Action, name string, files []artifact.File, logs io.Writer) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
+	sum, size, err := e.Artifacts.Put(pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("output %s: %w", name, err)
+	}
+	if err := e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: name, ActionID: row.ID, SHA256: sum, Size: size}); err != nil {
+		return err
+	}
+	fmt.Fprintf(logs, "[slipway] Stored artifact %s: %d files, %d bytes, sha256:%s\n", name, len(files), size, sum[:12])
 	return nil
 }
 

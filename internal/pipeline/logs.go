@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ type logWriter struct {
 	store    store.ExecStore
 	actionID int64
 	log      *slog.Logger
+	mask     *strings.Replacer
 
 	mu      sync.Mutex
 	partial []byte
@@ -30,8 +33,8 @@ const (
 	maxLineBytes  = 16 << 10
 )
 
-func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger) *logWriter {
-	w := &logWriter{store: st, actionID: actionID, log: log, done: make(chan struct{}), flushed: make(chan struct{})}
+func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger, secrets []string) *logWriter {
+	w := &logWriter{store: st, actionID: actionID, log: log, mask: masker(secrets), done: make(chan struct{}), flushed: make(chan struct{})}
 	go w.loop()
 	return w
 }
@@ -54,8 +57,40 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 }
 
+// add stores one complete line. Masking works on whole lines, so a secret
+// the build wrote in two pieces is joined before it is masked.
 func (w *logWriter) add(line []byte) {
-	w.pending = append(w.pending, store.LogLine{At: time.Now().UTC(), Line: string(bytes.TrimSuffix(line, []byte("\r")))})
+	text := string(bytes.TrimSuffix(line, []byte("\r")))
+	if w.mask != nil {
+		text = w.mask.Replace(text)
+	}
+	w.pending = append(w.pending, store.LogLine{At: time.Now().UTC(), Line: text})
+}
+
+// Mask replaces secret values in log lines.
+const Mask = "***"
+
+// masker replaces each secret, and each line of a multi-line secret (as
+// builds print them line by line), longest first so no part of a longer
+// secret survives a shorter one's replacement.
+func masker(secrets []string) *strings.Replacer {
+	var parts []string
+	for _, s := range secrets {
+		for _, p := range strings.Split(s, "\n") {
+			if p = strings.TrimRight(p, "\r"); len(p) >= 4 {
+				parts = append(parts, p)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	sort.Slice(parts, func(i, j int) bool { return len(parts[i]) > len(parts[j]) })
+	args := make([]string, 0, 2*len(parts))
+	for _, p := range parts {
+		args = append(args, p, Mask)
+	}
+	return strings.NewReplacer(args...)
 }
 
 func (w *logWriter) loop() {

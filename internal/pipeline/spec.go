@@ -3,6 +3,7 @@ package pipeline
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -48,10 +49,17 @@ type Action struct {
 	Timeout   Duration          `yaml:"timeout"`
 	Env       map[string]string `yaml:"env"`
 	Buildspec string            `yaml:"buildspec"`
-	Image     string            `yaml:"image"`
-	Command   string            `yaml:"command"`
-	URL       string            `yaml:"url"`
-	Config    map[string]any    `yaml:"config"`
+	// Image runs a build or test action's phases in a container of this image.
+	Image   string `yaml:"image"`
+	Command string `yaml:"command"`
+	URL     string `yaml:"url"`
+	// Image action settings.
+	Dockerfile    string            `yaml:"dockerfile"`
+	Target        string            `yaml:"target"`
+	BuildArgs     map[string]string `yaml:"build-args"`
+	Tags          []string          `yaml:"tags"`
+	Repository    string            `yaml:"repository"`
+	ContainerName string            `yaml:"container-name"`
 }
 
 // Duration accepts Go duration strings such as "90s" or "10m".
@@ -73,6 +81,8 @@ const (
 	ModeQueued     = "queued"
 	ModeParallel   = "parallel"
 )
+
+var imageTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // ActionTypes are the kinds of action a stage may hold.
 var ActionTypes = []string{"build", "test", "image", "deploy", "approval", "invoke"}
@@ -163,6 +173,16 @@ func (s *Spec) validate(doc *yaml.Node) error {
 			}
 			if (a.Type == "build" || a.Type == "test") && a.Buildspec == "" {
 				a.Buildspec = "buildspec.yml"
+			}
+			if a.Type == "image" {
+				for ti, tag := range a.Tags {
+					if !imageTag.MatchString(tag) {
+						return fail(at("stages", si, "actions", ai, "tags", ti), fmt.Sprintf("%s.tags[%d]", af, ti), "%q is not a valid image tag (letters, digits, _ . -; at most 128)", tag)
+					}
+				}
+				if a.Dockerfile == "" {
+					a.Dockerfile = "Dockerfile"
+				}
 			}
 			if a.Type == "invoke" && a.Command == "" && a.URL == "" {
 				return fail(at("stages", si, "actions", ai), af, "an invoke action needs command or url")

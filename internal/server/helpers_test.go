@@ -42,6 +42,7 @@ func newEnvAt(t *testing.T, dir string) *testEnv {
 		t.Fatalf("start server: %v", err)
 	}
 	hs := httptest.NewServer(srv.Handler())
+	srv.SetAddr(hs.Listener.Addr().String())
 	e := &testEnv{t: t, srv: srv, http: hs, URL: hs.URL}
 	t.Cleanup(e.stop)
 	b, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))

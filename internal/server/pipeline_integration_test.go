@@ -92,7 +92,7 @@ stages:
   - name: Test
     actions:
       - name: check
-        type: test
+        type: build
         buildspec: test-buildspec.yml
         inputs: [SourceArtifact, BuildOut]
 `,

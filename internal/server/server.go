@@ -47,9 +47,14 @@ type Server struct {
 	routes  []Route
 	handler http.Handler
 
+	pipelineToken string
+
 	touchMu sync.Mutex
 	touched map[string]time.Time
 }
+
+// PipelineTokenName names the token the server's own pipeline uses to push images.
+const PipelineTokenName = "system:pipeline"
 
 // AdminTokenFile is where the first admin token is written.
 const AdminTokenFile = "admin.token"
@@ -94,6 +99,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
+	// The pipeline pushes images with a token of its own, new at every start.
+	pipelineToken, hash := auth.NewToken()
+	if _, err := db.ReplaceToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: PipelineTokenName, Role: auth.Deployer.String()}, hash); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.pipelineToken = pipelineToken
 	s.reg, err = registry.New(ctx, registry.Config{Driver: "filesystem", Log: cfg.Log,
 		Parameters: map[string]any{"rootdirectory": filepath.Join(cfg.DataDir, "registry")}}, db)
 	if err != nil {
@@ -131,6 +143,15 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	return nil
 }
 
+// SetAddr tells the server the host:port clients (and the Docker engine) reach
+// it at; image actions tag images with it. Serve calls it with the listener's address.
+func (s *Server) SetAddr(addr string) {
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: s.pipelineToken})
+}
+
 // Handler is the complete HTTP handler (also used by tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -154,6 +175,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.SetAddr(ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("slipway server listening", "addr", ln.Addr().String(), "data", s.cfg.DataDir)

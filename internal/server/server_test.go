@@ -146,7 +146,7 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	// The list never shows secrets.
 	code, list := e.call("GET", "/api/v1/tokens", e.Admin, nil)
-	if code != 200 || len(list["items"].([]any)) != 2 {
+	if code != 200 || len(list["items"].([]any)) != 3 { // admin, system:pipeline, ci
 		t.Fatalf("list: %d %v", code, list)
 	}
 	if strings.Contains(fmt.Sprint(list), dep) {
@@ -253,8 +253,8 @@ func TestDataSurvivesRestart(t *testing.T) {
 		t.Fatalf("app lost across restart: %d", code)
 	}
 	_, list := e2.call("GET", "/api/v1/tokens", admin, nil)
-	if n := len(list["items"].([]any)); n != 2 {
-		t.Fatalf("%d tokens after restart, want 2 (no second admin)", n)
+	if n := len(list["items"].([]any)); n != 3 {
+		t.Fatalf("%d tokens after restart, want 3 (admin, ci and one pipeline token: no second admin)", n)
 	}
 	st, err := os.Stat(filepath.Join(dir, AdminTokenFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
@@ -294,8 +294,8 @@ func TestConcurrentWritersLeaveConsistentStore(t *testing.T) {
 		}
 	}
 	_, toks := e.call("GET", "/api/v1/tokens", e.Admin, nil)
-	if n := len(toks["items"].([]any)); n != writers+1 {
-		t.Fatalf("%d tokens, want %d", n, writers+1)
+	if n := len(toks["items"].([]any)); n != writers+2 { // plus admin and system:pipeline
+		t.Fatalf("%d tokens, want %d", n, writers+2)
 	}
 }
 

@@ -167,3 +167,19 @@ func (db *DB) BootstrapAdmin(ctx context.Context, t Token, hash []byte) (bool, e
 	})
 	return created, err
 }
+
+// ReplaceToken issues a token under name, deleting any earlier one of that
+// name in the same transaction (the server's own pipeline token, minted at
+// each start and known only to that process).
+func (db *DB) ReplaceToken(ctx context.Context, t Token, hash []byte) (Token, error) {
+	t.CreatedAt = now()
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE name = ?`, t.Name); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt))
+		return err
+	})
+	return t, err
+}

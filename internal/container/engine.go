@@ -1,0 +1,244 @@
+// Package container drives the local Docker engine through its API: image
+// builds and pushes for the pipeline, and containers for build actions and
+// (later) tasks. The SDK negotiates the API version, so an engine older than
+// the library still works.
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	ctr "github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Engine is a connection to the Docker engine.
+type Engine struct {
+	cli *client.Client
+}
+
+var (
+	shared    *Engine
+	sharedErr error
+	once      sync.Once
+)
+
+// Connect returns the engine named by DOCKER_HOST (default: the local
+// socket), checking once that it answers.
+func Connect(ctx context.Context) (*Engine, error) {
+	once.Do(func() {
+		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			sharedErr = fmt.Errorf("docker client: %w", err)
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := cli.Ping(pctx); err != nil {
+			sharedErr = fmt.Errorf("the Docker engine does not answer (%w); start it or set DOCKER_HOST", err)
+			return
+		}
+		shared = &Engine{cli: cli}
+	})
+	return shared, sharedErr
+}
+
+// Client exposes the SDK client to packages that manage containers.
+func (e *Engine) Client() *client.Client { return e.cli }
+
+// BuildOptions describe one image build.
+type BuildOptions struct {
+	Dockerfile string
+	Target     string
+	BuildArgs  map[string]string
+	Tags       []string
+	Labels     map[string]string
+}
+
+// streamMessage is one line of the engine's build or push progress.
+type streamMessage struct {
+	Stream      string `json:"stream"`
+	Status      string `json:"status"`
+	ID          string `json:"id"`
+	Progress    string `json:"progress"`
+	Error       string `json:"error"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+	Aux json.RawMessage `json:"aux"`
+}
+
+// follow copies the engine's JSON progress stream to log and returns the
+// aux messages; an error message in the stream is returned as the error.
+func follow(r io.Reader, log io.Writer) ([]json.RawMessage, error) {
+	dec := json.NewDecoder(r)
+	var aux []json.RawMessage
+	for {
+		var m streamMessage
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return aux, nil
+		} else if err != nil {
+			return aux, fmt.Errorf("read engine progress: %w", err)
+		}
+		switch {
+		case m.Error != "":
+			return aux, errors.New(strings.TrimSpace(m.Error))
+		case m.Stream != "":
+			io.WriteString(log, m.Stream)
+		case m.Status != "" && m.Progress == "":
+			if m.ID != "" {
+				fmt.Fprintf(log, "%s: %s\n", m.ID, m.Status)
+			} else {
+				fmt.Fprintln(log, m.Status)
+			}
+		}
+		if len(m.Aux) > 0 {
+			aux = append(aux, m.Aux)
+		}
+	}
+}
+
+// Build builds an image from a tar build context; the builder's output goes
+// to log and its failure message becomes the error.
+func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOptions, log io.Writer) (string, error) {
+	args := map[string]*string{}
+	for k, v := range opts.BuildArgs {
+		v := v
+		args[k] = &v
+	}
+	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+		Tags: opts.Tags, Dockerfile: opts.Dockerfile, Target: opts.Target, BuildArgs: args,
+		Labels: opts.Labels, Remove: true, ForceRemove: true,
+	})
+	if err != nil {
+		return "", fmt.Errorf("docker build: %w", err)
+	}
+	defer resp.Body.Close()
+	aux, err := follow(resp.Body, log)
+	if err != nil {
+		return "", fmt.Errorf("docker build: %w", err)
+	}
+	for _, a := range aux {
+		var id struct{ ID string }
+		if json.Unmarshal(a, &id) == nil && id.ID != "" {
+			return id.ID, nil
+		}
+	}
+	if len(opts.Tags) > 0 {
+		img, err := e.cli.ImageInspect(ctx, opts.Tags[0])
+		if err == nil {
+			return img.ID, nil
+		}
+	}
+	return "", errors.New("docker build: the engine reported no image id")
+}
+
+// Pushed is what a push stored in the registry.
+type Pushed struct {
+	Digest string
+	Size   int64
+}
+
+// Push pushes ref with basic credentials and returns the manifest digest.
+func (e *Engine) Push(ctx context.Context, ref, user, password string, log io.Writer) (Pushed, error) {
+	host, _, _ := strings.Cut(ref, "/")
+	auth, err := registry.EncodeAuthConfig(registry.AuthConfig{Username: user, Password: password, ServerAddress: host})
+	if err != nil {
+		return Pushed{}, err
+	}
+	rc, err := e.cli.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: auth})
+	if err != nil {
+		return Pushed{}, fmt.Errorf("docker push %s: %w", ref, err)
+	}
+	defer rc.Close()
+	aux, err := follow(rc, log)
+	if err != nil {
+		return Pushed{}, fmt.Errorf("docker push %s: %w", ref, err)
+	}
+	for _, a := range aux {
+		var p struct {
+			Digest string
+			Size   int64
+		}
+		if json.Unmarshal(a, &p) == nil && p.Digest != "" {
+			return Pushed{Digest: p.Digest, Size: p.Size}, nil
+		}
+	}
+	return Pushed{}, fmt.Errorf("docker push %s: the engine reported no digest", ref)
+}
+
+// Tag adds a tag to an image.
+func (e *Engine) Tag(ctx context.Context, source, target string) error {
+	return e.cli.ImageTag(ctx, source, target)
+}
+
+// ScriptJob runs a shell script in a container with a host directory mounted.
+type ScriptJob struct {
+	Image     string
+	HostDir   string // mounted read-write at MountPath
+	MountPath string
+	WorkDir   string
+	Shell     string
+	Script    string
+	Env       []string
+	Labels    map[string]string
+	Log       io.Writer
+}
+
+// RunScript runs the job's script to completion (or until ctx ends, when the
+// container is killed) and returns its exit code. The container is always removed.
+func (e *Engine) RunScript(ctx context.Context, job ScriptJob) (int, error) {
+	shell := job.Shell
+	if shell == "" {
+		shell = "sh"
+	}
+	created, err := e.cli.ContainerCreate(ctx, &ctr.Config{
+		Image: job.Image, Cmd: []string{shell, "-c", job.Script}, Env: job.Env,
+		WorkingDir: job.WorkDir, Labels: job.Labels,
+	}, &ctr.HostConfig{
+		Binds: []string{job.HostDir + ":" + job.MountPath},
+	}, nil, nil, "")
+	if err != nil {
+		return 127, fmt.Errorf("create container from %s: %w", job.Image, err)
+	}
+	// Removal must happen even when ctx is already cancelled.
+	defer e.cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, ctr.RemoveOptions{Force: true})
+	waitC, errC := e.cli.ContainerWait(context.WithoutCancel(ctx), created.ID, ctr.WaitConditionNextExit)
+	if err := e.cli.ContainerStart(ctx, created.ID, ctr.StartOptions{}); err != nil {
+		return 127, fmt.Errorf("start container: %w", err)
+	}
+	logs, err := e.cli.ContainerLogs(context.WithoutCancel(ctx), created.ID, ctr.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
+	if err != nil {
+		return 1, fmt.Errorf("container logs: %w", err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		_, _ = stdcopy.StdCopy(job.Log, job.Log, logs)
+		close(copied)
+	}()
+	defer logs.Close()
+	select {
+	case <-ctx.Done():
+		_ = e.cli.ContainerKill(context.WithoutCancel(ctx), created.ID, "KILL")
+		<-copied
+		return 137, ctx.Err()
+	case err := <-errC:
+		return 1, fmt.Errorf("wait for container: %w", err)
+	case res := <-waitC:
+		<-copied
+		if res.Error != nil && res.Error.Message != "" {
+			return int(res.StatusCode), errors.New(res.Error.Message)
+		}
+		return int(res.StatusCode), nil
+	}
+}

@@ -1,0 +1,236 @@
+package server
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// artifactFiles downloads an artifact and returns its files' contents.
+func (e *testEnv) artifactFiles(run int, name string) map[string]string {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/runs/%d/artifacts/%s", e.URL, run, name), nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("artifact %s: %d", name, resp.StatusCode)
+	}
+	out := map[string]string{}
+	tr := tar.NewReader(resp.Body)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return out
+		}
+		b, _ := io.ReadAll(tr)
+		out[h.Name] = string(b)
+	}
+}
+
+// removeImagesOf deletes the engine's images of an app built by a test.
+func removeImagesOf(t *testing.T, app string) {
+	t.Cleanup(func() {
+		out, _ := exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app).Output()
+		for _, id := range strings.Fields(string(out)) {
+			exec.Command("docker", "rmi", "-f", id).Run()
+		}
+	})
+}
+
+func TestIntegrationImageActionAndDockerInBuildspec(t *testing.T) {
+	e := newEnv(t)
+	app := fmt.Sprintf("img%d", time.Now().UnixNano()%1e6)
+	e.createApp(app)
+	removeImagesOf(t, app)
+	t.Cleanup(func() {
+		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		for _, ref := range strings.Fields(string(out)) {
+			if strings.Contains(ref, "/"+app) {
+				exec.Command("docker", "rmi", "-f", ref).Run()
+			}
+		}
+	})
+	sha := e.pushPipeline(app, "main", map[string]string{
+		"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - name: self-push
+        type: build
+  - name: Package
+    actions:
+      - name: image
+        type: image
+        tags: [latest]
+        container-name: web
+        build-args: {GREETING: hello}
+        outputs: [ImageArtifact]
+  - name: Use
+    actions:
+      - name: show
+        type: invoke
+        command: 'echo "deploying #{image.IMAGE_URI}"'
+`,
+		"Dockerfile":  "FROM scratch\nARG GREETING\nLABEL slipway.test=1 slipway.app=" + app + "\nCOPY payload.txt /payload.txt\n",
+		"payload.txt": "payload",
+		"buildspec.yml": `version: 0.2
+phases:
+  build:
+    commands:
+      - echo "repo=$REPOSITORY_URI name=$IMAGE_REPO_NAME tag=$IMAGE_TAG"
+      - DOCKER_BUILDKIT=0 docker build -q -t $REPOSITORY_URI:self-$IMAGE_TAG .
+      - docker push $REPOSITORY_URI:self-$IMAGE_TAG
+      - echo "credentials $(grep -o '"auth":"[^"]*"' $DOCKER_CONFIG/config.json | cut -d'"' -f4 | base64 -d)"
+`,
+	})
+	id := e.startRun(app, "main")
+	run := e.waitRun(id, 120*time.Second)
+	logs := e.logText(id)
+	if run["state"] != "succeeded" {
+		t.Fatalf("run %v: %v\n%s", run["state"], run["reason"], logs)
+	}
+	host := strings.TrimPrefix(e.URL, "http://")
+	if !strings.Contains(logs, fmt.Sprintf("repo=%s/%s name=%s tag=%s", host, app, app, sha)) {
+		t.Fatalf("build environment:\n%s", logs)
+	}
+	// The pipeline's registry token never reaches the log.
+	if strings.Contains(logs, e.srv.pipelineToken) || !strings.Contains(logs, "credentials slipway:***") {
+		t.Fatalf("token not masked:\n%s", logs)
+	}
+	files := e.artifactFiles(id, "ImageArtifact")
+	var detail struct {
+		ImageURI, ImageDigest, RepositoryName, RegistryId, ImagePushedAt string
+		ImageTags                                                         []string
+		ImageSizeInBytes                                                  int64
+	}
+	if err := json.Unmarshal([]byte(files["imageDetail.json"]), &detail); err != nil {
+		t.Fatalf("imageDetail.json: %v %q", err, files["imageDetail.json"])
+	}
+	// The digest is the one the registry actually stores under each tag.
+	o := &oci{t: t, base: e.URL, token: e.Admin}
+	for _, tag := range []string{sha, "latest"} {
+		resp, _ := o.do("HEAD", "/v2/"+app+"/manifests/"+tag, nil, map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+		if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != detail.ImageDigest {
+			t.Fatalf("tag %s: %d %s, imageDetail says %s", tag, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), detail.ImageDigest)
+		}
+	}
+	if detail.ImageURI != host+"/"+app+"@"+detail.ImageDigest || detail.RepositoryName != app || detail.RegistryId != host ||
+		strings.Join(detail.ImageTags, ",") != sha+",latest" || detail.ImageSizeInBytes <= 0 || detail.ImagePushedAt == "" {
+		t.Fatalf("imageDetail.json: %+v", detail)
+	}
+	var defs []struct{ Name, ImageUri string }
+	if err := json.Unmarshal([]byte(files["imagedefinitions.json"]), &defs); err != nil || len(defs) != 1 || defs[0].Name != "web" || defs[0].ImageUri != detail.ImageURI {
+		t.Fatalf("imagedefinitions.json: %v %q", err, files["imagedefinitions.json"])
+	}
+	if !strings.Contains(logs, "deploying "+detail.ImageURI) {
+		t.Fatalf("IMAGE_URI did not reach the next stage:\n%s", logs)
+	}
+	// The buildspec's own push landed too, pushed by the pipeline's identity.
+	_, list := e.call("GET", "/api/v1/images?repository="+app, e.Admin, nil)
+	if !strings.Contains(fmt.Sprint(list), "self-"+sha) || !strings.Contains(fmt.Sprint(list), PipelineTokenName) {
+		t.Fatalf("images: %v", list)
+	}
+
+	// A Dockerfile that fails fails the action with the builder's message.
+	e.pushPipeline(app, "broken", map[string]string{
+		"slipway.yaml": manualOnly + "stages:\n  - name: P\n    actions:\n      - {name: image, type: image}\n",
+		"Dockerfile":   "FROM scratch\nCOPY missing-file.txt /x\n",
+	})
+	run = e.waitRun(e.startRun(app, "broken"), 60*time.Second)
+	if run["state"] != "failed" || !strings.Contains(run["reason"].(string), "missing-file.txt") {
+		t.Fatalf("broken Dockerfile: %v %v", run["state"], run["reason"])
+	}
+}
+
+// busyboxImage builds a FROM scratch image holding Debian's static busybox as /bin/sh.
+func busyboxImage(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Fatal("/bin/busybox is missing: install Debian's busybox-static (.ci/run does)")
+	}
+	dir := t.TempDir()
+	b, _ := os.ReadFile("/bin/busybox")
+	os.WriteFile(filepath.Join(dir, "busybox"), b, 0o755)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL slipway.test=1\nCOPY busybox /bin/sh\nCOPY busybox /bin/busybox\nENV PATH=/bin\n"), 0o644)
+	tag := fmt.Sprintf("slipway-test-busybox:%d", time.Now().UnixNano())
+	cmd := exec.Command("docker", "build", "-q", "-t", tag, dir)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build busybox image: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
+	return tag
+}
+
+func TestIntegrationContainerExecutor(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("boxed")
+	img := busyboxImage(t)
+	e.pushPipeline("boxed", "main", map[string]string{
+		"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - name: inbox
+        type: build
+        image: ` + img + `
+        outputs: [Out]
+  - name: Check
+    actions:
+      - {name: check, type: invoke, command: 'echo "got $FROM_BOX"'}
+`,
+		"input.txt": "from the repo",
+		"buildspec.yml": `version: 0.2
+env:
+  exported-variables: [FROM_BOX]
+phases:
+  build:
+    commands:
+      - echo "src=$CODEBUILD_SRC_DIR pwd=$(pwd)"
+      - test -x /bin/busybox
+      - busybox cat input.txt
+      - mkdir -p out && echo made-in-container > out/result.txt
+      - export FROM_BOX=boxed-value
+artifacts:
+  files: ['out/*']
+`,
+	})
+	id := e.startRun("boxed", "main")
+	run := e.waitRun(id, 60*time.Second)
+	logs := e.logText(id)
+	if run["state"] != "succeeded" {
+		t.Fatalf("run %v: %v\n%s", run["state"], run["reason"], logs)
+	}
+	for _, want := range []string{"src=/slipway/src pwd=/slipway/src", "from the repo", "got boxed-value"} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	if got := e.artifactFiles(id, "Out")["out/result.txt"]; got != "made-in-container\n" {
+		t.Fatalf("artifact from the container: %q", got)
+	}
+	// A failing command in the container fails the action with its exit code; no container is left.
+	e.pushPipeline("boxed", "fail", map[string]string{
+		"slipway.yaml":  manualOnly + "stages:\n  - name: B\n    actions:\n      - {name: inbox, type: build, image: " + img + "}\n",
+		"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands: [\"exit 9\"]\n",
+	})
+	run = e.waitRun(e.startRun("boxed", "fail"), 60*time.Second)
+	if run["state"] != "failed" || actionsOf(run)["B/inbox"]["exit_code"] != 9.0 {
+		t.Fatalf("failing container build: %v", run)
+	}
+	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app=boxed").Output()
+	if len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("containers left behind: %s", out)
+	}
+}
