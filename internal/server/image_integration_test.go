@@ -112,8 +112,8 @@ phases:
 	files := e.artifactFiles(id, "ImageArtifact")
 	var detail struct {
 		ImageURI, ImageDigest, RepositoryName, RegistryId, ImagePushedAt string
-		ImageTags                                                         []string
-		ImageSizeInBytes                                                  int64
+		ImageTags                                                        []string
+		ImageSizeInBytes                                                 int64
 	}
 	if err := json.Unmarshal([]byte(files["imageDetail.json"]), &detail); err != nil {
 		t.Fatalf("imageDetail.json: %v %q", err, files["imageDetail.json"])
