@@ -32,6 +32,7 @@ var benches = []bench{
 	{"push-to-run", pushToRun},
 	{"action-overhead", actionOverhead},
 	{"log-delay", logDelay},
+	{"registry-throughput", registryThroughput},
 }
 
 func main() {
