@@ -1,0 +1,498 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Target health states.
+const (
+	StateInitial   = "initial"
+	StateHealthy   = "healthy"
+	StateUnhealthy = "unhealthy"
+	StateDraining  = "draining"
+)
+
+type target struct {
+	addr     string
+	state    atomic.Value // string
+	inflight atomic.Int64
+	cancel   context.CancelFunc
+	// streaks are touched by the checker goroutine and, for passive
+	// failures, the proxy; mu keeps them consistent.
+	mu         sync.Mutex
+	okStreak   int
+	failStreak int
+}
+
+func (t *target) get() string { return t.state.Load().(string) }
+
+type group struct {
+	name  string
+	cfg   TargetGroup
+	match func(int) bool
+	mu    sync.RWMutex
+	live  []*target // registered, not draining, in registration order
+	all   map[string]*target
+	rr    atomic.Uint64
+	stats *stats
+}
+
+// next returns the next healthy target after skip (round robin), or nil.
+func (g *group) next(skip map[*target]bool) *target {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	n := len(g.live)
+	for i := 0; i < n; i++ {
+		t := g.live[int(g.rr.Add(1)%uint64(n))]
+		if t.get() == StateHealthy && !skip[t] {
+			return t
+		}
+	}
+	return nil
+}
+
+func (g *group) hasHealthy() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, t := range g.live {
+		if t.get() == StateHealthy {
+			return true
+		}
+	}
+	return false
+}
+
+type route struct {
+	g      *group
+	weight int
+}
+
+type listener struct {
+	name   string
+	addr   string
+	srv    *http.Server
+	routes atomic.Pointer[[]route]
+	turn   atomic.Uint64
+}
+
+// Balancer owns the listeners and target groups of one routing table.
+type Balancer struct {
+	log       *slog.Logger
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	ctx       context.Context
+
+	mu        sync.Mutex
+	cfg       Config
+	groups    map[string]*group
+	listeners map[string]*listener
+}
+
+type ctxKey int
+
+const ctxGroup ctxKey = iota
+
+// New makes an empty balancer; ctx ends its health checks.
+func New(ctx context.Context, log *slog.Logger) *Balancer {
+	b := &Balancer{log: log, ctx: ctx, groups: map[string]*group{}, listeners: map[string]*listener{},
+		cfg: Config{Listeners: map[string]Listener{}, TargetGroups: map[string]TargetGroup{}}}
+	b.transport = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+	}
+	b.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetXForwarded()
+			r.Out.URL.Scheme = "http"
+			r.Out.URL.Host = "target.invalid" // chosen per attempt by the transport
+			r.Out.Host = r.In.Host
+		},
+		Transport:     &retrying{b: b},
+		FlushInterval: -1, // stream responses (server-sent events, long polls) as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status := http.StatusBadGateway
+			if errors.Is(err, errNoTarget) {
+				status = http.StatusServiceUnavailable
+			}
+			b.log.Warn("proxy error", "host", r.Host, "path", r.URL.Path, "err", err)
+			w.WriteHeader(status)
+		},
+	}
+	return b
+}
+
+var errNoTarget = errors.New("no healthy target")
+
+// retrying picks a target for each attempt; a request whose connection
+// could not even be opened is safe to send to another target.
+type retrying struct{ b *Balancer }
+
+func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
+	g, _ := req.Context().Value(ctxGroup).(*group)
+	if g == nil {
+		return nil, errNoTarget
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	tried := map[*target]bool{}
+	var lastErr error = errNoTarget
+	for attempt := 0; attempt < 3; attempt++ {
+		t := g.next(tried)
+		if t == nil {
+			return nil, lastErr
+		}
+		tried[t] = true
+		out := req.Clone(req.Context())
+		out.URL.Host = t.addr
+		t.inflight.Add(1)
+		resp, err := rt.b.transport.RoundTrip(out)
+		if err == nil {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				t.inflight.Add(-1) // the upgraded connection is no longer a request to drain
+			} else {
+				resp.Body = &doneBody{ReadCloser: resp.Body, t: t}
+			}
+			return resp, nil
+		}
+		t.inflight.Add(-1)
+		lastErr = err
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "dial" || !replayable {
+			return nil, err
+		}
+		rt.b.passiveFailure(g, t)
+	}
+	return nil, lastErr
+}
+
+type doneBody struct {
+	io.ReadCloser
+	t    *target
+	once sync.Once
+}
+
+func (d *doneBody) Close() error {
+	d.once.Do(func() { d.t.inflight.Add(-1) })
+	return d.ReadCloser.Close()
+}
+
+// passiveFailure takes a target that refused a connection out of rotation
+// at once; active checks must pass again before it returns.
+func (b *Balancer) passiveFailure(g *group, t *target) {
+	t.mu.Lock()
+	t.okStreak = 0
+	t.mu.Unlock()
+	if t.state.CompareAndSwap(StateHealthy, StateUnhealthy) {
+		b.log.Warn("target refused a connection; marked unhealthy", "target_group", g.name, "target", t.addr)
+	}
+}
+
+func (l *listener) pick() *group {
+	rs := *l.routes.Load()
+	total := 0
+	for _, r := range rs {
+		if r.weight > 0 && r.g.hasHealthy() {
+			total += r.weight
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	// Deterministic weighted rotation: over any total consecutive requests
+	// each group gets exactly its weight.
+	n := int(l.turn.Add(1) % uint64(total))
+	for _, r := range rs {
+		if r.weight > 0 && r.g.hasHealthy() {
+			if n < r.weight {
+				return r.g
+			}
+			n -= r.weight
+		}
+	}
+	return nil
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (l *listener) handler(b *Balancer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g := l.pick()
+		if g == nil {
+			http.Error(w, "no healthy target for "+l.name, http.StatusServiceUnavailable)
+			return
+		}
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		b.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxGroup, g)))
+		g.stats.record(rec.status, time.Since(start))
+	})
+}
+
+// Apply replaces the routing table. Ports that are new to the table are
+// bound before anything changes, so a port in use fails the whole change
+// and the old table keeps serving.
+func (b *Balancer) Apply(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	opened := map[string]net.Listener{}
+	for name, l := range cfg.Listeners {
+		if b.listenerAt(l.Addr) != nil {
+			continue // bound already (maybe by another name): handed over below
+		}
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			return fmt.Errorf("listeners.%s: cannot listen on %s: %w", name, l.Addr, err)
+		}
+		opened[name] = ln
+	}
+	for name, tc := range cfg.TargetGroups {
+		g, ok := b.groups[name]
+		if !ok {
+			g = &group{name: name, all: map[string]*target{}, stats: newStats()}
+			b.groups[name] = g
+		}
+		b.updateGroup(g, tc)
+	}
+	for name, g := range b.groups {
+		if _, ok := cfg.TargetGroups[name]; !ok {
+			b.updateGroup(g, TargetGroup{DeregistrationDelay: g.cfg.DeregistrationDelay, HealthCheck: g.cfg.HealthCheck})
+			delete(b.groups, name)
+		}
+	}
+	// A listener keeps its socket while its address is still wanted (under
+	// any name); others stop accepting at once and finish in-flight requests.
+	byAddr := map[string]*listener{}
+	for name, cur := range b.listeners {
+		delete(b.listeners, name)
+		wanted := false
+		for _, l := range cfg.Listeners {
+			wanted = wanted || l.Addr == cur.addr
+		}
+		if wanted {
+			byAddr[cur.addr] = cur
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		go func() { defer cancel(); cur.srv.Shutdown(ctx) }()
+	}
+	for name, l := range cfg.Listeners {
+		cur := byAddr[l.Addr]
+		if cur == nil {
+			cur = &listener{addr: l.Addr}
+			srv := &http.Server{Handler: cur.handler(b), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn)}
+			var protocols http.Protocols
+			protocols.SetHTTP1(true)
+			protocols.SetUnencryptedHTTP2(true) // HTTP/2 to clients without TLS (h2c)
+			srv.Protocols = &protocols
+			cur.srv = srv
+			go srv.Serve(opened[name])
+		}
+		cur.name = name
+		rs := make([]route, 0, len(l.Routes))
+		for _, r := range l.Routes {
+			rs = append(rs, route{g: b.groups[r.TargetGroup], weight: r.Weight})
+		}
+		cur.routes.Store(&rs)
+		b.listeners[name] = cur
+	}
+	b.cfg = cfg
+	return nil
+}
+
+func (b *Balancer) listenerAt(addr string) *listener {
+	for _, l := range b.listeners {
+		if l.addr == addr {
+			return l
+		}
+	}
+	return nil
+}
+
+// updateGroup registers new targets (health checks start at once) and
+// drains removed ones: no new requests, in-flight ones finish, and the
+// target is dropped when idle or when the deregistration delay ends.
+func (b *Balancer) updateGroup(g *group, tc TargetGroup) {
+	tc.HealthCheck.defaults()
+	match, _ := parseMatcher(tc.HealthCheck.Matcher)
+	g.mu.Lock()
+	restartChecks := g.cfg.HealthCheck != tc.HealthCheck
+	g.cfg, g.match = tc, match
+	want := map[string]bool{}
+	for _, a := range tc.Targets {
+		want[a] = true
+	}
+	var live []*target
+	for _, t := range g.live {
+		if want[t.addr] {
+			live = append(live, t)
+			if restartChecks {
+				t.cancel()
+				b.startChecks(g, t)
+			}
+			continue
+		}
+		t.state.Store(StateDraining)
+		go b.drain(g, t, tc.DeregistrationDelay.Duration)
+	}
+	for _, a := range tc.Targets {
+		if t, ok := g.all[a]; ok && t.get() != StateDraining {
+			continue
+		}
+		t := &target{addr: a}
+		t.state.Store(StateInitial)
+		g.all[a] = t
+		live = append(live, t)
+		b.startChecks(g, t)
+	}
+	g.live = live
+	g.mu.Unlock()
+}
+
+func (b *Balancer) drain(g *group, t *target, delay time.Duration) {
+	deadline := time.Now().Add(delay)
+	for t.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.cancel()
+	g.mu.Lock()
+	if g.all[t.addr] == t {
+		delete(g.all, t.addr)
+	}
+	g.mu.Unlock()
+}
+
+func (b *Balancer) startChecks(g *group, t *target) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	t.cancel = cancel
+	hc := g.cfg.HealthCheck
+	match := g.match
+	client := &http.Client{Timeout: hc.Timeout.Duration, Transport: &http.Transport{DisableKeepAlives: true}}
+	go func() {
+		for {
+			ok := false
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+hc.Path, nil)
+			req.Header.Set("User-Agent", "slipway-health-check")
+			if resp, err := client.Do(req); err == nil {
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				ok = match(resp.StatusCode)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			t.mu.Lock()
+			if ok {
+				t.okStreak++
+				t.failStreak = 0
+				if t.okStreak >= hc.HealthyThreshold {
+					t.state.CompareAndSwap(StateInitial, StateHealthy)
+					t.state.CompareAndSwap(StateUnhealthy, StateHealthy)
+				}
+			} else {
+				t.failStreak++
+				t.okStreak = 0
+				if t.failStreak >= hc.UnhealthyThreshold {
+					t.state.CompareAndSwap(StateHealthy, StateUnhealthy)
+					t.state.CompareAndSwap(StateInitial, StateUnhealthy)
+				}
+			}
+			t.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(hc.Interval.Duration):
+			}
+		}
+	}()
+}
+
+// Config returns the routing table in force.
+func (b *Balancer) Config() Config {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg
+}
+
+// TargetState is one target's health and load.
+type TargetState struct {
+	Addr     string `json:"addr"`
+	State    string `json:"state"`
+	InFlight int64  `json:"in_flight"`
+}
+
+// GroupState is a target group's targets and recent traffic.
+type GroupState struct {
+	Targets []TargetState `json:"targets"`
+	Stats   Window        `json:"stats"`
+}
+
+// State is what the control plane reads back.
+type State struct {
+	Listeners    map[string]Listener   `json:"listeners"`
+	TargetGroups map[string]GroupState `json:"target_groups"`
+}
+
+// State reports health, in-flight counts and stats over the last window.
+func (b *Balancer) State(window time.Duration) State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := State{Listeners: b.cfg.Listeners, TargetGroups: map[string]GroupState{}}
+	for name, g := range b.groups {
+		g.mu.RLock()
+		var ts []TargetState
+		for _, t := range g.all {
+			ts = append(ts, TargetState{Addr: t.addr, State: t.get(), InFlight: t.inflight.Load()})
+		}
+		g.mu.RUnlock()
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Addr < ts[j].Addr })
+		st.TargetGroups[name] = GroupState{Targets: ts, Stats: g.stats.window(window)}
+	}
+	return st
+}
+
+// Close stops every listener, letting in-flight requests finish.
+func (b *Balancer) Close(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.listeners {
+		l.srv.Shutdown(ctx)
+	}
+}

@@ -1,0 +1,205 @@
+package lb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Run is the `slipway proxy` process: it restores the routing table from
+// statePath, then serves the control API on socketPath until ctx ends.
+func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) error {
+	b := New(ctx, log)
+	if data, err := os.ReadFile(statePath); err == nil {
+		var cfg Config
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			return fmt.Errorf("routing table %s is corrupt: %w", statePath, err)
+		}
+		if err := b.Apply(cfg); err != nil {
+			// Keep going with what could be applied; the server will send a fresh table.
+			log.Error("restore routing table", "err", err)
+		} else {
+			log.Info("restored routing table", "listeners", len(cfg.Listeners), "target_groups", len(cfg.TargetGroups))
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if c, err := dialControl(socketPath); err == nil {
+		c.Close()
+		return fmt.Errorf("another proxy already answers on %s", socketPath)
+	}
+	os.Remove(socketPath)
+	ln, err := net.Listen("unix", socketPath)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(socketPath, 0o600); err != nil {
+		return err
+	}
+	pidFile := filepath.Join(filepath.Dir(socketPath), "proxy.pid")
+	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
+	srv := &http.Server{Handler: controlHandler(b, statePath, log), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		b.Close(sctx)
+	}()
+	log.Info("proxy control socket ready", "socket", socketPath)
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func dialControl(socket string) (net.Conn, error) {
+	return net.DialTimeout("unix", socket, 500*time.Millisecond)
+}
+
+func controlHandler(b *Balancer, statePath string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	writeJSON := func(w http.ResponseWriter, status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]int{"pid": os.Getpid()})
+	})
+	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, b.Config())
+	})
+	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {
+		var cfg Config
+		dec := json.NewDecoder(io.LimitReader(r.Body, 8<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			writeJSON(w, 400, map[string]string{"error": "routing table: " + err.Error()})
+			return
+		}
+		if err := b.Apply(cfg); err != nil {
+			writeJSON(w, 400, map[string]string{"error": err.Error()})
+			return
+		}
+		if err := persist(statePath, b.Config()); err != nil {
+			log.Error("persist routing table", "err", err)
+			writeJSON(w, 500, map[string]string{"error": "routing table applied but not saved: " + err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]string{"status": "applied"})
+	})
+	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, r *http.Request) {
+		window := 10 * time.Second
+		if v := r.URL.Query().Get("window"); v != "" {
+			if d, err := time.ParseDuration(v); err == nil {
+				window = d
+			}
+		}
+		writeJSON(w, 200, b.State(window))
+	})
+	return mux
+}
+
+// persist writes the table atomically so a crash leaves the old or the new one.
+func persist(path string, cfg Config) error {
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Client configures a running proxy over its control socket.
+type Client struct {
+	Socket string
+	http   *http.Client
+}
+
+// NewClient talks to the proxy listening on socket.
+func NewClient(socket string) *Client {
+	return &Client{Socket: socket, http: &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytesReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://proxy"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("load balancer control socket %s: %w", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return errors.New(e.Error)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+// Ping reports the proxy's pid, or an error when none answers.
+func (c *Client) Ping(ctx context.Context) (int, error) {
+	var p struct{ PID int }
+	err := c.do(ctx, "GET", "/v1/ping", nil, &p)
+	return p.PID, err
+}
+
+// Apply replaces the proxy's routing table.
+func (c *Client) Apply(ctx context.Context, cfg Config) error { return c.do(ctx, "PUT", "/v1/config", cfg, nil) }
+
+// Config reads the routing table in force.
+func (c *Client) Config(ctx context.Context) (Config, error) {
+	var cfg Config
+	err := c.do(ctx, "GET", "/v1/config", nil, &cfg)
+	return cfg, err
+}
+
+// State reads target health and stats over window.
+func (c *Client) State(ctx context.Context, window time.Duration) (State, error) {
+	var st State
+	err := c.do(ctx, "GET", "/v1/state?window="+window.String(), nil, &st)
+	return st, err
+}

@@ -1,0 +1,355 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// backend answers with its name; /health answers healthStatus.
+func backend(t *testing.T, name string, healthStatus *atomic.Int32) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			code := int32(200)
+			if healthStatus != nil {
+				code = healthStatus.Load()
+			}
+			w.WriteHeader(int(code))
+			return
+		}
+		if r.URL.Path == "/slow" {
+			time.Sleep(700 * time.Millisecond)
+		}
+		fmt.Fprintf(w, "%s xff=%s host=%s proto=%s", name, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+var fastCheck = HealthCheck{Path: "/health", Interval: Duration{100 * time.Millisecond}, Timeout: Duration{50 * time.Millisecond}, HealthyThreshold: 1, UnhealthyThreshold: 1}
+
+func waitHealthy(t *testing.T, b *Balancer, group string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		healthy := 0
+		for _, ts := range b.State(time.Second).TargetGroups[group].Targets {
+			if ts.State == StateHealthy {
+				healthy++
+			}
+		}
+		if healthy == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s: %d healthy targets, want %d: %+v", group, healthy, n, b.State(time.Second).TargetGroups[group])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestWeightsAndHealth(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := New(ctx, quiet())
+	defer b.Close(context.Background())
+	blue, green := backend(t, "blue", nil), backend(t, "green", nil)
+	var sick atomic.Int32
+	sick.Store(500)
+	unhealthy := backend(t, "sick", &sick)
+	addr := freeAddr(t)
+	cfg := Config{
+		TargetGroups: map[string]TargetGroup{
+			"blue":  {Targets: []string{hostOf(blue), hostOf(unhealthy)}, HealthCheck: fastCheck},
+			"green": {Targets: []string{hostOf(green)}, HealthCheck: fastCheck},
+		},
+		Listeners: map[string]Listener{"web": {Addr: addr, Routes: []Route{{"blue", 90}, {"green", 10}}}},
+	}
+	if err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, b, "blue", 1)
+	waitHealthy(t, b, "green", 1)
+	counts := map[string]int{}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for i := 0; i < 10000; i++ {
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		counts[strings.Fields(string(body))[0]]++
+	}
+	if counts["sick"] != 0 {
+		t.Fatalf("an unhealthy target got %d requests", counts["sick"])
+	}
+	if share := float64(counts["green"]) / 10000; share < 0.07 || share > 0.13 {
+		t.Fatalf("green got %.1f%% of requests, want 10%% ±3", share*100)
+	}
+	st := b.State(10 * time.Second).TargetGroups["green"].Stats
+	if st.Requests != int64(counts["green"]) || st.Errors != 0 || st.P99Ms <= 0 {
+		t.Fatalf("green stats %+v, counted %d", st, counts["green"])
+	}
+	// Headers a backend needs behind a proxy.
+	_, body := get(t, "http://"+addr+"/")
+	if !strings.Contains(body, "xff=127.0.0.1") || !strings.Contains(body, "host="+addr) || !strings.Contains(body, "proto=http") {
+		t.Fatalf("forwarded headers: %s", body)
+	}
+	// A target that turns healthy joins; one that turns unhealthy leaves.
+	sick.Store(200)
+	waitHealthy(t, b, "blue", 2)
+	// All weight on an empty group means 503, not a hang.
+	cfg.TargetGroups["empty"] = TargetGroup{HealthCheck: fastCheck}
+	cfg.Listeners["web"] = Listener{Addr: addr, Routes: []Route{{"empty", 100}}}
+	if err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, "http://"+addr+"/"); code != 503 {
+		t.Fatalf("no healthy target: %d", code)
+	}
+}
+
+func TestDrainingAndRetry(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := New(ctx, quiet())
+	defer b.Close(context.Background())
+	one, two := backend(t, "one", nil), backend(t, "two", nil)
+	addr := freeAddr(t)
+	tg := TargetGroup{Targets: []string{hostOf(one), hostOf(two)}, HealthCheck: fastCheck, DeregistrationDelay: Duration{5 * time.Second}}
+	cfg := Config{TargetGroups: map[string]TargetGroup{"tg": tg}, Listeners: map[string]Listener{"web": {Addr: addr, Routes: []Route{{"tg", 100}}}}}
+	if err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, b, "tg", 2)
+	// Start slow requests on both targets, then deregister "one".
+	var wg sync.WaitGroup
+	results := make(chan string, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body := get(t, "http://"+addr+"/slow")
+			results <- fmt.Sprintf("%d %s", code, strings.Fields(body)[0])
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	tg.Targets = []string{hostOf(two)}
+	cfg.TargetGroups["tg"] = tg
+	if err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, body := get(t, "http://"+addr+"/"); !strings.HasPrefix(body, "two") {
+			t.Fatalf("a draining target got a new request: %s", body)
+		}
+	}
+	wg.Wait()
+	close(results)
+	sawOne := false
+	for r := range results {
+		if !strings.HasPrefix(r, "200 ") {
+			t.Fatalf("in-flight request during draining: %s", r)
+		}
+		sawOne = sawOne || r == "200 one"
+	}
+	if !sawOne {
+		t.Fatal("no in-flight request was on the drained target; the test proved nothing")
+	}
+	// A target that dies is retried around: not one request fails.
+	three := backend(t, "three", nil)
+	tg.Targets = []string{hostOf(two), hostOf(three)}
+	cfg.TargetGroups["tg"] = tg
+	b.Apply(cfg)
+	waitHealthy(t, b, "tg", 2)
+	three.Close()
+	for i := 0; i < 50; i++ {
+		if code, body := get(t, "http://"+addr+"/"); code != 200 || !strings.HasPrefix(body, "two") {
+			t.Fatalf("request %d after a target died: %d %s", i, code, body)
+		}
+	}
+}
+
+func TestPortInUseKeepsOldTable(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := New(ctx, quiet())
+	defer b.Close(context.Background())
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	good := freeAddr(t)
+	if err := b.Apply(Config{Listeners: map[string]Listener{"a": {Addr: good}}}); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Apply(Config{Listeners: map[string]Listener{"a": {Addr: good}, "b": {Addr: taken.Addr().String()}}})
+	if err == nil || !strings.Contains(err.Error(), "listeners.b: cannot listen on "+taken.Addr().String()) {
+		t.Fatalf("port in use: %v", err)
+	}
+	if _, ok := b.Config().Listeners["b"]; ok {
+		t.Fatal("a failed change was kept")
+	}
+	for _, bad := range []Config{
+		{Listeners: map[string]Listener{"x": {Addr: "nonsense"}}},
+		{Listeners: map[string]Listener{"x": {Addr: good, Routes: []Route{{"missing", 100}}}}},
+		{TargetGroups: map[string]TargetGroup{"g": {HealthCheck: HealthCheck{Matcher: "ok"}}}},
+	} {
+		if err := b.Apply(bad); err == nil {
+			t.Fatalf("accepted %+v", bad)
+		}
+	}
+}
+
+func TestHTTP2WebSocketAndPersistence(t *testing.T) {
+	dir := t.TempDir()
+	socket, state := filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, socket, state, quiet()) }()
+	c := NewClient(socket)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c.Ping(ctx); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A backend that speaks HTTP/1.1 and accepts a WebSocket-style upgrade, echoing lines.
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			fmt.Fprintf(w, "proto=%s", r.Proto)
+			return
+		}
+		conn, rw, _ := http.NewResponseController(w).Hijack()
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		rw.Flush()
+		line, _ := rw.ReadString('\n')
+		rw.WriteString("echo " + line)
+		rw.Flush()
+	}))
+	defer ws.Close()
+	addr := freeAddr(t)
+	cfg := Config{TargetGroups: map[string]TargetGroup{"tg": {Targets: []string{hostOf(ws)}, HealthCheck: HealthCheck{Path: "/", Interval: Duration{100 * time.Millisecond}, Timeout: Duration{50 * time.Millisecond}, HealthyThreshold: 1, UnhealthyThreshold: 1}}},
+		Listeners: map[string]Listener{"web": {Addr: addr, Routes: []Route{{"tg", 100}}}}}
+	if err := c.Apply(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, Config{Listeners: map[string]Listener{"x": {Addr: "bad"}}}); err == nil || !strings.Contains(err.Error(), "host:port") {
+		t.Fatalf("bad table over the socket: %v", err)
+	}
+	waitUp := func(ctx context.Context) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st, err := c.State(ctx, time.Second)
+			if err == nil && len(st.TargetGroups["tg"].Targets) == 1 && st.TargetGroups["tg"].Targets[0].State == StateHealthy {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("target never healthy: %+v %v", st, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitUp(ctx)
+	// HTTP/2 without TLS from the client.
+	h2 := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+		return net.Dial(network, a)
+	}}}
+	resp, err := h2.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != "proto=HTTP/1.1" {
+		t.Fatalf("h2c: client saw %s, backend said %s", resp.Proto, body)
+	}
+	// Upgrade pass-through.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	status, _ := br.ReadString('\n')
+	for {
+		l, _ := br.ReadString('\n')
+		if l == "\r\n" || l == "" {
+			break
+		}
+	}
+	fmt.Fprintf(conn, "hello\n") // after the handshake, as a WebSocket client does
+	echo, _ := br.ReadString('\n')
+	conn.Close()
+	if !strings.Contains(status, "101") || echo != "echo hello\n" {
+		t.Fatalf("upgrade: %q %q", status, echo)
+	}
+	// Restart: the proxy comes back with its last table.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go Run(ctx2, socket, state, quiet())
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c.Ping(ctx2); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not restart")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitUp(ctx2)
+	if code, body := get(t, "http://"+addr+"/"); code != 200 || body != "proto=HTTP/1.1" {
+		t.Fatalf("after restart: %d %s", code, body)
+	}
+}
