@@ -9,8 +9,8 @@ package lb
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"

@@ -188,7 +188,9 @@ func (c *Client) Ping(ctx context.Context) (int, error) {
 }
 
 // Apply replaces the proxy's routing table.
-func (c *Client) Apply(ctx context.Context, cfg Config) error { return c.do(ctx, "PUT", "/v1/config", cfg, nil) }
+func (c *Client) Apply(ctx context.Context, cfg Config) error {
+	return c.do(ctx, "PUT", "/v1/config", cfg, nil)
+}
 
 // Config reads the routing table in force.
 func (c *Client) Config(ctx context.Context) (Config, error) {
