@@ -146,7 +146,11 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	if g == nil {
 		return nil, errNoTarget
 	}
-	replayable := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	noBody := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	// Like nginx's proxy_next_upstream: a body-less idempotent request that
+	// failed before any response may go to another target; any request may
+	// when its connection could not even be opened.
+	idempotent := noBody && (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions) && req.Header.Get("Upgrade") == ""
 	tried := map[*target]bool{}
 	var lastErr error = errNoTarget
 	for attempt := 0; attempt < 3; attempt++ {
@@ -170,7 +174,8 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.inflight.Add(-1)
 		lastErr = err
 		var op *net.OpError
-		if !errors.As(err, &op) || op.Op != "dial" || !replayable {
+		dialFailed := errors.As(err, &op) && op.Op == "dial"
+		if req.Context().Err() != nil || !(dialFailed && noBody || idempotent) {
 			return nil, err
 		}
 		rt.b.passiveFailure(g, t)

@@ -184,3 +184,10 @@ func (e *Engine) dockerEnv(r store.Run, workspace string) ([]string, error) {
 	return []string{"DOCKER_CONFIG=" + dir, "REPOSITORY_URI=" + reg.Host + "/" + r.App, "IMAGE_REPO_NAME=" + r.App,
 		"IMAGE_TAG=" + r.Commit, "SLIPWAY_REGISTRY=" + reg.Host}, nil
 }
+
+// CurrentRegistry returns where the registry is, as last set.
+func (e *Engine) CurrentRegistry() Registry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.Registry
+}

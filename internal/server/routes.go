@@ -67,6 +67,17 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/api/v1/images/policy", Role: auth.Viewer, handler: s.getImagePolicy},
 		{Method: "PUT", Pattern: "/api/v1/images/policy", Role: auth.Admin, handler: s.setImagePolicy},
 
+		{Method: "POST", Pattern: "/api/v1/taskdefs", Role: auth.Deployer, handler: s.registerTaskDef},
+		{Method: "GET", Pattern: "/api/v1/taskdefs", Role: auth.Viewer, handler: s.listTaskDefs},
+		{Method: "GET", Pattern: "/api/v1/taskdefs/{family}/{revision}", Role: auth.Viewer, handler: s.showTaskDef},
+		{Method: "DELETE", Pattern: "/api/v1/taskdefs/{family}/{revision}", Role: auth.Deployer, handler: s.deregisterTaskDef},
+		{Method: "GET", Pattern: "/api/v1/services", Role: auth.Viewer, handler: s.listServices},
+		{Method: "POST", Pattern: "/api/v1/apps/{app}/envs/{env}/services", Role: auth.Deployer, handler: s.createService},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Viewer, handler: s.showService},
+		{Method: "PATCH", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Deployer, handler: s.updateService},
+		{Method: "DELETE", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Deployer, handler: s.deleteService},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/logs", Role: auth.Viewer, handler: s.serviceLogs},
+
 		// Signed with the app's webhook secret instead of a token.
 		{Method: "POST", Pattern: "/hooks/github/{app}", Role: auth.Public, BodyLimit: source.MaxWebhookBytes, handler: s.githubWebhook},
 	}

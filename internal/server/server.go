@@ -16,11 +16,13 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/registry"
 	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/task"
 )
 
 // Config is what `slipway server` is started with.
@@ -32,6 +34,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// MaxParallelActions bounds how many pipeline actions run at once.
 	MaxParallelActions int
+	// ProxyBinary is the slipway executable that runs the load balancer
+	// (default: this executable).
+	ProxyBinary string
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -43,6 +48,10 @@ type Server struct {
 	source  *source.Service
 	engine  *pipeline.Engine
 	reg     *registry.Registry
+	deploy  *deploy.Manager
+	runtime *task.Runtime
+	rtErr   error
+	rtOnce  sync.Once
 	metrics *metrics
 	routes  []Route
 	handler http.Handler
@@ -116,8 +125,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log}
+	s.deploy.Start(context.WithoutCancel(ctx))
 	s.handler = s.buildHandler()
 	return s, nil
+}
+
+// taskRuntime connects to the Docker engine on first use, so a server
+// without services never needs one.
+func (s *Server) taskRuntime(ctx context.Context) (*task.Runtime, error) {
+	s.rtOnce.Do(func() {
+		s.runtime, s.rtErr = task.NewRuntime(ctx)
+		if s.rtErr == nil {
+			s.runtime.Registry = func() task.Registry {
+				r := s.engine.CurrentRegistry()
+				return task.Registry{Host: r.Host, User: r.User, Token: r.Token}
+			}
+		}
+	})
+	return s.runtime, s.rtErr
 }
 
 // bootstrapAdmin writes the token file before committing, so a committed
@@ -163,6 +189,7 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Close stops the pipeline engine (killing running actions) and releases the store.
 func (s *Server) Close() error {
+	s.deploy.Close()
 	s.engine.Close()
 	return s.db.Close()
 }

@@ -1,0 +1,494 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+	"github.com/spf13/cobra"
+)
+
+func taskdefCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "taskdef", Short: "ECS task definitions (family:revision)"}
+	register := &cobra.Command{
+		Use:   "register FILE",
+		Short: "Register taskdef.json as the next revision of its family",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var out struct {
+				store.TaskDefRevision
+				Ignored []string `json:"ignored_fields"`
+			}
+			if err := c.do(cmd.Context(), "POST", "/api/v1/taskdefs", json.RawMessage(data), &out); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if p.json {
+				return p.emit(out, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Registered %s:%d\n", out.Family, out.Revision)
+			for _, f := range out.Ignored {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  ignored: %s (no meaning on this platform)\n", f)
+			}
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list [FAMILY]",
+		Short: "List task definition revisions",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			q := ""
+			if len(args) == 1 {
+				q = "?family=" + url.QueryEscape(args[0])
+			}
+			var tds []store.TaskDefRevision
+			if err := c.do(cmd.Context(), "GET", "/api/v1/taskdefs"+q, nil, &tds); err != nil {
+				return err
+			}
+			return p.emit(tds, func(w *tabwriter.Writer) {
+				row(w, "TASK DEFINITION", "STATUS", "REGISTERED", "BY")
+				for _, t := range tds {
+					row(w, fmt.Sprintf("%s:%d", t.Family, t.Revision), t.Status, humanTime(t.RegisteredAt), t.RegisteredBy)
+				}
+			})
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show FAMILY[:REVISION]",
+		Short: "Show a task definition (the latest active revision by default)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			family, rev, _ := strings.Cut(args[0], ":")
+			if rev == "" {
+				rev = "latest"
+			}
+			var td store.TaskDefRevision
+			if err := c.do(cmd.Context(), "GET", "/api/v1/taskdefs/"+pathEscape(family)+"/"+pathEscape(rev), nil, &td); err != nil {
+				return err
+			}
+			var pretty bytes.Buffer
+			_ = json.Indent(&pretty, td.Body, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), pretty.String())
+			return nil
+		},
+	}
+	deregister := &cobra.Command{
+		Use:   "deregister FAMILY:REVISION",
+		Short: "Mark a revision inactive (services cannot move to it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			family, rev, ok := strings.Cut(args[0], ":")
+			if !ok {
+				return fmt.Errorf("name the revision: FAMILY:REVISION")
+			}
+			var out map[string]string
+			if err := c.do(cmd.Context(), "DELETE", "/api/v1/taskdefs/"+pathEscape(family)+"/"+pathEscape(rev), nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
+			return nil
+		},
+	}
+	var container, image, detailFile string
+	render := &cobra.Command{
+		Use:   "render FILE [--container NAME --image URI] [--image-detail imageDetail.json]",
+		Short: "Print FILE with a container's image replaced, or <IMAGE1_NAME> filled from imageDetail.json",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if detailFile != "" {
+				b, err := os.ReadFile(detailFile)
+				if err != nil {
+					return err
+				}
+				var d struct{ ImageURI string }
+				if err := json.Unmarshal(b, &d); err != nil || d.ImageURI == "" {
+					return fmt.Errorf("%s: not an imageDetail.json with ImageURI", detailFile)
+				}
+				data = taskdef.FillPlaceholders(data, d.ImageURI)
+			}
+			td, _, err := taskdef.Parse(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if container != "" || image != "" {
+				if container == "" || image == "" {
+					return fmt.Errorf("--container and --image go together")
+				}
+				if err := taskdef.Render(td, container, image); err != nil {
+					return err
+				}
+			}
+			out, _ := json.MarshalIndent(td, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			return nil
+		},
+	}
+	render.Flags().StringVar(&container, "container", "", "container whose image to replace")
+	render.Flags().StringVar(&image, "image", "", "the new image URI")
+	render.Flags().StringVar(&detailFile, "image-detail", "", "imageDetail.json whose ImageURI fills <IMAGE1_NAME>")
+	cmd.AddCommand(register, list, show, deregister, render)
+	return cmd
+}
+
+// serviceRef reads SERVICE and --app/--env into the API path.
+type serviceRef struct{ app, env string }
+
+func (s *serviceRef) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.app, "app", "", "app (required)")
+	cmd.Flags().StringVar(&s.env, "env", "", "environment, e.g. staging (required)")
+	_ = cmd.MarkFlagRequired("app")
+	_ = cmd.MarkFlagRequired("env")
+}
+
+func (s *serviceRef) path(name string) string {
+	p := "/api/v1/apps/" + pathEscape(s.app) + "/envs/" + pathEscape(s.env) + "/services"
+	if name != "" {
+		p += "/" + pathEscape(name)
+	}
+	return p
+}
+
+type lbFlags struct {
+	container, healthPath, interval, timeout, matcher, drain string
+	port, listener, testListener, healthy, unhealthy         int
+}
+
+func (l *lbFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&l.container, "lb-container", "", "container that receives traffic")
+	f.IntVar(&l.port, "lb-container-port", 0, "its port")
+	f.IntVar(&l.listener, "listener-port", 0, "load balancer port on 127.0.0.1")
+	f.IntVar(&l.testListener, "test-listener-port", 0, "test listener port (blue/green)")
+	f.StringVar(&l.healthPath, "health-path", "/", "health check path")
+	f.StringVar(&l.interval, "health-interval", "5s", "health check interval")
+	f.StringVar(&l.timeout, "health-timeout", "2s", "health check timeout")
+	f.IntVar(&l.healthy, "healthy-threshold", 2, "consecutive passes to become healthy")
+	f.IntVar(&l.unhealthy, "unhealthy-threshold", 2, "consecutive failures to become unhealthy")
+	f.StringVar(&l.matcher, "health-matcher", "200-399", "accepted status codes")
+	f.StringVar(&l.drain, "deregistration-delay", "5s", "how long draining tasks may finish requests")
+}
+
+func (l *lbFlags) value(cmd *cobra.Command) *store.LoadBalancer {
+	if !cmd.Flags().Changed("listener-port") && !cmd.Flags().Changed("lb-container") {
+		return nil
+	}
+	return &store.LoadBalancer{ContainerName: l.container, ContainerPort: l.port, ListenerPort: l.listener, TestListenerPort: l.testListener,
+		HealthCheckPath: l.healthPath, HealthCheckInterval: l.interval, HealthCheckTimeout: l.timeout, HealthyThreshold: l.healthy,
+		UnhealthyThreshold: l.unhealthy, Matcher: l.matcher, DeregistrationDelay: l.drain}
+}
+
+func serviceCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "service", Short: "Services keep N tasks of a task definition running behind the load balancer"}
+
+	var ref serviceRef
+	var td string
+	var desired int
+	var lbf lbFlags
+	create := &cobra.Command{
+		Use:   "create NAME --app A --env E --taskdef FAMILY[:REV] [--desired N] [--lb-container C --lb-container-port P --listener-port L]",
+		Short: "Create a service",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"name": args[0], "task_definition": td, "desired_count": desired}
+			if l := lbf.value(cmd); l != nil {
+				body["load_balancer"] = l
+			}
+			var s store.Service
+			if err := c.do(cmd.Context(), "POST", ref.path(""), body, &s); err != nil {
+				return err
+			}
+			if p.json {
+				return p.emit(s, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Created service %s in %s/%s: %d × %s:%d\n", s.Name, s.App, s.Env, s.Desired, s.Family, s.Revision)
+			if s.LoadBalancer != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "  serving on http://127.0.0.1:%d\n", s.LoadBalancer.ListenerPort)
+			}
+			return nil
+		},
+	}
+	ref.flags(create)
+	create.Flags().StringVar(&td, "taskdef", "", "task definition FAMILY or FAMILY:REVISION (required)")
+	create.Flags().IntVar(&desired, "desired", 1, "desired task count")
+	lbf.add(create)
+
+	var uref serviceRef
+	var utd string
+	var udesired int
+	var ulbf lbFlags
+	update := &cobra.Command{
+		Use:   "update NAME --app A --env E [--taskdef FAMILY[:REV]] [--desired N] [load balancer flags]",
+		Short: "Change a service's task definition, count or load balancer",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			body := map[string]any{}
+			if utd != "" {
+				body["task_definition"] = utd
+			}
+			if cmd.Flags().Changed("desired") {
+				body["desired_count"] = udesired
+			}
+			if l := ulbf.value(cmd); l != nil {
+				body["load_balancer"] = l
+			}
+			var s store.Service
+			if err := c.do(cmd.Context(), "PATCH", uref.path(args[0]), body, &s); err != nil {
+				return err
+			}
+			return p.emit(s, func(w *tabwriter.Writer) {
+				row(w, "Updated service "+s.Name+":", fmt.Sprintf("%d × %s:%d", s.Desired, s.Family, s.Revision))
+			})
+		},
+	}
+	uref.flags(update)
+	update.Flags().StringVar(&utd, "taskdef", "", "task definition FAMILY or FAMILY:REVISION")
+	update.Flags().IntVar(&udesired, "desired", 0, "desired task count")
+	ulbf.add(update)
+
+	var sref serviceRef
+	scale := &cobra.Command{
+		Use:   "scale NAME N --app A --env E",
+		Short: "Set the desired task count",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(args[1])
+			if err != nil {
+				return fmt.Errorf("count %q is not a number", args[1])
+			}
+			var s store.Service
+			if err := c.do(cmd.Context(), "PATCH", sref.path(args[0]), map[string]any{"desired_count": n}, &s); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Service %s will run %d tasks\n", s.Name, s.Desired)
+			return nil
+		},
+	}
+	sref.flags(scale)
+
+	var shref serviceRef
+	show := &cobra.Command{
+		Use:   "show NAME --app A --env E",
+		Short: "Show a service, its tasks and recent events",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var d serviceDetail
+			if err := c.do(cmd.Context(), "GET", shref.path(args[0]), nil, &d); err != nil {
+				return err
+			}
+			return p.emit(d, func(w *tabwriter.Writer) {
+				row(w, "Service:", d.Name)
+				row(w, "App / env:", d.App+" / "+d.Env)
+				row(w, "Task definition:", fmt.Sprintf("%s:%d", d.Family, d.Revision))
+				row(w, "Desired / running:", fmt.Sprintf("%d / %d", d.Desired, d.Running))
+				if d.LoadBalancer != nil {
+					row(w, "Listener:", fmt.Sprintf("http://127.0.0.1:%d → %s:%d (health %s)", d.LoadBalancer.ListenerPort, d.LoadBalancer.ContainerName, d.LoadBalancer.ContainerPort, d.LoadBalancer.HealthCheckPath))
+				}
+				row(w, "")
+				printTasks(w, d.Tasks)
+				row(w, "")
+				row(w, "EVENTS")
+				for _, e := range d.Events {
+					row(w, humanTime(e.At), e.Message)
+				}
+			})
+		},
+	}
+	shref.flags(show)
+
+	var pref serviceRef
+	ps := &cobra.Command{
+		Use:   "ps NAME --app A --env E",
+		Short: "List a service's tasks: status, health, endpoint, revision",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var d serviceDetail
+			if err := c.do(cmd.Context(), "GET", pref.path(args[0]), nil, &d); err != nil {
+				return err
+			}
+			return p.emit(d.Tasks, func(w *tabwriter.Writer) { printTasks(w, d.Tasks) })
+		},
+	}
+	pref.flags(ps)
+
+	var lref serviceRef
+	list := &cobra.Command{
+		Use:   "list [--app A] [--env E]",
+		Short: "List services",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if lref.app != "" {
+				q.Set("app", lref.app)
+			}
+			if lref.env != "" {
+				q.Set("env", lref.env)
+			}
+			var svcs []store.Service
+			if err := c.do(cmd.Context(), "GET", "/api/v1/services?"+q.Encode(), nil, &svcs); err != nil {
+				return err
+			}
+			return p.emit(svcs, func(w *tabwriter.Writer) {
+				row(w, "APP", "ENV", "SERVICE", "TASK DEFINITION", "DESIRED", "LISTENER")
+				for _, s := range svcs {
+					listener := "-"
+					if s.LoadBalancer != nil {
+						listener = fmt.Sprintf("127.0.0.1:%d", s.LoadBalancer.ListenerPort)
+					}
+					row(w, s.App, s.Env, s.Name, fmt.Sprintf("%s:%d", s.Family, s.Revision), s.Desired, listener)
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&lref.app, "app", "", "only this app")
+	list.Flags().StringVar(&lref.env, "env", "", "only this environment")
+
+	var dref serviceRef
+	var yes bool
+	del := &cobra.Command{
+		Use:   "delete NAME --app A --env E --yes",
+		Short: "Delete a service; its tasks drain and stop",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("deleting service %s stops its tasks; repeat with --yes to confirm", args[0])
+			}
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", dref.path(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted service %s; its tasks are draining\n", args[0])
+			return nil
+		},
+	}
+	dref.flags(del)
+	del.Flags().BoolVar(&yes, "yes", false, "confirm")
+
+	var logref serviceRef
+	var follow bool
+	logs := &cobra.Command{
+		Use:   "logs NAME --app A --env E [--follow]",
+		Short: "Print the service's container logs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			path := logref.path(args[0]) + "/logs"
+			if follow {
+				path += "?follow=true"
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), "GET", c.base+path, nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+c.token)
+			resp, err := (&http.Client{}).Do(req)
+			if err != nil {
+				return fmt.Errorf("cannot reach the Slipway server at %s: %w", c.base, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return decodeError(resp)
+			}
+			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
+			return err
+		},
+	}
+	logref.flags(logs)
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming")
+
+	cmd.AddCommand(create, update, scale, show, ps, list, del, logs)
+	return cmd
+}
+
+type taskView struct {
+	ID         string `json:"id"`
+	Family     string `json:"family"`
+	Revision   int    `json:"revision"`
+	Status     string `json:"status"`
+	Health     string `json:"health"`
+	Endpoint   string `json:"endpoint"`
+	Containers []struct {
+		Name  string `json:"name"`
+		Image string `json:"image"`
+	} `json:"containers"`
+}
+
+type serviceDetail struct {
+	store.Service
+	Running int                  `json:"running_count"`
+	Tasks   []taskView           `json:"tasks"`
+	Events  []store.ServiceEvent `json:"events"`
+}
+
+func printTasks(w *tabwriter.Writer, tasks []taskView) {
+	row(w, "TASK", "REVISION", "STATUS", "HEALTH", "ENDPOINT", "IMAGE")
+	for _, t := range tasks {
+		img := "-"
+		if len(t.Containers) > 0 {
+			img = t.Containers[0].Image
+		}
+		row(w, t.ID, fmt.Sprintf("%s:%d", t.Family, t.Revision), t.Status, t.Health, orDash(t.Endpoint), img)
+	}
+}

@@ -1,0 +1,480 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/lb"
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/task"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+)
+
+// Store is what the service manager needs from the state store.
+type Store interface {
+	store.RuntimeStore
+}
+
+// SecretResolver turns a container's secrets into values (nil: none allowed).
+type SecretResolver func(ctx context.Context, app, env string, c taskdef.Container) (map[string]string, error)
+
+// Manager reconciles every service towards its desired state.
+type Manager struct {
+	Store   Store
+	Runtime func(context.Context) (*task.Runtime, error)
+	Proxy   *Proxy
+	Secrets SecretResolver
+	Log     *slog.Logger
+
+	wake     chan struct{}
+	mu       sync.Mutex
+	state    map[string]*serviceState
+	stopping map[string]bool // task ids being drained and stopped
+	lastLB   *lb.Config
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+type serviceState struct {
+	failures  int
+	nextStart time.Time
+	steady    bool
+}
+
+func key(s store.Service) string { return s.App + "/" + s.Env + "/" + s.Name }
+
+// Names used in the load balancer's table.
+func targetGroupName(s store.Service) string { return s.App + "." + s.Env + "." + s.Name }
+func listenerName(s store.Service) string    { return s.App + "." + s.Env + "." + s.Name }
+func testListenerName(s store.Service) string {
+	return s.App + "." + s.Env + "." + s.Name + ".test"
+}
+
+// Start runs the reconciler until Close.
+func (m *Manager) Start(ctx context.Context) {
+	m.wake = make(chan struct{}, 1)
+	m.state = map[string]*serviceState{}
+	m.stopping = map[string]bool{}
+	ctx, m.stop = context.WithCancel(ctx)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				m.Log.Error("reconcile services", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-m.wake:
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Close stops the reconciler; tasks and the load balancer keep running.
+func (m *Manager) Close() {
+	if m.stop != nil {
+		m.stop()
+		m.wg.Wait()
+	}
+}
+
+// Wake asks for a reconcile now.
+func (m *Manager) Wake() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) event(ctx context.Context, s store.Service, format string, args ...any) {
+	msg := fmt.Sprintf("(service %s) ", s.Name) + fmt.Sprintf(format, args...)
+	if err := m.Store.AddServiceEvent(ctx, s.App, s.Env, s.Name, msg); err != nil {
+		m.Log.Error("record service event", "err", err)
+	}
+	m.Log.Info("service event", "app", s.App, "env", s.Env, "message", msg)
+}
+
+// Reconcile makes one pass over all services.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	services, err := m.Store.ListServices(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	if len(services) == 0 && m.lastLB == nil {
+		return nil // nothing to run: do not require Docker or the proxy
+	}
+	rt, err := m.Runtime(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := rt.List(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var lbState lb.State
+	needLB := false
+	for _, s := range services {
+		needLB = needLB || s.LoadBalancer != nil
+	}
+	if needLB {
+		if err := m.Proxy.Ensure(ctx); err != nil {
+			return err
+		}
+		if lbState, err = m.Proxy.Client().State(ctx, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	byService := map[string][]task.Task{}
+	for _, t := range all {
+		k := t.App + "/" + t.Env + "/" + t.Service
+		byService[k] = append(byService[k], t)
+	}
+	known := map[string]bool{}
+	for _, s := range services {
+		known[key(s)] = true
+		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState); err != nil {
+			m.Log.Error("reconcile service", "service", key(s), "err", err)
+		}
+	}
+	// Tasks of deleted services are drained and stopped.
+	for k, ts := range byService {
+		if !known[k] {
+			for _, t := range ts {
+				m.stopTask(ctx, rt, store.Service{App: t.App, Env: t.Env, Name: t.Service}, t, 0, "service deleted")
+			}
+		}
+	}
+	return m.applyLB(ctx, services)
+}
+
+// serving reports whether a task should receive traffic and counts as healthy.
+func (m *Manager) healthy(s store.Service, t task.Task, st lb.State) bool {
+	if t.Status() != "RUNNING" || t.Health() == "UNHEALTHY" {
+		return false
+	}
+	if s.LoadBalancer == nil {
+		return t.Health() != "UNKNOWN" || !hasHealthCheck(t)
+	}
+	ep := t.Endpoint(s.LoadBalancer.ContainerName, s.LoadBalancer.ContainerPort)
+	for _, ts := range st.TargetGroups[targetGroupName(s)].Targets {
+		if ts.Addr == ep {
+			return ts.State == lb.StateHealthy
+		}
+	}
+	return false
+}
+
+func hasHealthCheck(t task.Task) bool {
+	for _, c := range t.Containers {
+		if c.Health != "none" {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State) error {
+	m.mu.Lock()
+	ss := m.state[key(s)]
+	if ss == nil {
+		ss = &serviceState{}
+		m.state[key(s)] = ss
+	}
+	m.mu.Unlock()
+	var current, old []task.Task
+	for _, t := range tasks {
+		if m.isStopping(t.ID) {
+			continue
+		}
+		if t.Status() == "STOPPED" {
+			m.event(ctx, s, "task %s stopped: %s", t.ID, t.StoppedReason())
+			m.failed(ss)
+			m.stopTask(ctx, rt, s, t, 0, "stopped")
+			continue
+		}
+		if t.Health() == "UNHEALTHY" {
+			m.event(ctx, s, "task %s failed its container health check; replacing it", t.ID)
+			m.failed(ss)
+			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "unhealthy")
+			continue
+		}
+		if t.Family == s.Family && t.Revision == s.Revision {
+			current = append(current, t)
+		} else {
+			old = append(old, t)
+		}
+	}
+	// Start what is missing, one at a time, with backoff after failures.
+	if len(current) < s.Desired && time.Now().After(ss.nextStart) {
+		rev, err := m.Store.GetTaskDef(ctx, s.Family, s.Revision)
+		if err != nil {
+			return err
+		}
+		def, _, err := taskdef.Parse(rev.Body)
+		if err != nil {
+			return fmt.Errorf("task definition %s:%d no longer parses: %w", s.Family, s.Revision, err)
+		}
+		spec := task.Spec{App: s.App, Env: s.Env, Service: s.Name, Family: s.Family, Revision: s.Revision, Def: def, Secrets: map[string]map[string]string{}}
+		for _, c := range def.ContainerDefinitions {
+			if len(c.Secrets) == 0 {
+				continue
+			}
+			if m.Secrets == nil {
+				m.event(ctx, s, "unable to start a task: container %s uses secrets and this server has no secret store", c.Name)
+				m.failed(ss)
+				return nil
+			}
+			vals, err := m.Secrets(ctx, s.App, s.Env, c)
+			if err != nil {
+				m.event(ctx, s, "unable to start a task: %v", err)
+				m.failed(ss)
+				return nil
+			}
+			spec.Secrets[c.Name] = vals
+		}
+		t, err := rt.Start(ctx, spec)
+		if err != nil {
+			if errors.Is(err, task.ErrImage) {
+				m.event(ctx, s, "unable to start a task: %v", err)
+			} else {
+				m.event(ctx, s, "unable to start a task: %v", err)
+			}
+			m.failed(ss)
+			return nil
+		}
+		m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, s.Family, s.Revision)
+		current = append(current, t)
+		ss.steady = false
+		m.Wake()
+	}
+	healthyCurrent := 0
+	for _, t := range current {
+		if m.healthy(s, t, st) {
+			healthyCurrent++
+		}
+	}
+	// Old revisions give way only when the new one can carry the load.
+	if healthyCurrent >= s.Desired {
+		for _, t := range old {
+			m.event(ctx, s, "draining task %s of %s:%d", t.ID, t.Family, t.Revision)
+			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "replaced")
+		}
+		old = nil
+	}
+	// Scale in: newest first.
+	if extra := len(current) - s.Desired; extra > 0 {
+		sort.Slice(current, func(i, j int) bool { return current[i].CreatedAt.After(current[j].CreatedAt) })
+		for _, t := range current[:extra] {
+			m.event(ctx, s, "draining task %s (scaling in to %d)", t.ID, s.Desired)
+			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "scaled in")
+		}
+		current = current[extra:]
+	}
+	steady := len(current) == s.Desired && healthyCurrent == s.Desired && len(old) == 0
+	if steady && !ss.steady {
+		m.event(ctx, s, "has reached a steady state")
+		ss.failures = 0
+	}
+	ss.steady = steady
+	return nil
+}
+
+func (m *Manager) failed(ss *serviceState) {
+	ss.failures++
+	backoff := time.Duration(1<<min(ss.failures-1, 6)) * time.Second // 1s, 2s, … 64s
+	if backoff > time.Minute {
+		backoff = time.Minute
+	}
+	ss.nextStart = time.Now().Add(backoff)
+	ss.steady = false
+}
+
+func (m *Manager) drainDelay(s store.Service) time.Duration {
+	if s.LoadBalancer == nil {
+		return 0
+	}
+	d, err := time.ParseDuration(s.LoadBalancer.DeregistrationDelay)
+	if err != nil {
+		return 5 * time.Second
+	}
+	return d
+}
+
+func (m *Manager) isStopping(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopping[id]
+}
+
+// stopTask takes the task out of the load balancer at once, lets its
+// in-flight requests finish for up to delay, then stops it.
+func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Service, t task.Task, delay time.Duration, why string) {
+	m.mu.Lock()
+	if m.stopping[t.ID] {
+		m.mu.Unlock()
+		return
+	}
+	m.stopping[t.ID] = true
+	m.mu.Unlock()
+	go func() {
+		ctx := context.WithoutCancel(ctx)
+		if delay > 0 {
+			m.Wake() // the next pass removes it from the target group
+			deadline := time.Now().Add(delay)
+			for time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+				if st, err := m.Proxy.Client().State(ctx, time.Second); err == nil && !inTargetGroup(st, targetGroupName(s), t, s) {
+					break
+				}
+			}
+		}
+		if err := rt.Stop(ctx, t.ID); err != nil {
+			m.Log.Error("stop task", "task", t.ID, "err", err)
+		} else if why != "stopped" {
+			m.event(ctx, s, "stopped task %s (%s)", t.ID, why)
+		}
+		m.mu.Lock()
+		delete(m.stopping, t.ID)
+		m.mu.Unlock()
+		m.Wake()
+	}()
+}
+
+// inTargetGroup reports whether the task's endpoint is still registered or draining.
+func inTargetGroup(st lb.State, group string, t task.Task, s store.Service) bool {
+	if s.LoadBalancer == nil {
+		return false
+	}
+	ep := t.Endpoint(s.LoadBalancer.ContainerName, s.LoadBalancer.ContainerPort)
+	for _, ts := range st.TargetGroups[group].Targets {
+		if ts.Addr == ep {
+			return true
+		}
+	}
+	return false
+}
+
+// applyLB sends the routing table the services imply, when it changed.
+func (m *Manager) applyLB(ctx context.Context, services []store.Service) error {
+	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
+	rt, err := m.Runtime(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range services {
+		l := s.LoadBalancer
+		if l == nil {
+			continue
+		}
+		tasks, err := rt.List(ctx, map[string]string{task.LabelApp: s.App, task.LabelEnv: s.Env, task.LabelService: s.Name})
+		if err != nil {
+			return err
+		}
+		var targets []string
+		for _, t := range tasks {
+			if m.isStopping(t.ID) || t.Status() != "RUNNING" {
+				continue
+			}
+			if ep := t.Endpoint(l.ContainerName, l.ContainerPort); ep != "" {
+				targets = append(targets, ep)
+			}
+		}
+		sort.Strings(targets)
+		cfg.TargetGroups[targetGroupName(s)] = lb.TargetGroup{Targets: targets, HealthCheck: healthCheckOf(l), DeregistrationDelay: lb.Duration{Duration: m.drainDelay(s)}}
+		route := []lb.Route{{TargetGroup: targetGroupName(s), Weight: 100}}
+		cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: route}
+		if l.TestListenerPort != 0 {
+			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: route}
+		}
+	}
+	m.mu.Lock()
+	same := m.lastLB != nil && reflect.DeepEqual(*m.lastLB, cfg)
+	m.mu.Unlock()
+	if same {
+		return nil
+	}
+	if len(cfg.Listeners) == 0 && !m.Proxy.Running(ctx) {
+		return nil
+	}
+	if err := m.Proxy.Ensure(ctx); err != nil {
+		return err
+	}
+	if err := m.Proxy.Client().Apply(ctx, cfg); err != nil {
+		return fmt.Errorf("configure the load balancer: %w", err)
+	}
+	m.mu.Lock()
+	m.lastLB = &cfg
+	m.mu.Unlock()
+	return nil
+}
+
+func healthCheckOf(l *store.LoadBalancer) lb.HealthCheck {
+	hc := lb.HealthCheck{Path: l.HealthCheckPath, HealthyThreshold: l.HealthyThreshold, UnhealthyThreshold: l.UnhealthyThreshold, Matcher: l.Matcher}
+	if d, err := time.ParseDuration(l.HealthCheckInterval); err == nil {
+		hc.Interval.Duration = d
+	}
+	if d, err := time.ParseDuration(l.HealthCheckTimeout); err == nil {
+		hc.Timeout.Duration = d
+	}
+	return hc
+}
+
+// ValidateLB checks a service's load balancer settings against its task definition.
+func ValidateLB(l *store.LoadBalancer, def *taskdef.TaskDef) error {
+	c, ok := def.Container(l.ContainerName)
+	if !ok {
+		return fmt.Errorf("load_balancer.container_name: task definition %s has no container %q", def.Family, l.ContainerName)
+	}
+	found := false
+	for _, pm := range c.PortMappings {
+		found = found || pm.ContainerPort == l.ContainerPort
+	}
+	if !found {
+		return fmt.Errorf("load_balancer.container_port: container %s has no portMapping for %d", c.Name, l.ContainerPort)
+	}
+	if l.ListenerPort < 1024 || l.ListenerPort > 65535 {
+		return fmt.Errorf("load_balancer.listener_port must be 1024 to 65535")
+	}
+	if l.TestListenerPort != 0 && (l.TestListenerPort < 1024 || l.TestListenerPort > 65535 || l.TestListenerPort == l.ListenerPort) {
+		return fmt.Errorf("load_balancer.test_listener_port must be 1024 to 65535 and differ from listener_port")
+	}
+	if l.HealthCheckPath == "" {
+		l.HealthCheckPath = "/"
+	}
+	for field, v := range map[string]*string{"health_check_interval": &l.HealthCheckInterval, "health_check_timeout": &l.HealthCheckTimeout, "deregistration_delay": &l.DeregistrationDelay} {
+		if *v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(*v); err != nil || d < 0 {
+			return fmt.Errorf("load_balancer.%s %q must be a duration such as 5s", field, *v)
+		}
+	}
+	if l.HealthCheckInterval == "" {
+		l.HealthCheckInterval = "5s"
+	}
+	if l.HealthCheckTimeout == "" {
+		l.HealthCheckTimeout = "2s"
+	}
+	if l.DeregistrationDelay == "" {
+		l.DeregistrationDelay = "5s"
+	}
+	hc := healthCheckOf(l)
+	probe := lb.Config{TargetGroups: map[string]lb.TargetGroup{"x": {HealthCheck: hc}}}
+	if err := probe.Validate(); err != nil {
+		return fmt.Errorf("load_balancer: %s", strings.TrimPrefix(err.Error(), "target_groups.x."))
+	}
+	return nil
+}
+

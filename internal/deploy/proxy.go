@@ -1,0 +1,76 @@
+// Package deploy keeps services at their desired count of healthy tasks,
+// routes their traffic through the load balancer, and rolls out new
+// revisions.
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/lb"
+)
+
+// Proxy starts or adopts the `slipway proxy` process and configures it.
+type Proxy struct {
+	DataDir string
+	Binary  string // the slipway executable; os.Executable() when empty
+	client  *lb.Client
+	mu      sync.Mutex
+}
+
+// NewProxy prepares (without starting) the proxy of a data directory.
+func NewProxy(dataDir, binary string) *Proxy {
+	return &Proxy{DataDir: dataDir, Binary: binary, client: lb.NewClient(filepath.Join(dataDir, "proxy.sock"))}
+}
+
+// Client returns the control client.
+func (p *Proxy) Client() *lb.Client { return p.client }
+
+// Ensure makes sure a proxy answers on the socket, starting one in its own
+// session (so it outlives this server, even a SIGKILL) when none does.
+func (p *Proxy) Ensure(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.client.Ping(ctx); err == nil {
+		return nil
+	}
+	bin := p.Binary
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return fmt.Errorf("find the slipway executable to start the proxy: %w", err)
+		}
+	}
+	logFile, err := os.OpenFile(filepath.Join(p.DataDir, "proxy.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "proxy", "--data", p.DataDir)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the load balancer (%s proxy): %w", bin, err)
+	}
+	go cmd.Wait() // reap it if it dies while we live
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := p.client.Ping(ctx); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("the load balancer did not answer on %s within 10s; see %s", filepath.Join(p.DataDir, "proxy.sock"), filepath.Join(p.DataDir, "proxy.log"))
+}
+
+// Running reports whether a proxy answers.
+func (p *Proxy) Running(ctx context.Context) bool {
+	_, err := p.client.Ping(ctx)
+	return err == nil
+}

@@ -1,0 +1,369 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/source"
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/task"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+)
+
+// RegisteredTaskDef answers a registration with the revision and what was ignored.
+type RegisteredTaskDef struct {
+	store.TaskDefRevision
+	Ignored []string `json:"ignored_fields"`
+}
+
+func (s *Server) registerTaskDef(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.writeError(w, r, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "task definition is over the 1 MiB limit"})
+		return
+	}
+	td, ignored, err := taskdef.Parse(body)
+	if err != nil {
+		var te *taskdef.Error
+		field := ""
+		if ok := asTaskdefError(err, &te); ok {
+			field = te.Path
+		}
+		s.writeError(w, r, &apiError{Status: http.StatusBadRequest, Code: "invalid_task_definition", Field: field, Message: err.Error()})
+		return
+	}
+	canonical, _ := json.Marshal(td)
+	tok, _ := Caller(r.Context())
+	rev, err := s.db.RegisterTaskDef(r.Context(), td.Family, canonical, tok.Name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ignored == nil {
+		ignored = []string{}
+	}
+	writeJSON(w, http.StatusCreated, RegisteredTaskDef{TaskDefRevision: rev, Ignored: ignored})
+}
+
+func asTaskdefError(err error, target **taskdef.Error) bool {
+	te, ok := err.(*taskdef.Error)
+	if ok {
+		*target = te
+	}
+	return ok
+}
+
+func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
+	tds, err := s.db.ListTaskDefs(r.Context(), r.URL.Query().Get("family"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tds)
+}
+
+// revisionParam reads a revision number, or "latest" (0).
+func revisionParam(r *http.Request) (int, error) {
+	v := r.PathValue("revision")
+	if v == "latest" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, errBadRequest("revision", "revision %q must be a positive number or latest", v)
+	}
+	return n, nil
+}
+
+func (s *Server) showTaskDef(w http.ResponseWriter, r *http.Request) {
+	rev, err := revisionParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	td, err := s.db.GetTaskDef(r.Context(), r.PathValue("family"), rev)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, td)
+}
+
+func (s *Server) deregisterTaskDef(w http.ResponseWriter, r *http.Request) {
+	rev, err := revisionParam(r)
+	if err != nil || rev == 0 {
+		s.writeError(w, r, errBadRequest("revision", "name the revision to deregister"))
+		return
+	}
+	if err := s.db.DeregisterTaskDef(r.Context(), r.PathValue("family"), rev); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": fmt.Sprintf("deregistered %s:%d", r.PathValue("family"), rev)})
+}
+
+// ServiceRequest creates or updates a service.
+type ServiceRequest struct {
+	Name         string              `json:"name"`
+	TaskDef      string              `json:"task_definition"` // family or family:revision
+	Desired      *int                `json:"desired_count"`
+	LoadBalancer *store.LoadBalancer `json:"load_balancer"`
+}
+
+func parseTaskDefRef(ref string) (string, int, error) {
+	family, rev, hasRev := strings.Cut(ref, ":")
+	if family == "" {
+		return "", 0, fmt.Errorf("task_definition %q must be FAMILY or FAMILY:REVISION", ref)
+	}
+	if !hasRev {
+		return family, 0, nil
+	}
+	n, err := strconv.Atoi(rev)
+	if err != nil || n < 1 {
+		return "", 0, fmt.Errorf("task_definition %q: the revision must be a positive number", ref)
+	}
+	return family, n, nil
+}
+
+// resolveService checks the app, environment, task definition and load balancer of a request.
+func (s *Server) resolveService(r *http.Request, svc *store.Service, req ServiceRequest) error {
+	app, err := s.db.GetApp(r.Context(), svc.App)
+	if err != nil {
+		return err
+	}
+	if !contains(app.Environments, svc.Env) {
+		return errNotFound("app %s has no environment %s (it has %s)", svc.App, svc.Env, strings.Join(app.Environments, ", "))
+	}
+	if req.TaskDef != "" {
+		family, rev, err := parseTaskDefRef(req.TaskDef)
+		if err != nil {
+			return errBadRequest("task_definition", "%v", err)
+		}
+		td, err := s.db.GetTaskDef(r.Context(), family, rev)
+		if err != nil {
+			return errBadRequest("task_definition", "%v", err)
+		}
+		if td.Status != "ACTIVE" {
+			return errBadRequest("task_definition", "%s:%d is deregistered", td.Family, td.Revision)
+		}
+		svc.Family, svc.Revision = td.Family, td.Revision
+	}
+	if req.Desired != nil {
+		if *req.Desired < 0 || *req.Desired > 100 {
+			return errBadRequest("desired_count", "desired_count must be 0 to 100")
+		}
+		svc.Desired = *req.Desired
+	}
+	if req.LoadBalancer != nil {
+		svc.LoadBalancer = req.LoadBalancer
+	}
+	if svc.Family == "" {
+		return errBadRequest("task_definition", "task_definition is required (FAMILY or FAMILY:REVISION)")
+	}
+	if svc.LoadBalancer != nil {
+		rev, err := s.db.GetTaskDef(r.Context(), svc.Family, svc.Revision)
+		if err != nil {
+			return err
+		}
+		def, _, err := taskdef.Parse(rev.Body)
+		if err != nil {
+			return err
+		}
+		if err := deploy.ValidateLB(svc.LoadBalancer, def); err != nil {
+			field, _, _ := strings.Cut(err.Error(), " ")
+			return errBadRequest(strings.TrimSuffix(field, ":"), "%v", err)
+		}
+		others, err := s.db.ListServices(r.Context(), "", "")
+		if err != nil {
+			return err
+		}
+		for _, o := range others {
+			if o.LoadBalancer == nil || (o.App == svc.App && o.Env == svc.Env && o.Name == svc.Name) {
+				continue
+			}
+			for _, p := range []int{o.LoadBalancer.ListenerPort, o.LoadBalancer.TestListenerPort} {
+				if p != 0 && (p == svc.LoadBalancer.ListenerPort || p == svc.LoadBalancer.TestListenerPort) {
+					return errBadRequest("load_balancer.listener_port", "port %d is already the listener of service %s in %s/%s", p, o.Name, o.App, o.Env)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
+	var req ServiceRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	svc := store.Service{App: r.PathValue("app"), Env: r.PathValue("env"), Name: req.Name, Desired: 1}
+	if !source.ValidAppName(req.Name) {
+		s.writeError(w, r, errBadRequest("name", "service name %q must be lower-case letters, digits and dashes (at most 63)", req.Name))
+		return
+	}
+	if err := s.resolveService(r, &svc, req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	svc, err := s.db.CreateService(r.Context(), svc)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.deploy.Wake()
+	writeJSON(w, http.StatusCreated, svc)
+}
+
+func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
+	var req ServiceRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Name != "" && req.Name != svc.Name {
+		s.writeError(w, r, errBadRequest("name", "a service cannot be renamed"))
+		return
+	}
+	if err := s.resolveService(r, &svc, req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if svc, err = s.db.UpdateService(r.Context(), svc); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.deploy.Wake()
+	writeJSON(w, http.StatusOK, svc)
+}
+
+// ServiceDetail is a service with its tasks and recent events.
+type ServiceDetail struct {
+	store.Service
+	Running int                  `json:"running_count"`
+	Tasks   []TaskView           `json:"tasks"`
+	Events  []store.ServiceEvent `json:"events"`
+}
+
+// TaskView is a task as `service ps` shows it.
+type TaskView struct {
+	task.Task
+	Status   string `json:"status"`
+	Health   string `json:"health"`
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error) {
+	out := []TaskView{}
+	rt, err := s.taskRuntime(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	ts, err := rt.List(r.Context(), map[string]string{task.LabelApp: svc.App, task.LabelEnv: svc.Env, task.LabelService: svc.Name})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range ts {
+		v := TaskView{Task: t, Status: t.Status(), Health: t.Health()}
+		if svc.LoadBalancer != nil {
+			v.Endpoint = t.Endpoint(svc.LoadBalancer.ContainerName, svc.LoadBalancer.ContainerPort)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (s *Server) showService(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d := ServiceDetail{Service: svc}
+	if d.Tasks, err = s.tasksOf(r, svc); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	for _, t := range d.Tasks {
+		if t.Status == "RUNNING" {
+			d.Running++
+		}
+	}
+	if d.Events, err = s.db.ListServiceEvents(r.Context(), svc.App, svc.Env, svc.Name, 20); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	svcs, err := s.db.ListServices(r.Context(), r.URL.Query().Get("app"), r.URL.Query().Get("env"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, svcs)
+}
+
+func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
+	if err := s.db.DeleteService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.deploy.Wake() // its tasks drain and stop on the next pass
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tasks, err := s.tasksOf(r, svc)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	follow := r.URL.Query().Get("follow") == "true"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	errc := make(chan error, len(tasks))
+	for _, t := range tasks {
+		go func(id string) { errc <- s.runtime.Logs(r.Context(), id, follow, fw) }(t.ID)
+	}
+	for range tasks {
+		<-errc
+	}
+}
+
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f *flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	_ = f.rc.Flush()
+	return n, err
+}

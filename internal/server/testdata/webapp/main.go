@@ -1,0 +1,37 @@
+// Command webapp is the test service: it reports its version, answers health
+// checks (failing when UNHEALTHY=1), and can be slow or crash on demand.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	if os.Getenv("CRASH") == "1" {
+		fmt.Println("crashing as asked")
+		os.Exit(2)
+	}
+	version := os.Getenv("VERSION")
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "version=%s host=%s\n", version, os.Getenv("HOSTNAME"))
+	})
+	http.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("UNHEALTHY") == "1" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	http.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Second)
+		fmt.Fprintf(w, "slow version=%s\n", version)
+	})
+	fmt.Println("listening on :8080, version", version)
+	if err := http.ListenAndServe(":8080", nil); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+}

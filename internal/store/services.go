@@ -1,0 +1,274 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TaskDefRevision is one registered revision of a task definition family.
+type TaskDefRevision struct {
+	Family       string          `json:"family"`
+	Revision     int             `json:"revision"`
+	Body         json.RawMessage `json:"task_definition"`
+	Status       string          `json:"status"` // ACTIVE or INACTIVE
+	RegisteredAt time.Time       `json:"registered_at"`
+	RegisteredBy string          `json:"registered_by"`
+}
+
+// LoadBalancer is how a service is reached through the load balancer.
+type LoadBalancer struct {
+	ContainerName       string `json:"container_name"`
+	ContainerPort       int    `json:"container_port"`
+	ListenerPort        int    `json:"listener_port"`
+	TestListenerPort    int    `json:"test_listener_port,omitempty"`
+	HealthCheckPath     string `json:"health_check_path"`
+	HealthCheckInterval string `json:"health_check_interval"`
+	HealthCheckTimeout  string `json:"health_check_timeout"`
+	HealthyThreshold    int    `json:"healthy_threshold"`
+	UnhealthyThreshold  int    `json:"unhealthy_threshold"`
+	Matcher             string `json:"matcher"`
+	DeregistrationDelay string `json:"deregistration_delay"`
+}
+
+// Service keeps N tasks of one task definition revision running in an environment.
+type Service struct {
+	App          string        `json:"app"`
+	Env          string        `json:"environment"`
+	Name         string        `json:"name"`
+	Family       string        `json:"family"`
+	Revision     int           `json:"revision"`
+	Desired      int           `json:"desired_count"`
+	LoadBalancer *LoadBalancer `json:"load_balancer,omitempty"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+}
+
+// ServiceEvent is an ECS-style service event.
+type ServiceEvent struct {
+	ID      int64     `json:"id"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
+}
+
+// RuntimeStore keeps task definitions, services and their events.
+type RuntimeStore interface {
+	RegisterTaskDef(ctx context.Context, family string, body []byte, by string) (TaskDefRevision, error)
+	GetTaskDef(ctx context.Context, family string, revision int) (TaskDefRevision, error)
+	ListTaskDefs(ctx context.Context, family string) ([]TaskDefRevision, error)
+	DeregisterTaskDef(ctx context.Context, family string, revision int) error
+	CreateService(ctx context.Context, s Service) (Service, error)
+	UpdateService(ctx context.Context, s Service) (Service, error)
+	GetService(ctx context.Context, app, env, name string) (Service, error)
+	ListServices(ctx context.Context, app, env string) ([]Service, error)
+	DeleteService(ctx context.Context, app, env, name string) error
+	AddServiceEvent(ctx context.Context, app, env, name, message string) error
+	ListServiceEvents(ctx context.Context, app, env, name string, limit int) ([]ServiceEvent, error)
+}
+
+var _ RuntimeStore = (*DB)(nil)
+
+// RegisterTaskDef stores the next revision of family.
+func (db *DB) RegisterTaskDef(ctx context.Context, family string, body []byte, by string) (TaskDefRevision, error) {
+	rev := TaskDefRevision{Family: family, Body: body, Status: "ACTIVE", RegisteredAt: now(), RegisteredBy: by}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(revision), 0) + 1 FROM taskdefs WHERE family = ?`, family).Scan(&rev.Revision); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO taskdefs(family, revision, body, status, registered_at, registered_by) VALUES (?, ?, ?, ?, ?, ?)`,
+			family, rev.Revision, string(body), rev.Status, toDB(rev.RegisteredAt), by)
+		return err
+	})
+	return rev, err
+}
+
+func scanTaskDef(row interface{ Scan(...any) error }) (TaskDefRevision, error) {
+	var t TaskDefRevision
+	var body string
+	var at sql.NullInt64
+	if err := row.Scan(&t.Family, &t.Revision, &body, &t.Status, &at, &t.RegisteredBy); err != nil {
+		return t, err
+	}
+	t.Body = json.RawMessage(body)
+	t.RegisteredAt = fromDB(at)
+	return t, nil
+}
+
+// GetTaskDef returns family:revision, or the latest ACTIVE revision when revision is 0.
+func (db *DB) GetTaskDef(ctx context.Context, family string, revision int) (TaskDefRevision, error) {
+	var row *sql.Row
+	if revision == 0 {
+		row = db.read.QueryRowContext(ctx, `SELECT family, revision, body, status, registered_at, registered_by FROM taskdefs WHERE family = ? AND status = 'ACTIVE' ORDER BY revision DESC LIMIT 1`, family)
+	} else {
+		row = db.read.QueryRowContext(ctx, `SELECT family, revision, body, status, registered_at, registered_by FROM taskdefs WHERE family = ? AND revision = ?`, family, revision)
+	}
+	t, err := scanTaskDef(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		if revision == 0 {
+			return t, fmt.Errorf("task definition %s has no active revision: %w", family, ErrNotFound)
+		}
+		return t, fmt.Errorf("task definition %s:%d: %w", family, revision, ErrNotFound)
+	}
+	return t, err
+}
+
+func (db *DB) ListTaskDefs(ctx context.Context, family string) ([]TaskDefRevision, error) {
+	q := `SELECT family, revision, body, status, registered_at, registered_by FROM taskdefs`
+	args := []any{}
+	if family != "" {
+		q += ` WHERE family = ?`
+		args = append(args, family)
+	}
+	rows, err := db.read.QueryContext(ctx, q+` ORDER BY family, revision`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []TaskDefRevision{}
+	for rows.Next() {
+		t, err := scanTaskDef(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) DeregisterTaskDef(ctx context.Context, family string, revision int) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE taskdefs SET status = 'INACTIVE' WHERE family = ? AND revision = ?`, family, revision)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("task definition %s:%d: %w", family, revision, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func lbJSON(lb *LoadBalancer) string {
+	if lb == nil {
+		return ""
+	}
+	b, _ := json.Marshal(lb)
+	return string(b)
+}
+
+func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
+	s.CreatedAt, s.UpdatedAt = now(), now()
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO services(app, env, name, family, revision, desired, load_balancer, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			s.App, s.Env, s.Name, s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), toDB(s.CreatedAt), toDB(s.UpdatedAt))
+		return err
+	})
+	if isUniqueViolation(err) {
+		return s, fmt.Errorf("service %s in %s/%s: %w", s.Name, s.App, s.Env, ErrConflict)
+	}
+	return s, err
+}
+
+func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
+	s.UpdatedAt = now()
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE services SET family = ?, revision = ?, desired = ?, load_balancer = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
+			s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), toDB(s.UpdatedAt), s.App, s.Env, s.Name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("service %s in %s/%s: %w", s.Name, s.App, s.Env, ErrNotFound)
+		}
+		return nil
+	})
+	return s, err
+}
+
+const serviceCols = `app, env, name, family, revision, desired, load_balancer, created_at, updated_at`
+
+func scanService(row interface{ Scan(...any) error }) (Service, error) {
+	var s Service
+	var lb string
+	var created, updated sql.NullInt64
+	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &created, &updated); err != nil {
+		return s, err
+	}
+	if lb != "" {
+		s.LoadBalancer = &LoadBalancer{}
+		_ = json.Unmarshal([]byte(lb), s.LoadBalancer)
+	}
+	s.CreatedAt, s.UpdatedAt = fromDB(created), fromDB(updated)
+	return s, nil
+}
+
+func (db *DB) GetService(ctx context.Context, app, env, name string) (Service, error) {
+	s, err := scanService(db.read.QueryRowContext(ctx, `SELECT `+serviceCols+` FROM services WHERE app = ? AND env = ? AND name = ?`, app, env, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, fmt.Errorf("service %s in %s/%s: %w", name, app, env, ErrNotFound)
+	}
+	return s, err
+}
+
+// ListServices lists services, optionally of one app and environment.
+func (db *DB) ListServices(ctx context.Context, app, env string) ([]Service, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+serviceCols+` FROM services WHERE (? = '' OR app = ?) AND (? = '' OR env = ?) ORDER BY app, env, name`, app, app, env, env)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Service{}
+	for rows.Next() {
+		s, err := scanService(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM services WHERE app = ? AND env = ? AND name = ?`, app, env, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("service %s in %s/%s: %w", name, app, env, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func (db *DB) AddServiceEvent(ctx context.Context, app, env, name, message string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO service_events(app, env, service, at, message) VALUES (?, ?, ?, ?, ?)`, app, env, name, toDB(now()), message)
+		return err
+	})
+}
+
+func (db *DB) ListServiceEvents(ctx context.Context, app, env, name string, limit int) ([]ServiceEvent, error) {
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT id, at, message FROM service_events WHERE app = ? AND env = ? AND service = ? ORDER BY id DESC LIMIT ?`, app, env, name, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []ServiceEvent{}
+	for rows.Next() {
+		var e ServiceEvent
+		var at sql.NullInt64
+		if err := rows.Scan(&e.ID, &at, &e.Message); err != nil {
+			return nil, err
+		}
+		e.At = fromDB(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,527 @@
+// Package task runs ECS-style tasks — the containers of one task definition
+// on a Docker network of their own — and reads their state back from the
+// engine. Every container and network carries labels naming app,
+// environment, service, task and revision, so nothing needs to be
+// remembered elsewhere to find them again after a restart.
+package task
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	ctr "github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/slipway-dev/slipway/internal/container"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+)
+
+// Labels Slipway puts on what it creates.
+const (
+	LabelManaged   = "slipway.managed"
+	LabelApp       = "slipway.app"
+	LabelEnv       = "slipway.env"
+	LabelService   = "slipway.service"
+	LabelTask      = "slipway.task"
+	LabelFamily    = "slipway.family"
+	LabelRevision  = "slipway.revision"
+	LabelContainer = "slipway.container"
+	LabelEssential = "slipway.essential"
+	LabelGroup     = "slipway.group" // the deployment's task set (blue/green)
+)
+
+// Spec is a task to start.
+type Spec struct {
+	App, Env, Service string
+	Group             string
+	Family            string
+	Revision          int
+	Def               *taskdef.TaskDef
+	// Secrets maps each container's secret names to their values.
+	Secrets map[string]map[string]string
+}
+
+// ContainerState is one container of a task.
+type ContainerState struct {
+	Name      string `json:"name"`
+	ID        string `json:"id"`
+	Image     string `json:"image"`
+	State     string `json:"state"`  // created, running, exited
+	Health    string `json:"health"` // healthy, unhealthy, starting, none
+	ExitCode  int    `json:"exit_code"`
+	Essential bool   `json:"essential"`
+	// Ports maps "containerPort/tcp" to the loopback host address.
+	Ports map[string]string `json:"ports,omitempty"`
+}
+
+// Task is a running (or stopped) task as the engine reports it.
+type Task struct {
+	ID         string           `json:"id"`
+	App        string           `json:"app"`
+	Env        string           `json:"environment"`
+	Service    string           `json:"service"`
+	Group      string           `json:"group,omitempty"`
+	Family     string           `json:"family"`
+	Revision   int              `json:"revision"`
+	Containers []ContainerState `json:"containers"`
+	CreatedAt  time.Time        `json:"created_at"`
+}
+
+// Status summarises a task: RUNNING while every essential container runs,
+// STOPPED once one has exited.
+func (t Task) Status() string {
+	for _, c := range t.Containers {
+		if c.Essential && c.State != "running" {
+			if c.State == "created" {
+				return "PROVISIONING"
+			}
+			return "STOPPED"
+		}
+	}
+	return "RUNNING"
+}
+
+// Health is HEALTHY when every container with a health check passes it,
+// UNHEALTHY when one fails, UNKNOWN while starting or without checks.
+func (t Task) Health() string {
+	health := "UNKNOWN"
+	for _, c := range t.Containers {
+		switch c.Health {
+		case "unhealthy":
+			return "UNHEALTHY"
+		case "starting":
+			return "UNKNOWN"
+		case "healthy":
+			health = "HEALTHY"
+		}
+	}
+	return health
+}
+
+// StoppedReason names the essential container that ended the task.
+func (t Task) StoppedReason() string {
+	for _, c := range t.Containers {
+		if c.Essential && c.State == "exited" {
+			return fmt.Sprintf("essential container %s exited with code %d", c.Name, c.ExitCode)
+		}
+	}
+	return ""
+}
+
+// Endpoint is the host address of a container port, if published.
+func (t Task) Endpoint(containerName string, port int) string {
+	for _, c := range t.Containers {
+		if c.Name == containerName {
+			return c.Ports[fmt.Sprintf("%d/tcp", port)]
+		}
+	}
+	return ""
+}
+
+// Registry lets the runtime pull from the built-in registry.
+type Registry struct {
+	Host, User, Token string
+}
+
+// Runtime starts and inspects tasks on the Docker engine.
+type Runtime struct {
+	eng      *container.Engine
+	cli      *client.Client
+	Registry func() Registry
+}
+
+// NewRuntime connects to the engine.
+func NewRuntime(ctx context.Context) (*Runtime, error) {
+	eng, err := container.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Runtime{eng: eng, cli: eng.Client()}, nil
+}
+
+// ErrImage marks a failure to get the task's image.
+var ErrImage = errors.New("image not found")
+
+func newTaskID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start creates the task's network and containers and starts them in
+// dependsOn order. On any failure everything created is removed again.
+func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
+	id := newTaskID()
+	labels := map[string]string{LabelManaged: "1", LabelApp: spec.App, LabelEnv: spec.Env, LabelService: spec.Service,
+		LabelTask: id, LabelFamily: spec.Family, LabelRevision: strconv.Itoa(spec.Revision), LabelGroup: spec.Group}
+	netName := "slipway-" + id
+	if _, err := r.cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: labels}); err != nil {
+		return t, fmt.Errorf("create task network: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			r.remove(context.WithoutCancel(ctx), id)
+		}
+	}()
+	for _, c := range spec.Def.ContainerDefinitions {
+		if err := r.ensureImage(ctx, c.Image); err != nil {
+			return t, err
+		}
+	}
+	ids := map[string]string{}
+	for _, c := range spec.Def.ContainerDefinitions {
+		cid, err := r.create(ctx, spec, c, id, netName, labels)
+		if err != nil {
+			return t, fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		ids[c.Name] = cid
+	}
+	started := map[string]bool{}
+	for len(started) < len(ids) {
+		progress := false
+		for _, c := range spec.Def.ContainerDefinitions {
+			if started[c.Name] || !depsStarted(c, started) {
+				continue
+			}
+			for _, d := range c.DependsOn {
+				if err := r.waitCondition(ctx, ids[d.ContainerName], d); err != nil {
+					return t, fmt.Errorf("container %s waits for %s to be %s: %w", c.Name, d.ContainerName, d.Condition, err)
+				}
+			}
+			if err := r.cli.ContainerStart(ctx, ids[c.Name], ctr.StartOptions{}); err != nil {
+				return t, fmt.Errorf("start container %s: %w", c.Name, err)
+			}
+			started[c.Name] = true
+			progress = true
+		}
+		if !progress {
+			return t, errors.New("dependsOn forms a cycle")
+		}
+	}
+	return r.Get(ctx, id)
+}
+
+func depsStarted(c taskdef.Container, started map[string]bool) bool {
+	for _, d := range c.DependsOn {
+		if !started[d.ContainerName] {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Runtime) waitCondition(ctx context.Context, cid string, d taskdef.Dependency) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		info, err := r.cli.ContainerInspect(ctx, cid)
+		if err != nil {
+			return err
+		}
+		st := info.State
+		switch d.Condition {
+		case "START":
+			if st.Running || st.Status == "exited" {
+				return nil
+			}
+		case "HEALTHY":
+			if st.Health != nil && st.Health.Status == "healthy" {
+				return nil
+			}
+			if !st.Running {
+				return fmt.Errorf("it stopped (exit code %d)", st.ExitCode)
+			}
+		case "COMPLETE":
+			if st.Status == "exited" {
+				return nil
+			}
+		case "SUCCESS":
+			if st.Status == "exited" {
+				if st.ExitCode == 0 {
+					return nil
+				}
+				return fmt.Errorf("it exited with code %d", st.ExitCode)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return errors.New("timed out after 3m")
+}
+
+func (r *Runtime) ensureImage(ctx context.Context, ref string) error {
+	if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
+		return nil
+	}
+	opts := image.PullOptions{}
+	if r.Registry != nil {
+		reg := r.Registry()
+		if reg.Host != "" && strings.HasPrefix(ref, reg.Host+"/") {
+			auth, _ := registry.EncodeAuthConfig(registry.AuthConfig{Username: reg.User, Password: reg.Token, ServerAddress: reg.Host})
+			opts.RegistryAuth = auth
+		}
+	}
+	rc, err := r.cli.ImagePull(ctx, ref, opts)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrImage, ref, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrImage, ref, err)
+	}
+	if _, err := r.cli.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("%w: %s", ErrImage, ref)
+	}
+	return nil
+}
+
+func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id, netName string, base map[string]string) (string, error) {
+	labels := map[string]string{}
+	for k, v := range base {
+		labels[k] = v
+	}
+	labels[LabelContainer] = c.Name
+	labels[LabelEssential] = strconv.FormatBool(c.IsEssential())
+	var env []string
+	for _, e := range c.Environment {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	for _, s := range c.Secrets {
+		v, ok := spec.Secrets[c.Name][s.Name]
+		if !ok {
+			return "", fmt.Errorf("secret %s (%s) is not available", s.Name, s.ValueFrom)
+		}
+		env = append(env, s.Name+"="+v)
+	}
+	exposed := nat.PortSet{}
+	bindings := nat.PortMap{}
+	for _, pm := range c.PortMappings {
+		proto := pm.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		p := nat.Port(fmt.Sprintf("%d/%s", pm.ContainerPort, proto))
+		exposed[p] = struct{}{}
+		host := ""
+		if pm.HostPort != 0 && pm.HostPort != pm.ContainerPort {
+			host = strconv.Itoa(pm.HostPort)
+		}
+		// Published on loopback only, on an ephemeral port unless a distinct host port is asked for.
+		bindings[p] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: host}}
+	}
+	cfg := &ctr.Config{
+		Image: c.Image, Env: env, Cmd: c.Command, Entrypoint: c.EntryPoint, WorkingDir: c.WorkingDirectory,
+		User: c.User, Labels: labels, ExposedPorts: exposed,
+	}
+	if c.StopTimeout > 0 {
+		st := c.StopTimeout
+		cfg.StopTimeout = &st
+	}
+	if hc := c.HealthCheck; hc != nil {
+		sec := func(v, def int) time.Duration {
+			if v == 0 {
+				v = def
+			}
+			return time.Duration(v) * time.Second
+		}
+		retries := hc.Retries
+		if retries == 0 {
+			retries = 3
+		}
+		cfg.Healthcheck = &ctr.HealthConfig{Test: hc.Command, Interval: sec(hc.Interval, 30), Timeout: sec(hc.Timeout, 5),
+			Retries: retries, StartPeriod: time.Duration(hc.StartPeriod) * time.Second}
+	}
+	host := &ctr.HostConfig{PortBindings: bindings, NetworkMode: ctr.NetworkMode(netName)}
+	if c.CPU > 0 {
+		host.NanoCPUs = int64(c.CPU) * 1e9 / 1024
+	}
+	if c.Memory > 0 {
+		host.Memory = int64(c.Memory) << 20
+	}
+	if c.MemoryReservation > 0 {
+		host.MemoryReservation = int64(c.MemoryReservation) << 20
+	}
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{c.Name}}}}
+	created, err := r.cli.ContainerCreate(ctx, cfg, host, netCfg, nil, "slipway-"+id+"-"+c.Name)
+	if err != nil {
+		return "", err
+	}
+	return created.ID, nil
+}
+
+// List returns the tasks whose containers carry all the given labels.
+func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelManaged+"=1"))
+	for k, v := range match {
+		f.Add("label", k+"="+v)
+	}
+	cs, err := r.cli.ContainerList(ctx, ctr.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	byTask := map[string]*Task{}
+	var order []string
+	for _, c := range cs {
+		id := c.Labels[LabelTask]
+		t, ok := byTask[id]
+		if !ok {
+			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
+			t = &Task{ID: id, App: c.Labels[LabelApp], Env: c.Labels[LabelEnv], Service: c.Labels[LabelService], Group: c.Labels[LabelGroup],
+				Family: c.Labels[LabelFamily], Revision: rev, CreatedAt: time.Unix(c.Created, 0).UTC()}
+			byTask[id] = t
+			order = append(order, id)
+		}
+		cs := ContainerState{Name: c.Labels[LabelContainer], ID: c.ID, Image: c.Image, State: c.State, Health: "none",
+			Essential: c.Labels[LabelEssential] != "false", Ports: map[string]string{}}
+		for _, p := range c.Ports {
+			if p.PublicPort != 0 && (p.IP == "127.0.0.1" || p.IP == "") {
+				cs.Ports[fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)] = fmt.Sprintf("127.0.0.1:%d", p.PublicPort)
+			}
+		}
+		if strings.Contains(c.Status, "(healthy)") {
+			cs.Health = "healthy"
+		} else if strings.Contains(c.Status, "(unhealthy)") {
+			cs.Health = "unhealthy"
+		} else if strings.Contains(c.Status, "(health: starting)") {
+			cs.Health = "starting"
+		}
+		if c.State == "exited" {
+			if info, err := r.cli.ContainerInspect(ctx, c.ID); err == nil {
+				cs.ExitCode = info.State.ExitCode
+			}
+		}
+		t.Containers = append(t.Containers, cs)
+	}
+	out := make([]Task, 0, len(order))
+	for _, id := range order {
+		t := byTask[id]
+		sort.Slice(t.Containers, func(i, j int) bool { return t.Containers[i].Name < t.Containers[j].Name })
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) || (out[i].CreatedAt.Equal(out[j].CreatedAt) && out[i].ID < out[j].ID) })
+	return out, nil
+}
+
+// Get returns one task.
+func (r *Runtime) Get(ctx context.Context, id string) (Task, error) {
+	ts, err := r.List(ctx, map[string]string{LabelTask: id})
+	if err != nil {
+		return Task{}, err
+	}
+	if len(ts) == 0 {
+		return Task{}, fmt.Errorf("task %s not found", id)
+	}
+	return ts[0], nil
+}
+
+// Stop stops a task's containers gracefully (each within its stopTimeout)
+// and removes them and the task's network.
+func (r *Runtime) Stop(ctx context.Context, id string) error {
+	t, err := r.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, c := range t.Containers {
+		if c.State == "running" {
+			_ = r.cli.ContainerStop(ctx, c.ID, ctr.StopOptions{})
+		}
+	}
+	return r.remove(ctx, id)
+}
+
+func (r *Runtime) remove(ctx context.Context, id string) error {
+	f := filters.NewArgs(filters.Arg("label", LabelTask+"="+id))
+	cs, err := r.cli.ContainerList(ctx, ctr.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := r.cli.ContainerRemove(ctx, c.ID, ctr.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.cli.NetworkRemove(ctx, "slipway-"+id); err != nil && !client.IsErrNotFound(err) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Logs writes the task's container logs, each line prefixed with the container name.
+func (r *Runtime) Logs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	t, err := r.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, len(t.Containers))
+	w = &lockedWriter{w: w}
+	for _, c := range t.Containers {
+		go func(c ContainerState) {
+			rc, err := r.cli.ContainerLogs(ctx, c.ID, ctr.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Timestamps: true})
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer rc.Close()
+			pw := &prefixWriter{w: w, prefix: t.ID + "/" + c.Name + " | "}
+			_, err = stdcopy.StdCopy(pw, pw, rc)
+			errc <- err
+		}(c)
+	}
+	var errs []error
+	for range t.Containers {
+		if err := <-errc; err != nil && ctx.Err() == nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		if _, err := io.WriteString(p.w, p.prefix+string(p.buf[:i+1])); err != nil {
+			return 0, err
+		}
+		p.buf = p.buf[i+1:]
+	}
+}
+
+// lockedWriter lets the containers' log streams share one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
