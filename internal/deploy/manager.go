@@ -477,4 +477,3 @@ func ValidateLB(l *store.LoadBalancer, def *taskdef.TaskDef) error {
 	}
 	return nil
 }
-
