@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -43,9 +42,10 @@ type Manager struct {
 }
 
 type serviceState struct {
-	failures  int
-	nextStart time.Time
-	steady    bool
+	failures    int
+	lastFailure time.Time
+	nextStart   time.Time
+	steady      bool
 }
 
 func key(s store.Service) string { return s.App + "/" + s.Env + "/" + s.Name }
@@ -246,11 +246,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		}
 		t, err := rt.Start(ctx, spec)
 		if err != nil {
-			if errors.Is(err, task.ErrImage) {
-				m.event(ctx, s, "unable to start a task: %v", err)
-			} else {
-				m.event(ctx, s, "unable to start a task: %v", err)
-			}
+			m.event(ctx, s, "unable to start a task: %v", err)
 			m.failed(ss)
 			return nil
 		}
@@ -285,6 +281,10 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	steady := len(current) == s.Desired && healthyCurrent == s.Desired && len(old) == 0
 	if steady && !ss.steady {
 		m.event(ctx, s, "has reached a steady state")
+	}
+	// A crash loop looks steady for a moment after each start: failures are
+	// forgotten only after a quiet spell, so the backoff keeps growing.
+	if steady && time.Since(ss.lastFailure) > 30*time.Second {
 		ss.failures = 0
 	}
 	ss.steady = steady
@@ -293,6 +293,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 
 func (m *Manager) failed(ss *serviceState) {
 	ss.failures++
+	ss.lastFailure = time.Now()
 	backoff := time.Duration(1<<min(ss.failures-1, 6)) * time.Second // 1s, 2s, … 64s
 	if backoff > time.Minute {
 		backoff = time.Minute

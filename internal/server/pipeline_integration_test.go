@@ -374,12 +374,7 @@ func TestIntegrationModes(t *testing.T) {
 // TestIntegrationRestartLeavesNoRunStuck kills a real server process with
 // SIGKILL in the middle of a build and starts it again on the same data.
 func TestIntegrationRestartLeavesNoRunStuck(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "slipway")
-	build := exec.Command("go", "build", "-o", bin, "github.com/slipway-dev/slipway/cmd/slipway")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := slipwayBinary(t)
 	data := t.TempDir()
 	start := func() (*exec.Cmd, *testEnv) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

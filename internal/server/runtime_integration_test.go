@@ -1,0 +1,440 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// slipwayBinary builds cmd/slipway once per test process.
+func slipwayBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "slipway-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "slipway")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/slipway-dev/slipway/cmd/slipway")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+var (
+	webOnce  sync.Once
+	webImage string
+	webErr   error
+)
+
+// webAppImage builds testdata/webapp into a FROM scratch image once.
+func webAppImage(t *testing.T) string {
+	t.Helper()
+	webOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "slipway-web-")
+		if err != nil {
+			webErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, "web"), "./testdata/webapp")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			webErr = fmt.Errorf("build webapp: %v %s", err, out)
+			return
+		}
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL slipway.test=1\nCOPY web /web\nENTRYPOINT [\"/web\"]\n"), 0o644)
+		webImage = fmt.Sprintf("slipway-test-web:%d", time.Now().UnixNano())
+		cmd := exec.Command("docker", "build", "-q", "-t", webImage, dir)
+		cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			webErr = fmt.Errorf("docker build: %v %s", err, out)
+		}
+	})
+	if webErr != nil {
+		t.Fatal(webErr)
+	}
+	return webImage
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if webImage != "" {
+		exec.Command("docker", "rmi", "-f", webImage).Run()
+	}
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// procServer is a slipway server running as a real process.
+type procServer struct {
+	*testEnv
+	cmd  *exec.Cmd
+	data string
+	bin  string
+	addr string
+}
+
+func startProcServer(t *testing.T, bin, data, addr string) *procServer {
+	t.Helper()
+	if addr == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = ln.Addr().String()
+		ln.Close()
+	}
+	logf, _ := os.OpenFile(filepath.Join(data, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	cmd := exec.Command(bin, "server", "--addr", addr, "--data", data)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &procServer{testEnv: &testEnv{t: t, URL: "http://" + addr}, cmd: cmd, data: data, bin: bin, addr: addr}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(p.URL + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tok, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	p.Admin = strings.TrimSpace(string(tok))
+	return p
+}
+
+func (p *procServer) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+}
+
+// cleanupRuntime removes what a test's services left on the engine, and its proxy.
+func cleanupRuntime(t *testing.T, app, data string) {
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(data, "proxy.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app="+app).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
+		out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label=slipway.app="+app).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
+		}
+	})
+}
+
+func webTaskDef(family, image, version string, extraEnv ...string) string {
+	env := []map[string]string{{"name": "VERSION", "value": version}}
+	for _, kv := range extraEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env = append(env, map[string]string{"name": k, "value": v})
+	}
+	b, _ := json.Marshal(map[string]any{"family": family, "containerDefinitions": []any{map[string]any{
+		"name": "web", "image": image, "portMappings": []any{map[string]int{"containerPort": 8080}},
+		"environment": env, "memory": 64, "stopTimeout": 2}}})
+	return string(b)
+}
+
+func (e *testEnv) registerTaskDef(body string) int {
+	e.t.Helper()
+	code, resp := e.call("POST", "/api/v1/taskdefs", e.Admin, body)
+	if code != 201 {
+		e.t.Fatalf("register: %d %v", code, resp)
+	}
+	return int(resp["revision"].(float64))
+}
+
+func (e *testEnv) service(app, env, name string) map[string]any {
+	e.t.Helper()
+	code, body := e.call("GET", fmt.Sprintf("/api/v1/apps/%s/envs/%s/services/%s", app, env, name), e.Admin, nil)
+	if code != 200 {
+		e.t.Fatalf("service: %d %v", code, body)
+	}
+	return body
+}
+
+// waitService polls until cond holds for the service detail.
+func (e *testEnv) waitService(app, env, name string, timeout time.Duration, what string, cond func(map[string]any) bool) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		d := e.service(app, env, name)
+		if cond(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("service never %s: %v", what, d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func events(d map[string]any) string {
+	var b strings.Builder
+	for _, e := range d["events"].([]any) {
+		b.WriteString(e.(map[string]any)["message"].(string) + "\n")
+	}
+	return b.String()
+}
+
+func runningOf(d map[string]any, revision int) int {
+	n := 0
+	for _, t := range d["tasks"].([]any) {
+		tm := t.(map[string]any)
+		if tm["status"] == "RUNNING" && int(tm["revision"].(float64)) == revision {
+			n++
+		}
+	}
+	return n
+}
+
+// load sends requests from 8 clients until stopped, counting answers.
+type load struct {
+	ok, failed atomic.Int64
+	bodies     sync.Map // body prefix → count
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	lastErr    atomic.Value
+}
+
+func startLoad(url string) *load {
+	l := &load{stop: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for i := 0; i < 8; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				if err != nil {
+					l.failed.Add(1)
+					l.lastErr.Store(err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					l.failed.Add(1)
+					l.lastErr.Store(fmt.Sprintf("%d %s", resp.StatusCode, b))
+					continue
+				}
+				l.ok.Add(1)
+				v, _ := l.bodies.LoadOrStore(strings.Fields(string(b))[0], new(atomic.Int64))
+				v.(*atomic.Int64).Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() { close(l.stop); l.wg.Wait() }
+
+func (l *load) count(prefix string) int64 {
+	if v, ok := l.bodies.Load(prefix); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+func TestIntegrationServicesOnDocker(t *testing.T) {
+	bin := slipwayBinary(t)
+	image := webAppImage(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("svc%d", time.Now().UnixNano()%1e6)
+	cleanupRuntime(t, app, data)
+	srv := startProcServer(t, bin, data, "")
+	defer func() { srv.kill() }()
+	srv.createApp(app)
+	listener := freePort(t)
+
+	// Bad input first: an invalid task definition names the path.
+	if code, body := srv.call("POST", "/api/v1/taskdefs", srv.Admin, `{"family":"w","containerDefinitions":[{"name":"web","image":"x","portMappings":[{"containerPort":0}]}]}`); code != 400 || errorField(body, "field") != "containerDefinitions[0].portMappings[0].containerPort" {
+		t.Fatalf("invalid taskdef: %d %v", code, body)
+	}
+	rev1 := srv.registerTaskDef(webTaskDef(app, image, "1"))
+	lbSettings := map[string]any{"container_name": "web", "container_port": 8080, "listener_port": listener, "health_check_path": "/health",
+		"health_check_interval": "500ms", "health_check_timeout": "250ms", "healthy_threshold": 2, "unhealthy_threshold": 2, "deregistration_delay": "3s"}
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": app,
+		"desired_count": 2, "load_balancer": map[string]any{"container_name": "api", "container_port": 8080, "listener_port": listener}}); code != 400 || !strings.Contains(errorField(body, "message"), "no container \"api\"") {
+		t.Fatalf("lb container missing: %d %v", code, body)
+	}
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/qa/services", srv.Admin, map[string]any{"name": "web", "task_definition": app}); code != 404 {
+		t.Fatalf("unknown environment: %d %v", code, body)
+	}
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1),
+		"desired_count": 2, "load_balancer": lbSettings}); code != 201 {
+		t.Fatalf("create service: %d %v", code, body)
+	}
+	d := srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool {
+		return runningOf(d, rev1) == 2 && strings.Contains(events(d), "has reached a steady state")
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d/", listener)
+	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
+		t.Fatalf("through the load balancer: %d %s", code, body)
+	}
+	// Labels carry everything needed to find the task again.
+	out, _ := exec.Command("docker", "inspect", "--format", "{{json .Config.Labels}}", "slipway-"+d["tasks"].([]any)[0].(map[string]any)["id"].(string)+"-web").Output()
+	for _, want := range []string{`"slipway.app":"` + app + `"`, `"slipway.env":"staging"`, `"slipway.service":"web"`, `"slipway.revision":"` + strconv.Itoa(rev1) + `"`, `"slipway.task":`} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Fatalf("labels %s lack %s", out, want)
+		}
+	}
+
+	l := startLoad(url)
+	// A killed task is replaced.
+	victim := d["tasks"].([]any)[0].(map[string]any)["id"].(string)
+	if out, err := exec.Command("docker", "kill", "slipway-"+victim+"-web").CombinedOutput(); err != nil {
+		t.Fatalf("docker kill: %v %s", err, out)
+	}
+	srv.waitService(app, "staging", "web", 60*time.Second, "replaced the killed task", func(d map[string]any) bool {
+		return strings.Contains(events(d), "task "+victim+" stopped: essential container web exited with code 137") && runningOf(d, rev1) == 2 &&
+			strings.Count(events(d), "has reached a steady state") >= 2
+	})
+	// An unhealthy revision never gets traffic and never replaces the healthy one.
+	revSick := srv.registerTaskDef(webTaskDef(app, image, "sick", "UNHEALTHY=1"))
+	srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, revSick)})
+	srv.waitService(app, "staging", "web", 30*time.Second, "started the unhealthy revision", func(d map[string]any) bool { return runningOf(d, revSick) == 2 })
+	time.Sleep(3 * time.Second) // several health check intervals
+	if n := l.count("version=sick"); n != 0 {
+		t.Fatalf("the unhealthy revision served %d requests", n)
+	}
+	if d := srv.service(app, "staging", "web"); runningOf(d, rev1) != 2 {
+		t.Fatalf("the healthy revision was replaced by an unhealthy one: %v", d["tasks"])
+	}
+	// A missing image leaves the old tasks serving and says why.
+	revMissing := srv.registerTaskDef(webTaskDef(app, strings.TrimPrefix(srv.URL, "http://")+"/"+app+":does-not-exist", "missing"))
+	srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, revMissing)})
+	srv.waitService(app, "staging", "web", 30*time.Second, "reported the missing image", func(d map[string]any) bool {
+		return strings.Contains(events(d), "unable to start a task: image not found")
+	})
+	// A good revision rolls out under load; then the server is SIGKILLed and restarted.
+	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
+	srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2)})
+	srv.waitService(app, "staging", "web", 60*time.Second, "rolled out revision 2", func(d map[string]any) bool {
+		return runningOf(d, rev2) == 2 && runningOf(d, rev1) == 0 && len(d["tasks"].([]any)) == 2
+	})
+	before := srv.service(app, "staging", "web")
+	srv.kill()
+	time.Sleep(2 * time.Second) // traffic keeps flowing with no control plane
+	srv = startProcServer(t, bin, data, srv.addr)
+	time.Sleep(3 * time.Second) // a few reconcile passes
+	after := srv.service(app, "staging", "web")
+	l.finish()
+	ids := func(d map[string]any) string {
+		var s []string
+		for _, t := range d["tasks"].([]any) {
+			s = append(s, t.(map[string]any)["id"].(string))
+		}
+		return strings.Join(s, ",")
+	}
+	if ids(before) != ids(after) {
+		t.Fatalf("the restarted server did not adopt the running tasks: %s → %s", ids(before), ids(after))
+	}
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed (last: %v)", l.failed.Load(), l.ok.Load()+l.failed.Load(), l.lastErr.Load())
+	}
+	if l.count("version=2") == 0 || l.ok.Load() < 500 {
+		t.Fatalf("load: %d ok, %d on version 2", l.ok.Load(), l.count("version=2"))
+	}
+	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout and a server SIGKILL", l.ok.Load())
+
+	// A crashing container restarts with growing backoff, an event each time.
+	revCrash := srv.registerTaskDef(webTaskDef(app, image, "crash", "CRASH=1"))
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/production/services", srv.Admin, map[string]any{"name": "crasher", "task_definition": fmt.Sprintf("%s:%d", app, revCrash), "desired_count": 1}); code != 201 {
+		t.Fatalf("crasher: %d %v", code, body)
+	}
+	d = srv.waitService(app, "production", "crasher", 60*time.Second, "restarted the crashing task three times", func(d map[string]any) bool {
+		return strings.Count(events(d), "exited with code 2") >= 3
+	})
+	var stops []time.Time
+	for _, e := range d["events"].([]any) {
+		em := e.(map[string]any)
+		if strings.Contains(em["message"].(string), "exited with code 2") {
+			at, _ := time.Parse(time.RFC3339Nano, em["at"].(string))
+			stops = append([]time.Time{at}, stops...)
+		}
+	}
+	if gap1, gap2 := stops[1].Sub(stops[0]), stops[2].Sub(stops[1]); gap2 <= gap1 {
+		t.Fatalf("no backoff between restarts: %s then %s", gap1, gap2)
+	}
+	if code, _ := srv.call("DELETE", "/api/v1/apps/"+app+"/envs/production/services/crasher", srv.Admin, nil); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app="+app, "--filter", "label=slipway.service=crasher").Output()
+		if len(bytes.TrimSpace(out)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a deleted service's tasks were not stopped")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func getURL(t *testing.T, url string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
