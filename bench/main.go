@@ -33,6 +33,7 @@ var benches = []bench{
 	{"action-overhead", actionOverhead},
 	{"log-delay", logDelay},
 	{"registry-throughput", registryThroughput},
+	{"lb-vs-nginx", lbVsNginx},
 }
 
 func main() {

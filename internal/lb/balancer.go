@@ -122,7 +122,8 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 			r.Out.Host = r.In.Host
 		},
 		Transport:     &retrying{b: b},
-		FlushInterval: -1, // stream responses (server-sent events, long polls) as they come
+		// FlushInterval stays 0: ReverseProxy already flushes at once for streamed
+		// (unknown-length) responses and server-sent events.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status := http.StatusBadGateway
 			if errors.Is(err, errNoTarget) {

@@ -296,7 +296,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	}
 	rev1 := srv.registerTaskDef(webTaskDef(app, image, "1"))
 	lbSettings := map[string]any{"container_name": "web", "container_port": 8080, "listener_port": listener, "health_check_path": "/health",
-		"health_check_interval": "500ms", "health_check_timeout": "250ms", "healthy_threshold": 2, "unhealthy_threshold": 2, "deregistration_delay": "3s"}
+		"health_check_interval": "1s", "health_check_timeout": "800ms", "healthy_threshold": 2, "unhealthy_threshold": 3, "deregistration_delay": "3s"}
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": app,
 		"desired_count": 2, "load_balancer": map[string]any{"container_name": "api", "container_port": 8080, "listener_port": listener}}); code != 400 || !strings.Contains(errorField(body, "message"), "no container \"api\"") {
 		t.Fatalf("lb container missing: %d %v", code, body)
