@@ -121,7 +121,7 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 			r.Out.URL.Host = "target.invalid" // chosen per attempt by the transport
 			r.Out.Host = r.In.Host
 		},
-		Transport:     &retrying{b: b},
+		Transport: &retrying{b: b},
 		// FlushInterval stays 0: ReverseProxy already flushes at once for streamed
 		// (unknown-length) responses and server-sent events.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
