@@ -36,9 +36,13 @@ type Manager struct {
 	mu       sync.Mutex
 	state    map[string]*serviceState
 	stopping map[string]bool // task ids being drained and stopped
-	lastLB   *lb.Config
-	stop     context.CancelFunc
-	wg       sync.WaitGroup
+	// setFailures counts failed launches per task set; setStatus holds each
+	// set's running and healthy counts as of the last pass.
+	setFailures map[string]int
+	setStatus   map[string]SetStatus
+	lastLB      *lb.Config
+	stop        context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 type serviceState struct {
@@ -62,6 +66,8 @@ func (m *Manager) Start(ctx context.Context) {
 	m.wake = make(chan struct{}, 1)
 	m.state = map[string]*serviceState{}
 	m.stopping = map[string]bool{}
+	m.setFailures = map[string]int{}
+	m.setStatus = map[string]SetStatus{}
 	ctx, m.stop = context.WithCancel(ctx)
 	m.wg.Add(1)
 	go func() {
@@ -159,7 +165,19 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return m.applyLB(ctx, services)
 }
 
-// serving reports whether a task should receive traffic and counts as healthy.
+// groupOf treats tasks from before target groups existed as the default group.
+func groupOf(t task.Task) string {
+	if t.Group == "" {
+		return store.DefaultGroup
+	}
+	return t.Group
+}
+
+// tgName is the load balancer target group of one of a service's groups.
+func tgName(s store.Service, group string) string { return targetGroupName(s) + "." + group }
+
+// healthy reports whether a task counts as healthy: passing the load
+// balancer's checks when the service has one, its container checks otherwise.
 func (m *Manager) healthy(s store.Service, t task.Task, st lb.State) bool {
 	if t.Status() != "RUNNING" || t.Health() == "UNHEALTHY" {
 		return false
@@ -168,7 +186,7 @@ func (m *Manager) healthy(s store.Service, t task.Task, st lb.State) bool {
 		return t.Health() != "UNKNOWN" || !hasHealthCheck(t)
 	}
 	ep := t.Endpoint(s.LoadBalancer.ContainerName, s.LoadBalancer.ContainerPort)
-	for _, ts := range st.TargetGroups[targetGroupName(s)].Targets {
+	for _, ts := range st.TargetGroups[tgName(s, groupOf(t))].Targets {
 		if ts.Addr == ep {
 			return ts.State == lb.StateHealthy
 		}
@@ -185,6 +203,41 @@ func hasHealthCheck(t task.Task) bool {
 	return false
 }
 
+func setKey(s store.Service, group, family string, revision int) string {
+	return fmt.Sprintf("%s/%s/%s:%d", key(s), group, family, revision)
+}
+
+// SetFailures counts failed launches of one task set (the circuit breaker reads it).
+func (m *Manager) SetFailures(s store.Service, set store.TaskSet) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.setFailures[setKey(s, set.Group, set.Family, set.Revision)]
+}
+
+func (m *Manager) setFailed(s store.Service, group, family string, revision int) {
+	m.mu.Lock()
+	m.setFailures[setKey(s, group, family, revision)]++
+	m.mu.Unlock()
+}
+
+// SetStatus is how many tasks of a set run and pass health checks.
+type SetStatus struct {
+	Running, Healthy int
+}
+
+// Status reports each task set of a service, as of the last reconcile.
+func (m *Manager) Status(s store.Service) map[string]SetStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]SetStatus{}
+	for k, v := range m.setStatus {
+		if strings.HasPrefix(k, key(s)+"/") {
+			out[strings.TrimPrefix(k, key(s)+"/")] = v
+		}
+	}
+	return out
+}
+
 func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State) error {
 	m.mu.Lock()
 	ss := m.state[key(s)]
@@ -193,7 +246,9 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		m.state[key(s)] = ss
 	}
 	m.mu.Unlock()
-	var current, old []task.Task
+	layout := s.EffectiveLayout()
+	bySet := make([][]task.Task, len(layout.Sets))
+	strays := 0
 	for _, t := range tasks {
 		if m.isStopping(t.ID) {
 			continue
@@ -201,84 +256,74 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		if t.Status() == "STOPPED" {
 			m.event(ctx, s, "task %s stopped: %s", t.ID, t.StoppedReason())
 			m.failed(ss)
+			m.setFailed(s, groupOf(t), t.Family, t.Revision)
 			m.stopTask(ctx, rt, s, t, 0, "stopped")
 			continue
 		}
 		if t.Health() == "UNHEALTHY" {
 			m.event(ctx, s, "task %s failed its container health check; replacing it", t.ID)
 			m.failed(ss)
+			m.setFailed(s, groupOf(t), t.Family, t.Revision)
 			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "unhealthy")
 			continue
 		}
-		if t.Family == s.Family && t.Revision == s.Revision {
-			current = append(current, t)
-		} else {
-			old = append(old, t)
-		}
-	}
-	// Start what is missing, one at a time, with backoff after failures.
-	if len(current) < s.Desired && time.Now().After(ss.nextStart) {
-		rev, err := m.Store.GetTaskDef(ctx, s.Family, s.Revision)
-		if err != nil {
-			return err
-		}
-		def, _, err := taskdef.Parse(rev.Body)
-		if err != nil {
-			return fmt.Errorf("task definition %s:%d no longer parses: %w", s.Family, s.Revision, err)
-		}
-		spec := task.Spec{App: s.App, Env: s.Env, Service: s.Name, Family: s.Family, Revision: s.Revision, Def: def, Secrets: map[string]map[string]string{}}
-		for _, c := range def.ContainerDefinitions {
-			if len(c.Secrets) == 0 {
-				continue
+		matched := false
+		for i, set := range layout.Sets {
+			if groupOf(t) == set.Group && t.Family == set.Family && t.Revision == set.Revision {
+				bySet[i] = append(bySet[i], t)
+				matched = true
+				break
 			}
-			if m.Secrets == nil {
-				m.event(ctx, s, "unable to start a task: container %s uses secrets and this server has no secret store", c.Name)
-				m.failed(ss)
-				return nil
-			}
-			vals, err := m.Secrets(ctx, s.App, s.Env, c)
-			if err != nil {
-				m.event(ctx, s, "unable to start a task: %v", err)
-				m.failed(ss)
-				return nil
-			}
-			spec.Secrets[c.Name] = vals
 		}
-		t, err := rt.Start(ctx, spec)
-		if err != nil {
-			m.event(ctx, s, "unable to start a task: %v", err)
-			m.failed(ss)
-			return nil
-		}
-		m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, s.Family, s.Revision)
-		current = append(current, t)
-		ss.steady = false
-		m.Wake()
-	}
-	healthyCurrent := 0
-	for _, t := range current {
-		if m.healthy(s, t, st) {
-			healthyCurrent++
-		}
-	}
-	// Old revisions give way only when the new one can carry the load.
-	if healthyCurrent >= s.Desired {
-		for _, t := range old {
+		if !matched {
+			strays++
 			m.event(ctx, s, "draining task %s of %s:%d", t.ID, t.Family, t.Revision)
 			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "replaced")
 		}
-		old = nil
 	}
-	// Scale in: newest first.
-	if extra := len(current) - s.Desired; extra > 0 {
-		sort.Slice(current, func(i, j int) bool { return current[i].CreatedAt.After(current[j].CreatedAt) })
-		for _, t := range current[:extra] {
-			m.event(ctx, s, "draining task %s (scaling in to %d)", t.ID, s.Desired)
-			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "scaled in")
+	steady := strays == 0
+	status := map[string]SetStatus{}
+	for i, set := range layout.Sets {
+		running := bySet[i]
+		healthy := 0
+		for _, t := range running {
+			if m.healthy(s, t, st) {
+				healthy++
+			}
 		}
-		current = current[extra:]
+		if len(running) < set.Desired && time.Now().After(ss.nextStart) {
+			t, err := m.startTask(ctx, rt, s, set)
+			if err != nil {
+				m.event(ctx, s, "unable to start a task: %v", err)
+				m.failed(ss)
+				m.setFailed(s, set.Group, set.Family, set.Revision)
+			} else {
+				m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, set.Family, set.Revision)
+				running = append(running, t)
+				m.Wake()
+			}
+		}
+		if extra := len(running) - set.Desired; extra > 0 {
+			sort.Slice(running, func(i, j int) bool { return running[i].CreatedAt.After(running[j].CreatedAt) })
+			for _, t := range running[:extra] {
+				m.event(ctx, s, "draining task %s (scaling in to %d)", t.ID, set.Desired)
+				m.stopTask(ctx, rt, s, t, m.drainDelay(s), "scaled in")
+			}
+			running = running[extra:]
+		}
+		status[fmt.Sprintf("%s/%s:%d", set.Group, set.Family, set.Revision)] = SetStatus{Running: len(running), Healthy: healthy}
+		steady = steady && len(running) == set.Desired && healthy == set.Desired
 	}
-	steady := len(current) == s.Desired && healthyCurrent == s.Desired && len(old) == 0
+	m.mu.Lock()
+	for k := range m.setStatus {
+		if strings.HasPrefix(k, key(s)+"/") {
+			delete(m.setStatus, k)
+		}
+	}
+	for k, v := range status {
+		m.setStatus[key(s)+"/"+k] = v
+	}
+	m.mu.Unlock()
 	if steady && !ss.steady {
 		m.event(ctx, s, "has reached a steady state")
 	}
@@ -289,6 +334,32 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	}
 	ss.steady = steady
 	return nil
+}
+
+func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet) (task.Task, error) {
+	rev, err := m.Store.GetTaskDef(ctx, set.Family, set.Revision)
+	if err != nil {
+		return task.Task{}, err
+	}
+	def, _, err := taskdef.Parse(rev.Body)
+	if err != nil {
+		return task.Task{}, fmt.Errorf("task definition %s:%d no longer parses: %w", set.Family, set.Revision, err)
+	}
+	spec := task.Spec{App: s.App, Env: s.Env, Service: s.Name, Group: set.Group, Family: set.Family, Revision: set.Revision, Def: def, Secrets: map[string]map[string]string{}}
+	for _, c := range def.ContainerDefinitions {
+		if len(c.Secrets) == 0 {
+			continue
+		}
+		if m.Secrets == nil {
+			return task.Task{}, fmt.Errorf("container %s uses secrets and this server has no secret store", c.Name)
+		}
+		vals, err := m.Secrets(ctx, s.App, s.Env, c)
+		if err != nil {
+			return task.Task{}, err
+		}
+		spec.Secrets[c.Name] = vals
+	}
+	return rt.Start(ctx, spec)
 }
 
 func (m *Manager) failed(ss *serviceState) {
@@ -336,7 +407,7 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 			deadline := time.Now().Add(delay)
 			for time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond)
-				if st, err := m.Proxy.Client().State(ctx, time.Second); err == nil && !inTargetGroup(st, targetGroupName(s), t, s) {
+				if st, err := m.Proxy.Client().State(ctx, time.Second); err == nil && !inTargetGroup(st, tgName(s, groupOf(t)), t, s) {
 					break
 				}
 			}
@@ -367,7 +438,7 @@ func inTargetGroup(st lb.State, group string, t task.Task, s store.Service) bool
 	return false
 }
 
-// applyLB sends the routing table the services imply, when it changed.
+// applyLB sends the routing table the services' layouts imply, when it changed.
 func (m *Manager) applyLB(ctx context.Context, services []store.Service) error {
 	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
 	rt, err := m.Runtime(ctx)
@@ -379,25 +450,42 @@ func (m *Manager) applyLB(ctx context.Context, services []store.Service) error {
 		if l == nil {
 			continue
 		}
+		layout := s.EffectiveLayout()
 		tasks, err := rt.List(ctx, map[string]string{task.LabelApp: s.App, task.LabelEnv: s.Env, task.LabelService: s.Name})
 		if err != nil {
 			return err
 		}
-		var targets []string
+		groups := map[string][]string{}
+		for _, set := range layout.Sets {
+			groups[set.Group] = groups[set.Group]
+		}
+		for _, w := range layout.Prod {
+			groups[w.Group] = groups[w.Group]
+		}
+		groups[layout.Test] = groups[layout.Test]
 		for _, t := range tasks {
 			if m.isStopping(t.ID) || t.Status() != "RUNNING" {
 				continue
 			}
-			if ep := t.Endpoint(l.ContainerName, l.ContainerPort); ep != "" {
-				targets = append(targets, ep)
+			inLayout := false
+			for _, set := range layout.Sets {
+				inLayout = inLayout || (groupOf(t) == set.Group && t.Family == set.Family && t.Revision == set.Revision)
+			}
+			if ep := t.Endpoint(l.ContainerName, l.ContainerPort); ep != "" && inLayout {
+				groups[groupOf(t)] = append(groups[groupOf(t)], ep)
 			}
 		}
-		sort.Strings(targets)
-		cfg.TargetGroups[targetGroupName(s)] = lb.TargetGroup{Targets: targets, HealthCheck: healthCheckOf(l), DeregistrationDelay: lb.Duration{Duration: m.drainDelay(s)}}
-		route := []lb.Route{{TargetGroup: targetGroupName(s), Weight: 100}}
-		cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: route}
+		for g, targets := range groups {
+			sort.Strings(targets)
+			cfg.TargetGroups[tgName(s, g)] = lb.TargetGroup{Targets: targets, HealthCheck: healthCheckOf(l), DeregistrationDelay: lb.Duration{Duration: m.drainDelay(s)}}
+		}
+		var prod []lb.Route
+		for _, w := range layout.Prod {
+			prod = append(prod, lb.Route{TargetGroup: tgName(s, w.Group), Weight: w.Weight})
+		}
+		cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: prod}
 		if l.TestListenerPort != 0 {
-			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: route}
+			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: []lb.Route{{TargetGroup: tgName(s, layout.Test), Weight: 100}}}
 		}
 	}
 	m.mu.Lock()

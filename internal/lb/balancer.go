@@ -52,9 +52,15 @@ type group struct {
 func (g *group) next(skip map[*target]bool) *target {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	n := len(g.live)
-	for i := 0; i < n; i++ {
-		t := g.live[int(g.rr.Add(1)%uint64(n))]
+	n := uint64(len(g.live))
+	if n == 0 {
+		return nil
+	}
+	// One step of the shared counter per request, then a full scan from
+	// there: concurrent requests must not make this one skip a target.
+	start := g.rr.Add(1)
+	for i := uint64(0); i < n; i++ {
+		t := g.live[(start+i)%n]
 		if t.get() == StateHealthy && !skip[t] {
 			return t
 		}
@@ -130,7 +136,7 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 				status = http.StatusServiceUnavailable
 			}
 			b.log.Warn("proxy error", "host", r.Host, "path", r.URL.Path, "err", err)
-			w.WriteHeader(status)
+			http.Error(w, "load balancer: "+err.Error(), status)
 		},
 	}
 	return b
@@ -179,7 +185,11 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Context().Err() != nil || !(dialFailed && noBody || idempotent) {
 			return nil, err
 		}
-		rt.b.passiveFailure(g, t)
+		if dialFailed {
+			// A refused connection means the target is gone; other errors
+			// (a keep-alive race, a reset) are retried without judging it.
+			rt.b.passiveFailure(g, t)
+		}
 	}
 	return nil, lastErr
 }

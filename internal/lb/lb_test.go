@@ -353,3 +353,30 @@ func TestHTTP2WebSocketAndPersistence(t *testing.T) {
 		t.Fatalf("after restart: %d %s", code, body)
 	}
 }
+
+// TestNextScansEveryTargetUnderConcurrency guards against a request missing
+// the one healthy target because other requests moved the shared counter.
+func TestNextScansEveryTargetUnderConcurrency(t *testing.T) {
+	g := &group{}
+	sick, well := &target{addr: "a"}, &target{addr: "b"}
+	sick.state.Store(StateUnhealthy)
+	well.state.Store(StateHealthy)
+	g.live = []*target{sick, well}
+	var wg sync.WaitGroup
+	var misses atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20000; i++ {
+				if g.next(nil) != well {
+					misses.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if misses.Load() != 0 {
+		t.Fatalf("%d of 160000 picks found no healthy target", misses.Load())
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -244,16 +245,58 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadRequest("name", "a service cannot be renamed"))
 		return
 	}
+	before := svc
 	if err := s.resolveService(r, &svc, req); err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	// A new revision is a deployment (rolling, ECS defaults), not a silent swap.
+	newFamily, newRevision := svc.Family, svc.Revision
+	svc.Family, svc.Revision = before.Family, before.Revision
+	if svc.Desired != before.Desired && svc.Layout != nil {
+		if active, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 1); err == nil && len(active) > 0 && active[0].State == store.DeployInProgress {
+			s.writeError(w, r, &apiError{Status: http.StatusConflict, Code: "deployment_in_progress", Message: fmt.Sprintf("deployment %d is in progress; scale after it ends", active[0].ID)})
+			return
+		}
+		for i := range svc.Layout.Sets {
+			svc.Layout.Sets[i].Desired = svc.Desired
+		}
 	}
 	if svc, err = s.db.UpdateService(r.Context(), svc); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.deploy.Wake()
+	if newFamily != before.Family || newRevision != before.Revision {
+		tok, _ := Caller(r.Context())
+		d, err := s.deploys.Create(r.Context(), deploy.Request{App: svc.App, Env: svc.Env, Service: svc.Name, Family: newFamily, Revision: newRevision, By: tok.Name,
+			Settings: deploy.Settings{CircuitBreaker: true, Rollback: true}})
+		if err != nil {
+			s.writeError(w, r, deployError(err))
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"service": svc, "deployment": d})
+		return
+	}
 	writeJSON(w, http.StatusOK, svc)
+}
+
+// deployError maps controller refusals to 400s naming the field.
+func deployError(err error) error {
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	msg := err.Error()
+	field := ""
+	switch {
+	case strings.Contains(msg, "configuration"):
+		field = "config"
+	case strings.HasPrefix(msg, "strategy"):
+		field = "strategy"
+	case strings.Contains(msg, "percent"):
+		field = "settings"
+	}
+	return &apiError{Status: http.StatusBadRequest, Code: "invalid_argument", Field: field, Message: msg}
 }
 
 // ServiceDetail is a service with its tasks and recent events.

@@ -78,6 +78,12 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "DELETE", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Deployer, handler: s.deleteService},
 		{Method: "GET", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/logs", Role: auth.Viewer, handler: s.serviceLogs},
 
+		{Method: "POST", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/deployments", Role: auth.Deployer, handler: s.createDeployment},
+		{Method: "POST", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/rollback", Role: auth.Deployer, handler: s.rollbackService},
+		{Method: "GET", Pattern: "/api/v1/deployments", Role: auth.Viewer, handler: s.listDeployments},
+		{Method: "GET", Pattern: "/api/v1/deployments/{id}", Role: auth.Viewer, handler: s.showDeployment},
+		{Method: "POST", Pattern: "/api/v1/deployments/{id}/stop", Role: auth.Deployer, handler: s.stopDeployment},
+
 		// Signed with the app's webhook secret instead of a token.
 		{Method: "POST", Pattern: "/hooks/github/{app}", Role: auth.Public, BodyLimit: source.MaxWebhookBytes, handler: s.githubWebhook},
 	}

@@ -233,6 +233,16 @@ type load struct {
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	lastErr    atomic.Value
+	mu         sync.Mutex
+	failures   []string // when and what, for the report
+}
+
+func (l *load) fail(msg string) {
+	l.failed.Add(1)
+	l.lastErr.Store(msg)
+	l.mu.Lock()
+	l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+msg)
+	l.mu.Unlock()
 }
 
 func startLoad(url string) *load {
@@ -250,15 +260,13 @@ func startLoad(url string) *load {
 				}
 				resp, err := client.Get(url)
 				if err != nil {
-					l.failed.Add(1)
-					l.lastErr.Store(err.Error())
+					l.fail(err.Error())
 					continue
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
-					l.failed.Add(1)
-					l.lastErr.Store(fmt.Sprintf("%d %s", resp.StatusCode, b))
+					l.fail(fmt.Sprintf("%d %s", resp.StatusCode, b))
 					continue
 				}
 				l.ok.Add(1)
@@ -333,26 +341,45 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 		return strings.Contains(events(d), "task "+victim+" stopped: essential container web exited with code 137") && runningOf(d, rev1) == 2 &&
 			strings.Count(events(d), "has reached a steady state") >= 2
 	})
+	// Changing the revision is a rolling deployment.
+	update := func(rev int) int {
+		code, body := srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev)})
+		if code != 202 {
+			t.Fatalf("update to revision %d: %d %v", rev, code, body)
+		}
+		return int(body["deployment"].(map[string]any)["id"].(float64))
+	}
 	// An unhealthy revision never gets traffic and never replaces the healthy one.
 	revSick := srv.registerTaskDef(webTaskDef(app, image, "sick", "UNHEALTHY=1"))
-	srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, revSick)})
+	sick := update(revSick)
 	srv.waitService(app, "staging", "web", 30*time.Second, "started the unhealthy revision", func(d map[string]any) bool { return runningOf(d, revSick) == 2 })
-	time.Sleep(3 * time.Second) // several health check intervals
+	time.Sleep(4 * time.Second) // several health check intervals
 	if n := l.count("version=sick"); n != 0 {
 		t.Fatalf("the unhealthy revision served %d requests", n)
 	}
 	if d := srv.service(app, "staging", "web"); runningOf(d, rev1) != 2 {
 		t.Fatalf("the healthy revision was replaced by an unhealthy one: %v", d["tasks"])
 	}
-	// A missing image leaves the old tasks serving and says why.
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/deployments", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev1)}); code != 409 || !strings.Contains(errorField(body, "message"), "in progress") {
+		t.Fatalf("a second deployment while one runs: %d %v", code, body)
+	}
+	if code, _ := srv.call("POST", fmt.Sprintf("/api/v1/deployments/%d/stop", sick), srv.Admin, nil); code != 202 {
+		t.Fatalf("stop: %d", code)
+	}
+	srv.waitDeployment(sick, "ROLLED_BACK", 30*time.Second)
+	// A missing image trips the circuit breaker; the old tasks keep serving.
 	revMissing := srv.registerTaskDef(webTaskDef(app, strings.TrimPrefix(srv.URL, "http://")+"/"+app+":does-not-exist", "missing"))
-	srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, revMissing)})
-	srv.waitService(app, "staging", "web", 30*time.Second, "reported the missing image", func(d map[string]any) bool {
-		return strings.Contains(events(d), "unable to start a task: image not found")
-	})
+	missing := update(revMissing)
+	d = srv.waitDeployment(missing, "ROLLED_BACK", 60*time.Second)
+	if !strings.Contains(d["reason"].(string), "circuit breaker") {
+		t.Fatalf("missing image: %v", d["reason"])
+	}
+	if ev := events(srv.service(app, "staging", "web")); !strings.Contains(ev, "unable to start a task: image not found") {
+		t.Fatalf("no image event: %s", ev)
+	}
 	// A good revision rolls out under load; then the server is SIGKILLed and restarted.
 	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
-	srv.call("PATCH", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2)})
+	srv.waitDeployment(update(rev2), "COMPLETED", 60*time.Second)
 	srv.waitService(app, "staging", "web", 60*time.Second, "rolled out revision 2", func(d map[string]any) bool {
 		return runningOf(d, rev2) == 2 && runningOf(d, rev1) == 0 && len(d["tasks"].([]any)) == 2
 	})
@@ -374,7 +401,13 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 		t.Fatalf("the restarted server did not adopt the running tasks: %s → %s", ids(before), ids(after))
 	}
 	if l.failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed (last: %v)", l.failed.Load(), l.ok.Load()+l.failed.Load(), l.lastErr.Load())
+		var timeline []string
+		for _, e := range after["events"].([]any) {
+			em := e.(map[string]any)
+			at, _ := time.Parse(time.RFC3339Nano, em["at"].(string))
+			timeline = append([]string{at.Local().Format("15:04:05.000") + " " + em["message"].(string)}, timeline...)
+		}
+		t.Fatalf("%d of %d requests failed:\n%s\nservice events:\n%s", l.failed.Load(), l.ok.Load()+l.failed.Load(), strings.Join(l.failures, "\n"), strings.Join(timeline, "\n"))
 	}
 	if l.count("version=2") == 0 || l.ok.Load() < 500 {
 		t.Fatalf("load: %d ok, %d on version 2", l.ok.Load(), l.count("version=2"))
@@ -411,6 +444,25 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("a deleted service's tasks were not stopped")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitDeployment polls a deployment until it reaches state.
+func (e *testEnv) waitDeployment(id int, state string, timeout time.Duration) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		code, d := e.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), e.Admin, nil)
+		if code == 200 && d["state"] == state {
+			return d
+		}
+		if code == 200 && d["state"] != "IN_PROGRESS" {
+			e.t.Fatalf("deployment %d ended %v, want %s: %v", id, d["state"], state, d["reason"])
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("deployment %d is %v after %s, want %s: %v", id, d["state"], timeout, state, d["events"])
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

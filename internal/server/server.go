@@ -49,6 +49,7 @@ type Server struct {
 	engine  *pipeline.Engine
 	reg     *registry.Registry
 	deploy  *deploy.Manager
+	deploys *deploy.Controller
 	runtime *task.Runtime
 	rtErr   error
 	rtOnce  sync.Once
@@ -127,6 +128,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log}
 	s.deploy.Start(context.WithoutCancel(ctx))
+	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy}
+	if err := s.deploys.Start(context.WithoutCancel(ctx)); err != nil {
+		s.deploy.Close()
+		db.Close()
+		return nil, err
+	}
 	s.handler = s.buildHandler()
 	return s, nil
 }
@@ -189,6 +196,7 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Close stops the pipeline engine (killing running actions) and releases the store.
 func (s *Server) Close() error {
+	s.deploys.Close()
 	s.deploy.Close()
 	s.engine.Close()
 	return s.db.Close()

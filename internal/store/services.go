@@ -43,8 +43,44 @@ type Service struct {
 	Revision     int           `json:"revision"`
 	Desired      int           `json:"desired_count"`
 	LoadBalancer *LoadBalancer `json:"load_balancer,omitempty"`
+	Layout       *Layout       `json:"layout,omitempty"`
 	CreatedAt    time.Time     `json:"created_at"`
 	UpdatedAt    time.Time     `json:"updated_at"`
+}
+
+// TaskSet is a group of tasks of one revision registered in one target group.
+type TaskSet struct {
+	Group    string `json:"group"` // the target group: tg1 or tg2
+	Family   string `json:"family"`
+	Revision int    `json:"revision"`
+	Desired  int    `json:"desired"`
+}
+
+// Weight is a target group's share of production traffic.
+type Weight struct {
+	Group  string `json:"group"`
+	Weight int    `json:"weight"`
+}
+
+// Layout is what the reconciler keeps running and how traffic is routed. A
+// service without a deployment in progress has one task set in its active
+// group with all the traffic.
+type Layout struct {
+	Sets []TaskSet `json:"sets"`
+	Prod []Weight  `json:"prod"`
+	Test string    `json:"test"` // group the test listener routes to
+}
+
+// DefaultGroup is a new service's target group.
+const DefaultGroup = "tg1"
+
+// EffectiveLayout returns the stored layout, or the steady one.
+func (s Service) EffectiveLayout() Layout {
+	if s.Layout != nil && len(s.Layout.Sets) > 0 {
+		return *s.Layout
+	}
+	return Layout{Sets: []TaskSet{{Group: DefaultGroup, Family: s.Family, Revision: s.Revision, Desired: s.Desired}},
+		Prod: []Weight{{Group: DefaultGroup, Weight: 100}}, Test: DefaultGroup}
 }
 
 // ServiceEvent is an ECS-style service event.
@@ -175,8 +211,8 @@ func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
 func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
 	s.UpdatedAt = now()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE services SET family = ?, revision = ?, desired = ?, load_balancer = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
-			s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), toDB(s.UpdatedAt), s.App, s.Env, s.Name)
+		res, err := tx.ExecContext(ctx, `UPDATE services SET family = ?, revision = ?, desired = ?, load_balancer = ?, layout = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
+			s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), layoutJSON(s.Layout), toDB(s.UpdatedAt), s.App, s.Env, s.Name)
 		if err != nil {
 			return err
 		}
@@ -188,14 +224,26 @@ func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
 	return s, err
 }
 
-const serviceCols = `app, env, name, family, revision, desired, load_balancer, created_at, updated_at`
+const serviceCols = `app, env, name, family, revision, desired, load_balancer, layout, created_at, updated_at`
+
+func layoutJSON(l *Layout) string {
+	if l == nil {
+		return ""
+	}
+	b, _ := json.Marshal(l)
+	return string(b)
+}
 
 func scanService(row interface{ Scan(...any) error }) (Service, error) {
 	var s Service
-	var lb string
+	var lb, layout string
 	var created, updated sql.NullInt64
-	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &created, &updated); err != nil {
+	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &layout, &created, &updated); err != nil {
 		return s, err
+	}
+	if layout != "" {
+		s.Layout = &Layout{}
+		_ = json.Unmarshal([]byte(layout), s.Layout)
 	}
 	if lb != "" {
 		s.LoadBalancer = &LoadBalancer{}

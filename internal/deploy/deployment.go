@@ -1,0 +1,602 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/container"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// DeployStore is what deployments need from the state store.
+type DeployStore interface {
+	store.RuntimeStore
+	store.DeploymentStore
+}
+
+// Controller runs deployments, one goroutine each, keeping their state durable.
+type Controller struct {
+	Store   DeployStore
+	Manager *Manager
+	mu      sync.Mutex
+	running map[int64]context.CancelFunc
+	stopped map[int64]string // deployment → why someone stopped it
+	wg      sync.WaitGroup
+	ctx     context.Context
+}
+
+// Request starts a deployment.
+type Request struct {
+	App, Env, Service string
+	Family            string
+	Revision          int
+	Strategy          string // rolling (default) or blue-green
+	Config            string
+	Settings          Settings
+	By                string
+}
+
+// errRollback asks the runner to roll back with a reason.
+type errRollback struct{ reason string }
+
+func (e errRollback) Error() string { return e.reason }
+
+// Start resumes what a stopped server left: a deployment in progress is
+// rolled back (traffic is never left split with nobody in charge), and a
+// completed blue/green deployment keeps waiting to remove blue.
+func (c *Controller) Start(ctx context.Context) error {
+	c.ctx = ctx
+	c.running = map[int64]context.CancelFunc{}
+	c.stopped = map[int64]string{}
+	active, err := c.Store.ActiveDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range active {
+		svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
+		if err != nil {
+			continue
+		}
+		c.rollback(ctx, &d, svc, "control plane restarted during the deployment")
+	}
+	recent, err := c.Store.ListDeployments(ctx, "", "", "", 500)
+	if err != nil {
+		return err
+	}
+	for _, d := range recent {
+		if d.State == store.DeployCompleted && d.Phase == "BlueKept" {
+			c.launch(d, func(ctx context.Context, d *store.Deployment) error { return c.finishTermination(ctx, d) })
+		}
+	}
+	return nil
+}
+
+// Close stops the runners (their deployments resume at the next start).
+func (c *Controller) Close() {
+	c.mu.Lock()
+	for _, cancel := range c.running {
+		cancel()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// Create validates and records a deployment, then runs it.
+func (c *Controller) Create(ctx context.Context, req Request) (store.Deployment, error) {
+	svc, err := c.Store.GetService(ctx, req.App, req.Env, req.Service)
+	if err != nil {
+		return store.Deployment{}, err
+	}
+	if req.Strategy == "" {
+		req.Strategy = "rolling"
+	}
+	if req.Strategy != "rolling" && req.Strategy != "blue-green" {
+		return store.Deployment{}, fmt.Errorf("strategy %q must be rolling or blue-green", req.Strategy)
+	}
+	if _, err := ParseConfig(req.Config); err != nil {
+		return store.Deployment{}, err
+	}
+	if req.Config == "" {
+		req.Config = "CodeDeployDefault.ECSAllAtOnce"
+	}
+	if req.Strategy == "blue-green" && svc.LoadBalancer == nil {
+		return store.Deployment{}, errors.New("a blue/green deployment needs a service with a load balancer")
+	}
+	if err := req.Settings.Defaults(req.Strategy); err != nil {
+		return store.Deployment{}, err
+	}
+	settings, _ := json.Marshal(req.Settings)
+	d, err := c.Store.CreateDeployment(ctx, store.Deployment{App: req.App, Env: req.Env, Service: req.Service, Strategy: req.Strategy, Config: req.Config,
+		FromFamily: svc.Family, FromRevision: svc.Revision, ToFamily: req.Family, ToRevision: req.Revision, Settings: settings,
+		Phase: "Created", CreatedBy: req.By})
+	if err != nil {
+		return d, err
+	}
+	c.launch(d, c.run)
+	return d, nil
+}
+
+func (c *Controller) launch(d store.Deployment, fn func(context.Context, *store.Deployment) error) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	c.running[d.ID] = cancel
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.running, d.ID)
+			c.mu.Unlock()
+			cancel()
+		}()
+		if err := fn(ctx, &d); err != nil && ctx.Err() == nil {
+			c.Manager.Log.Error("deployment", "id", d.ID, "err", err)
+		}
+	}()
+}
+
+// Stop ends a deployment in progress by rolling it back.
+func (c *Controller) Stop(ctx context.Context, id int64) error {
+	d, err := c.Store.GetDeployment(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d.State != store.DeployInProgress {
+		return fmt.Errorf("deployment %d is %s; only one in progress can be stopped: %w", id, d.State, store.ErrConflict)
+	}
+	c.mu.Lock()
+	c.stopped[id] = "stopped by a person"
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) stopRequested(id int64) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopped[id]
+}
+
+func activeGroup(l store.Layout) string {
+	best, w := store.DefaultGroup, -1
+	for _, p := range l.Prod {
+		if p.Weight > w {
+			best, w = p.Group, p.Weight
+		}
+	}
+	return best
+}
+
+func otherGroup(g string) string {
+	if g == "tg1" {
+		return "tg2"
+	}
+	return "tg1"
+}
+
+func (c *Controller) note(ctx context.Context, d *store.Deployment, phase, format string, args ...any) {
+	d.Phase = phase
+	msg := fmt.Sprintf(format, args...)
+	if err := c.Store.UpdateDeployment(ctx, *d, msg); err != nil {
+		c.Manager.Log.Error("record deployment event", "id", d.ID, "err", err)
+	}
+	c.Manager.event(ctx, store.Service{App: d.App, Env: d.Env, Name: d.Service}, "deployment %d: %s", d.ID, msg)
+}
+
+// setLayout stores the service's layout and wakes the reconciler.
+func (c *Controller) setLayout(ctx context.Context, svc *store.Service, l store.Layout) error {
+	svc.Layout = &l
+	if _, err := c.Store.UpdateService(ctx, *svc); err != nil {
+		return err
+	}
+	c.Manager.Wake()
+	return nil
+}
+
+func (c *Controller) run(ctx context.Context, d *store.Deployment) error {
+	var st Settings
+	_ = json.Unmarshal(d.Settings, &st)
+	svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
+	if err != nil {
+		return err
+	}
+	var runErr error
+	if d.Strategy == "blue-green" {
+		runErr = c.blueGreen(ctx, d, &svc, st)
+	} else {
+		runErr = c.rolling(ctx, d, &svc, st)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // the server is stopping; the next start rolls back
+	}
+	var rb errRollback
+	if errors.As(runErr, &rb) {
+		svc, _ = c.Store.GetService(context.WithoutCancel(ctx), d.App, d.Env, d.Service)
+		if d.Strategy == "rolling" && !st.Rollback && !strings.HasPrefix(rb.reason, "stopped") {
+			d.State, d.Reason = store.DeployFailed, rb.reason
+			c.note(ctx, d, "Failed", "deployment failed: %s (rollback is off; the service keeps what is running)", rb.reason)
+			return nil
+		}
+		c.rollback(context.WithoutCancel(ctx), d, svc, rb.reason)
+		return nil
+	}
+	return runErr
+}
+
+// rollback restores the deployment's starting revision at full count with all traffic.
+func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc store.Service, reason string) {
+	from := store.TaskSet{Family: d.FromFamily, Revision: d.FromRevision, Desired: svc.Desired}
+	layout := svc.EffectiveLayout()
+	blue := activeGroup(layout)
+	if d.Strategy == "blue-green" && d.Phase != "BlueKept" && d.Phase != "Done" {
+		// Blue never stopped serving: put all traffic and the test listener back on it.
+		for _, s := range layout.Sets {
+			if s.Family == d.FromFamily && s.Revision == d.FromRevision {
+				blue = s.Group
+			}
+		}
+	} else if d.Strategy == "blue-green" {
+		blue = otherGroup(activeGroup(layout))
+	}
+	from.Group = blue
+	svc.Family, svc.Revision = d.FromFamily, d.FromRevision
+	_ = c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{from}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue})
+	d.State, d.Reason, d.GreenWeight = store.DeployRolledBack, reason, 0
+	c.note(ctx, d, "RolledBack", "rolled back to %s:%d: %s", d.FromFamily, d.FromRevision, reason)
+}
+
+// check ends a step early when someone stopped the deployment or it ran out of time.
+func (c *Controller) check(d *store.Deployment, deadline time.Time) error {
+	if why := c.stopRequested(d.ID); why != "" {
+		return errRollback{why}
+	}
+	if time.Now().After(deadline) {
+		return errRollback{"deployment timed out"}
+	}
+	return nil
+}
+
+func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings) error {
+	deadline := time.Now().Add(st.Timeout.Duration)
+	group := activeGroup(svc.EffectiveLayout())
+	want := svc.Desired
+	old := store.TaskSet{Group: group, Family: d.FromFamily, Revision: d.FromRevision, Desired: want}
+	next := store.TaskSet{Group: group, Family: d.ToFamily, Revision: d.ToRevision}
+	minHealthy := int(math.Ceil(float64(want) * float64(st.MinHealthyPercent) / 100))
+	maxTotal := int(math.Floor(float64(want) * float64(st.MaxPercent) / 100))
+	threshold := min(max(int(math.Ceil(0.5*float64(want))), 3), 200)
+	base := c.Manager.SetFailures(*svc, next)
+	c.note(ctx, d, "Rolling", "rolling %d tasks: at least %d healthy, at most %d running; circuit breaker after %d failed launches", want, minHealthy, maxTotal, threshold)
+	for {
+		if err := c.check(d, deadline); err != nil {
+			return err
+		}
+		status := c.Manager.Status(*svc)
+		newSt := status[fmt.Sprintf("%s/%s:%d", group, next.Family, next.Revision)]
+		oldSt := status[fmt.Sprintf("%s/%s:%d", group, old.Family, old.Revision)]
+		if st.CircuitBreaker {
+			if f := c.Manager.SetFailures(*svc, next) - base; f >= threshold {
+				return errRollback{fmt.Sprintf("circuit breaker: %d tasks of %s:%d failed to launch or stay healthy", f, next.Family, next.Revision)}
+			}
+		}
+		if newSt.Healthy >= want && old.Desired == 0 {
+			break
+		}
+		// Scale old down only as far as healthy new tasks allow, then let new grow into the room.
+		if d := max(0, minHealthy-newSt.Healthy); d < old.Desired {
+			old.Desired = d
+		}
+		if room := maxTotal - max(old.Desired, oldSt.Running); room > next.Desired {
+			next.Desired = min(want, room)
+		}
+		sets := []store.TaskSet{next}
+		if old.Desired > 0 || oldSt.Running > 0 {
+			sets = append(sets, old)
+		}
+		if err := c.setLayout(ctx, svc, store.Layout{Sets: sets, Prod: []store.Weight{{Group: group, Weight: 100}}, Test: group}); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	svc.Family, svc.Revision = d.ToFamily, d.ToRevision
+	next.Desired = want
+	if err := c.setLayout(ctx, svc, store.Layout{Sets: []store.TaskSet{next}, Prod: []store.Weight{{Group: group, Weight: 100}}, Test: group}); err != nil {
+		return err
+	}
+	d.State, d.GreenWeight = store.DeployCompleted, 100
+	c.note(ctx, d, "Done", "rollout COMPLETED: %d tasks of %s:%d healthy", want, d.ToFamily, d.ToRevision)
+	return nil
+}
+
+func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings) error {
+	deadline := time.Now().Add(st.Timeout.Duration)
+	shift, _ := ParseConfig(d.Config)
+	blue := activeGroup(svc.EffectiveLayout())
+	green := otherGroup(blue)
+	want := svc.Desired
+	blueSet := store.TaskSet{Group: blue, Family: d.FromFamily, Revision: d.FromRevision, Desired: want}
+	greenSet := store.TaskSet{Group: green, Family: d.ToFamily, Revision: d.ToRevision, Desired: want}
+	layout := store.Layout{Sets: []store.TaskSet{blueSet}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue}
+	if err := c.hook(ctx, d, svc, st, "BeforeInstall"); err != nil {
+		return err
+	}
+	c.note(ctx, d, "Install", "starting %d green tasks of %s:%d in %s", want, d.ToFamily, d.ToRevision, green)
+	layout.Sets = append(layout.Sets, greenSet)
+	if err := c.setLayout(ctx, svc, layout); err != nil {
+		return err
+	}
+	base := c.Manager.SetFailures(*svc, greenSet)
+	for {
+		if err := c.check(d, deadline); err != nil {
+			return err
+		}
+		if f := c.Manager.SetFailures(*svc, greenSet) - base; f > 0 {
+			return errRollback{fmt.Sprintf("green task failed (%d failed launches or health checks)", f)}
+		}
+		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green, d.ToFamily, d.ToRevision)]; s.Healthy >= want {
+			break
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	c.note(ctx, d, "Install", "green is healthy: %d tasks pass the load balancer's checks", want)
+	if err := c.hook(ctx, d, svc, st, "AfterInstall"); err != nil {
+		return err
+	}
+	layout.Test = green
+	if err := c.setLayout(ctx, svc, layout); err != nil {
+		return err
+	}
+	c.note(ctx, d, "AllowTestTraffic", "test listener routes to green")
+	for _, ev := range []string{"AfterAllowTestTraffic", "BeforeAllowTraffic"} {
+		if err := c.hook(ctx, d, svc, st, ev); err != nil {
+			return err
+		}
+	}
+	for _, step := range shift.Steps() {
+		layout.Prod = []store.Weight{{Group: blue, Weight: 100 - step.Weight}, {Group: green, Weight: step.Weight}}
+		if err := c.setLayout(ctx, svc, layout); err != nil {
+			return err
+		}
+		d.GreenWeight = step.Weight
+		c.note(ctx, d, "AllowTraffic", "production traffic: green %d%%, blue %d%%", step.Weight, 100-step.Weight)
+		if err := c.watchGreen(ctx, d, svc, st, greenSet, base, step.Hold, deadline); err != nil {
+			return err
+		}
+	}
+	if err := c.hook(ctx, d, svc, st, "AfterAllowTraffic"); err != nil {
+		return err
+	}
+	svc.Family, svc.Revision = d.ToFamily, d.ToRevision
+	layout.Prod = []store.Weight{{Group: green, Weight: 100}}
+	if err := c.setLayout(ctx, svc, layout); err != nil {
+		return err
+	}
+	d.State = store.DeployCompleted
+	c.note(ctx, d, "BlueKept", "deployment COMPLETED; blue kept for %s so a rollback is an instant switch", st.TerminationWait.Duration)
+	return c.finishTermination(ctx, d)
+}
+
+// watchGreen holds a traffic step, rolling back when green fails or an alarm fires.
+func (c *Controller) watchGreen(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings, green store.TaskSet, base int, hold time.Duration, deadline time.Time) error {
+	end := time.Now().Add(hold)
+	for {
+		if err := c.check(d, deadline.Add(hold)); err != nil {
+			return err
+		}
+		if f := c.Manager.SetFailures(*svc, green) - base; f > 0 {
+			return errRollback{fmt.Sprintf("green task failed during traffic shifting (%d failures)", f)}
+		}
+		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green.Group, green.Family, green.Revision)]; s.Healthy < green.Desired {
+			return errRollback{fmt.Sprintf("green is unhealthy: %d of %d tasks pass health checks", s.Healthy, green.Desired)}
+		}
+		if len(st.Alarms) > 0 {
+			if err := c.alarms(ctx, svc, st, green.Group); err != nil {
+				return err
+			}
+		}
+		if !time.Now().Before(end) {
+			return nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Controller) alarms(ctx context.Context, svc *store.Service, st Settings, group string) error {
+	for _, a := range st.Alarms {
+		state, err := c.Manager.Proxy.Client().State(ctx, a.Window.Duration)
+		if err != nil {
+			return nil // the load balancer is briefly unreachable: judge next time
+		}
+		w := state.TargetGroups[tgName(*svc, group)].Stats
+		if w.Requests < max(a.MinRequests, 1) {
+			continue
+		}
+		switch a.Metric {
+		case "error_rate":
+			if rate := float64(w.Errors) / float64(w.Requests); rate > a.Threshold {
+				return errRollback{fmt.Sprintf("alarm: green error rate %.1f%% over %s is above %.1f%%", rate*100, a.Window.Duration, a.Threshold*100)}
+			}
+		case "p99_ms":
+			if w.P99Ms > a.Threshold {
+				return errRollback{fmt.Sprintf("alarm: green p99 latency %.1f ms over %s is above %.1f ms", w.P99Ms, a.Window.Duration, a.Threshold)}
+			}
+		}
+	}
+	return nil
+}
+
+// finishTermination removes blue once the termination wait is over.
+func (c *Controller) finishTermination(ctx context.Context, d *store.Deployment) error {
+	var st Settings
+	_ = json.Unmarshal(d.Settings, &st)
+	wait := time.Until(d.UpdatedAt.Add(st.TerminationWait.Duration))
+	if wait > 0 {
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+	cur, err := c.Store.GetDeployment(ctx, d.ID)
+	if err != nil || cur.Phase != "BlueKept" {
+		return err // rolled back meanwhile
+	}
+	svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
+	if err != nil {
+		return err
+	}
+	green := activeGroup(svc.EffectiveLayout())
+	set := store.TaskSet{Group: green, Family: d.ToFamily, Revision: d.ToRevision, Desired: svc.Desired}
+	if err := c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{set}, Prod: []store.Weight{{Group: green, Weight: 100}}, Test: green}); err != nil {
+		return err
+	}
+	c.note(ctx, &cur, "Done", "termination wait over: blue tasks stopped")
+	return nil
+}
+
+// Rollback returns a service to its last successful revision: an instant
+// switch while the last blue/green deployment still keeps blue.
+func (c *Controller) Rollback(ctx context.Context, app, env, service, by string) (string, error) {
+	ds, err := c.Store.ListDeployments(ctx, app, env, service, 50)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range ds {
+		if d.State == store.DeployInProgress {
+			return "", fmt.Errorf("deployment %d is in progress; stop it instead (slipway deploy stop %d): %w", d.ID, d.ID, store.ErrConflict)
+		}
+		if d.State != store.DeployCompleted {
+			continue
+		}
+		svc, err := c.Store.GetService(ctx, app, env, service)
+		if err != nil {
+			return "", err
+		}
+		if d.Phase == "BlueKept" {
+			c.rollback(ctx, &d, svc, "rolled back by "+by+" during the termination wait")
+			return fmt.Sprintf("switched traffic back to %s:%d (blue was still running)", d.FromFamily, d.FromRevision), nil
+		}
+		nd, err := c.Create(ctx, Request{App: app, Env: env, Service: service, Family: d.FromFamily, Revision: d.FromRevision, Strategy: d.Strategy, Config: "CodeDeployDefault.ECSAllAtOnce", By: by})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("deployment %d rolls back to %s:%d", nd.ID, d.FromFamily, d.FromRevision), nil
+	}
+	return "", fmt.Errorf("service %s has no completed deployment to roll back: %w", service, store.ErrNotFound)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// hook runs a lifecycle hook; a failure from AfterInstall on rolls back,
+// and before that ends the deployment the same way (nothing took traffic).
+func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings, event string) error {
+	h, ok := st.Hooks[event]
+	if !ok {
+		return nil
+	}
+	timeout := h.Timeout.Duration
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c.note(ctx, d, event, "running hook %s", event)
+	env := []string{"SLIPWAY_DEPLOYMENT_ID=" + fmt.Sprint(d.ID), "SLIPWAY_LIFECYCLE_EVENT=" + event, "SLIPWAY_SERVICE=" + d.Service,
+		"SLIPWAY_APP=" + d.App, "SLIPWAY_ENV=" + d.Env}
+	if l := svc.LoadBalancer; l != nil {
+		env = append(env, fmt.Sprintf("SLIPWAY_PROD_URL=http://127.0.0.1:%d", l.ListenerPort))
+		if l.TestListenerPort != 0 {
+			env = append(env, fmt.Sprintf("SLIPWAY_TEST_URL=http://127.0.0.1:%d", l.TestListenerPort))
+		}
+	}
+	var out strings.Builder
+	var err error
+	switch {
+	case h.URL != "":
+		err = httpCheck(hctx, os.Expand(h.URL, func(k string) string { return lookup(env, k) }), h.ExpectStatus, &out)
+	case h.Image != "":
+		var eng *container.Engine
+		if eng, err = container.Connect(hctx); err == nil {
+			var code int
+			code, err = eng.RunScript(hctx, container.ScriptJob{Image: h.Image, HostDir: os.TempDir(), MountPath: "/tmp/slipway-hook", WorkDir: "/",
+				Script: h.Command, Env: env, Log: &out, Labels: map[string]string{"slipway.app": d.App, "slipway.deployment": fmt.Sprint(d.ID)}})
+			if err == nil && code != 0 {
+				err = fmt.Errorf("exit code %d", code)
+			}
+		}
+	default:
+		cmd := exec.CommandContext(hctx, "sh", "-c", h.Command)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err = cmd.Run()
+	}
+	if hctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("timed out after %s", timeout)
+	}
+	if err != nil {
+		return errRollback{fmt.Sprintf("hook %s failed: %v: %s", event, err, strings.TrimSpace(lastLines(out.String(), 5)))}
+	}
+	c.note(ctx, d, event, "hook %s succeeded", event)
+	return nil
+}
+
+func lookup(env []string, k string) string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, k+"=") {
+			return kv[len(k)+1:]
+		}
+	}
+	return os.Getenv(k)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func httpCheck(ctx context.Context, url string, expect int, out io.Writer) error {
+	if expect == 0 {
+		expect = 200
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Fprintf(out, "GET %s → %d %s", url, resp.StatusCode, b)
+	if resp.StatusCode != expect {
+		return fmt.Errorf("GET %s answered %d, expected %d", url, resp.StatusCode, expect)
+	}
+	return nil
+}
