@@ -24,11 +24,19 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return fmt.Errorf("routing table %s is corrupt: %w", statePath, err)
 		}
-		if err := b.Apply(cfg); err != nil {
-			// Keep going with what could be applied; the server will send a fresh table.
-			log.Error("restore routing table", "err", err)
-		} else {
-			log.Info("restored routing table", "listeners", len(cfg.Listeners), "target_groups", len(cfg.TargetGroups))
+		// A predecessor may still be releasing its ports: keep trying for a
+		// while rather than serve an empty table.
+		for attempt := 0; ; attempt++ {
+			err := b.Apply(cfg)
+			if err == nil {
+				log.Info("restored routing table", "listeners", len(cfg.Listeners), "target_groups", len(cfg.TargetGroups))
+				break
+			}
+			if attempt == 60 {
+				log.Error("restore routing table; waiting for the server to send a new one", "err", err)
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -48,7 +56,9 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 	pidFile := filepath.Join(filepath.Dir(socketPath), "proxy.pid")
 	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
 	srv := &http.Server{Handler: controlHandler(b, statePath, log), ReadHeaderTimeout: 5 * time.Second}
+	closed := make(chan struct{})
 	go func() {
+		defer close(closed)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -59,6 +69,7 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	<-closed // return only once the listeners have let go of their ports
 	return nil
 }
 
