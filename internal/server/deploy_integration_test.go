@@ -1,0 +1,182 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIntegrationBlueGreenDeployments(t *testing.T) {
+	bin := slipwayBinary(t)
+	image := webAppImage(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("bg%d", time.Now().UnixNano()%1e6)
+	cleanupRuntime(t, app, data)
+	srv := startProcServer(t, bin, data, "")
+	defer func() { srv.kill() }()
+	srv.createApp(app)
+	prodPort, testPort := freePort(t), freePort(t)
+	rev1 := srv.registerTaskDef(webTaskDef(app, image, "1"))
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1), "desired_count": 2,
+		"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": prodPort, "test_listener_port": testPort, "health_check_path": "/health",
+			"health_check_interval": "1s", "health_check_timeout": "800ms", "healthy_threshold": 2, "unhealthy_threshold": 3, "deregistration_delay": "2s"}}); code != 201 {
+		t.Fatalf("service: %d %v", code, body)
+	}
+	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool { return runningOf(d, rev1) == 2 && strings.Contains(events(d), "steady state") })
+	deployURL := "/api/v1/apps/" + app + "/envs/staging/services/web/deployments"
+	deploy := func(body map[string]any) int {
+		t.Helper()
+		code, resp := srv.call("POST", deployURL, srv.Admin, body)
+		if code != 201 {
+			t.Fatalf("deploy: %d %v", code, resp)
+		}
+		return int(resp["id"].(float64))
+	}
+	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
+	finished := false
+	defer func() {
+		if !finished {
+			l.finish()
+		}
+	}()
+
+	// Bad input: unknown configuration, a revision without the load-balanced container.
+	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
+	if code, body := srv.call("POST", deployURL, srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "strategy": "blue-green", "config": "Fastest"}); code != 400 || !strings.Contains(errorField(body, "message"), "CodeDeployDefault.ECSAllAtOnce") {
+		t.Fatalf("unknown config: %d %v", code, body)
+	}
+	noPort := srv.registerTaskDef(strings.Replace(webTaskDef(app, image, "x"), `"portMappings":[{"containerPort":8080}],`, "", 1))
+	if code, body := srv.call("POST", deployURL, srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, noPort), "strategy": "blue-green"}); code != 400 || errorField(body, "field") != "task_definition" {
+		t.Fatalf("revision without the port: %d %v", code, body)
+	}
+
+	// A canary with hooks: the test listener reaches green first, then 20% of production for 4 s, then all.
+	marker := filepath.Join(t.TempDir(), "before-allow-traffic")
+	appspec := fmt.Sprintf(`version: 0.0
+Resources:
+  - TargetService:
+      Type: AWS::ECS::Service
+      Properties:
+        TaskDefinition: "<TASK_DEFINITION>"
+        LoadBalancerInfo:
+          ContainerName: "web"
+          ContainerPort: 8080
+Hooks:
+  - AfterAllowTestTraffic:
+      url: ${SLIPWAY_TEST_URL}/health
+      expect-status: 200
+      timeout: 10s
+  - BeforeAllowTraffic: "curl -sf $SLIPWAY_TEST_URL/ | grep -q version=2 && touch %s"
+`, marker)
+	id := deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "config": "Canary20Percent4Seconds", "appspec": appspec, "settings": map[string]any{"termination_wait": "60s"}})
+	// Sample the split while the canary holds.
+	for {
+		_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil)
+		if d["phase"] == "AllowTraffic" && d["green_weight"] == 20.0 {
+			break
+		}
+		if d["state"] != "IN_PROGRESS" {
+			t.Fatalf("canary deployment ended early: %v %v %v", d["state"], d["reason"], d["events"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	v1a, v2a := l.count("version=1"), l.count("version=2")
+	time.Sleep(2500 * time.Millisecond)
+	v1b, v2b := l.count("version=1"), l.count("version=2")
+	share := float64(v2b-v2a) / float64((v2b-v2a)+(v1b-v1a))
+	if share < 0.15 || share > 0.25 {
+		t.Fatalf("green got %.1f%% of production traffic during a 20%% canary", share*100)
+	}
+	d := srv.waitDeployment(id, "COMPLETED", 60*time.Second)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("BeforeAllowTraffic hook did not run (or saw blue on the test listener)")
+	}
+	var phases []string
+	for _, e := range d["events"].([]any) {
+		p := e.(map[string]any)["phase"].(string)
+		if len(phases) == 0 || phases[len(phases)-1] != p {
+			phases = append(phases, p)
+		}
+	}
+	if got := strings.Join(phases, ">"); got != "Created>Install>AfterInstall>AllowTestTraffic>AfterAllowTestTraffic>BeforeAllowTraffic>AllowTraffic>BlueKept" &&
+		got != "Created>Install>AllowTestTraffic>AfterAllowTestTraffic>BeforeAllowTraffic>AllowTraffic>BlueKept" {
+		t.Fatalf("lifecycle: %s", got)
+	}
+	time.Sleep(time.Second)
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
+		t.Fatalf("after the canary: %d %s", code, body)
+	}
+	// Rollback while blue is kept is an instant switch.
+	before := l.count("version=1")
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/rollback", srv.Admin, nil); code != 202 || !strings.Contains(body["message"].(string), "switched traffic back") {
+		t.Fatalf("rollback: %d %v", code, body)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if l.count("version=1") == before {
+		t.Fatal("traffic did not return to blue")
+	}
+	if _, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil); d["state"] != "ROLLED_BACK" {
+		t.Fatalf("deployment after rollback: %v", d["state"])
+	}
+	srv.waitService(app, "staging", "web", 30*time.Second, "back on revision 1 alone", func(d map[string]any) bool { return runningOf(d, rev1) == 2 && runningOf(d, rev2) == 0 })
+
+	// Failing greens roll back and never serve production traffic.
+	for _, c := range []struct {
+		name, version string
+		env           []string
+		hook          string
+		reason        string
+	}{
+		{"unhealthy green", "sick", []string{"UNHEALTHY=1"}, "", "timed out"},
+		{"crashing green", "crash", []string{"CRASH=1"}, "", "green task failed"},
+		{"failing hook", "hooked", nil, "exit 3", "hook AfterAllowTestTraffic failed"},
+	} {
+		rev := srv.registerTaskDef(webTaskDef(app, image, c.version, c.env...))
+		body := map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev), "strategy": "blue-green", "settings": map[string]any{"timeout": "20s"}}
+		if c.hook != "" {
+			body["settings"].(map[string]any)["hooks"] = map[string]any{"AfterAllowTestTraffic": map[string]any{"command": c.hook}}
+		}
+		d := srv.waitDeployment(deploy(body), "ROLLED_BACK", 60*time.Second)
+		if !strings.Contains(d["reason"].(string), c.reason) {
+			t.Fatalf("%s: reason %q", c.name, d["reason"])
+		}
+		if n := l.count("version=" + c.version); n != 0 {
+			t.Fatalf("%s: green served %d production requests", c.name, n)
+		}
+	}
+
+	// A server killed mid-deployment: the restarted one rolls back, never leaving traffic split.
+	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "strategy": "blue-green", "config": "Canary10Percent60Seconds"})
+	for {
+		_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil)
+		if d["green_weight"] == 10.0 {
+			break
+		}
+		if d["state"] != "IN_PROGRESS" {
+			t.Fatalf("deployment ended early: %v", d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	srv.kill()
+	srv = startProcServer(t, bin, data, srv.addr)
+	d = srv.waitDeployment(id, "ROLLED_BACK", 30*time.Second)
+	if !strings.Contains(d["reason"].(string), "control plane restarted") {
+		t.Fatalf("after restart: %v", d["reason"])
+	}
+	time.Sleep(3 * time.Second)
+	settled := l.count("version=2")
+	time.Sleep(2 * time.Second)
+	if l.count("version=2") != settled {
+		t.Fatal("green still gets traffic after the rollback")
+	}
+	l.finish()
+	finished = true
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed:\n%s", l.failed.Load(), l.ok.Load()+l.failed.Load(), strings.Join(l.failures, "\n"))
+	}
+	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and a restart mid-deployment", l.ok.Load())
+}
