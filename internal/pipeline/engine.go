@@ -22,6 +22,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/build"
 	"github.com/slipway-dev/slipway/internal/container"
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -57,6 +58,9 @@ type Engine struct {
 	Log         *slog.Logger
 	// Registry is where image actions push; see SetRegistry.
 	Registry Registry
+	// Deploys and DeployStore let deploy actions roll out services.
+	Deploys     *deploy.Controller
+	DeployStore DeployStore
 
 	slots  chan struct{}
 	wake   chan struct{}
@@ -439,6 +443,8 @@ func (e *Engine) perform(ctx context.Context, r store.Run, a Action, row store.A
 		return e.performBuild(ctx, r, a, row, logs, ar)
 	case "image":
 		return e.performImage(ctx, r, a, row, logs)
+	case "deploy":
+		return e.performDeploy(ctx, r, a, row, logs)
 	case "invoke":
 		vars, err := e.Store.ListVariables(ctx, r.ID)
 		if err != nil {

@@ -60,6 +60,19 @@ type Action struct {
 	Tags          []string          `yaml:"tags"`
 	Repository    string            `yaml:"repository"`
 	ContainerName string            `yaml:"container-name"`
+	// Deploy action settings.
+	Environment      string `yaml:"environment"`
+	Service          string `yaml:"service"`
+	Strategy         string `yaml:"strategy"`
+	DeployConfig     string `yaml:"deployment-config"`
+	TaskDef          string `yaml:"taskdef"`
+	AppSpec          string `yaml:"appspec"`
+	DesiredCount     int    `yaml:"desired-count"`
+	ContainerPort    int    `yaml:"container-port"`
+	ListenerPort     int    `yaml:"listener-port"`
+	TestListenerPort int    `yaml:"test-listener-port"`
+	HealthCheckPath  string `yaml:"health-check-path"`
+	TerminationWait  string `yaml:"termination-wait"`
 }
 
 // Duration accepts Go duration strings such as "90s" or "10m".
@@ -182,6 +195,20 @@ func (s *Spec) validate(doc *yaml.Node) error {
 				}
 				if a.Dockerfile == "" {
 					a.Dockerfile = "Dockerfile"
+				}
+			}
+			if a.Type == "deploy" {
+				if a.Environment == "" || a.Service == "" {
+					return fail(at("stages", si, "actions", ai), af, "a deploy action needs environment and service")
+				}
+				if a.TaskDef == "" {
+					a.TaskDef = "taskdef.json"
+				}
+				if a.Strategy != "" && a.Strategy != "rolling" && a.Strategy != "blue-green" {
+					return fail(at("stages", si, "actions", ai, "strategy"), af+".strategy", "%q must be rolling or blue-green", a.Strategy)
+				}
+				if len(a.Inputs) == 0 {
+					return fail(at("stages", si, "actions", ai), af+".inputs", "a deploy action needs inputs holding imageDetail.json (or imagedefinitions.json) and %s", a.TaskDef)
 				}
 			}
 			if a.Type == "invoke" && a.Command == "" && a.URL == "" {

@@ -122,13 +122,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
-		db.Close()
-		return nil, err
-	}
 	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log}
 	s.deploy.Start(context.WithoutCancel(ctx))
 	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy}
+	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
+	// The pipeline engine starts last: a recovered run may deploy at once.
+	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
+		s.deploys.Close()
+		s.deploy.Close()
+		db.Close()
+		return nil, err
+	}
 	if err := s.deploys.Start(context.WithoutCancel(ctx)); err != nil {
 		s.deploy.Close()
 		db.Close()

@@ -1,0 +1,218 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/artifact"
+	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+)
+
+// DeployStore is what the deploy action needs from the state store.
+type DeployStore interface {
+	store.RuntimeStore
+	store.DeploymentStore
+}
+
+// performDeploy renders the task definition from the action's input
+// artifacts, registers it, creates the service when it does not exist yet,
+// and follows the deployment until it ends.
+func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row store.Action, logs io.Writer) (*int, string) {
+	if e.Deploys == nil || e.DeployStore == nil {
+		return nil, "this server cannot deploy (no deployment controller)"
+	}
+	dir := filepath.Join(e.WorkRoot, fmt.Sprintf("run-%d", r.ID), fmt.Sprintf("action-%d", row.ID))
+	defer os.RemoveAll(dir)
+	find := func(name string) ([]byte, string) {
+		for _, in := range a.Inputs {
+			p := filepath.Join(dir, in, name)
+			if b, err := os.ReadFile(p); err == nil {
+				return b, in
+			}
+		}
+		return nil, ""
+	}
+	for _, in := range a.Inputs {
+		rc, err := e.openArtifact(ctx, r.ID, in)
+		if err != nil {
+			return nil, err.Error()
+		}
+		err = artifact.Unpack(rc, filepath.Join(dir, in))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Sprintf("unpack %s: %v", in, err)
+		}
+	}
+	tdData, from := find(a.TaskDef)
+	if tdData == nil {
+		return nil, fmt.Sprintf("%s is in none of the inputs %v", a.TaskDef, a.Inputs)
+	}
+	fmt.Fprintf(logs, "[slipway] Task definition template %s from %s\n", a.TaskDef, from)
+	var imageURI string
+	if b, in := find("imageDetail.json"); b != nil {
+		var d ImageDetail
+		if err := json.Unmarshal(b, &d); err != nil || d.ImageURI == "" {
+			return nil, "imageDetail.json in " + in + " has no ImageURI"
+		}
+		imageURI = d.ImageURI
+		tdData = taskdef.FillPlaceholders(tdData, imageURI)
+	}
+	td, _, err := taskdef.Parse(tdData)
+	if err != nil {
+		return nil, fmt.Sprintf("%s: %v", a.TaskDef, err)
+	}
+	if b, in := find("imagedefinitions.json"); b != nil && imageURI == "" {
+		var defs []ImageDefinition
+		if err := json.Unmarshal(b, &defs); err != nil {
+			return nil, "imagedefinitions.json in " + in + ": " + err.Error()
+		}
+		for _, d := range defs {
+			if err := taskdef.Render(td, d.Name, d.ImageURI); err != nil {
+				return nil, "imagedefinitions.json: " + err.Error()
+			}
+			imageURI = d.ImageURI
+		}
+	}
+	if imageURI == "" {
+		return nil, "no imageDetail.json or imagedefinitions.json in the inputs: nothing says which image to deploy"
+	}
+	body, _ := json.Marshal(td)
+	rev, err := e.DeployStore.RegisterTaskDef(ctx, td.Family, body, "run "+fmt.Sprint(r.ID))
+	if err != nil {
+		return nil, err.Error()
+	}
+	fmt.Fprintf(logs, "[slipway] Registered %s:%d with image %s\n", rev.Family, rev.Revision, imageURI)
+	var appspec *deploy.AppSpec
+	if a.AppSpec != "" {
+		b, _ := find(a.AppSpec)
+		if b == nil {
+			return nil, fmt.Sprintf("%s is in none of the inputs %v", a.AppSpec, a.Inputs)
+		}
+		if appspec, err = deploy.ParseAppSpec(b); err != nil {
+			return nil, err.Error()
+		}
+	}
+	svc, err := e.DeployStore.GetService(ctx, r.App, a.Environment, a.Service)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, e.createService(ctx, r, a, td, rev, appspec, logs)
+	}
+	if err != nil {
+		return nil, err.Error()
+	}
+	strategy := a.Strategy
+	settings := deploy.Settings{CircuitBreaker: true, Rollback: true}
+	if appspec != nil {
+		settings.Hooks = appspec.Hooks
+		if strategy == "" {
+			strategy = "blue-green"
+		}
+	}
+	if a.TerminationWait != "" {
+		d, err := time.ParseDuration(a.TerminationWait)
+		if err != nil {
+			return nil, "termination-wait: " + err.Error()
+		}
+		settings.TerminationWait.Duration = d
+	}
+	if svc.LoadBalancer != nil {
+		l := *svc.LoadBalancer
+		if err := deploy.ValidateLB(&l, td); err != nil {
+			return nil, err.Error()
+		}
+	}
+	d, err := e.Deploys.Create(ctx, deploy.Request{App: r.App, Env: a.Environment, Service: a.Service, Family: rev.Family, Revision: rev.Revision,
+		Strategy: strategy, Config: a.DeployConfig, Settings: settings, By: "run " + fmt.Sprint(r.ID)})
+	if err != nil {
+		return nil, err.Error()
+	}
+	return nil, e.follow(ctx, d.ID, logs)
+}
+
+// createService makes the service the action names, at the new revision.
+func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *taskdef.TaskDef, rev store.TaskDefRevision, appspec *deploy.AppSpec, logs io.Writer) string {
+	desired := a.DesiredCount
+	if desired == 0 {
+		desired = 1
+	}
+	svc := store.Service{App: r.App, Env: a.Environment, Name: a.Service, Family: rev.Family, Revision: rev.Revision, Desired: desired}
+	if a.ListenerPort != 0 {
+		name, port := a.ContainerName, a.ContainerPort
+		if appspec != nil {
+			name, port = appspec.ContainerName, appspec.ContainerPort
+		}
+		if name == "" {
+			name = td.ContainerDefinitions[0].Name
+		}
+		if port == 0 {
+			if c, ok := td.Container(name); ok && len(c.PortMappings) > 0 {
+				port = c.PortMappings[0].ContainerPort
+			}
+		}
+		svc.LoadBalancer = &store.LoadBalancer{ContainerName: name, ContainerPort: port, ListenerPort: a.ListenerPort, TestListenerPort: a.TestListenerPort,
+			HealthCheckPath: a.HealthCheckPath, HealthyThreshold: 2, UnhealthyThreshold: 2}
+		if err := deploy.ValidateLB(svc.LoadBalancer, td); err != nil {
+			return err.Error()
+		}
+	}
+	if _, err := e.DeployStore.CreateService(ctx, svc); err != nil {
+		return err.Error()
+	}
+	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d\n", a.Service, a.Environment, desired, rev.Family, rev.Revision)
+	e.Deploys.Manager.Wake()
+	// Wait until the new service is steady, as a first deployment would.
+	for {
+		evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50)
+		if err != nil {
+			return err.Error()
+		}
+		for _, ev := range evs {
+			if contains([]string{ev.Message}, fmt.Sprintf("(service %s) has reached a steady state", a.Service)) {
+				fmt.Fprintln(logs, "[slipway] "+ev.Message)
+				return ""
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "the service did not reach a steady state before the action's timeout"
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// follow copies a deployment's timeline into the log until it ends.
+func (e *Engine) follow(ctx context.Context, id int64, logs io.Writer) string {
+	seen := 0
+	for {
+		evs, err := e.DeployStore.DeploymentEvents(context.WithoutCancel(ctx), id)
+		if err == nil {
+			for _, ev := range evs[seen:] {
+				fmt.Fprintf(logs, "[deploy %d] %-16s green %3d%%  %s\n", id, ev.Phase, ev.GreenWeight, ev.Message)
+			}
+			seen = len(evs)
+		}
+		d, err := e.DeployStore.GetDeployment(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return err.Error()
+		}
+		switch d.State {
+		case store.DeployCompleted:
+			return ""
+		case store.DeployFailed, store.DeployRolledBack, store.DeployStopped:
+			return fmt.Sprintf("deployment %d %s: %s", id, d.State, d.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			_ = e.Deploys.Stop(context.WithoutCancel(ctx), id)
+			return fmt.Sprintf("deployment %d stopped: the action ended (%v)", id, ctx.Err())
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIntegrationPushBuildImageDeploy(t *testing.T) {
+	bin := slipwayBinary(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("e2e%d", time.Now().UnixNano()%1e6)
+	cleanupRuntime(t, app, data)
+	removeImagesOf(t, app)
+	srv := startProcServer(t, bin, data, "")
+	defer func() { srv.kill() }()
+	srv.createApp(app)
+	prodPort, testPort := freePort(t), freePort(t)
+	webSource, err := os.ReadFile("testdata/webapp/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := func(version string) map[string]string {
+		return map[string]string{
+			"main.go":    string(webSource),
+			"go.mod":     "module webapp\n\ngo 1.22\n",
+			"Dockerfile": "FROM scratch\nLABEL slipway.test=1\nCOPY web /web\nENTRYPOINT [\"/web\"]\n",
+			"buildspec.yml": `version: 0.2
+phases:
+  build:
+    commands:
+      - CGO_ENABLED=0 go build -o web .
+artifacts:
+  files: [web, Dockerfile, taskdef.json, appspec.yaml]
+`,
+			"taskdef.json": fmt.Sprintf(`{"family": "%s", "requiresCompatibilities": ["FARGATE"], "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>",
+  "portMappings": [{"containerPort": 8080}], "environment": [{"name": "VERSION", "value": "%s"}], "memory": 64, "stopTimeout": 2}]}`, app, version),
+			"appspec.yaml": `version: 0.0
+Resources:
+  - TargetService:
+      Type: AWS::ECS::Service
+      Properties:
+        TaskDefinition: "<TASK_DEFINITION>"
+        LoadBalancerInfo: {ContainerName: web, ContainerPort: 8080}
+Hooks:
+  - AfterAllowTestTraffic: {url: "${SLIPWAY_TEST_URL}/health", expect-status: 200, timeout: 10s}
+`,
+			"slipway.yaml": fmt.Sprintf(`on:
+  push:
+    branches: [main]
+mode: queued
+stages:
+  - name: Build
+    actions:
+      - {name: compile, type: build, outputs: [BuildOut], timeout: 5m}
+  - name: Package
+    actions:
+      - {name: image, type: image, inputs: [BuildOut], outputs: [ImageArtifact]}
+  - name: Staging
+    actions:
+      - name: deploy
+        type: deploy
+        inputs: [ImageArtifact, BuildOut]
+        environment: staging
+        service: web
+        appspec: appspec.yaml
+        deployment-config: CodeDeployDefault.ECSAllAtOnce
+        termination-wait: 1s
+        desired-count: 2
+        listener-port: %d
+        test-listener-port: %d
+        health-check-path: /health
+`, prodPort, testPort),
+		}
+	}
+	w := newWork(t)
+	w.commit("v1", files("1"))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	run := srv.waitRun(1, 240*time.Second)
+	if run["state"] != "succeeded" {
+		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], srv.logText(1))
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", prodPort)
+	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
+		t.Fatalf("staging after the first run: %d %s", code, body)
+	}
+	l := startLoad(url)
+	w.commit("v2", files("2"))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	run = srv.waitRun(2, 240*time.Second)
+	l.finish()
+	logs := srv.logText(2)
+	if run["state"] != "succeeded" || !strings.Contains(logs, "deployment COMPLETED") || !strings.Contains(logs, "hook AfterAllowTestTraffic succeeded") {
+		t.Fatalf("second run %v: %v\n%s", run["state"], run["reason"], logs)
+	}
+	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=2") {
+		t.Fatalf("staging after the second run: %d %s", code, body)
+	}
+	if l.failed.Load() != 0 || l.count("version=2") == 0 {
+		t.Fatalf("during the blue/green deploy: %d failed (%v), %d on version 2", l.failed.Load(), l.failures, l.count("version=2"))
+	}
+	t.Logf("push → build → image → blue/green deploy: %d requests during the rollout, 0 failed", l.ok.Load())
+}
