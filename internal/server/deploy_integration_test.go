@@ -25,7 +25,9 @@ func TestIntegrationBlueGreenDeployments(t *testing.T) {
 			"health_check_interval": "1s", "health_check_timeout": "800ms", "healthy_threshold": 2, "unhealthy_threshold": 3, "deregistration_delay": "2s"}}); code != 201 {
 		t.Fatalf("service: %d %v", code, body)
 	}
-	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool { return runningOf(d, rev1) == 2 && strings.Contains(events(d), "steady state") })
+	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool {
+		return runningOf(d, rev1) == 2 && strings.Contains(events(d), "steady state")
+	})
 	deployURL := "/api/v1/apps/" + app + "/envs/staging/services/web/deployments"
 	deploy := func(body map[string]any) int {
 		t.Helper()
