@@ -23,6 +23,8 @@ stages:
     actions:
       - name: staging
         type: deploy
+        environment: staging
+        service: web
         inputs: [SourceArtifact, BuildArtifact]
         timeout: 10m
 `
@@ -35,7 +37,7 @@ func TestParseValid(t *testing.T) {
 	if s.Mode != ModeQueued || len(s.Stages) != 2 || s.Stages[0].Actions[0].Buildspec != "buildspec.yml" || s.Stages[0].Actions[0].RunOrder != 1 {
 		t.Fatalf("parsed %+v", s)
 	}
-	if s.Stages[1].Actions[0].Timeout.Minutes() != 10 {
+	if s.Stages[1].Actions[0].Timeout.Minutes() != 10 || s.Stages[1].Actions[0].TaskDef != "taskdef.json" {
 		t.Fatalf("timeout %v", s.Stages[1].Actions[0].Timeout)
 	}
 }
@@ -57,6 +59,9 @@ func TestParseErrorsCarryPosition(t *testing.T) {
 		{"input from same run-order", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, outputs: [X]}\n      - {name: b, type: build, inputs: [X]}\n", "no earlier action outputs artifact \"X\""},
 		{"duplicate output", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, outputs: [X]}\n  - name: C\n    actions:\n      - {name: b, type: build, outputs: [X]}\n", "artifact \"X\" is already an output"},
 		{"bad timeout", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, timeout: soon}\n", "slipway.yaml:4:41: \"soon\" is not a positive duration"},
+		{"deploy without service", "stages:\n  - name: B\n    actions:\n      - {name: a, type: deploy, environment: staging, inputs: [SourceArtifact]}\n", "needs environment and service"},
+		{"deploy strategy", "stages:\n  - name: B\n    actions:\n      - {name: a, type: deploy, environment: s, service: w, strategy: canary, inputs: [SourceArtifact]}\n", "must be rolling or blue-green"},
+		{"bad image tag", "stages:\n  - name: B\n    actions:\n      - {name: a, type: image, tags: [\"no good\"]}\n", "is not a valid image tag"},
 		{"invoke without target", "stages:\n  - name: B\n    actions:\n      - {name: a, type: invoke}\n", "invoke action needs command or url"},
 		{"stages not a list", "stages: {a: 1}\n", "stages: must be a list"},
 		{"bad glob", "on:\n  push:\n    branches: [\"!\"]\nstages:\n  - name: B\n    actions: [{name: a, type: build}]\n", "slipway.yaml:3:16: on.push.branches"},
