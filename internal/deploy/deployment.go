@@ -193,13 +193,16 @@ func (c *Controller) note(ctx context.Context, d *store.Deployment, phase, forma
 	c.Manager.event(ctx, store.Service{App: d.App, Env: d.Env, Name: d.Service}, "deployment %d: %s", d.ID, msg)
 }
 
-// setLayout stores the service's layout and wakes the reconciler.
+// setLayout stores the service's layout and applies it at once, so a
+// traffic step is in force in the load balancer before it is reported.
 func (c *Controller) setLayout(ctx context.Context, svc *store.Service, l store.Layout) error {
 	svc.Layout = &l
 	if _, err := c.Store.UpdateService(ctx, *svc); err != nil {
 		return err
 	}
-	c.Manager.Wake()
+	if err := c.Manager.Reconcile(ctx); err != nil {
+		return fmt.Errorf("apply the new layout: %w", err)
+	}
 	return nil
 }
 

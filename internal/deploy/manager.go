@@ -33,6 +33,7 @@ type Manager struct {
 	Log     *slog.Logger
 
 	wake     chan struct{}
+	passMu   sync.Mutex // one reconcile pass at a time
 	mu       sync.Mutex
 	state    map[string]*serviceState
 	stopping map[string]bool // task ids being drained and stopped
@@ -112,8 +113,11 @@ func (m *Manager) event(ctx context.Context, s store.Service, format string, arg
 	m.Log.Info("service event", "app", s.App, "env", s.Env, "message", msg)
 }
 
-// Reconcile makes one pass over all services.
+// Reconcile makes one pass over all services; deployments call it to have
+// a layout change applied to the load balancer before they announce it.
 func (m *Manager) Reconcile(ctx context.Context) error {
+	m.passMu.Lock()
+	defer m.passMu.Unlock()
 	services, err := m.Store.ListServices(ctx, "", "")
 	if err != nil {
 		return err
