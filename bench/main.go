@@ -34,6 +34,7 @@ var benches = []bench{
 	{"log-delay", logDelay},
 	{"registry-throughput", registryThroughput},
 	{"lb-vs-nginx", lbVsNginx},
+	{"deploy-under-load", deployUnderLoad},
 }
 
 func main() {

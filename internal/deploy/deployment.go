@@ -29,6 +29,7 @@ type Controller struct {
 	Store   DeployStore
 	Manager *Manager
 	mu      sync.Mutex
+	termMu  sync.Mutex // orders ending a termination wait against starting a deployment
 	running map[int64]context.CancelFunc
 	stopped map[int64]string // deployment → why someone stopped it
 	wg      sync.WaitGroup
@@ -114,6 +115,18 @@ func (c *Controller) Create(ctx context.Context, req Request) (store.Deployment,
 	}
 	if err := req.Settings.Defaults(req.Strategy); err != nil {
 		return store.Deployment{}, err
+	}
+	// A blue set still kept by the last deployment goes now: the new
+	// deployment takes the other target group for its green.
+	c.termMu.Lock()
+	defer c.termMu.Unlock()
+	if prev, err := c.Store.ListDeployments(ctx, req.App, req.Env, req.Service, 1); err == nil && len(prev) == 1 && prev[0].Phase == "BlueKept" {
+		if err := c.endTermination(ctx, &prev[0], "termination wait ended early: a new deployment starts"); err != nil {
+			return store.Deployment{}, err
+		}
+		if svc, err = c.Store.GetService(ctx, req.App, req.Env, req.Service); err != nil {
+			return store.Deployment{}, err
+		}
 	}
 	settings, _ := json.Marshal(req.Settings)
 	d, err := c.Store.CreateDeployment(ctx, store.Deployment{App: req.App, Env: req.Env, Service: req.Service, Strategy: req.Strategy, Config: req.Config,
@@ -456,10 +469,17 @@ func (c *Controller) finishTermination(ctx context.Context, d *store.Deployment)
 			return err
 		}
 	}
+	c.termMu.Lock()
+	defer c.termMu.Unlock()
 	cur, err := c.Store.GetDeployment(ctx, d.ID)
 	if err != nil || cur.Phase != "BlueKept" {
-		return err // rolled back meanwhile
+		return err // rolled back, or ended by a newer deployment
 	}
+	return c.endTermination(ctx, &cur, "termination wait over: blue tasks stopped")
+}
+
+// endTermination drops the kept blue set; the caller holds termMu.
+func (c *Controller) endTermination(ctx context.Context, d *store.Deployment, msg string) error {
 	svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
 	if err != nil {
 		return err
@@ -469,7 +489,7 @@ func (c *Controller) finishTermination(ctx context.Context, d *store.Deployment)
 	if err := c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{set}, Prod: []store.Weight{{Group: green, Weight: 100}}, Test: green}); err != nil {
 		return err
 	}
-	c.note(ctx, &cur, "Done", "termination wait over: blue tasks stopped")
+	c.note(ctx, d, "Done", "%s", msg)
 	return nil
 }
 
@@ -492,8 +512,15 @@ func (c *Controller) Rollback(ctx context.Context, app, env, service, by string)
 			return "", err
 		}
 		if d.Phase == "BlueKept" {
-			c.rollback(ctx, &d, svc, "rolled back by "+by+" during the termination wait")
-			return fmt.Sprintf("switched traffic back to %s:%d (blue was still running)", d.FromFamily, d.FromRevision), nil
+			c.termMu.Lock()
+			cur, err := c.Store.GetDeployment(ctx, d.ID)
+			if err == nil && cur.Phase == "BlueKept" {
+				c.rollback(ctx, &cur, svc, "rolled back by "+by+" during the termination wait")
+				c.termMu.Unlock()
+				return fmt.Sprintf("switched traffic back to %s:%d (blue was still running)", d.FromFamily, d.FromRevision), nil
+			}
+			c.termMu.Unlock()
+			d = cur // the wait ended meanwhile: roll back by deploying
 		}
 		nd, err := c.Create(ctx, Request{App: app, Env: env, Service: service, Family: d.FromFamily, Revision: d.FromRevision, Strategy: d.Strategy, Config: "CodeDeployDefault.ECSAllAtOnce", By: by})
 		if err != nil {

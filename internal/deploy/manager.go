@@ -459,14 +459,14 @@ func (m *Manager) applyLB(ctx context.Context, services []store.Service) error {
 		if err != nil {
 			return err
 		}
-		groups := map[string][]string{}
+		// Every group the layout names gets a target group, even an empty one.
+		groups := map[string][]string{layout.Test: nil}
 		for _, set := range layout.Sets {
-			groups[set.Group] = groups[set.Group]
+			groups[set.Group] = nil
 		}
 		for _, w := range layout.Prod {
-			groups[w.Group] = groups[w.Group]
+			groups[w.Group] = nil
 		}
-		groups[layout.Test] = groups[layout.Test]
 		for _, t := range tasks {
 			if m.isStopping(t.ID) || t.Status() != "RUNNING" {
 				continue

@@ -3,7 +3,6 @@ package lb
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,8 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -297,9 +294,9 @@ func TestHTTP2WebSocketAndPersistence(t *testing.T) {
 	}
 	waitUp(ctx)
 	// HTTP/2 without TLS from the client.
-	h2 := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
-		return net.Dial(network, a)
-	}}}
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	h2 := &http.Client{Transport: &http.Transport{Protocols: &h2c}}
 	resp, err := h2.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)

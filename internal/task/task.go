@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	ctr "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -456,11 +457,11 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 	}
 	var errs []error
 	for _, c := range cs {
-		if err := r.cli.ContainerRemove(ctx, c.ID, ctr.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+		if err := r.cli.ContainerRemove(ctx, c.ID, ctr.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
-	if err := r.cli.NetworkRemove(ctx, "slipway-"+id); err != nil && !client.IsErrNotFound(err) {
+	if err := r.cli.NetworkRemove(ctx, "slipway-"+id); err != nil && !cerrdefs.IsNotFound(err) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
