@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -376,48 +375,21 @@ func TestIntegrationModes(t *testing.T) {
 func TestIntegrationRestartLeavesNoRunStuck(t *testing.T) {
 	bin := slipwayBinary(t)
 	data := t.TempDir()
-	start := func() (*exec.Cmd, *testEnv) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		cmd := exec.Command(bin, "server", "--addr", addr, "--data", data)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		e := &testEnv{t: t, URL: "http://" + addr}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if resp, err := http.Get(e.URL + "/healthz"); err == nil {
-				resp.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("server did not start")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		tok, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
-		e.Admin = strings.TrimSpace(string(tok))
-		return cmd, e
-	}
-	cmd, e := start()
+	p := startProcServer(t, bin, data, "")
+	t.Cleanup(p.kill)
+	e := p.testEnv
 	e.createApp("crash")
 	pidFile := filepath.Join(t.TempDir(), "sleeper.pid")
 	e.pushPipeline("crash", "main", sleeperPipeline(pidFile))
 	pid := readPID(t, pidFile)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	p.kill()
 	if processGone(pid) {
 		t.Fatal("test premise: the build's process group should outlive a SIGKILLed server")
 	}
 
-	_, e = start()
+	p = startProcServer(t, bin, data, "")
+	t.Cleanup(p.kill)
+	e = p.testEnv
 	run := e.waitRun(1, 10*time.Second)
 	if run["state"] != "failed" || run["reason"] != "control plane restarted" {
 		t.Fatalf("after restart: %v %v", run["state"], run["reason"])
