@@ -107,7 +107,10 @@ type Balancer struct {
 
 type ctxKey int
 
-const ctxGroup ctxKey = iota
+const (
+	ctxGroup ctxKey = iota
+	ctxListener
+)
 
 // New makes an empty balancer; ctx ends its health checks.
 func New(ctx context.Context, log *slog.Logger) *Balancer {
@@ -150,6 +153,7 @@ type retrying struct{ b *Balancer }
 
 func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	g, _ := req.Context().Value(ctxGroup).(*group)
+	l, _ := req.Context().Value(ctxListener).(*listener)
 	if g == nil {
 		return nil, errNoTarget
 	}
@@ -162,6 +166,15 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	var lastErr error = errNoTarget
 	for attempt := 0; attempt < 3; attempt++ {
 		t := g.next(tried)
+		if t == nil && l != nil {
+			// The routing changed since this request chose its group (a
+			// weight shift, a rollback, a drain): choose again from the
+			// listener's current routes rather than fail.
+			if g2 := l.pick(); g2 != nil && g2 != g {
+				g = g2
+				t = g.next(tried)
+			}
+		}
 		if t == nil {
 			return nil, lastErr
 		}
@@ -271,7 +284,8 @@ func (l *listener) handler(b *Balancer) http.Handler {
 		}
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
-		b.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxGroup, g)))
+		ctx := context.WithValue(context.WithValue(r.Context(), ctxGroup, g), ctxListener, l)
+		b.proxy.ServeHTTP(rec, r.WithContext(ctx))
 		g.stats.record(rec.status, time.Since(start))
 	})
 }

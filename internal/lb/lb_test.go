@@ -377,3 +377,30 @@ func TestNextScansEveryTargetUnderConcurrency(t *testing.T) {
 		t.Fatalf("%d of 160000 picks found no healthy target", misses.Load())
 	}
 }
+
+// TestRequestFollowsRoutingThatChangedUnderIt: a request that chose a group
+// just before that group emptied (rollback, drain) goes to the listener's
+// current route instead of failing.
+func TestRequestFollowsRoutingThatChangedUnderIt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := New(ctx, quiet())
+	blue := backend(t, "blue", nil)
+	healthy := &target{addr: hostOf(blue)}
+	healthy.state.Store(StateHealthy)
+	emptied := &group{name: "green", all: map[string]*target{}, stats: newStats()}
+	current := &group{name: "blue", live: []*target{healthy}, all: map[string]*target{healthy.addr: healthy}, stats: newStats()}
+	l := &listener{name: "web"}
+	l.routes.Store(&[]route{{g: current, weight: 100}})
+	req, _ := http.NewRequest("GET", "http://target.invalid/", nil)
+	req = req.WithContext(context.WithValue(context.WithValue(req.Context(), ctxGroup, emptied), ctxListener, l))
+	resp, err := (&retrying{b: b}).RoundTrip(req)
+	if err != nil {
+		t.Fatalf("request whose group emptied: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(body), "blue") {
+		t.Fatalf("served by %q", body)
+	}
+}
