@@ -166,7 +166,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	return m.applyLB(ctx, services)
+	return m.applyLB(ctx, services, all)
 }
 
 // groupOf treats tasks from before target groups existed as the default group.
@@ -442,22 +442,22 @@ func inTargetGroup(st lb.State, group string, t task.Task, s store.Service) bool
 	return false
 }
 
-// applyLB sends the routing table the services' layouts imply, when it changed.
-func (m *Manager) applyLB(ctx context.Context, services []store.Service) error {
+// applyLB sends the routing table the services' layouts imply, when it
+// changed. all is this pass's listing of tasks (no second engine round trip;
+// a task started during the pass joins at the next one, which it wakes).
+func (m *Manager) applyLB(ctx context.Context, services []store.Service, all []task.Task) error {
 	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
-	rt, err := m.Runtime(ctx)
-	if err != nil {
-		return err
-	}
 	for _, s := range services {
 		l := s.LoadBalancer
 		if l == nil {
 			continue
 		}
 		layout := s.EffectiveLayout()
-		tasks, err := rt.List(ctx, map[string]string{task.LabelApp: s.App, task.LabelEnv: s.Env, task.LabelService: s.Name})
-		if err != nil {
-			return err
+		var tasks []task.Task
+		for _, t := range all {
+			if t.App == s.App && t.Env == s.Env && t.Service == s.Name {
+				tasks = append(tasks, t)
+			}
 		}
 		// Every group the layout names gets a target group, even an empty one.
 		groups := map[string][]string{layout.Test: nil}
