@@ -202,12 +202,7 @@ func appCmd() *cobra.Command {
 			if stage == "" {
 				return errors.New("--stage is required")
 			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "PUT", base+"/"+pathEscape(stage), map[string]any{"enabled": enable, "reason": reason}, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "PUT", base+"/"+pathEscape(stage), map[string]any{"enabled": enable, "reason": reason})
 		},
 	}
 	transition.Flags().StringVar(&stage, "stage", "", "the stage runs would enter")

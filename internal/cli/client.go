@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 )
 
@@ -207,4 +208,19 @@ func (c *client) events(ctx context.Context, path string, fn func(event string, 
 		return err
 	}
 	return errors.New("log stream ended before the run did")
+}
+
+// sendAndSay sends one request and prints the server's message: the shape
+// of every command that asks the server to do one thing (cancel, stop, …).
+func sendAndSay(cmd *cobra.Command, method, path string, body any) error {
+	c, _, err := setup(cmd)
+	if err != nil {
+		return err
+	}
+	var out map[string]string
+	if err := c.do(cmd.Context(), method, path, body, &out); err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), out["message"])
+	return nil
 }

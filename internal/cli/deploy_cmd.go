@@ -188,16 +188,7 @@ func deployCmd() *cobra.Command {
 		Short: "Stop a deployment in progress and roll it back",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/stop", nil, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/stop", nil)
 		},
 	}
 	cmd.AddCommand(list, show, stop)
@@ -270,16 +261,7 @@ func rollbackCmd() *cobra.Command {
 		Short: "Return a service to its last successful revision (instant while blue is kept)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "POST", ref.path(args[0])+"/rollback", nil, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "POST", ref.path(args[0])+"/rollback", nil)
 		},
 	}
 	ref.flags(cmd)

@@ -50,16 +50,7 @@ func imageCmd() *cobra.Command {
 		Short: "Remove a tag, or an image with all its tags (blobs go at the next gc)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "DELETE", "/api/v1/images?reference="+url.QueryEscape(args[0]), nil, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "DELETE", "/api/v1/images?reference="+url.QueryEscape(args[0]), nil)
 		},
 	}
 

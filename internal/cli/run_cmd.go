@@ -128,16 +128,7 @@ func runCmd() *cobra.Command {
 		Short: "Cancel a run; running actions are killed with every process they started",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/cancel", nil, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "POST", "/api/v1/runs/"+pathEscape(args[0])+"/cancel", nil)
 		},
 	}
 	var stage string
@@ -146,16 +137,7 @@ func runCmd() *cobra.Command {
 		Short: "Re-run the failed actions of a stage (default: the first that did not succeed) with the same inputs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/retry", map[string]string{"stage": stage}, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "POST", "/api/v1/runs/"+pathEscape(args[0])+"/retry", map[string]string{"stage": stage})
 		},
 	}
 	retry.Flags().StringVar(&stage, "stage", "", "stage to retry from")

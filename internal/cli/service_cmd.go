@@ -102,20 +102,11 @@ func taskdefCmd() *cobra.Command {
 		Short: "Mark a revision inactive (services cannot move to it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := setup(cmd)
-			if err != nil {
-				return err
-			}
 			family, rev, ok := strings.Cut(args[0], ":")
 			if !ok {
 				return fmt.Errorf("name the revision: FAMILY:REVISION")
 			}
-			var out map[string]string
-			if err := c.do(cmd.Context(), "DELETE", "/api/v1/taskdefs/"+pathEscape(family)+"/"+pathEscape(rev), nil, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out["message"])
-			return nil
+			return sendAndSay(cmd, "DELETE", "/api/v1/taskdefs/"+pathEscape(family)+"/"+pathEscape(rev), nil)
 		},
 	}
 	var container, image, detailFile string
