@@ -182,3 +182,48 @@ Hooks:
 	}
 	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and a restart mid-deployment", l.ok.Load())
 }
+
+// TestIntegrationAlarmRollsBackGreen: green passes health checks but fails
+// its users; the error-rate alarm measured by the load balancer rolls it back.
+func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
+	bin := slipwayBinary(t)
+	image := webAppImage(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("al%d", time.Now().UnixNano()%1e6)
+	cleanupRuntime(t, app, data)
+	srv := startProcServer(t, bin, data, "")
+	defer func() { srv.kill() }()
+	srv.createApp(app)
+	port := freePort(t)
+	rev1 := srv.registerTaskDef(webTaskDef(app, image, "1"))
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1), "desired_count": 1,
+		"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": port, "health_check_path": "/health",
+			"health_check_interval": "1s", "health_check_timeout": "800ms", "healthy_threshold": 2, "deregistration_delay": "1s"}}); code != 201 {
+		t.Fatalf("service: %d %v", code, body)
+	}
+	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool { return runningOf(d, rev1) == 1 && strings.Contains(events(d), "steady state") })
+	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	defer l.finish()
+	bad := srv.registerTaskDef(webTaskDef(app, image, "bad", "ERRORS=1"))
+	code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/deployments", srv.Admin, map[string]any{
+		"task_definition": fmt.Sprintf("%s:%d", app, bad), "strategy": "blue-green", "config": "Canary20Percent30Seconds",
+		"settings": map[string]any{"alarms": []any{map[string]any{"metric": "error_rate", "threshold": 0.05, "window": "3s", "min_requests": 20}}}})
+	if code != 201 {
+		t.Fatalf("deploy: %d %v", code, body)
+	}
+	start := time.Now()
+	d := srv.waitDeployment(int(body["id"].(float64)), "ROLLED_BACK", 60*time.Second)
+	if !strings.Contains(d["reason"].(string), "alarm: green error rate") {
+		t.Fatalf("reason: %v", d["reason"])
+	}
+	if time.Since(start) > 25*time.Second {
+		t.Fatal("the alarm took longer than the canary interval to fire")
+	}
+	// After the rollback only blue answers.
+	time.Sleep(2 * time.Second)
+	for i := 0; i < 20; i++ {
+		if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "version=1") {
+			t.Fatalf("after the rollback: %d %s", code, body)
+		}
+	}
+}

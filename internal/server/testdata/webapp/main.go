@@ -16,6 +16,9 @@ func main() {
 	}
 	version := os.Getenv("VERSION")
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("ERRORS") == "1" { // healthy, yet failing its users: what alarms are for
+			w.WriteHeader(http.StatusInternalServerError)
+		}
 		fmt.Fprintf(w, "version=%s host=%s\n", version, os.Getenv("HOSTNAME"))
 	})
 	http.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
