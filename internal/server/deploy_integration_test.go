@@ -201,7 +201,9 @@ func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
 			"health_check_interval": "1s", "health_check_timeout": "800ms", "healthy_threshold": 2, "deregistration_delay": "1s"}}); code != 201 {
 		t.Fatalf("service: %d %v", code, body)
 	}
-	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool { return runningOf(d, rev1) == 1 && strings.Contains(events(d), "steady state") })
+	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool {
+		return runningOf(d, rev1) == 1 && strings.Contains(events(d), "steady state")
+	})
 	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port))
 	defer l.finish()
 	bad := srv.registerTaskDef(webTaskDef(app, image, "bad", "ERRORS=1"))
