@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,7 @@ func ParseConfig(name string) (Shift, error) {
 		for n := range Predefined {
 			names = append(names, n)
 		}
-		sortStrings(names)
+		slices.Sort(names)
 		return Shift{}, fmt.Errorf("unknown deployment configuration %q; use one of %s, or a custom Canary<P>Percent<N>Seconds or Linear<P>PercentEvery<N>Minutes", name, strings.Join(names, ", "))
 	}
 	pct, _ := strconv.Atoi(m[2])
@@ -79,14 +80,6 @@ func ParseConfig(name string) (Shift, error) {
 		return Shift{}, fmt.Errorf("deployment configuration %q: the percent must be 1–99 and the interval at least 1", name)
 	}
 	return Shift{Kind: strings.ToLower(m[1]), Percent: pct, Interval: time.Duration(n) * unit}, nil
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // Hook is a lifecycle hook: a command (on the host, or in a container when
@@ -177,7 +170,7 @@ func (s *Settings) Defaults(strategy string) error {
 		s.Timeout.Duration = 15 * time.Minute
 	}
 	for ev := range s.Hooks {
-		if !contains(LifecycleEvents, ev) {
+		if !slices.Contains(LifecycleEvents, ev) {
 			return fmt.Errorf("hook %q is not a lifecycle event; use %s", ev, strings.Join(LifecycleEvents, ", "))
 		}
 	}
@@ -190,15 +183,6 @@ func (s *Settings) Defaults(strategy string) error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // AppSpec is the part of CodeDeploy's appspec.yaml for ECS that Slipway reads.
@@ -246,7 +230,7 @@ func ParseAppSpec(data []byte) (*AppSpec, error) {
 	}
 	for _, h := range doc.Hooks {
 		for ev, node := range h {
-			if !contains(LifecycleEvents, ev) {
+			if !slices.Contains(LifecycleEvents, ev) {
 				return nil, fmt.Errorf("appspec: line %d: hook %q is not an ECS lifecycle event (%s)", node.Line, ev, strings.Join(LifecycleEvents, ", "))
 			}
 			var hook Hook

@@ -174,7 +174,7 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			return err.Error()
 		}
 		for _, ev := range evs {
-			if contains([]string{ev.Message}, fmt.Sprintf("(service %s) has reached a steady state", a.Service)) {
+			if ev.Message == fmt.Sprintf("(service %s) has reached a steady state", a.Service) {
 				fmt.Fprintln(logs, "[slipway] "+ev.Message)
 				return ""
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,7 +81,7 @@ func (e *Engine) performImage(ctx context.Context, r store.Run, a Action, row st
 		tags = append(tags, t)
 	}
 	for _, t := range a.Tags {
-		if !contains(tags, t) {
+		if !slices.Contains(tags, t) {
 			tags = append(tags, t)
 		}
 	}

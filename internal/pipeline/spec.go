@@ -4,6 +4,7 @@ package pipeline
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +176,7 @@ func (s *Spec) validate(doc *yaml.Node) error {
 				return fail(at("stages", si, "actions", ai, "name"), af+".name", "action name %q is used twice in stage %q", a.Name, st.Name)
 			}
 			actionNames[a.Name] = true
-			if !contains(ActionTypes, a.Type) {
+			if !slices.Contains(ActionTypes, a.Type) {
 				return fail(at("stages", si, "actions", ai, "type"), af+".type", "%q is not an action type; use one of %s", a.Type, strings.Join(ActionTypes, ", "))
 			}
 			if a.RunOrder == 0 {
@@ -221,7 +222,7 @@ func (s *Spec) validate(doc *yaml.Node) error {
 				_, ok := outputs[in]
 				if !ok {
 					for ro, outs := range stageOutputs {
-						if ro < a.RunOrder && contains(outs, in) {
+						if ro < a.RunOrder && slices.Contains(outs, in) {
 							ok = true
 						}
 					}
@@ -247,19 +248,9 @@ func (s *Spec) validate(doc *yaml.Node) error {
 	}
 	return nil
 }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func containsAny(m map[int][]string, s string) bool {
 	for _, l := range m {
-		if contains(l, s) {
+		if slices.Contains(l, s) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,7 +33,7 @@ func (s *Server) registerTaskDef(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var te *taskdef.Error
 		field := ""
-		if ok := asTaskdefError(err, &te); ok {
+		if errors.As(err, &te) {
 			field = te.Path
 		}
 		s.writeError(w, r, &apiError{Status: http.StatusBadRequest, Code: "invalid_task_definition", Field: field, Message: err.Error()})
@@ -50,15 +51,6 @@ func (s *Server) registerTaskDef(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusCreated, RegisteredTaskDef{TaskDefRevision: rev, Ignored: ignored})
 }
-
-func asTaskdefError(err error, target **taskdef.Error) bool {
-	te, ok := err.(*taskdef.Error)
-	if ok {
-		*target = te
-	}
-	return ok
-}
-
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
 	tds, err := s.db.ListTaskDefs(r.Context(), r.URL.Query().Get("family"))
 	if err != nil {
@@ -137,7 +129,7 @@ func (s *Server) resolveService(r *http.Request, svc *store.Service, req Service
 	if err != nil {
 		return err
 	}
-	if !contains(app.Environments, svc.Env) {
+	if !slices.Contains(app.Environments, svc.Env) {
 		return errNotFound("app %s has no environment %s (it has %s)", svc.App, svc.Env, strings.Join(app.Environments, ", "))
 	}
 	if req.TaskDef != "" {
@@ -196,16 +188,6 @@ func (s *Server) resolveService(r *http.Request, svc *store.Service, req Service
 	}
 	return nil
 }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 	var req ServiceRequest
 	if err := decodeJSON(r, &req); err != nil {

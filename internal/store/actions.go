@@ -70,7 +70,7 @@ var _ ExecStore = (*DB)(nil)
 
 const actionCols = `id, run_id, stage_index, stage, name, type, run_order, state, reason, exit_code, started_at, ended_at`
 
-func scanAction(row interface{ Scan(...any) error }) (Action, error) {
+func scanAction(row scanner) (Action, error) {
 	var a Action
 	var exit sql.NullInt64
 	var started, ended sql.NullInt64
@@ -151,16 +151,7 @@ func (db *DB) ListActions(ctx context.Context, runID int64) ([]Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Action{}
-	for rows.Next() {
-		a, err := scanAction(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return collect(rows, scanAction)
 }
 
 func (db *DB) UpdateAction(ctx context.Context, a Action) error {
@@ -259,16 +250,7 @@ func (db *DB) RunsInState(ctx context.Context, states ...string) ([]Run, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, scanRun)
 }
 
 func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error) {

@@ -63,7 +63,7 @@ var _ DeploymentStore = (*DB)(nil)
 
 const deploymentCols = `id, app, env, service, strategy, config, from_family, from_revision, to_family, to_revision, settings, state, phase, green_weight, reason, created_by, created_at, updated_at, ended_at`
 
-func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
+func scanDeployment(row scanner) (Deployment, error) {
 	var d Deployment
 	var settings string
 	var created, updated, ended sql.NullInt64
@@ -126,16 +126,7 @@ func (db *DB) ListDeployments(ctx context.Context, app, env, service string, lim
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Deployment{}
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return collect(rows, scanDeployment)
 }
 
 func (db *DB) ActiveDeployments(ctx context.Context) ([]Deployment, error) {
@@ -143,16 +134,7 @@ func (db *DB) ActiveDeployments(ctx context.Context) ([]Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Deployment{}
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return collect(rows, scanDeployment)
 }
 
 // UpdateDeployment saves state, phase and weight, and appends event to the timeline.

@@ -79,7 +79,7 @@ var (
 
 const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at, mode`
 
-func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+func scanRun(row scanner) (Run, error) {
 	var r Run
 	var created, started, ended sql.NullInt64
 	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended, &r.Mode); err != nil {
@@ -136,16 +136,7 @@ func (db *DB) ListRuns(ctx context.Context, app string, p Page) ([]Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, scanRun)
 }
 
 // RecordPush stores a push event and, when run is not nil, the run it

@@ -121,7 +121,7 @@ func (db *DB) RegisterTaskDef(ctx context.Context, family string, body []byte, b
 	return rev, err
 }
 
-func scanTaskDef(row interface{ Scan(...any) error }) (TaskDefRevision, error) {
+func scanTaskDef(row scanner) (TaskDefRevision, error) {
 	var t TaskDefRevision
 	var body string
 	var at sql.NullInt64
@@ -162,16 +162,7 @@ func (db *DB) ListTaskDefs(ctx context.Context, family string) ([]TaskDefRevisio
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []TaskDefRevision{}
-	for rows.Next() {
-		t, err := scanTaskDef(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return collect(rows, scanTaskDef)
 }
 
 func (db *DB) DeregisterTaskDef(ctx context.Context, family string, revision int) error {
@@ -234,7 +225,7 @@ func layoutJSON(l *Layout) string {
 	return string(b)
 }
 
-func scanService(row interface{ Scan(...any) error }) (Service, error) {
+func scanService(row scanner) (Service, error) {
 	var s Service
 	var lb, layout string
 	var created, updated sql.NullInt64
@@ -267,16 +258,7 @@ func (db *DB) ListServices(ctx context.Context, app, env string) ([]Service, err
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Service{}
-	for rows.Next() {
-		s, err := scanService(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return collect(rows, scanService)
 }
 
 func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {

@@ -33,7 +33,7 @@ var _ TokenStore = (*DB)(nil)
 
 const tokenCols = `id, name, role, created_at, last_used_at, revoked_at`
 
-func scanToken(row interface{ Scan(...any) error }) (Token, error) {
+func scanToken(row scanner) (Token, error) {
 	var t Token
 	var created, used, revoked sql.NullInt64
 	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked); err != nil {
@@ -80,16 +80,7 @@ func (db *DB) ListTokens(ctx context.Context) ([]Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return collect(rows, scanToken)
 }
 
 func (db *DB) RevokeToken(ctx context.Context, idOrName string) (Token, error) {
