@@ -1,0 +1,351 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mail "github.com/wneessen/go-mail"
+
+	"github.com/slipway-dev/slipway/internal/secret"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// Event is one thing worth telling people about.
+type Event struct {
+	Kind  string `json:"event"`
+	App   string `json:"app"`
+	Title string `json:"title"`
+	Text  string `json:"text"`
+	// URL links to where a person can look (a run page, a staging URL).
+	URL string `json:"url,omitempty"`
+	// Fields are details such as run, commit, stage, environment.
+	Fields map[string]string `json:"fields,omitempty"`
+	At     time.Time         `json:"at"`
+	// Channels, when set, limits the notice to these channels (an approval
+	// action's own list) instead of every channel subscribed to the kind.
+	Channels []string `json:"-"`
+}
+
+// DefaultBackoff is the wait before each retry of a failed delivery.
+var DefaultBackoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, 2 * time.Minute}
+
+// Notifier queues events per channel and delivers them in the background.
+type Notifier struct {
+	Store store.NotifyStore
+	Keys  *secret.Keyring
+	Log   *slog.Logger
+	// Backoff is the wait before each retry; attempts = len(Backoff) + 1.
+	Backoff []time.Duration
+	// AttemptTimeout bounds one delivery attempt.
+	AttemptTimeout time.Duration
+
+	client *http.Client
+	wake   chan struct{}
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// SealSettings encrypts a channel's settings for the store.
+func (n *Notifier) SealSettings(s Settings) []byte {
+	b, _ := json.Marshal(s)
+	return n.Keys.Seal(b)
+}
+
+// Notify queues the event for its channels. It never fails the caller: a
+// problem is logged, because a notice must not block a pipeline.
+func (n *Notifier) Notify(ctx context.Context, ev Event) {
+	if n == nil {
+		return
+	}
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	ctx = context.WithoutCancel(ctx)
+	chans, err := n.Store.ListChannels(ctx, ev.App)
+	if err != nil {
+		n.Log.Error("list notification channels", "app", ev.App, "err", err)
+		return
+	}
+	payload, _ := json.Marshal(ev)
+	var ds []store.Delivery
+	for _, c := range chans {
+		if len(ev.Channels) > 0 {
+			if !slices.Contains(ev.Channels, c.Name) {
+				continue
+			}
+		} else if !slices.Contains(c.Events, ev.Kind) {
+			continue
+		}
+		ds = append(ds, store.Delivery{App: ev.App, Channel: c.Name, Event: ev.Kind, Payload: string(payload)})
+	}
+	if len(ds) == 0 {
+		return
+	}
+	if err := n.Store.EnqueueDeliveries(ctx, ds); err != nil {
+		n.Log.Error("queue notifications", "app", ev.App, "event", ev.Kind, "err", err)
+		return
+	}
+	n.Wake()
+}
+
+// Wake makes the sender look at the queue now.
+func (n *Notifier) Wake() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start delivers queued notices (including those a previous process left)
+// until Close.
+func (n *Notifier) Start(ctx context.Context) {
+	if n.Backoff == nil {
+		n.Backoff = DefaultBackoff
+	}
+	if n.AttemptTimeout == 0 {
+		n.AttemptTimeout = 15 * time.Second
+	}
+	n.client = &http.Client{Timeout: n.AttemptTimeout}
+	n.wake = make(chan struct{}, 1)
+	ctx, n.stop = context.WithCancel(ctx)
+	n.wg.Add(1)
+	go n.loop(ctx)
+}
+
+// Close stops delivering; what is still queued goes out after the next start.
+func (n *Notifier) Close() {
+	if n.stop != nil {
+		n.stop()
+		n.wg.Wait()
+	}
+}
+
+func (n *Notifier) loop(ctx context.Context) {
+	defer n.wg.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		due, err := n.Store.DueDeliveries(ctx, time.Now().UTC(), 20)
+		if err != nil && ctx.Err() == nil {
+			n.Log.Error("read notification queue", "err", err)
+		}
+		var wg sync.WaitGroup
+		for _, d := range due {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.attempt(ctx, d)
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Notifier) attempt(ctx context.Context, d store.Delivery) {
+	err := n.send(ctx, d)
+	if ctx.Err() != nil {
+		return // stopping: the delivery stays pending for the next start
+	}
+	d.Attempts++
+	at := time.Now().UTC()
+	switch {
+	case err == nil:
+		d.State, d.LastError, d.EndedAt = store.DeliveryDelivered, "", &at
+	case errors.Is(err, errNoChannel) || d.Attempts > len(n.Backoff):
+		d.State, d.LastError, d.EndedAt = store.DeliveryFailed, err.Error(), &at
+		n.Log.Warn("notification not delivered", "app", d.App, "channel", d.Channel, "event", d.Event, "attempts", d.Attempts, "err", err)
+	default:
+		d.LastError, d.NextAt = err.Error(), at.Add(n.Backoff[d.Attempts-1])
+	}
+	if err := n.Store.UpdateDelivery(context.WithoutCancel(ctx), d); err != nil {
+		n.Log.Error("record notification delivery", "delivery", d.ID, "err", err)
+	}
+}
+
+func (n *Notifier) send(ctx context.Context, d store.Delivery) error {
+	c, sealed, err := n.Store.SealedChannel(ctx, d.App, d.Channel)
+	if errors.Is(err, store.ErrNotFound) {
+		return errNoChannel
+	}
+	if err != nil {
+		return err
+	}
+	plain, err := n.Keys.Open(sealed)
+	if err != nil {
+		return err
+	}
+	var s Settings
+	if err := json.Unmarshal(plain, &s); err != nil {
+		return fmt.Errorf("channel settings: %w", err)
+	}
+	var ev Event
+	if err := json.Unmarshal([]byte(d.Payload), &ev); err != nil {
+		return fmt.Errorf("queued event: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.AttemptTimeout)
+	defer cancel()
+	switch c.Type {
+	case TypeSlack:
+		return n.post(ctx, s.URL, slackBody(ev), nil)
+	case TypeWebhook:
+		body, _ := json.Marshal(struct {
+			Delivery int64 `json:"delivery"`
+			Event
+		}{d.ID, ev})
+		mac := hmac.New(sha256.New, []byte(s.Secret))
+		mac.Write(body)
+		return n.post(ctx, s.URL, body, map[string]string{
+			"X-Slipway-Event":         ev.Kind,
+			"X-Slipway-Delivery":      strconv.FormatInt(d.ID, 10),
+			"X-Slipway-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil)),
+		})
+	case TypeEmail:
+		return sendMail(ctx, s, ev)
+	}
+	return fmt.Errorf("unknown channel type %q", c.Type)
+}
+
+func (n *Notifier) post(ctx context.Context, url string, body []byte, headers map[string]string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Slipway-Notifier")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("POST %s answered %s", req.URL.Redacted(), resp.Status)
+	}
+	return nil
+}
+
+// fieldOrder puts the most useful details first in every rendering.
+var fieldOrder = []string{"run", "stage", "action", "environment", "service", "deployment", "commit", "ref", "reason", "message"}
+
+func sortedFields(f map[string]string) [][2]string {
+	var out [][2]string
+	for _, k := range fieldOrder {
+		if v, ok := f[k]; ok && v != "" {
+			out = append(out, [2]string{k, v})
+		}
+	}
+	var rest []string
+	for k := range f {
+		if !slices.Contains(fieldOrder, k) && f[k] != "" {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		out = append(out, [2]string{k, f[k]})
+	}
+	return out
+}
+
+// slackBody renders an incoming-webhook message: text for notifications
+// and clients without blocks, blocks for the formatted view.
+func slackBody(ev Event) []byte {
+	type text struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	type block struct {
+		Type   string `json:"type"`
+		Text   *text  `json:"text,omitempty"`
+		Fields []text `json:"fields,omitempty"`
+	}
+	blocks := []block{{Type: "header", Text: &text{"plain_text", ev.Title}}}
+	if ev.Text != "" {
+		blocks = append(blocks, block{Type: "section", Text: &text{"mrkdwn", ev.Text}})
+	}
+	fields := []text{{"mrkdwn", "*app*\n" + ev.App}}
+	for _, f := range sortedFields(ev.Fields) {
+		fields = append(fields, text{"mrkdwn", "*" + f[0] + "*\n" + f[1]})
+	}
+	blocks = append(blocks, block{Type: "section", Fields: fields[:min(len(fields), 10)]})
+	summary := ev.Title
+	if ev.URL != "" {
+		blocks = append(blocks, block{Type: "section", Text: &text{"mrkdwn", "<" + ev.URL + "|Open in Slipway>"}})
+		summary += " " + ev.URL
+	}
+	b, _ := json.Marshal(map[string]any{"text": summary, "blocks": blocks})
+	return b
+}
+
+func plainText(ev Event) string {
+	var b strings.Builder
+	b.WriteString(ev.Title + "\n\n")
+	if ev.Text != "" {
+		b.WriteString(ev.Text + "\n\n")
+	}
+	b.WriteString("app: " + ev.App + "\n")
+	for _, f := range sortedFields(ev.Fields) {
+		b.WriteString(f[0] + ": " + f[1] + "\n")
+	}
+	if ev.URL != "" {
+		b.WriteString("\n" + ev.URL + "\n")
+	}
+	return b.String()
+}
+
+func sendMail(ctx context.Context, s Settings, ev Event) error {
+	m := mail.NewMsg()
+	if err := m.From(s.From); err != nil {
+		return err
+	}
+	if err := m.To(s.To...); err != nil {
+		return err
+	}
+	m.Subject("[slipway] " + ev.Title)
+	m.SetBodyString(mail.TypeTextPlain, plainText(ev))
+	opts := []mail.Option{mail.WithPort(s.Port), mail.WithTimeout(15 * time.Second),
+		mail.WithTLSConfig(&tls.Config{ServerName: s.Host, InsecureSkipVerify: s.InsecureSkipVerify, MinVersion: tls.VersionTLS12})} //nolint:gosec // opt-in per channel for self-signed servers
+	switch s.TLS {
+	case "tls":
+		opts = append(opts, mail.WithSSL())
+	case "none":
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	default:
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	}
+	if s.Username != "" {
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover), mail.WithUsername(s.Username), mail.WithPassword(s.Password))
+	}
+	c, err := mail.NewClient(s.Host, opts...)
+	if err != nil {
+		return err
+	}
+	if err := c.DialAndSendWithContext(ctx, m); err != nil {
+		return fmt.Errorf("smtp %s:%d: %w", s.Host, s.Port, err)
+	}
+	return nil
+}
