@@ -3,6 +3,7 @@ package build
 
 import (
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/secret"
 	"regexp"
 	"strings"
 
@@ -124,9 +125,17 @@ func Parse(file string, data []byte) (*Spec, error) {
 				Message: fmt.Sprintf("%q is not supported; Slipway reads JUNITXML", r.FileFormat)}
 		}
 	}
-	if len(s.Env.SecretsManager) > 0 || len(s.Env.ParameterStore) > 0 {
-		n := specfile.NodeAt(doc, "env")
-		return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "env", Message: "env.secrets-manager and env.parameter-store need Slipway's secret store, which this server does not have yet; use env.variables for non-secret values"}
+	for _, section := range []string{"secrets-manager", "parameter-store"} {
+		refs := s.Env.SecretsManager
+		if section == "parameter-store" {
+			refs = s.Env.ParameterStore
+		}
+		for name, ref := range refs {
+			if _, err := secret.ParseRef(ref); err != nil {
+				n := specfile.NodeAt(doc, "env", section, name)
+				return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "env." + section + "." + name, Message: err.Error()}
+			}
+		}
 	}
 	return &s, nil
 }

@@ -150,10 +150,10 @@ phases:
 func TestParseBuildspecErrors(t *testing.T) {
 	cases := map[string]string{
 		"version: 0.1\n": "buildspec.yml:1:10: version",
-		"version: 0.2\nphases:\n  biuld: {commands: [x]}\n":     "buildspec.yml:3:3: phases.biuld: unknown key",
-		"version: 0.2\nphases:\n  build: {on-failure: RETRY}\n": "must be ABORT or CONTINUE",
-		"version: 0.2\nenv:\n  secrets-manager: {A: b}\n":       "secret store",
-		"version: 0.2\nartifacts:\n  discard-paths: maybe\n":    "must be yes or no",
+		"version: 0.2\nphases:\n  biuld: {commands: [x]}\n":                "buildspec.yml:3:3: phases.biuld: unknown key",
+		"version: 0.2\nphases:\n  build: {on-failure: RETRY}\n":            "must be ABORT or CONTINUE",
+		"version: 0.2\nenv:\n  secrets-manager: {A: \"arn:aws:s3:::b\"}\n": "buildspec.yml:3:24: env.secrets-manager.A: \"arn:aws:s3:::b\": only Secrets Manager and SSM",
+		"version: 0.2\nartifacts:\n  discard-paths: maybe\n":               "must be yes or no",
 	}
 	for in, want := range cases {
 		if _, err := Parse("buildspec.yml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {

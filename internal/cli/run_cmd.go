@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -146,13 +147,7 @@ func runCmd() *cobra.Command {
 }
 
 // RunDetail mirrors the server's run detail.
-type RunDetail struct {
-	store.Run
-	Actions   []store.Action   `json:"actions"`
-	Artifacts []store.Artifact `json:"artifacts"`
-	Reports   []store.Report   `json:"reports"`
-	Variables []store.Variable `json:"variables"`
-}
+type RunDetail = server.RunDetail
 
 func getRun(ctx context.Context, c *client, id string) (RunDetail, error) {
 	var d RunDetail
@@ -200,6 +195,13 @@ func printRun(w *tabwriter.Writer, d RunDetail) {
 			row(w, "#{"+v.Action+"."+v.Name+"}", v.Value)
 		}
 	}
+	if len(d.Approvals) > 0 {
+		row(w, "")
+		row(w, "APPROVAL", "STATE", "REQUESTED", "DEADLINE", "DECIDED BY", "DECIDED", "COMMENT")
+		for _, a := range d.Approvals {
+			row(w, a.Stage+"/"+a.Action, a.State, humanTime(a.RequestedAt), humanTime(a.Deadline), orDash(a.DecidedBy), ago(a.DecidedAt), orDash(a.Comment))
+		}
+	}
 	if len(d.Artifacts) > 0 {
 		row(w, "")
 		row(w, "ARTIFACT", "SIZE", "SHA256")
@@ -239,6 +241,9 @@ func watchRun(cmd *cobra.Command, c *client, id string) error {
 					line += ": " + a.Reason
 				}
 				fmt.Fprintln(out, line)
+				if a.Type == "approval" && a.State == store.RunWaiting {
+					fmt.Fprintf(out, "          approve with: slipway approve %d   reject with: slipway reject %d --comment WHY\n", d.ID, d.ID)
+				}
 			}
 		}
 		if ended(d.State) {

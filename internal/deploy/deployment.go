@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/notify"
 	"io"
 	"math"
 	"net/http"
@@ -114,6 +115,9 @@ func (c *Controller) Create(ctx context.Context, req Request) (store.Deployment,
 		return store.Deployment{}, errors.New("a blue/green deployment needs a service with a load balancer")
 	}
 	if err := req.Settings.Defaults(req.Strategy); err != nil {
+		return store.Deployment{}, err
+	}
+	if err := c.Manager.CheckSecrets(ctx, req.App, req.Env, req.Family, req.Revision); err != nil {
 		return store.Deployment{}, err
 	}
 	// A blue set still kept by the last deployment goes now: the new
@@ -269,6 +273,11 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 	_ = c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{from}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue})
 	d.State, d.Reason, d.GreenWeight = store.DeployRolledBack, reason, 0
 	c.note(ctx, d, "RolledBack", "rolled back to %s:%d: %s", d.FromFamily, d.FromRevision, reason)
+	c.Manager.Notifier.Notify(ctx, notify.Event{Kind: notify.DeploymentRolledBack, App: d.App, Path: fmt.Sprintf("/deployments/%d", d.ID),
+		Title: fmt.Sprintf("%s: deployment %d of %s in %s rolled back", d.App, d.ID, d.Service, d.Env),
+		Text:  reason,
+		Fields: map[string]string{"deployment": fmt.Sprint(d.ID), "environment": d.Env, "service": d.Service,
+			"from": fmt.Sprintf("%s:%d", d.ToFamily, d.ToRevision), "to": fmt.Sprintf("%s:%d", d.FromFamily, d.FromRevision)}})
 }
 
 // check ends a step early when someone stopped the deployment or it ran out of time.

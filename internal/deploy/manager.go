@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/lb"
+	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
 	"github.com/slipway-dev/slipway/internal/taskdef"
@@ -31,6 +32,8 @@ type Manager struct {
 	Proxy   *Proxy
 	Secrets SecretResolver
 	Log     *slog.Logger
+	// Notifier tells the app's channels when a service turns unhealthy.
+	Notifier *notify.Notifier
 
 	wake     chan struct{}
 	passMu   sync.Mutex // one reconcile pass at a time
@@ -51,6 +54,8 @@ type serviceState struct {
 	lastFailure time.Time
 	nextStart   time.Time
 	steady      bool
+	// alerted: a service.unhealthy notice went out since the last steady state.
+	alerted bool
 }
 
 func key(s store.Service) string { return s.App + "/" + s.Env + "/" + s.Name }
@@ -259,14 +264,14 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		}
 		if t.Status() == "STOPPED" {
 			m.event(ctx, s, "task %s stopped: %s", t.ID, t.StoppedReason())
-			m.failed(ss)
+			m.failed(ctx, s, ss, fmt.Sprintf("task %s stopped: %s", t.ID, t.StoppedReason()))
 			m.setFailed(s, groupOf(t), t.Family, t.Revision)
 			m.stopTask(ctx, rt, s, t, 0, "stopped")
 			continue
 		}
 		if t.Health() == "UNHEALTHY" {
 			m.event(ctx, s, "task %s failed its container health check; replacing it", t.ID)
-			m.failed(ss)
+			m.failed(ctx, s, ss, fmt.Sprintf("task %s failed its container health check", t.ID))
 			m.setFailed(s, groupOf(t), t.Family, t.Revision)
 			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "unhealthy")
 			continue
@@ -299,7 +304,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			t, err := m.startTask(ctx, rt, s, set)
 			if err != nil {
 				m.event(ctx, s, "unable to start a task: %v", err)
-				m.failed(ss)
+				m.failed(ctx, s, ss, fmt.Sprintf("unable to start a task: %v", err))
 				m.setFailed(s, set.Group, set.Family, set.Revision)
 			} else {
 				m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, set.Family, set.Revision)
@@ -330,6 +335,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	m.mu.Unlock()
 	if steady && !ss.steady {
 		m.event(ctx, s, "has reached a steady state")
+		ss.alerted = false
 	}
 	// A crash loop looks steady for a moment after each start: failures are
 	// forgotten only after a quiet spell, so the backoff keeps growing.
@@ -366,7 +372,40 @@ func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Servi
 	return rt.Start(ctx, spec)
 }
 
-func (m *Manager) failed(ss *serviceState) {
+// CheckSecrets resolves every secret a task definition revision names in
+// the app's environment, so a missing one fails a deployment before any
+// task starts, naming the secret.
+func (m *Manager) CheckSecrets(ctx context.Context, app, env, family string, revision int) error {
+	rev, err := m.Store.GetTaskDef(ctx, family, revision)
+	if err != nil {
+		return err
+	}
+	def, _, err := taskdef.Parse(rev.Body)
+	if err != nil {
+		return fmt.Errorf("task definition %s:%d no longer parses: %w", family, revision, err)
+	}
+	for _, c := range def.ContainerDefinitions {
+		if len(c.Secrets) == 0 {
+			continue
+		}
+		if m.Secrets == nil {
+			return fmt.Errorf("container %s uses secrets and this server has no secret store", c.Name)
+		}
+		if _, err := m.Secrets(ctx, app, env, c); err != nil {
+			return fmt.Errorf("%s:%d: %w", family, revision, err)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) failed(ctx context.Context, s store.Service, ss *serviceState, why string) {
+	if !ss.alerted {
+		ss.alerted = true
+		m.Notifier.Notify(ctx, notify.Event{Kind: notify.ServiceUnhealthy, App: s.App, Path: "/services/" + s.App + "/" + s.Env + "/" + s.Name,
+			Title:  fmt.Sprintf("%s: service %s in %s is unhealthy", s.App, s.Name, s.Env),
+			Text:   why,
+			Fields: map[string]string{"environment": s.Env, "service": s.Name, "revision": fmt.Sprintf("%s:%d", s.Family, s.Revision)}})
+	}
 	ss.failures++
 	ss.lastFailure = time.Now()
 	backoff := time.Duration(1<<min(ss.failures-1, 6)) * time.Second // 1s, 2s, … 64s

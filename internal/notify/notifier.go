@@ -31,8 +31,10 @@ type Event struct {
 	App   string `json:"app"`
 	Title string `json:"title"`
 	Text  string `json:"text"`
-	// URL links to where a person can look (a run page, a staging URL).
-	URL string `json:"url,omitempty"`
+	// URL links to where a person can look (a run page, a staging URL);
+	// Path is the same on this server's web UI, made absolute with BaseURL.
+	URL  string `json:"url,omitempty"`
+	Path string `json:"-"`
 	// Fields are details such as run, commit, stage, environment.
 	Fields map[string]string `json:"fields,omitempty"`
 	At     time.Time         `json:"at"`
@@ -53,6 +55,8 @@ type Notifier struct {
 	Backoff []time.Duration
 	// AttemptTimeout bounds one delivery attempt.
 	AttemptTimeout time.Duration
+	// BaseURL is where people reach the server, for links.
+	BaseURL func() string
 
 	client *http.Client
 	wake   chan struct{}
@@ -74,6 +78,9 @@ func (n *Notifier) Notify(ctx context.Context, ev Event) {
 	}
 	if ev.At.IsZero() {
 		ev.At = time.Now().UTC()
+	}
+	if ev.URL == "" && ev.Path != "" {
+		ev.URL = n.Link(ev.Path)
 	}
 	ctx = context.WithoutCancel(ctx)
 	chans, err := n.Store.ListChannels(ctx, ev.App)
@@ -101,6 +108,14 @@ func (n *Notifier) Notify(ctx context.Context, ev Event) {
 		return
 	}
 	n.Wake()
+}
+
+// Link makes a path of the web UI absolute (nil-safe).
+func (n *Notifier) Link(path string) string {
+	if n == nil || n.BaseURL == nil {
+		return path
+	}
+	return n.BaseURL() + path
 }
 
 // Wake makes the sender look at the queue now.

@@ -162,6 +162,9 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			return err.Error()
 		}
 	}
+	if err := e.Deploys.Manager.CheckSecrets(ctx, r.App, a.Environment, rev.Family, rev.Revision); err != nil {
+		return err.Error()
+	}
 	if _, err := e.DeployStore.CreateService(ctx, svc); err != nil {
 		return err.Error()
 	}

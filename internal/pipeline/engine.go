@@ -23,6 +23,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/build"
 	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/notify"
+	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -37,6 +39,7 @@ type Store interface {
 	store.RunStore
 	store.ExecStore
 	store.OutputStore
+	store.ApprovalStore
 	GetImage(ctx context.Context, repo, digest string) (store.Image, error)
 }
 
@@ -61,6 +64,10 @@ type Engine struct {
 	// Deploys and DeployStore let deploy actions roll out services.
 	Deploys     *deploy.Controller
 	DeployStore DeployStore
+	// Notifier tells channels about approvals and finished runs (nil: nobody).
+	Notifier *notify.Notifier
+	// Secrets resolves buildspec env.secrets-manager and env.parameter-store.
+	Secrets *secret.Vault
 
 	slots  chan struct{}
 	wake   chan struct{}
@@ -73,6 +80,8 @@ type Engine struct {
 type activeRun struct {
 	cancel    context.CancelFunc
 	cancelled atomic.Bool
+	// resumed runs skip the boundary check of the stage they resume in.
+	resumed bool
 }
 
 // Start recovers what a previous process left running, then schedules runs
@@ -94,6 +103,20 @@ func (e *Engine) Start(ctx context.Context) error {
 	killLeftovers(e.WorkRoot, e.Log)
 	_ = os.RemoveAll(e.WorkRoot) // workspaces of interrupted actions
 	ctx, e.stop = context.WithCancel(ctx)
+	// Runs left waiting for an approval pick their wait up again.
+	waiting, err := e.Store.RunsInState(ctx, store.RunWaiting)
+	if err != nil {
+		return err
+	}
+	for _, r := range waiting {
+		spec, err := e.loadSpec(ctx, r)
+		if err != nil {
+			e.finish(ctx, r.ID, store.RunFailed, err.Error())
+			continue
+		}
+		e.Log.Info("resuming a run that waits for approval", "run", r.ID, "app", r.App)
+		e.run(ctx, r, spec, true)
+	}
 	e.wg.Add(1)
 	go e.loop(ctx)
 	e.Wake()
@@ -218,8 +241,14 @@ func (e *Engine) launch(ctx context.Context, r store.Run, spec *Spec) {
 		e.Log.Error("start run", "run", r.ID, "err", err)
 		return
 	}
+	e.run(ctx, r, spec, false)
+}
+
+// run executes a started run in the background; resumed runs continue
+// where a previous server left them waiting.
+func (e *Engine) run(ctx context.Context, r store.Run, spec *Spec, resumed bool) {
 	rctx, cancel := context.WithCancel(ctx)
-	ar := &activeRun{cancel: cancel}
+	ar := &activeRun{cancel: cancel, resumed: resumed}
 	e.mu.Lock()
 	e.active[r.ID] = ar
 	e.mu.Unlock()
@@ -236,6 +265,9 @@ func (e *Engine) launch(ctx context.Context, r store.Run, spec *Spec) {
 		delete(e.active, r.ID)
 		e.mu.Unlock()
 		e.Log.Info("run ended", "run", r.ID, "app", r.App, "state", state, "reason", reason)
+		if ctx.Err() == nil {
+			e.notifyEnd(ctx, r, state, reason)
+		}
 		e.Wake()
 	}()
 }
@@ -274,11 +306,12 @@ func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activ
 		if len(orders) == 0 {
 			continue
 		}
-		if si > 0 {
+		if si > 0 && !ar.resumed {
 			if state, reason := e.enterStage(ctx, r, spec, st.Name, ar); state != "" {
 				return state, reason
 			}
 		}
+		ar.resumed = false // only the stage a resumed run continues in skips its boundary
 		var keys []int
 		for k := range orders {
 			keys = append(keys, k)
@@ -387,6 +420,9 @@ func (e *Engine) storeSource(ctx context.Context, r store.Run) error {
 
 // runAction executes one action and returns "" on success or why it failed.
 func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store.Action, ar *activeRun) string {
+	if a.Type == "approval" {
+		return e.runApproval(ctx, r, a, row, ar) // waits for a person, not for a slot
+	}
 	select {
 	case e.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -574,6 +610,10 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 		vars[k] = resolved
 	}
+	if err := e.resolveBuildSecrets(ctx, r, spec, vars, logs); err != nil {
+		fmt.Fprintf(logs, "[slipway] %v\n", err)
+		return nil, err.Error()
+	}
 	srcDir := dir // CODEBUILD_SRC_DIR as the build sees it
 	var containerSpec *build.ContainerSpec
 	if a.Image != "" {
@@ -645,6 +685,33 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		code = 1
 	}
 	return &code, reason
+}
+
+// resolveBuildSecrets sets the buildspec's env.secrets-manager and
+// env.parameter-store variables from the secret store (app scope, then
+// global) and masks their values in the action's log.
+func (e *Engine) resolveBuildSecrets(ctx context.Context, r store.Run, spec *build.Spec, vars map[string]string, logs io.Writer) error {
+	if len(spec.Env.SecretsManager)+len(spec.Env.ParameterStore) == 0 {
+		return nil
+	}
+	if e.Secrets == nil {
+		return errors.New("env.secrets-manager and env.parameter-store need the secret store, which this engine was started without")
+	}
+	var values []string
+	for section, refs := range map[string]map[string]string{"secrets-manager": spec.Env.SecretsManager, "parameter-store": spec.Env.ParameterStore} {
+		for name, ref := range refs {
+			v, err := e.Secrets.Resolve(ctx, r.App, "", ref)
+			if err != nil {
+				return fmt.Errorf("env.%s.%s: %w", section, name, err)
+			}
+			vars[name] = v
+			values = append(values, v)
+		}
+	}
+	if m, ok := logs.(interface{ AddSecrets(...string) }); ok {
+		m.AddSecrets(values...)
+	}
+	return nil
 }
 
 func webhookTrigger(ref string) string {

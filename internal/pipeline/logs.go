@@ -3,8 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"github.com/slipway-dev/slipway/internal/secret"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +20,7 @@ type logWriter struct {
 	actionID int64
 	log      *slog.Logger
 	mask     *strings.Replacer
+	secrets  []string
 
 	mu      sync.Mutex
 	partial []byte
@@ -34,9 +35,18 @@ const (
 )
 
 func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger, secrets []string) *logWriter {
-	w := &logWriter{store: st, actionID: actionID, log: log, mask: masker(secrets), done: make(chan struct{}), flushed: make(chan struct{})}
+	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, mask: masker(secrets), done: make(chan struct{}), flushed: make(chan struct{})}
 	go w.loop()
 	return w
+}
+
+// AddSecrets masks more values from now on (secrets resolved once the
+// action knows which it needs).
+func (w *logWriter) AddSecrets(values ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.secrets = append(w.secrets, values...)
+	w.mask = masker(w.secrets)
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -68,30 +78,9 @@ func (w *logWriter) add(line []byte) {
 }
 
 // Mask replaces secret values in log lines.
-const Mask = "***"
+const Mask = secret.Mask
 
-// masker replaces each secret, and each line of a multi-line secret (as
-// builds print them line by line), longest first so no part of a longer
-// secret survives a shorter one's replacement.
-func masker(secrets []string) *strings.Replacer {
-	var parts []string
-	for _, s := range secrets {
-		for _, p := range strings.Split(s, "\n") {
-			if p = strings.TrimRight(p, "\r"); len(p) >= 4 {
-				parts = append(parts, p)
-			}
-		}
-	}
-	if len(parts) == 0 {
-		return nil
-	}
-	sort.Slice(parts, func(i, j int) bool { return len(parts[i]) > len(parts[j]) })
-	args := make([]string, 0, 2*len(parts))
-	for _, p := range parts {
-		args = append(args, p, Mask)
-	}
-	return strings.NewReplacer(args...)
-}
+func masker(secrets []string) *strings.Replacer { return secret.Masker(secrets) }
 
 func (w *logWriter) loop() {
 	defer close(w.flushed)

@@ -74,7 +74,19 @@ type Action struct {
 	TestListenerPort int    `yaml:"test-listener-port"`
 	HealthCheckPath  string `yaml:"health-check-path"`
 	TerminationWait  string `yaml:"termination-wait"`
+	// Approval action settings.
+	Message   string   `yaml:"message"`
+	ReviewURL string   `yaml:"review-url"`
+	Notify    []string `yaml:"notify"`
 }
+
+// Approval timeouts, as in CodePipeline: seven days unless set, and at most
+// sixty; at least five minutes so a person has a chance to answer.
+const (
+	DefaultApprovalTimeout = 7 * 24 * time.Hour
+	MinApprovalTimeout     = 5 * time.Minute
+	MaxApprovalTimeout     = 60 * 24 * time.Hour
+)
 
 // Duration accepts Go duration strings such as "90s" or "10m".
 type Duration struct{ time.Duration }
@@ -211,6 +223,19 @@ func (s *Spec) validate(doc *yaml.Node) error {
 				if len(a.Inputs) == 0 {
 					return fail(at("stages", si, "actions", ai), af+".inputs", "a deploy action needs inputs holding imageDetail.json (or imagedefinitions.json) and %s", a.TaskDef)
 				}
+			}
+			if a.Type == "approval" {
+				if a.Timeout.Duration == 0 {
+					a.Timeout.Duration = DefaultApprovalTimeout
+				}
+				if a.Timeout.Duration < MinApprovalTimeout || a.Timeout.Duration > MaxApprovalTimeout {
+					return fail(at("stages", si, "actions", ai, "timeout"), af+".timeout", "an approval timeout must be between 5m and 1440h (60 days); got %s", a.Timeout.Duration)
+				}
+				if len(a.Inputs) > 0 || len(a.Outputs) > 0 {
+					return fail(at("stages", si, "actions", ai), af, "an approval action takes no inputs or outputs")
+				}
+			} else if a.Message != "" || a.ReviewURL != "" || len(a.Notify) > 0 {
+				return fail(at("stages", si, "actions", ai), af, "message, review-url and notify belong to approval actions only")
 			}
 			if a.Type == "invoke" && a.Command == "" && a.URL == "" {
 				return fail(at("stages", si, "actions", ai), af, "an invoke action needs command or url")

@@ -245,6 +245,8 @@ type RunDetail struct {
 	Artifacts []store.Artifact `json:"artifacts"`
 	Reports   []store.Report   `json:"reports"`
 	Variables []store.Variable `json:"variables"`
+	// Approvals is the audit log of the run's approval actions.
+	Approvals []store.Approval `json:"approvals"`
 }
 
 func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
@@ -262,7 +264,9 @@ func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
 	if d.Actions, err = s.db.ListActions(r.Context(), id); err == nil {
 		if d.Artifacts, err = s.db.ListArtifacts(r.Context(), id); err == nil {
 			if d.Reports, err = s.db.ListReports(r.Context(), id); err == nil {
-				d.Variables, err = s.db.ListVariables(r.Context(), id)
+				if d.Variables, err = s.db.ListVariables(r.Context(), id); err == nil {
+					d.Approvals, err = s.db.ListApprovals(r.Context(), id)
+				}
 			}
 		}
 	}

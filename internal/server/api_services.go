@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
@@ -203,6 +206,10 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := s.deploy.CheckSecrets(r.Context(), svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
+		s.writeError(w, r, deployError(err))
+		return
+	}
 	svc, err := s.db.CreateService(r.Context(), svc)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -277,6 +284,8 @@ func deployError(err error) error {
 		field = "strategy"
 	case strings.Contains(msg, "percent"):
 		field = "settings"
+	case strings.Contains(msg, "secret"):
+		field = "taskdef"
 	}
 	return &apiError{Status: http.StatusBadRequest, Code: "invalid_argument", Field: field, Message: msg}
 }
@@ -372,7 +381,7 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 	follow := r.URL.Query().Get("follow") == "true"
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w), mask: s.taskSecretMasker(r.Context(), svc, tasks)}
 	errc := make(chan error, len(tasks))
 	for _, t := range tasks {
 		go func(id string) { errc <- s.runtime.Logs(r.Context(), id, follow, fw) }(t.ID)
@@ -383,12 +392,55 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	mu   sync.Mutex
+	w    io.Writer
+	rc   *http.ResponseController
+	mask *strings.Replacer
 }
 
+// Write masks secrets in each chunk (the engine hands over whole log
+// frames) and flushes, so a follower sees lines as they come.
 func (f *flushWriter) Write(b []byte) (int, error) {
-	n, err := f.w.Write(b)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := b
+	if f.mask != nil {
+		out = []byte(f.mask.Replace(string(b)))
+	}
+	if _, err := f.w.Write(out); err != nil {
+		return 0, err
+	}
 	_ = f.rc.Flush()
-	return n, err
+	return len(b), nil
+}
+
+// taskSecretMasker masks the values of every secret the tasks' revisions inject.
+func (s *Server) taskSecretMasker(ctx context.Context, svc store.Service, tasks []TaskView) *strings.Replacer {
+	var values []string
+	seen := map[string]bool{}
+	for _, t := range tasks {
+		ref := fmt.Sprintf("%s:%d", t.Family, t.Revision)
+		if seen[ref] {
+			continue
+		}
+		seen[ref] = true
+		rev, err := s.db.GetTaskDef(ctx, t.Family, t.Revision)
+		if err != nil {
+			continue
+		}
+		def, _, err := taskdef.Parse(rev.Body)
+		if err != nil {
+			continue
+		}
+		for _, c := range def.ContainerDefinitions {
+			vals, err := s.resolveTaskSecrets(ctx, svc.App, svc.Env, c)
+			if err != nil {
+				continue
+			}
+			for _, v := range vals {
+				values = append(values, v)
+			}
+		}
+	}
+	return secret.Masker(values)
 }

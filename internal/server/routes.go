@@ -49,6 +49,17 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/api/v1/apps/{app}/transitions", Role: auth.Viewer, handler: s.listTransitions},
 		{Method: "PUT", Pattern: "/api/v1/apps/{app}/transitions/{stage}", Role: auth.Deployer, handler: s.setTransition},
 		{Method: "GET", Pattern: "/api/v1/runs/{id}/artifacts/{name}", Role: auth.Viewer, handler: s.getArtifact},
+		{Method: "POST", Pattern: "/api/v1/runs/{id}/approve", Role: auth.Deployer, handler: s.approveRun},
+		{Method: "POST", Pattern: "/api/v1/runs/{id}/reject", Role: auth.Deployer, handler: s.rejectRun},
+
+		{Method: "GET", Pattern: "/api/v1/secrets", Role: auth.Viewer, handler: s.listSecrets},
+		{Method: "PUT", Pattern: "/api/v1/secrets/{name...}", Role: auth.Admin, BodyLimit: 2 * maxSecretBytes, handler: s.setSecret},
+		{Method: "DELETE", Pattern: "/api/v1/secrets/{name...}", Role: auth.Admin, handler: s.deleteSecret},
+
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/channels", Role: auth.Viewer, handler: s.listChannels},
+		{Method: "PUT", Pattern: "/api/v1/apps/{app}/channels/{name}", Role: auth.Admin, handler: s.putChannel},
+		{Method: "DELETE", Pattern: "/api/v1/apps/{app}/channels/{name}", Role: auth.Admin, handler: s.deleteChannel},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/notifications", Role: auth.Viewer, handler: s.listDeliveries},
 
 		{Method: "GET", Pattern: "/git/{repo}/info/refs", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitInfoRefs},
 		{Method: "POST", Pattern: "/git/{repo}/git-upload-pack", Role: auth.Viewer, Basic: true, BodyLimit: -1, handler: s.gitUploadPack},

@@ -11,18 +11,22 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/registry"
 	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
+	"github.com/slipway-dev/slipway/internal/taskdef"
 )
 
 // Config is what `slipway server` is started with.
@@ -37,6 +41,12 @@ type Config struct {
 	// ProxyBinary is the slipway executable that runs the load balancer
 	// (default: this executable).
 	ProxyBinary string
+	// PublicURL is where people reach the server, for links in notices
+	// (default: http:// and the listen address).
+	PublicURL string
+	// NotifyBackoff is the wait before each retry of a failed notice
+	// (default notify.DefaultBackoff).
+	NotifyBackoff []time.Duration
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -45,6 +55,9 @@ type Server struct {
 	log     *slog.Logger
 	db      *store.DB
 	keys    *secret.Keyring
+	vault   *secret.Vault
+	notify  *notify.Notifier
+	baseURL atomic.Value // string
 	source  *source.Service
 	engine  *pipeline.Engine
 	reg     *registry.Registry
@@ -98,6 +111,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, db: db, keys: keys, source: src, metrics: newMetrics(), touched: map[string]time.Time{}}
+	s.baseURL.Store(strings.TrimRight(cfg.PublicURL, "/"))
+	s.vault = &secret.Vault{Store: db, Keys: keys}
+	s.notify = &notify.Notifier{Store: db, Keys: keys, Log: cfg.Log, Backoff: cfg.NotifyBackoff, BaseURL: func() string { return s.baseURL.Load().(string) }}
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -107,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Artifacts: &artifact.FS{Root: filepath.Join(cfg.DataDir, "artifacts")},
 		WorkRoot:  filepath.Join(cfg.DataDir, "work"),
 		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
+		Notifier:  s.notify, Secrets: s.vault,
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
 	// The pipeline pushes images with a token of its own, new at every start.
@@ -122,7 +139,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log}
+	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log,
+		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
+	s.notify.Start(context.WithoutCancel(ctx))
 	s.deploy.Start(context.WithoutCancel(ctx))
 	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy}
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
@@ -187,6 +206,23 @@ func (s *Server) SetAddr(addr string) {
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: s.pipelineToken})
+	if s.cfg.PublicURL == "" {
+		s.baseURL.Store("http://" + addr)
+	}
+}
+
+// resolveTaskSecrets turns a container's secrets[].valueFrom into values
+// from the secret store, in the service's app and environment.
+func (s *Server) resolveTaskSecrets(ctx context.Context, app, env string, c taskdef.Container) (map[string]string, error) {
+	out := make(map[string]string, len(c.Secrets))
+	for _, sec := range c.Secrets {
+		v, err := s.vault.Resolve(ctx, app, env, sec.ValueFrom)
+		if err != nil {
+			return nil, fmt.Errorf("container %s secret %s: %w", c.Name, sec.Name, err)
+		}
+		out[sec.Name] = v
+	}
+	return out, nil
 }
 
 // Handler is the complete HTTP handler (also used by tests).
@@ -200,6 +236,7 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Close stops the pipeline engine (killing running actions) and releases the store.
 func (s *Server) Close() error {
+	s.notify.Close()
 	s.deploys.Close()
 	s.deploy.Close()
 	s.engine.Close()

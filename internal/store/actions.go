@@ -257,20 +257,33 @@ func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error
 	n := 0
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		at := toDB(now())
-		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?)`, RunFailed, reason, at, RunRunning, RunWaiting); err != nil {
+		// A run whose only unfinished work is an approval wait is safe to
+		// resume: it stays waiting, and the engine picks the wait up again.
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ? WHERE state IN (?, ?)
+			AND EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.type = 'approval' AND a.state = ?)
+			AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = ?)`,
+			RunWaiting, RunRunning, RunWaiting, RunWaiting, RunRunning); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = 'not started: run ended', ended_at = ? WHERE state = ? AND run_id IN (SELECT id FROM runs WHERE state IN (?, ?))`,
+		resumable := `SELECT id FROM runs WHERE state = '` + RunWaiting + `' AND EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.type = 'approval' AND a.state = '` + RunWaiting + `')
+			AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `')`
+		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?) AND run_id NOT IN (`+resumable+`)`, RunFailed, reason, at, RunRunning, RunWaiting); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = 'not started: run ended', ended_at = ? WHERE state = ? AND run_id IN (SELECT id FROM runs WHERE state IN (?, ?)) AND run_id NOT IN (`+resumable+`)`,
 			RunCancelled, at, RunQueued, RunRunning, RunWaiting); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?)`, RunFailed, reason, at, RunRunning, RunWaiting)
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?) AND id NOT IN (`+resumable+`)`, RunFailed, reason, at, RunRunning, RunWaiting)
 		if err != nil {
 			return err
 		}
 		c, _ := res.RowsAffected()
 		n = int(c)
-		return nil
+		// Approvals of actions that ended can no longer be decided.
+		_, err = tx.ExecContext(ctx, `UPDATE approvals SET state = ?, decided_by = 'slipway', decided_at = ?, comment = ? WHERE state = ?
+			AND action_id IN (SELECT id FROM actions WHERE state <> ?)`, ApprovalCancelled, at, reason, ApprovalPending, RunWaiting)
+		return err
 	})
 	return n, err
 }

@@ -14,6 +14,8 @@ const (
 	ApprovalApproved = "approved"
 	ApprovalRejected = "rejected"
 	ApprovalExpired  = "expired"
+	// ApprovalCancelled: the run ended (cancelled, superseded, restarted) before a decision.
+	ApprovalCancelled = "cancelled"
 )
 
 // Approval is one request for a person's decision and, once made, its audit record.
@@ -43,6 +45,7 @@ type ApprovalStore interface {
 	// DecideApproval records a decision on the run's pending approval;
 	// ErrConflict when none is pending.
 	DecideApproval(ctx context.Context, runID int64, state, by, comment string) (Approval, error)
+	CloseApproval(ctx context.Context, id int64, state, by, comment string) (bool, error)
 }
 
 var _ ApprovalStore = (*DB)(nil)
@@ -105,7 +108,8 @@ func (db *DB) DecideApproval(ctx context.Context, runID int64, state, by, commen
 	var a Approval
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		a, err = scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE run_id = ? AND state = ? ORDER BY id LIMIT 1`, runID, ApprovalPending))
+		a, err = scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE run_id = ? AND state = ?
+			AND action_id IN (SELECT id FROM actions WHERE state = ?) ORDER BY id LIMIT 1`, runID, ApprovalPending, RunWaiting))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("run %d is not waiting for an approval: %w", runID, ErrConflict)
 		}

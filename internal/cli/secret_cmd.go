@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/spf13/cobra"
+)
+
+func secretCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "secret", Short: "Manage secrets injected into tasks and builds (values are never shown)"}
+
+	var app, env, fromFile string
+	set := &cobra.Command{
+		Use:   "set NAME [--app A] [--env E] [--from-file F]",
+		Short: "Store a new version of a secret, read from stdin or a file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var value []byte
+			if fromFile != "" {
+				value, err = os.ReadFile(fromFile)
+			} else {
+				if f, ok := cmd.InOrStdin().(*os.File); ok && isTerminal(f) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "Reading the secret value from stdin; end with Ctrl-D")
+				}
+				value, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+			}
+			if err != nil {
+				return err
+			}
+			// A value piped with echo ends in a newline that is not part of it.
+			v := strings.TrimSuffix(strings.TrimSuffix(string(value), "\n"), "\r")
+			var sec store.Secret
+			if err := c.do(cmd.Context(), "PUT", "/api/v1/secrets/"+escapeName(args[0]), map[string]string{"app": app, "env": env, "value": v}, &sec); err != nil {
+				return err
+			}
+			if p.json {
+				return p.emit(sec, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Stored secret %s%s, version %d\n", sec.Name, scope(sec.App, sec.Env), sec.Version)
+			return nil
+		},
+	}
+	set.Flags().StringVar(&app, "app", "", "scope the secret to an app (default: global)")
+	set.Flags().StringVar(&env, "env", "", "scope the secret to one environment of the app")
+	set.Flags().StringVar(&fromFile, "from-file", "", "read the value from this file instead of stdin")
+
+	var listApp string
+	list := &cobra.Command{
+		Use:   "list [--app A]",
+		Short: "List secrets: names, scopes, versions and update times",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			var list []store.Secret
+			if err := c.do(cmd.Context(), "GET", "/api/v1/secrets?app="+url.QueryEscape(listApp), nil, &list); err != nil {
+				return err
+			}
+			return p.emit(list, func(w *tabwriter.Writer) {
+				row(w, "NAME", "APP", "ENV", "VERSION", "UPDATED", "BY")
+				for _, s := range list {
+					row(w, s.Name, orDash(s.App), orDash(s.Env), s.Version, humanTime(s.UpdatedAt), s.UpdatedBy)
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&listApp, "app", "", "only this app's secrets and global ones")
+
+	var rmApp, rmEnv string
+	rm := &cobra.Command{
+		Use:   "rm NAME [--app A] [--env E]",
+		Short: "Remove a secret and all its versions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			q := url.Values{"app": {rmApp}, "env": {rmEnv}}
+			if err := c.do(cmd.Context(), "DELETE", "/api/v1/secrets/"+escapeName(args[0])+"?"+q.Encode(), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Removed secret %s%s\n", args[0], scope(rmApp, rmEnv))
+			return nil
+		},
+	}
+	rm.Flags().StringVar(&rmApp, "app", "", "the app the secret is scoped to")
+	rm.Flags().StringVar(&rmEnv, "env", "", "the environment the secret is scoped to")
+
+	cmd.AddCommand(set, list, rm)
+	return cmd
+}
+
+// escapeName escapes each segment of a secret name that may hold slashes.
+func escapeName(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
+
+func scope(app, env string) string {
+	switch {
+	case app == "":
+		return " (global)"
+	case env == "":
+		return " for app " + app
+	}
+	return " for app " + app + " environment " + env
+}
