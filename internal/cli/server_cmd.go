@@ -35,7 +35,7 @@ func defaultAddr() string {
 }
 
 func serverCmd() *cobra.Command {
-	var addr, data, logFormat string
+	var addr, data, logFormat, publicURL string
 	var maxParallel int
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -58,7 +58,7 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel})
+			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL})
 			if err != nil {
 				return err
 			}
@@ -72,6 +72,7 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&data, "data", defaultDataDir(), "data directory (env SLIPWAY_DATA)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
+	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR)")
 	return cmd
 }
 

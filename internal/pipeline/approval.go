@@ -19,7 +19,8 @@ const approvalPoll = 200 * time.Millisecond
 // rejects it, or its deadline passes. It returns "" when approved.
 func (e *Engine) runApproval(ctx context.Context, r store.Run, a Action, row store.Action, ar *activeRun) string {
 	start := time.Now().UTC()
-	if row.StartedAt == nil {
+	resumed := row.State == store.RunWaiting
+	if !resumed || row.StartedAt == nil {
 		row.StartedAt = &start
 	}
 	row.State = store.RunWaiting
@@ -41,7 +42,7 @@ func (e *Engine) runApproval(ctx context.Context, r store.Run, a Action, row sto
 		review = e.runURL(r.ID)
 	}
 	ap, created, err := e.Store.OpenApproval(ctx, store.Approval{RunID: r.ID, ActionID: row.ID, Stage: row.Stage, Action: a.Name,
-		Message: a.Message, ReviewURL: review, Deadline: start.Add(a.Timeout.Duration)})
+		Message: a.Message, ReviewURL: review, Deadline: start.Add(a.Timeout.Duration)}, resumed)
 	if err != nil {
 		e.endAction(row, store.RunFailed, err.Error(), nil)
 		return err.Error()
@@ -66,6 +67,9 @@ func (e *Engine) runApproval(ctx context.Context, r store.Run, a Action, row sto
 				"commit": shortSHA(r.Commit), "ref": r.Ref, "deadline": ap.Deadline.Format(time.RFC3339), "approve": fmt.Sprintf("slipway approve %d", r.ID)}})
 	}
 	state, reason := e.awaitDecision(ctx, ap, ar)
+	if state == "" {
+		return "control plane stopped" // left waiting: the next start resumes it
+	}
 	if state == store.RunSucceeded {
 		_ = e.Store.SetRunState(ctx, r.ID, store.RunRunning, "")
 	}
@@ -103,7 +107,7 @@ func (e *Engine) awaitDecision(ctx context.Context, ap store.Approval, ar *activ
 				return store.RunCancelled, "cancelled while waiting for approval"
 			}
 			// Stopping: the approval stays pending and the next start resumes it.
-			return store.RunFailed, "control plane stopped"
+			return "", ""
 		case <-tick.C:
 		}
 	}

@@ -257,17 +257,18 @@ func (e *Engine) run(ctx context.Context, r store.Run, spec *Spec, resumed bool)
 		defer e.wg.Done()
 		defer cancel()
 		state, reason := e.execute(rctx, r, spec, ar)
-		if ctx.Err() != nil {
-			state, reason = store.RunFailed, "control plane stopped while the run was in progress"
-		}
-		e.finish(context.WithoutCancel(ctx), r.ID, state, reason)
 		e.mu.Lock()
 		delete(e.active, r.ID)
 		e.mu.Unlock()
-		e.Log.Info("run ended", "run", r.ID, "app", r.App, "state", state, "reason", reason)
-		if ctx.Err() == nil {
-			e.notifyEnd(ctx, r, state, reason)
+		if ctx.Err() != nil {
+			// The server is stopping: the next start ends what was running
+			// ("control plane restarted") and resumes approval waits.
+			e.Log.Info("run interrupted by shutdown", "run", r.ID, "app", r.App)
+			return
 		}
+		e.finish(context.WithoutCancel(ctx), r.ID, state, reason)
+		e.Log.Info("run ended", "run", r.ID, "app", r.App, "state", state, "reason", reason)
+		e.notifyEnd(ctx, r, state, reason)
 		e.Wake()
 	}()
 }

@@ -285,7 +285,7 @@ func deployError(err error) error {
 	case strings.Contains(msg, "percent"):
 		field = "settings"
 	case strings.Contains(msg, "secret"):
-		field = "taskdef"
+		field = "task_definition"
 	}
 	return &apiError{Status: http.StatusBadRequest, Code: "invalid_argument", Field: field, Message: msg}
 }

@@ -37,7 +37,17 @@ func newEnv(t *testing.T) *testEnv {
 
 func newEnvAt(t *testing.T, dir string) *testEnv {
 	t.Helper()
-	srv, err := New(context.Background(), Config{DataDir: dir, Log: quietLog()})
+	return newEnvWith(t, Config{DataDir: dir})
+}
+
+// newEnvWith starts an in-process server with cfg (a quiet log unless set).
+func newEnvWith(t *testing.T, cfg Config) *testEnv {
+	t.Helper()
+	dir := cfg.DataDir
+	if cfg.Log == nil {
+		cfg.Log = quietLog()
+	}
+	srv, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}

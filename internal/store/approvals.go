@@ -37,9 +37,10 @@ type Approval struct {
 
 // ApprovalStore keeps approval requests and decisions.
 type ApprovalStore interface {
-	// OpenApproval returns the action's pending approval, creating it when
-	// there is none, so a resumed action keeps its original deadline.
-	OpenApproval(ctx context.Context, a Approval) (Approval, bool, error)
+	// OpenApproval creates the action's approval request. With resume it
+	// returns the action's latest request instead when there is one, so a
+	// resumed wait keeps its deadline and sees a decision made meanwhile.
+	OpenApproval(ctx context.Context, a Approval, resume bool) (Approval, bool, error)
 	GetApproval(ctx context.Context, id int64) (Approval, error)
 	ListApprovals(ctx context.Context, runID int64) ([]Approval, error)
 	// DecideApproval records a decision on the run's pending approval;
@@ -64,15 +65,22 @@ func scanApproval(row scanner) (Approval, error) {
 	return a, err
 }
 
-func (db *DB) OpenApproval(ctx context.Context, a Approval) (Approval, bool, error) {
+func (db *DB) OpenApproval(ctx context.Context, a Approval, resume bool) (Approval, bool, error) {
 	created := false
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		got, err := scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE action_id = ? AND state = ? ORDER BY id DESC LIMIT 1`, a.ActionID, ApprovalPending))
-		if err == nil {
-			a = got
-			return nil
+		if resume {
+			got, err := scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE action_id = ? ORDER BY id DESC LIMIT 1`, a.ActionID))
+			if err == nil {
+				a = got
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		// A new request supersedes any the action left open.
+		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET state = ?, decided_by = 'slipway', decided_at = ?, comment = 'superseded by a new request' WHERE action_id = ? AND state = ?`,
+			ApprovalCancelled, toDB(now()), a.ActionID, ApprovalPending); err != nil {
 			return err
 		}
 		a.State, a.RequestedAt = ApprovalPending, now()
