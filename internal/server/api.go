@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -255,26 +256,35 @@ func (s *Server) showRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	run, err := s.db.GetRun(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	d := RunDetail{Run: run}
-	if d.Actions, err = s.db.ListActions(r.Context(), id); err == nil {
-		if d.Artifacts, err = s.db.ListArtifacts(r.Context(), id); err == nil {
-			if d.Reports, err = s.db.ListReports(r.Context(), id); err == nil {
-				if d.Variables, err = s.db.ListVariables(r.Context(), id); err == nil {
-					d.Approvals, err = s.db.ListApprovals(r.Context(), id)
-				}
-			}
-		}
-	}
+	d, err := s.runDetail(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+// runDetail loads a run with everything its pages show.
+func (s *Server) runDetail(ctx context.Context, id int64) (RunDetail, error) {
+	run, err := s.db.GetRun(ctx, id)
+	if err != nil {
+		return RunDetail{}, err
+	}
+	d := RunDetail{Run: run}
+	if d.Actions, err = s.db.ListActions(ctx, id); err != nil {
+		return d, err
+	}
+	if d.Artifacts, err = s.db.ListArtifacts(ctx, id); err != nil {
+		return d, err
+	}
+	if d.Reports, err = s.db.ListReports(ctx, id); err != nil {
+		return d, err
+	}
+	if d.Variables, err = s.db.ListVariables(ctx, id); err != nil {
+		return d, err
+	}
+	d.Approvals, err = s.db.ListApprovals(ctx, id)
+	return d, err
 }
 
 type startRunRequest struct {

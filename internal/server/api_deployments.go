@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
@@ -114,20 +115,27 @@ func (s *Server) showDeployment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	d, err := s.db.GetDeployment(r.Context(), id)
+	d, err := s.deploymentDetail(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := DeploymentDetail{Deployment: d}
-	if out.Events, err = s.db.DeploymentEvents(r.Context(), id); err != nil {
-		s.writeError(w, r, err)
-		return
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) deploymentDetail(ctx context.Context, id int64) (DeploymentDetail, error) {
+	d, err := s.db.GetDeployment(ctx, id)
+	if err != nil {
+		return DeploymentDetail{}, err
 	}
-	if svc, err := s.db.GetService(r.Context(), d.App, d.Env, d.Service); err == nil {
+	out := DeploymentDetail{Deployment: d}
+	if out.Events, err = s.db.DeploymentEvents(ctx, id); err != nil {
+		return out, err
+	}
+	if svc, err := s.db.GetService(ctx, d.App, d.Env, d.Service); err == nil {
 		out.Layout = svc.EffectiveLayout()
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 func (s *Server) stopDeployment(w http.ResponseWriter, r *http.Request) {

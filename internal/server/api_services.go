@@ -332,21 +332,27 @@ func (s *Server) showService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	d := ServiceDetail{Service: svc}
-	if d.Tasks, err = s.tasksOf(r, svc); err != nil {
+	d, err := s.serviceDetail(r, svc)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) serviceDetail(r *http.Request, svc store.Service) (ServiceDetail, error) {
+	d := ServiceDetail{Service: svc}
+	var err error
+	if d.Tasks, err = s.tasksOf(r, svc); err != nil {
+		return d, err
 	}
 	for _, t := range d.Tasks {
 		if t.Status == "RUNNING" {
 			d.Running++
 		}
 	}
-	if d.Events, err = s.db.ListServiceEvents(r.Context(), svc.App, svc.Env, svc.Name, 20); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	d.Events, err = s.db.ListServiceEvents(r.Context(), svc.App, svc.Env, svc.Name, 20)
+	return d, err
 }
 
 func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {

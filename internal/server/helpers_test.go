@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -141,3 +144,39 @@ func writeFile(t *testing.T, path, content string) {
 
 // Token is token() for tests that read better with an exported name.
 func (e *testEnv) Token(name, role string) string { return e.token(name, role) }
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// signin signs in to the web UI with token ("" leaves the client signed
+// out) and returns a client that keeps the session cookie and does not
+// follow redirects, and the session's CSRF token.
+func (e *testEnv) signin(token string) (*http.Client, string) {
+	e.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if token == "" {
+		return c, ""
+	}
+	form := func(path string) string {
+		resp, err := c.Get(e.URL + path)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfField.FindStringSubmatch(string(b))
+		if m == nil {
+			e.t.Fatalf("no CSRF field on %s (%d)", path, resp.StatusCode)
+		}
+		return m[1]
+	}
+	resp, err := c.PostForm(e.URL+"/signin", url.Values{"csrf": {form("/signin")}, "token": {token}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/apps" {
+		e.t.Fatalf("sign in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return c, form("/apps")
+}

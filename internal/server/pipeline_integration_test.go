@@ -205,7 +205,6 @@ func TestIntegrationPipelineFailures(t *testing.T) {
 		{"invalid buildspec", "badspec", two("version: 0.2\nphases:\n  build:\n    comands: [x]\n", ""), "buildspec.yml:4:5: phases.build.comands: unknown key", nil},
 		{"timeout", "timeout", two("version: 0.2\nphases:\n  build:\n    commands: [\"sleep 30\"]\n", "        timeout: 1s\n"), "timed out after 1s", float64(143)},
 		{"outputs without artifacts", "noart", two("version: 0.2\nphases:\n  build:\n    commands: [\"true\"]\n", "        outputs: [Out]\n"), "has no artifacts section", float64(1)},
-		{"type not available", "approval", map[string]string{"slipway.yaml": manualOnly + "stages:\n  - name: Build\n    actions:\n      - {name: compile, type: approval}\n"}, "not available in this version", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -18,7 +18,10 @@ type Route struct {
 	Basic bool
 	// BodyLimit caps the request body; 0 means the API default, -1 no cap (git pushes).
 	BodyLimit int64
-	handler   http.HandlerFunc
+	// Session routes (the web UI) authenticate with the session cookie and
+	// check a CSRF token on every form.
+	Session bool
+	handler http.HandlerFunc
 }
 
 const defaultBodyLimit = 1 << 20
@@ -98,8 +101,13 @@ func (s *Server) buildHandler() http.Handler {
 		// Signed with the app's webhook secret instead of a token.
 		{Method: "POST", Pattern: "/hooks/github/{app}", Role: auth.Public, BodyLimit: source.MaxWebhookBytes, handler: s.githubWebhook},
 	}
+	s.routes = append(s.routes, s.uiRoutes()...)
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {
+		if rt.Session {
+			mux.Handle(rt.Method+" "+rt.Pattern, limitBody(rt.BodyLimit, s.authorizeSession(rt, rt.handler).ServeHTTP))
+			continue
+		}
 		mux.Handle(rt.Method+" "+rt.Pattern, s.authorize(rt, limitBody(rt.BodyLimit, rt.handler)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.unmatched(mux, w, r) })

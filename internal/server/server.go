@@ -27,6 +27,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
 	"github.com/slipway-dev/slipway/internal/taskdef"
+	"github.com/slipway-dev/slipway/internal/web"
 )
 
 // Config is what `slipway server` is started with.
@@ -57,6 +58,7 @@ type Server struct {
 	keys    *secret.Keyring
 	vault   *secret.Vault
 	notify  *notify.Notifier
+	ui      *web.Renderer
 	baseURL atomic.Value // string
 	source  *source.Service
 	engine  *pipeline.Engine
@@ -155,6 +157,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.deploys.Start(context.WithoutCancel(ctx)); err != nil {
 		s.deploy.Close()
 		db.Close()
+		return nil, err
+	}
+	if s.ui, err = web.New(); err != nil {
+		s.Close()
 		return nil, err
 	}
 	s.handler = s.buildHandler()

@@ -21,6 +21,9 @@ import (
 var publicRoutes = map[string]bool{
 	"GET /healthz":             true,
 	"POST /hooks/github/{app}": true, // authenticated by the HMAC signature instead
+	"GET /signin":              true, // the sign-in form
+	"POST /signin":             true, // checks the token it is given (and a double-submit CSRF cookie)
+	"GET /static/":             true, // the UI's embedded CSS and JavaScript
 }
 
 // readOnlyPosts are the non-GET routes a viewer may call because they only read.
@@ -31,6 +34,7 @@ var readOnlyPosts = map[string]bool{
 var wildcard = regexp.MustCompile(`\{([a-z]+)\.*\}`)
 
 func samplePath(pattern string) string {
+	pattern = strings.ReplaceAll(pattern, "{$}", "")
 	return wildcard.ReplaceAllStringFunc(pattern, func(w string) string {
 		switch w {
 		case "{repo}":
@@ -54,6 +58,9 @@ func TestAuthMatrixCoversEveryRoute(t *testing.T) {
 	if len(routes) < 10 {
 		t.Fatalf("only %d routes enumerated", len(routes))
 	}
+	viewerUI, _ := e.signin(viewer)
+	adminUI, _ := e.signin(e.Admin)
+	anonUI, _ := e.signin("")
 	for _, rt := range routes {
 		key := rt.Method + " " + rt.Pattern
 		if rt.Role == auth.Public {
@@ -62,8 +69,12 @@ func TestAuthMatrixCoversEveryRoute(t *testing.T) {
 			}
 			continue
 		}
-		if rt.Method != "GET" && rt.Role <= auth.Viewer && !readOnlyPosts[key] {
+		if rt.Method != "GET" && rt.Role <= auth.Viewer && !readOnlyPosts[key] && key != "POST /signout" {
 			t.Errorf("%s changes state but a viewer may call it; viewers only read", key)
+		}
+		if rt.Session {
+			checkSessionRoute(t, e, rt, anonUI, viewerUI, adminUI)
+			continue
 		}
 		path := samplePath(rt.Pattern)
 		if strings.HasSuffix(path, "/info/refs") {
@@ -117,6 +128,49 @@ func TestAuthMatrixCoversEveryRoute(t *testing.T) {
 			if resp.Header.Get("X-Request-Id") == "" {
 				t.Errorf("%s (%s): no X-Request-Id", key, c.name)
 			}
+		}
+	}
+}
+
+// checkSessionRoute: without a session a browser is sent to sign in (pages)
+// or refused (forms, live streams), a Bearer token does not stand in for a
+// session, a viewer session may not use write forms, and no form passes
+// without the session's CSRF token.
+func checkSessionRoute(t *testing.T, e *testEnv, rt Route, anon, viewer, admin *http.Client) {
+	t.Helper()
+	key := rt.Method + " " + rt.Pattern
+	path := samplePath(rt.Pattern)
+	do := func(c *http.Client, bearer string) *http.Response {
+		req, _ := http.NewRequest(rt.Method, e.URL+path, strings.NewReader("csrf=wrong"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	wantAnon := http.StatusForbidden
+	if rt.Method == "GET" && !strings.HasPrefix(rt.Pattern, "/ui/") {
+		wantAnon = http.StatusSeeOther
+	}
+	for _, bearer := range []string{"", e.Admin} {
+		resp := do(anon, bearer)
+		if resp.StatusCode != wantAnon || (wantAnon == http.StatusSeeOther && !strings.HasPrefix(resp.Header.Get("Location"), "/signin")) {
+			t.Errorf("%s without a session (bearer %v): %d %s, want %d", key, bearer != "", resp.StatusCode, resp.Header.Get("Location"), wantAnon)
+		}
+	}
+	if rt.Role > auth.Viewer {
+		if resp := do(viewer, ""); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s (viewer session): %d, want 403", key, resp.StatusCode)
+		}
+	}
+	if rt.Method != "GET" {
+		if resp := do(admin, ""); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s (admin session, wrong CSRF token): %d, want 403", key, resp.StatusCode)
 		}
 	}
 }

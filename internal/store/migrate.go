@@ -273,6 +273,14 @@ var migrations = []string{
 	 );
 	 CREATE INDEX notify_deliveries_app ON notify_deliveries(app, id);
 	 CREATE INDEX notify_deliveries_pending ON notify_deliveries(state, next_at);`,
+	// 9: web UI sessions (the cookie holds a random id; only its hash is kept)
+	`CREATE TABLE sessions (
+		id_hash BLOB PRIMARY KEY,
+		token_id TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+		csrf TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	 );`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// livePoll is how often a live page's data is re-read; an update is sent
+// only when the rendered fragment changed.
+const livePoll = 300 * time.Millisecond
+
+// liveUpdate is one Server-Sent Event of a live page.
+type liveUpdate struct {
+	HTML     string  `json:"html"`
+	Panel    *string `json:"panel,omitempty"`
+	PanelKey string  `json:"panelKey,omitempty"`
+}
+
+// streamFragments sends render's output as "update" events whenever it
+// changes, until render reports the subject finished (then "end") or the
+// client goes away.
+func (s *Server) streamFragments(w http.ResponseWriter, r *http.Request, render func() (liveUpdate, bool, error)) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	var last string
+	keepalive := time.Now()
+	for {
+		u, done, err := render()
+		if err != nil {
+			b, _ := json.Marshal(map[string]string{"error": err.Error()})
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
+			_ = rc.Flush()
+			return
+		}
+		b, _ := json.Marshal(u)
+		if string(b) != last {
+			last = string(b)
+			fmt.Fprintf(w, "event: update\ndata: %s\n\n", b)
+			if rc.Flush() != nil {
+				return
+			}
+			keepalive = time.Now()
+		} else if time.Since(keepalive) > 15*time.Second {
+			fmt.Fprint(w, ": keepalive\n\n")
+			if rc.Flush() != nil {
+				return
+			}
+			keepalive = time.Now()
+		}
+		if done {
+			fmt.Fprint(w, "event: end\ndata: {}\n\n")
+			_ = rc.Flush()
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(livePoll):
+		}
+	}
+}
+
+func (s *Server) uiRunEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := s.db.GetRun(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.streamFragments(w, r, func() (liveUpdate, bool, error) {
+		v, err := s.runView(r.Context(), id)
+		if err != nil {
+			return liveUpdate{}, false, err
+		}
+		html, err := s.ui.Fragment("run", "run-live", v)
+		if err != nil {
+			return liveUpdate{}, false, err
+		}
+		p := s.page(r, "", "", v)
+		panel, err := s.ui.Fragment("run", "approval-panel", p)
+		if err != nil {
+			return liveUpdate{}, false, err
+		}
+		return liveUpdate{HTML: html, Panel: &panel, PanelKey: v.PanelKey}, v.Run.EndedAt != nil, nil
+	})
+}
+
+func (s *Server) uiRunLogs(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := s.db.GetRun(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.streamLogs(w, r, id, 0)
+}
+
+func (s *Server) uiDeploymentEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := deploymentID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.streamFragments(w, r, func() (liveUpdate, bool, error) {
+		v, err := s.deploymentView(r.Context(), id)
+		if err != nil {
+			return liveUpdate{}, false, err
+		}
+		html, err := s.ui.Fragment("deployment", "deployment-live", s.page(r, "", "", v))
+		// A finished deployment may still change: its blue set is kept for
+		// the termination wait, and a rollback stays possible.
+		return liveUpdate{HTML: html}, false, err
+	})
+}
+
+func (s *Server) uiServiceEvents(w http.ResponseWriter, r *http.Request) {
+	s.streamFragments(w, r, func() (liveUpdate, bool, error) {
+		v, err := s.serviceView(r)
+		if err != nil {
+			return liveUpdate{}, false, err
+		}
+		html, err := s.ui.Fragment("service", "service-live", v)
+		return liveUpdate{HTML: html}, false, err
+	})
+}

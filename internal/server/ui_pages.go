@@ -1,0 +1,462 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/pipeline"
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+)
+
+// serviceRow is a service with what the lists show beside it.
+type serviceRow struct {
+	store.Service
+	Image    string
+	Listener string
+}
+
+func (s *Server) serviceRow(ctx context.Context, svc store.Service) serviceRow {
+	row := serviceRow{Service: svc}
+	if rev, err := s.db.GetTaskDef(ctx, svc.Family, svc.Revision); err == nil {
+		if def, _, err := taskdef.Parse(rev.Body); err == nil && len(def.ContainerDefinitions) > 0 {
+			row.Image = def.ContainerDefinitions[0].Image
+			if svc.LoadBalancer != nil {
+				if c, ok := def.Container(svc.LoadBalancer.ContainerName); ok {
+					row.Image = c.Image
+				}
+			}
+		}
+	}
+	if svc.LoadBalancer != nil {
+		row.Listener = fmt.Sprintf("http://127.0.0.1:%d/", svc.LoadBalancer.ListenerPort)
+	}
+	return row
+}
+
+type appCard struct {
+	Name    string
+	LastRun *store.Run
+	Envs    []envServices
+}
+
+type envServices struct {
+	Name     string
+	Services []serviceRow
+}
+
+func (s *Server) uiApps(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.db.ListApps(r.Context())
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	cards := make([]appCard, 0, len(apps))
+	for _, a := range apps {
+		c := appCard{Name: a.Name}
+		if runs, err := s.db.ListRuns(r.Context(), a.Name, store.Page{Limit: 1}); err == nil && len(runs) > 0 {
+			c.LastRun = &runs[0]
+		}
+		svcs, err := s.db.ListServices(r.Context(), a.Name, "")
+		if err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
+		for _, env := range a.Environments {
+			es := envServices{Name: env}
+			for _, svc := range svcs {
+				if svc.Env == env {
+					es.Services = append(es.Services, s.serviceRow(r.Context(), svc))
+				}
+			}
+			c.Envs = append(c.Envs, es)
+		}
+		cards = append(cards, c)
+	}
+	s.render(w, r, http.StatusOK, "apps", s.page(r, "Apps", "apps", cards))
+}
+
+func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request) {
+	app := r.URL.Query().Get("app")
+	runs, err := s.db.ListRuns(r.Context(), app, store.Page{Limit: 100})
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "runs", s.page(r, "Runs", "runs", map[string]any{"App": app, "Runs": runs}))
+}
+
+// runView is a run arranged as its stage diagram.
+type runView struct {
+	RunDetail
+	Stages      []stageView
+	Pending     *store.Approval
+	PanelKey    string
+	ActionNames string
+}
+
+type stageView struct {
+	Name    string
+	State   string
+	Actions []actionView
+}
+
+type actionView struct {
+	store.Action
+	Reports []store.Report
+}
+
+func (s *Server) runView(ctx context.Context, id int64) (runView, error) {
+	d, err := s.runDetail(ctx, id)
+	if err != nil {
+		return runView{}, err
+	}
+	v := runView{RunDetail: d, PanelKey: "none"}
+	names := map[string]string{}
+	for _, a := range d.Actions {
+		names[strconv.FormatInt(a.ID, 10)] = a.Stage + "/" + a.Name
+		if len(v.Stages) == 0 || v.Stages[len(v.Stages)-1].Name != a.Stage {
+			v.Stages = append(v.Stages, stageView{Name: a.Stage})
+		}
+		av := actionView{Action: a}
+		for _, rep := range d.Reports {
+			if rep.ActionID == a.ID {
+				av.Reports = append(av.Reports, rep)
+			}
+		}
+		st := &v.Stages[len(v.Stages)-1]
+		st.Actions = append(st.Actions, av)
+	}
+	for i := range v.Stages {
+		v.Stages[i].State = stageState(v.Stages[i].Actions)
+	}
+	for i := range d.Approvals {
+		ap := d.Approvals[i]
+		if ap.State != store.ApprovalPending {
+			continue
+		}
+		for _, a := range d.Actions {
+			if a.ID == ap.ActionID && a.State == store.RunWaiting {
+				v.Pending = &ap
+				v.PanelKey = fmt.Sprintf("approval-%d", ap.ID)
+			}
+		}
+	}
+	b, _ := json.Marshal(names)
+	v.ActionNames = string(b)
+	return v, nil
+}
+
+// stageState summarises a stage: failed beats waiting beats running; done
+// when every action succeeded.
+func stageState(actions []actionView) string {
+	counts := map[string]int{}
+	for _, a := range actions {
+		counts[a.State]++
+	}
+	for _, st := range []string{store.RunFailed, store.RunCancelled, store.RunWaiting, store.RunRunning} {
+		if counts[st] > 0 {
+			return st
+		}
+	}
+	if counts[store.RunSucceeded] == len(actions) {
+		return store.RunSucceeded
+	}
+	if counts[store.RunSucceeded] > 0 {
+		return store.RunRunning
+	}
+	return store.RunQueued
+}
+
+func (s *Server) uiRun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	v, err := s.runView(r.Context(), id)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "run", s.page(r, fmt.Sprintf("Run #%d", id), "runs", v))
+}
+
+func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	path := fmt.Sprintf("/runs/%d", id)
+	approve := r.PostFormValue("decision") == "approve"
+	if !approve && r.PostFormValue("decision") != "reject" {
+		back(w, r, path, "", "Choose Approve or Reject.")
+		return
+	}
+	comment := strings.TrimSpace(r.PostFormValue("comment"))
+	if !approve && comment == "" {
+		back(w, r, path, "", "A rejection needs a comment saying why.")
+		return
+	}
+	tok, _ := Caller(r.Context())
+	ap, err := s.engine.Decide(r.Context(), id, approve, tok.Name, comment)
+	if errors.Is(err, pipeline.ErrNotWaiting) {
+		back(w, r, path, "", err.Error())
+		return
+	}
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.log.Info("approval decided", "run", id, "stage", ap.Stage, "action", ap.Action, "state", ap.State, "by", tok.Name, "via", "web")
+	back(w, r, path, fmt.Sprintf("Run %d %s at %s/%s.", id, ap.State, ap.Stage, ap.Action), "")
+}
+
+type envGroup struct {
+	App, Env string
+	Services []serviceRow
+}
+
+func (s *Server) uiServices(w http.ResponseWriter, r *http.Request) {
+	svcs, err := s.db.ListServices(r.Context(), "", "")
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	var groups []envGroup
+	for _, svc := range svcs {
+		if len(groups) == 0 || groups[len(groups)-1].App != svc.App || groups[len(groups)-1].Env != svc.Env {
+			groups = append(groups, envGroup{App: svc.App, Env: svc.Env})
+		}
+		g := &groups[len(groups)-1]
+		g.Services = append(g.Services, s.serviceRow(r.Context(), svc))
+	}
+	s.render(w, r, http.StatusOK, "services", s.page(r, "Services", "services", groups))
+}
+
+type serviceView struct {
+	ServiceDetail
+	Deployments []store.Deployment
+}
+
+func (s *Server) serviceView(r *http.Request) (serviceView, error) {
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		return serviceView{}, err
+	}
+	d, err := s.serviceDetail(r, svc)
+	if err != nil {
+		return serviceView{}, err
+	}
+	ds, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 10)
+	return serviceView{ServiceDetail: d, Deployments: ds}, err
+}
+
+func (s *Server) uiService(w http.ResponseWriter, r *http.Request) {
+	v, err := s.serviceView(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "service", s.page(r, "Service "+v.Service.Name, "services", v))
+}
+
+func (s *Server) uiRollback(w http.ResponseWriter, r *http.Request) {
+	tok, _ := Caller(r.Context())
+	path := "/services/" + r.PathValue("app") + "/" + r.PathValue("env") + "/" + r.PathValue("name")
+	msg, err := s.deploys.Rollback(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"), tok.Name)
+	if err != nil {
+		back(w, r, path, "", err.Error())
+		return
+	}
+	back(w, r, path, msg, "")
+}
+
+func (s *Server) uiDeployments(w http.ResponseWriter, r *http.Request) {
+	ds, err := s.db.ListDeployments(r.Context(), "", "", "", 100)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "deployments", s.page(r, "Deployments", "deployments", ds))
+}
+
+// deploymentView adds the traffic split and which buttons apply.
+type deploymentView struct {
+	Detail      DeploymentDetail
+	Blue, Green int
+	TestColor   string
+	CanRollback bool
+}
+
+func (s *Server) deploymentView(ctx context.Context, id int64) (deploymentView, error) {
+	d, err := s.deploymentDetail(ctx, id)
+	if err != nil {
+		return deploymentView{}, err
+	}
+	v := deploymentView{Detail: d, Green: d.GreenWeight, Blue: 100 - d.GreenWeight, TestColor: "–"}
+	if d.State == store.DeployInProgress {
+		for _, set := range d.Layout.Sets {
+			if set.Group == d.Layout.Test {
+				v.TestColor = "blue"
+				if set.Family == d.ToFamily && set.Revision == d.ToRevision {
+					v.TestColor = "green"
+				}
+			}
+		}
+	}
+	if d.State == store.DeployCompleted {
+		if latest, err := s.db.ListDeployments(ctx, d.App, d.Env, d.Service, 1); err == nil && len(latest) == 1 && latest[0].ID == d.ID {
+			v.CanRollback = true
+		}
+	}
+	return v, nil
+}
+
+func (s *Server) uiDeployment(w http.ResponseWriter, r *http.Request) {
+	id, err := deploymentID(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	v, err := s.deploymentView(r.Context(), id)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "deployment", s.page(r, fmt.Sprintf("Deployment #%d", id), "deployments", v))
+}
+
+func (s *Server) uiStopDeployment(w http.ResponseWriter, r *http.Request) {
+	id, err := deploymentID(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	path := fmt.Sprintf("/deployments/%d", id)
+	if err := s.deploys.Stop(r.Context(), id); err != nil {
+		back(w, r, path, "", err.Error())
+		return
+	}
+	back(w, r, path, "Stopping: traffic goes back to blue.", "")
+}
+
+type repoGroup struct {
+	Name   string
+	Images []store.Image
+}
+
+func (s *Server) uiRegistry(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.db.ListImages(r.Context(), "")
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	sort.SliceStable(imgs, func(i, j int) bool { return imgs[i].Repo < imgs[j].Repo })
+	var groups []repoGroup
+	for _, img := range imgs {
+		if len(groups) == 0 || groups[len(groups)-1].Name != img.Repo {
+			groups = append(groups, repoGroup{Name: img.Repo})
+		}
+		groups[len(groups)-1].Images = append(groups[len(groups)-1].Images, img)
+	}
+	s.render(w, r, http.StatusOK, "registry", s.page(r, "Registry", "registry", groups))
+}
+
+func (s *Server) uiSecrets(w http.ResponseWriter, r *http.Request) {
+	list, err := s.db.ListSecrets(r.Context(), "")
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "secrets", s.page(r, "Secrets", "secrets", list))
+}
+
+type appChannels struct {
+	App        string
+	Channels   []store.Channel
+	Deliveries []store.Delivery
+}
+
+func (s *Server) uiNotifications(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.db.ListApps(r.Context())
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	out := make([]appChannels, 0, len(apps))
+	for _, a := range apps {
+		ac := appChannels{App: a.Name}
+		if ac.Channels, err = s.db.ListChannels(r.Context(), a.Name); err == nil {
+			ac.Deliveries, err = s.db.ListDeliveries(r.Context(), a.Name, store.Page{Limit: 20})
+		}
+		if err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
+		out = append(out, ac)
+	}
+	s.render(w, r, http.StatusOK, "notifications", s.page(r, "Notifications", "notifications", out))
+}
+
+func (s *Server) uiTokens(w http.ResponseWriter, r *http.Request) {
+	s.renderTokens(w, r, nil)
+}
+
+func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, created *CreatedToken) {
+	toks, err := s.db.ListTokens(r.Context())
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	visible := toks[:0]
+	for _, t := range toks {
+		if t.Name != PipelineTokenName {
+			visible = append(visible, t)
+		}
+	}
+	s.render(w, r, http.StatusOK, "tokens", s.page(r, "Tokens", "tokens", map[string]any{"Tokens": visible, "Created": created}))
+}
+
+func (s *Server) uiCreateToken(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if name == "" || len(name) > 64 {
+		back(w, r, "/tokens", "", "A token needs a name of at most 64 characters.")
+		return
+	}
+	role, err := auth.ParseRole(r.PostFormValue("role"))
+	if err != nil {
+		back(w, r, "/tokens", "", err.Error())
+		return
+	}
+	plain, hash := auth.NewToken()
+	tok, err := s.db.CreateToken(r.Context(), store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String()}, hash)
+	if errors.Is(err, store.ErrConflict) {
+		back(w, r, "/tokens", "", err.Error())
+		return
+	}
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	// Shown once, in this response only (no redirect carries the secret).
+	w.Header().Set("Cache-Control", "no-store")
+	s.renderTokens(w, r, &CreatedToken{Token: tok, Secret: plain})
+}
+
+func (s *Server) uiRevokeToken(w http.ResponseWriter, r *http.Request) {
+	tok, err := s.db.RevokeToken(r.Context(), r.PathValue("id"))
+	if err != nil {
+		back(w, r, "/tokens", "", err.Error())
+		return
+	}
+	back(w, r, "/tokens", "Revoked token "+tok.Name+".", "")
+}

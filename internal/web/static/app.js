@@ -1,0 +1,57 @@
+// Live parts of Slipway's pages: server-rendered fragments pushed over
+// Server-Sent Events replace their section, and run logs stream in.
+"use strict";
+
+function applyWidths(root) {
+  root.querySelectorAll("[data-width]").forEach(function (el) {
+    el.style.width = el.getAttribute("data-width") + "%";
+  });
+}
+
+function live(section) {
+  var src = new EventSource(section.getAttribute("data-sse"));
+  src.addEventListener("update", function (ev) {
+    var msg = JSON.parse(ev.data);
+    // Keep keyboard focus where it was when the fragment is swapped.
+    var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
+    section.innerHTML = msg.html;
+    applyWidths(section);
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    if (msg.panel !== undefined) {
+      var panel = document.getElementById("approval-panel");
+      // Only a change of the pending approval replaces the panel, so a
+      // comment being typed is never wiped by an update.
+      if (panel && panel.getAttribute("data-key") !== msg.panelKey) {
+        panel.setAttribute("data-key", msg.panelKey);
+        panel.innerHTML = msg.panel;
+      }
+    }
+    document.body.setAttribute("data-live", String(Number(document.body.getAttribute("data-live") || 0) + 1));
+  });
+  src.addEventListener("end", function () { src.close(); });
+}
+
+function logs(pre) {
+  var names = JSON.parse(pre.getAttribute("data-actions") || "{}");
+  var src = new EventSource(pre.getAttribute("data-logs"));
+  src.addEventListener("line", function (ev) {
+    var l = JSON.parse(ev.data);
+    var line = document.createElement("span");
+    line.className = "logline";
+    var tag = document.createElement("span");
+    tag.className = "src";
+    tag.textContent = (names[l.action_id] || "") + " | ";
+    line.appendChild(tag);
+    line.appendChild(document.createTextNode(l.line + "\n"));
+    var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.appendChild(line);
+    if (atBottom) pre.scrollTop = pre.scrollHeight;
+  });
+  src.addEventListener("end", function () { src.close(); });
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  applyWidths(document);
+  document.querySelectorAll("[data-sse]").forEach(live);
+  document.querySelectorAll("pre[data-logs]").forEach(logs);
+});
