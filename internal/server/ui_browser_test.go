@@ -1,0 +1,199 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts Debian's chromium headless for one test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is missing: install Debian's chromium package (.ci/run does)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// shots keeps screenshots under the test's temp dir, and also under
+// $SLIPWAY_SCREENSHOTS when set, so a person can look at them.
+type shots struct {
+	t   *testing.T
+	ctx context.Context
+	dir string
+}
+
+func (s shots) take(name string) {
+	s.t.Helper()
+	png, err := chromedp.Run(s.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		s.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	for _, dir := range []string{s.dir, os.Getenv("SLIPWAY_SCREENSHOTS")} {
+		if dir != "" {
+			_ = os.MkdirAll(dir, 0o755)
+			_ = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+		}
+	}
+}
+
+// waitJS polls a JavaScript condition in the page.
+func waitJS(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			html, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
+			t.Fatalf("page never showed %s (%v); page text:\n%s", what, err, html)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestIntegrationWebUI(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t)})
+	cleanupRuntime(t, "web", dir)
+	e.createApp("web")
+	ctx := browser(t)
+	shot := shots{t: t, ctx: ctx, dir: filepath.Join(t.TempDir(), "screenshots")}
+
+	// Sign in: a signed-out visit is sent to the form, and back after it.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/runs"), chromedp.WaitVisible(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	shot.take("01-signin")
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#token"), "slw_wrong"), chromedp.Submit(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the refusal", `document.querySelector(".error") && document.querySelector(".error").innerText.includes("not valid")`, 10*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/runs"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), e.Admin), chromedp.Submit(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the runs page", `location.pathname === "/runs" && document.querySelector("h1").innerText === "Runs"`, 10*time.Second)
+
+	// A run turns green live, waits for approval, and is approved from the page.
+	e.pushPipeline("web", "main", map[string]string{"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - {name: compile, type: invoke, command: "sleep 2; echo compiled"}
+  - name: Gate
+    actions:
+      - {name: release, type: approval, message: "Check staging first"}
+  - name: Ship
+    actions:
+      - {name: ship, type: invoke, command: "echo shipped"}
+`})
+	id := e.startRun("web", "main")
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/runs/%d", e.URL, id)), chromedp.WaitVisible(chromedp.CSS("#run-live"))); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("action-Build-compile").dataset.state`))
+	if first == "succeeded" {
+		t.Fatalf("premise: the build should still be running when the page loads, got %q", first)
+	}
+	shot.take("02-run-running")
+	waitJS(t, ctx, "Build/compile succeeded without a reload", `document.getElementById("action-Build-compile").dataset.state === "succeeded" && Number(document.body.dataset.live) > 0`, 20*time.Second)
+	waitJS(t, ctx, "the approval panel", `!!document.querySelector("#approval-panel form.approval")`, 20*time.Second)
+	waitJS(t, ctx, "the build's log line", `document.getElementById("logs").innerText.includes("Build/compile | compiled")`, 10*time.Second)
+	shot.take("03-run-waiting")
+	// Keyboard: the comment box and the buttons are reachable and labelled.
+	label, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("label[for=comment]").innerText`))
+	if !strings.HasPrefix(label, "Comment") {
+		t.Fatalf("comment box label %q", label)
+	}
+	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("#comment")), chromedp.SendKeys(chromedp.CSS("#comment"), "staging looks good"),
+		chromedp.Click(chromedp.CSS(`button[value="approve"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the run succeeded", `document.querySelector("#run-state .state-succeeded") !== null`, 30*time.Second)
+	waitJS(t, ctx, "the approval audit", `document.getElementById("run-live").innerText.includes("staging looks good")`, 5*time.Second)
+	shot.take("04-run-succeeded")
+	_, run := e.call("GET", fmt.Sprintf("/api/v1/runs/%d", id), e.Admin, nil)
+	if ap := run["approvals"].([]any)[0].(map[string]any); ap["decided_by"] != "admin" || ap["comment"] != "staging looks good" {
+		t.Fatalf("approval made in the page: %v", ap)
+	}
+
+	// Phone width: no sideways scrolling.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#run-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the run page to fit 390 px", `document.documentElement.scrollWidth <= 391`, 5*time.Second)
+	shot.take("05-run-phone")
+
+	// A blue/green deployment: the traffic split moves live.
+	image := webAppImage(t)
+	rev1 := e.registerTaskDef(webTaskDef("web-svc", image, "v1"))
+	if code, body := e.call("POST", "/api/v1/apps/web/envs/staging/services", e.Admin, map[string]any{"name": "site", "task_definition": "web-svc:" + strconv.Itoa(rev1),
+		"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": freePort(t), "test_listener_port": freePort(t), "health_check_path": "/health",
+			"health_check_interval": "1s", "health_check_timeout": "500ms", "healthy_threshold": 2}}); code != 201 {
+		t.Fatalf("create service: %d %v", code, body)
+	}
+	e.waitService("web", "staging", "site", 60*time.Second, "running", func(d map[string]any) bool { return runningOf(d, rev1) == 1 })
+	rev2 := e.registerTaskDef(webTaskDef("web-svc", image, "v2"))
+	code, dep := e.call("POST", "/api/v1/apps/web/envs/staging/services/site/deployments", e.Admin, map[string]any{"task_definition": "web-svc:" + strconv.Itoa(rev2),
+		"strategy": "blue-green", "config": "Linear50PercentEvery4Seconds"})
+	if code != 201 {
+		t.Fatalf("deploy: %d %v", code, dep)
+	}
+	depID := int(dep["id"].(float64))
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(fmt.Sprintf("%s/deployments/%d", e.URL, depID)), chromedp.WaitVisible(chromedp.CSS("#deployment-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "green at 50%", `document.getElementById("green-weight").innerText === "50"`, 60*time.Second)
+	width, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(".traffic .green").style.width`))
+	if width != "50%" {
+		t.Fatalf("green bar width %q at 50%%", width)
+	}
+	shot.take("06-deployment-50")
+	waitJS(t, ctx, "green at 100%", `document.getElementById("green-weight").innerText === "100"`, 30*time.Second)
+	waitJS(t, ctx, "the rollback button", `!!Array.from(document.querySelectorAll("button")).find(b => b.innerText.startsWith("Roll back"))`, 30*time.Second)
+	shot.take("07-deployment-100")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#deployment-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the deployment page to fit 390 px", `document.documentElement.scrollWidth <= 391`, 5*time.Second)
+	shot.take("08-deployment-phone")
+
+	// The other pages render for a signed-in admin.
+	for _, p := range []string{"/apps", "/services", "/services/web/staging/site", "/deployments", "/registry", "/secrets", "/notifications", "/tokens"} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(e.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		waitJS(t, ctx, p+" without an error", `!document.querySelector("main .error") && document.title.endsWith("Slipway")`, 5*time.Second)
+		shot.take("09-page" + strings.ReplaceAll(p, "/", "-"))
+	}
+
+	// Sign out ends the session.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(".signout button"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the sign-in form", `location.pathname === "/signin"`, 10*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/apps")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "a redirect to sign in", `location.pathname === "/signin"`, 10*time.Second)
+	t.Logf("screenshots in %s", shot.dir)
+}
