@@ -21,7 +21,7 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringP("output", "o", "table", "output format of reads: table or json")
-	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), notifyCmd())
+	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), notifyCmd(), demoCmd())
 	root.AddCommand(approvalCmds()...)
 	return root
 }

@@ -5,10 +5,13 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -73,4 +76,29 @@ func (p *Proxy) Ensure(ctx context.Context) error {
 func (p *Proxy) Running(ctx context.Context) bool {
 	_, err := p.client.Ping(ctx)
 	return err == nil
+}
+
+// Stop ends the proxy process of this data directory (it outlives servers
+// by design, so whoever tears the whole installation down stops it).
+func (p *Proxy) Stop(ctx context.Context) error {
+	b, err := os.ReadFile(filepath.Join(p.DataDir, "proxy.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("proxy.pid holds %q, not a process id", b)
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return syscall.Kill(pid, syscall.SIGKILL)
 }
