@@ -149,7 +149,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	d.base = "http://" + ln.Addr().String()
 	d.res.URL = d.base
 	defer func() {
-		d.cleanup(dataDir)
+		d.cleanup()
 		stopServer()
 		<-served
 		srv.Close()
@@ -475,35 +475,54 @@ func get(port int) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// cleanup deletes the demo's services and waits until their containers are gone.
-func (d *demo) cleanup(dataDir string) {
+// cleanup deletes the demo's services and waits until their tasks are
+// gone; only tasks this server reported are touched, never another
+// installation's.
+func (d *demo) cleanup() {
 	d.step("Removing the demo's services and containers")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var svcs []store.Service
-	_ = d.api(ctx, "GET", "/api/v1/services?app="+App, nil, &svcs)
-	for _, s := range svcs {
-		_ = d.api(ctx, "DELETE", fmt.Sprintf("/api/v1/apps/%s/envs/%s/services/%s", s.App, s.Env, s.Name), nil, nil)
-	}
 	if d.work != "" {
 		os.RemoveAll(d.work)
+	}
+	var svcs []store.Service
+	_ = d.api(ctx, "GET", "/api/v1/services?app="+App, nil, &svcs)
+	ids := map[string]bool{}
+	for _, s := range svcs {
+		path := fmt.Sprintf("/api/v1/apps/%s/envs/%s/services/%s", s.App, s.Env, s.Name)
+		var detail server.ServiceDetail
+		if d.api(ctx, "GET", path, nil, &detail) == nil {
+			for _, t := range detail.Tasks {
+				ids[t.ID] = true
+			}
+		}
+		_ = d.api(ctx, "DELETE", path, nil, nil)
+	}
+	if len(ids) == 0 {
+		return
 	}
 	rt, err := task.NewRuntime(ctx)
 	if err != nil {
 		return
 	}
-	for {
+	left := func() []string {
 		tasks, err := rt.List(ctx, map[string]string{task.LabelApp: App})
-		if err != nil || len(tasks) == 0 || ctx.Err() != nil {
-			break
+		if err != nil {
+			return nil
 		}
+		var out []string
+		for _, t := range tasks {
+			if ids[t.ID] {
+				out = append(out, t.ID)
+			}
+		}
+		return out
+	}
+	for len(left()) > 0 && ctx.Err() == nil {
 		time.Sleep(250 * time.Millisecond)
 	}
-	// Whatever did not drain in time goes now.
-	if tasks, err := rt.List(context.Background(), map[string]string{task.LabelApp: App}); err == nil {
-		for _, t := range tasks {
-			_ = rt.Stop(context.Background(), t.ID)
-		}
+	for _, id := range left() { // what did not drain in time goes now
+		_ = rt.Stop(context.Background(), id)
 	}
 }
 

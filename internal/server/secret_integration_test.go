@@ -38,9 +38,9 @@ func TestIntegrationSecrets(t *testing.T) {
 	const apiKey = "key-Zx9-rarely-8822"
 	dir := t.TempDir()
 	var serverLog syncBuffer
+	cleanupRuntime(t, "vault", dir) // registered first: runs after the server stopped, so nothing restarts the proxy
 	e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t), Log: slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	e.createApp("vault")
-	cleanupRuntime(t, "vault", dir)
 	var responses strings.Builder
 	call := func(method, path, token string, body any) (int, map[string]any) {
 		code, resp := e.call(method, path, token, body)

@@ -73,8 +73,8 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, timeout time.D
 
 func TestIntegrationWebUI(t *testing.T) {
 	dir := t.TempDir()
+	cleanupRuntime(t, "web", dir) // registered first: runs after the server stopped, so nothing restarts the proxy
 	e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t)})
-	cleanupRuntime(t, "web", dir)
 	e.createApp("web")
 	ctx := browser(t)
 	shot := shots{t: t, ctx: ctx, dir: filepath.Join(t.TempDir(), "screenshots")}
