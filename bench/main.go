@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,6 +34,8 @@ var benches = []bench{
 	{"registry-throughput", registryThroughput},
 	{"lb-vs-nginx", lbVsNginx},
 	{"deploy-under-load", deployUnderLoad},
+	{"push-to-live", pushToLive},
+	{"chaos-restart", chaosRestart},
 }
 
 func main() {
@@ -89,12 +90,10 @@ type env struct {
 }
 
 func (e *env) start() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+	addr := strings.TrimPrefix(e.url, "http://") // a restart keeps the address
+	if addr == "" {
+		addr = freeAddr()
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	e.cmd = exec.Command(e.bin, "server", "--addr", addr, "--data", filepath.Join(e.dir, "data"))
 	if err := e.cmd.Start(); err != nil {
 		return err

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/slipway-dev/slipway/examples"
+)
+
+// pushToLive pushes examples/hello (build → image → blue/green staging)
+// once to warm the caches, then times a second push until staging serves
+// the new version, phase by phase.
+func pushToLive(e *env) (map[string]any, string, error) {
+	if err := e.start(); err != nil {
+		return nil, "", err
+	}
+	defer cleanupBench(e)
+	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+		return nil, "", err
+	}
+	port, testPort := strings.TrimPrefix(freeAddr(), "127.0.0.1:"), strings.TrimPrefix(freeAddr(), "127.0.0.1:")
+	work := filepath.Join(e.dir, "work")
+	if err := copyExample(work, port, testPort); err != nil {
+		return nil, "", err
+	}
+	git := func(args ...string) error {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=b@x", "GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=b@x")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("git %v: %v %s", args, err, out)
+		}
+		return nil
+	}
+	remote := strings.Replace(e.url, "http://", "http://bench:"+e.token+"@", 1) + "/git/bench.git"
+	push := func(version string) error {
+		if err := os.WriteFile(filepath.Join(work, "VERSION"), []byte(version+"\n"), 0o644); err != nil {
+			return err
+		}
+		if err := git("add", "-A"); err != nil {
+			return err
+		}
+		if err := git("commit", "-qm", version); err != nil {
+			return err
+		}
+		return git("push", "-q", remote, "main")
+	}
+	if err := git("init", "-q", "-b", "main"); err != nil {
+		return nil, "", err
+	}
+	fmt.Fprintln(os.Stderr, "  warm-up push (fills the Go build cache and the image layer cache, creates the service)")
+	if err := push("1.0.0"); err != nil {
+		return nil, "", err
+	}
+	if _, err := e.waitRunLong(1); err != nil {
+		return nil, "", fmt.Errorf("warm-up run: %w", err)
+	}
+
+	url := "http://127.0.0.1:" + port + "/"
+	live := make(chan time.Time, 1)
+	stopPoll := make(chan struct{})
+	go func() {
+		c := &http.Client{Timeout: 2 * time.Second}
+		for {
+			select {
+			case <-stopPoll:
+				return
+			default:
+			}
+			if resp, err := c.Get(url); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(b), "version=2.0.0") {
+					live <- time.Now()
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	t0 := time.Now()
+	if err := push("2.0.0"); err != nil {
+		close(stopPoll)
+		return nil, "", err
+	}
+	run, err := e.waitRunLong(2)
+	if err != nil {
+		close(stopPoll)
+		return nil, "", err
+	}
+	var tLive time.Time
+	select {
+	case tLive = <-live:
+	case <-time.After(30 * time.Second):
+		close(stopPoll)
+		return nil, "", fmt.Errorf("staging never served version 2.0.0")
+	}
+	ph, err := e.phases(run)
+	if err != nil {
+		return nil, "", err
+	}
+	total := tLive.Sub(t0)
+	ph["trigger"] = run.CreatedAt.Sub(t0)
+	overhead := total - ph["build_commands"] - ph["image_build"] - ph["health_wait"]
+	f := map[string]any{"total_s": total.Seconds(), "overhead_s": overhead.Seconds(), "goal": "overhead ≤ 0.5 s, total ≤ 15 s"}
+	order := []string{"trigger", "source", "build_commands", "build_other", "image_build", "push", "deploy", "health_wait", "traffic_switch", "live"}
+	ph["live"] = tLive.Sub(ph.at("switched"))
+	var listed time.Duration
+	for _, k := range order {
+		listed += ph[k]
+	}
+	ph["between_actions"] = total - listed // scheduling and artifact handling between actions
+	order = append(order, "between_actions")
+	var parts []string
+	for _, k := range order {
+		f[k+"_s"] = ph[k].Seconds()
+		parts = append(parts, fmt.Sprintf("%s %.2fs", strings.ReplaceAll(k, "_", " "), ph[k].Seconds()))
+	}
+	return f, fmt.Sprintf("push → live %.1f s (goal ≤ 15 s); Slipway's own overhead %.2f s (goal ≤ 0.5 s) = total − build commands − image build − health wait; %s",
+		total.Seconds(), overhead.Seconds(), strings.Join(parts, ", ")), nil
+}
+
+// copyExample writes examples/hello as the pipeline up to staging, with
+// its own go.mod and the given listener ports.
+func copyExample(work, port, testPort string) error {
+	err := fs.WalkDir(examples.Hello, "hello", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(work, strings.TrimPrefix(p, "hello"))
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := examples.Hello.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if p == "hello/slipway.yaml" {
+			y := string(b)
+			y = y[:strings.Index(y, "  - name: Approval")] // push to live: staging is the target
+			y = strings.NewReplacer("test-listener-port: 9081", "test-listener-port: "+testPort, "listener-port: 8081", "listener-port: "+port,
+				"termination-wait: 1m", "termination-wait: 1s").Replace(y)
+			b = []byte(y)
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(work, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
+}
+
+type fullRun struct {
+	ID        int        `json:"id"`
+	State     string     `json:"state"`
+	Reason    string     `json:"reason"`
+	CreatedAt time.Time  `json:"created_at"`
+	EndedAt   *time.Time `json:"ended_at"`
+	Actions   []struct {
+		ID        int        `json:"id"`
+		Stage     string     `json:"stage"`
+		Type      string     `json:"type"`
+		StartedAt *time.Time `json:"started_at"`
+		EndedAt   *time.Time `json:"ended_at"`
+	} `json:"actions"`
+}
+
+func (e *env) getJSON(path string, out any) error {
+	req, _ := http.NewRequest("GET", e.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (e *env) waitRunLong(id int) (fullRun, error) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		var r fullRun
+		if err := e.getJSON(fmt.Sprintf("/api/v1/runs/%d", id), &r); err == nil && r.EndedAt != nil {
+			if r.State != "succeeded" {
+				return r, fmt.Errorf("run %d %s: %s", id, r.State, r.Reason)
+			}
+			return r, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fullRun{}, fmt.Errorf("run %d did not end in 5 minutes", id)
+}
+
+// phaseTimes holds durations and, under "@name", instants.
+type phaseTimes map[string]time.Duration
+
+var epoch = time.Unix(0, 0)
+
+func (p phaseTimes) at(name string) time.Time { return epoch.Add(p["@"+name]) }
+
+var phaseLine = regexp.MustCompile(`^\[slipway\] Phase \w+ \w+ \(exit \d+\) in (\S+)$`)
+
+// phases splits a run's time using its action records, its log lines
+// (buildspec phase times, image build and push) and its deployment's timeline.
+func (e *env) phases(run fullRun) (phaseTimes, error) {
+	var lines []struct {
+		ActionID int       `json:"action_id"`
+		At       time.Time `json:"at"`
+		Line     string    `json:"line"`
+	}
+	if err := e.getJSON(fmt.Sprintf("/api/v1/runs/%d/logs", run.ID), &lines); err != nil {
+		return nil, err
+	}
+	ph := phaseTimes{}
+	var buildID, imageID int
+	var buildStart, buildEnd, deployStart time.Time
+	for _, a := range run.Actions {
+		switch a.Type {
+		case "test", "build":
+			buildID, buildStart, buildEnd = a.ID, *a.StartedAt, *a.EndedAt
+			ph["source"] = a.StartedAt.Sub(run.CreatedAt)
+		case "image":
+			imageID = a.ID
+		case "deploy":
+			deployStart = *a.StartedAt
+		}
+	}
+	var building, pushing, pushed time.Time
+	for _, l := range lines {
+		switch {
+		case l.ActionID == buildID:
+			if m := phaseLine.FindStringSubmatch(l.Line); m != nil {
+				if d, err := time.ParseDuration(m[1]); err == nil {
+					ph["build_commands"] += d
+				}
+			}
+		case l.ActionID == imageID && strings.HasPrefix(l.Line, "[slipway] Building "):
+			building = l.At
+		case l.ActionID == imageID && strings.HasPrefix(l.Line, "[slipway] Pushing ") && pushing.IsZero():
+			pushing = l.At
+		case l.ActionID == imageID && strings.HasPrefix(l.Line, "[slipway] Pushed "):
+			pushed = l.At
+		}
+	}
+	ph["build_other"] = buildEnd.Sub(buildStart) - ph["build_commands"]
+	ph["image_build"] = pushing.Sub(building)
+	ph["push"] = pushed.Sub(pushing)
+	var deps []struct {
+		ID int `json:"id"`
+	}
+	if err := e.getJSON("/api/v1/deployments?app=bench&env=staging&service=web", &deps); err != nil || len(deps) == 0 {
+		return nil, fmt.Errorf("no deployment found: %v", err)
+	}
+	var d struct {
+		Events []struct {
+			At      time.Time `json:"at"`
+			Message string    `json:"message"`
+		} `json:"events"`
+	}
+	if err := e.getJSON(fmt.Sprintf("/api/v1/deployments/%d", deps[0].ID), &d); err != nil {
+		return nil, err
+	}
+	var starting, healthy, switched time.Time
+	for _, ev := range d.Events {
+		switch {
+		case strings.HasPrefix(ev.Message, "starting ") && starting.IsZero():
+			starting = ev.At
+		case strings.HasPrefix(ev.Message, "green is healthy"):
+			healthy = ev.At
+		case strings.HasPrefix(ev.Message, "production traffic: green 100%"):
+			switched = ev.At
+		}
+	}
+	if starting.IsZero() || healthy.IsZero() || switched.IsZero() || building.IsZero() || pushed.IsZero() {
+		return nil, fmt.Errorf("incomplete timeline: build %v, pushed %v, starting %v, healthy %v, switched %v", building, pushed, starting, healthy, switched)
+	}
+	ph["deploy"] = starting.Sub(deployStart)
+	ph["health_wait"] = healthy.Sub(starting)
+	ph["traffic_switch"] = switched.Sub(healthy)
+	ph["@switched"] = switched.Sub(epoch)
+	return ph, nil
+}
