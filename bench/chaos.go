@@ -111,6 +111,7 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 
 	var runIDs, depIDs []int
 	var stuckDeps []string
+	depStates := map[string]int{}
 	configs := []string{"CodeDeployDefault.ECSAllAtOnce", "Canary50Percent2Seconds", "Linear50PercentEvery1Seconds"}
 	start := time.Now()
 	var downtime time.Duration
@@ -149,8 +150,11 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 		}
 		downtime += time.Since(down)
 		// The next deployment needs this one ended: it resumes or rolls back.
-		if state, err := e.waitDeploymentEnd(dep.ID, 2*time.Minute); err != nil {
+		state, err := e.waitDeploymentEnd(dep.ID, 2*time.Minute)
+		if err != nil {
 			stuckDeps = append(stuckDeps, fmt.Sprintf("%d (%s)", dep.ID, state))
+		} else {
+			depStates[state]++
 		}
 		fmt.Fprintf(os.Stderr, "  round %2d: killed, restarted; run %d, deployment %d\n", i, run.ID, dep.ID)
 	}
@@ -182,10 +186,10 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 	wg.Wait()
 	total := ok.Load() + failed.Load()
 	f := map[string]any{"rounds": rounds, "seed": seed, "runs": len(runIDs), "runs_lost": len(lost), "runs_stuck": len(stuck), "run_end_states": endStates,
-		"deployments": len(depIDs), "deployments_stuck": len(stuckDeps), "requests": total, "requests_failed": failed.Load(),
+		"deployments": len(depIDs), "deployments_stuck": len(stuckDeps), "deployment_end_states": depStates, "requests": total, "requests_failed": failed.Load(),
 		"control_plane_down_s": downtime.Seconds(), "seconds": elapsed.Seconds(), "first_failures": failures, "goal": "0 lost or stuck, 0 failed requests"}
-	return f, fmt.Sprintf("%d SIGKILLs during %d runs and %d blue/green deployments: %d runs lost, %d stuck, %d deployments stuck (run end states %v); %d app requests, %d failed (control plane down %.1f s in all)",
-		rounds, len(runIDs), len(depIDs), len(lost), len(stuck), len(stuckDeps), endStates, total, failed.Load(), downtime.Seconds()), nil
+	return f, fmt.Sprintf("%d SIGKILLs during %d runs and %d blue/green deployments: %d runs lost, %d stuck, %d deployments stuck (runs ended %v, deployments %v); %d app requests, %d failed (control plane down %.1f s in all)",
+		rounds, len(runIDs), len(depIDs), len(lost), len(stuck), len(stuckDeps), endStates, depStates, total, failed.Load(), downtime.Seconds()), nil
 }
 
 func waitServing(url string, timeout time.Duration) error {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,6 +205,11 @@ func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
 	srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool {
 		return runningOf(d, rev1) == 1 && strings.Contains(events(d), "steady state")
 	})
+	inbox := notifytest.NewReceiver(t, 0)
+	if code, body := srv.call("PUT", "/api/v1/apps/"+app+"/channels/ops", srv.Admin, map[string]any{"type": "slack", "events": []string{"deployment.rolled_back"},
+		"settings": map[string]any{"url": inbox.URL}}); code != 200 {
+		t.Fatalf("channel: %d %v", code, body)
+	}
 	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port))
 	defer l.finish()
 	bad := srv.registerTaskDef(webTaskDef(app, image, "bad", "ERRORS=1"))
@@ -223,6 +229,9 @@ func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
 	}
 	// After the rollback only blue answers.
 	time.Sleep(2 * time.Second)
+	if r := inbox.Requests(); len(r) != 1 || !strings.Contains(string(r[0].Body), "rolled back") || !strings.Contains(string(r[0].Body), "alarm: green error rate") {
+		t.Fatalf("deployment.rolled_back notice: %d requests %v", len(r), r)
+	}
 	for i := 0; i < 20; i++ {
 		if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "version=1") {
 			t.Fatalf("after the rollback: %d %s", code, body)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"io"
 	"net"
 	"net/http"
@@ -414,7 +415,13 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	}
 	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout and a server SIGKILL", l.ok.Load())
 
-	// A crashing container restarts with growing backoff, an event each time.
+	// A crashing container restarts with growing backoff, an event each time,
+	// and the app's channel hears once that the service is unhealthy.
+	inbox := notifytest.NewReceiver(t, 0)
+	if code, body := srv.call("PUT", "/api/v1/apps/"+app+"/channels/ops", srv.Admin, map[string]any{"type": "webhook", "events": []string{"service.unhealthy"},
+		"settings": map[string]any{"url": inbox.URL, "secret": "k"}}); code != 200 {
+		t.Fatalf("channel: %d %v", code, body)
+	}
 	revCrash := srv.registerTaskDef(webTaskDef(app, image, "crash", "CRASH=1"))
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/production/services", srv.Admin, map[string]any{"name": "crasher", "task_definition": fmt.Sprintf("%s:%d", app, revCrash), "desired_count": 1}); code != 201 {
 		t.Fatalf("crasher: %d %v", code, body)
@@ -434,6 +441,15 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	// so compare gaps two doublings apart.
 	if gap1, gap3 := stops[1].Sub(stops[0]), stops[3].Sub(stops[2]); gap3 < gap1+time.Second {
 		t.Fatalf("no backoff between restarts: %s, then %s", gap1, gap3)
+	}
+	var unhealthy []string
+	for _, r := range inbox.Requests() {
+		if r.Header.Get("X-Slipway-Event") == "service.unhealthy" && strings.Contains(string(r.Body), "crasher") {
+			unhealthy = append(unhealthy, string(r.Body))
+		}
+	}
+	if len(unhealthy) != 1 || !strings.Contains(unhealthy[0], "service crasher in production is unhealthy") {
+		t.Fatalf("service.unhealthy notices during a crash loop (want exactly one): %q", unhealthy)
 	}
 	if code, _ := srv.call("DELETE", "/api/v1/apps/"+app+"/envs/production/services/crasher", srv.Admin, nil); code != 204 {
 		t.Fatalf("delete: %d", code)
