@@ -73,6 +73,8 @@ type Server struct {
 	handler http.Handler
 
 	pipelineToken string
+	// installation identifies this data directory's tasks on a shared engine.
+	installation string
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
@@ -117,6 +119,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.vault = &secret.Vault{Store: db, Keys: keys}
 	s.notify = &notify.Notifier{Store: db, Keys: keys, Log: cfg.Log, Backoff: cfg.NotifyBackoff, BaseURL: func() string { return s.baseURL.Load().(string) }}
 	if err := s.bootstrapAdmin(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.installation, err = s.installationID(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -173,6 +179,7 @@ func (s *Server) taskRuntime(ctx context.Context) (*task.Runtime, error) {
 	s.rtOnce.Do(func() {
 		s.runtime, s.rtErr = task.NewRuntime(ctx)
 		if s.rtErr == nil {
+			s.runtime.Installation = s.installation
 			s.runtime.Registry = func() task.Registry {
 				r := s.engine.CurrentRegistry()
 				return task.Registry{Host: r.Host, User: r.User, Token: r.Token}
@@ -180,6 +187,19 @@ func (s *Server) taskRuntime(ctx context.Context) (*task.Runtime, error) {
 		}
 	})
 	return s.runtime, s.rtErr
+}
+
+// installationID returns this data directory's id, made on first start.
+func (s *Server) installationID(ctx context.Context) (string, error) {
+	id, err := s.db.GetMeta(ctx, "installation_id")
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	id = auth.NewID("inst_")
+	return id, s.db.SetMeta(ctx, "installation_id", id)
 }
 
 // bootstrapAdmin writes the token file before committing, so a committed

@@ -35,6 +35,10 @@ import (
 // Labels Slipway puts on what it creates.
 const (
 	LabelManaged   = "slipway.managed"
+	// LabelInstallation names the Slipway installation (data directory) that
+	// owns a task, so servers sharing one Docker engine never adopt or stop
+	// each other's tasks.
+	LabelInstallation = "slipway.installation"
 	LabelApp       = "slipway.app"
 	LabelEnv       = "slipway.env"
 	LabelService   = "slipway.service"
@@ -144,6 +148,9 @@ type Runtime struct {
 	eng      *container.Engine
 	cli      *client.Client
 	Registry func() Registry
+	// Installation labels every task this runtime starts and limits List to
+	// them ("" sees every installation's tasks).
+	Installation string
 }
 
 // NewRuntime connects to the engine.
@@ -170,6 +177,9 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 	id := newTaskID()
 	labels := map[string]string{LabelManaged: "1", LabelApp: spec.App, LabelEnv: spec.Env, LabelService: spec.Service,
 		LabelTask: id, LabelFamily: spec.Family, LabelRevision: strconv.Itoa(spec.Revision), LabelGroup: spec.Group}
+	if r.Installation != "" {
+		labels[LabelInstallation] = r.Installation
+	}
 	netName := "slipway-" + id
 	if _, err := r.cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: labels}); err != nil {
 		return t, fmt.Errorf("create task network: %w", err)
@@ -370,6 +380,9 @@ func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id
 // List returns the tasks whose containers carry all the given labels.
 func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelManaged+"=1"))
+	if r.Installation != "" {
+		f.Add("label", LabelInstallation+"="+r.Installation)
+	}
 	for k, v := range match {
 		f.Add("label", k+"="+v)
 	}
