@@ -34,20 +34,20 @@ import (
 
 // Labels Slipway puts on what it creates.
 const (
-	LabelManaged   = "slipway.managed"
+	LabelManaged = "slipway.managed"
 	// LabelInstallation names the Slipway installation (data directory) that
 	// owns a task, so servers sharing one Docker engine never adopt or stop
 	// each other's tasks.
 	LabelInstallation = "slipway.installation"
-	LabelApp       = "slipway.app"
-	LabelEnv       = "slipway.env"
-	LabelService   = "slipway.service"
-	LabelTask      = "slipway.task"
-	LabelFamily    = "slipway.family"
-	LabelRevision  = "slipway.revision"
-	LabelContainer = "slipway.container"
-	LabelEssential = "slipway.essential"
-	LabelGroup     = "slipway.group" // the deployment's task set (blue/green)
+	LabelApp          = "slipway.app"
+	LabelEnv          = "slipway.env"
+	LabelService      = "slipway.service"
+	LabelTask         = "slipway.task"
+	LabelFamily       = "slipway.family"
+	LabelRevision     = "slipway.revision"
+	LabelContainer    = "slipway.container"
+	LabelEssential    = "slipway.essential"
+	LabelGroup        = "slipway.group" // the deployment's task set (blue/green)
 )
 
 // Spec is a task to start.
