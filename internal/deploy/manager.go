@@ -54,7 +54,7 @@ type serviceState struct {
 	lastFailure time.Time
 	nextStart   time.Time
 	steady      bool
-	// alerted: a service.unhealthy notice went out since the last steady state.
+	// alerted: a service.unhealthy notice went out during the current spell of failures.
 	alerted bool
 }
 
@@ -335,12 +335,12 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	m.mu.Unlock()
 	if steady && !ss.steady {
 		m.event(ctx, s, "has reached a steady state")
-		ss.alerted = false
 	}
 	// A crash loop looks steady for a moment after each start: failures are
 	// forgotten only after a quiet spell, so the backoff keeps growing.
 	if steady && time.Since(ss.lastFailure) > 30*time.Second {
 		ss.failures = 0
+		ss.alerted = false // the next failure is news again
 	}
 	ss.steady = steady
 	return nil
