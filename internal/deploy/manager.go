@@ -598,6 +598,10 @@ func ValidateLB(l *store.LoadBalancer, def *taskdef.TaskDef) error {
 	}
 	if l.HealthCheckTimeout == "" {
 		l.HealthCheckTimeout = "2s"
+		// A short interval gets a timeout that fits inside it.
+		if iv, err := time.ParseDuration(l.HealthCheckInterval); err == nil && iv <= 2*time.Second {
+			l.HealthCheckTimeout = (iv * 4 / 5).String()
+		}
 	}
 	if l.DeregistrationDelay == "" {
 		l.DeregistrationDelay = "5s"

@@ -157,7 +157,7 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			}
 		}
 		svc.LoadBalancer = &store.LoadBalancer{ContainerName: name, ContainerPort: port, ListenerPort: a.ListenerPort, TestListenerPort: a.TestListenerPort,
-			HealthCheckPath: a.HealthCheckPath, HealthyThreshold: 2, UnhealthyThreshold: 2}
+			HealthCheckPath: a.HealthCheckPath, HealthCheckInterval: a.HealthCheckInterval, HealthyThreshold: 2, UnhealthyThreshold: 2}
 		if err := deploy.ValidateLB(svc.LoadBalancer, td); err != nil {
 			return err.Error()
 		}

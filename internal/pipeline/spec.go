@@ -73,7 +73,9 @@ type Action struct {
 	ListenerPort     int    `yaml:"listener-port"`
 	TestListenerPort int    `yaml:"test-listener-port"`
 	HealthCheckPath  string `yaml:"health-check-path"`
-	TerminationWait  string `yaml:"termination-wait"`
+	// HealthCheckInterval is the load balancer's check interval (default 5s).
+	HealthCheckInterval string `yaml:"health-check-interval"`
+	TerminationWait     string `yaml:"termination-wait"`
 	// Approval action settings.
 	Message   string   `yaml:"message"`
 	ReviewURL string   `yaml:"review-url"`
