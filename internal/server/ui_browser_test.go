@@ -177,6 +177,12 @@ func TestIntegrationWebUI(t *testing.T) {
 	waitJS(t, ctx, "the deployment page to fit 390 px", `document.documentElement.scrollWidth <= 391`, 5*time.Second)
 	shot.take("08-deployment-phone")
 
+	// The service page shows its task sets as the load balancer sees them.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(e.URL+"/services/web/staging/site"), chromedp.WaitVisible(chromedp.CSS("#service-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "green's task set healthy with all traffic", `Array.from(document.querySelectorAll("#service-live tr")).some(r => r.innerText.includes("web-svc:`+strconv.Itoa(rev2)+`") && r.innerText.replace(/\s+/g, " ").includes("1 1 100%"))`, 15*time.Second)
+
 	// The other pages render for a signed-in admin.
 	for _, p := range []string{"/apps", "/services", "/services/web/staging/site", "/deployments", "/registry", "/secrets", "/notifications", "/tokens"} {
 		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(e.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {

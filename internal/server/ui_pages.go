@@ -245,6 +245,14 @@ func (s *Server) uiServices(w http.ResponseWriter, r *http.Request) {
 type serviceView struct {
 	ServiceDetail
 	Deployments []store.Deployment
+	Sets        []setRow
+}
+
+// setRow is one task set as the load balancer sees it.
+type setRow struct {
+	Set              string
+	Running, Healthy int
+	Weight           int
 }
 
 func (s *Server) serviceView(r *http.Request) (serviceView, error) {
@@ -257,7 +265,20 @@ func (s *Server) serviceView(r *http.Request) (serviceView, error) {
 		return serviceView{}, err
 	}
 	ds, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 10)
-	return serviceView{ServiceDetail: d, Deployments: ds}, err
+	v := serviceView{ServiceDetail: d, Deployments: ds}
+	layout := svc.EffectiveLayout()
+	status := s.deploy.Status(svc)
+	for _, set := range layout.Sets {
+		key := fmt.Sprintf("%s/%s:%d", set.Group, set.Family, set.Revision)
+		row := setRow{Set: key, Running: status[key].Running, Healthy: status[key].Healthy}
+		for _, w := range layout.Prod {
+			if w.Group == set.Group {
+				row.Weight = w.Weight
+			}
+		}
+		v.Sets = append(v.Sets, row)
+	}
+	return v, err
 }
 
 func (s *Server) uiService(w http.ResponseWriter, r *http.Request) {

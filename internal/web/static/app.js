@@ -8,6 +8,17 @@ function applyWidths(root) {
   });
 }
 
+// fillActionNames labels log lines that arrived before their action's name.
+function fillActionNames() {
+  var el = document.getElementById("action-names");
+  if (!el) return;
+  var names = JSON.parse(el.getAttribute("data-actions") || "{}");
+  document.querySelectorAll("#logs .src[data-aid]").forEach(function (tag) {
+    var n = names[tag.getAttribute("data-aid")];
+    if (n) { tag.textContent = n + " | "; tag.removeAttribute("data-aid"); }
+  });
+}
+
 function live(section) {
   var src = new EventSource(section.getAttribute("data-sse"));
   src.addEventListener("update", function (ev) {
@@ -16,6 +27,7 @@ function live(section) {
     var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
     section.innerHTML = msg.html;
     applyWidths(section);
+    fillActionNames();
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     if (msg.panel !== undefined) {
       var panel = document.getElementById("approval-panel");
@@ -32,7 +44,13 @@ function live(section) {
 }
 
 function logs(pre) {
-  var names = JSON.parse(pre.getAttribute("data-actions") || "{}");
+  // Action names come with the live diagram: a run that has not started
+  // yet has no actions when the page loads.
+  function actionName(id) {
+    var el = document.getElementById("action-names");
+    var names = el ? JSON.parse(el.getAttribute("data-actions") || "{}") : {};
+    return names[id] || "";
+  }
   var src = new EventSource(pre.getAttribute("data-logs"));
   src.addEventListener("line", function (ev) {
     var l = JSON.parse(ev.data);
@@ -40,7 +58,8 @@ function logs(pre) {
     line.className = "logline";
     var tag = document.createElement("span");
     tag.className = "src";
-    tag.textContent = (names[l.action_id] || "") + " | ";
+    tag.setAttribute("data-aid", l.action_id);
+    tag.textContent = actionName(l.action_id) + " | ";
     line.appendChild(tag);
     line.appendChild(document.createTextNode(l.line + "\n"));
     var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
