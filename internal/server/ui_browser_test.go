@@ -98,7 +98,7 @@ func TestIntegrationWebUI(t *testing.T) {
 	e.pushPipeline("web", "main", map[string]string{"slipway.yaml": manualOnly + `stages:
   - name: Build
     actions:
-      - {name: compile, type: invoke, command: "sleep 2; echo compiled"}
+      - {name: compile, type: invoke, command: "sleep 3; echo compiled"}
   - name: Gate
     actions:
       - {name: release, type: approval, message: "Check staging first"}
