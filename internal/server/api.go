@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,23 +40,27 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 64 {
-		s.writeError(w, r, errBadRequest("name", "name is required and at most 64 characters"))
-		return
-	}
-	role, err := auth.ParseRole(req.Role)
-	if err != nil {
-		s.writeError(w, r, errBadRequest("role", "%v", err))
-		return
-	}
-	plain, hash := auth.NewToken()
-	tok, err := s.db.CreateToken(r.Context(), store.Token{ID: auth.NewID("tok_"), Name: req.Name, Role: role.String()}, hash)
+	created, err := s.issueToken(r.Context(), req.Name, req.Role)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, CreatedToken{Token: tok, Secret: plain})
+	writeJSON(w, http.StatusCreated, created)
+}
+
+// issueToken validates and creates a token; its secret is in the result only.
+func (s *Server) issueToken(ctx context.Context, name, roleName string) (CreatedToken, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 64 {
+		return CreatedToken{}, errBadRequest("name", "name is required and at most 64 characters")
+	}
+	role, err := auth.ParseRole(roleName)
+	if err != nil {
+		return CreatedToken{}, errBadRequest("role", "%v", err)
+	}
+	plain, hash := auth.NewToken()
+	tok, err := s.db.CreateToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String()}, hash)
+	return CreatedToken{Token: tok, Secret: plain}, err
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
@@ -370,26 +373,18 @@ const logPollInterval = 50 * time.Millisecond
 // client resumes with Last-Event-ID) until the run ends, then an "end" event
 // carrying the run's final state.
 func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after int64) {
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	_ = rc.Flush()
-	keepalive := time.Now()
+	es := startEvents(w)
 	for {
 		lines, err := s.db.ListLog(r.Context(), runID, after, 1000)
 		if err != nil {
 			return
 		}
 		for _, l := range lines {
-			b, _ := json.Marshal(l)
-			fmt.Fprintf(w, "id: %d\nevent: line\ndata: %s\n\n", l.ID, b)
+			es.event(strconv.FormatInt(l.ID, 10), "line", l)
 			after = l.ID
 		}
 		if len(lines) > 0 {
-			keepalive = time.Now()
-			if rc.Flush() != nil {
+			if es.flush() != nil {
 				return
 			}
 			continue
@@ -401,19 +396,14 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after
 		if run.EndedAt != nil {
 			// Lines are stored before the run ends, so nothing can follow this.
 			if more, _ := s.db.ListLog(r.Context(), runID, after, 1); len(more) == 0 {
-				b, _ := json.Marshal(map[string]string{"state": run.State, "reason": run.Reason})
-				fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
-				_ = rc.Flush()
+				es.event("", "end", map[string]string{"state": run.State, "reason": run.Reason})
+				_ = es.flush()
 				return
 			}
 			continue
 		}
-		if time.Since(keepalive) > 15*time.Second {
-			fmt.Fprint(w, ": keepalive\n\n")
-			if rc.Flush() != nil {
-				return
-			}
-			keepalive = time.Now()
+		if es.keepalive() != nil {
+			return
 		}
 		select {
 		case <-r.Context().Done():

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"time"
 )
@@ -13,49 +11,37 @@ const livePoll = 300 * time.Millisecond
 
 // liveUpdate is one Server-Sent Event of a live page.
 type liveUpdate struct {
-	HTML     string  `json:"html"`
-	Panel    *string `json:"panel,omitempty"`
-	PanelKey string  `json:"panelKey,omitempty"`
+	HTML string `json:"html"`
+	// The approval panel of a run page, replaced only when its key changes.
+	Panel    string `json:"panel,omitempty"`
+	PanelKey string `json:"panelKey,omitempty"`
 }
 
 // streamFragments sends render's output as "update" events whenever it
 // changes, until render reports the subject finished (then "end") or the
 // client goes away.
 func (s *Server) streamFragments(w http.ResponseWriter, r *http.Request, render func() (liveUpdate, bool, error)) {
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	_ = rc.Flush()
-	var last string
-	keepalive := time.Now()
+	es := startEvents(w)
+	var last liveUpdate // rendered fragments are never empty, so the first one is sent
 	for {
 		u, done, err := render()
 		if err != nil {
-			b, _ := json.Marshal(map[string]string{"error": err.Error()})
-			fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
-			_ = rc.Flush()
+			es.event("", "end", map[string]string{"error": err.Error()})
+			_ = es.flush()
 			return
 		}
-		b, _ := json.Marshal(u)
-		if string(b) != last {
-			last = string(b)
-			fmt.Fprintf(w, "event: update\ndata: %s\n\n", b)
-			if rc.Flush() != nil {
+		if u != last {
+			last = u
+			es.event("", "update", u)
+			if es.flush() != nil {
 				return
 			}
-			keepalive = time.Now()
-		} else if time.Since(keepalive) > 15*time.Second {
-			fmt.Fprint(w, ": keepalive\n\n")
-			if rc.Flush() != nil {
-				return
-			}
-			keepalive = time.Now()
+		} else if es.keepalive() != nil {
+			return
 		}
 		if done {
-			fmt.Fprint(w, "event: end\ndata: {}\n\n")
-			_ = rc.Flush()
+			es.event("", "end", struct{}{})
+			_ = es.flush()
 			return
 		}
 		select {
@@ -90,7 +76,7 @@ func (s *Server) uiRunEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return liveUpdate{}, false, err
 		}
-		return liveUpdate{HTML: html, Panel: &panel, PanelKey: v.PanelKey}, v.Run.EndedAt != nil, nil
+		return liveUpdate{HTML: html, Panel: panel, PanelKey: v.PanelKey}, v.Run.EndedAt != nil, nil
 	})
 }
 

@@ -8,10 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 
-	"github.com/slipway-dev/slipway/internal/auth"
-	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 )
@@ -196,28 +193,28 @@ func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := fmt.Sprintf("/runs/%d", id)
-	approve := r.PostFormValue("decision") == "approve"
-	if !approve && r.PostFormValue("decision") != "reject" {
+	decision := r.PostFormValue("decision")
+	if decision != "approve" && decision != "reject" {
 		back(w, r, path, "", "Choose Approve or Reject.")
 		return
 	}
-	comment := strings.TrimSpace(r.PostFormValue("comment"))
-	if !approve && comment == "" {
-		back(w, r, path, "", "A rejection needs a comment saying why.")
+	ap, err := s.recordDecision(r, id, decision == "approve", r.PostFormValue("comment"))
+	if err != nil {
+		s.uiFormError(w, r, path, err)
 		return
 	}
-	tok, _ := Caller(r.Context())
-	ap, err := s.engine.Decide(r.Context(), id, approve, tok.Name, comment)
-	if errors.Is(err, pipeline.ErrNotWaiting) {
+	back(w, r, path, fmt.Sprintf("Run %d %s at %s/%s.", id, ap.State, ap.Stage, ap.Action), "")
+}
+
+// uiFormError sends a refused form back to its page with the reason;
+// anything else is an error page.
+func (s *Server) uiFormError(w http.ResponseWriter, r *http.Request, path string, err error) {
+	var ae *apiError
+	if (errors.As(err, &ae) && ae.Status < 500) || errors.Is(err, store.ErrConflict) {
 		back(w, r, path, "", err.Error())
 		return
 	}
-	if err != nil {
-		s.uiFail(w, r, err)
-		return
-	}
-	s.log.Info("approval decided", "run", id, "stage", ap.Stage, "action", ap.Action, "state", ap.State, "by", tok.Name, "via", "web")
-	back(w, r, path, fmt.Sprintf("Run %d %s at %s/%s.", id, ap.State, ap.Stage, ap.Action), "")
+	s.uiFail(w, r, err)
 }
 
 type envGroup struct {
@@ -448,29 +445,14 @@ func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, created *C
 }
 
 func (s *Server) uiCreateToken(w http.ResponseWriter, r *http.Request) {
-	name := strings.TrimSpace(r.PostFormValue("name"))
-	if name == "" || len(name) > 64 {
-		back(w, r, "/tokens", "", "A token needs a name of at most 64 characters.")
-		return
-	}
-	role, err := auth.ParseRole(r.PostFormValue("role"))
+	created, err := s.issueToken(r.Context(), r.PostFormValue("name"), r.PostFormValue("role"))
 	if err != nil {
-		back(w, r, "/tokens", "", err.Error())
-		return
-	}
-	plain, hash := auth.NewToken()
-	tok, err := s.db.CreateToken(r.Context(), store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String()}, hash)
-	if errors.Is(err, store.ErrConflict) {
-		back(w, r, "/tokens", "", err.Error())
-		return
-	}
-	if err != nil {
-		s.uiFail(w, r, err)
+		s.uiFormError(w, r, "/tokens", err)
 		return
 	}
 	// Shown once, in this response only (no redirect carries the secret).
 	w.Header().Set("Cache-Control", "no-store")
-	s.renderTokens(w, r, &CreatedToken{Token: tok, Secret: plain})
+	s.renderTokens(w, r, &created)
 }
 
 func (s *Server) uiRevokeToken(w http.ResponseWriter, r *http.Request) {

@@ -29,13 +29,13 @@ function live(section) {
     applyWidths(section);
     fillActionNames();
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
-    if (msg.panel !== undefined) {
+    if (msg.panelKey !== undefined) {
       var panel = document.getElementById("approval-panel");
       // Only a change of the pending approval replaces the panel, so a
       // comment being typed is never wiped by an update.
       if (panel && panel.getAttribute("data-key") !== msg.panelKey) {
         panel.setAttribute("data-key", msg.panelKey);
-        panel.innerHTML = msg.panel;
+        panel.innerHTML = msg.panel || "";
       }
     }
     document.body.setAttribute("data-live", String(Number(document.body.getAttribute("data-live") || 0) + 1));
