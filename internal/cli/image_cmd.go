@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/web"
 	"net/url"
 	"strings"
 	"text/tabwriter"
@@ -39,7 +40,7 @@ func imageCmd() *cobra.Command {
 					} else if i.ArtifactType != "" {
 						kind = i.ArtifactType
 					}
-					row(w, i.Repo, orDash(strings.Join(i.Tags, ",")), i.Digest, humanSize(i.Size), humanTime(i.PushedAt), i.PushedBy, kind)
+					row(w, i.Repo, orDash(strings.Join(i.Tags, ",")), i.Digest, web.Size(i.Size), humanTime(i.PushedAt), i.PushedBy, kind)
 				}
 			})
 		},
@@ -88,7 +89,7 @@ func imageCmd() *cobra.Command {
 				fmt.Fprintf(out, "%s manifest %s (lifecycle policy)\n", verb, m)
 			}
 			fmt.Fprintf(out, "%s %d blobs (%s); %d blobs in use; %d unreferenced blobs younger than the grace period kept\n",
-				verb, len(rep.DeletedBlobs), humanSize(rep.DeletedBytes), rep.MarkedBlobs, rep.SkippedYoungBlobs)
+				verb, len(rep.DeletedBlobs), web.Size(rep.DeletedBytes), rep.MarkedBlobs, rep.SkippedYoungBlobs)
 			return nil
 		},
 	}
@@ -160,16 +161,4 @@ func orNever(days int) string {
 		return "never"
 	}
 	return fmt.Sprintf("%d days", days)
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -372,6 +372,19 @@ func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Servi
 	return rt.Start(ctx, spec)
 }
 
+// CreateService records a new service once every secret its revision names
+// resolves, and reconciles it at once.
+func (m *Manager) CreateService(ctx context.Context, svc store.Service) (store.Service, error) {
+	if err := m.CheckSecrets(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
+		return svc, err
+	}
+	svc, err := m.Store.CreateService(ctx, svc)
+	if err == nil {
+		m.Wake()
+	}
+	return svc, err
+}
+
 // CheckSecrets resolves every secret a task definition revision names in
 // the app's environment, so a missing one fails a deployment before any
 // task starts, naming the secret.

@@ -162,14 +162,10 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			return err.Error()
 		}
 	}
-	if err := e.Deploys.Manager.CheckSecrets(ctx, r.App, a.Environment, rev.Family, rev.Revision); err != nil {
-		return err.Error()
-	}
-	if _, err := e.DeployStore.CreateService(ctx, svc); err != nil {
+	if _, err := e.Deploys.Manager.CreateService(ctx, svc); err != nil {
 		return err.Error()
 	}
 	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d\n", a.Service, a.Environment, desired, rev.Family, rev.Revision)
-	e.Deploys.Manager.Wake()
 	// Wait until the new service is steady, as a first deployment would.
 	for {
 		evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50)

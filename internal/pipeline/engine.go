@@ -80,8 +80,6 @@ type Engine struct {
 type activeRun struct {
 	cancel    context.CancelFunc
 	cancelled atomic.Bool
-	// resumed runs skip the boundary check of the stage they resume in.
-	resumed bool
 }
 
 // Start recovers what a previous process left running, then schedules runs
@@ -248,7 +246,7 @@ func (e *Engine) launch(ctx context.Context, r store.Run, spec *Spec) {
 // where a previous server left them waiting.
 func (e *Engine) run(ctx context.Context, r store.Run, spec *Spec, resumed bool) {
 	rctx, cancel := context.WithCancel(ctx)
-	ar := &activeRun{cancel: cancel, resumed: resumed}
+	ar := &activeRun{cancel: cancel}
 	e.mu.Lock()
 	e.active[r.ID] = ar
 	e.mu.Unlock()
@@ -256,7 +254,7 @@ func (e *Engine) run(ctx context.Context, r store.Run, spec *Spec, resumed bool)
 	go func() {
 		defer e.wg.Done()
 		defer cancel()
-		state, reason := e.execute(rctx, r, spec, ar)
+		state, reason := e.execute(rctx, r, spec, ar, resumed)
 		e.mu.Lock()
 		delete(e.active, r.ID)
 		e.mu.Unlock()
@@ -288,7 +286,8 @@ func (e *Engine) Cancel(ctx context.Context, id int64) error {
 }
 
 // execute runs the stages and returns the run's final state and reason.
-func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activeRun) (string, string) {
+// A resumed run skips the boundary check of the stage it continues in.
+func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activeRun, resumed bool) (string, string) {
 	actions, err := e.Store.ListActions(ctx, r.ID)
 	if err != nil {
 		return store.RunFailed, "list actions: " + err.Error()
@@ -307,12 +306,12 @@ func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activ
 		if len(orders) == 0 {
 			continue
 		}
-		if si > 0 && !ar.resumed {
+		if si > 0 && !resumed {
 			if state, reason := e.enterStage(ctx, r, spec, st.Name, ar); state != "" {
 				return state, reason
 			}
 		}
-		ar.resumed = false // only the stage a resumed run continues in skips its boundary
+		resumed = false
 		var keys []int
 		for k := range orders {
 			keys = append(keys, k)

@@ -206,16 +206,11 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.deploy.CheckSecrets(r.Context(), svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
+	svc, err := s.deploy.CreateService(r.Context(), svc)
+	if err != nil {
 		s.writeError(w, r, deployError(err))
 		return
 	}
-	svc, err := s.db.CreateService(r.Context(), svc)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.deploy.Wake()
 	writeJSON(w, http.StatusCreated, svc)
 }
 

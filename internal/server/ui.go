@@ -121,12 +121,8 @@ func (s *Server) page(r *http.Request, title, nav string, data any) uiPage {
 	return p
 }
 
-func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p uiPage) {
-	s.ui.Page(w, status, name, p)
-}
-
 func (s *Server) uiError(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
-	s.render(w, r, status, "error", s.page(r, title, "", msg))
+	s.ui.Page(w, status, "error", s.page(r, title, "", msg))
 }
 
 // uiFail shows a store error as a page.
@@ -163,7 +159,7 @@ func (s *Server) uiSigninForm(w http.ResponseWriter, r *http.Request) {
 	s.setCookie(w, r, signinCookie, csrf, 10*time.Minute)
 	next := r.URL.Query().Get("next")
 	p := uiPage{Title: "Sign in", CSRF: csrf, Data: next, Error: r.URL.Query().Get("err")}
-	s.render(w, r, http.StatusOK, "signin", p)
+	s.ui.Page(w, http.StatusOK, "signin", p)
 }
 
 func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {

@@ -77,7 +77,7 @@ func (s *Server) uiApps(w http.ResponseWriter, r *http.Request) {
 		}
 		cards = append(cards, c)
 	}
-	s.render(w, r, http.StatusOK, "apps", s.page(r, "Apps", "apps", cards))
+	s.ui.Page(w, http.StatusOK, "apps", s.page(r, "Apps", "apps", cards))
 }
 
 func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +87,7 @@ func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "runs", s.page(r, "Runs", "runs", map[string]any{"App": app, "Runs": runs}))
+	s.ui.Page(w, http.StatusOK, "runs", s.page(r, "Runs", "runs", map[string]any{"App": app, "Runs": runs}))
 }
 
 // runView is a run arranged as its stage diagram.
@@ -183,7 +183,7 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "run", s.page(r, fmt.Sprintf("Run #%d", id), "runs", v))
+	s.ui.Page(w, http.StatusOK, "run", s.page(r, fmt.Sprintf("Run #%d", id), "runs", v))
 }
 
 func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
@@ -236,7 +236,7 @@ func (s *Server) uiServices(w http.ResponseWriter, r *http.Request) {
 		g := &groups[len(groups)-1]
 		g.Services = append(g.Services, s.serviceRow(r.Context(), svc))
 	}
-	s.render(w, r, http.StatusOK, "services", s.page(r, "Services", "services", groups))
+	s.ui.Page(w, http.StatusOK, "services", s.page(r, "Services", "services", groups))
 }
 
 type serviceView struct {
@@ -284,7 +284,7 @@ func (s *Server) uiService(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "service", s.page(r, "Service "+v.Service.Name, "services", v))
+	s.ui.Page(w, http.StatusOK, "service", s.page(r, "Service "+v.Service.Name, "services", v))
 }
 
 func (s *Server) uiRollback(w http.ResponseWriter, r *http.Request) {
@@ -304,7 +304,7 @@ func (s *Server) uiDeployments(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "deployments", s.page(r, "Deployments", "deployments", ds))
+	s.ui.Page(w, http.StatusOK, "deployments", s.page(r, "Deployments", "deployments", ds))
 }
 
 // deploymentView adds the traffic split and which buttons apply.
@@ -350,7 +350,7 @@ func (s *Server) uiDeployment(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "deployment", s.page(r, fmt.Sprintf("Deployment #%d", id), "deployments", v))
+	s.ui.Page(w, http.StatusOK, "deployment", s.page(r, fmt.Sprintf("Deployment #%d", id), "deployments", v))
 }
 
 func (s *Server) uiStopDeployment(w http.ResponseWriter, r *http.Request) {
@@ -386,7 +386,7 @@ func (s *Server) uiRegistry(w http.ResponseWriter, r *http.Request) {
 		}
 		groups[len(groups)-1].Images = append(groups[len(groups)-1].Images, img)
 	}
-	s.render(w, r, http.StatusOK, "registry", s.page(r, "Registry", "registry", groups))
+	s.ui.Page(w, http.StatusOK, "registry", s.page(r, "Registry", "registry", groups))
 }
 
 func (s *Server) uiSecrets(w http.ResponseWriter, r *http.Request) {
@@ -395,7 +395,7 @@ func (s *Server) uiSecrets(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "secrets", s.page(r, "Secrets", "secrets", list))
+	s.ui.Page(w, http.StatusOK, "secrets", s.page(r, "Secrets", "secrets", list))
 }
 
 type appChannels struct {
@@ -422,7 +422,7 @@ func (s *Server) uiNotifications(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, ac)
 	}
-	s.render(w, r, http.StatusOK, "notifications", s.page(r, "Notifications", "notifications", out))
+	s.ui.Page(w, http.StatusOK, "notifications", s.page(r, "Notifications", "notifications", out))
 }
 
 func (s *Server) uiTokens(w http.ResponseWriter, r *http.Request) {
@@ -441,7 +441,7 @@ func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, created *C
 			visible = append(visible, t)
 		}
 	}
-	s.render(w, r, http.StatusOK, "tokens", s.page(r, "Tokens", "tokens", map[string]any{"Tokens": visible, "Created": created}))
+	s.ui.Page(w, http.StatusOK, "tokens", s.page(r, "Tokens", "tokens", map[string]any{"Tokens": visible, "Created": created}))
 }
 
 func (s *Server) uiCreateToken(w http.ResponseWriter, r *http.Request) {

@@ -253,28 +253,28 @@ func (db *DB) RunsInState(ctx context.Context, states ...string) ([]Run, error) 
 	return collect(rows, scanRun)
 }
 
+// awaitsApprovalOnly matches a run whose only unfinished work is an approval
+// wait: that is safe to resume after a restart.
+const awaitsApprovalOnly = `EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.type = 'approval' AND a.state = '` + RunWaiting + `')
+	AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `')`
+
 func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error) {
 	n := 0
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		at := toDB(now())
-		// A run whose only unfinished work is an approval wait is safe to
-		// resume: it stays waiting, and the engine picks the wait up again.
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ? WHERE state IN (?, ?)
-			AND EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.type = 'approval' AND a.state = ?)
-			AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = ?)`,
-			RunWaiting, RunRunning, RunWaiting, RunWaiting, RunRunning); err != nil {
+		// Runs that only wait for a person stay waiting; the engine resumes them.
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ? WHERE state IN (?, ?) AND `+awaitsApprovalOnly, RunWaiting, RunRunning, RunWaiting); err != nil {
 			return err
 		}
-		resumable := `SELECT id FROM runs WHERE state = '` + RunWaiting + `' AND EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.type = 'approval' AND a.state = '` + RunWaiting + `')
-			AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `')`
-		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?) AND run_id NOT IN (`+resumable+`)`, RunFailed, reason, at, RunRunning, RunWaiting); err != nil {
+		// Every other unfinished run ends, with its actions.
+		interrupted := `SELECT id FROM runs WHERE state IN ('` + RunRunning + `', '` + RunWaiting + `') AND NOT (` + awaitsApprovalOnly + `)`
+		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?) AND run_id IN (`+interrupted+`)`, RunFailed, reason, at, RunRunning, RunWaiting); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = 'not started: run ended', ended_at = ? WHERE state = ? AND run_id IN (SELECT id FROM runs WHERE state IN (?, ?)) AND run_id NOT IN (`+resumable+`)`,
-			RunCancelled, at, RunQueued, RunRunning, RunWaiting); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = 'not started: run ended', ended_at = ? WHERE state = ? AND run_id IN (`+interrupted+`)`, RunCancelled, at, RunQueued); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?) AND id NOT IN (`+resumable+`)`, RunFailed, reason, at, RunRunning, RunWaiting)
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE id IN (`+interrupted+`)`, RunFailed, reason, at)
 		if err != nil {
 			return err
 		}

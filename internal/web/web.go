@@ -110,20 +110,22 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"size": func(n int64) string {
-		switch {
-		case n >= 1<<30:
-			return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-		case n >= 1<<20:
-			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-		case n >= 1<<10:
-			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-		}
-		return fmt.Sprintf("%d B", n)
-	},
+	"size":  Size,
 	"lower": strings.ToLower,
 	"join":  strings.Join,
-	"sub":   func(a, b int) int { return a - b },
+}
+
+// Size formats a byte count as people read it (KiB, MiB, GiB).
+func Size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func dur(start, end *time.Time) string {
