@@ -108,3 +108,20 @@ func TestIntegrationDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoRefusesBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().(*net.TCPAddr).Port
+	data := t.TempDir()
+	_, err = Run(context.Background(), Options{DataDir: data, CI: true, Ports: Ports{Staging: freePort(t), StagingTest: freePort(t), Production: busy, ProductionTest: freePort(t)}, Out: &bytes.Buffer{}})
+	if err == nil || !strings.Contains(err.Error(), "port "+strconv.Itoa(busy)) || !strings.Contains(err.Error(), "--ports") {
+		t.Fatalf("busy port: %v", err)
+	}
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Fatalf("the refused demo wrote to its data directory: %v", entries)
+	}
+}

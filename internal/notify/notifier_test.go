@@ -209,3 +209,23 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// A notice queued by a process that stopped before delivering goes out
+// after the next start.
+func TestQueuedNoticeSurvivesRestart(t *testing.T) {
+	n, db := newNotifier(t)
+	n.Close() // stopped before anything was sent
+	rc := notifytest.NewReceiver(t, 0)
+	addChannel(t, n, "chat", TypeSlack, nil, Settings{URL: rc.URL})
+	n.Notify(context.Background(), Event{Kind: RunFailed, App: "shop", Title: "queued while down"})
+	if ds, _ := db.ListDeliveries(context.Background(), "shop", store.Page{}); len(ds) != 1 || ds[0].State != store.DeliveryPending || len(rc.Requests()) != 0 {
+		t.Fatalf("before the restart: %+v", ds)
+	}
+	restarted := &Notifier{Store: db, Keys: n.Keys, Log: n.Log, Backoff: n.Backoff}
+	restarted.Start(context.Background())
+	defer restarted.Close()
+	ds := waitDeliveries(t, db, 1)
+	if ds[0].State != store.DeliveryDelivered || len(rc.Requests()) != 1 || !strings.Contains(string(rc.Requests()[0].Body), "queued while down") {
+		t.Fatalf("after the restart: %+v", ds)
+	}
+}

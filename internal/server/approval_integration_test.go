@@ -220,6 +220,20 @@ func TestIntegrationApprovalsAndNotifications(t *testing.T) {
 		t.Fatalf("expired approval: %v", ap)
 	}
 
+	// Cancelling a waiting run ends it and closes its approval.
+	id = e.startRun("gate", "main")
+	e.waitRunState(id, "waiting", 20*time.Second)
+	if code, _ := e.call("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", id), deployer, nil); code != 202 {
+		t.Fatalf("cancel: %d", code)
+	}
+	run = e.waitRun(id, 20*time.Second)
+	if ap := run["approvals"].([]any)[0].(map[string]any); run["state"] != "cancelled" || ap["state"] != "cancelled" {
+		t.Fatalf("cancelled while waiting: run %v, approval %v", run["state"], ap)
+	}
+	if code, _ := e.call("POST", fmt.Sprintf("/api/v1/runs/%d/approve", id), deployer, nil); code != 409 {
+		t.Fatalf("approve a cancelled run: %d", code)
+	}
+
 	// A restart keeps the wait: the same approval, no second notice, and it can still be approved.
 	id = e.startRun("gate", "main")
 	e.waitRunState(id, "waiting", 20*time.Second)

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -436,5 +438,66 @@ func readAll(resp *http.Response) string {
 		if err != nil {
 			return b.String()
 		}
+	}
+}
+
+func TestUISessionLifecycle(t *testing.T) {
+	e := newEnv(t)
+	viewer := e.token("ui-viewer", "viewer")
+	get := func(c *http.Client, path string) (int, string) {
+		resp, err := c.Get(e.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	c, csrf := e.signin(viewer)
+	if code, _ := get(c, "/apps"); code != http.StatusOK {
+		t.Fatalf("signed in: %d", code)
+	}
+	// Revoking the token ends its sessions.
+	if code, _ := e.call("DELETE", "/api/v1/tokens/ui-viewer", e.Admin, nil); code != http.StatusOK {
+		t.Fatalf("revoke: %d", code)
+	}
+	if code, loc := get(c, "/apps"); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/signin") {
+		t.Fatalf("after the token was revoked: %d %s", code, loc)
+	}
+	// Signing out ends the session; a forged next= never leaves the site.
+	c, csrf = e.signin(e.Admin)
+	resp, err := c.PostForm(e.URL+"/signout", url.Values{"csrf": {csrf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, loc := get(c, "/apps"); resp.StatusCode != http.StatusSeeOther || code != http.StatusSeeOther || !strings.HasPrefix(loc, "/signin") {
+		t.Fatalf("after sign-out: %d, then %d %s", resp.StatusCode, code, loc)
+	}
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example"} {
+		page, err := c.Get(e.URL + "/signin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(page.Body)
+		page.Body.Close()
+		form := csrfField.FindStringSubmatch(string(body))
+		resp, err := c.PostForm(e.URL+"/signin", url.Values{"csrf": {form[1]}, "token": {e.Admin}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); loc != "/apps" {
+			t.Fatalf("next=%q redirected to %q", next, loc)
+		}
+	}
+	// A sign-in form without its cookie's CSRF token is refused.
+	fresh, _ := e.signin("")
+	resp, err = fresh.PostForm(e.URL+"/signin", url.Values{"csrf": {"forged"}, "token": {e.Admin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/signin") {
+		t.Fatalf("forged sign-in went to %q", loc)
 	}
 }
