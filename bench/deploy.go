@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,100 +20,32 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 		return nil, "", err
 	}
 	defer cleanupBench(e)
-	image, err := buildWebImage(e.dir)
+	ws, err := startWebService(e)
 	if err != nil {
 		return nil, "", err
 	}
-	defer exec.Command("docker", "rmi", "-f", image).Run()
-	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
-		return nil, "", err
-	}
-	register := func(version string) (string, error) {
-		body := fmt.Sprintf(`{"family":"bench","containerDefinitions":[{"name":"web","image":%q,"portMappings":[{"containerPort":8080}],"environment":[{"name":"VERSION","value":%q}],"memory":64,"stopTimeout":2}]}`, image, version)
-		var out struct {
-			Revision int `json:"revision"`
-		}
-		if err := e.postJSON("/api/v1/taskdefs", body, &out); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("bench:%d", out.Revision), nil
-	}
-	td, err := register("0")
-	if err != nil {
-		return nil, "", err
-	}
-	port := strings.TrimPrefix(freeAddr(), "127.0.0.1:")
-	svc := fmt.Sprintf(`{"name":"web","task_definition":%q,"desired_count":2,"load_balancer":{"container_name":"web","container_port":8080,"listener_port":%s,
-		"health_check_path":"/health","health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"}}`, td, port)
-	if err := e.postJSON("/api/v1/apps/bench/envs/staging/services", svc, nil); err != nil {
-		return nil, "", err
-	}
-	url := "http://127.0.0.1:" + port + "/"
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, "", fmt.Errorf("the service never served")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	var ok, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(url)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
+	defer ws.close()
+	l := startLoadGen(ws.url, 16, 0)
 	start := time.Now()
 	strategies := []struct{ strategy, config string }{
 		{"rolling", ""}, {"blue-green", "CodeDeployDefault.ECSAllAtOnce"}, {"blue-green", "Canary50Percent1Seconds"}, {"blue-green", "Linear50PercentEvery1Seconds"},
 	}
 	var switches []time.Duration
 	for i := 1; i <= 20; i++ {
-		td, err := register(fmt.Sprint(i))
+		td, err := ws.register(fmt.Sprint(i))
 		if err != nil {
-			close(stop)
+			l.finish()
 			return nil, "", err
 		}
 		s := strategies[(i-1)%len(strategies)]
-		body := fmt.Sprintf(`{"task_definition":%q,"strategy":%q,"config":%q,"settings":{"termination_wait":"1s","circuit_breaker":true,"rollback":true}}`, td, s.strategy, s.config)
-		var d struct {
-			ID int `json:"id"`
-		}
-		if err := e.postJSON("/api/v1/apps/bench/envs/staging/services/web/deployments", body, &d); err != nil {
-			close(stop)
+		id, err := ws.deploy(td, s.strategy, s.config)
+		if err != nil {
+			l.finish()
 			return nil, "", fmt.Errorf("deployment %d: %w", i, err)
 		}
-		sw, err := e.waitDeployment(d.ID)
+		sw, err := e.waitDeployment(id)
 		if err != nil {
-			close(stop)
+			l.finish()
 			return nil, "", err
 		}
 		if sw > 0 {
@@ -124,15 +54,13 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 		fmt.Fprintf(os.Stderr, "  deployment %2d (%s %s) completed\n", i, s.strategy, s.config)
 	}
 	elapsed := time.Since(start)
-	close(stop)
-	wg.Wait()
+	total, failed := l.finish()
 	sort.Slice(switches, func(i, j int) bool { return switches[i] < switches[j] })
-	total := ok.Load() + failed.Load()
-	f := map[string]any{"deployments": 20, "requests": total, "failed": failed.Load(), "rps": float64(total) / elapsed.Seconds(),
+	f := map[string]any{"deployments": 20, "requests": total, "failed": failed, "rps": float64(total) / elapsed.Seconds(),
 		"seconds": elapsed.Seconds(), "green_healthy_to_switched_p50_ms": ms(switches[len(switches)/2]), "green_healthy_to_switched_max_ms": ms(switches[len(switches)-1]),
-		"goal": "0 failed, switch ≤ 50 ms"}
+		"first_failures": l.failures, "goal": "0 failed, switch ≤ 50 ms"}
 	return f, fmt.Sprintf("20 deployments in %.0f s under %.0f req/s: %d requests, %d failed; green healthy → traffic switched p50 %.1f ms, max %.1f ms",
-		elapsed.Seconds(), f["rps"], total, failed.Load(), f["green_healthy_to_switched_p50_ms"], f["green_healthy_to_switched_max_ms"]), nil
+		elapsed.Seconds(), f["rps"], total, failed, f["green_healthy_to_switched_p50_ms"], f["green_healthy_to_switched_max_ms"]), nil
 }
 
 func (e *env) postJSON(path, body string, out any) error {

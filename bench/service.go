@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// webService is the test web app running as service "web" of app "bench"
+// behind the load balancer, for the benchmarks that deploy under load.
+type webService struct {
+	e     *env
+	image string
+	url   string
+}
+
+// startWebService builds the image, creates the app and the service (two
+// tasks, 1 s health checks) and waits until it serves.
+func startWebService(e *env) (*webService, error) {
+	image, err := buildWebImage(e.dir)
+	if err != nil {
+		return nil, err
+	}
+	ws := &webService{e: e, image: image}
+	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+		ws.close()
+		return nil, err
+	}
+	td, err := ws.register("0")
+	if err != nil {
+		ws.close()
+		return nil, err
+	}
+	port := strings.TrimPrefix(freeAddr(), "127.0.0.1:")
+	svc := fmt.Sprintf(`{"name":"web","task_definition":%q,"desired_count":2,"load_balancer":{"container_name":"web","container_port":8080,"listener_port":%s,
+		"health_check_path":"/health","health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"}}`, td, port)
+	if err := e.postJSON("/api/v1/apps/bench/envs/staging/services", svc, nil); err != nil {
+		ws.close()
+		return nil, err
+	}
+	ws.url = "http://127.0.0.1:" + port + "/"
+	if err := waitServing(ws.url, 90*time.Second); err != nil {
+		ws.close()
+		return nil, err
+	}
+	return ws, nil
+}
+
+// register adds a revision whose tasks report version.
+func (ws *webService) register(version string) (string, error) {
+	body := fmt.Sprintf(`{"family":"bench","containerDefinitions":[{"name":"web","image":%q,"portMappings":[{"containerPort":8080}],"environment":[{"name":"VERSION","value":%q}],"memory":64,"stopTimeout":2}]}`, ws.image, version)
+	var out struct {
+		Revision int `json:"revision"`
+	}
+	if err := ws.e.postJSON("/api/v1/taskdefs", body, &out); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("bench:%d", out.Revision), nil
+}
+
+// deploy starts a deployment of taskdef and returns its id.
+func (ws *webService) deploy(taskdef, strategy, config string) (int, error) {
+	body := fmt.Sprintf(`{"task_definition":%q,"strategy":%q,"config":%q,"settings":{"termination_wait":"1s","circuit_breaker":true,"rollback":true}}`, taskdef, strategy, config)
+	var d struct {
+		ID int `json:"id"`
+	}
+	err := ws.e.postJSON("/api/v1/apps/bench/envs/staging/services/web/deployments", body, &d)
+	return d.ID, err
+}
+
+func (ws *webService) close() { exec.Command("docker", "rmi", "-f", ws.image).Run() }
+
+func waitServing(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%s never served", url)
+}
+
+// loadGen sends requests from a number of clients until finished, counting
+// answers that are not 200 and keeping the first few failures.
+type loadGen struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	failures   []string
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoadGen(url string, clients int, pause time.Duration) *loadGen {
+	l := &loadGen{stop: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	for i := 0; i < clients; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if len(l.failures) < 5 {
+						l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+err.Error())
+					}
+					l.mu.Unlock()
+					continue
+				}
+				l.ok.Add(1)
+				if pause > 0 {
+					time.Sleep(pause)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// finish stops the clients and returns all requests and the failed ones.
+func (l *loadGen) finish() (total, failed int64) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load() + l.failed.Load(), l.failed.Load()
+}
