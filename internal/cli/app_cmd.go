@@ -40,15 +40,7 @@ func appCmd() *cobra.Command {
 		Short: "List apps",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var apps []store.App
-			if err := c.do(cmd.Context(), "GET", "/api/v1/apps", nil, &apps); err != nil {
-				return err
-			}
-			return p.emit(apps, func(w *tabwriter.Writer) {
+			return read(cmd, "/api/v1/apps", func(w *tabwriter.Writer, apps []store.App) {
 				row(w, "NAME", "ENVIRONMENTS", "SOURCE", "CREATED")
 				for _, a := range apps {
 					row(w, a.Name, strings.Join(a.Environments, ","), orDash(a.SourceURL), humanTime(a.CreatedAt))
@@ -148,15 +140,7 @@ func appCmd() *cobra.Command {
 		Short: "List push events and their outcome",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var evs []store.PushEvent
-			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/apps/%s/events?limit=%d", pathEscape(args[0]), limit), nil, &evs); err != nil {
-				return err
-			}
-			return p.emit(evs, func(w *tabwriter.Writer) {
+			return read(cmd, fmt.Sprintf("/api/v1/apps/%s/events?limit=%d", pathEscape(args[0]), limit), func(w *tabwriter.Writer, evs []store.PushEvent) {
 				row(w, "ID", "TIME", "SOURCE", "REF", "OLD", "NEW", "BY", "OUTCOME")
 				for _, e := range evs {
 					out := e.Outcome

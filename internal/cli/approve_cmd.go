@@ -22,18 +22,15 @@ func approvalCmds() []*cobra.Command {
 				if !approve && comment == "" {
 					return fmt.Errorf("reject needs --comment saying why")
 				}
-				var res struct {
-					Message string `json:"message"`
-				}
-				var raw map[string]any
-				if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/"+verb, map[string]string{"comment": comment}, &raw); err != nil {
+				var res map[string]any
+				if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/"+verb, map[string]string{"comment": comment}, &res); err != nil {
 					return err
 				}
 				if p.json {
-					return p.emit(raw, nil)
+					return p.emit(res, nil)
 				}
-				res.Message, _ = raw["message"].(string)
-				fmt.Fprintln(cmd.OutOrStdout(), capitalize(res.Message))
+				msg, _ := res["message"].(string)
+				fmt.Fprintln(cmd.OutOrStdout(), capitalize(msg))
 				return nil
 			},
 		}

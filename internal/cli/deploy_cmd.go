@@ -157,15 +157,7 @@ func deployCmd() *cobra.Command {
 		Short: "Show a deployment: timeline and traffic split",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var d deploymentDetail
-			if err := c.do(cmd.Context(), "GET", "/api/v1/deployments/"+pathEscape(args[0]), nil, &d); err != nil {
-				return err
-			}
-			return p.emit(d, func(w *tabwriter.Writer) {
+			return read(cmd, "/api/v1/deployments/"+pathEscape(args[0]), func(w *tabwriter.Writer, d deploymentDetail) {
 				row(w, "Deployment:", d.ID)
 				row(w, "Service:", d.App+"/"+d.Env+"/"+d.Service)
 				row(w, "Strategy:", d.Strategy+" ("+d.Config+")")

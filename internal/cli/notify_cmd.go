@@ -82,15 +82,7 @@ Events (default all): ` + strings.Join(notify.Kinds, ", "),
 		Short: "List an app's notification channels (never their credentials)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var cs []store.Channel
-			if err := c.do(cmd.Context(), "GET", "/api/v1/apps/"+pathEscape(args[0])+"/channels", nil, &cs); err != nil {
-				return err
-			}
-			return p.emit(cs, func(w *tabwriter.Writer) {
+			return read(cmd, "/api/v1/apps/"+pathEscape(args[0])+"/channels", func(w *tabwriter.Writer, cs []store.Channel) {
 				row(w, "NAME", "TYPE", "TARGET", "EVENTS", "UPDATED")
 				for _, ch := range cs {
 					row(w, ch.Name, ch.Type, ch.Target, strings.Join(ch.Events, ","), humanTime(ch.UpdatedAt))
@@ -113,15 +105,7 @@ Events (default all): ` + strings.Join(notify.Kinds, ", "),
 		Short: "Show notification deliveries and their outcome",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var ds []store.Delivery
-			if err := c.do(cmd.Context(), "GET", "/api/v1/apps/"+pathEscape(args[0])+"/notifications", nil, &ds); err != nil {
-				return err
-			}
-			return p.emit(ds, func(w *tabwriter.Writer) {
+			return read(cmd, "/api/v1/apps/"+pathEscape(args[0])+"/notifications", func(w *tabwriter.Writer, ds []store.Delivery) {
 				row(w, "ID", "CHANNEL", "EVENT", "STATE", "ATTEMPTS", "CREATED", "ENDED", "LAST ERROR")
 				for _, d := range ds {
 					row(w, d.ID, d.Channel, d.Event, d.State, d.Attempts, humanTime(d.CreatedAt), ago(d.EndedAt), orDash(d.LastError))

@@ -86,3 +86,17 @@ func duration(start, end *time.Time) string {
 	}
 	return e.Sub(*start).Round(time.Millisecond).String()
 }
+
+// read GETs path and prints the answer: as JSON with --output json, else as
+// table draws it.
+func read[T any](cmd *cobra.Command, path string, table func(w *tabwriter.Writer, v T)) error {
+	c, p, err := setup(cmd)
+	if err != nil {
+		return err
+	}
+	var v T
+	if err := c.do(cmd.Context(), "GET", path, nil, &v); err != nil {
+		return err
+	}
+	return p.emit(v, func(w *tabwriter.Writer) { table(w, v) })
+}

@@ -60,15 +60,7 @@ func secretCmd() *cobra.Command {
 		Short: "List secrets: names, scopes, versions and update times",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var list []store.Secret
-			if err := c.do(cmd.Context(), "GET", "/api/v1/secrets?app="+url.QueryEscape(listApp), nil, &list); err != nil {
-				return err
-			}
-			return p.emit(list, func(w *tabwriter.Writer) {
+			return read(cmd, "/api/v1/secrets?app="+url.QueryEscape(listApp), func(w *tabwriter.Writer, list []store.Secret) {
 				row(w, "NAME", "APP", "ENV", "VERSION", "UPDATED", "BY")
 				for _, s := range list {
 					row(w, s.Name, orDash(s.App), orDash(s.Env), s.Version, humanTime(s.UpdatedAt), s.UpdatedBy)

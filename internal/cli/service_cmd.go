@@ -307,15 +307,7 @@ func serviceCmd() *cobra.Command {
 		Short: "Show a service, its tasks and recent events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var d serviceDetail
-			if err := c.do(cmd.Context(), "GET", shref.path(args[0]), nil, &d); err != nil {
-				return err
-			}
-			return p.emit(d, func(w *tabwriter.Writer) {
+			return read(cmd, shref.path(args[0]), func(w *tabwriter.Writer, d serviceDetail) {
 				row(w, "Service:", d.Name)
 				row(w, "App / env:", d.App+" / "+d.Env)
 				row(w, "Task definition:", fmt.Sprintf("%s:%d", d.Family, d.Revision))

@@ -43,15 +43,7 @@ func tokenCmd() *cobra.Command {
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, p, err := setup(cmd)
-			if err != nil {
-				return err
-			}
-			var toks []store.Token
-			if err := c.do(cmd.Context(), "GET", "/api/v1/tokens", nil, &toks); err != nil {
-				return err
-			}
-			return p.emit(toks, func(w *tabwriter.Writer) {
+			return read(cmd, "/api/v1/tokens", func(w *tabwriter.Writer, toks []store.Token) {
 				row(w, "ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")
 				for _, t := range toks {
 					row(w, t.ID, t.Name, t.Role, humanTime(t.CreatedAt), ago(t.LastUsedAt), ago(t.RevokedAt))
