@@ -152,10 +152,9 @@ func (n *Notifier) Close() {
 
 func (n *Notifier) loop(ctx context.Context) {
 	defer n.wg.Done()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
+	const batch = 20
 	for {
-		due, err := n.Store.DueDeliveries(ctx, time.Now().UTC(), 20)
+		due, err := n.Store.DueDeliveries(ctx, time.Now().UTC(), batch)
 		if err != nil && ctx.Err() == nil {
 			n.Log.Error("read notification queue", "err", err)
 		}
@@ -168,12 +167,23 @@ func (n *Notifier) loop(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
+		if len(due) == batch {
+			continue // more may be due already
+		}
+		// Sleep until the next retry is due; Notify wakes the loop for new ones.
+		wait := time.Minute
+		if next, ok, err := n.Store.NextDeliveryAt(ctx); err == nil && ok {
+			wait = min(max(time.Until(next), 0), wait)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
 		case <-n.wake:
-		case <-tick.C:
+		case <-timer.C:
 		}
+		timer.Stop()
 	}
 }
 

@@ -11,9 +11,10 @@ import (
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
-// approvalPoll is how often a waiting approval looks for a decision; the
-// decision is durable in the store, so a restarted server finds it too.
-const approvalPoll = 200 * time.Millisecond
+// approvalPoll is how often a waiting approval re-reads its record when no
+// decision woke it: decisions made through this engine wake it at once, the
+// poll only catches deadlines and changes made elsewhere.
+const approvalPoll = time.Second
 
 // runApproval holds the run in state waiting until a person approves or
 // rejects it, or its deadline passes. It returns "" when approved.
@@ -81,6 +82,7 @@ func (e *Engine) awaitDecision(ctx context.Context, ap store.Approval, ar *activ
 	tick := time.NewTicker(approvalPoll)
 	defer tick.Stop()
 	for {
+		decided := e.decisions() // taken before the read, so no decision slips between
 		cur, err := e.Store.GetApproval(ctx, ap.ID)
 		if err != nil && ctx.Err() == nil {
 			return store.RunFailed, err.Error()
@@ -101,6 +103,7 @@ func (e *Engine) awaitDecision(ctx context.Context, ap store.Approval, ar *activ
 			continue // decided in the same moment: read the decision
 		}
 		select {
+		case <-decided:
 		case <-ctx.Done():
 			if ar.cancelled.Load() {
 				_, _ = e.Store.CloseApproval(context.WithoutCancel(ctx), ap.ID, store.ApprovalCancelled, "slipway", "run cancelled")
@@ -123,7 +126,25 @@ func (e *Engine) Decide(ctx context.Context, runID int64, approve bool, by, comm
 	if errors.Is(err, store.ErrConflict) {
 		return ap, fmt.Errorf("run %d is not waiting for an approval: %w", runID, ErrNotWaiting)
 	}
+	if err == nil {
+		e.decidedMu.Lock()
+		if e.decided != nil {
+			close(e.decided) // wakes every waiting approval to re-read its record
+		}
+		e.decided = make(chan struct{})
+		e.decidedMu.Unlock()
+	}
 	return ap, err
+}
+
+// decisions returns a channel closed at the next decision.
+func (e *Engine) decisions() <-chan struct{} {
+	e.decidedMu.Lock()
+	defer e.decidedMu.Unlock()
+	if e.decided == nil {
+		e.decided = make(chan struct{})
+	}
+	return e.decided
 }
 
 // ErrNotWaiting: a decision for a run that waits for none.

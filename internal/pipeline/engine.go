@@ -69,12 +69,15 @@ type Engine struct {
 	// Secrets resolves buildspec env.secrets-manager and env.parameter-store.
 	Secrets *secret.Vault
 
-	slots  chan struct{}
-	wake   chan struct{}
-	mu     sync.Mutex
-	active map[int64]*activeRun
-	wg     sync.WaitGroup
-	stop   context.CancelFunc
+	slots chan struct{}
+	wake  chan struct{}
+	// decided is closed and replaced at every approval decision.
+	decidedMu sync.Mutex
+	decided   chan struct{}
+	mu        sync.Mutex
+	active    map[int64]*activeRun
+	wg        sync.WaitGroup
+	stop      context.CancelFunc
 }
 
 type activeRun struct {

@@ -51,6 +51,8 @@ type NotifyStore interface {
 	DeleteChannel(ctx context.Context, app, name string) error
 	EnqueueDeliveries(ctx context.Context, ds []Delivery) error
 	DueDeliveries(ctx context.Context, at time.Time, limit int) ([]Delivery, error)
+	// NextDeliveryAt is when the earliest pending delivery is due (false: none pending).
+	NextDeliveryAt(ctx context.Context) (time.Time, bool, error)
 	UpdateDelivery(ctx context.Context, d Delivery) error
 	ListDeliveries(ctx context.Context, app string, p Page) ([]Delivery, error)
 }
@@ -150,6 +152,14 @@ func (db *DB) DueDeliveries(ctx context.Context, at time.Time, limit int) ([]Del
 		return nil, err
 	}
 	return collect(rows, scanDelivery)
+}
+
+func (db *DB) NextDeliveryAt(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	if err := db.read.QueryRowContext(ctx, `SELECT MIN(next_at) FROM notify_deliveries WHERE state = ?`, DeliveryPending).Scan(&next); err != nil {
+		return time.Time{}, false, err
+	}
+	return fromDB(next), next.Valid, nil
 }
 
 func (db *DB) UpdateDelivery(ctx context.Context, d Delivery) error {
