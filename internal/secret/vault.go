@@ -94,18 +94,14 @@ func ParseRef(ref string) (Ref, error) {
 	parts := strings.Split(ref, ":")
 	var name, key string
 	switch {
-	case len(parts) >= 4 && parts[0] == "arn" && parts[1] == "slipway":
-		if parts[2] != "secret" {
+	case len(parts) >= 2 && parts[0] == "arn" && parts[1] == "slipway":
+		if len(parts) < 4 || len(parts) > 5 || parts[2] != "secret" || parts[3] == "" {
 			return Ref{}, fmt.Errorf("%q: a Slipway ARN reads arn:slipway:secret:NAME[:json-key]", ref)
 		}
-		name = parts[3]
-		if len(parts) > 4 {
+		if len(parts) == 5 {
 			key = parts[4]
 		}
-		if len(parts) > 5 {
-			return Ref{}, fmt.Errorf("%q: a Slipway ARN reads arn:slipway:secret:NAME[:json-key]", ref)
-		}
-		return Ref{Names: []string{name}, JSONKey: key}, nil
+		return Ref{Names: []string{parts[3]}, JSONKey: key}, nil
 	case len(parts) >= 6 && parts[0] == "arn" && strings.HasPrefix(parts[1], "aws"):
 		switch parts[2] {
 		case "secretsmanager":
