@@ -93,6 +93,8 @@ type demo struct {
 	work   string
 	client *http.Client
 	res    Result
+	// closers release what setup started (the notice inbox).
+	closers []func()
 }
 
 // Run runs the demo; it returns an error when any step failed.
@@ -235,10 +237,11 @@ func (d *demo) setup(ctx context.Context) error {
 	if err := d.api(ctx, "POST", "/api/v1/apps", map[string]string{"name": App}, nil); err != nil {
 		return err
 	}
-	inbox, err := startInbox(d.out)
+	inbox, closeInbox, err := startInbox(d.out)
 	if err != nil {
 		return err
 	}
+	d.closers = append(d.closers, closeInbox)
 	if err := d.api(ctx, "PUT", "/api/v1/apps/"+App+"/channels/demo-inbox", map[string]any{"type": "webhook",
 		"events": []string{"approval.needed", "run.failed", "deployment.rolled_back"}, "settings": map[string]any{"url": inbox, "secret": "demo"}}, nil); err != nil {
 		return err
@@ -480,6 +483,9 @@ func get(port int) string {
 // installation's.
 func (d *demo) cleanup() {
 	d.step("Removing the demo's services and containers")
+	for _, c := range d.closers {
+		c()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if d.work != "" {
@@ -527,22 +533,21 @@ func (d *demo) cleanup() {
 }
 
 // startInbox listens for the webhook channel's notices and prints them.
-func startInbox(out io.Writer) (string, error) {
+func startInbox(out io.Writer) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var mu sync.Mutex
-	go func() {
-		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			var ev struct{ Event, Title, URL string }
-			_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&ev)
-			mu.Lock()
-			fmt.Fprintf(out, "    notice (%s): %s %s\n", ev.Event, ev.Title, ev.URL)
-			mu.Unlock()
-		}))
-	}()
-	return "http://" + ln.Addr().String() + "/notices", nil
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ Event, Title, URL string }
+		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&ev)
+		mu.Lock()
+		fmt.Fprintf(out, "    notice (%s): %s %s\n", ev.Event, ev.Title, ev.URL)
+		mu.Unlock()
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/notices", func() { srv.Close() }, nil
 }
 
 // load sends requests to staging and production from a few clients and
