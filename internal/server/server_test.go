@@ -452,7 +452,7 @@ func TestUISessionLifecycle(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, resp.Header.Get("Location")
 	}
-	c, csrf := e.signin(viewer)
+	c, _ := e.signin(viewer)
 	if code, _ := get(c, "/apps"); code != http.StatusOK {
 		t.Fatalf("signed in: %d", code)
 	}
@@ -464,7 +464,7 @@ func TestUISessionLifecycle(t *testing.T) {
 		t.Fatalf("after the token was revoked: %d %s", code, loc)
 	}
 	// Signing out ends the session; a forged next= never leaves the site.
-	c, csrf = e.signin(e.Admin)
+	c, csrf := e.signin(e.Admin)
 	resp, err := c.PostForm(e.URL+"/signout", url.Values{"csrf": {csrf}})
 	if err != nil {
 		t.Fatal(err)
