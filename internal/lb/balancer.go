@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type target struct {
 	addr     string
 	state    atomic.Value // string
 	inflight atomic.Int64
+	pool     pool // idle keep-alive connections of the fast path
 	cancel   context.CancelFunc
 	// streaks are touched by the checker goroutine and, for passive
 	// failures, the proxy; mu keeps them consistent.
@@ -48,8 +50,8 @@ type group struct {
 	stats *stats
 }
 
-// next returns the next healthy target after skip (round robin), or nil.
-func (g *group) next(skip map[*target]bool) *target {
+// next returns the next healthy target not in skip (round robin), or nil.
+func (g *group) next(skip []*target) *target {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	n := uint64(len(g.live))
@@ -61,7 +63,7 @@ func (g *group) next(skip map[*target]bool) *target {
 	start := g.rr.Add(1)
 	for i := uint64(0); i < n; i++ {
 		t := g.live[(start+i)%n]
-		if t.get() == StateHealthy && !skip[t] {
+		if t.get() == StateHealthy && !slices.Contains(skip, t) {
 			return t
 		}
 	}
@@ -87,9 +89,15 @@ type route struct {
 type listener struct {
 	name   string
 	addr   string
-	srv    *http.Server
 	routes atomic.Pointer[[]route]
 	turn   atomic.Uint64
+
+	ln       net.Listener
+	srv      *http.Server // serves what the fast path hands off
+	fallback *handOff
+	closing  atomic.Bool
+	mu       sync.Mutex
+	conns    map[*clientConn]struct{}
 }
 
 // Balancer owns the listeners and target groups of one routing table.
@@ -134,6 +142,9 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 		// FlushInterval stays 0: ReverseProxy already flushes at once for streamed
 		// (unknown-length) responses and server-sent events.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client went away; there is no one to answer
+			}
 			status := http.StatusBadGateway
 			if errors.Is(err, errNoTarget) {
 				status = http.StatusServiceUnavailable
@@ -162,7 +173,7 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	// failed before any response may go to another target; any request may
 	// when its connection could not even be opened.
 	idempotent := noBody && (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions) && req.Header.Get("Upgrade") == ""
-	tried := map[*target]bool{}
+	var tried []*target
 	var lastErr error = errNoTarget
 	for attempt := 0; attempt < 3; attempt++ {
 		t := g.next(tried)
@@ -178,7 +189,7 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 		if t == nil {
 			return nil, lastErr
 		}
-		tried[t] = true
+		tried = append(tried, t)
 		out := req.Clone(req.Context())
 		out.URL.Host = t.addr
 		t.inflight.Add(1)
@@ -341,19 +352,21 @@ func (b *Balancer) Apply(cfg Config) error {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		go func() { defer cancel(); cur.srv.Shutdown(ctx) }()
+		go func() { defer cancel(); cur.shutdown(ctx) }()
 	}
 	for name, l := range cfg.Listeners {
 		cur := byAddr[l.Addr]
 		if cur == nil {
-			cur = &listener{addr: l.Addr}
+			ln := opened[name]
+			cur = &listener{addr: l.Addr, ln: ln, conns: map[*clientConn]struct{}{}, fallback: newHandOff(ln.Addr())}
 			srv := &http.Server{Handler: cur.handler(b), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn)}
 			var protocols http.Protocols
 			protocols.SetHTTP1(true)
 			protocols.SetUnencryptedHTTP2(true) // HTTP/2 to clients without TLS (h2c)
 			srv.Protocols = &protocols
 			cur.srv = srv
-			go srv.Serve(opened[name])
+			go srv.Serve(cur.fallback)
+			go cur.serve(b)
 		}
 		cur.name = name
 		rs := make([]route, 0, len(l.Routes))
@@ -422,6 +435,7 @@ func (b *Balancer) drain(g *group, t *target, delay time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.cancel()
+	t.pool.closeAll()
 	g.mu.Lock()
 	if g.all[t.addr] == t {
 		delete(g.all, t.addr)
@@ -523,6 +537,6 @@ func (b *Balancer) Close(ctx context.Context) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, l := range b.listeners {
-		l.srv.Shutdown(ctx)
+		l.shutdown(ctx)
 	}
 }

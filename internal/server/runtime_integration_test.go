@@ -149,6 +149,16 @@ func cleanupRuntime(t *testing.T, app, data string) {
 		if b, err := os.ReadFile(filepath.Join(data, "proxy.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 				syscall.Kill(pid, syscall.SIGKILL)
+				// Wait until it is gone (or a zombie): a proxy still saving
+				// its table would put files back into the data dir as the
+				// test's TempDir cleanup removes it.
+				for i := 0; i < 200; i++ {
+					st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+					if err != nil || strings.Contains(string(st), ") Z ") {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
 			}
 		}
 		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app="+app).Output()

@@ -1,0 +1,886 @@
+package lb
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP/1.1 fast path. net/http's server plus httputil.ReverseProxy
+// spends most of a small request on goroutine hand-offs between a client
+// connection and the transport's read and write loops, and on header maps.
+// Here one goroutine per client connection forwards each request's bytes to
+// a pooled target connection and the response's bytes back, touching only
+// the headers a proxy must (hop-by-hop, X-Forwarded-*). Anything it does not
+// handle — HTTP/2, upgrades (WebSocket), Expect, chunked request bodies,
+// HTTP/1.0, odd or oversized heads — hands the whole connection, unread
+// bytes included, to the net/http server behind it, which proxies with
+// ReverseProxy as before.
+
+const (
+	clientBufSize = 16 << 10
+	targetBufSize = 32 << 10
+	headerTimeout = 10 * time.Second
+	idleTimeout   = 120 * time.Second
+	// responseHeaderTimeout matches the transport of the net/http path.
+	responseHeaderTimeout = 60 * time.Second
+	maxIdlePerTarget      = 256
+	// A pooled target connection idle longer than this may have been closed
+	// by the target; it is dropped rather than risked.
+	maxTargetIdle = 50 * time.Second
+)
+
+var (
+	errHandOff        = errors.New("hand off to net/http")
+	errHeadTooLarge   = errors.New("response head too large")
+	errBadResponse    = errors.New("malformed response from target")
+	aLongTimeAgo      = time.Unix(1, 0)
+	crlfcrlf          = []byte("\r\n\r\n")
+	lflf              = []byte("\n\n")
+	clientReaderPool  sync.Pool
+	clientWriterPool  sync.Pool
+	forwardedProtoSet = []byte("X-Forwarded-Proto: http\r\n")
+)
+
+// clientConn is one accepted connection served by the fast path.
+type clientConn struct {
+	nc   net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	ip   string // for X-Forwarded-For
+	idle atomic.Bool
+	head []byte // the outbound request head, reused between requests
+}
+
+// targetConn is a keep-alive connection to one target.
+type targetConn struct {
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	idleFrom time.Time
+}
+
+// pool holds a target's idle keep-alive connections, most recent last.
+type pool struct {
+	mu    sync.Mutex
+	conns []*targetConn
+}
+
+func (p *pool) get() *targetConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.conns) > 0 {
+		tc := p.conns[len(p.conns)-1]
+		p.conns = p.conns[:len(p.conns)-1]
+		if time.Since(tc.idleFrom) < maxTargetIdle {
+			return tc
+		}
+		tc.nc.Close()
+	}
+	return nil
+}
+
+func (p *pool) put(tc *targetConn) {
+	tc.idleFrom = time.Now()
+	p.mu.Lock()
+	if len(p.conns) < maxIdlePerTarget {
+		p.conns = append(p.conns, tc)
+		tc = nil
+	}
+	p.mu.Unlock()
+	if tc != nil {
+		tc.nc.Close()
+	}
+}
+
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, tc := range conns {
+		tc.nc.Close()
+	}
+}
+
+var dialer = &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+
+func dialTarget(ctx context.Context, addr string) (*targetConn, error) {
+	nc, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &targetConn{nc: nc, br: bufio.NewReaderSize(nc, targetBufSize), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+}
+
+// handOff is a net.Listener that yields the connections the fast path
+// passes to the net/http server.
+type handOff struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newHandOff(addr net.Addr) *handOff {
+	return &handOff{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (h *handOff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.ch:
+		return c, nil
+	case <-h.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handOff) Close() error   { h.once.Do(func() { close(h.closed) }); return nil }
+func (h *handOff) Addr() net.Addr { return h.addr }
+
+func (h *handOff) give(c net.Conn) {
+	select {
+	case h.ch <- c:
+	case <-h.closed:
+		c.Close()
+	}
+}
+
+// bufferedConn replays what the fast path had read but not consumed.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// serve accepts connections until the listener closes.
+func (l *listener) serve(b *Balancer) {
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			b.log.Warn("accept failed", "listener", l.name, "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		go l.serveConn(b, nc)
+	}
+}
+
+func (l *listener) track(c *clientConn, add bool) {
+	l.mu.Lock()
+	if add {
+		l.conns[c] = struct{}{}
+	} else {
+		delete(l.conns, c)
+	}
+	l.mu.Unlock()
+}
+
+func (l *listener) serveConn(b *Balancer, nc net.Conn) {
+	c := &clientConn{nc: nc}
+	if br, ok := clientReaderPool.Get().(*bufio.Reader); ok {
+		br.Reset(nc)
+		c.br = br
+	} else {
+		c.br = bufio.NewReaderSize(nc, clientBufSize)
+	}
+	if bw, ok := clientWriterPool.Get().(*bufio.Writer); ok {
+		bw.Reset(nc)
+		c.bw = bw
+	} else {
+		c.bw = bufio.NewWriterSize(nc, clientBufSize)
+	}
+	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+		c.ip = host
+	}
+	l.track(c, true)
+	handedOff := false
+	defer func() {
+		l.track(c, false)
+		if !handedOff {
+			nc.Close()
+			c.br.Reset(nil)
+			clientReaderPool.Put(c.br)
+		}
+		c.bw.Reset(nil)
+		clientWriterPool.Put(c.bw)
+	}()
+	first := true
+	for {
+		// Waiting for a request: idle. Shutdown closes idle connections by
+		// moving their deadline; the deadline is set before the flag so a
+		// shutdown that sees the flag always wins.
+		if first {
+			nc.SetReadDeadline(time.Now().Add(headerTimeout))
+		} else if c.br.Buffered() == 0 {
+			nc.SetReadDeadline(time.Now().Add(idleTimeout))
+		}
+		c.idle.Store(true)
+		if l.closing.Load() {
+			return
+		}
+		if !first && c.br.Buffered() == 0 {
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+			// The header timeout starts with a request's first byte; most
+			// heads arrive whole, and then there is nothing left to time.
+			if buf, _ := c.br.Peek(c.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
+				nc.SetReadDeadline(time.Now().Add(headerTimeout))
+			}
+		}
+		first = false
+		head, err := peekHead(c.br)
+		c.idle.Store(false)
+		if errors.Is(err, errHandOff) {
+			handedOff = l.handOff(c)
+			return
+		}
+		if err != nil {
+			return
+		}
+		keep, err := l.forward(b, c, head)
+		if errors.Is(err, errHandOff) {
+			handedOff = l.handOff(c)
+			return
+		}
+		if !keep || err != nil {
+			return
+		}
+	}
+}
+
+func (l *listener) handOff(c *clientConn) bool {
+	c.nc.SetReadDeadline(time.Time{})
+	l.fallback.give(&bufferedConn{Conn: c.nc, r: c.br})
+	return true
+}
+
+// peekHead returns the request head (through the blank line) without
+// consuming it, so it can still be handed off.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	searched := 0
+	for {
+		buf, err := br.Peek(br.Buffered())
+		if i := bytes.Index(buf[max(0, searched-3):], crlfcrlf); i >= 0 {
+			end := max(0, searched-3) + i + 4
+			if bytes.Contains(buf[:end], lflf) {
+				return nil, errHandOff
+			}
+			return buf[:end], nil
+		}
+		if bytes.Contains(buf, lflf) || len(buf) == br.Size() {
+			return nil, errHandOff // bare-LF lines or a head too large: net/http judges it
+		}
+		searched = len(buf)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil && br.Buffered() <= len(buf) {
+			return nil, err
+		}
+	}
+}
+
+// request is what the fast path needs to know about a request head.
+type request struct {
+	method        []byte
+	contentLength int64
+	close         bool
+	idempotent    bool
+}
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, ch := range b {
+		if !validHeaderByte(ch) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderByte reports a tchar of RFC 9110.
+func validHeaderByte(ch byte) bool {
+	switch {
+	case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		return true
+	}
+	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), ch) >= 0
+}
+
+func eqFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		if ch != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func validValue(v []byte) bool {
+	for _, ch := range v {
+		if ch < ' ' && ch != '\t' || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// splitHeader splits "Name: value" into a token name and a trimmed value.
+func splitHeader(line []byte) (name, value []byte, ok bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 || !isToken(line[:i]) {
+		return nil, nil, false
+	}
+	v := bytes.Trim(line[i+1:], " \t")
+	if !validValue(v) {
+		return nil, nil, false
+	}
+	return line[:i], v, true
+}
+
+// parseRequest checks the head and writes the outbound head into c.head.
+func (c *clientConn) parseRequest(head []byte) (request, error) {
+	var r request
+	lineEnd := bytes.Index(head, []byte("\r\n"))
+	line := head[:lineEnd]
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp1 <= 0 || sp2 <= sp1 || !bytes.Equal(line[sp2+1:], []byte("HTTP/1.1")) {
+		return r, errHandOff
+	}
+	target := line[sp1+1 : sp2]
+	r.method = line[:sp1]
+	if !isToken(r.method) || len(target) == 0 || target[0] != '/' || !validValue(target) || bytes.IndexByte(target, ' ') >= 0 {
+		return r, errHandOff
+	}
+	r.idempotent = string(r.method) == http.MethodGet || string(r.method) == http.MethodHead || string(r.method) == http.MethodOptions
+	out := append(c.head[:0], line...)
+	out = append(out, "\r\n"...)
+	var host, xff []byte
+	sawHost, sawLength := false, false
+	for rest := head[lineEnd+2 : len(head)-2]; len(rest) > 0; {
+		i := bytes.Index(rest, []byte("\r\n"))
+		hl := rest[:i]
+		rest = rest[i+2:]
+		if hl[0] == ' ' || hl[0] == '\t' {
+			return r, errHandOff // obsolete line folding
+		}
+		name, value, ok := splitHeader(hl)
+		if !ok {
+			return r, errHandOff
+		}
+		switch {
+		case eqFold(name, "host"):
+			if sawHost {
+				return r, errHandOff
+			}
+			sawHost, host = true, value
+		case eqFold(name, "content-length"):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if sawLength || err != nil || n < 0 {
+				return r, errHandOff
+			}
+			sawLength, r.contentLength = true, n
+		case eqFold(name, "connection"):
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				tok = bytes.Trim(tok, " \t")
+				switch {
+				case eqFold(tok, "close"):
+					r.close = true
+				case eqFold(tok, "keep-alive"), len(tok) == 0:
+				default:
+					return r, errHandOff // upgrades and custom hop-by-hop headers
+				}
+			}
+			continue
+		case eqFold(name, "transfer-encoding"), eqFold(name, "upgrade"), eqFold(name, "expect"):
+			return r, errHandOff
+		case eqFold(name, "te"):
+			if !eqFold(value, "trailers") {
+				continue
+			}
+		case eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"), eqFold(name, "proxy-authorization"), eqFold(name, "trailer"),
+			eqFold(name, "forwarded"), eqFold(name, "x-forwarded-host"), eqFold(name, "x-forwarded-proto"):
+			continue
+		case eqFold(name, "x-forwarded-for"):
+			if len(xff) > 0 {
+				xff = append(xff, ", "...)
+			}
+			xff = append(xff, value...)
+			continue
+		}
+		out = append(out, hl...)
+		out = append(out, "\r\n"...)
+	}
+	if !sawHost {
+		return r, errHandOff
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	if len(xff) > 0 {
+		out = append(out, xff...)
+		out = append(out, ", "...)
+	}
+	out = append(out, c.ip...)
+	out = append(out, "\r\nX-Forwarded-Host: "...)
+	out = append(out, host...)
+	out = append(out, "\r\n"...)
+	out = append(out, forwardedProtoSet...)
+	out = append(out, "\r\n"...)
+	c.head = out
+	return r, nil
+}
+
+// forward proxies one request; keep tells whether the client connection
+// may serve another.
+func (l *listener) forward(b *Balancer, c *clientConn, head []byte) (keep bool, err error) {
+	req, err := c.parseRequest(head)
+	if err != nil {
+		return false, err
+	}
+	start := time.Now()
+	c.br.Discard(len(head))
+	g := l.pick()
+	if g == nil {
+		return c.fail(req, http.StatusServiceUnavailable, "no healthy target for "+l.name)
+	}
+	var tried [3]*target
+	var lastErr error = errNoTarget
+	for attempt := 0; attempt < len(tried); attempt++ {
+		t := g.next(tried[:attempt])
+		if t == nil {
+			if g2 := l.pick(); g2 != nil && g2 != g {
+				g = g2
+				t = g.next(tried[:attempt])
+			}
+		}
+		if t == nil {
+			break
+		}
+		tried[attempt] = t
+		t.inflight.Add(1)
+		status, keep, wrote, err := c.exchange(t, req, req.close || l.closing.Load())
+		t.inflight.Add(-1)
+		if err == nil {
+			g.stats.record(status, time.Since(start))
+			return keep, nil
+		}
+		if wrote {
+			// Part of a response reached the client: all that can be done is
+			// to close the connection.
+			g.stats.record(http.StatusBadGateway, time.Since(start))
+			b.log.Warn("proxy error", "listener", l.name, "target", t.addr, "err", err)
+			return false, err
+		}
+		lastErr = err
+		var op *net.OpError
+		dialFailed := errors.As(err, &op) && op.Op == "dial"
+		if dialFailed {
+			b.passiveFailure(g, t)
+		}
+		// As on the net/http path: a request whose connection could not even
+		// be opened may go to another target, and so may a body-less
+		// idempotent request that got no response.
+		if !(dialFailed || req.idempotent && req.contentLength == 0) {
+			break
+		}
+	}
+	if errors.Is(lastErr, errNoTarget) {
+		return c.fail(req, http.StatusServiceUnavailable, "load balancer: "+lastErr.Error())
+	}
+	b.log.Warn("proxy error", "listener", l.name, "err", lastErr)
+	g.stats.record(http.StatusBadGateway, time.Since(start))
+	return c.fail(req, http.StatusBadGateway, "load balancer: "+lastErr.Error())
+}
+
+// fail answers the client with an error of the load balancer's own.
+func (c *clientConn) fail(req request, status int, msg string) (bool, error) {
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n", status, http.StatusText(status), len(msg)+1)
+	// A request body that was never forwarded is still on the connection.
+	keep := !req.close && req.contentLength == 0
+	if !keep {
+		c.bw.WriteString("Connection: close\r\n")
+	}
+	c.bw.WriteString("\r\n")
+	if !eqFold(req.method, "head") {
+		c.bw.WriteString(msg + "\n")
+	}
+	if err := c.bw.Flush(); err != nil {
+		return false, err
+	}
+	return keep, nil
+}
+
+// exchange sends the request to t and copies the response back. keep
+// tells whether the client connection may serve another request; wrote,
+// whether any of the response reached the client (no retry then).
+func (c *clientConn) exchange(t *target, req request, closeClient bool) (status int, keep, wrote bool, err error) {
+	tc := t.pool.get()
+	if tc != nil && !req.idempotent && !alive(tc.nc) {
+		// A request that cannot be retried gets no connection the target
+		// may have closed while it sat idle.
+		tc.nc.Close()
+		tc = nil
+	}
+	if tc != nil {
+		var reuse bool
+		status, keep, wrote, reuse, err = c.exchangeOn(tc, req, closeClient)
+		if err == nil || wrote || !(req.idempotent && req.contentLength == 0) {
+			t.release(tc, reuse && err == nil)
+			return status, keep, wrote, err
+		}
+		// The target closed the idle connection as the request went out:
+		// like Go's transport, try once more on a new one.
+		tc.nc.Close()
+	}
+	if tc, err = dialTarget(context.Background(), t.addr); err != nil {
+		return 0, false, false, err
+	}
+	var reuse bool
+	status, keep, wrote, reuse, err = c.exchangeOn(tc, req, closeClient)
+	t.release(tc, reuse && err == nil)
+	return status, keep, wrote, err
+}
+
+func (t *target) release(tc *targetConn, reuse bool) {
+	if reuse {
+		t.pool.put(tc)
+	} else {
+		tc.nc.Close()
+	}
+}
+
+// exchangeOn is one exchange on one target connection; reuse tells whether
+// the connection may serve another request.
+func (c *clientConn) exchangeOn(tc *targetConn, req request, closeClient bool) (status int, keep, wrote, reuse bool, err error) {
+	tc.bw.Write(c.head)
+	if req.contentLength > int64(c.br.Buffered()) {
+		c.nc.SetReadDeadline(time.Time{}) // a body is not bound by the header timeout
+	}
+	if req.contentLength > 0 {
+		if _, err := copyN(tc.bw, c.br, req.contentLength); err != nil {
+			return 0, false, false, false, fmt.Errorf("request body: %w", err)
+		}
+	}
+	if err := tc.bw.Flush(); err != nil {
+		return 0, false, false, false, err
+	}
+	tc.nc.SetReadDeadline(time.Now().Add(responseHeaderTimeout))
+	for {
+		head, err := peekResponseHead(tc.br)
+		if err != nil {
+			return 0, false, false, false, err
+		}
+		resp, err := parseResponse(head, eqFold(req.method, "head"))
+		if err != nil {
+			return 0, false, false, false, err
+		}
+		if resp.status < 200 {
+			if resp.status == http.StatusSwitchingProtocols {
+				return 0, false, false, false, errBadResponse // upgrades never take this path
+			}
+			c.bw.Write(head) // 103 Early Hints and the like go through as they are
+			tc.br.Discard(len(head))
+			if err := c.bw.Flush(); err != nil {
+				return 0, false, true, false, err
+			}
+			continue
+		}
+		if resp.length < 0 || resp.length > int64(tc.br.Buffered()-len(head)) {
+			// A body still to come is not bound by the header timeout. (A
+			// pooled connection's deadline is set again on its next use.)
+			tc.nc.SetReadDeadline(time.Time{})
+		}
+		keep = !closeClient && resp.length != untilClose
+		writeResponseHead(c.bw, head, resp, keep)
+		tc.br.Discard(len(head))
+		switch {
+		case resp.length >= 0:
+			_, err = copyN(c.bw, tc.br, resp.length)
+		case resp.length == chunked:
+			err = copyChunked(c.bw, tc.br)
+		default:
+			_, err = copyN(c.bw, tc.br, -1)
+		}
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		if err != nil {
+			return resp.status, false, true, false, err
+		}
+		return resp.status, keep, true, resp.keepAlive && tc.br.Buffered() == 0, nil
+	}
+}
+
+const (
+	chunked    = -1
+	untilClose = -2
+)
+
+type response struct {
+	status    int
+	length    int64 // bytes, chunked or untilClose
+	keepAlive bool
+	hop       [][]byte // header names the Connection header makes hop-by-hop
+}
+
+func peekResponseHead(br *bufio.Reader) ([]byte, error) {
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if len(buf) == br.Size() {
+			return nil, errHeadTooLarge
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil && br.Buffered() <= len(buf) {
+			return nil, err
+		}
+	}
+}
+
+func parseResponse(head []byte, headRequest bool) (response, error) {
+	r := response{length: untilClose, keepAlive: true}
+	lineEnd := bytes.Index(head, []byte("\r\n"))
+	line := head[:lineEnd]
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return r, errBadResponse
+	}
+	if line[7] != '1' {
+		r.keepAlive = false // HTTP/1.0 targets close unless asked otherwise
+	}
+	code, err := strconv.Atoi(string(line[9:12]))
+	if err != nil || code < 100 || len(line) > 12 && line[12] != ' ' {
+		return r, errBadResponse
+	}
+	r.status = code
+	isChunked, sawLength := false, false
+	for rest := head[lineEnd+2 : len(head)-2]; len(rest) > 0; {
+		i := bytes.Index(rest, []byte("\r\n"))
+		hl := rest[:i]
+		rest = rest[i+2:]
+		name, value, ok := splitHeader(hl)
+		if !ok {
+			return r, errBadResponse
+		}
+		switch {
+		case eqFold(name, "content-length"):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || sawLength && n != r.length {
+				return r, errBadResponse
+			}
+			sawLength, r.length = true, n
+		case eqFold(name, "transfer-encoding"):
+			if !eqFold(value, "chunked") {
+				return r, errBadResponse
+			}
+			isChunked = true
+		case eqFold(name, "connection"):
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				tok = bytes.Trim(tok, " \t")
+				switch {
+				case eqFold(tok, "close"):
+					r.keepAlive = false
+				case eqFold(tok, "keep-alive"):
+					if line[7] == '0' {
+						r.keepAlive = true
+					}
+				case len(tok) > 0:
+					r.hop = append(r.hop, tok)
+				}
+			}
+		}
+	}
+	if isChunked {
+		r.length = chunked // Transfer-Encoding overrides Content-Length
+	}
+	if headRequest || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
+		r.length = 0
+	}
+	if r.length == untilClose {
+		r.keepAlive = false
+	}
+	return r, nil
+}
+
+// writeResponseHead writes the response head for the client: HTTP/1.1,
+// without hop-by-hop headers.
+func writeResponseHead(w *bufio.Writer, head []byte, r response, keepClient bool) {
+	lineEnd := bytes.Index(head, []byte("\r\n"))
+	w.WriteString("HTTP/1.1")
+	w.Write(head[8:lineEnd])
+	w.WriteString("\r\n")
+	for rest := head[lineEnd+2 : len(head)-2]; len(rest) > 0; {
+		i := bytes.Index(rest, []byte("\r\n"))
+		hl := rest[:i]
+		rest = rest[i+2:]
+		name := hl[:bytes.IndexByte(hl, ':')]
+		if eqFold(name, "connection") || eqFold(name, "keep-alive") || eqFold(name, "proxy-connection") ||
+			eqFold(name, "upgrade") || eqFold(name, "proxy-authenticate") || eqFold(name, "te") {
+			continue
+		}
+		if eqFold(name, "transfer-encoding") && r.length != chunked {
+			continue
+		}
+		if hopByConnection(name, r.hop) {
+			continue
+		}
+		w.Write(hl)
+		w.WriteString("\r\n")
+	}
+	if !keepClient {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+func hopByConnection(name []byte, hop [][]byte) bool {
+	for _, h := range hop {
+		if bytes.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyN copies n bytes (n < 0: until EOF), flushing dst whenever src has
+// nothing more buffered so streamed responses reach the client at once.
+func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) (int64, error) {
+	var copied int64
+	for n < 0 || copied < n {
+		if src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return copied, err
+			}
+			if _, err := src.Peek(1); err != nil {
+				if n < 0 && errors.Is(err, io.EOF) {
+					return copied, nil
+				}
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return copied, err
+			}
+		}
+		k := int64(src.Buffered())
+		if n >= 0 && k > n-copied {
+			k = n - copied
+		}
+		p, _ := src.Peek(int(k))
+		if _, err := dst.Write(p); err != nil {
+			return copied, err
+		}
+		src.Discard(int(k))
+		copied += k
+	}
+	return copied, nil
+}
+
+// copyChunked passes a chunked body through as it is, trailers included,
+// reading its framing only to know where it ends.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+	for {
+		if src.Buffered() == 0 {
+			// Nothing more is buffered: let the client have what it has.
+			if err := dst.Flush(); err != nil {
+				return err
+			}
+		}
+		line, err := readLine(src)
+		if err != nil {
+			return err
+		}
+		dst.Write(line)
+		size := line[:len(line)-2]
+		if i := bytes.IndexByte(size, ';'); i >= 0 {
+			size = size[:i]
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimRight(size, " \t")), 16, 64)
+		if err != nil || n < 0 {
+			return errBadResponse
+		}
+		if n == 0 {
+			for { // trailers, then the blank line
+				line, err := readLine(src)
+				if err != nil {
+					return err
+				}
+				dst.Write(line)
+				if len(line) == 2 {
+					return nil
+				}
+			}
+		}
+		if _, err := copyN(dst, src, n+2); err != nil {
+			return err
+		}
+	}
+}
+
+// readLine returns one CRLF-terminated line; it stays valid until the next
+// read from src.
+func readLine(src *bufio.Reader) ([]byte, error) {
+	line, err := src.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, errBadResponse
+	}
+	return line, nil
+}
+
+// shutdown stops accepting, closes idle connections, lets requests in
+// flight finish, then hands the rest of ctx to the net/http server.
+func (l *listener) shutdown(ctx context.Context) {
+	l.closing.Store(true)
+	l.ln.Close()
+	fallbackDone := make(chan struct{})
+	go func() { l.srv.Shutdown(ctx); close(fallbackDone) }()
+	for {
+		l.mu.Lock()
+		n := len(l.conns)
+		for c := range l.conns {
+			if c.idle.Load() {
+				c.nc.SetReadDeadline(aLongTimeAgo)
+			}
+		}
+		if ctx.Err() != nil {
+			for c := range l.conns {
+				c.nc.Close()
+			}
+		}
+		l.mu.Unlock()
+		if n == 0 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	<-fallbackDone
+}
