@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -213,9 +214,19 @@ func (c *Controller) note(ctx context.Context, d *store.Deployment, phase, forma
 // setLayout stores the service's layout and applies it at once, so a
 // traffic step is in force in the load balancer before it is reported.
 func (c *Controller) setLayout(ctx context.Context, svc *store.Service, l store.Layout) error {
+	routingOnly := svc.Layout != nil && reflect.DeepEqual(svc.Layout.Sets, l.Sets)
 	svc.Layout = &l
 	if _, err := c.Store.UpdateService(ctx, *svc); err != nil {
 		return err
+	}
+	if routingOnly {
+		// Same task sets, new weights: only the routing changes, which is
+		// what a traffic shift must not wait on a reconcile pass for.
+		if err := c.Manager.ApplyRoutes(ctx); err != nil {
+			return fmt.Errorf("apply the new routing: %w", err)
+		}
+		c.Manager.Wake()
+		return nil
 	}
 	if err := c.Manager.Reconcile(ctx); err != nil {
 		return fmt.Errorf("apply the new layout: %w", err)

@@ -45,8 +45,12 @@ type Manager struct {
 	setFailures map[string]int
 	setStatus   map[string]SetStatus
 	lastLB      *lb.Config
-	stop        context.CancelFunc
-	wg          sync.WaitGroup
+	// lastTasks is the newest listing of tasks from the engine; lbMu
+	// serialises changes to the load balancer.
+	lastTasks []task.Task
+	lbMu      sync.Mutex
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 type serviceState struct {
@@ -138,6 +142,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
+	m.lastTasks = all
+	m.mu.Unlock()
 	var lbState lb.State
 	needLB := false
 	for _, s := range services {
@@ -171,7 +178,20 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	return m.applyLB(ctx, services, all)
+	return m.applyLB(ctx, all)
+}
+
+// ApplyRoutes sends the load balancer the routing that the stored layouts
+// imply, over the newest listing of tasks: a traffic shift then waits
+// neither for a reconcile pass in progress nor for the engine.
+func (m *Manager) ApplyRoutes(ctx context.Context) error {
+	m.mu.Lock()
+	listed := m.lastTasks != nil
+	m.mu.Unlock()
+	if !listed {
+		return m.Reconcile(ctx)
+	}
+	return m.applyLB(ctx, nil)
 }
 
 // groupOf treats tasks from before target groups existed as the default group.
@@ -495,9 +515,22 @@ func inTargetGroup(st lb.State, group string, t task.Task, s store.Service) bool
 }
 
 // applyLB sends the routing table the services' layouts imply, when it
-// changed. all is this pass's listing of tasks (no second engine round trip;
-// a task started during the pass joins at the next one, which it wakes).
-func (m *Manager) applyLB(ctx context.Context, services []store.Service, all []task.Task) error {
+// changed. all is this pass's listing of tasks, nil for the newest one (no
+// second engine round trip; a task started during the pass joins at the
+// next one, which it wakes). Layouts are read here, under lbMu, so that of
+// two changes the one applied last is never the older.
+func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
+	m.lbMu.Lock()
+	defer m.lbMu.Unlock()
+	if all == nil {
+		m.mu.Lock()
+		all = m.lastTasks
+		m.mu.Unlock()
+	}
+	services, err := m.Store.ListServices(ctx, "", "")
+	if err != nil {
+		return err
+	}
 	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
 	for _, s := range services {
 		l := s.LoadBalancer
