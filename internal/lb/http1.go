@@ -71,8 +71,9 @@ type targetConn struct {
 
 // pool holds a target's idle keep-alive connections, most recent last.
 type pool struct {
-	mu    sync.Mutex
-	conns []*targetConn
+	mu     sync.Mutex
+	conns  []*targetConn
+	closed bool // the target is gone: connections coming back are closed
 }
 
 func (p *pool) get() *targetConn {
@@ -92,7 +93,7 @@ func (p *pool) get() *targetConn {
 func (p *pool) put(tc *targetConn) {
 	tc.idleFrom = time.Now()
 	p.mu.Lock()
-	if len(p.conns) < maxIdlePerTarget {
+	if !p.closed && len(p.conns) < maxIdlePerTarget {
 		p.conns = append(p.conns, tc)
 		tc = nil
 	}
@@ -105,7 +106,7 @@ func (p *pool) put(tc *targetConn) {
 func (p *pool) closeAll() {
 	p.mu.Lock()
 	conns := p.conns
-	p.conns = nil
+	p.conns, p.closed = nil, true
 	p.mu.Unlock()
 	for _, tc := range conns {
 		tc.nc.Close()
@@ -742,8 +743,8 @@ func writeResponseHead(w *bufio.Writer, head []byte, r response, keepClient bool
 			eqFold(name, "upgrade") || eqFold(name, "proxy-authenticate") || eqFold(name, "te") {
 			continue
 		}
-		if eqFold(name, "transfer-encoding") && r.length != chunked {
-			continue
+		if eqFold(name, "transfer-encoding") && r.length != chunked || eqFold(name, "content-length") && r.length == chunked {
+			continue // chunking overrides a length; only the framing used is sent
 		}
 		if hopByConnection(name, r.hop) {
 			continue
