@@ -26,11 +26,15 @@ import (
 // bytes included, to the net/http server behind it, which proxies with
 // ReverseProxy as before.
 
+// Timeouts on the client side; variables so tests need not wait them out.
+var (
+	headerTimeout = 10 * time.Second
+	idleTimeout   = 120 * time.Second
+)
+
 const (
 	clientBufSize = 16 << 10
 	targetBufSize = 32 << 10
-	headerTimeout = 10 * time.Second
-	idleTimeout   = 120 * time.Second
 	// responseHeaderTimeout matches the transport of the net/http path.
 	responseHeaderTimeout = 60 * time.Second
 	maxIdlePerTarget      = 256
@@ -233,9 +237,11 @@ func (l *listener) serveConn(b *Balancer, nc net.Conn) {
 		if l.closing.Load() {
 			return
 		}
-		if !first && c.br.Buffered() == 0 {
-			if _, err := c.br.Peek(1); err != nil {
-				return
+		if !first {
+			if c.br.Buffered() == 0 {
+				if _, err := c.br.Peek(1); err != nil {
+					return
+				}
 			}
 			// The header timeout starts with a request's first byte; most
 			// heads arrive whole, and then there is nothing left to time.

@@ -258,3 +258,47 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 		t.Fatal("the listener still accepts after shutdown")
 	}
 }
+
+// TestClientTimeouts: a head that stalls is cut off after the header
+// timeout; a keep-alive connection waiting between requests is not, until
+// the idle timeout.
+func TestClientTimeouts(t *testing.T) {
+	oldHeader, oldIdle := headerTimeout, idleTimeout
+	headerTimeout, idleTimeout = 300*time.Millisecond, 1500*time.Millisecond
+	t.Cleanup(func() { headerTimeout, idleTimeout = oldHeader, oldIdle })
+	var requests atomic.Int64
+	be := fastPathBackend(t, &requests)
+	_, addr := fastPathBalancer(t, hostOf(be))
+	closedAfter := func(conn net.Conn, br *bufio.Reader) time.Duration {
+		start := time.Now()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("waiting connection: %v, want EOF", err)
+		}
+		return time.Since(start)
+	}
+	for _, c := range []struct {
+		name, before, partial string
+		min, max              time.Duration
+	}{
+		{"stalled first head", "", "GET / HTTP/1.1\r\nHost: a\r\n", 200 * time.Millisecond, time.Second},
+		{"stalled second head", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\r\nHo", 200 * time.Millisecond, time.Second},
+		{"idle between requests", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "", 1200 * time.Millisecond, 3 * time.Second},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		if c.before != "" {
+			if resp, body := rawExchange(t, br, conn, c.before); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%s: %d %q", c.name, resp.StatusCode, body)
+			}
+		}
+		io.WriteString(conn, c.partial)
+		if d := closedAfter(conn, br); d < c.min || d > c.max {
+			t.Fatalf("%s: closed after %v, want %v to %v", c.name, d, c.min, c.max)
+		}
+		conn.Close()
+	}
+}
