@@ -386,6 +386,10 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green, d.ToFamily, d.ToRevision)]; s.Healthy >= want {
 			break
 		}
+		// Health is read from the load balancer by reconcile passes, once a
+		// second when nothing wakes them: ask for one, so green is seen
+		// healthy within this poll's period rather than a pass's.
+		c.Manager.Wake()
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
