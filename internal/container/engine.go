@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,7 @@ type streamMessage struct {
 func follow(r io.Reader, log io.Writer) ([]json.RawMessage, error) {
 	dec := json.NewDecoder(r)
 	var aux []json.RawMessage
+	var trace *buildkitLog
 	for {
 		var m streamMessage
 		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
@@ -93,6 +95,18 @@ func follow(r io.Reader, log io.Writer) ([]json.RawMessage, error) {
 		switch {
 		case m.Error != "":
 			return aux, errors.New(strings.TrimSpace(m.Error))
+		case m.ID == buildkitTraceID:
+			var msg []byte // base64 in JSON
+			if err := json.Unmarshal(m.Aux, &msg); err != nil {
+				return aux, fmt.Errorf("read BuildKit progress: %w", err)
+			}
+			if trace == nil {
+				trace = newBuildkitLog(log)
+			}
+			if err := trace.write(msg); err != nil {
+				return aux, fmt.Errorf("read BuildKit progress: %w", err)
+			}
+			continue
 		case m.Stream != "":
 			io.WriteString(log, m.Stream)
 		case m.Status != "" && m.Progress == "":
@@ -118,7 +132,7 @@ func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOp
 	}
 	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
 		Tags: opts.Tags, Dockerfile: opts.Dockerfile, Target: opts.Target, BuildArgs: args,
-		Labels: opts.Labels, Remove: true, ForceRemove: true,
+		Labels: opts.Labels, Remove: true, ForceRemove: true, Version: e.builder(ctx),
 	})
 	if err != nil {
 		return "", fmt.Errorf("docker build: %w", err)
@@ -141,6 +155,23 @@ func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOp
 		}
 	}
 	return "", errors.New("docker build: the engine reported no image id")
+}
+
+// builder picks BuildKit unless the engine says it has only the classic
+// builder: the classic one commits a container per instruction, about 3 s
+// for a five-line Dockerfile FROM scratch here, where BuildKit takes 0.2 s.
+// Linux engines since 18.09 build with BuildKit through the API whether or
+// not it is their CLI's default (they then send no Builder-Version), and
+// the build context goes up as a tar either way: no BuildKit session is
+// needed. SLIPWAY_DOCKER_BUILDER=classic forces the classic builder.
+func (e *Engine) builder(ctx context.Context) build.BuilderVersion {
+	if os.Getenv("SLIPWAY_DOCKER_BUILDER") == "classic" {
+		return build.BuilderV1
+	}
+	if p, err := e.cli.Ping(ctx); err == nil && (p.BuilderVersion == build.BuilderV1 || p.OSType == "windows") {
+		return build.BuilderV1
+	}
+	return build.BuilderBuildKit
 }
 
 // Pushed is what a push stored in the registry.

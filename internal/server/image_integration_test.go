@@ -143,6 +143,21 @@ phases:
 		t.Fatalf("images: %v", list)
 	}
 
+	// The builder's steps and a RUN step's output stream into the action's
+	// log, also FROM an image that exists only in the local engine.
+	box := busyboxImage(t)
+	e.pushPipeline(app, "run-step", map[string]string{
+		"slipway.yaml": manualOnly + "stages:\n  - name: P\n    actions:\n      - {name: image, type: image}\n",
+		"Dockerfile":   "FROM " + box + "\nLABEL slipway.test=1\nCOPY payload.txt /payload.txt\nRUN echo \"built by run: $(cat /payload.txt)\"\n",
+		"payload.txt":  "payload",
+	})
+	runStep := e.startRun(app, "run-step")
+	run = e.waitRun(runStep, 60*time.Second)
+	stepLogs := e.logText(runStep)
+	if run["state"] != "succeeded" || !strings.Contains(stepLogs, "COPY payload.txt /payload.txt") || !strings.Contains(stepLogs, "built by run: payload") {
+		t.Fatalf("image build log (%v %v):\n%s", run["state"], run["reason"], stepLogs)
+	}
+
 	// A Dockerfile that fails fails the action with the builder's message.
 	e.pushPipeline(app, "broken", map[string]string{
 		"slipway.yaml": manualOnly + "stages:\n  - name: P\n    actions:\n      - {name: image, type: image}\n",
