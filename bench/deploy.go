@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/deploy"
 )
 
 // deployUnderLoad runs 20 consecutive deployments of mixed strategies while
@@ -144,9 +147,12 @@ func buildWebImage(dir string) (string, error) {
 }
 
 // cleanupBench removes the bench app's containers, networks and proxy.
+// The server goes first: while it runs it would start a new proxy in
+// place of the one stopped here.
 func cleanupBench(e *env) {
-	if b, err := os.ReadFile(filepath.Join(e.dir, "data", "proxy.pid")); err == nil {
-		exec.Command("kill", "-9", strings.TrimSpace(string(b))).Run()
+	e.stop()
+	if err := deploy.NewProxy(filepath.Join(e.dir, "data"), e.bin).Stop(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "  stop the bench's proxy: %v\n", err)
 	}
 	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app=bench").Output()
 	if ids := strings.Fields(string(out)); len(ids) > 0 {

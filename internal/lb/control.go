@@ -18,6 +18,11 @@ import (
 // Run is the `slipway proxy` process: it restores the routing table from
 // statePath, then serves the control API on socketPath until ctx ends.
 func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) error {
+	unlock, err := lockDataDir(ctx, socketPath)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	b := New(ctx, log)
 	if data, err := os.ReadFile(statePath); err == nil {
 		var cfg Config
@@ -71,6 +76,41 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 	}
 	<-closed // return only once the listeners have let go of their ports
 	return nil
+}
+
+// lockDataDir makes this the only proxy of its data directory, with an
+// exclusive lock on proxy.lock that the kernel drops when the process ends,
+// however it ends. Without it, a proxy started because a ping went
+// unanswered could wait out its predecessor's ports and take over after
+// the predecessor was stopped, outliving everyone. A predecessor that is
+// still draining holds the lock for a while: wait for it, but give up at
+// once if a proxy answers on the socket.
+func lockDataDir(ctx context.Context, socketPath string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(socketPath), "proxy.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("proxy lock: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := lockFile(f)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, errLocked) {
+			f.Close()
+			return nil, fmt.Errorf("proxy lock: %w", err)
+		}
+		if c, derr := dialControl(socketPath); derr == nil {
+			c.Close()
+			f.Close()
+			return nil, fmt.Errorf("another proxy already answers on %s", socketPath)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			f.Close()
+			return nil, fmt.Errorf("another proxy of %s holds proxy.lock and does not answer", filepath.Dir(socketPath))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func dialControl(socket string) (net.Conn, error) {

@@ -404,3 +404,51 @@ func TestRequestFollowsRoutingThatChangedUnderIt(t *testing.T) {
 		t.Fatalf("served by %q", body)
 	}
 }
+
+// TestOneProxyPerDataDir: a second proxy of the same data directory gives
+// up at once while the first answers, and takes over once it has gone.
+func TestOneProxyPerDataDir(t *testing.T) {
+	dir := t.TempDir()
+	socket, state := filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- Run(ctx, socket, state, quiet()) }()
+	c := NewClient(socket)
+	waitPing := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := c.Ping(context.Background()); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no proxy answers")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitPing()
+	// The saved table names a port the first proxy holds: the second must
+	// not sit waiting for it.
+	if err := c.Apply(context.Background(), Config{Listeners: map[string]Listener{"web": {Addr: freeAddr(t)}}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := Run(context.Background(), socket, state, quiet())
+	if err == nil || !strings.Contains(err.Error(), "another proxy already answers") || time.Since(start) > 2*time.Second {
+		t.Fatalf("second proxy: %v after %v", err, time.Since(start))
+	}
+	cancel()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	second := make(chan error, 1)
+	go func() { second <- Run(ctx2, socket, state, quiet()) }()
+	waitPing()
+	cancel2()
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -146,21 +146,7 @@ func (p *procServer) kill() {
 // cleanupRuntime removes what a test's services left on the engine, and its proxy.
 func cleanupRuntime(t *testing.T, app, data string) {
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(filepath.Join(data, "proxy.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-				// Wait until it is gone (or a zombie): a proxy still saving
-				// its table would put files back into the data dir as the
-				// test's TempDir cleanup removes it.
-				for i := 0; i < 200; i++ {
-					st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-					if err != nil || strings.Contains(string(st), ") Z ") {
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
-		}
+		killProxies(data)
 		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app="+app).Output()
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
@@ -517,4 +503,31 @@ func getURL(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// killProxies SIGKILLs every `slipway proxy --data DATA` process and waits
+// until each is gone (or a zombie). All of them, not only the one in
+// proxy.pid: one started late would outlive the test and put files back
+// into the data dir as the test's TempDir cleanup removes it.
+func killProxies(data string) {
+	want := "\x00proxy\x00--data\x00" + data + "\x00"
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), want) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		for i := 0; i < 200; i++ {
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || strings.Contains(string(st), ") Z ") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
