@@ -158,8 +158,52 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 
 var errNoTarget = errors.New("no healthy target")
 
-// retrying picks a target for each attempt; a request whose connection
-// could not even be opened is safe to send to another target.
+// tryTargets sends one request to up to three healthy targets in turn, as
+// nginx's proxy_next_upstream does: send reports whether another target may
+// have the request after it failed. A target that refused the connection
+// leaves the rotation at once; other errors (a keep-alive race, a reset)
+// are retried without judging it. When the group has no healthy target
+// left because the routing changed since the request chose it (a weight
+// shift, a rollback, a drain), the listener's current routes choose again.
+// It returns the group of the last attempt and the last error, errNoTarget
+// when there was no target to try.
+func (b *Balancer) tryTargets(l *listener, g *group, send func(*target) (again bool, err error)) (*group, error) {
+	var tried [3]*target
+	var lastErr error = errNoTarget
+	for n := 0; n < len(tried); n++ {
+		t := g.next(tried[:n])
+		if t == nil && l != nil {
+			if g2 := l.pick(); g2 != nil && g2 != g {
+				g = g2
+				t = g.next(tried[:n])
+			}
+		}
+		if t == nil {
+			return g, lastErr
+		}
+		tried[n] = t
+		again, err := send(t)
+		if err == nil {
+			return g, nil
+		}
+		lastErr = err
+		if isDialError(err) {
+			b.passiveFailure(g, t)
+		}
+		if !again {
+			break
+		}
+	}
+	return g, lastErr
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retrying is the net/http path's transport: tryTargets with
+// http.Transport.
 type retrying struct{ b *Balancer }
 
 func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -169,53 +213,29 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errNoTarget
 	}
 	noBody := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
-	// Like nginx's proxy_next_upstream: a body-less idempotent request that
-	// failed before any response may go to another target; any request may
-	// when its connection could not even be opened.
+	// A body-less idempotent request that failed before any response may go
+	// to another target; any body-less request may when its connection could
+	// not even be opened (the transport closes a body it failed to send).
 	idempotent := noBody && (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions) && req.Header.Get("Upgrade") == ""
-	var tried []*target
-	var lastErr error = errNoTarget
-	for attempt := 0; attempt < 3; attempt++ {
-		t := g.next(tried)
-		if t == nil && l != nil {
-			// The routing changed since this request chose its group (a
-			// weight shift, a rollback, a drain): choose again from the
-			// listener's current routes rather than fail.
-			if g2 := l.pick(); g2 != nil && g2 != g {
-				g = g2
-				t = g.next(tried)
-			}
-		}
-		if t == nil {
-			return nil, lastErr
-		}
-		tried = append(tried, t)
+	var resp *http.Response
+	_, err := rt.b.tryTargets(l, g, func(t *target) (bool, error) {
 		out := req.Clone(req.Context())
 		out.URL.Host = t.addr
 		t.inflight.Add(1)
-		resp, err := rt.b.transport.RoundTrip(out)
-		if err == nil {
-			if resp.StatusCode == http.StatusSwitchingProtocols {
-				t.inflight.Add(-1) // the upgraded connection is no longer a request to drain
-			} else {
-				resp.Body = &doneBody{ReadCloser: resp.Body, t: t}
-			}
-			return resp, nil
+		r, err := rt.b.transport.RoundTrip(out)
+		if err != nil {
+			t.inflight.Add(-1)
+			return req.Context().Err() == nil && (isDialError(err) && noBody || idempotent), err
 		}
-		t.inflight.Add(-1)
-		lastErr = err
-		var op *net.OpError
-		dialFailed := errors.As(err, &op) && op.Op == "dial"
-		if req.Context().Err() != nil || !(dialFailed && noBody || idempotent) {
-			return nil, err
+		if r.StatusCode == http.StatusSwitchingProtocols {
+			t.inflight.Add(-1) // the upgraded connection is no longer a request to drain
+		} else {
+			r.Body = &doneBody{ReadCloser: r.Body, t: t}
 		}
-		if dialFailed {
-			// A refused connection means the target is gone; other errors
-			// (a keep-alive race, a reset) are retried without judging it.
-			rt.b.passiveFailure(g, t)
-		}
-	}
-	return nil, lastErr
+		resp = r
+		return false, nil
+	})
+	return resp, err
 }
 
 type doneBody struct {

@@ -85,12 +85,16 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 // the predecessor was stopped, outliving everyone. A predecessor that is
 // still draining holds the lock for a while: wait for it, but give up at
 // once if a proxy answers on the socket.
+// lockWait is how long a draining predecessor may hold proxy.lock; a
+// variable so a test need not wait it out.
+var lockWait = 30 * time.Second
+
 func lockDataDir(ctx context.Context, socketPath string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(filepath.Dir(socketPath), "proxy.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("proxy lock: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(lockWait)
 	for {
 		err := lockFile(f)
 		if err == nil {

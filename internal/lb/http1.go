@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,15 +46,14 @@ const (
 )
 
 var (
-	errHandOff        = errors.New("hand off to net/http")
-	errHeadTooLarge   = errors.New("response head too large")
-	errBadResponse    = errors.New("malformed response from target")
-	aLongTimeAgo      = time.Unix(1, 0)
-	crlfcrlf          = []byte("\r\n\r\n")
-	lflf              = []byte("\n\n")
-	clientReaderPool  sync.Pool
-	clientWriterPool  sync.Pool
-	forwardedProtoSet = []byte("X-Forwarded-Proto: http\r\n")
+	errHandOff       = errors.New("hand off to net/http")
+	errHeadTooLarge  = errors.New("response head too large")
+	errBadResponse   = errors.New("malformed response from target")
+	aLongTimeAgo     = time.Unix(1, 0)
+	crlf             = []byte("\r\n")
+	crlfcrlf         = []byte("\r\n\r\n")
+	clientReaderPool sync.Pool
+	clientWriterPool sync.Pool
 )
 
 // clientConn is one accepted connection served by the fast path.
@@ -245,59 +246,103 @@ func (l *listener) serveConn(b *Balancer, nc net.Conn) {
 			}
 			// The header timeout starts with a request's first byte; most
 			// heads arrive whole, and then there is nothing left to time.
-			if buf, _ := c.br.Peek(c.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
+			if buf, _ := c.br.Peek(c.br.Buffered()); headEnd(buf) < 0 {
 				nc.SetReadDeadline(time.Now().Add(headerTimeout))
 			}
 		}
 		first = false
 		head, err := peekHead(c.br)
 		c.idle.Store(false)
+		if errors.Is(err, errHeadTooLarge) {
+			err = errHandOff // net/http allows larger heads, or answers 431
+		}
+		if err == nil {
+			var keep bool
+			if keep, err = l.forward(b, c, head); err == nil && !keep {
+				return
+			}
+		}
 		if errors.Is(err, errHandOff) {
-			handedOff = l.handOff(c)
+			l.handOff(c)
+			handedOff = true
 			return
 		}
 		if err != nil {
-			return
-		}
-		keep, err := l.forward(b, c, head)
-		if errors.Is(err, errHandOff) {
-			handedOff = l.handOff(c)
-			return
-		}
-		if !keep || err != nil {
 			return
 		}
 	}
 }
 
-func (l *listener) handOff(c *clientConn) bool {
+func (l *listener) handOff(c *clientConn) {
 	c.nc.SetReadDeadline(time.Time{})
 	l.fallback.give(&bufferedConn{Conn: c.nc, r: c.br})
-	return true
 }
 
-// peekHead returns the request head (through the blank line) without
-// consuming it, so it can still be handed off.
+// headEnd returns the length of the head at the start of buf, through its
+// first empty line (CRLF, or a bare LF from a lax peer), or -1 when that
+// line has not arrived yet.
+func headEnd(buf []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		switch {
+		case bytes.HasPrefix(buf[i:], crlf):
+			return i + 2
+		case bytes.HasPrefix(buf[i:], []byte("\n")):
+			return i + 1
+		}
+	}
+}
+
+// peekHead returns a request or response head without consuming it, so a
+// request can still be handed off: errHandOff for one with bare-LF line
+// ends (net/http judges those), errHeadTooLarge when the buffer fills first.
 func peekHead(br *bufio.Reader) ([]byte, error) {
-	searched := 0
 	for {
-		buf, err := br.Peek(br.Buffered())
-		if i := bytes.Index(buf[max(0, searched-3):], crlfcrlf); i >= 0 {
-			end := max(0, searched-3) + i + 4
-			if bytes.Contains(buf[:end], lflf) {
+		buf, _ := br.Peek(br.Buffered())
+		if n := headEnd(buf); n >= 0 {
+			if !bytes.HasSuffix(buf[:n], crlfcrlf) {
 				return nil, errHandOff
 			}
-			return buf[:end], nil
+			return buf[:n], nil
 		}
-		if bytes.Contains(buf, lflf) || len(buf) == br.Size() {
-			return nil, errHandOff // bare-LF lines or a head too large: net/http judges it
-		}
-		searched = len(buf)
-		if err != nil {
-			return nil, err
+		if len(buf) == br.Size() {
+			return nil, errHeadTooLarge
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil && br.Buffered() <= len(buf) {
 			return nil, err
+		}
+	}
+}
+
+// startLine is a head's first line, without its CRLF.
+func startLine(head []byte) []byte { return head[:bytes.Index(head, crlf)] }
+
+// headerLines yields the header lines of a head that peekHead returned,
+// without their CRLF.
+func headerLines(head []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		rest := head[bytes.Index(head, crlf)+2 : len(head)-2]
+		for len(rest) > 0 {
+			i := bytes.Index(rest, crlf)
+			if !yield(rest[:i]) {
+				return
+			}
+			rest = rest[i+2:]
+		}
+	}
+}
+
+// connectionTokens yields the non-empty options of a Connection header.
+func connectionTokens(value []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for tok := range bytes.SplitSeq(value, []byte(",")) {
+			if tok = bytes.Trim(tok, " \t"); len(tok) > 0 && !yield(tok) {
+				return
+			}
 		}
 	}
 }
@@ -328,7 +373,7 @@ func validHeaderByte(ch byte) bool {
 	case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
 		return true
 	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), ch) >= 0
+	return strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0
 }
 
 func eqFold(b []byte, s string) bool {
@@ -372,8 +417,7 @@ func splitHeader(line []byte) (name, value []byte, ok bool) {
 // parseRequest checks the head and writes the outbound head into c.head.
 func (c *clientConn) parseRequest(head []byte) (request, error) {
 	var r request
-	lineEnd := bytes.Index(head, []byte("\r\n"))
-	line := head[:lineEnd]
+	line := startLine(head)
 	sp1 := bytes.IndexByte(line, ' ')
 	sp2 := bytes.LastIndexByte(line, ' ')
 	if sp1 <= 0 || sp2 <= sp1 || !bytes.Equal(line[sp2+1:], []byte("HTTP/1.1")) {
@@ -389,10 +433,7 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 	out = append(out, "\r\n"...)
 	var host, xff []byte
 	sawHost, sawLength := false, false
-	for rest := head[lineEnd+2 : len(head)-2]; len(rest) > 0; {
-		i := bytes.Index(rest, []byte("\r\n"))
-		hl := rest[:i]
-		rest = rest[i+2:]
+	for hl := range headerLines(head) {
 		if hl[0] == ' ' || hl[0] == '\t' {
 			return r, errHandOff // obsolete line folding
 		}
@@ -413,13 +454,11 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 			}
 			sawLength, r.contentLength = true, n
 		case eqFold(name, "connection"):
-			for _, tok := range bytes.Split(value, []byte(",")) {
-				tok = bytes.Trim(tok, " \t")
+			for tok := range connectionTokens(value) {
 				switch {
 				case eqFold(tok, "close"):
 					r.close = true
-				case eqFold(tok, "keep-alive"), len(tok) == 0:
-				default:
+				case !eqFold(tok, "keep-alive"):
 					return r, errHandOff // upgrades and custom hop-by-hop headers
 				}
 			}
@@ -454,16 +493,14 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 	out = append(out, c.ip...)
 	out = append(out, "\r\nX-Forwarded-Host: "...)
 	out = append(out, host...)
-	out = append(out, "\r\n"...)
-	out = append(out, forwardedProtoSet...)
-	out = append(out, "\r\n"...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	c.head = out
 	return r, nil
 }
 
 // forward proxies one request; keep tells whether the client connection
 // may serve another.
-func (l *listener) forward(b *Balancer, c *clientConn, head []byte) (keep bool, err error) {
+func (l *listener) forward(b *Balancer, c *clientConn, head []byte) (bool, error) {
 	req, err := c.parseRequest(head)
 	if err != nil {
 		return false, err
@@ -474,53 +511,34 @@ func (l *listener) forward(b *Balancer, c *clientConn, head []byte) (keep bool, 
 	if g == nil {
 		return c.fail(req, http.StatusServiceUnavailable, "no healthy target for "+l.name)
 	}
-	var tried [3]*target
-	var lastErr error = errNoTarget
-	for attempt := 0; attempt < len(tried); attempt++ {
-		t := g.next(tried[:attempt])
-		if t == nil {
-			if g2 := l.pick(); g2 != nil && g2 != g {
-				g = g2
-				t = g.next(tried[:attempt])
-			}
-		}
-		if t == nil {
-			break
-		}
-		tried[attempt] = t
+	var status int
+	var keep, wrote bool
+	g, err = b.tryTargets(l, g, func(t *target) (bool, error) {
 		t.inflight.Add(1)
-		status, keep, wrote, err := c.exchange(t, req, req.close || l.closing.Load())
-		t.inflight.Add(-1)
-		if err == nil {
-			g.stats.record(status, time.Since(start))
-			return keep, nil
-		}
-		if wrote {
-			// Part of a response reached the client: all that can be done is
-			// to close the connection.
-			g.stats.record(http.StatusBadGateway, time.Since(start))
-			b.log.Warn("proxy error", "listener", l.name, "target", t.addr, "err", err)
-			return false, err
-		}
-		lastErr = err
-		var op *net.OpError
-		dialFailed := errors.As(err, &op) && op.Op == "dial"
-		if dialFailed {
-			b.passiveFailure(g, t)
-		}
-		// As on the net/http path: a request whose connection could not even
-		// be opened may go to another target, and so may a body-less
-		// idempotent request that got no response.
-		if !(dialFailed || req.idempotent && req.contentLength == 0) {
-			break
-		}
+		defer t.inflight.Add(-1)
+		var err error
+		status, keep, wrote, err = c.exchange(t, req, req.close || l.closing.Load())
+		// As on the net/http path, but a body is read from the client only
+		// once a connection is open, so any request may go on after a dial
+		// failure.
+		return !wrote && (isDialError(err) || req.idempotent && req.contentLength == 0), err
+	})
+	switch {
+	case err == nil:
+		g.stats.record(status, time.Since(start))
+		return keep, nil
+	case wrote:
+		// Part of a response reached the client: all that can be done is to
+		// close the connection.
+		g.stats.record(http.StatusBadGateway, time.Since(start))
+		b.log.Warn("proxy error", "listener", l.name, "err", err)
+		return false, err
+	case errors.Is(err, errNoTarget):
+		return c.fail(req, http.StatusServiceUnavailable, "load balancer: "+err.Error())
 	}
-	if errors.Is(lastErr, errNoTarget) {
-		return c.fail(req, http.StatusServiceUnavailable, "load balancer: "+lastErr.Error())
-	}
-	b.log.Warn("proxy error", "listener", l.name, "err", lastErr)
+	b.log.Warn("proxy error", "listener", l.name, "err", err)
 	g.stats.record(http.StatusBadGateway, time.Since(start))
-	return c.fail(req, http.StatusBadGateway, "load balancer: "+lastErr.Error())
+	return c.fail(req, http.StatusBadGateway, "load balancer: "+err.Error())
 }
 
 // fail answers the client with an error of the load balancer's own.
@@ -597,7 +615,10 @@ func (c *clientConn) exchangeOn(tc *targetConn, req request, closeClient bool) (
 	}
 	tc.nc.SetReadDeadline(time.Now().Add(responseHeaderTimeout))
 	for {
-		head, err := peekResponseHead(tc.br)
+		head, err := peekHead(tc.br)
+		if errors.Is(err, errHandOff) {
+			err = errBadResponse
+		}
 		if err != nil {
 			return 0, false, false, false, err
 		}
@@ -654,26 +675,10 @@ type response struct {
 	hop       [][]byte // header names the Connection header makes hop-by-hop
 }
 
-func peekResponseHead(br *bufio.Reader) ([]byte, error) {
-	for {
-		buf, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
-			return buf[:i+4], nil
-		}
-		if len(buf) == br.Size() {
-			return nil, errHeadTooLarge
-		}
-		if _, err := br.Peek(len(buf) + 1); err != nil && br.Buffered() <= len(buf) {
-			return nil, err
-		}
-	}
-}
-
 func parseResponse(head []byte, headRequest bool) (response, error) {
 	r := response{length: untilClose, keepAlive: true}
-	lineEnd := bytes.Index(head, []byte("\r\n"))
-	line := head[:lineEnd]
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+	line := startLine(head)
+	if len(line) < 12 || !validValue(line) || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
 		return r, errBadResponse
 	}
 	if line[7] != '1' {
@@ -685,10 +690,7 @@ func parseResponse(head []byte, headRequest bool) (response, error) {
 	}
 	r.status = code
 	isChunked, sawLength := false, false
-	for rest := head[lineEnd+2 : len(head)-2]; len(rest) > 0; {
-		i := bytes.Index(rest, []byte("\r\n"))
-		hl := rest[:i]
-		rest = rest[i+2:]
+	for hl := range headerLines(head) {
 		name, value, ok := splitHeader(hl)
 		if !ok {
 			return r, errBadResponse
@@ -706,8 +708,7 @@ func parseResponse(head []byte, headRequest bool) (response, error) {
 			}
 			isChunked = true
 		case eqFold(name, "connection"):
-			for _, tok := range bytes.Split(value, []byte(",")) {
-				tok = bytes.Trim(tok, " \t")
+			for tok := range connectionTokens(value) {
 				switch {
 				case eqFold(tok, "close"):
 					r.keepAlive = false
@@ -715,7 +716,7 @@ func parseResponse(head []byte, headRequest bool) (response, error) {
 					if line[7] == '0' {
 						r.keepAlive = true
 					}
-				case len(tok) > 0:
+				default:
 					r.hop = append(r.hop, tok)
 				}
 			}
@@ -736,14 +737,10 @@ func parseResponse(head []byte, headRequest bool) (response, error) {
 // writeResponseHead writes the response head for the client: HTTP/1.1,
 // without hop-by-hop headers.
 func writeResponseHead(w *bufio.Writer, head []byte, r response, keepClient bool) {
-	lineEnd := bytes.Index(head, []byte("\r\n"))
 	w.WriteString("HTTP/1.1")
-	w.Write(head[8:lineEnd])
+	w.Write(startLine(head)[8:])
 	w.WriteString("\r\n")
-	for rest := head[lineEnd+2 : len(head)-2]; len(rest) > 0; {
-		i := bytes.Index(rest, []byte("\r\n"))
-		hl := rest[:i]
-		rest = rest[i+2:]
+	for hl := range headerLines(head) {
 		name := hl[:bytes.IndexByte(hl, ':')]
 		if eqFold(name, "connection") || eqFold(name, "keep-alive") || eqFold(name, "proxy-connection") ||
 			eqFold(name, "upgrade") || eqFold(name, "proxy-authenticate") || eqFold(name, "te") {

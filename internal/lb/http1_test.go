@@ -302,3 +302,84 @@ func TestClientTimeouts(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// rawTarget answers /health properly and every other path with the raw
+// bytes responses names, then closes the connection.
+func rawTarget(t *testing.T, responses map[string]string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/health" {
+						io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+						continue
+					}
+					io.WriteString(conn, responses[req.URL.Path])
+					return
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestTargetsThatBreakHTTP: a target's malformed head is a 502 and never
+// reaches the client; a body cut short or badly framed closes the client's
+// connection instead of passing for a whole response.
+func TestTargetsThatBreakHTTP(t *testing.T) {
+	target := rawTarget(t, map[string]string{
+		"/garbage":  "SMTP ready\r\n\r\n",
+		"/bare-lf":  "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+		"/split":    "HTTP/1.1 200 OK\nSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nok",
+		"/badlen":   "HTTP/1.1 200 OK\r\nContent-Length: two\r\n\r\nok",
+		"/gzip-te":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+		"/short":    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part",
+		"/badchunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+	})
+	_, addr := fastPathBalancer(t, target)
+	for _, path := range []string{"/garbage", "/bare-lf", "/split", "/badlen", "/gzip-te"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, body := rawExchange(t, bufio.NewReader(conn), conn, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		conn.Close()
+		if resp.StatusCode != 502 || resp.Header.Get("Set-Cookie") != "" || !strings.Contains(body, "malformed response from target") {
+			t.Fatalf("%s: %d %v %q, want a 502 of the load balancer's own", path, resp.StatusCode, resp.Header, body)
+		}
+	}
+	for _, path := range []string{"/short", "/badchunk"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		// Whether the head got out before the break or not, the client must
+		// see an error, never a complete response.
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+		}
+		conn.Close()
+		if err == nil {
+			t.Fatalf("%s: a complete %d response: the client must see it cut short", path, resp.StatusCode)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -450,5 +451,30 @@ func TestOneProxyPerDataDir(t *testing.T) {
 	cancel2()
 	if err := <-second; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestProxyLockHeldBySilentProcess: a lock holder that does not answer (a
+// predecessor stuck draining) makes a new proxy give up after lockWait
+// with a message naming the lock, rather than run beside it.
+func TestProxyLockHeldBySilentProcess(t *testing.T) {
+	old := lockWait
+	lockWait = 300 * time.Millisecond
+	t.Cleanup(func() { lockWait = old })
+	dir := t.TempDir()
+	f, err := os.OpenFile(filepath.Join(dir, "proxy.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := lockFile(f); err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json"), quiet())
+	if err == nil || !strings.Contains(err.Error(), "holds proxy.lock and does not answer") {
+		t.Fatalf("proxy beside a silent lock holder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "proxy.sock")); !os.IsNotExist(err) {
+		t.Fatalf("it opened a control socket anyway: %v", err)
 	}
 }
