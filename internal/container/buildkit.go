@@ -37,36 +37,33 @@ type vertex struct {
 }
 
 func (b *buildkitLog) write(msg []byte) error {
-	return eachField(msg, func(num protowire.Number, v []byte) error {
-		switch num {
+	return eachField(msg, func(f field) error {
+		switch f.num {
 		case 1:
 			var vx vertex
-			if err := eachField(v, func(num protowire.Number, f []byte) error {
-				switch num {
+			if err := eachField(f.bytes, func(f field) error {
+				switch f.num {
 				case 1:
-					vx.digest = string(f)
+					vx.digest = string(f.bytes)
 				case 3:
-					vx.name = string(f)
+					vx.name = string(f.bytes)
+				case 4:
+					vx.cached = f.varint != 0
 				case 7:
-					vx.err = string(f)
+					vx.err = string(f.bytes)
 				}
 				return nil
 			}); err != nil {
 				return err
 			}
-			vx.cached = hasTrueBool(v, 4)
 			b.vertex(vx)
 		case 3:
-			var text []byte
-			if err := eachField(v, func(num protowire.Number, f []byte) error {
-				if num == 4 {
-					text = f
+			return eachField(f.bytes, func(f field) error {
+				if f.num == 4 {
+					b.log.Write(f.bytes)
 				}
 				return nil
-			}); err != nil {
-				return err
-			}
-			b.log.Write(text)
+			})
 		}
 		return nil
 	})
@@ -93,52 +90,41 @@ func (b *buildkitLog) vertex(vx vertex) {
 	}
 }
 
-// eachField calls fn with every length-delimited field of a message;
-// fields of other wire types are skipped.
-func eachField(msg []byte, fn func(protowire.Number, []byte) error) error {
-	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		msg = msg[n:]
-		if typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(msg)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			if err := fn(num, v); err != nil {
-				return err
-			}
-			msg = msg[n:]
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, msg)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		msg = msg[n:]
-	}
-	return nil
+// field is one field of a protobuf message: bytes for a length-delimited
+// one, varint for a varint one.
+type field struct {
+	num    protowire.Number
+	bytes  []byte
+	varint uint64
 }
 
-// hasTrueBool reports whether the message sets the varint field num.
-func hasTrueBool(msg []byte, want protowire.Number) bool {
+// eachField calls fn with every length-delimited and varint field of a
+// message; fields of other wire types are skipped.
+func eachField(msg []byte, fn func(field) error) error {
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
-			return false
+			return protowire.ParseError(n)
 		}
 		msg = msg[n:]
-		if num == want && typ == protowire.VarintType {
-			v, n := protowire.ConsumeVarint(msg)
-			return n > 0 && v != 0
+		f := field{num: num}
+		switch typ {
+		case protowire.BytesType:
+			f.bytes, n = protowire.ConsumeBytes(msg)
+		case protowire.VarintType:
+			f.varint, n = protowire.ConsumeVarint(msg)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, msg)
 		}
-		n = protowire.ConsumeFieldValue(num, typ, msg)
 		if n < 0 {
-			return false
+			return protowire.ParseError(n)
 		}
 		msg = msg[n:]
+		if typ == protowire.BytesType || typ == protowire.VarintType {
+			if err := fn(f); err != nil {
+				return err
+			}
+		}
 	}
-	return false
+	return nil
 }

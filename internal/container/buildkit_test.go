@@ -4,35 +4,37 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/build"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-func field(num protowire.Number, v []byte) []byte {
+func pbField(num protowire.Number, v []byte) []byte {
 	b := protowire.AppendTag(nil, num, protowire.BytesType)
 	return protowire.AppendBytes(b, v)
 }
 
 func vertexMsg(digest, name, errText string, cached bool) []byte {
-	v := append(field(1, []byte(digest)), field(3, []byte(name))...)
+	v := append(pbField(1, []byte(digest)), pbField(3, []byte(name))...)
 	if cached {
 		v = protowire.AppendTag(v, 4, protowire.VarintType)
 		v = protowire.AppendVarint(v, 1)
 	}
 	// A timestamp (a message) and an unknown fixed64 field are skipped.
-	v = append(v, field(5, []byte{8, 1})...)
+	v = append(v, pbField(5, []byte{8, 1})...)
 	v = protowire.AppendTag(v, 9, protowire.Fixed64Type)
 	v = protowire.AppendFixed64(v, 7)
 	if errText != "" {
-		v = append(v, field(7, []byte(errText))...)
+		v = append(v, pbField(7, []byte(errText))...)
 	}
-	return field(1, v)
+	return pbField(1, v)
 }
 
 func logMsg(digest, text string) []byte {
-	l := append(field(1, []byte(digest)), protowire.AppendTag(nil, 3, protowire.VarintType)...)
+	l := append(pbField(1, []byte(digest)), protowire.AppendTag(nil, 3, protowire.VarintType)...)
 	l = protowire.AppendVarint(l, 1)
-	l = append(l, field(4, []byte(text))...)
-	return field(3, l)
+	l = append(l, pbField(4, []byte(text))...)
+	return pbField(3, l)
 }
 
 func TestBuildkitLog(t *testing.T) {
@@ -64,5 +66,25 @@ func TestBuildkitLog(t *testing.T) {
 	}
 	if err := newBuildkitLog(&bytes.Buffer{}).write([]byte{0x0a, 0x05, 'x'}); err == nil {
 		t.Error("a truncated message was read without an error")
+	}
+}
+
+func TestBuilderFor(t *testing.T) {
+	cases := []struct {
+		name, env string
+		ping      types.Ping
+		want      build.BuilderVersion
+	}{
+		{"engine says nothing (BuildKit through the API anyway)", "", types.Ping{OSType: "linux"}, build.BuilderBuildKit},
+		{"engine prefers BuildKit", "", types.Ping{BuilderVersion: build.BuilderBuildKit}, build.BuilderBuildKit},
+		{"engine has only the classic builder", "", types.Ping{BuilderVersion: build.BuilderV1}, build.BuilderV1},
+		{"windows engine", "", types.Ping{OSType: "windows"}, build.BuilderV1},
+		{"forced classic", "classic", types.Ping{BuilderVersion: build.BuilderBuildKit}, build.BuilderV1},
+	}
+	for _, c := range cases {
+		t.Setenv("SLIPWAY_DOCKER_BUILDER", c.env)
+		if got := builderFor(c.ping); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
 	ctr "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
@@ -26,6 +27,9 @@ import (
 // Engine is a connection to the Docker engine.
 type Engine struct {
 	cli *client.Client
+	// builder is the image builder: BuildKit unless the engine's ping
+	// says it has only the classic one.
+	builder build.BuilderVersion
 }
 
 var (
@@ -45,11 +49,12 @@ func Connect(ctx context.Context) (*Engine, error) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if _, err := cli.Ping(pctx); err != nil {
+		ping, err := cli.Ping(pctx)
+		if err != nil {
 			sharedErr = fmt.Errorf("the Docker engine does not answer (%w); start it or set DOCKER_HOST", err)
 			return
 		}
-		shared = &Engine{cli: cli}
+		shared = &Engine{cli: cli, builder: builderFor(ping)}
 	})
 	return shared, sharedErr
 }
@@ -132,7 +137,7 @@ func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOp
 	}
 	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
 		Tags: opts.Tags, Dockerfile: opts.Dockerfile, Target: opts.Target, BuildArgs: args,
-		Labels: opts.Labels, Remove: true, ForceRemove: true, Version: e.builder(ctx),
+		Labels: opts.Labels, Remove: true, ForceRemove: true, Version: e.builder,
 	})
 	if err != nil {
 		return "", fmt.Errorf("docker build: %w", err)
@@ -157,18 +162,15 @@ func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOp
 	return "", errors.New("docker build: the engine reported no image id")
 }
 
-// builder picks BuildKit unless the engine says it has only the classic
+// builderFor picks BuildKit unless the engine says it has only the classic
 // builder: the classic one commits a container per instruction, about 3 s
 // for a five-line Dockerfile FROM scratch here, where BuildKit takes 0.2 s.
 // Linux engines since 18.09 build with BuildKit through the API whether or
 // not it is their CLI's default (they then send no Builder-Version), and
 // the build context goes up as a tar either way: no BuildKit session is
 // needed. SLIPWAY_DOCKER_BUILDER=classic forces the classic builder.
-func (e *Engine) builder(ctx context.Context) build.BuilderVersion {
-	if os.Getenv("SLIPWAY_DOCKER_BUILDER") == "classic" {
-		return build.BuilderV1
-	}
-	if p, err := e.cli.Ping(ctx); err == nil && (p.BuilderVersion == build.BuilderV1 || p.OSType == "windows") {
+func builderFor(p types.Ping) build.BuilderVersion {
+	if os.Getenv("SLIPWAY_DOCKER_BUILDER") == "classic" || p.BuilderVersion == build.BuilderV1 || p.OSType == "windows" {
 		return build.BuilderV1
 	}
 	return build.BuilderBuildKit
