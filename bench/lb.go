@@ -86,7 +86,7 @@ http {
 	}
 	defer ng.Process.Kill()
 	for _, a := range []string{slipAddr, nginxAddr} {
-		if err := waitOK("http://" + a + "/"); err != nil {
+		if err := waitServing("http://"+a+"/", 5*time.Second); err != nil {
 			return nil, "", err
 		}
 	}
@@ -95,38 +95,40 @@ http {
 	// where the median is the proxy's own time and not queueing.
 	gen := loadGenerator()
 	const conns, dur = 32, 6 * time.Second
-	var slip, ngx result
+	var slip, ngx result // the rates of the two rounds, summed, then halved
 	for round := 0; round < 2; round++ {
-		slip = slip.add(gen(slipURL(slipAddr), conns, dur))
-		ngx = ngx.add(gen(slipURL(nginxAddr), conns, dur))
+		for _, p := range []struct {
+			sum  *result
+			addr string
+		}{{&slip, slipAddr}, {&ngx, nginxAddr}} {
+			r := gen.run(slipURL(p.addr), conns, dur)
+			p.sum.rps += r.rps / 2
+			p.sum.errors += r.errors
+		}
 	}
-	slip.rps, ngx.rps = slip.rps/2, ngx.rps/2
 	const latDur = 4 * time.Second
-	direct1 := gen(slipURL(backendAddr), 1, latDur)
-	slip1 := gen(slipURL(slipAddr), 1, latDur)
-	ngx1 := gen(slipURL(nginxAddr), 1, latDur)
+	direct1 := gen.run(slipURL(backendAddr), 1, latDur)
+	slip1 := gen.run(slipURL(slipAddr), 1, latDur)
+	ngx1 := gen.run(slipURL(nginxAddr), 1, latDur)
 	errs := slip.errors + ngx.errors + direct1.errors + slip1.errors + ngx1.errors
 	if errs > 0 {
 		return nil, "", fmt.Errorf("%d requests failed", errs)
 	}
-	f := map[string]any{"generator": gen.name(), "connections": conns, "seconds_per_run": dur.Seconds(),
+	f := map[string]any{"generator": gen.name, "connections": conns, "seconds_per_run": dur.Seconds(),
 		"slipway_rps": slip.rps, "nginx_rps": ngx.rps, "slipway_vs_nginx_rps": slip.rps / ngx.rps,
 		"direct_p50_ms": ms(direct1.p50), "slipway_p50_ms": ms(slip1.p50), "nginx_p50_ms": ms(ngx1.p50),
 		"slipway_added_p50_ms": ms(slip1.p50 - direct1.p50), "nginx_added_p50_ms": ms(ngx1.p50 - direct1.p50),
 		"errors": errs, "goal": "≥ 0.9× nginx req/s, added median ≤ 0.15 ms"}
 	return f, fmt.Sprintf("slipway %.0f req/s vs nginx %.0f req/s (%.2f×) with %s at %d connections; added median latency on one connection slipway %.3f ms, nginx %.3f ms (direct p50 %.3f ms)",
-		slip.rps, ngx.rps, slip.rps/ngx.rps, gen.name(), conns, ms(slip1.p50-direct1.p50), ms(ngx1.p50-direct1.p50), ms(direct1.p50)), nil
+		slip.rps, ngx.rps, slip.rps/ngx.rps, gen.name, conns, ms(slip1.p50-direct1.p50), ms(ngx1.p50-direct1.p50), ms(direct1.p50)), nil
 }
 
 func slipURL(addr string) string { return "http://" + addr + "/" }
 
-type generator func(url string, conns int, d time.Duration) result
-
-func (g generator) name() string {
-	if _, err := exec.LookPath("wrk"); err == nil {
-		return "wrk"
-	}
-	return "go"
+// generator is a closed-loop load generator, named in the figures.
+type generator struct {
+	name string
+	run  func(url string, conns int, d time.Duration) result
 }
 
 // loadGenerator prefers wrk (Debian's package): a C generator leaves the
@@ -135,9 +137,9 @@ func (g generator) name() string {
 // forces the Go one.
 func loadGenerator() generator {
 	if _, err := exec.LookPath("wrk"); err == nil && os.Getenv("SLIPWAY_BENCH_GENERATOR") != "go" {
-		return wrk
+		return generator{"wrk", wrk}
 	}
-	return drive
+	return generator{"go", drive}
 }
 
 // wrk runs one thread of wrk and reads its requests per second, median
@@ -191,27 +193,10 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-func waitOK(url string) error {
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return fmt.Errorf("%s never answered 200", url)
-}
-
 type result struct {
 	rps    float64
 	p50    time.Duration
 	errors int
-}
-
-func (r result) add(o result) result {
-	return result{rps: r.rps + o.rps, p50: max(r.p50, o.p50), errors: r.errors + o.errors}
 }
 
 // drive runs conns keep-alive Go clients against url for d (after a 1 s warm-up).
