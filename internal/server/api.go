@@ -242,6 +242,20 @@ func runIDParam(r *http.Request) (int64, error) {
 	return id, nil
 }
 
+// pathRun is the run the path's id names; when there is none it has
+// answered the error and reports false.
+func (s *Server) pathRun(w http.ResponseWriter, r *http.Request) (store.Run, bool) {
+	id, err := runIDParam(r)
+	if err == nil {
+		var run store.Run
+		if run, err = s.db.GetRun(r.Context(), id); err == nil {
+			return run, true
+		}
+	}
+	s.writeError(w, r, err)
+	return store.Run{}, false
+}
+
 // RunDetail is a run with its actions and artifacts.
 type RunDetail struct {
 	store.Run
@@ -333,17 +347,14 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) {
-	id, err := runIDParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
+	run, ok := s.pathRun(w, r)
+	if !ok {
 		return
 	}
-	if _, err := s.db.GetRun(r.Context(), id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	id := run.ID
 	var after int64
 	if v := r.URL.Query().Get("after"); v != "" {
+		var err error
 		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
 			s.writeError(w, r, errBadRequest("after", "after must be the id of the last line already read"))
 			return
@@ -414,16 +425,11 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	id, err := runIDParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
+	run, ok := s.pathRun(w, r)
+	if !ok {
 		return
 	}
-	run, err := s.db.GetRun(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	id := run.ID
 	if run.EndedAt != nil {
 		s.writeError(w, r, &apiError{Status: http.StatusConflict, Code: "run_ended", Message: fmt.Sprintf("run %d already ended %s", id, run.State)})
 		return

@@ -53,15 +53,11 @@ func (s *Server) streamFragments(w http.ResponseWriter, r *http.Request, render 
 }
 
 func (s *Server) uiRunEvents(w http.ResponseWriter, r *http.Request) {
-	id, err := runIDParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
+	run, ok := s.pathRun(w, r)
+	if !ok {
 		return
 	}
-	if _, err := s.db.GetRun(r.Context(), id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	id := run.ID
 	s.streamFragments(w, r, func() (liveUpdate, bool, error) {
 		v, err := s.runView(r.Context(), id)
 		if err != nil {
@@ -81,16 +77,9 @@ func (s *Server) uiRunEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) uiRunLogs(w http.ResponseWriter, r *http.Request) {
-	id, err := runIDParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	if run, ok := s.pathRun(w, r); ok {
+		s.streamLogs(w, r, run.ID, 0)
 	}
-	if _, err := s.db.GetRun(r.Context(), id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.streamLogs(w, r, id, 0)
 }
 
 func (s *Server) uiDeploymentEvents(w http.ResponseWriter, r *http.Request) {
