@@ -246,16 +246,7 @@ func TestHTTP2WebSocketAndPersistence(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, socket, state, quiet()) }()
 	c := NewClient(socket)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := c.Ping(ctx); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("proxy did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitProxy(t, c)
 	// A backend that speaks HTTP/1.1 and accepts a WebSocket-style upgrade, echoing lines.
 	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "websocket" {
@@ -336,16 +327,7 @@ func TestHTTP2WebSocketAndPersistence(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	go Run(ctx2, socket, state, quiet())
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		if _, err := c.Ping(ctx2); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("proxy did not restart")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitProxy(t, c)
 	waitUp(ctx2)
 	if code, body := get(t, "http://"+addr+"/"); code != 200 || body != "proto=HTTP/1.1" {
 		t.Fatalf("after restart: %d %s", code, body)
@@ -415,20 +397,7 @@ func TestOneProxyPerDataDir(t *testing.T) {
 	first := make(chan error, 1)
 	go func() { first <- Run(ctx, socket, state, quiet()) }()
 	c := NewClient(socket)
-	waitPing := func() {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, err := c.Ping(context.Background()); err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no proxy answers")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitPing()
+	waitProxy(t, c)
 	// The saved table names a port the first proxy holds: the second must
 	// not sit waiting for it.
 	if err := c.Apply(context.Background(), Config{Listeners: map[string]Listener{"web": {Addr: freeAddr(t)}}}); err != nil {
@@ -447,7 +416,7 @@ func TestOneProxyPerDataDir(t *testing.T) {
 	defer cancel2()
 	second := make(chan error, 1)
 	go func() { second <- Run(ctx2, socket, state, quiet()) }()
-	waitPing()
+	waitProxy(t, c)
 	cancel2()
 	if err := <-second; err != nil {
 		t.Fatal(err)
@@ -476,5 +445,20 @@ func TestProxyLockHeldBySilentProcess(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "proxy.sock")); !os.IsNotExist(err) {
 		t.Fatalf("it opened a control socket anyway: %v", err)
+	}
+}
+
+// waitProxy waits up to 5 s for a proxy to answer on c's socket.
+func waitProxy(t *testing.T, c *Client) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c.Ping(context.Background()); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no proxy answers on the control socket")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
