@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/lb"
@@ -81,10 +82,16 @@ http {
 `, e.dir, e.dir, backendAddr, nginxAddr)), 0o644)
 	ng := exec.CommandContext(ctx, nginx, "-c", conf, "-p", e.dir, "-g", "daemon off;")
 	ng.Stderr = os.Stderr
+	// SIGTERM, not SIGKILL: nginx's master then stops its workers, which a
+	// killed master would leave running.
+	ng.Cancel = func() error { return ng.Process.Signal(syscall.SIGTERM) }
 	if err := ng.Start(); err != nil {
 		return nil, "", err
 	}
-	defer ng.Process.Kill()
+	defer func() {
+		ng.Process.Signal(syscall.SIGTERM)
+		ng.Wait()
+	}()
 	for _, a := range []string{slipAddr, nginxAddr} {
 		if err := waitServing("http://"+a+"/", 5*time.Second); err != nil {
 			return nil, "", err
