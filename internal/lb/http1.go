@@ -125,7 +125,8 @@ func dialTarget(ctx context.Context, addr string) (*targetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &targetConn{nc: nc, br: bufio.NewReaderSize(nc, targetBufSize), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+	rw := newStream(nc)
+	return &targetConn{nc: nc, br: bufio.NewReaderSize(rw, targetBufSize), bw: bufio.NewWriterSize(rw, 4<<10)}, nil
 }
 
 // handOff is a net.Listener that yields the connections the fast path
@@ -197,17 +198,18 @@ func (l *listener) track(c *clientConn, add bool) {
 
 func (l *listener) serveConn(b *Balancer, nc net.Conn) {
 	c := &clientConn{nc: nc}
+	rw := newStream(nc)
 	if br, ok := clientReaderPool.Get().(*bufio.Reader); ok {
-		br.Reset(nc)
+		br.Reset(rw)
 		c.br = br
 	} else {
-		c.br = bufio.NewReaderSize(nc, clientBufSize)
+		c.br = bufio.NewReaderSize(rw, clientBufSize)
 	}
 	if bw, ok := clientWriterPool.Get().(*bufio.Writer); ok {
-		bw.Reset(nc)
+		bw.Reset(rw)
 		c.bw = bw
 	} else {
-		c.bw = bufio.NewWriterSize(nc, clientBufSize)
+		c.bw = bufio.NewWriterSize(rw, clientBufSize)
 	}
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.ip = host
