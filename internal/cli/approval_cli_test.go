@@ -1,10 +1,6 @@
 package cli
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,21 +9,10 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/notify/notifytest"
-	"github.com/slipway-dev/slipway/internal/server"
 )
 
 func TestCLIApprovalsSecretsNotify(t *testing.T) {
-	data := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: data, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	admin, _ := os.ReadFile(filepath.Join(data, server.AdminTokenFile))
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("SLIPWAY_URL", hs.URL)
-	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(admin)))
+	env := loggedIn(t)
 	if _, _, err := slipway(t, "", "app", "create", "gate"); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +65,7 @@ func TestCLIApprovalsSecretsNotify(t *testing.T) {
 	os.WriteFile(filepath.Join(work, "slipway.yaml"), []byte("on: {}\nstages:\n  - name: G\n    actions:\n      - {name: ok, type: approval, message: please}\n  - name: P\n    actions:\n      - {name: ship, type: invoke, command: 'echo shipped'}\n"), 0o644)
 	git("add", ".")
 	git("commit", "-qm", "x")
-	git("push", "-q", strings.Replace(hs.URL, "http://", "http://x:"+strings.TrimSpace(string(admin))+"@", 1)+"/git/gate.git", "main")
+	git("push", "-q", env.pushURL("gate"), "main")
 	if _, _, err := slipway(t, "", "run", "start", "gate"); err != nil {
 		t.Fatal(err)
 	}

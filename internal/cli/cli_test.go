@@ -29,26 +29,56 @@ func slipway(t *testing.T, stdin string, args ...string) (string, string, error)
 	return out.String(), errOut.String(), err
 }
 
-func TestCLIAgainstServer(t *testing.T) {
+// testEnv is a server started for one test.
+type testEnv struct {
+	URL, Admin, Data string
+}
+
+// pushURL is the app's git URL with the admin token as the password.
+func (e testEnv) pushURL(app string) string {
+	return strings.Replace(e.URL, "http://", "http://x:"+e.Admin+"@", 1) + "/git/" + app + ".git"
+}
+
+// testServer starts a server on loopback with a fresh data dir and a
+// fresh CLI config dir.
+func testServer(t *testing.T) testEnv {
+	t.Helper()
 	data := t.TempDir()
 	srv, err := server.New(context.Background(), server.Config{DataDir: data, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	token, err := os.ReadFile(filepath.Join(data, server.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	return testEnv{URL: hs.URL, Admin: strings.TrimSpace(string(token)), Data: data}
+}
+
+// loggedIn is testServer with SLIPWAY_URL and SLIPWAY_TOKEN set to it.
+func loggedIn(t *testing.T) testEnv {
+	t.Helper()
+	e := testServer(t)
+	t.Setenv("SLIPWAY_URL", e.URL)
+	t.Setenv("SLIPWAY_TOKEN", e.Admin)
+	return e
+}
+
+func TestCLIAgainstServer(t *testing.T) {
+	env := testServer(t)
 	t.Setenv("SLIPWAY_URL", "")
 	t.Setenv("SLIPWAY_TOKEN", "")
 
 	if _, _, err := slipway(t, "", "app", "list"); err == nil || !strings.Contains(err.Error(), "not logged in") {
 		t.Fatalf("before login: %v", err)
 	}
-	if _, _, err := slipway(t, "", "login", hs.URL, "--token", "slw_bogus"); err == nil || !strings.Contains(err.Error(), "token is not valid") {
+	if _, _, err := slipway(t, "", "login", env.URL, "--token", "slw_bogus"); err == nil || !strings.Contains(err.Error(), "token is not valid") {
 		t.Fatalf("bad login: %v", err)
 	}
-	admin, _ := os.ReadFile(filepath.Join(data, server.AdminTokenFile))
-	if _, _, err := slipway(t, "", "login", hs.URL, "--token", strings.TrimSpace(string(admin))); err != nil {
+	if _, _, err := slipway(t, "", "login", env.URL, "--token", env.Admin); err != nil {
 		t.Fatalf("login: %v", err)
 	}
 	cfg, _ := configPath()
@@ -102,7 +132,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	if _, _, err := slipway(t, "", "app", "show", "hello"); err == nil {
 		t.Fatal("deleted app still shown")
 	}
-	if _, err := os.Stat(filepath.Join(data, "git", "hello.git")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(env.Data, "git", "hello.git")); !os.IsNotExist(err) {
 		t.Fatalf("repository data not removed: %v", err)
 	}
 	if _, _, err := slipway(t, "", "token", "revoke", "ci"); err != nil {
@@ -114,17 +144,7 @@ func TestCLIAgainstServer(t *testing.T) {
 }
 
 func TestCLIRunWatchAndFollow(t *testing.T) {
-	data := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: data, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	admin, _ := os.ReadFile(filepath.Join(data, server.AdminTokenFile))
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("SLIPWAY_URL", hs.URL)
-	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(admin)))
+	env := loggedIn(t)
 	if _, _, err := slipway(t, "", "app", "create", "cli"); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +161,7 @@ func TestCLIRunWatchAndFollow(t *testing.T) {
 	os.WriteFile(filepath.Join(work, "slipway.yaml"), []byte("on: {}\nstages:\n  - name: B\n    actions:\n      - {name: ok, type: invoke, command: 'echo hello-from-run; sleep 0.3'}\n  - name: C\n    actions:\n      - {name: bad, type: invoke, command: 'exit 3'}\n"), 0o644)
 	git("add", ".")
 	git("commit", "-qm", "x")
-	git("push", "-q", strings.Replace(hs.URL, "http://", "http://x:"+strings.TrimSpace(string(admin))+"@", 1)+"/git/cli.git", "main")
+	git("push", "-q", env.pushURL("cli"), "main")
 
 	out, _, err := slipway(t, "", "run", "start", "cli", "--ref", "main", "--watch")
 	if err == nil || !strings.Contains(err.Error(), "run 1 failed") || !strings.Contains(out, "succeeded B/ok") || !strings.Contains(out, "failed    C/bad") {
