@@ -241,6 +241,51 @@ func TestIntegrationPipelineFailures(t *testing.T) {
 	}
 }
 
+// A disk that fills while an action stores its output artifact fails the
+// action with the system's reason; nothing is recorded as stored. The
+// full disk is a real one: a 1 MiB tmpfs over the artifact store, which
+// needs root (CI runs as root).
+func TestIntegrationArtifactOnFullDiskFailsAction(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs to fill needs root")
+	}
+	dir := t.TempDir()
+	e := newEnvAt(t, dir)
+	store := filepath.Join(dir, "artifacts")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", store, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(store, syscall.MNT_DETACH) })
+
+	e.createApp("full")
+	e.pushPipeline("full", "main", map[string]string{
+		"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - name: compile
+        type: build
+        outputs: [Big]
+`,
+		"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands: [\"head -c 4194304 /dev/zero > big.bin\"]\nartifacts:\n  files: [big.bin]\n",
+	})
+	run := e.waitRun(e.startRun("full", "main"), 30*time.Second)
+	reason, _ := run["reason"].(string)
+	if run["state"] != "failed" || !strings.Contains(reason, "output Big") || !strings.Contains(reason, "no space left on device") {
+		t.Fatalf("run %v: %q", run["state"], reason)
+	}
+	for _, a := range run["artifacts"].([]any) {
+		if name := a.(map[string]any)["name"]; name == "Big" {
+			t.Fatalf("an artifact that did not fit was recorded: %v", a)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(store, "tmp")); len(left) != 0 {
+		t.Fatalf("partial files left in the store: %d", len(left))
+	}
+}
+
 func processGone(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return true
