@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +62,7 @@ func main() {
 		if len(want) > 0 && !want[b.name] {
 			continue
 		}
+		settle()
 		e := &env{bin: bin, dir: filepath.Join(tmp, b.name)}
 		figures, summary, err := b.run(e)
 		e.stop()
@@ -76,6 +79,53 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// settle waits, up to 30 s, until the machine is nearly idle, so that work
+// one benchmark left behind (the engine deleting a 200 MiB image, dirty
+// pages being written back) is not measured by the next one.
+func settle() {
+	runtime.GC()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		busy, ok := cpuBusy(500 * time.Millisecond)
+		if !ok || busy < 0.1 {
+			return
+		}
+	}
+	fmt.Fprintln(os.Stderr, "bench: the machine stayed busy for 30 s; measuring anyway")
+}
+
+// cpuBusy is the share of all CPUs' time spent not idle over d, from /proc/stat.
+func cpuBusy(d time.Duration) (float64, bool) {
+	read := func() (idle, total uint64, ok bool) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0, false
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[0] != "cpu" {
+			return 0, 0, false
+		}
+		for i, f := range fields[1:] {
+			v, err := strconv.ParseUint(f, 10, 64)
+			if err != nil {
+				return 0, 0, false
+			}
+			total += v
+			if i == 3 || i == 4 { // idle and iowait
+				idle += v
+			}
+		}
+		return idle, total, true
+	}
+	i0, t0, ok0 := read()
+	time.Sleep(d)
+	i1, t1, ok1 := read()
+	if !ok0 || !ok1 || t1 <= t0 {
+		return 0, false
+	}
+	return 1 - float64(i1-i0)/float64(t1-t0), true
 }
 
 func fail(err error) {
