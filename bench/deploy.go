@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,35 +63,11 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 		elapsed.Seconds(), f["rps"], total, failed, f["green_healthy_to_switched_p50_ms"], f["green_healthy_to_switched_max_ms"]), nil
 }
 
-func (e *env) postJSON(path, body string, out any) error {
-	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: %s %s", path, resp.Status, b)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
 // waitDeployment waits for COMPLETED and returns the time from "green is
 // healthy" to the first production traffic shift (0 for rolling).
 func (e *env) waitDeployment(id int) (time.Duration, error) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
-		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/deployments/%d", e.url, id), nil)
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
 		var d struct {
 			State, Reason string
 			Events        []struct {
@@ -102,8 +75,9 @@ func (e *env) waitDeployment(id int) (time.Duration, error) {
 				Message string    `json:"message"`
 			}
 		}
-		json.NewDecoder(resp.Body).Decode(&d)
-		resp.Body.Close()
+		if err := e.getJSON(fmt.Sprintf("/api/v1/deployments/%d", id), &d); err != nil {
+			return 0, err
+		}
 		switch d.State {
 		case "COMPLETED":
 			var healthy, shifted time.Time

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -172,20 +171,6 @@ type fullRun struct {
 		StartedAt *time.Time `json:"started_at"`
 		EndedAt   *time.Time `json:"ended_at"`
 	} `json:"actions"`
-}
-
-func (e *env) getJSON(path string, out any) error {
-	req, _ := http.NewRequest("GET", e.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func (e *env) waitRunLong(id int) (fullRun, error) {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/client"
 	_ "modernc.org/sqlite"
 )
 
@@ -136,6 +137,7 @@ func fail(err error) {
 // env is one slipway server process on a free loopback port.
 type env struct {
 	bin, dir, url, token string
+	api                  *client.Client
 	cmd                  *exec.Cmd
 }
 
@@ -155,6 +157,7 @@ func (e *env) start() error {
 			resp.Body.Close()
 			tok, err := os.ReadFile(filepath.Join(e.dir, "data", "admin.token"))
 			e.token = strings.TrimSpace(string(tok))
+			e.api = client.New(e.url, e.token)
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -195,18 +198,16 @@ func (e *env) get(path string, auth bool) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func (e *env) post(path string, body string) error {
-	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: %s", path, resp.Status)
-	}
-	return nil
+// post, postJSON and getJSON call the server's API with the admin token;
+// body is JSON text.
+func (e *env) post(path string, body string) error { return e.postJSON(path, body, nil) }
+
+func (e *env) postJSON(path, body string, out any) error {
+	return e.api.Do(context.Background(), "POST", path, json.RawMessage(body), out)
+}
+
+func (e *env) getJSON(path string, out any) error {
+	return e.api.Do(context.Background(), "GET", path, nil, out)
 }
 
 func rssKiB(pid int) (int, error) {
@@ -403,14 +404,7 @@ func pushToRun(e *env) (map[string]any, string, error) {
 }
 
 func runCount(e *env) (int, error) {
-	req, _ := http.NewRequest("GET", e.url+"/api/v1/runs?app=bench&limit=500", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
 	var runs []json.RawMessage
-	err = json.NewDecoder(resp.Body).Decode(&runs)
+	err := e.getJSON("/api/v1/runs?app=bench&limit=500", &runs)
 	return len(runs), err
 }

@@ -24,14 +24,7 @@ type runDetail struct {
 
 func (e *env) run(id int) (runDetail, error) {
 	var d runDetail
-	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/runs/%d", e.url, id), nil)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return d, err
-	}
-	defer resp.Body.Close()
-	return d, json.NewDecoder(resp.Body).Decode(&d)
+	return d, e.getJSON(fmt.Sprintf("/api/v1/runs/%d", id), &d)
 }
 
 func (e *env) waitRun(id int) (runDetail, error) {

@@ -24,13 +24,13 @@ func appCmd() *cobra.Command {
 				return err
 			}
 			var app store.App
-			if err := c.do(cmd.Context(), "POST", "/api/v1/apps", map[string]string{"name": args[0]}, &app); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/apps", map[string]string{"name": args[0]}, &app); err != nil {
 				return err
 			}
 			if p.json {
 				return p.emit(app, nil)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Created app %s\n  push to:      %s/git/%s.git\n  environments: %s\n", app.Name, c.base, app.Name, strings.Join(app.Environments, ", "))
+			fmt.Fprintf(cmd.OutOrStdout(), "Created app %s\n  push to:      %s/git/%s.git\n  environments: %s\n", app.Name, c.URL(), app.Name, strings.Join(app.Environments, ", "))
 			return nil
 		},
 	}
@@ -59,16 +59,16 @@ func appCmd() *cobra.Command {
 				return err
 			}
 			var a store.App
-			if err := c.do(cmd.Context(), "GET", "/api/v1/apps/"+pathEscape(args[0]), nil, &a); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/apps/"+pathEscape(args[0]), nil, &a); err != nil {
 				return err
 			}
 			return p.emit(a, func(w *tabwriter.Writer) {
 				row(w, "Name:", a.Name)
-				row(w, "Git:", c.base+"/git/"+a.Name+".git")
+				row(w, "Git:", c.URL()+"/git/"+a.Name+".git")
 				row(w, "Registry repository:", a.RegistryRepo)
 				row(w, "Environments:", strings.Join(a.Environments, ", "))
 				row(w, "Source URL:", orDash(a.SourceURL))
-				row(w, "Webhook:", webhookLine(c.base, a))
+				row(w, "Webhook:", webhookLine(c.URL(), a))
 				row(w, "Created:", humanTime(a.CreatedAt))
 			})
 		},
@@ -87,7 +87,7 @@ func appCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), "DELETE", "/api/v1/apps/"+pathEscape(args[0]), nil, nil); err != nil {
+			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/apps/"+pathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Deleted app %s\n", args[0])
@@ -120,13 +120,13 @@ func appCmd() *cobra.Command {
 				body["webhook_secret"] = s
 			}
 			var a store.App
-			if err := c.do(cmd.Context(), "PUT", "/api/v1/apps/"+pathEscape(args[0])+"/source", body, &a); err != nil {
+			if err := c.Do(cmd.Context(), "PUT", "/api/v1/apps/"+pathEscape(args[0])+"/source", body, &a); err != nil {
 				return err
 			}
 			if p.json {
 				return p.emit(a, nil)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "App %s fetches from %s\nWebhook: %s\n", a.Name, a.SourceURL, webhookLine(c.base, a))
+			fmt.Fprintf(cmd.OutOrStdout(), "App %s fetches from %s\nWebhook: %s\n", a.Name, a.SourceURL, webhookLine(c.URL(), a))
 			return nil
 		},
 	}
@@ -170,7 +170,7 @@ func appCmd() *cobra.Command {
 			base := "/api/v1/apps/" + pathEscape(args[0]) + "/transitions"
 			if !disable && !enable {
 				var ts []store.Transition
-				if err := c.do(cmd.Context(), "GET", base, nil, &ts); err != nil {
+				if err := c.Do(cmd.Context(), "GET", base, nil, &ts); err != nil {
 					return err
 				}
 				return p.emit(ts, func(w *tabwriter.Writer) {

@@ -23,7 +23,7 @@ func approvalCmds() []*cobra.Command {
 					return fmt.Errorf("reject needs --comment saying why")
 				}
 				var res map[string]any
-				if err := c.do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/"+verb, map[string]string{"comment": comment}, &res); err != nil {
+				if err := c.Do(cmd.Context(), "POST", "/api/v1/runs/"+pathEscape(args[0])+"/"+verb, map[string]string{"comment": comment}, &res); err != nil {
 					return err
 				}
 				if p.json {

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -24,19 +23,11 @@ func artifactCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), "GET", c.base+"/api/v1/runs/"+pathEscape(args[0])+"/artifacts/"+pathEscape(args[1]), nil)
+			resp, err := c.Stream(cmd.Context(), "/api/v1/runs/"+pathEscape(args[0])+"/artifacts/"+pathEscape(args[1]), "")
 			if err != nil {
 				return err
 			}
-			req.Header.Set("Authorization", "Bearer "+c.token)
-			resp, err := c.http.Do(req)
-			if err != nil {
-				return fmt.Errorf("cannot reach the Slipway server at %s: %w", c.base, err)
-			}
 			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return decodeError(resp)
-			}
 			tmp := file + ".part"
 			f, err := os.Create(tmp)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 	"github.com/spf13/cobra"
@@ -52,7 +53,7 @@ func deployCmd() *cobra.Command {
 					Family   string `json:"family"`
 					Revision int    `json:"revision"`
 				}
-				if err := c.do(cmd.Context(), "POST", "/api/v1/taskdefs", json.RawMessage(data), &reg); err != nil {
+				if err := c.Do(cmd.Context(), "POST", "/api/v1/taskdefs", json.RawMessage(data), &reg); err != nil {
 					return fmt.Errorf("%s: %w", tdFile, err)
 				}
 				td = fmt.Sprintf("%s:%d", reg.Family, reg.Revision)
@@ -91,7 +92,7 @@ func deployCmd() *cobra.Command {
 				body["appspec"] = string(b)
 			}
 			var d store.Deployment
-			if err := c.do(cmd.Context(), "POST", ref.path(args[0])+"/deployments", body, &d); err != nil {
+			if err := c.Do(cmd.Context(), "POST", ref.path(args[0])+"/deployments", body, &d); err != nil {
 				return err
 			}
 			if p.json && !wait {
@@ -137,7 +138,7 @@ func deployCmd() *cobra.Command {
 				}
 			}
 			var ds []store.Deployment
-			if err := c.do(cmd.Context(), "GET", "/api/v1/deployments?"+q.Encode(), nil, &ds); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/deployments?"+q.Encode(), nil, &ds); err != nil {
 				return err
 			}
 			return p.emit(ds, func(w *tabwriter.Writer) {
@@ -220,12 +221,12 @@ func parseAlarm(s string) (map[string]any, error) {
 }
 
 // waitDeployment shows phase, healthy counts and traffic until the end.
-func waitDeployment(cmd *cobra.Command, c *client, id int64) error {
+func waitDeployment(cmd *cobra.Command, c *client.Client, id int64) error {
 	out := cmd.OutOrStdout()
 	seen := 0
 	for {
 		var d deploymentDetail
-		if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/deployments/%d", id), nil, &d); err != nil {
+		if err := c.Do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/deployments/%d", id), nil, &d); err != nil {
 			return err
 		}
 		for _, e := range d.Events[seen:] {

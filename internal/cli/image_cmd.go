@@ -2,10 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"github.com/slipway-dev/slipway/internal/web"
 	"net/url"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/slipway-dev/slipway/internal/web"
 
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/spf13/cobra"
@@ -28,7 +29,7 @@ func imageCmd() *cobra.Command {
 				q.Set("repository", args[0])
 			}
 			var imgs []store.Image
-			if err := c.do(cmd.Context(), "GET", "/api/v1/images?"+q.Encode(), nil, &imgs); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/images?"+q.Encode(), nil, &imgs); err != nil {
 				return err
 			}
 			return p.emit(imgs, func(w *tabwriter.Writer) {
@@ -74,7 +75,7 @@ func imageCmd() *cobra.Command {
 				DeletedBytes      int64    `json:"deleted_bytes"`
 				SkippedYoungBlobs int      `json:"skipped_young_blobs"`
 			}
-			if err := c.do(cmd.Context(), "POST", "/api/v1/images/gc", map[string]any{"dry_run": dryRun, "grace": grace}, &rep); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/images/gc", map[string]any{"dry_run": dryRun, "grace": grace}, &rep); err != nil {
 				return err
 			}
 			if p.json {
@@ -108,7 +109,7 @@ func imageCmd() *cobra.Command {
 				return err
 			}
 			var pol store.RepoPolicy
-			if err := c.do(cmd.Context(), "GET", "/api/v1/images/policy?repository="+url.QueryEscape(args[0]), nil, &pol); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/images/policy?repository="+url.QueryEscape(args[0]), nil, &pol); err != nil {
 				return err
 			}
 			f := cmd.Flags()
@@ -129,7 +130,7 @@ func imageCmd() *cobra.Command {
 				if f.Changed("expire-untagged-days") {
 					pol.ExpireUntaggedDays = expireDays
 				}
-				if err := c.do(cmd.Context(), "PUT", "/api/v1/images/policy", pol, &pol); err != nil {
+				if err := c.Do(cmd.Context(), "PUT", "/api/v1/images/policy", pol, &pol); err != nil {
 					return err
 				}
 			}

@@ -53,7 +53,7 @@ Events (default all): ` + strings.Join(notify.Kinds, ", "),
 				}
 			}
 			var ch store.Channel
-			if err := c.do(cmd.Context(), "PUT", "/api/v1/apps/"+pathEscape(args[0])+"/channels/"+pathEscape(args[1]), req, &ch); err != nil {
+			if err := c.Do(cmd.Context(), "PUT", "/api/v1/apps/"+pathEscape(args[0])+"/channels/"+pathEscape(args[1]), req, &ch); err != nil {
 				return err
 			}
 			if p.json {

@@ -95,7 +95,7 @@ func read[T any](cmd *cobra.Command, path string, table func(w *tabwriter.Writer
 		return err
 	}
 	var v T
-	if err := c.do(cmd.Context(), "GET", path, nil, &v); err != nil {
+	if err := c.Do(cmd.Context(), "GET", path, nil, &v); err != nil {
 		return err
 	}
 	return p.emit(v, func(w *tabwriter.Writer) { table(w, v) })

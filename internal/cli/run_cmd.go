@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/spf13/cobra"
@@ -35,7 +36,7 @@ func runCmd() *cobra.Command {
 				q.Set("app", app)
 			}
 			var runs []store.Run
-			if err := c.do(cmd.Context(), "GET", "/api/v1/runs?"+q.Encode(), nil, &runs); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/runs?"+q.Encode(), nil, &runs); err != nil {
 				return err
 			}
 			return p.emit(runs, func(w *tabwriter.Writer) {
@@ -78,7 +79,7 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			var r store.Run
-			if err := c.do(cmd.Context(), "POST", "/api/v1/apps/"+pathEscape(args[0])+"/runs", map[string]string{"ref": ref}, &r); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/apps/"+pathEscape(args[0])+"/runs", map[string]string{"ref": ref}, &r); err != nil {
 				return err
 			}
 			if p.json && !watchAfter {
@@ -149,9 +150,9 @@ func runCmd() *cobra.Command {
 // RunDetail mirrors the server's run detail.
 type RunDetail = server.RunDetail
 
-func getRun(ctx context.Context, c *client, id string) (RunDetail, error) {
+func getRun(ctx context.Context, c *client.Client, id string) (RunDetail, error) {
 	var d RunDetail
-	err := c.do(ctx, "GET", "/api/v1/runs/"+pathEscape(id), nil, &d)
+	err := c.Do(ctx, "GET", "/api/v1/runs/"+pathEscape(id), nil, &d)
 	return d, err
 }
 
@@ -221,7 +222,7 @@ func ended(state string) bool {
 
 // watchRun prints each action's transitions until the run ends; it fails
 // (exit code 1) unless the run succeeded.
-func watchRun(cmd *cobra.Command, c *client, id string) error {
+func watchRun(cmd *cobra.Command, c *client.Client, id string) error {
 	out := cmd.OutOrStdout()
 	seen := map[int64]string{}
 	spin := []string{"-", "\\", "|", "/"}
@@ -264,7 +265,7 @@ func watchRun(cmd *cobra.Command, c *client, id string) error {
 	}
 }
 
-func streamLogs(cmd *cobra.Command, c *client, p printer, id, action string, follow bool) error {
+func streamLogs(cmd *cobra.Command, c *client.Client, p printer, id, action string, follow bool) error {
 	d, err := getRun(cmd.Context(), c, id)
 	if err != nil {
 		return err
@@ -308,7 +309,7 @@ func streamLogs(cmd *cobra.Command, c *client, p printer, id, action string, fol
 		var after int64
 		for {
 			var lines []store.LogLine
-			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/runs/%s/logs?after=%d", pathEscape(id), after), nil, &lines); err != nil {
+			if err := c.Do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/runs/%s/logs?after=%d", pathEscape(id), after), nil, &lines); err != nil {
 				return err
 			}
 			if len(lines) == 0 {
@@ -320,7 +321,7 @@ func streamLogs(cmd *cobra.Command, c *client, p printer, id, action string, fol
 			}
 		}
 	}
-	return c.events(cmd.Context(), "/api/v1/runs/"+pathEscape(id)+"/logs?follow=true", func(event string, data []byte) (bool, error) {
+	return c.Events(cmd.Context(), "/api/v1/runs/"+pathEscape(id)+"/logs?follow=true", func(event string, data []byte) (bool, error) {
 		switch event {
 		case "line":
 			var l store.LogLine

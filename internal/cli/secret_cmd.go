@@ -40,7 +40,7 @@ func secretCmd() *cobra.Command {
 			// A value piped with echo ends in a newline that is not part of it.
 			v := strings.TrimSuffix(strings.TrimSuffix(string(value), "\n"), "\r")
 			var sec store.Secret
-			if err := c.do(cmd.Context(), "PUT", "/api/v1/secrets/"+escapeName(args[0]), map[string]string{"app": app, "env": env, "value": v}, &sec); err != nil {
+			if err := c.Do(cmd.Context(), "PUT", "/api/v1/secrets/"+escapeName(args[0]), map[string]string{"app": app, "env": env, "value": v}, &sec); err != nil {
 				return err
 			}
 			if p.json {
@@ -81,7 +81,7 @@ func secretCmd() *cobra.Command {
 				return err
 			}
 			q := url.Values{"app": {rmApp}, "env": {rmEnv}}
-			if err := c.do(cmd.Context(), "DELETE", "/api/v1/secrets/"+escapeName(args[0])+"?"+q.Encode(), nil, nil); err != nil {
+			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/secrets/"+escapeName(args[0])+"?"+q.Encode(), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Removed secret %s%s\n", args[0], scope(rmApp, rmEnv))

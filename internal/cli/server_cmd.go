@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/spf13/cobra"
 )
@@ -86,19 +87,19 @@ func loginCmd() *cobra.Command {
 			if token == "" {
 				return fmt.Errorf("--token is required (the admin token is in DATA/admin.token)")
 			}
-			c := &client{base: trimURL(args[0]), token: token, http: defaultHTTP()}
+			c := client.New(args[0], token)
 			var who struct {
 				Name string `json:"name"`
 				Role string `json:"role"`
 			}
-			if err := c.do(cmd.Context(), "GET", "/api/v1/whoami", nil, &who); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/whoami", nil, &who); err != nil {
 				return fmt.Errorf("login failed: %w", err)
 			}
-			path, err := saveConfig(clientConfig{URL: c.base, Token: token})
+			path, err := saveConfig(clientConfig{URL: c.URL(), Token: token})
 			if err != nil {
 				return fmt.Errorf("save config: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s (%s); saved to %s\n", c.base, who.Name, who.Role, path)
+			fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s (%s); saved to %s\n", c.URL(), who.Name, who.Role, path)
 			return nil
 		},
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -36,7 +35,7 @@ func taskdefCmd() *cobra.Command {
 				store.TaskDefRevision
 				Ignored []string `json:"ignored_fields"`
 			}
-			if err := c.do(cmd.Context(), "POST", "/api/v1/taskdefs", json.RawMessage(data), &out); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/taskdefs", json.RawMessage(data), &out); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			if p.json {
@@ -63,7 +62,7 @@ func taskdefCmd() *cobra.Command {
 				q = "?family=" + url.QueryEscape(args[0])
 			}
 			var tds []store.TaskDefRevision
-			if err := c.do(cmd.Context(), "GET", "/api/v1/taskdefs"+q, nil, &tds); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/taskdefs"+q, nil, &tds); err != nil {
 				return err
 			}
 			return p.emit(tds, func(w *tabwriter.Writer) {
@@ -88,7 +87,7 @@ func taskdefCmd() *cobra.Command {
 				rev = "latest"
 			}
 			var td store.TaskDefRevision
-			if err := c.do(cmd.Context(), "GET", "/api/v1/taskdefs/"+pathEscape(family)+"/"+pathEscape(rev), nil, &td); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/taskdefs/"+pathEscape(family)+"/"+pathEscape(rev), nil, &td); err != nil {
 				return err
 			}
 			var pretty bytes.Buffer
@@ -222,7 +221,7 @@ func serviceCmd() *cobra.Command {
 				body["load_balancer"] = l
 			}
 			var s store.Service
-			if err := c.do(cmd.Context(), "POST", ref.path(""), body, &s); err != nil {
+			if err := c.Do(cmd.Context(), "POST", ref.path(""), body, &s); err != nil {
 				return err
 			}
 			if p.json {
@@ -264,7 +263,7 @@ func serviceCmd() *cobra.Command {
 				body["load_balancer"] = l
 			}
 			var s store.Service
-			if err := c.do(cmd.Context(), "PATCH", uref.path(args[0]), body, &s); err != nil {
+			if err := c.Do(cmd.Context(), "PATCH", uref.path(args[0]), body, &s); err != nil {
 				return err
 			}
 			return p.emit(s, func(w *tabwriter.Writer) {
@@ -292,7 +291,7 @@ func serviceCmd() *cobra.Command {
 				return fmt.Errorf("count %q is not a number", args[1])
 			}
 			var s store.Service
-			if err := c.do(cmd.Context(), "PATCH", sref.path(args[0]), map[string]any{"desired_count": n}, &s); err != nil {
+			if err := c.Do(cmd.Context(), "PATCH", sref.path(args[0]), map[string]any{"desired_count": n}, &s); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Service %s will run %d tasks\n", s.Name, s.Desired)
@@ -338,7 +337,7 @@ func serviceCmd() *cobra.Command {
 				return err
 			}
 			var d serviceDetail
-			if err := c.do(cmd.Context(), "GET", pref.path(args[0]), nil, &d); err != nil {
+			if err := c.Do(cmd.Context(), "GET", pref.path(args[0]), nil, &d); err != nil {
 				return err
 			}
 			return p.emit(d.Tasks, func(w *tabwriter.Writer) { printTasks(w, d.Tasks) })
@@ -364,7 +363,7 @@ func serviceCmd() *cobra.Command {
 				q.Set("env", lref.env)
 			}
 			var svcs []store.Service
-			if err := c.do(cmd.Context(), "GET", "/api/v1/services?"+q.Encode(), nil, &svcs); err != nil {
+			if err := c.Do(cmd.Context(), "GET", "/api/v1/services?"+q.Encode(), nil, &svcs); err != nil {
 				return err
 			}
 			return p.emit(svcs, func(w *tabwriter.Writer) {
@@ -396,7 +395,7 @@ func serviceCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), "DELETE", dref.path(args[0]), nil, nil); err != nil {
+			if err := c.Do(cmd.Context(), "DELETE", dref.path(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Deleted service %s; its tasks are draining\n", args[0])
@@ -421,19 +420,11 @@ func serviceCmd() *cobra.Command {
 			if follow {
 				path += "?follow=true"
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), "GET", c.base+path, nil)
+			resp, err := c.Stream(cmd.Context(), path, "")
 			if err != nil {
 				return err
 			}
-			req.Header.Set("Authorization", "Bearer "+c.token)
-			resp, err := (&http.Client{}).Do(req)
-			if err != nil {
-				return fmt.Errorf("cannot reach the Slipway server at %s: %w", c.base, err)
-			}
 			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return decodeError(resp)
-			}
 			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
 			return err
 		},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/spf13/cobra"
@@ -23,7 +24,7 @@ func tokenCmd() *cobra.Command {
 				return err
 			}
 			var tok server.CreatedToken
-			if err := c.do(cmd.Context(), "POST", "/api/v1/tokens", map[string]string{"name": name, "role": role}, &tok); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/tokens", map[string]string{"name": name, "role": role}, &tok); err != nil {
 				return err
 			}
 			if p.json {
@@ -62,7 +63,7 @@ func tokenCmd() *cobra.Command {
 				return err
 			}
 			var tok store.Token
-			if err := c.do(cmd.Context(), "DELETE", "/api/v1/tokens/"+pathEscape(args[0]), nil, &tok); err != nil {
+			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/tokens/"+pathEscape(args[0]), nil, &tok); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Revoked token %s (%s)\n", tok.Name, tok.ID)
@@ -74,7 +75,7 @@ func tokenCmd() *cobra.Command {
 }
 
 // setup resolves the client and the output format every API command needs.
-func setup(cmd *cobra.Command) (*client, printer, error) {
+func setup(cmd *cobra.Command) (*client.Client, printer, error) {
 	p, err := outputOf(cmd)
 	if err != nil {
 		return nil, p, err

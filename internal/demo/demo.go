@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/examples"
+	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -86,13 +87,13 @@ type StageTime struct {
 }
 
 type demo struct {
-	opts   Options
-	out    io.Writer
-	base   string
-	token  string
-	work   string
-	client *http.Client
-	res    Result
+	opts  Options
+	out   io.Writer
+	base  string
+	token string
+	work  string
+	api   *client.Client
+	res   Result
 	// closers release what setup started (the notice inbox).
 	closers []func()
 }
@@ -108,7 +109,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
-	d := &demo{opts: opts, out: opts.Out, client: &http.Client{Timeout: 30 * time.Second}}
+	d := &demo{opts: opts, out: opts.Out}
 	if _, err := exec.LookPath("git"); err != nil {
 		return nil, errors.New("the demo pushes with the real git: install git")
 	}
@@ -163,6 +164,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	d.token = strings.TrimSpace(string(tok))
+	d.api = client.New(d.base, d.token)
 	fmt.Fprintf(d.out, "    web UI and API: %s   (sign in with the token in %s)\n", d.base, filepath.Join(dataDir, server.AdminTokenFile))
 
 	if err := d.setup(ctx); err != nil {
@@ -203,38 +205,10 @@ func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.out, "==> "+format+"\n", args...)
 }
 
-// api calls the server's JSON API with the admin token.
-func (d *demo) api(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, d.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+d.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
 // setup creates the app, a notice inbox and the working copy of the example.
 func (d *demo) setup(ctx context.Context) error {
 	d.step("Creating app %s (a hosted git repository, a registry repository, staging and production)", App)
-	if err := d.api(ctx, "POST", "/api/v1/apps", map[string]string{"name": App}, nil); err != nil {
+	if err := d.api.Do(ctx, "POST", "/api/v1/apps", map[string]string{"name": App}, nil); err != nil {
 		return err
 	}
 	inbox, closeInbox, err := startInbox(d.out)
@@ -242,7 +216,7 @@ func (d *demo) setup(ctx context.Context) error {
 		return err
 	}
 	d.closers = append(d.closers, closeInbox)
-	if err := d.api(ctx, "PUT", "/api/v1/apps/"+App+"/channels/demo-inbox", map[string]any{"type": "webhook",
+	if err := d.api.Do(ctx, "PUT", "/api/v1/apps/"+App+"/channels/demo-inbox", map[string]any{"type": "webhook",
 		"events": []string{"approval.needed", "run.failed", "deployment.rolled_back"}, "settings": map[string]any{"url": inbox, "secret": "demo"}}, nil); err != nil {
 		return err
 	}
@@ -317,7 +291,7 @@ func (d *demo) pushAndFollow(ctx context.Context, version string) (RunReport, er
 		return rep, err
 	}
 	var before []store.Run
-	if err := d.api(ctx, "GET", "/api/v1/runs?app="+App, nil, &before); err != nil {
+	if err := d.api.Do(ctx, "GET", "/api/v1/runs?app="+App, nil, &before); err != nil {
 		return rep, err
 	}
 	d.step("git push: version %s", version)
@@ -328,7 +302,7 @@ func (d *demo) pushAndFollow(ctx context.Context, version string) (RunReport, er
 	var run store.Run
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var runs []store.Run
-		if err := d.api(ctx, "GET", "/api/v1/runs?app="+App, nil, &runs); err != nil {
+		if err := d.api.Do(ctx, "GET", "/api/v1/runs?app="+App, nil, &runs); err != nil {
 			return rep, err
 		}
 		if len(runs) > len(before) {
@@ -369,7 +343,7 @@ func (d *demo) follow(ctx context.Context, id int64, rep *RunReport) (server.Run
 	tty := isTerminal(d.out)
 	for i := 0; ; i++ {
 		var detail server.RunDetail
-		if err := d.api(ctx, "GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, &detail); err != nil {
+		if err := d.api.Do(ctx, "GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, &detail); err != nil {
 			return detail, err
 		}
 		for _, a := range detail.Actions {
@@ -401,7 +375,7 @@ func (d *demo) follow(ctx context.Context, id int64, rep *RunReport) (server.Run
 			fmt.Fprintf(d.out, "    staging now answers:    %s\n", rep.StagingAtApproval)
 			fmt.Fprintf(d.out, "    production answers:     %s\n", rep.ProductionAtApproval)
 			d.step("Approving run %d (as a person would: slipway approve %d)", id, id)
-			if err := d.api(ctx, "POST", fmt.Sprintf("/api/v1/runs/%d/approve", id), map[string]string{"comment": "staging checked by slipway demo"}, nil); err != nil {
+			if err := d.api.Do(ctx, "POST", fmt.Sprintf("/api/v1/runs/%d/approve", id), map[string]string{"comment": "staging checked by slipway demo"}, nil); err != nil {
 				return detail, err
 			}
 			approved = true
@@ -491,18 +465,21 @@ func (d *demo) cleanup() {
 	if d.work != "" {
 		os.RemoveAll(d.work)
 	}
+	if d.api == nil {
+		return // the server never got as far as creating anything
+	}
 	var svcs []store.Service
-	_ = d.api(ctx, "GET", "/api/v1/services?app="+App, nil, &svcs)
+	_ = d.api.Do(ctx, "GET", "/api/v1/services?app="+App, nil, &svcs)
 	ids := map[string]bool{}
 	for _, s := range svcs {
 		path := fmt.Sprintf("/api/v1/apps/%s/envs/%s/services/%s", s.App, s.Env, s.Name)
 		var detail server.ServiceDetail
-		if d.api(ctx, "GET", path, nil, &detail) == nil {
+		if d.api.Do(ctx, "GET", path, nil, &detail) == nil {
 			for _, t := range detail.Tasks {
 				ids[t.ID] = true
 			}
 		}
-		_ = d.api(ctx, "DELETE", path, nil, nil)
+		_ = d.api.Do(ctx, "DELETE", path, nil, nil)
 	}
 	if len(ids) == 0 {
 		return
