@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/traffic"
 )
 
 // chaosRestart SIGKILLs the server at random moments while runs and
@@ -38,7 +40,8 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 			return nil, "", fmt.Errorf("git %v: %v %s", args, err, out)
 		}
 	}
-	l := startLoadGen(ws.url, 8, 2*time.Millisecond)
+	l := traffic.Start(traffic.Options{URLs: []string{ws.url}, Clients: 8, Pause: 2 * time.Millisecond})
+	defer l.Stop() // on an early return; the end stops it first
 
 	var runIDs, depIDs []int
 	var stuckDeps []string
@@ -51,18 +54,15 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 			ID int `json:"id"`
 		}
 		if err := e.postJSON("/api/v1/apps/bench/runs", `{"ref":"main"}`, &run); err != nil {
-			l.finish()
 			return nil, "", fmt.Errorf("round %d: start run: %w", i, err)
 		}
 		runIDs = append(runIDs, run.ID)
 		td, err := ws.register(fmt.Sprint(i))
 		if err != nil {
-			l.finish()
 			return nil, "", err
 		}
 		depID, err := ws.deploy(td, "blue-green", configs[i%len(configs)])
 		if err != nil {
-			l.finish()
 			return nil, "", fmt.Errorf("round %d: deploy: %w", i, err)
 		}
 		depIDs = append(depIDs, depID)
@@ -73,7 +73,6 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 		e.cmd.Wait()
 		e.cmd = nil
 		if err := e.start(); err != nil {
-			l.finish()
 			return nil, "", fmt.Errorf("round %d: restart: %w", i, err)
 		}
 		downtime += time.Since(down)
@@ -110,10 +109,10 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 		}
 	}
 	elapsed := time.Since(start)
-	total, failed := l.finish()
+	total, failed := l.Stop()
 	f := map[string]any{"rounds": rounds, "seed": seed, "runs": len(runIDs), "runs_lost": len(lost), "runs_stuck": len(stuck), "run_end_states": endStates,
 		"deployments": len(depIDs), "deployments_stuck": len(stuckDeps), "deployment_end_states": depStates, "requests": total, "requests_failed": failed,
-		"control_plane_down_s": downtime.Seconds(), "seconds": elapsed.Seconds(), "first_failures": l.failures, "goal": "0 lost or stuck, 0 failed requests"}
+		"control_plane_down_s": downtime.Seconds(), "seconds": elapsed.Seconds(), "first_failures": l.Failures(), "goal": "0 lost or stuck, 0 failed requests"}
 	return f, fmt.Sprintf("%d SIGKILLs during %d runs and %d blue/green deployments: %d runs lost, %d stuck, %d deployments stuck (runs ended %v, deployments %v); %d app requests, %d failed (control plane down %.1f s in all)",
 		rounds, len(runIDs), len(depIDs), len(lost), len(stuck), len(stuckDeps), endStates, depStates, total, failed, downtime.Seconds()), nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/traffic"
 )
 
 // deployUnderLoad runs 20 consecutive deployments of mixed strategies while
@@ -25,7 +26,8 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 		return nil, "", err
 	}
 	defer ws.close()
-	l := startLoadGen(ws.url, 16, 0)
+	l := traffic.Start(traffic.Options{URLs: []string{ws.url}, Clients: 16})
+	defer l.Stop() // on an early return; the end stops it first
 	start := time.Now()
 	strategies := []struct{ strategy, config string }{
 		{"rolling", ""}, {"blue-green", "CodeDeployDefault.ECSAllAtOnce"}, {"blue-green", "Canary50Percent1Seconds"}, {"blue-green", "Linear50PercentEvery1Seconds"},
@@ -34,18 +36,15 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 	for i := 1; i <= 20; i++ {
 		td, err := ws.register(fmt.Sprint(i))
 		if err != nil {
-			l.finish()
 			return nil, "", err
 		}
 		s := strategies[(i-1)%len(strategies)]
 		id, err := ws.deploy(td, s.strategy, s.config)
 		if err != nil {
-			l.finish()
 			return nil, "", fmt.Errorf("deployment %d: %w", i, err)
 		}
 		sw, err := e.waitDeployment(id)
 		if err != nil {
-			l.finish()
 			return nil, "", err
 		}
 		if sw > 0 {
@@ -54,11 +53,11 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 		fmt.Fprintf(os.Stderr, "  deployment %2d (%s %s) completed\n", i, s.strategy, s.config)
 	}
 	elapsed := time.Since(start)
-	total, failed := l.finish()
+	total, failed := l.Stop()
 	sort.Slice(switches, func(i, j int) bool { return switches[i] < switches[j] })
 	f := map[string]any{"deployments": 20, "requests": total, "failed": failed, "rps": float64(total) / elapsed.Seconds(),
 		"seconds": elapsed.Seconds(), "green_healthy_to_switched_p50_ms": ms(switches[len(switches)/2]), "green_healthy_to_switched_max_ms": ms(switches[len(switches)-1]),
-		"first_failures": l.failures, "goal": "0 failed, switch ≤ 50 ms"}
+		"first_failures": l.Failures(), "goal": "0 failed, switch ≤ 50 ms"}
 	return f, fmt.Sprintf("20 deployments in %.0f s under %.0f req/s: %d requests, %d failed; green healthy → traffic switched p50 %.1f ms, max %.1f ms",
 		elapsed.Seconds(), f["rps"], total, failed, f["green_healthy_to_switched_p50_ms"], f["green_healthy_to_switched_max_ms"]), nil
 }

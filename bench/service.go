@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -87,61 +84,4 @@ func waitServing(url string, timeout time.Duration) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("%s never served", url)
-}
-
-// loadGen sends requests from a number of clients until finished, counting
-// answers that are not 200 and keeping the first few failures.
-type loadGen struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	failures   []string
-	stop       chan struct{}
-	wg         sync.WaitGroup
-}
-
-func startLoadGen(url string, clients int, pause time.Duration) *loadGen {
-	l := &loadGen{stop: make(chan struct{})}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	for i := 0; i < clients; i++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				resp, err := client.Get(url)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %s", resp.Status)
-					}
-				}
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.failures) < 5 {
-						l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+err.Error())
-					}
-					l.mu.Unlock()
-					continue
-				}
-				l.ok.Add(1)
-				if pause > 0 {
-					time.Sleep(pause)
-				}
-			}
-		}()
-	}
-	return l
-}
-
-// finish stops the clients and returns all requests and the failed ones.
-func (l *loadGen) finish() (total, failed int64) {
-	close(l.stop)
-	l.wg.Wait()
-	return l.ok.Load() + l.failed.Load(), l.failed.Load()
 }

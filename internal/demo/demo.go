@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/slipway-dev/slipway/examples"
@@ -29,6 +28,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
+	"github.com/slipway-dev/slipway/internal/traffic"
 )
 
 // App is the demo app's name.
@@ -176,16 +176,17 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	d.summary(rep)
 
-	load := startLoad(d.opts.Ports)
+	load := traffic.Start(traffic.Options{Clients: 4, Pause: 5 * time.Millisecond, Timeout: 5 * time.Second, URLs: []string{
+		fmt.Sprintf("http://127.0.0.1:%d/", d.opts.Ports.Staging), fmt.Sprintf("http://127.0.0.1:%d/", d.opts.Ports.Production)}})
 	rep, err = d.pushAndFollow(ctx, "1.1.0")
-	d.res.Requests, d.res.Failed = load.stop()
+	d.res.Requests, d.res.Failed = load.Stop()
 	if err != nil {
 		return &d.res, err
 	}
 	d.summary(rep)
 	d.step("Zero-downtime update: %d requests to staging and production during the rollout, %d failed", d.res.Requests, d.res.Failed)
 	if d.res.Failed > 0 {
-		return &d.res, fmt.Errorf("%d of %d requests failed during the update: %s", d.res.Failed, d.res.Requests, load.lastError())
+		return &d.res, fmt.Errorf("%d of %d requests failed during the update: %s", d.res.Failed, d.res.Requests, load.LastError())
 	}
 	for _, r := range d.res.Runs {
 		if !strings.Contains(r.ProductionAfter, "version="+r.Version) {
@@ -525,61 +526,6 @@ func startInbox(out io.Writer) (string, func(), error) {
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + "/notices", func() { srv.Close() }, nil
-}
-
-// load sends requests to staging and production from a few clients and
-// counts what fails.
-type load struct {
-	ok, failed atomic.Int64
-	last       atomic.Value
-	stopc      chan struct{}
-	wg         sync.WaitGroup
-}
-
-func startLoad(p Ports) *load {
-	l := &load{stopc: make(chan struct{})}
-	for i, port := range []int{p.Staging, p.Production, p.Staging, p.Production} {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-			for {
-				select {
-				case <-l.stopc:
-					return
-				default:
-				}
-				resp, err := c.Get(url)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("%s answered %s", url, resp.Status)
-					}
-				}
-				if err != nil {
-					l.failed.Add(1)
-					l.last.Store(fmt.Sprintf("client %d: %v", i, err))
-				} else {
-					l.ok.Add(1)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) stop() (int64, int64) {
-	close(l.stopc)
-	l.wg.Wait()
-	return l.ok.Load() + l.failed.Load(), l.failed.Load()
-}
-
-func (l *load) lastError() string {
-	s, _ := l.last.Load().(string)
-	return s
 }
 
 func isTerminal(w io.Writer) bool {

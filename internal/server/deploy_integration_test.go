@@ -2,12 +2,13 @@ package server
 
 import (
 	"fmt"
-	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 )
 
 func TestIntegrationBlueGreenDeployments(t *testing.T) {
@@ -39,12 +40,7 @@ func TestIntegrationBlueGreenDeployments(t *testing.T) {
 		return int(resp["id"].(float64))
 	}
 	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
-	finished := false
-	defer func() {
-		if !finished {
-			l.finish()
-		}
-	}()
+	defer l.Stop() // on failure; the end of the test stops it first
 
 	// Bad input: unknown configuration, a revision without the load-balanced container.
 	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
@@ -87,9 +83,9 @@ Hooks:
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	v1a, v2a := l.count("version=1"), l.count("version=2")
+	v1a, v2a := l.Served("version=1"), l.Served("version=2")
 	time.Sleep(2500 * time.Millisecond)
-	v1b, v2b := l.count("version=1"), l.count("version=2")
+	v1b, v2b := l.Served("version=1"), l.Served("version=2")
 	share := float64(v2b-v2a) / float64((v2b-v2a)+(v1b-v1a))
 	if share < 0.15 || share > 0.25 {
 		t.Fatalf("green got %.1f%% of production traffic during a 20%% canary", share*100)
@@ -114,12 +110,12 @@ Hooks:
 		t.Fatalf("after the canary: %d %s", code, body)
 	}
 	// Rollback while blue is kept is an instant switch.
-	before := l.count("version=1")
+	before := l.Served("version=1")
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/rollback", srv.Admin, nil); code != 202 || !strings.Contains(body["message"].(string), "switched traffic back") {
 		t.Fatalf("rollback: %d %v", code, body)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	if l.count("version=1") == before {
+	if l.Served("version=1") == before {
 		t.Fatal("traffic did not return to blue")
 	}
 	if _, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil); d["state"] != "ROLLED_BACK" {
@@ -147,7 +143,7 @@ Hooks:
 		if !strings.Contains(d["reason"].(string), c.reason) {
 			t.Fatalf("%s: reason %q", c.name, d["reason"])
 		}
-		if n := l.count("version=" + c.version); n != 0 {
+		if n := l.Served("version=" + c.version); n != 0 {
 			t.Fatalf("%s: green served %d production requests", c.name, n)
 		}
 	}
@@ -171,17 +167,16 @@ Hooks:
 		t.Fatalf("after restart: %v", d["reason"])
 	}
 	time.Sleep(3 * time.Second)
-	settled := l.count("version=2")
+	settled := l.Served("version=2")
 	time.Sleep(2 * time.Second)
-	if l.count("version=2") != settled {
+	if l.Served("version=2") != settled {
 		t.Fatal("green still gets traffic after the rollback")
 	}
-	l.finish()
-	finished = true
-	if l.failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed:\n%s", l.failed.Load(), l.ok.Load()+l.failed.Load(), strings.Join(l.failures, "\n"))
+	l.Stop()
+	if l.Failed() != 0 {
+		t.Fatalf("%d of %d requests failed:\n%s", l.Failed(), l.OK()+l.Failed(), strings.Join(l.Failures(), "\n"))
 	}
-	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and a restart mid-deployment", l.ok.Load())
+	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and a restart mid-deployment", l.OK())
 }
 
 // TestIntegrationAlarmRollsBackGreen: green passes health checks but fails
@@ -211,7 +206,7 @@ func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
 		t.Fatalf("channel: %d %v", code, body)
 	}
 	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port))
-	defer l.finish()
+	defer l.Stop()
 	bad := srv.registerTaskDef(webTaskDef(app, image, "bad", "ERRORS=1"))
 	code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/deployments", srv.Admin, map[string]any{
 		"task_definition": fmt.Sprintf("%s:%d", app, bad), "strategy": "blue-green", "config": "Canary20Percent30Seconds",

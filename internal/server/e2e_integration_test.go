@@ -90,7 +90,7 @@ stages:
 	w.commit("v2", files("2"))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run = srv.waitRun(2, 240*time.Second)
-	l.finish()
+	l.Stop()
 	logs := srv.logText(2)
 	if run["state"] != "succeeded" || !strings.Contains(logs, "deployment COMPLETED") || !strings.Contains(logs, "hook AfterAllowTestTraffic succeeded") {
 		t.Fatalf("second run %v: %v\n%s", run["state"], run["reason"], logs)
@@ -98,8 +98,8 @@ stages:
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=2") {
 		t.Fatalf("staging after the second run: %d %s", code, body)
 	}
-	if l.failed.Load() != 0 || l.count("version=2") == 0 {
-		t.Fatalf("during the blue/green deploy: %d failed (%v), %d on version 2", l.failed.Load(), l.failures, l.count("version=2"))
+	if l.Failed() != 0 || l.Served("version=2") == 0 {
+		t.Fatalf("during the blue/green deploy: %d failed (%v), %d on version 2", l.Failed(), l.Failures(), l.Served("version=2"))
 	}
-	t.Logf("push → build → image → blue/green deploy: %d requests during the rollout, 0 failed", l.ok.Load())
+	t.Logf("push → build → image → blue/green deploy: %d requests during the rollout, 0 failed", l.OK())
 }

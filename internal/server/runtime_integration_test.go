@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"io"
 	"net"
 	"net/http"
@@ -15,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/notify/notifytest"
+	"github.com/slipway-dev/slipway/internal/traffic"
 )
 
 var (
@@ -223,65 +224,9 @@ func runningOf(d map[string]any, revision int) int {
 	return n
 }
 
-// load sends requests from 8 clients until stopped, counting answers.
-type load struct {
-	ok, failed atomic.Int64
-	bodies     sync.Map // body prefix → count
-	stop       chan struct{}
-	wg         sync.WaitGroup
-	lastErr    atomic.Value
-	mu         sync.Mutex
-	failures   []string // when and what, for the report
-}
-
-func (l *load) fail(msg string) {
-	l.failed.Add(1)
-	l.lastErr.Store(msg)
-	l.mu.Lock()
-	l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+msg)
-	l.mu.Unlock()
-}
-
-func startLoad(url string) *load {
-	l := &load{stop: make(chan struct{})}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	for i := 0; i < 8; i++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				resp, err := client.Get(url)
-				if err != nil {
-					l.fail(err.Error())
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					l.fail(fmt.Sprintf("%d %s", resp.StatusCode, b))
-					continue
-				}
-				l.ok.Add(1)
-				v, _ := l.bodies.LoadOrStore(strings.Fields(string(b))[0], new(atomic.Int64))
-				v.(*atomic.Int64).Add(1)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) finish() { close(l.stop); l.wg.Wait() }
-
-func (l *load) count(prefix string) int64 {
-	if v, ok := l.bodies.Load(prefix); ok {
-		return v.(*atomic.Int64).Load()
-	}
-	return 0
+// startLoad sends requests to url from 8 clients until stopped.
+func startLoad(url string) *traffic.Load {
+	return traffic.Start(traffic.Options{URLs: []string{url}})
 }
 
 func TestIntegrationServicesOnDocker(t *testing.T) {
@@ -351,7 +296,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	sick := update(revSick)
 	srv.waitService(app, "staging", "web", 30*time.Second, "started the unhealthy revision", func(d map[string]any) bool { return runningOf(d, revSick) == 2 })
 	time.Sleep(4 * time.Second) // several health check intervals
-	if n := l.count("version=sick"); n != 0 {
+	if n := l.Served("version=sick"); n != 0 {
 		t.Fatalf("the unhealthy revision served %d requests", n)
 	}
 	if d := srv.service(app, "staging", "web"); runningOf(d, rev1) != 2 {
@@ -386,7 +331,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	srv = startProcServer(t, bin, data, srv.addr)
 	time.Sleep(3 * time.Second) // a few reconcile passes
 	after := srv.service(app, "staging", "web")
-	l.finish()
+	l.Stop()
 	ids := func(d map[string]any) string {
 		var s []string
 		for _, t := range d["tasks"].([]any) {
@@ -397,19 +342,19 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if ids(before) != ids(after) {
 		t.Fatalf("the restarted server did not adopt the running tasks: %s → %s", ids(before), ids(after))
 	}
-	if l.failed.Load() != 0 {
+	if l.Failed() != 0 {
 		var timeline []string
 		for _, e := range after["events"].([]any) {
 			em := e.(map[string]any)
 			at, _ := time.Parse(time.RFC3339Nano, em["at"].(string))
 			timeline = append([]string{at.Local().Format("15:04:05.000") + " " + em["message"].(string)}, timeline...)
 		}
-		t.Fatalf("%d of %d requests failed:\n%s\nservice events:\n%s", l.failed.Load(), l.ok.Load()+l.failed.Load(), strings.Join(l.failures, "\n"), strings.Join(timeline, "\n"))
+		t.Fatalf("%d of %d requests failed:\n%s\nservice events:\n%s", l.Failed(), l.OK()+l.Failed(), strings.Join(l.Failures(), "\n"), strings.Join(timeline, "\n"))
 	}
-	if l.count("version=2") == 0 || l.ok.Load() < 500 {
-		t.Fatalf("load: %d ok, %d on version 2", l.ok.Load(), l.count("version=2"))
+	if l.Served("version=2") == 0 || l.OK() < 500 {
+		t.Fatalf("load: %d ok, %d on version 2", l.OK(), l.Served("version=2"))
 	}
-	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout and a server SIGKILL", l.ok.Load())
+	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout and a server SIGKILL", l.OK())
 
 	// A crashing container restarts with growing backoff, an event each time,
 	// and the app's channel hears once that the service is unhealthy.
