@@ -29,11 +29,7 @@ type stream struct {
 // newStream returns a reader and writer for nc: a stream where nc is a
 // socket, else nc itself.
 func newStream(nc net.Conn) io.ReadWriter {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nc
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := rawConn(nc)
 	if err != nil {
 		return nc
 	}
