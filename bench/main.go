@@ -84,7 +84,9 @@ func main() {
 
 // settle waits, up to 30 s, until the machine is nearly idle, so that work
 // one benchmark left behind (the engine deleting a 200 MiB image, dirty
-// pages being written back) is not measured by the next one.
+// pages being written back) is not measured by the next one. It also
+// collects this process's garbage first: some benchmarks run their
+// backend in this process.
 func settle() {
 	runtime.GC()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {

@@ -2,9 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -101,9 +101,7 @@ func logDelay(e *env) (map[string]any, string, error) {
 	if err := r.commitAndPush("1"); err != nil {
 		return nil, "", err
 	}
-	req, _ := http.NewRequest("GET", e.url+"/api/v1/runs/1/logs?follow=true", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.api.Stream(context.Background(), "/api/v1/runs/1/logs?follow=true", "text/event-stream")
 	if err != nil {
 		return nil, "", err
 	}

@@ -89,7 +89,6 @@ type StageTime struct {
 type demo struct {
 	opts  Options
 	out   io.Writer
-	base  string
 	token string
 	work  string
 	api   *client.Client
@@ -141,6 +140,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	tok, err := os.ReadFile(filepath.Join(dataDir, server.AdminTokenFile))
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	d.token = strings.TrimSpace(string(tok))
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		srv.Close()
@@ -149,8 +154,8 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	sctx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx, ln) }()
-	d.base = "http://" + ln.Addr().String()
-	d.res.URL = d.base
+	d.api = client.New("http://"+ln.Addr().String(), d.token)
+	d.res.URL = d.api.URL()
 	defer func() {
 		d.cleanup()
 		stopServer()
@@ -159,13 +164,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// The load balancer outlives servers by design; the demo's goes too.
 		_ = deploy.NewProxy(dataDir, opts.ProxyBinary).Stop(context.Background())
 	}()
-	tok, err := os.ReadFile(filepath.Join(dataDir, server.AdminTokenFile))
-	if err != nil {
-		return nil, err
-	}
-	d.token = strings.TrimSpace(string(tok))
-	d.api = client.New(d.base, d.token)
-	fmt.Fprintf(d.out, "    web UI and API: %s   (sign in with the token in %s)\n", d.base, filepath.Join(dataDir, server.AdminTokenFile))
+	fmt.Fprintf(d.out, "    web UI and API: %s   (sign in with the token in %s)\n", d.api.URL(), filepath.Join(dataDir, server.AdminTokenFile))
 
 	if err := d.setup(ctx); err != nil {
 		return &d.res, err
@@ -193,7 +192,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			return &d.res, fmt.Errorf("after run %d production answers %q, not version %s", r.ID, r.ProductionAfter, r.Version)
 		}
 	}
-	fmt.Fprintf(d.out, "\nStaging:    http://127.0.0.1:%d/\nProduction: http://127.0.0.1:%d/\nWeb UI:     %s/runs\n", d.opts.Ports.Staging, d.opts.Ports.Production, d.base)
+	fmt.Fprintf(d.out, "\nStaging:    http://127.0.0.1:%d/\nProduction: http://127.0.0.1:%d/\nWeb UI:     %s/runs\n", d.opts.Ports.Staging, d.opts.Ports.Production, d.api.URL())
 	if !opts.CI {
 		fmt.Fprintln(d.out, "\nServing until Ctrl-C; then the demo removes its containers.")
 		<-ctx.Done()
@@ -296,7 +295,7 @@ func (d *demo) pushAndFollow(ctx context.Context, version string) (RunReport, er
 		return rep, err
 	}
 	d.step("git push: version %s", version)
-	remote := strings.Replace(d.base, "http://", "http://demo:"+d.token+"@", 1) + "/git/" + App + ".git"
+	remote := strings.Replace(d.api.URL(), "http://", "http://demo:"+d.token+"@", 1) + "/git/" + App + ".git"
 	if err := d.git("push", "-q", remote, "main"); err != nil {
 		return rep, err
 	}
@@ -465,9 +464,6 @@ func (d *demo) cleanup() {
 	defer cancel()
 	if d.work != "" {
 		os.RemoveAll(d.work)
-	}
-	if d.api == nil {
-		return // the server never got as far as creating anything
 	}
 	var svcs []store.Service
 	_ = d.api.Do(ctx, "GET", "/api/v1/services?app="+App, nil, &svcs)
