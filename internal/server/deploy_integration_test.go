@@ -39,8 +39,7 @@ func TestIntegrationBlueGreenDeployments(t *testing.T) {
 		}
 		return int(resp["id"].(float64))
 	}
-	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
-	defer l.Stop() // on failure; the end of the test stops it first
+	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
 
 	// Bad input: unknown configuration, a revision without the load-balanced container.
 	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
@@ -205,8 +204,8 @@ func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
 		"settings": map[string]any{"url": inbox.URL}}); code != 200 {
 		t.Fatalf("channel: %d %v", code, body)
 	}
-	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port))
-	defer l.Stop()
+	// Traffic for the load balancer to measure green's error rate on.
+	startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	bad := srv.registerTaskDef(webTaskDef(app, image, "bad", "ERRORS=1"))
 	code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/deployments", srv.Admin, map[string]any{
 		"task_definition": fmt.Sprintf("%s:%d", app, bad), "strategy": "blue-green", "config": "Canary20Percent30Seconds",

@@ -86,7 +86,7 @@ stages:
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
 		t.Fatalf("staging after the first run: %d %s", code, body)
 	}
-	l := startLoad(url)
+	l := startLoad(t, url)
 	w.commit("v2", files("2"))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run = srv.waitRun(2, 240*time.Second)

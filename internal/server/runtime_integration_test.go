@@ -224,9 +224,12 @@ func runningOf(d map[string]any, revision int) int {
 	return n
 }
 
-// startLoad sends requests to url from 8 clients until stopped.
-func startLoad(url string) *traffic.Load {
-	return traffic.Start(traffic.Options{URLs: []string{url}})
+// startLoad sends requests to url from 8 clients until stopped, or until
+// the test ends, so a failing test leaves no clients behind.
+func startLoad(t *testing.T, url string) *traffic.Load {
+	l := traffic.Start(traffic.Options{URLs: []string{url}})
+	t.Cleanup(func() { l.Stop() })
+	return l
 }
 
 func TestIntegrationServicesOnDocker(t *testing.T) {
@@ -273,7 +276,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 		}
 	}
 
-	l := startLoad(url)
+	l := startLoad(t, url)
 	// A killed task is replaced.
 	victim := d["tasks"].([]any)[0].(map[string]any)["id"].(string)
 	if out, err := exec.Command("docker", "kill", "slipway-"+victim+"-web").CombinedOutput(); err != nil {

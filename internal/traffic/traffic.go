@@ -89,11 +89,14 @@ func (l *Load) request(hc *http.Client, url string) {
 	}
 }
 
+// firstWord is b's first space-separated word, found without splitting
+// the rest: it runs once per answer.
 func firstWord(b []byte) []byte {
-	if f := bytes.Fields(b); len(f) > 0 {
-		return f[0]
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if i := bytes.IndexAny(b, " \t\r\n"); i >= 0 {
+		return b[:i]
 	}
-	return nil
+	return b
 }
 
 func (l *Load) fail(msg string) {

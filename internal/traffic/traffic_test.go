@@ -61,3 +61,17 @@ func TestLoadReportsUnreachableTargets(t *testing.T) {
 		t.Fatalf("total %d failed %d last %q", total, failed, l.LastError())
 	}
 }
+
+func TestFirstWord(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"version=2 from b\n", "version=2"},
+		{"  \tversion=3\n", "version=3"},
+		{"version=4", "version=4"},
+		{"", ""},
+		{" \n", ""},
+	} {
+		if got := string(firstWord([]byte(tt.in))); got != tt.want {
+			t.Errorf("firstWord(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
