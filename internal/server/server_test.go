@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/store"
 )
 
 // publicRoutes are the only routes allowed without a token. A new route that
@@ -499,5 +500,48 @@ func TestUISessionLifecycle(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/signin") {
 		t.Fatalf("forged sign-in went to %q", loc)
+	}
+}
+
+// The apps page shows each app's newest run, whichever order the runs of
+// different apps were created in, and "none yet" for an app without runs.
+func TestUIAppsShowNewestRunPerApp(t *testing.T) {
+	e := newEnv(t)
+	for _, app := range []string{"alpha", "beta", "gamma"} {
+		e.createApp(app)
+	}
+	ctx := context.Background()
+	newest := map[string]int64{}
+	for _, app := range []string{"alpha", "beta", "alpha", "beta", "alpha"} {
+		// Ended runs, so the engine leaves them alone.
+		r, err := e.srv.db.CreateRun(ctx, store.Run{App: app, State: "succeeded", Trigger: "manual", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest[app] = r.ID
+	}
+	c, _ := e.signin(e.Admin)
+	resp, err := c.Get(e.URL + "/apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /apps: %d", resp.StatusCode)
+	}
+	cards := map[string]string{}
+	for _, part := range strings.Split(string(body), `<h2 id="app-`)[1:] {
+		name, _, _ := strings.Cut(part, `"`)
+		cards[name] = part
+	}
+	for app, id := range newest {
+		lastRun := regexp.MustCompile(`Last run:\s*<a href="/runs/(\d+)"`).FindStringSubmatch(cards[app])
+		if lastRun == nil || lastRun[1] != fmt.Sprint(id) {
+			t.Errorf("%s: last run %v, want #%d", app, lastRun, id)
+		}
+	}
+	if !strings.Contains(cards["gamma"], "none yet") {
+		t.Errorf("gamma has no runs but its card says: %.200s", cards["gamma"])
 	}
 }

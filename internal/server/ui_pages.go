@@ -20,15 +20,35 @@ type serviceRow struct {
 	Listener string
 }
 
-func (s *Server) serviceRow(ctx context.Context, svc store.Service) serviceRow {
+// taskDefLookup reads task definitions through a cache so a page that lists
+// many services of one family parses each revision once. It returns nil for
+// a revision that is missing or unreadable.
+func (s *Server) taskDefLookup(ctx context.Context) func(family string, rev int) *taskdef.TaskDef {
+	type key struct {
+		family string
+		rev    int
+	}
+	seen := map[key]*taskdef.TaskDef{}
+	return func(family string, rev int) *taskdef.TaskDef {
+		k := key{family, rev}
+		def, ok := seen[k]
+		if !ok {
+			if stored, err := s.db.GetTaskDef(ctx, family, rev); err == nil {
+				def, _, _ = taskdef.Parse(stored.Body)
+			}
+			seen[k] = def
+		}
+		return def
+	}
+}
+
+func serviceRowFrom(svc store.Service, lookup func(string, int) *taskdef.TaskDef) serviceRow {
 	row := serviceRow{Service: svc}
-	if rev, err := s.db.GetTaskDef(ctx, svc.Family, svc.Revision); err == nil {
-		if def, _, err := taskdef.Parse(rev.Body); err == nil && len(def.ContainerDefinitions) > 0 {
-			row.Image = def.ContainerDefinitions[0].Image
-			if svc.LoadBalancer != nil {
-				if c, ok := def.Container(svc.LoadBalancer.ContainerName); ok {
-					row.Image = c.Image
-				}
+	if def := lookup(svc.Family, svc.Revision); def != nil && len(def.ContainerDefinitions) > 0 {
+		row.Image = def.ContainerDefinitions[0].Image
+		if svc.LoadBalancer != nil {
+			if c, ok := def.Container(svc.LoadBalancer.ContainerName); ok {
+				row.Image = c.Image
 			}
 		}
 	}
@@ -49,31 +69,39 @@ type envServices struct {
 	Services []serviceRow
 }
 
+// uiApps reads apps, each app's newest run and all services in three
+// queries, however many apps there are.
 func (s *Server) uiApps(w http.ResponseWriter, r *http.Request) {
-	apps, err := s.db.ListApps(r.Context())
+	ctx := r.Context()
+	apps, err := s.db.ListApps(ctx)
 	if err != nil {
 		s.uiFail(w, r, err)
 		return
 	}
+	latest, err := s.db.LatestRuns(ctx)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	svcs, err := s.db.ListServices(ctx, "", "")
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	lookup := s.taskDefLookup(ctx)
+	byEnv := map[[2]string][]serviceRow{}
+	for _, svc := range svcs {
+		k := [2]string{svc.App, svc.Env}
+		byEnv[k] = append(byEnv[k], serviceRowFrom(svc, lookup))
+	}
 	cards := make([]appCard, 0, len(apps))
 	for _, a := range apps {
 		c := appCard{Name: a.Name}
-		if runs, err := s.db.ListRuns(r.Context(), a.Name, store.Page{Limit: 1}); err == nil && len(runs) > 0 {
-			c.LastRun = &runs[0]
-		}
-		svcs, err := s.db.ListServices(r.Context(), a.Name, "")
-		if err != nil {
-			s.uiFail(w, r, err)
-			return
+		if run, ok := latest[a.Name]; ok {
+			c.LastRun = &run
 		}
 		for _, env := range a.Environments {
-			es := envServices{Name: env}
-			for _, svc := range svcs {
-				if svc.Env == env {
-					es.Services = append(es.Services, s.serviceRow(r.Context(), svc))
-				}
-			}
-			c.Envs = append(c.Envs, es)
+			c.Envs = append(c.Envs, envServices{Name: env, Services: byEnv[[2]string{a.Name, env}]})
 		}
 		cards = append(cards, c)
 	}
@@ -228,13 +256,14 @@ func (s *Server) uiServices(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
+	lookup := s.taskDefLookup(r.Context())
 	var groups []envGroup
 	for _, svc := range svcs {
 		if len(groups) == 0 || groups[len(groups)-1].App != svc.App || groups[len(groups)-1].Env != svc.Env {
 			groups = append(groups, envGroup{App: svc.App, Env: svc.Env})
 		}
 		g := &groups[len(groups)-1]
-		g.Services = append(g.Services, s.serviceRow(r.Context(), svc))
+		g.Services = append(g.Services, serviceRowFrom(svc, lookup))
 	}
 	s.ui.Page(w, http.StatusOK, "services", s.page(r, "Services", "services", groups))
 }

@@ -139,6 +139,24 @@ func (db *DB) ListRuns(ctx context.Context, app string, p Page) ([]Run, error) {
 	return collect(rows, scanRun)
 }
 
+// LatestRuns returns each app's newest run, keyed by app, in one query
+// (the runs_app index makes MAX(id) per app an index scan).
+func (db *DB) LatestRuns(ctx context.Context) (map[string]Run, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY app)`)
+	if err != nil {
+		return nil, err
+	}
+	runs, err := collect(rows, scanRun)
+	if err != nil {
+		return nil, err
+	}
+	latest := make(map[string]Run, len(runs))
+	for _, r := range runs {
+		latest[r.App] = r
+	}
+	return latest, nil
+}
+
 // RecordPush stores a push event and, when run is not nil, the run it
 // started, in one transaction: a push is never recorded without its run.
 // A repeated webhook delivery id fails with ErrConflict.
