@@ -527,6 +527,9 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 		all = m.lastTasks
 		m.mu.Unlock()
 	}
+	// Read the services again rather than take the pass's list: a deployment
+	// may have moved a layout while the pass talked to the engine, and the
+	// routes must follow the stored layout, not a stale one.
 	services, err := m.Store.ListServices(ctx, "", "")
 	if err != nil {
 		return err
