@@ -215,6 +215,15 @@ func (e *Engine) Tag(ctx context.Context, source, target string) error {
 	return e.cli.ImageTag(ctx, source, target)
 }
 
+// CreateContext is for an engine call that creates a network or a container
+// (or starts one). The engine may still carry out a create whose request the
+// client gave up on, leaving something nobody removes; so the call runs to
+// completion, bounded, even after ctx ends, and the caller, who then knows
+// what was made, checks ctx between steps.
+func CreateContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+}
+
 // ScriptJob runs a shell script in a container with a host directory mounted.
 type ScriptJob struct {
 	Image     string
@@ -235,7 +244,9 @@ func (e *Engine) RunScript(ctx context.Context, job ScriptJob) (int, error) {
 	if shell == "" {
 		shell = "sh"
 	}
-	created, err := e.cli.ContainerCreate(ctx, &ctr.Config{
+	create, cancel := CreateContext(ctx)
+	defer cancel()
+	created, err := e.cli.ContainerCreate(create, &ctr.Config{
 		Image: job.Image, Cmd: []string{shell, "-c", job.Script}, Env: job.Env,
 		WorkingDir: job.WorkDir, Labels: job.Labels,
 	}, &ctr.HostConfig{
@@ -246,6 +257,9 @@ func (e *Engine) RunScript(ctx context.Context, job ScriptJob) (int, error) {
 	}
 	// Removal must happen even when ctx is already cancelled.
 	defer e.cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, ctr.RemoveOptions{Force: true})
+	if err := ctx.Err(); err != nil {
+		return 137, err
+	}
 	waitC, errC := e.cli.ContainerWait(context.WithoutCancel(ctx), created.ID, ctr.WaitConditionNextExit)
 	if err := e.cli.ContainerStart(ctx, created.ID, ctr.StartOptions{}); err != nil {
 		return 127, fmt.Errorf("start container: %w", err)

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/container/containertest"
 )
 
 // artifactFiles downloads an artifact and returns its files' contents.
@@ -145,7 +145,7 @@ phases:
 
 	// The builder's steps and a RUN step's output stream into the action's
 	// log, also FROM an image that exists only in the local engine.
-	box := busyboxImage(t)
+	box := containertest.BusyboxImage(t)
 	e.pushPipeline(app, "run-step", map[string]string{
 		"slipway.yaml": manualOnly + "stages:\n  - name: P\n    actions:\n      - {name: image, type: image}\n",
 		"Dockerfile":   "FROM " + box + "\nLABEL slipway.test=1\nCOPY payload.txt /payload.txt\nRUN echo \"built by run: $(cat /payload.txt)\"\n",
@@ -169,30 +169,10 @@ phases:
 	}
 }
 
-// busyboxImage builds a FROM scratch image holding Debian's static busybox as /bin/sh.
-func busyboxImage(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Fatal("/bin/busybox is missing: install Debian's busybox-static (.ci/run does)")
-	}
-	dir := t.TempDir()
-	b, _ := os.ReadFile("/bin/busybox")
-	os.WriteFile(filepath.Join(dir, "busybox"), b, 0o755)
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL slipway.test=1\nCOPY busybox /bin/sh\nCOPY busybox /bin/busybox\nENV PATH=/bin\n"), 0o644)
-	tag := fmt.Sprintf("slipway-test-busybox:%d", time.Now().UnixNano())
-	cmd := exec.Command("docker", "build", "-q", "-t", tag, dir)
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build busybox image: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
-	return tag
-}
-
 func TestIntegrationContainerExecutor(t *testing.T) {
 	e := newEnv(t)
 	e.createApp("boxed")
-	img := busyboxImage(t)
+	img := containertest.BusyboxImage(t)
 	e.pushPipeline("boxed", "main", map[string]string{
 		"slipway.yaml": manualOnly + `stages:
   - name: Build

@@ -11,11 +11,15 @@ import (
 // and service names, never adopt or stop each other's tasks.
 func TestIntegrationInstallationsShareAnEngine(t *testing.T) {
 	image := webAppImage(t)
+	// Both servers stop before either installation's leftovers are removed,
+	// so neither replaces tasks that the other's cleanup takes away.
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for _, dir := range dirs {
+		cleanupRuntime(t, "twin", dir)
+	}
 	var envs []*testEnv
 	var rev []int
-	for i := 0; i < 2; i++ {
-		dir := t.TempDir()
-		cleanupRuntime(t, "twin", dir)
+	for i, dir := range dirs {
 		e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t)})
 		e.createApp("twin")
 		r := e.registerTaskDef(webTaskDef("twin", image, fmt.Sprint(i)))

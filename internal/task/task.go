@@ -181,14 +181,17 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 		labels[LabelInstallation] = r.Installation
 	}
 	netName := "slipway-" + id
-	if _, err := r.cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: labels}); err != nil {
-		return t, fmt.Errorf("create task network: %w", err)
-	}
+	// Creates outlive ctx so that the cleanup below knows all they made.
+	create, cancel := container.CreateContext(ctx)
+	defer cancel()
 	defer func() {
 		if err != nil {
 			r.remove(context.WithoutCancel(ctx), id)
 		}
 	}()
+	if _, err := r.cli.NetworkCreate(create, netName, network.CreateOptions{Labels: labels}); err != nil {
+		return t, fmt.Errorf("create task network: %w", err)
+	}
 	for _, c := range spec.Def.ContainerDefinitions {
 		if err := r.ensureImage(ctx, c.Image); err != nil {
 			return t, err
@@ -196,7 +199,10 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 	}
 	ids := map[string]string{}
 	for _, c := range spec.Def.ContainerDefinitions {
-		cid, err := r.create(ctx, spec, c, id, netName, labels)
+		if err := ctx.Err(); err != nil {
+			return t, err
+		}
+		cid, err := r.create(create, spec, c, id, netName, labels)
 		if err != nil {
 			return t, fmt.Errorf("container %s: %w", c.Name, err)
 		}
@@ -214,7 +220,10 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 					return t, fmt.Errorf("container %s waits for %s to be %s: %w", c.Name, d.ContainerName, d.Condition, err)
 				}
 			}
-			if err := r.cli.ContainerStart(ctx, ids[c.Name], ctr.StartOptions{}); err != nil {
+			if err := ctx.Err(); err != nil {
+				return t, err
+			}
+			if err := r.cli.ContainerStart(create, ids[c.Name], ctr.StartOptions{}); err != nil {
 				return t, fmt.Errorf("start container %s: %w", c.Name, err)
 			}
 			started[c.Name] = true

@@ -1,0 +1,87 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/container/containertest"
+	"github.com/slipway-dev/slipway/internal/taskdef"
+)
+
+// leftovers lists the containers and networks that carry the app's label.
+func leftovers(t *testing.T, app string) []string {
+	t.Helper()
+	var found []string
+	for _, kind := range [][]string{{"ps", "-a"}, {"network", "ls"}} {
+		args := append(kind, "-q", "--filter", "label="+LabelApp+"="+app)
+		out, err := exec.Command("docker", args...).Output()
+		if err != nil {
+			t.Fatalf("docker %v: %v", args, err)
+		}
+		for _, id := range strings.Fields(string(out)) {
+			found = append(found, kind[0]+" "+id)
+		}
+	}
+	return found
+}
+
+// A task start that is cancelled at any moment leaves nothing behind: the
+// engine completes a create whose request was abandoned, so Start must
+// still know about it to remove it.
+func TestIntegrationStartCancelledAtAnyMomentLeavesNothing(t *testing.T) {
+	image := containertest.BusyboxImage(t)
+	app := fmt.Sprintf("cancel-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		for _, l := range leftovers(t, app) {
+			kind, id, _ := strings.Cut(l, " ")
+			if kind == "ps" {
+				exec.Command("docker", "rm", "-f", id).Run()
+			} else {
+				exec.Command("docker", "network", "rm", id).Run()
+			}
+		}
+	})
+	rt, err := NewRuntime(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := &taskdef.TaskDef{Family: "cancel", ContainerDefinitions: []taskdef.Container{
+		{Name: "first", Image: image, Command: []string{"/bin/busybox", "sleep", "60"}},
+		{Name: "second", Image: image, Command: []string{"/bin/busybox", "sleep", "60"}},
+	}}
+	spec := Spec{App: app, Env: "test", Service: "svc", Family: "cancel", Revision: 1, Def: def}
+	// An uncancelled start tells how long the whole sequence takes, so the
+	// cancels below land in every step: network, containers, starts.
+	begin := time.Now()
+	tk, err := rt.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	full := time.Since(begin)
+	if err := rt.remove(context.Background(), tk.ID); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	const steps = 16
+	started := 0
+	for i := 0; i < steps; i++ {
+		delay := full * time.Duration(i) / steps
+		ctx, cancel := context.WithTimeout(context.Background(), delay)
+		tk, err := rt.Start(ctx, spec)
+		cancel()
+		if err == nil {
+			started++
+			if err := rt.remove(context.Background(), tk.ID); err != nil {
+				t.Fatalf("remove: %v", err)
+			}
+		}
+		time.Sleep(150 * time.Millisecond) // a create the engine finishes late shows up by now
+		if left := leftovers(t, app); len(left) > 0 {
+			t.Fatalf("cancelled after %v of %v (start error: %v): left behind %v", delay, full, err, left)
+		}
+	}
+	t.Logf("a full start took %v; %d of %d cancelled starts finished first", full, started, steps)
+}
