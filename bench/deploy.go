@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/traffic"
 )
@@ -119,7 +120,8 @@ func buildWebImage(dir string) (string, error) {
 	return image, nil
 }
 
-// cleanupBench removes the bench app's containers, networks and proxy.
+// cleanupBench removes the bench app's containers, networks, proxy and the
+// engine's copies of the images its registry held.
 // The server goes first: while it runs it would start a new proxy in
 // place of the one stopped here.
 func cleanupBench(e *env) {
@@ -134,5 +136,10 @@ func cleanupBench(e *env) {
 	out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label=slipway.app=bench").Output()
 	if ids := strings.Fields(string(out)); len(ids) > 0 {
 		exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
+	}
+	if eng, err := container.Connect(context.Background()); err == nil && e.url != "" {
+		if err := eng.RemoveRegistryImages(context.Background(), strings.TrimPrefix(e.url, "http://")); err != nil {
+			fmt.Fprintf(os.Stderr, "  remove the bench's images: %v\n", err)
+		}
 	}
 }

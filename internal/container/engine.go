@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
 	ctr "github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
@@ -213,6 +214,28 @@ func (e *Engine) Push(ctx context.Context, ref, user, password string, log io.Wr
 // Tag adds a tag to an image.
 func (e *Engine) Tag(ctx context.Context, source, target string) error {
 	return e.cli.ImageTag(ctx, source, target)
+}
+
+// RemoveRegistryImages removes the engine's copies of images that Slipway
+// built (they carry the slipway.app label) and tagged under a registry
+// host, for when that registry goes away with its data directory.
+func (e *Engine) RemoveRegistryImages(ctx context.Context, host string) error {
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "slipway.app"))})
+	if err != nil {
+		return fmt.Errorf("list images: %w", err)
+	}
+	var errs []error
+	for _, img := range imgs {
+		for _, tag := range img.RepoTags {
+			// By tag, not by id: an image also tagged elsewhere only loses this tag.
+			if strings.HasPrefix(tag, host+"/") {
+				if _, err := e.cli.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true}); err != nil {
+					errs = append(errs, fmt.Errorf("remove image %s: %w", tag, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // CreateContext is for an engine call that creates a network or a container

@@ -24,6 +24,7 @@ import (
 
 	"github.com/slipway-dev/slipway/examples"
 	"github.com/slipway-dev/slipway/internal/client"
+	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -163,6 +164,14 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		srv.Close()
 		// The load balancer outlives servers by design; the demo's goes too.
 		_ = deploy.NewProxy(dataDir, opts.ProxyBinary).Stop(context.Background())
+		// The engine's copies of the images are tagged with this run's
+		// registry address, which the next demo will not have: they would
+		// only pile up (the registry keeps its own when --data is kept).
+		if eng, err := container.Connect(context.Background()); err == nil {
+			if err := eng.RemoveRegistryImages(context.Background(), ln.Addr().String()); err != nil {
+				fmt.Fprintf(d.out, "    could not remove every demo image: %v\n", err)
+			}
+		}
 	}()
 	fmt.Fprintf(d.out, "    web UI and API: %s   (sign in with the token in %s)\n", d.api.URL(), filepath.Join(dataDir, server.AdminTokenFile))
 
@@ -456,7 +465,7 @@ func get(port int) string {
 // gone; only tasks this server reported are touched, never another
 // installation's.
 func (d *demo) cleanup() {
-	d.step("Removing the demo's services and containers")
+	d.step("Removing the demo's services, containers and images")
 	for _, c := range d.closers {
 		c()
 	}

@@ -107,6 +107,17 @@ func TestIntegrationDemo(t *testing.T) {
 			t.Errorf("the load balancer (pid %d) still runs", pid)
 		}
 	}
+	// And the engine's copies of the images it built.
+	registryHost := strings.TrimPrefix(res.URL, "http://")
+	images, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	if err != nil {
+		t.Fatalf("docker images: %v", err)
+	}
+	for _, ref := range strings.Fields(string(images)) {
+		if strings.HasPrefix(ref, registryHost+"/") {
+			t.Errorf("image left behind: %s", ref)
+		}
+	}
 }
 
 func TestDemoRefusesBusyPort(t *testing.T) {

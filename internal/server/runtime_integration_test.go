@@ -144,7 +144,8 @@ func (p *procServer) kill() {
 	p.cmd.Wait()
 }
 
-// cleanupRuntime removes what a test's services left on the engine, and its proxy.
+// cleanupRuntime removes what a test's app left on the engine (containers,
+// networks, the images its pipeline built) and its proxy.
 func cleanupRuntime(t *testing.T, app, data string) {
 	t.Cleanup(func() {
 		killProxies(data)
@@ -155,6 +156,11 @@ func cleanupRuntime(t *testing.T, app, data string) {
 		out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label=slipway.app="+app).Output()
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
+		}
+		// Images the app's pipeline built (the image action labels them).
+		out, _ = exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rmi", "-f"}, ids...)...).Run()
 		}
 	})
 }
