@@ -294,7 +294,11 @@ func serviceCmd() *cobra.Command {
 			if err := c.Do(cmd.Context(), "PATCH", sref.path(args[0]), map[string]any{"desired_count": n}, &s); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Service %s will run %d tasks\n", s.Name, s.Desired)
+			unit := "tasks"
+			if s.Desired == 1 {
+				unit = "task"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Service %s will run %d %s\n", s.Name, s.Desired, unit)
 			return nil
 		},
 	}

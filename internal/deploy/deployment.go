@@ -312,7 +312,7 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	maxTotal := int(math.Floor(float64(want) * float64(st.MaxPercent) / 100))
 	threshold := min(max(int(math.Ceil(0.5*float64(want))), 3), 200)
 	base := c.Manager.SetFailures(*svc, next)
-	c.note(ctx, d, "Rolling", "rolling %d tasks: at least %d healthy, at most %d running; circuit breaker after %d failed launches", want, minHealthy, maxTotal, threshold)
+	c.note(ctx, d, "Rolling", "rolling %s: at least %d healthy, at most %d running; circuit breaker after %d failed launches", tasks(want), minHealthy, maxTotal, threshold)
 	for {
 		if err := c.check(d, deadline); err != nil {
 			return err
@@ -322,7 +322,7 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 		oldSt := status[fmt.Sprintf("%s/%s:%d", group, old.Family, old.Revision)]
 		if st.CircuitBreaker {
 			if f := c.Manager.SetFailures(*svc, next) - base; f >= threshold {
-				return errRollback{fmt.Sprintf("circuit breaker: %d tasks of %s:%d failed to launch or stay healthy", f, next.Family, next.Revision)}
+				return errRollback{fmt.Sprintf("circuit breaker: %s of %s:%d failed to launch or stay healthy", tasks(f), next.Family, next.Revision)}
 			}
 		}
 		if newSt.Healthy >= want && old.Desired == 0 {
@@ -354,7 +354,7 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 		return err
 	}
 	d.State, d.GreenWeight = store.DeployCompleted, 100
-	c.note(ctx, d, "Done", "rollout COMPLETED: %d tasks of %s:%d healthy", want, d.ToFamily, d.ToRevision)
+	c.note(ctx, d, "Done", "rollout COMPLETED: %s of %s:%d healthy", tasks(want), d.ToFamily, d.ToRevision)
 	return nil
 }
 
@@ -370,7 +370,7 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 	if err := c.hook(ctx, d, svc, st, "BeforeInstall"); err != nil {
 		return err
 	}
-	c.note(ctx, d, "Install", "starting %d green tasks of %s:%d in %s", want, d.ToFamily, d.ToRevision, green)
+	c.note(ctx, d, "Install", "starting green: %s of %s:%d in %s", tasks(want), d.ToFamily, d.ToRevision, green)
 	layout.Sets = append(layout.Sets, greenSet)
 	if err := c.setLayout(ctx, svc, layout); err != nil {
 		return err
@@ -394,7 +394,7 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 			return err
 		}
 	}
-	c.note(ctx, d, "Install", "green is healthy: %d tasks pass the load balancer's checks", want)
+	c.note(ctx, d, "Install", "green is healthy: %s pass the load balancer's checks", tasks(want))
 	if err := c.hook(ctx, d, svc, st, "AfterInstall"); err != nil {
 		return err
 	}
@@ -653,4 +653,12 @@ func httpCheck(ctx context.Context, url string, expect int, out io.Writer) error
 		return fmt.Errorf("GET %s answered %d, expected %d", url, resp.StatusCode, expect)
 	}
 	return nil
+}
+
+// tasks counts tasks in a sentence: "1 task", "3 tasks".
+func tasks(n int) string {
+	if n == 1 {
+		return "1 task"
+	}
+	return fmt.Sprintf("%d tasks", n)
 }
