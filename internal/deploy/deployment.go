@@ -394,7 +394,7 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 			return err
 		}
 	}
-	c.note(ctx, d, "Install", "green is healthy: %s pass the load balancer's checks", tasks(want))
+	c.note(ctx, d, "Install", "green is healthy: the load balancer's checks pass for %s", tasks(want))
 	if err := c.hook(ctx, d, svc, st, "AfterInstall"); err != nil {
 		return err
 	}
