@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The HTTP/1.1 fast path. net/http's server plus httputil.ReverseProxy
@@ -403,6 +405,45 @@ func validValue(v []byte) bool {
 	return true
 }
 
+// validTarget reports whether net/url takes the request target: no space
+// or control byte, and every '%' in the path starting a two-digit hex
+// escape. net/http answers 400 to any other, and the fast path must not
+// pass on what the rest of the proxy refuses.
+func validTarget(target []byte) bool {
+	for _, ch := range target {
+		if ch <= ' ' || ch == 0x7f {
+			return false
+		}
+	}
+	path, _, _ := bytes.Cut(target, []byte("?"))
+	for i := bytes.IndexByte(path, '%'); i >= 0; i = bytes.IndexByte(path, '%') {
+		if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+			return false
+		}
+		path = path[i+3:]
+	}
+	return true
+}
+
+// parseLength reads a Content-Length value: digits only (RFC 9110), so
+// "+5" or "-0", which strconv would take, are refused as net/http does.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	for _, ch := range v {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil
+}
+
+func isHex(ch byte) bool {
+	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'
+}
+
 // splitHeader splits "Name: value" into a token name and a trimmed value.
 func splitHeader(line []byte) (name, value []byte, ok bool) {
 	i := bytes.IndexByte(line, ':')
@@ -427,7 +468,7 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 	}
 	target := line[sp1+1 : sp2]
 	r.method = line[:sp1]
-	if !isToken(r.method) || len(target) == 0 || target[0] != '/' || !validValue(target) || bytes.IndexByte(target, ' ') >= 0 {
+	if !isToken(r.method) || len(target) == 0 || target[0] != '/' || !validTarget(target) {
 		return r, errHandOff
 	}
 	r.idempotent = string(r.method) == http.MethodGet || string(r.method) == http.MethodHead || string(r.method) == http.MethodOptions
@@ -450,8 +491,8 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 			}
 			sawHost, host = true, value
 		case eqFold(name, "content-length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if sawLength || err != nil || n < 0 {
+			n, ok := parseLength(value)
+			if sawLength || !ok {
 				return r, errHandOff
 			}
 			sawLength, r.contentLength = true, n
@@ -484,8 +525,8 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 		out = append(out, hl...)
 		out = append(out, "\r\n"...)
 	}
-	if !sawHost {
-		return r, errHandOff
+	if !sawHost || !httpguts.ValidHostHeader(string(host)) {
+		return r, errHandOff // net/http answers 400 to these
 	}
 	out = append(out, "X-Forwarded-For: "...)
 	if len(xff) > 0 {
@@ -680,7 +721,7 @@ type response struct {
 func parseResponse(head []byte, headRequest bool) (response, error) {
 	r := response{length: untilClose, keepAlive: true}
 	line := startLine(head)
-	if len(line) < 12 || !validValue(line) || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+	if len(line) < 12 || !validValue(line) || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[7] != '0' && line[7] != '1' || line[8] != ' ' {
 		return r, errBadResponse
 	}
 	if line[7] != '1' {
@@ -699,8 +740,8 @@ func parseResponse(head []byte, headRequest bool) (response, error) {
 		}
 		switch {
 		case eqFold(name, "content-length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || sawLength && n != r.length {
+			n, ok := parseLength(value)
+			if !ok || sawLength && n != r.length {
 				return r, errBadResponse
 			}
 			sawLength, r.length = true, n
