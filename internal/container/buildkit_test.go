@@ -2,6 +2,7 @@ package container
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"github.com/docker/docker/api/types"
@@ -87,4 +88,16 @@ func TestBuilderFor(t *testing.T) {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
+}
+
+// FuzzBuildkitLog: whatever bytes the engine sends as BuildKit progress are
+// read or refused with an error, never a panic.
+func FuzzBuildkitLog(f *testing.F) {
+	f.Add(vertexMsg("d1", "[2/2] RUN echo hi", "", false))
+	f.Add(append(vertexMsg("a", "one", "", true), logMsg("a", "out\n")...))
+	f.Add(vertexMsg("d2", "[2/2] RUN false", "exit code: 1", false))
+	f.Add([]byte{0x0a, 0x05, 'x'})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		_ = newBuildkitLog(io.Discard).write(msg)
+	})
 }
