@@ -21,7 +21,7 @@ func demoCmd() *cobra.Command {
 "hello", commits and pushes examples/hello with git, follows the run (build → image → staging
 blue/green → approval → production canary), approves it, prints the URLs and the time each stage
 took, then pushes a second version under load to show a zero-downtime update. It keeps serving
-until Ctrl-C and then removes its containers. With --ci it does not wait, and exits 0 only if every
+until Ctrl-C and then removes its containers and images. With --ci it does not wait, and exits 0 only if every
 step succeeded. It needs git and a running Docker engine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
