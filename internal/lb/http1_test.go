@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -369,5 +370,80 @@ func TestTargetsThatBreakHTTP(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: a complete %d response: the client must see it cut short", path, resp.StatusCode)
 		}
+	}
+}
+
+// What net/http refuses, the fast path does not pass on: the hand-off
+// answers 400 and the target never sees the request.
+func TestMalformedRequestsAreRefusedNotForwarded(t *testing.T) {
+	// A lax target that answers any head, so a request passed on shows up
+	// here instead of being refused by the target's own net/http.
+	var reached atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					for { // the rest of the head
+						l, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							break
+						}
+					}
+					if !strings.Contains(line, fastCheck.Path) {
+						reached.Add(1)
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	_, addr := fastPathBalancer(t, ln.Addr().String())
+	for _, req := range []string{
+		"GET /% HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a%2 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /\t HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +2\r\n\r\nhi",
+		"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, body := rawExchange(t, bufio.NewReader(conn), conn, req)
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%q: status %d (%s), want 400", req, resp.StatusCode, body)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the target saw %d malformed requests", n)
+	}
+	// A well-formed request on the same listener still goes through.
+	resp, err := http.Get("http://" + addr + "/a%20b?q=%zz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || reached.Load() != 1 {
+		t.Fatalf("well-formed request: %d, target reached %d times", resp.StatusCode, reached.Load())
 	}
 }
