@@ -292,9 +292,9 @@ func TestClientTimeouts(t *testing.T) {
 	}
 }
 
-// rawTarget answers /health properly and every other path with the raw
-// bytes responses names, then closes the connection.
-func rawTarget(t *testing.T, responses map[string]string) string {
+// rawListener serves each connection to a loopback port with serve, which
+// closes it, until the test ends.
+func rawListener(t *testing.T, serve func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -306,25 +306,31 @@ func rawTarget(t *testing.T, responses map[string]string) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/health" {
-						io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-						continue
-					}
-					io.WriteString(conn, responses[req.URL.Path])
-					return
-				}
-			}()
+			go serve(conn)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// rawTarget answers /health properly and every other path with the raw
+// bytes responses names, then closes the connection.
+func rawTarget(t *testing.T, responses map[string]string) string {
+	return rawListener(t, func(conn net.Conn) {
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/health" {
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			io.WriteString(conn, responses[req.URL.Path])
+			return
+		}
+	})
 }
 
 // TestTargetsThatBreakHTTP: a target's malformed head is a 502 and never
@@ -379,43 +385,30 @@ func TestMalformedRequestsAreRefusedNotForwarded(t *testing.T) {
 	// A lax target that answers any head, so a request passed on shows up
 	// here instead of being refused by the target's own net/http.
 	var reached atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	target := rawListener(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					for { // the rest of the head
-						l, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if l == "\r\n" {
-							break
-						}
-					}
-					if !strings.Contains(line, fastCheck.Path) {
-						reached.Add(1)
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			for { // the rest of the head
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
 				}
-			}()
+				if l == "\r\n" {
+					break
+				}
+			}
+			if !strings.Contains(line, fastCheck.Path) {
+				reached.Add(1)
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	_, addr := fastPathBalancer(t, ln.Addr().String())
+	})
+	_, addr := fastPathBalancer(t, target)
 	for _, req := range []string{
 		"GET /% HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /a%2 HTTP/1.1\r\nHost: a\r\n\r\n",
