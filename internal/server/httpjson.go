@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/slipway-dev/slipway/internal/jsonpath"
 	"github.com/slipway-dev/slipway/internal/registry"
 	"github.com/slipway-dev/slipway/internal/store"
 )
@@ -67,9 +69,18 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // decodeJSON reads one JSON object into v, refusing unknown fields so a typo
 // in a request is an error rather than a silently ignored setting.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	// The whole body (bounded by the route's limit) is kept so that a type
+	// error can be named by its full path.
+	body, err := io.ReadAll(r.Body)
+	if err == nil && len(bytes.TrimSpace(body)) == 0 {
+		err = io.EOF
+	}
+	var dec *json.Decoder
+	if err == nil {
+		dec = json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	}
 	if err == nil {
 		if dec.More() {
 			return errBadRequest("", "request body holds more than one JSON value; send exactly one object")
@@ -89,7 +100,8 @@ func decodeJSON(r *http.Request, v any) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errBadRequest("", "malformed JSON: the body ends in the middle of a value")
 	case errors.As(err, &typeErr):
-		return errBadRequest(typeErr.Field, "field %q must be a JSON %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		field, problem := jsonpath.TypeError(body, typeErr)
+		return errBadRequest(field, "field %q %s", field, problem)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return errBadRequest(name, "unknown field %q; remove it or check its spelling", name)

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/slipway-dev/slipway/internal/jsonpath"
 )
 
 // TaskDef is an ECS task definition.
@@ -173,88 +175,12 @@ func decodeTyped(data []byte, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			path := valuePathAt(data, te.Offset)
-			if path == "" {
-				path = te.Field
-			}
-			return errAt(path, "must be a JSON %s, not %s", te.Type, te.Value)
+			path, problem := jsonpath.TypeError(data, te)
+			return errAt(path, "%s", problem)
 		}
 		return errAt("$", "%v", err)
 	}
 	return nil
-}
-
-// valuePathAt returns the path, with array indexes, of the JSON value that
-// the decoder had read up to offset when it found the wrong type there
-// (encoding/json's own Field leaves the indexes out:
-// "containerDefinitions.memory" for the third container's). "" when the
-// walk cannot tell.
-func valuePathAt(data []byte, offset int64) string {
-	type frame struct {
-		array     bool
-		key       string
-		index     int
-		expectKey bool
-	}
-	var stack []frame
-	path := func() string {
-		var b strings.Builder
-		for _, f := range stack {
-			if f.array {
-				fmt.Fprintf(&b, "[%d]", f.index)
-			} else if f.key != "" {
-				if b.Len() > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(f.key)
-			}
-		}
-		return b.String()
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		if n := len(stack); n > 0 {
-			top := &stack[n-1]
-			if !top.array && top.expectKey {
-				if d, ok := tok.(json.Delim); ok && d == '}' {
-					stack = stack[:n-1]
-					if n > 1 && !stack[n-2].array {
-						stack[n-2].expectKey = true
-					}
-					continue
-				}
-				top.key, top.expectKey = fmt.Sprint(tok), false
-				continue
-			}
-			if top.array {
-				if d, ok := tok.(json.Delim); !ok || d != ']' {
-					top.index++
-				}
-			}
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if dec.InputOffset() >= offset {
-				return path()
-			}
-			stack = append(stack, frame{array: tok == json.Delim('['), index: -1, expectKey: tok == json.Delim('{')})
-			continue
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		default:
-			if dec.InputOffset() >= offset {
-				return path()
-			}
-		}
-		// A value ended: its object waits for the next key.
-		if n := len(stack); n > 0 && !stack[n-1].array {
-			stack[n-1].expectKey = true
-		}
-	}
 }
 
 // Validate checks every field Slipway uses.

@@ -1,0 +1,119 @@
+// Package jsonpath names where in a JSON document a decoding error is, with
+// array indexes: encoding/json's UnmarshalTypeError.Field leaves them out
+// ("containerDefinitions.memory", whichever container it was), and an error
+// that names the field must say which one.
+package jsonpath
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// At returns the path of the JSON value in data that a decoder had read up
+// to offset when it stopped there, as json.UnmarshalTypeError.Offset
+// reports: "" when the walk cannot tell.
+func At(data []byte, offset int64) string {
+	type frame struct {
+		array     bool
+		key       string
+		index     int
+		expectKey bool
+	}
+	var stack []frame
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.array {
+				fmt.Fprintf(&b, "[%d]", f.index)
+			} else if f.key != "" {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(f.key)
+			}
+		}
+		return b.String()
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if n := len(stack); n > 0 {
+			top := &stack[n-1]
+			if !top.array && top.expectKey {
+				if d, ok := tok.(json.Delim); ok && d == '}' {
+					stack = stack[:n-1]
+					if n > 1 && !stack[n-2].array {
+						stack[n-2].expectKey = true
+					}
+					continue
+				}
+				top.key, top.expectKey = fmt.Sprint(tok), false
+				continue
+			}
+			if top.array {
+				if d, ok := tok.(json.Delim); !ok || d != ']' {
+					top.index++
+				}
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if dec.InputOffset() >= offset {
+				return path()
+			}
+			stack = append(stack, frame{array: tok == json.Delim('['), index: -1, expectKey: tok == json.Delim('{')})
+			continue
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			if dec.InputOffset() >= offset {
+				return path()
+			}
+		}
+		// A value ended: its object waits for the next key.
+		if n := len(stack); n > 0 && !stack[n-1].array {
+			stack[n-1].expectKey = true
+		}
+	}
+}
+
+// TypeError describes a wrong JSON type in data: the value's full path and
+// what it must be, in JSON's words ("a JSON number, not string") rather
+// than Go's ("float64").
+func TypeError(data []byte, te *json.UnmarshalTypeError) (path, problem string) {
+	path = At(data, te.Offset)
+	if path == "" {
+		path = te.Field
+	}
+	return path, fmt.Sprintf("must be a JSON %s, not %s", jsonType(te.Type), te.Value)
+}
+
+func jsonType(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return "value of another type"
+}
