@@ -54,9 +54,10 @@ type errRollback struct{ reason string }
 
 func (e errRollback) Error() string { return e.reason }
 
-// Start resumes what a stopped server left: a deployment in progress is
-// rolled back (traffic is never left split with nobody in charge), and a
-// completed blue/green deployment keeps waiting to remove blue.
+// Start takes over what a stopped server left, so traffic is never left
+// split with nobody in charge: a blue/green deployment stopped between its
+// hooks resumes, any other in progress rolls back, and a completed
+// blue/green deployment keeps waiting to remove blue.
 func (c *Controller) Start(ctx context.Context) error {
 	c.ctx = ctx
 	c.running = map[int64]context.CancelFunc{}
@@ -66,6 +67,10 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	for _, d := range active {
+		if resumable(d) {
+			c.launch(d, c.run)
+			continue
+		}
 		svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
 		if err != nil {
 			continue
@@ -82,6 +87,22 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resumable reports a blue/green deployment that a restart can pick up
+// where it was: in the phases it names, every hook before has passed and
+// none runs (a hook records its own phase while it runs), so nothing was
+// in flight but green's launch and the traffic schedule. Anywhere else a
+// hook or the first launch may have been cut short, and it rolls back.
+func resumable(d store.Deployment) bool {
+	if d.Strategy != "blue-green" || d.State != store.DeployInProgress {
+		return false
+	}
+	switch d.Phase {
+	case "Install", "AllowTestTraffic", "AllowTraffic":
+		return true
+	}
+	return false
 }
 
 // Close stops the runners (their deployments resume at the next start).
@@ -242,13 +263,14 @@ func (c *Controller) run(ctx context.Context, d *store.Deployment) error {
 		return err
 	}
 	var runErr error
-	if d.Strategy == "blue-green" {
+	switch {
+	case d.Strategy == "blue-green":
 		runErr = c.blueGreen(ctx, d, &svc, st)
-	} else {
+	default:
 		runErr = c.rolling(ctx, d, &svc, st)
 	}
 	if ctx.Err() != nil {
-		return ctx.Err() // the server is stopping; the next start rolls back
+		return ctx.Err() // the server is stopping; the next start resumes or rolls back
 	}
 	var rb errRollback
 	if errors.As(runErr, &rb) {
@@ -358,33 +380,81 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	return nil
 }
 
+// blueGreen runs a blue/green deployment, or resumes one that a
+// control-plane restart interrupted at a point where nothing was in flight
+// but green's launch and the traffic schedule (see resumable).
 func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings) error {
 	deadline := time.Now().Add(st.Timeout.Duration)
-	shift, _ := ParseConfig(d.Config)
-	blue := activeGroup(svc.EffectiveLayout())
-	green := otherGroup(blue)
-	want := svc.Desired
-	blueSet := store.TaskSet{Group: blue, Family: d.FromFamily, Revision: d.FromRevision, Desired: want}
-	greenSet := store.TaskSet{Group: green, Family: d.ToFamily, Revision: d.ToRevision, Desired: want}
-	layout := store.Layout{Sets: []store.TaskSet{blueSet}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue}
-	if err := c.hook(ctx, d, svc, st, "BeforeInstall"); err != nil {
-		return err
-	}
-	c.note(ctx, d, "Install", "starting green: %s of %s:%d in %s", tasks(want), d.ToFamily, d.ToRevision, green)
-	layout.Sets = append(layout.Sets, greenSet)
-	if err := c.setLayout(ctx, svc, layout); err != nil {
-		return err
+	resumeAt := ""
+	var layout store.Layout
+	var greenSet store.TaskSet
+	if resumable(*d) {
+		resumeAt = d.Phase
+		layout = svc.EffectiveLayout()
+		for _, set := range layout.Sets {
+			if set.Family == d.ToFamily && set.Revision == d.ToRevision {
+				greenSet = set
+			}
+		}
+		if len(layout.Sets) != 2 || greenSet.Group == "" {
+			return errRollback{"control plane restarted during the deployment, before green was in the service's layout"}
+		}
+		c.note(ctx, d, resumeAt, "control plane restarted: resuming at %s (green %d%%) once green passes the load balancer's checks", resumeAt, d.GreenWeight)
+	} else {
+		blue := activeGroup(svc.EffectiveLayout())
+		blueSet := store.TaskSet{Group: blue, Family: d.FromFamily, Revision: d.FromRevision, Desired: svc.Desired}
+		greenSet = store.TaskSet{Group: otherGroup(blue), Family: d.ToFamily, Revision: d.ToRevision, Desired: svc.Desired}
+		layout = store.Layout{Sets: []store.TaskSet{blueSet}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue}
+		if err := c.hook(ctx, d, svc, st, "BeforeInstall"); err != nil {
+			return err
+		}
+		c.note(ctx, d, "Install", "starting green: %s of %s:%d in %s", tasks(greenSet.Desired), d.ToFamily, d.ToRevision, greenSet.Group)
+		layout.Sets = append(layout.Sets, greenSet)
+		if err := c.setLayout(ctx, svc, layout); err != nil {
+			return err
+		}
 	}
 	base := c.Manager.SetFailures(*svc, greenSet)
+	if err := c.waitGreenHealthy(ctx, d, svc, greenSet, base, deadline); err != nil {
+		return err
+	}
+	if resumeAt == "" || resumeAt == "Install" {
+		c.note(ctx, d, "Install", "green is healthy: the load balancer's checks pass for %s", tasks(greenSet.Desired))
+		if err := c.hook(ctx, d, svc, st, "AfterInstall"); err != nil {
+			return err
+		}
+		layout.Test = greenSet.Group
+		if err := c.setLayout(ctx, svc, layout); err != nil {
+			return err
+		}
+		c.note(ctx, d, "AllowTestTraffic", "test listener routes to green")
+	}
+	if resumeAt != "AllowTraffic" {
+		for _, ev := range []string{"AfterAllowTestTraffic", "BeforeAllowTraffic"} {
+			if err := c.hook(ctx, d, svc, st, ev); err != nil {
+				return err
+			}
+		}
+	}
+	fromWeight := 0
+	if resumeAt == "AllowTraffic" {
+		fromWeight = d.GreenWeight
+	}
+	return c.shiftTraffic(ctx, d, svc, st, layout, greenSet, base, deadline, fromWeight)
+}
+
+// waitGreenHealthy waits until all of green passes the load balancer's
+// health checks; a failed launch or the deadline rolls back.
+func (c *Controller) waitGreenHealthy(ctx context.Context, d *store.Deployment, svc *store.Service, green store.TaskSet, base int, deadline time.Time) error {
 	for {
 		if err := c.check(d, deadline); err != nil {
 			return err
 		}
-		if f := c.Manager.SetFailures(*svc, greenSet) - base; f > 0 {
+		if f := c.Manager.SetFailures(*svc, green) - base; f > 0 {
 			return errRollback{fmt.Sprintf("green task failed (%d failed launches or health checks)", f)}
 		}
-		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green, d.ToFamily, d.ToRevision)]; s.Healthy >= want {
-			break
+		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green.Group, green.Family, green.Revision)]; s.Healthy >= green.Desired {
+			return nil
 		}
 		// Health is read from the load balancer by reconcile passes, once a
 		// second when nothing wakes them: ask for one, so green is seen
@@ -394,21 +464,18 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 			return err
 		}
 	}
-	c.note(ctx, d, "Install", "green is healthy: the load balancer's checks pass for %s", tasks(want))
-	if err := c.hook(ctx, d, svc, st, "AfterInstall"); err != nil {
-		return err
-	}
-	layout.Test = green
-	if err := c.setLayout(ctx, svc, layout); err != nil {
-		return err
-	}
-	c.note(ctx, d, "AllowTestTraffic", "test listener routes to green")
-	for _, ev := range []string{"AfterAllowTestTraffic", "BeforeAllowTraffic"} {
-		if err := c.hook(ctx, d, svc, st, ev); err != nil {
-			return err
-		}
-	}
+}
+
+// shiftTraffic moves production traffic to green by the deployment
+// configuration's steps, from the step that gives green fromWeight on (0:
+// all of them), runs AfterAllowTraffic and completes the deployment.
+func (c *Controller) shiftTraffic(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings, layout store.Layout, greenSet store.TaskSet, base int, deadline time.Time, fromWeight int) error {
+	shift, _ := ParseConfig(d.Config)
+	blue, green := otherGroup(greenSet.Group), greenSet.Group
 	for _, step := range shift.Steps() {
+		if step.Weight < fromWeight {
+			continue
+		}
 		layout.Prod = []store.Weight{{Group: blue, Weight: 100 - step.Weight}, {Group: green, Weight: step.Weight}}
 		if err := c.setLayout(ctx, svc, layout); err != nil {
 			return err

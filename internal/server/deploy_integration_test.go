@@ -147,35 +147,65 @@ Hooks:
 		}
 	}
 
-	// A server killed mid-deployment: the restarted one rolls back, never leaving traffic split.
-	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "strategy": "blue-green", "config": "Canary10Percent60Seconds"})
-	for {
-		_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil)
-		if d["green_weight"] == 10.0 {
-			break
+	// A server killed while green starts, and again while production
+	// traffic shifts: each restarted server resumes the deployment where it
+	// was (the split holds meanwhile), and it completes.
+	waitPhase := func(id int, phase string, weight float64) {
+		t.Helper()
+		for {
+			_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil)
+			if d["phase"] == phase && d["green_weight"] == weight {
+				return
+			}
+			if d["state"] != "IN_PROGRESS" {
+				t.Fatalf("deployment ended before %s at %v%%: %v", phase, weight, d)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if d["state"] != "IN_PROGRESS" {
-			t.Fatalf("deployment ended early: %v", d)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	srv.kill()
-	srv = startProcServer(t, bin, data, srv.addr)
+	restart := func() {
+		srv.kill()
+		srv = startProcServer(t, bin, data, srv.addr)
+	}
+	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "strategy": "blue-green", "config": "Canary10Percent6Seconds"})
+	waitPhase(id, "Install", 0)
+	restart()
+	waitPhase(id, "AllowTraffic", 10)
+	restart()
+	d = srv.waitDeployment(id, "COMPLETED", 60*time.Second)
+	for _, want := range []string{"resuming at Install", "resuming at AllowTraffic (green 10%)"} {
+		if !strings.Contains(fmt.Sprint(d["events"]), want) {
+			t.Fatalf("completed without %q: %v", want, d["events"])
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
+		t.Fatalf("after the resumed canary: %d %s", code, body)
+	}
+
+	// A server killed while a hook runs: the hook's outcome is unknown, so
+	// the restarted server rolls back.
+	rev3 := srv.registerTaskDef(webTaskDef(app, image, "3"))
+	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev3), "strategy": "blue-green",
+		"settings": map[string]any{"hooks": map[string]any{"AfterAllowTestTraffic": map[string]any{"command": "sleep 30"}}}})
+	waitPhase(id, "AfterAllowTestTraffic", 0)
+	restart()
 	d = srv.waitDeployment(id, "ROLLED_BACK", 30*time.Second)
 	if !strings.Contains(d["reason"].(string), "control plane restarted") {
 		t.Fatalf("after restart: %v", d["reason"])
 	}
-	time.Sleep(3 * time.Second)
-	settled := l.Served("version=2")
-	time.Sleep(2 * time.Second)
-	if l.Served("version=2") != settled {
-		t.Fatal("green still gets traffic after the rollback")
+	time.Sleep(1500 * time.Millisecond)
+	if n := l.Served("version=3"); n != 0 {
+		t.Fatalf("the interrupted green served %d production requests", n)
+	}
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
+		t.Fatalf("after the rollback: %d %s", code, body)
 	}
 	l.Stop()
 	if l.Failed() != 0 {
 		t.Fatalf("%d of %d requests failed:\n%s", l.Failed(), l.OK()+l.Failed(), strings.Join(l.Failures(), "\n"))
 	}
-	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and a restart mid-deployment", l.OK())
+	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and three restarts mid-deployment", l.OK())
 }
 
 // TestIntegrationAlarmRollsBackGreen: green passes health checks but fails
