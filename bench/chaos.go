@@ -80,9 +80,10 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 		state, err := e.waitDeploymentEnd(depID, 2*time.Minute)
 		if err != nil {
 			stuckDeps = append(stuckDeps, fmt.Sprintf("%d (%s)", depID, state))
-		} else {
-			depStates[state]++
+			fmt.Fprintf(os.Stderr, "  round %2d: %v\n", i, err)
+			break // the next round's deployment would be refused behind it
 		}
+		depStates[state]++
 		fmt.Fprintf(os.Stderr, "  round %2d: killed, restarted; run %d, deployment %d\n", i, run.ID, depID)
 	}
 	// Every run must end (succeeded, or failed with "control plane restarted").
@@ -133,5 +134,16 @@ func (e *env) waitDeploymentEnd(id int, timeout time.Duration) (string, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return state, fmt.Errorf("deployment %d still %s", id, state)
+	var d struct {
+		Events []struct {
+			Phase   string `json:"phase"`
+			Message string `json:"message"`
+		} `json:"events"`
+	}
+	_ = e.getJSON(fmt.Sprintf("/api/v1/deployments/%d", id), &d)
+	var last []string
+	for _, ev := range d.Events[max(0, len(d.Events)-6):] {
+		last = append(last, ev.Phase+": "+ev.Message)
+	}
+	return state, fmt.Errorf("deployment %d still %s after %s; its last events: %s", id, state, timeout, strings.Join(last, " | "))
 }

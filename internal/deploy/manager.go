@@ -289,6 +289,15 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			m.stopTask(ctx, rt, s, t, 0, "stopped")
 			continue
 		}
+		if t.Status() == "PROVISIONING" {
+			// Tasks start inside a pass, after its listing: one still being
+			// provisioned here was left half-started by a control plane that
+			// stopped. It would hold its set's place without ever serving.
+			// Not the revision's fault, so no failure is counted.
+			m.event(ctx, s, "task %s was left half-started by a stopped control plane; replacing it", t.ID)
+			m.stopTask(ctx, rt, s, t, 0, "half-started")
+			continue
+		}
 		if t.Health() == "UNHEALTHY" {
 			m.event(ctx, s, "task %s failed its container health check; replacing it", t.ID)
 			m.failed(ctx, s, ss, fmt.Sprintf("task %s failed its container health check", t.ID))

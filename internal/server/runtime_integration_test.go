@@ -485,3 +485,54 @@ func killProxies(data string) {
 		}
 	}
 }
+
+// TestIntegrationHalfStartedTaskIsReplaced: a server killed between
+// creating a task's containers and starting them leaves a task that is
+// neither running nor stopped. The restarted server replaces it instead of
+// counting it as the service's task forever.
+func TestIntegrationHalfStartedTaskIsReplaced(t *testing.T) {
+	bin := slipwayBinary(t)
+	image := webAppImage(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("half%d", time.Now().UnixNano()%1e6)
+	cleanupRuntime(t, app, data)
+	srv := startProcServer(t, bin, data, "")
+	defer func() { srv.kill() }()
+	srv.createApp(app)
+	rev := srv.registerTaskDef(webTaskDef(app, image, "1"))
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1}); code != 201 {
+		t.Fatalf("service: %d %v", code, body)
+	}
+	d := srv.waitService(app, "staging", "web", 60*time.Second, "running", func(d map[string]any) bool { return runningOf(d, rev) == 1 })
+	old := d["tasks"].([]any)[0].(map[string]any)["id"].(string)
+	srv.kill()
+	// What the killed server would have left: the task's container created
+	// with all its labels, never started.
+	out, err := exec.Command("docker", "inspect", "--format", "{{json .Config.Labels}}", "slipway-"+old+"-web").Output()
+	if err != nil {
+		t.Fatalf("inspect: %v", err)
+	}
+	var labels map[string]string
+	if err := json.Unmarshal(out, &labels); err != nil {
+		t.Fatal(err)
+	}
+	half := "0123456789ab"
+	labels["slipway.task"] = half
+	args := []string{"create", "--name", "slipway-" + half + "-web"}
+	for k, v := range labels {
+		args = append(args, "--label", k+"="+v)
+	}
+	if out, err := exec.Command("docker", append(args, image)...).CombinedOutput(); err != nil {
+		t.Fatalf("docker create: %v %s", err, out)
+	}
+	if out, err := exec.Command("docker", "rm", "-f", "slipway-"+old+"-web").CombinedOutput(); err != nil {
+		t.Fatalf("docker rm: %v %s", err, out)
+	}
+	srv = startProcServer(t, bin, data, srv.addr)
+	srv.waitService(app, "staging", "web", 60*time.Second, "replaced the half-started task", func(d map[string]any) bool {
+		return runningOf(d, rev) == 1 && strings.Contains(events(d), "task "+half+" was left half-started")
+	})
+	if out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.task="+half).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("the half-started task's container is still there: %s", out)
+	}
+}
