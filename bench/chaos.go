@@ -27,7 +27,6 @@ func chaosRestart(e *env) (map[string]any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	defer ws.close()
 	// A pipeline of two short stages, queued so every run executes.
 	work := e.dir + "/work"
 	os.MkdirAll(work, 0o755)

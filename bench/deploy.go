@@ -26,7 +26,6 @@ func deployUnderLoad(e *env) (map[string]any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	defer ws.close()
 	l := traffic.Start(traffic.Options{URLs: []string{ws.url}, Clients: 16})
 	defer l.Stop() // on an early return; the end stops it first
 	start := time.Now()
@@ -137,6 +136,10 @@ func cleanupBench(e *env) {
 	if ids := strings.Fields(string(out)); len(ids) > 0 {
 		exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
 	}
+	for _, f := range e.afterCleanup {
+		f()
+	}
+	e.afterCleanup = nil
 	if eng, err := container.Connect(context.Background()); err == nil && e.url != "" {
 		if err := eng.RemoveRegistryImages(context.Background(), strings.TrimPrefix(e.url, "http://")); err != nil {
 			fmt.Fprintf(os.Stderr, "  remove the bench's images: %v\n", err)

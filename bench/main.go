@@ -141,6 +141,7 @@ type env struct {
 	bin, dir, url, token string
 	api                  *client.Client
 	cmd                  *exec.Cmd
+	afterCleanup         []func() // run by cleanupBench once the containers are gone
 }
 
 func (e *env) start() error {

@@ -24,25 +24,24 @@ func startWebService(e *env) (*webService, error) {
 		return nil, err
 	}
 	ws := &webService{e: e, image: image}
+	// The image goes after cleanupBench has removed the containers that use
+	// it; removed before, it would only lose its tag and stay.
+	e.afterCleanup = append(e.afterCleanup, ws.close)
 	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
-		ws.close()
 		return nil, err
 	}
 	td, err := ws.register("0")
 	if err != nil {
-		ws.close()
 		return nil, err
 	}
 	port := strings.TrimPrefix(freeAddr(), "127.0.0.1:")
 	svc := fmt.Sprintf(`{"name":"web","task_definition":%q,"desired_count":2,"load_balancer":{"container_name":"web","container_port":8080,"listener_port":%s,
 		"health_check_path":"/health","health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"}}`, td, port)
 	if err := e.postJSON("/api/v1/apps/bench/envs/staging/services", svc, nil); err != nil {
-		ws.close()
 		return nil, err
 	}
 	ws.url = "http://127.0.0.1:" + port + "/"
 	if err := waitServing(ws.url, 90*time.Second); err != nil {
-		ws.close()
 		return nil, err
 	}
 	return ws, nil
