@@ -55,9 +55,10 @@ type errRollback struct{ reason string }
 func (e errRollback) Error() string { return e.reason }
 
 // Start takes over what a stopped server left, so traffic is never left
-// split with nobody in charge: a blue/green deployment stopped between its
-// hooks resumes, any other in progress rolls back, and a completed
-// blue/green deployment keeps waiting to remove blue.
+// split with nobody in charge: a deployment stopped where nothing but
+// launches and the schedule was in flight resumes (see resumable), any
+// other in progress rolls back, and a completed blue/green deployment
+// keeps waiting to remove blue.
 func (c *Controller) Start(ctx context.Context) error {
 	c.ctx = ctx
 	c.running = map[int64]context.CancelFunc{}
@@ -89,18 +90,21 @@ func (c *Controller) Start(ctx context.Context) error {
 	return nil
 }
 
-// resumable reports a blue/green deployment that a restart can pick up
-// where it was: in the phases it names, every hook before has passed and
-// none runs (a hook records its own phase while it runs), so nothing was
-// in flight but green's launch and the traffic schedule. Anywhere else a
-// hook or the first launch may have been cut short, and it rolls back.
+// resumable reports a deployment that a restart can pick up where it was.
+// In the blue/green phases it names, every hook before has passed and none
+// runs (a hook records its own phase while it runs), so nothing was in
+// flight but green's launch and the traffic schedule; anywhere else a hook
+// may have been cut short, and it rolls back. A rolling deployment resumes
+// once its rollout has begun.
 func resumable(d store.Deployment) bool {
-	if d.Strategy != "blue-green" || d.State != store.DeployInProgress {
+	if d.State != store.DeployInProgress {
 		return false
 	}
-	switch d.Phase {
-	case "Install", "AllowTestTraffic", "AllowTraffic":
-		return true
+	switch d.Strategy {
+	case "blue-green":
+		return d.Phase == "Install" || d.Phase == "AllowTestTraffic" || d.Phase == "AllowTraffic"
+	case "rolling":
+		return d.Phase == "Rolling" // no hooks: only the counts were in flight
 	}
 	return false
 }
@@ -334,7 +338,22 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	maxTotal := int(math.Floor(float64(want) * float64(st.MaxPercent) / 100))
 	threshold := min(max(int(math.Ceil(0.5*float64(want))), 3), 200)
 	base := c.Manager.SetFailures(*svc, next)
-	c.note(ctx, d, "Rolling", "rolling %s: at least %d healthy, at most %d running; circuit breaker after %d failed launches", tasks(want), minHealthy, maxTotal, threshold)
+	if resumable(*d) {
+		// Carry on from the counts the rollout had reached, which the
+		// service's layout keeps.
+		old.Desired = 0
+		for _, set := range svc.EffectiveLayout().Sets {
+			switch {
+			case set.Family == next.Family && set.Revision == next.Revision:
+				next.Desired = set.Desired
+			case set.Family == old.Family && set.Revision == old.Revision:
+				old.Desired = set.Desired
+			}
+		}
+		c.note(ctx, d, "Rolling", "control plane restarted: resuming the rollout at %d old and %d new tasks", old.Desired, next.Desired)
+	} else {
+		c.note(ctx, d, "Rolling", "rolling %s: at least %d healthy, at most %d running; circuit breaker after %d failed launches", tasks(want), minHealthy, maxTotal, threshold)
+	}
 	for {
 		if err := c.check(d, deadline); err != nil {
 			return err

@@ -328,9 +328,18 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if ev := events(srv.service(app, "staging", "web")); !strings.Contains(ev, "unable to start a task: image not found") {
 		t.Fatalf("no image event: %s", ev)
 	}
-	// A good revision rolls out under load; then the server is SIGKILLed and restarted.
+	// A good revision rolls out under load; the server is SIGKILLed in the
+	// middle of it, and the restarted one resumes the rollout.
 	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
-	srv.waitDeployment(update(rev2), "COMPLETED", 60*time.Second)
+	rollout := update(rev2)
+	srv.waitService(app, "staging", "web", 30*time.Second, "started the rollout", func(d map[string]any) bool { return runningOf(d, rev2) >= 1 })
+	srv.kill()
+	srv = startProcServer(t, bin, data, srv.addr)
+	d = srv.waitDeployment(rollout, "COMPLETED", 60*time.Second)
+	if !strings.Contains(fmt.Sprint(d["events"]), "resuming the rollout") {
+		t.Fatalf("the rollout completed without resuming: %v", d["events"])
+	}
+	// Once it is done, the server is SIGKILLed and restarted again.
 	srv.waitService(app, "staging", "web", 60*time.Second, "rolled out revision 2", func(d map[string]any) bool {
 		return runningOf(d, rev2) == 2 && runningOf(d, rev1) == 0 && len(d["tasks"].([]any)) == 2
 	})
@@ -363,7 +372,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if l.Served("version=2") == 0 || l.OK() < 500 {
 		t.Fatalf("load: %d ok, %d on version 2", l.OK(), l.Served("version=2"))
 	}
-	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout and a server SIGKILL", l.OK())
+	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout resumed after a server SIGKILL and another SIGKILL", l.OK())
 
 	// A crashing container restarts with growing backoff, an event each time,
 	// and the app's channel hears once that the service is unhealthy.
