@@ -15,7 +15,6 @@ func TestIntegrationPushBuildImageDeploy(t *testing.T) {
 	cleanupRuntime(t, app, data)
 	removeImagesOf(t, app)
 	srv := startProcServer(t, bin, data, "")
-	defer func() { srv.kill() }()
 	srv.createApp(app)
 	prodPort, testPort := freePort(t), freePort(t)
 	webSource, err := os.ReadFile("testdata/webapp/main.go")

@@ -420,7 +420,6 @@ func TestIntegrationRestartLeavesNoRunStuck(t *testing.T) {
 	bin := slipwayBinary(t)
 	data := t.TempDir()
 	p := startProcServer(t, bin, data, "")
-	t.Cleanup(p.kill)
 	e := p.testEnv
 	e.createApp("crash")
 	pidFile := filepath.Join(t.TempDir(), "sleeper.pid")
@@ -432,7 +431,6 @@ func TestIntegrationRestartLeavesNoRunStuck(t *testing.T) {
 	}
 
 	p = startProcServer(t, bin, data, "")
-	t.Cleanup(p.kill)
 	e = p.testEnv
 	run := e.waitRun(1, 10*time.Second)
 	if run["state"] != "failed" || run["reason"] != "control plane restarted" {

@@ -106,6 +106,8 @@ type procServer struct {
 	addr string
 }
 
+// startProcServer starts a server process on data; it is killed when the
+// test ends, before the cleanups registered earlier (such as cleanupRuntime).
 func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 	t.Helper()
 	if addr == "" {
@@ -123,6 +125,7 @@ func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 		t.Fatal(err)
 	}
 	p := &procServer{testEnv: &testEnv{t: t, URL: "http://" + addr}, cmd: cmd, data: data, bin: bin, addr: addr}
+	t.Cleanup(p.kill) // also when the test kills and restarts it: kill is idempotent
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if resp, err := http.Get(p.URL + "/healthz"); err == nil {
@@ -140,6 +143,9 @@ func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 }
 
 func (p *procServer) kill() {
+	if p.cmd.ProcessState != nil {
+		return // already killed and reaped
+	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
 }
@@ -245,7 +251,6 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	app := fmt.Sprintf("svc%d", time.Now().UnixNano()%1e6)
 	cleanupRuntime(t, app, data)
 	srv := startProcServer(t, bin, data, "")
-	defer func() { srv.kill() }()
 	srv.createApp(app)
 	listener := freePort(t)
 
@@ -506,7 +511,6 @@ func TestIntegrationHalfStartedTaskIsReplaced(t *testing.T) {
 	app := fmt.Sprintf("half%d", time.Now().UnixNano()%1e6)
 	cleanupRuntime(t, app, data)
 	srv := startProcServer(t, bin, data, "")
-	defer func() { srv.kill() }()
 	srv.createApp(app)
 	rev := srv.registerTaskDef(webTaskDef(app, image, "1"))
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1}); code != 201 {
