@@ -153,7 +153,11 @@ Hooks:
 		t.Helper()
 		for {
 			_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil)
-			if d["phase"] == phase && d["green_weight"] == weight {
+			// Green must be in the service's layout too: the Install phase
+			// is recorded a moment before it is (a restart then rolls back).
+			layout, _ := d["layout"].(map[string]any)
+			sets, _ := layout["sets"].([]any)
+			if d["phase"] == phase && d["green_weight"] == weight && len(sets) == 2 {
 				return
 			}
 			if d["state"] != "IN_PROGRESS" {
