@@ -267,10 +267,9 @@ func (c *Controller) run(ctx context.Context, d *store.Deployment) error {
 		return err
 	}
 	var runErr error
-	switch {
-	case d.Strategy == "blue-green":
+	if d.Strategy == "blue-green" {
 		runErr = c.blueGreen(ctx, d, &svc, st)
-	default:
+	} else {
 		runErr = c.rolling(ctx, d, &svc, st)
 	}
 	if ctx.Err() != nil {
@@ -297,10 +296,8 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 	blue := activeGroup(layout)
 	if d.Strategy == "blue-green" && d.Phase != "BlueKept" && d.Phase != "Done" {
 		// Blue never stopped serving: put all traffic and the test listener back on it.
-		for _, s := range layout.Sets {
-			if s.Family == d.FromFamily && s.Revision == d.FromRevision {
-				blue = s.Group
-			}
+		if set, ok := layout.SetOf(d.FromFamily, d.FromRevision); ok {
+			blue = set.Group
 		}
 	} else if d.Strategy == "blue-green" {
 		blue = otherGroup(activeGroup(layout))
@@ -341,15 +338,10 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	if resumable(*d) {
 		// Carry on from the counts the rollout had reached, which the
 		// service's layout keeps.
-		old.Desired = 0
-		for _, set := range svc.EffectiveLayout().Sets {
-			switch {
-			case set.Family == next.Family && set.Revision == next.Revision:
-				next.Desired = set.Desired
-			case set.Family == old.Family && set.Revision == old.Revision:
-				old.Desired = set.Desired
-			}
-		}
+		layout := svc.EffectiveLayout()
+		cur, _ := layout.SetOf(next.Family, next.Revision)
+		prev, _ := layout.SetOf(old.Family, old.Revision)
+		next.Desired, old.Desired = cur.Desired, prev.Desired
 		c.note(ctx, d, "Rolling", "control plane restarted: resuming the rollout at %d old and %d new tasks", old.Desired, next.Desired)
 	} else {
 		c.note(ctx, d, "Rolling", "rolling %s: at least %d healthy, at most %d running; circuit breaker after %d failed launches", tasks(want), minHealthy, maxTotal, threshold)
@@ -359,8 +351,7 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 			return err
 		}
 		status := c.Manager.Status(*svc)
-		newSt := status[fmt.Sprintf("%s/%s:%d", group, next.Family, next.Revision)]
-		oldSt := status[fmt.Sprintf("%s/%s:%d", group, old.Family, old.Revision)]
+		newSt, oldSt := status[next.Key()], status[old.Key()]
 		if st.CircuitBreaker {
 			if f := c.Manager.SetFailures(*svc, next) - base; f >= threshold {
 				return errRollback{fmt.Sprintf("circuit breaker: %s of %s:%d failed to launch or stay healthy", tasks(f), next.Family, next.Revision)}
@@ -410,12 +401,9 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 	if resumable(*d) {
 		resumeAt = d.Phase
 		layout = svc.EffectiveLayout()
-		for _, set := range layout.Sets {
-			if set.Family == d.ToFamily && set.Revision == d.ToRevision {
-				greenSet = set
-			}
-		}
-		if len(layout.Sets) != 2 || greenSet.Group == "" {
+		var found bool
+		greenSet, found = layout.SetOf(d.ToFamily, d.ToRevision)
+		if len(layout.Sets) != 2 || !found {
 			return errRollback{"control plane restarted during the deployment, before green was in the service's layout"}
 		}
 		c.note(ctx, d, resumeAt, "control plane restarted: resuming at %s (green %d%%) once green passes the load balancer's checks", resumeAt, d.GreenWeight)
@@ -472,7 +460,7 @@ func (c *Controller) waitGreenHealthy(ctx context.Context, d *store.Deployment, 
 		if f := c.Manager.SetFailures(*svc, green) - base; f > 0 {
 			return errRollback{fmt.Sprintf("green task failed (%d failed launches or health checks)", f)}
 		}
-		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green.Group, green.Family, green.Revision)]; s.Healthy >= green.Desired {
+		if s := c.Manager.Status(*svc)[green.Key()]; s.Healthy >= green.Desired {
 			return nil
 		}
 		// Health is read from the load balancer by reconcile passes, once a
@@ -528,7 +516,7 @@ func (c *Controller) watchGreen(ctx context.Context, d *store.Deployment, svc *s
 		if f := c.Manager.SetFailures(*svc, green) - base; f > 0 {
 			return errRollback{fmt.Sprintf("green task failed during traffic shifting (%d failures)", f)}
 		}
-		if s := c.Manager.Status(*svc)[fmt.Sprintf("%s/%s:%d", green.Group, green.Family, green.Revision)]; s.Healthy < green.Desired {
+		if s := c.Manager.Status(*svc)[green.Key()]; s.Healthy < green.Desired {
 			return errRollback{fmt.Sprintf("green is unhealthy: %d of %d tasks pass health checks", s.Healthy, green.Desired)}
 		}
 		if len(st.Alarms) > 0 {

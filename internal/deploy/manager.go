@@ -349,7 +349,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			}
 			running = running[extra:]
 		}
-		status[fmt.Sprintf("%s/%s:%d", set.Group, set.Family, set.Revision)] = SetStatus{Running: len(running), Healthy: healthy}
+		status[set.Key()] = SetStatus{Running: len(running), Healthy: healthy}
 		steady = steady && len(running) == set.Desired && healthy == set.Desired
 	}
 	m.mu.Lock()

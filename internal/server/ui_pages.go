@@ -295,7 +295,7 @@ func (s *Server) serviceView(r *http.Request) (serviceView, error) {
 	layout := svc.EffectiveLayout()
 	status := s.deploy.Status(svc)
 	for _, set := range layout.Sets {
-		key := fmt.Sprintf("%s/%s:%d", set.Group, set.Family, set.Revision)
+		key := set.Key()
 		row := setRow{Set: key, Running: status[key].Running, Healthy: status[key].Healthy}
 		for _, w := range layout.Prod {
 			if w.Group == set.Group {

@@ -56,6 +56,9 @@ type TaskSet struct {
 	Desired  int    `json:"desired"`
 }
 
+// Key names the set as the reconciler's status does: "tg2/web:4".
+func (s TaskSet) Key() string { return fmt.Sprintf("%s/%s:%d", s.Group, s.Family, s.Revision) }
+
 // Weight is a target group's share of production traffic.
 type Weight struct {
 	Group  string `json:"group"`
@@ -69,6 +72,16 @@ type Layout struct {
 	Sets []TaskSet `json:"sets"`
 	Prod []Weight  `json:"prod"`
 	Test string    `json:"test"` // group the test listener routes to
+}
+
+// SetOf returns the layout's task set of a revision.
+func (l Layout) SetOf(family string, revision int) (TaskSet, bool) {
+	for _, set := range l.Sets {
+		if set.Family == family && set.Revision == revision {
+			return set, true
+		}
+	}
+	return TaskSet{}, false
 }
 
 // DefaultGroup is a new service's target group.
