@@ -12,13 +12,8 @@ import (
 )
 
 func TestIntegrationBlueGreenDeployments(t *testing.T) {
-	bin := slipwayBinary(t)
 	image := webAppImage(t)
-	data := t.TempDir()
-	app := fmt.Sprintf("bg%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app, data)
-	srv := startProcServer(t, bin, data, "")
-	srv.createApp(app)
+	srv, app := startProcApp(t, "bg")
 	prodPort, testPort := freePort(t), freePort(t)
 	rev1 := srv.registerTaskDef(webTaskDef(app, image, "1"))
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1), "desired_count": 2,
@@ -166,15 +161,11 @@ Hooks:
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	restart := func() {
-		srv.kill()
-		srv = startProcServer(t, bin, data, srv.addr)
-	}
 	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "strategy": "blue-green", "config": "Canary10Percent6Seconds"})
 	waitPhase(id, "Install", 0)
-	restart()
+	srv = srv.restart()
 	waitPhase(id, "AllowTraffic", 10)
-	restart()
+	srv = srv.restart()
 	d = srv.waitDeployment(id, "COMPLETED", 60*time.Second)
 	for _, want := range []string{"resuming at Install", "resuming at AllowTraffic (green 10%)"} {
 		if !strings.Contains(fmt.Sprint(d["events"]), want) {
@@ -192,7 +183,7 @@ Hooks:
 	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev3), "strategy": "blue-green",
 		"settings": map[string]any{"hooks": map[string]any{"AfterAllowTestTraffic": map[string]any{"command": "sleep 30"}}}})
 	waitPhase(id, "AfterAllowTestTraffic", 0)
-	restart()
+	srv = srv.restart()
 	d = srv.waitDeployment(id, "ROLLED_BACK", 30*time.Second)
 	if !strings.Contains(d["reason"].(string), "control plane restarted") {
 		t.Fatalf("after restart: %v", d["reason"])
@@ -214,13 +205,8 @@ Hooks:
 // TestIntegrationAlarmRollsBackGreen: green passes health checks but fails
 // its users; the error-rate alarm measured by the load balancer rolls it back.
 func TestIntegrationAlarmRollsBackGreen(t *testing.T) {
-	bin := slipwayBinary(t)
 	image := webAppImage(t)
-	data := t.TempDir()
-	app := fmt.Sprintf("al%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app, data)
-	srv := startProcServer(t, bin, data, "")
-	srv.createApp(app)
+	srv, app := startProcApp(t, "al")
 	port := freePort(t)
 	rev1 := srv.registerTaskDef(webTaskDef(app, image, "1"))
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1), "desired_count": 1,

@@ -9,13 +9,7 @@ import (
 )
 
 func TestIntegrationPushBuildImageDeploy(t *testing.T) {
-	bin := slipwayBinary(t)
-	data := t.TempDir()
-	app := fmt.Sprintf("e2e%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app, data)
-	removeImagesOf(t, app)
-	srv := startProcServer(t, bin, data, "")
-	srv.createApp(app)
+	srv, app := startProcApp(t, "e2e")
 	prodPort, testPort := freePort(t), freePort(t)
 	webSource, err := os.ReadFile("testdata/webapp/main.go")
 	if err != nil {

@@ -40,21 +40,20 @@ func (e *testEnv) artifactFiles(run int, name string) map[string]string {
 	}
 }
 
-// removeImagesOf deletes the engine's images of an app built by a test.
-func removeImagesOf(t *testing.T, app string) {
-	t.Cleanup(func() {
-		out, _ := exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app).Output()
-		for _, id := range strings.Fields(string(out)) {
-			exec.Command("docker", "rmi", "-f", id).Run()
-		}
-	})
+// removeImagesOf deletes the engine's images that an app's pipeline built
+// (the image action labels them with the app).
+func removeImagesOf(app string) {
+	out, _ := exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app).Output()
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		exec.Command("docker", append([]string{"rmi", "-f"}, ids...)...).Run()
+	}
 }
 
 func TestIntegrationImageActionAndDockerInBuildspec(t *testing.T) {
 	e := newEnv(t)
 	app := fmt.Sprintf("img%d", time.Now().UnixNano()%1e6)
 	e.createApp(app)
-	removeImagesOf(t, app)
+	t.Cleanup(func() { removeImagesOf(app) })
 	t.Cleanup(func() {
 		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
 		for _, ref := range strings.Fields(string(out)) {

@@ -142,6 +142,26 @@ func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 	return p
 }
 
+// startProcApp starts a server process on a fresh data directory and
+// creates an app named prefix and a number; what the app leaves on the
+// engine, and its proxy, go when the test ends.
+func startProcApp(t *testing.T, prefix string) (*procServer, string) {
+	t.Helper()
+	data := t.TempDir()
+	app := fmt.Sprintf("%s%d", prefix, time.Now().UnixNano()%1e6)
+	cleanupRuntime(t, app, data)
+	srv := startProcServer(t, slipwayBinary(t), data, "")
+	srv.createApp(app)
+	return srv, app
+}
+
+// restart SIGKILLs the server and starts a new one on its data and address.
+func (p *procServer) restart() *procServer {
+	p.t.Helper()
+	p.kill()
+	return startProcServer(p.t, p.bin, p.data, p.addr)
+}
+
 func (p *procServer) kill() {
 	if p.cmd.ProcessState != nil {
 		return // already killed and reaped
@@ -163,11 +183,7 @@ func cleanupRuntime(t *testing.T, app, data string) {
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
 		}
-		// Images the app's pipeline built (the image action labels them).
-		out, _ = exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app).Output()
-		if ids := strings.Fields(string(out)); len(ids) > 0 {
-			exec.Command("docker", append([]string{"rmi", "-f"}, ids...)...).Run()
-		}
+		removeImagesOf(app)
 	})
 }
 
@@ -245,13 +261,8 @@ func startLoad(t *testing.T, url string) *traffic.Load {
 }
 
 func TestIntegrationServicesOnDocker(t *testing.T) {
-	bin := slipwayBinary(t)
 	image := webAppImage(t)
-	data := t.TempDir()
-	app := fmt.Sprintf("svc%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app, data)
-	srv := startProcServer(t, bin, data, "")
-	srv.createApp(app)
+	srv, app := startProcApp(t, "svc")
 	listener := freePort(t)
 
 	// Bad input first: an invalid task definition names the path.
@@ -338,8 +349,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	rev2 := srv.registerTaskDef(webTaskDef(app, image, "2"))
 	rollout := update(rev2)
 	srv.waitService(app, "staging", "web", 30*time.Second, "started the rollout", func(d map[string]any) bool { return runningOf(d, rev2) >= 1 })
-	srv.kill()
-	srv = startProcServer(t, bin, data, srv.addr)
+	srv = srv.restart()
 	d = srv.waitDeployment(rollout, "COMPLETED", 60*time.Second)
 	if !strings.Contains(fmt.Sprint(d["events"]), "resuming the rollout") {
 		t.Fatalf("the rollout completed without resuming: %v", d["events"])
@@ -351,7 +361,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	before := srv.service(app, "staging", "web")
 	srv.kill()
 	time.Sleep(2 * time.Second) // traffic keeps flowing with no control plane
-	srv = startProcServer(t, bin, data, srv.addr)
+	srv = startProcServer(t, srv.bin, srv.data, srv.addr)
 	time.Sleep(3 * time.Second) // a few reconcile passes
 	after := srv.service(app, "staging", "web")
 	l.Stop()
@@ -505,13 +515,8 @@ func killProxies(data string) {
 // neither running nor stopped. The restarted server replaces it instead of
 // counting it as the service's task forever.
 func TestIntegrationHalfStartedTaskIsReplaced(t *testing.T) {
-	bin := slipwayBinary(t)
 	image := webAppImage(t)
-	data := t.TempDir()
-	app := fmt.Sprintf("half%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app, data)
-	srv := startProcServer(t, bin, data, "")
-	srv.createApp(app)
+	srv, app := startProcApp(t, "half")
 	rev := srv.registerTaskDef(webTaskDef(app, image, "1"))
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1}); code != 201 {
 		t.Fatalf("service: %d %v", code, body)
@@ -541,7 +546,7 @@ func TestIntegrationHalfStartedTaskIsReplaced(t *testing.T) {
 	if out, err := exec.Command("docker", "rm", "-f", "slipway-"+old+"-web").CombinedOutput(); err != nil {
 		t.Fatalf("docker rm: %v %s", err, out)
 	}
-	srv = startProcServer(t, bin, data, srv.addr)
+	srv = startProcServer(t, srv.bin, srv.data, srv.addr)
 	srv.waitService(app, "staging", "web", 60*time.Second, "replaced the half-started task", func(d map[string]any) bool {
 		return runningOf(d, rev) == 1 && strings.Contains(events(d), "task "+half+" was left half-started")
 	})
