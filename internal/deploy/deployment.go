@@ -109,6 +109,21 @@ func resumable(d store.Deployment) bool {
 	return false
 }
 
+// resumedGreen is the green set a resumed blue/green deployment carries on
+// with: the layout must hold blue and the deployment's green, or the
+// restart came before green was placed, and it rolls back.
+func resumedGreen(d store.Deployment, layout store.Layout) (store.TaskSet, error) {
+	if d.FromFamily == d.ToFamily && d.FromRevision == d.ToRevision {
+		// Blue and green run the same revision: the sets cannot be told apart.
+		return store.TaskSet{}, errRollback{"control plane restarted during a deployment of the revision already running"}
+	}
+	green, ok := layout.SetOf(d.ToFamily, d.ToRevision)
+	if _, blue := layout.SetOf(d.FromFamily, d.FromRevision); !ok || !blue || len(layout.Sets) != 2 {
+		return store.TaskSet{}, errRollback{"control plane restarted during the deployment, before green was in the service's layout"}
+	}
+	return green, nil
+}
+
 // Close stops the runners (their deployments resume at the next start).
 func (c *Controller) Close() {
 	c.mu.Lock()
@@ -401,10 +416,9 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 	if resumable(*d) {
 		resumeAt = d.Phase
 		layout = svc.EffectiveLayout()
-		var found bool
-		greenSet, found = layout.SetOf(d.ToFamily, d.ToRevision)
-		if len(layout.Sets) != 2 || !found {
-			return errRollback{"control plane restarted during the deployment, before green was in the service's layout"}
+		var err error
+		if greenSet, err = resumedGreen(*d, layout); err != nil {
+			return err
 		}
 		c.note(ctx, d, resumeAt, "control plane restarted: resuming at %s (green %d%%) once green passes the load balancer's checks", resumeAt, d.GreenWeight)
 	} else {
