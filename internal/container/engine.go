@@ -216,11 +216,15 @@ func (e *Engine) Tag(ctx context.Context, source, target string) error {
 	return e.cli.ImageTag(ctx, source, target)
 }
 
+// LabelApp names the app on everything Slipway makes on the engine: task
+// containers and networks, build containers and the images it builds.
+const LabelApp = "slipway.app"
+
 // RemoveRegistryImages removes the engine's copies of images that Slipway
 // built (they carry the slipway.app label) and tagged under a registry
 // host, for when that registry goes away with its data directory.
 func (e *Engine) RemoveRegistryImages(ctx context.Context, host string) error {
-	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "slipway.app"))})
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelApp))})
 	if err != nil {
 		return fmt.Errorf("list images: %w", err)
 	}

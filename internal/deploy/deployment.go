@@ -684,7 +684,7 @@ func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.S
 		if eng, err = container.Connect(hctx); err == nil {
 			var code int
 			code, err = eng.RunScript(hctx, container.ScriptJob{Image: h.Image, HostDir: os.TempDir(), MountPath: "/tmp/slipway-hook", WorkDir: "/",
-				Script: h.Command, Env: env, Log: &out, Labels: map[string]string{"slipway.app": d.App, "slipway.deployment": fmt.Sprint(d.ID)}})
+				Script: h.Command, Env: env, Log: &out, Labels: map[string]string{container.LabelApp: d.App, "slipway.deployment": fmt.Sprint(d.ID)}})
 			if err == nil && code != 0 {
 				err = fmt.Errorf("exit code %d", code)
 			}

@@ -626,7 +626,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 		srcDir = build.ContainerRoot + "/src"
 		containerSpec = &build.ContainerSpec{Engine: eng, Image: a.Image,
-			Labels: map[string]string{"slipway.app": r.App, "slipway.run": strconv.FormatInt(r.ID, 10), "slipway.action": a.Name}}
+			Labels: map[string]string{container.LabelApp: r.App, "slipway.run": strconv.FormatInt(r.ID, 10), "slipway.action": a.Name}}
 	} else {
 		dockerVars, err := e.dockerEnv(r, filepath.Dir(dir))
 		if err != nil {

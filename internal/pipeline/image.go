@@ -101,7 +101,7 @@ func (e *Engine) performImage(ctx context.Context, r store.Run, a Action, row st
 	fmt.Fprintf(logs, "[slipway] Building %s from %s (%s)\n", strings.Join(refs, ", "), input, a.Dockerfile)
 	_, err = eng.Build(ctx, ctxTar, container.BuildOptions{
 		Dockerfile: a.Dockerfile, Target: a.Target, BuildArgs: a.BuildArgs, Tags: refs,
-		Labels: map[string]string{"slipway.app": r.App, "slipway.commit": r.Commit},
+		Labels: map[string]string{container.LabelApp: r.App, "slipway.commit": r.Commit},
 	}, logs)
 	if err != nil {
 		return nil, err.Error()

@@ -39,7 +39,7 @@ const (
 	// owns a task, so servers sharing one Docker engine never adopt or stop
 	// each other's tasks.
 	LabelInstallation = "slipway.installation"
-	LabelApp          = "slipway.app"
+	LabelApp          = container.LabelApp
 	LabelEnv          = "slipway.env"
 	LabelService      = "slipway.service"
 	LabelTask         = "slipway.task"
