@@ -117,3 +117,121 @@ func jsonType(t reflect.Type) string {
 	}
 	return "value of another type"
 }
+
+// UnknownField returns the full path of the first object key named name in
+// data that is not a field of the Go type t decodes into at that place, as
+// json.Decoder.DisallowUnknownFields refuses it: the decoder's error names
+// only the key ("unknown field \"path\""), not where it is. It returns name
+// when the walk cannot tell.
+func UnknownField(data []byte, t reflect.Type, name string) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if path, found := unknownIn(dec, t, "", name); found {
+		return path
+	}
+	return name
+}
+
+// unknownIn reads one value from dec, which decodes into t, and reports the
+// path of the unknown key named name inside it.
+func unknownIn(dec *json.Decoder, t reflect.Type, path, name string) (string, bool) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", false
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch tok {
+	case json.Delim('{'):
+		for dec.More() {
+			keyTok, err := dec.Token()
+			if err != nil {
+				return "", false
+			}
+			key, _ := keyTok.(string)
+			keyPath := key
+			if path != "" {
+				keyPath = path + "." + key
+			}
+			var elem reflect.Type
+			switch {
+			case t == nil:
+			case t.Kind() == reflect.Map:
+				elem = t.Elem()
+			case t.Kind() == reflect.Struct:
+				f, ok := fieldByJSONName(t, key)
+				if !ok {
+					if key == name {
+						return keyPath, true
+					}
+				} else {
+					elem = f
+				}
+			}
+			if p, found := unknownIn(dec, elem, keyPath, name); found {
+				return p, true
+			}
+		}
+		_, _ = dec.Token() // '}'
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if p, found := unknownIn(dec, elem, fmt.Sprintf("%s[%d]", path, i), name); found {
+				return p, true
+			}
+		}
+		_, _ = dec.Token() // ']'
+	}
+	return "", false
+}
+
+// fieldByJSONName finds the type of the field of struct t that key decodes
+// into, matching names as encoding/json does: the tag name or the Go name,
+// exactly or else case-insensitively, through embedded structs.
+func fieldByJSONName(t reflect.Type, key string) (reflect.Type, bool) {
+	var folded reflect.Type
+	var visit func(t reflect.Type) (reflect.Type, bool)
+	visit = func(t reflect.Type) (reflect.Type, bool) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			tagName, _, _ := strings.Cut(tag, ",")
+			if f.Anonymous && tagName == "" {
+				ft := f.Type
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if ft.Kind() == reflect.Struct {
+					if found, ok := visit(ft); ok {
+						return found, true
+					}
+					continue
+				}
+			}
+			if !f.IsExported() {
+				continue
+			}
+			fieldName := tagName
+			if fieldName == "" {
+				fieldName = f.Name
+			}
+			if fieldName == key {
+				return f.Type, true
+			}
+			if folded == nil && strings.EqualFold(fieldName, key) {
+				folded = f.Type
+			}
+		}
+		return nil, false
+	}
+	if found, ok := visit(t); ok {
+		return found, true
+	}
+	return folded, folded != nil
+}

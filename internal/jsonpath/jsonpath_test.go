@@ -3,6 +3,8 @@ package jsonpath
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +45,45 @@ func TestAtNamesTheValueOfATypeError(t *testing.T) {
 	}
 	if got := At([]byte(`{"a": `), 100); got != "" {
 		t.Errorf("truncated document: %q", got)
+	}
+}
+
+func TestUnknownFieldNamesTheFullPath(t *testing.T) {
+	type check struct {
+		Path     string `json:"path"`
+		Interval int
+	}
+	type Common struct {
+		Labels map[string]check `json:"labels"`
+	}
+	type doc struct {
+		Common
+		Name   string  `json:"name"`
+		Check  *check  `json:"check"`
+		Checks []check `json:"checks"`
+		Any    any     `json:"any"`
+		Hidden string  `json:"-"`
+	}
+	cases := []struct{ json, want string }{
+		{`{"nmae": "x"}`, "nmae"},
+		{`{"check": {"pth": "/"}}`, "check.pth"},
+		{`{"checks": [{"path": "/"}, {"path": "/", "pth": "/"}]}`, "checks[1].pth"},
+		{`{"labels": {"a": {"interval": 1, "extra": 2}}}`, "labels.a.extra"},
+		// A key that exists elsewhere is skipped until it is unknown where it stands.
+		{`{"any": {"extra": 1}, "check": {"Interval": 1}, "extra": 2}`, "extra"},
+		{`{"Hidden": "x"}`, "Hidden"},
+	}
+	for _, c := range cases {
+		dec := json.NewDecoder(strings.NewReader(c.json))
+		dec.DisallowUnknownFields()
+		var v doc
+		err := dec.Decode(&v)
+		if err == nil || !strings.HasPrefix(err.Error(), "json: unknown field ") {
+			t.Fatalf("%s: decoding gave %v, want an unknown field error", c.json, err)
+		}
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if got := UnknownField([]byte(c.json), reflect.TypeOf(v), name); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.json, got, c.want)
+		}
 	}
 }

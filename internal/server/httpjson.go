@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/jsonpath"
@@ -104,7 +105,8 @@ func decodeJSON(r *http.Request, v any) error {
 		return errBadRequest(field, "field %q %s", field, problem)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return errBadRequest(name, "unknown field %q; remove it or check its spelling", name)
+		field := jsonpath.UnknownField(body, reflect.TypeOf(v), name)
+		return errBadRequest(field, "unknown field %q; remove it or check its spelling", field)
 	}
 	return errBadRequest("", "malformed JSON: %v", err)
 }
