@@ -113,15 +113,41 @@ func resumable(d store.Deployment) bool {
 // with: the layout must hold blue and the deployment's green, or the
 // restart came before green was placed, and it rolls back.
 func resumedGreen(d store.Deployment, layout store.Layout) (store.TaskSet, error) {
-	if d.FromFamily == d.ToFamily && d.FromRevision == d.ToRevision {
-		// Blue and green run the same revision: the sets cannot be told apart.
-		return store.TaskSet{}, errRollback{"control plane restarted during a deployment of the revision already running"}
-	}
-	green, ok := layout.SetOf(d.ToFamily, d.ToRevision)
-	if _, blue := layout.SetOf(d.FromFamily, d.FromRevision); !ok || !blue || len(layout.Sets) != 2 {
+	green, ok := newSetOf(d, layout)
+	if _, blue := oldSetOf(d, layout); !ok || !blue || len(layout.Sets) != 2 {
 		return store.TaskSet{}, errRollback{"control plane restarted during the deployment, before green was in the service's layout"}
 	}
 	return green, nil
+}
+
+// newGeneration is the generation of the task set deployment d starts: its
+// own ID when it deploys the revision already running (ECS's force new
+// deployment), so that its tasks can be told from those they replace.
+func newGeneration(d store.Deployment) int64 {
+	if d.FromFamily == d.ToFamily && d.FromRevision == d.ToRevision {
+		return d.ID
+	}
+	return 0
+}
+
+// newSetOf finds the task set deployment d started in layout.
+func newSetOf(d store.Deployment, layout store.Layout) (store.TaskSet, bool) {
+	for _, set := range layout.Sets {
+		if set.Family == d.ToFamily && set.Revision == d.ToRevision && set.Generation == newGeneration(d) {
+			return set, true
+		}
+	}
+	return store.TaskSet{}, false
+}
+
+// oldSetOf finds the task set deployment d replaces in layout.
+func oldSetOf(d store.Deployment, layout store.Layout) (store.TaskSet, bool) {
+	for _, set := range layout.Sets {
+		if set.Family == d.FromFamily && set.Revision == d.FromRevision && (newGeneration(d) == 0 || set.Generation != d.ID) {
+			return set, true
+		}
+	}
+	return store.TaskSet{}, false
 }
 
 // Close stops the runners (their deployments resume at the next start).
@@ -309,15 +335,22 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 	from := store.TaskSet{Family: d.FromFamily, Revision: d.FromRevision, Desired: svc.Desired}
 	layout := svc.EffectiveLayout()
 	blue := activeGroup(layout)
+	old, hasOld := oldSetOf(*d, layout)
 	if d.Strategy == "blue-green" && d.Phase != "BlueKept" && d.Phase != "Done" {
 		// Blue never stopped serving: put all traffic and the test listener back on it.
-		if set, ok := layout.SetOf(d.FromFamily, d.FromRevision); ok {
-			blue = set.Group
+		if hasOld {
+			blue = old.Group
 		}
 	} else if d.Strategy == "blue-green" {
 		blue = otherGroup(activeGroup(layout))
 	}
 	from.Group = blue
+	if hasOld && old.Group == blue {
+		from.Generation = old.Generation // the tasks still running, not new ones
+	} else if set, ok := newSetOf(*d, layout); ok && set.Group == blue && newGeneration(*d) != 0 {
+		// Every old task of the revision is gone: its new tasks are as good.
+		from.Generation = set.Generation
+	}
 	svc.Family, svc.Revision = d.FromFamily, d.FromRevision
 	_ = c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{from}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue})
 	d.State, d.Reason, d.GreenWeight = store.DeployRolledBack, reason, 0
@@ -342,10 +375,14 @@ func (c *Controller) check(d *store.Deployment, deadline time.Time) error {
 
 func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings) error {
 	deadline := time.Now().Add(st.Timeout.Duration)
-	group := activeGroup(svc.EffectiveLayout())
+	layout := svc.EffectiveLayout()
+	group := activeGroup(layout)
 	want := svc.Desired
 	old := store.TaskSet{Group: group, Family: d.FromFamily, Revision: d.FromRevision, Desired: want}
-	next := store.TaskSet{Group: group, Family: d.ToFamily, Revision: d.ToRevision}
+	if set, ok := oldSetOf(*d, layout); ok {
+		old.Generation = set.Generation
+	}
+	next := store.TaskSet{Group: group, Family: d.ToFamily, Revision: d.ToRevision, Generation: newGeneration(*d)}
 	minHealthy := int(math.Ceil(float64(want) * float64(st.MinHealthyPercent) / 100))
 	maxTotal := int(math.Floor(float64(want) * float64(st.MaxPercent) / 100))
 	threshold := min(max(int(math.Ceil(0.5*float64(want))), 3), 200)
@@ -353,9 +390,8 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	if resumable(*d) {
 		// Carry on from the counts the rollout had reached, which the
 		// service's layout keeps.
-		layout := svc.EffectiveLayout()
-		cur, _ := layout.SetOf(next.Family, next.Revision)
-		prev, _ := layout.SetOf(old.Family, old.Revision)
+		cur, _ := newSetOf(*d, layout)
+		prev, _ := oldSetOf(*d, layout)
 		next.Desired, old.Desired = cur.Desired, prev.Desired
 		c.note(ctx, d, "Rolling", "control plane restarted: resuming the rollout at %d old and %d new tasks", old.Desired, next.Desired)
 	} else {
@@ -424,7 +460,10 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 	} else {
 		blue := activeGroup(svc.EffectiveLayout())
 		blueSet := store.TaskSet{Group: blue, Family: d.FromFamily, Revision: d.FromRevision, Desired: svc.Desired}
-		greenSet = store.TaskSet{Group: otherGroup(blue), Family: d.ToFamily, Revision: d.ToRevision, Desired: svc.Desired}
+		if set, ok := oldSetOf(*d, svc.EffectiveLayout()); ok && set.Group == blue {
+			blueSet.Generation = set.Generation // keep blue's tasks, whichever deployment started them
+		}
+		greenSet = store.TaskSet{Group: otherGroup(blue), Family: d.ToFamily, Revision: d.ToRevision, Desired: svc.Desired, Generation: newGeneration(*d)}
 		layout = store.Layout{Sets: []store.TaskSet{blueSet}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue}
 		if err := c.hook(ctx, d, svc, st, "BeforeInstall"); err != nil {
 			return err

@@ -58,10 +58,36 @@ func TestResumedGreen(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want a rollback", c.name, got, err)
 		}
 	}
-	// Blue and green of the same revision cannot be told apart.
+	// Blue and green of the same revision: green is the set the deployment
+	// started, told by its generation.
 	same := d
-	same.ToRevision = 1
-	if _, err := resumedGreen(same, store.Layout{Sets: []store.TaskSet{blue, {Group: "tg2", Family: "web", Revision: 1, Desired: 2}}}); !errors.As(err, new(errRollback)) {
-		t.Errorf("the same revision on both sides: %v, want a rollback", err)
+	same.ID, same.ToRevision = 7, 1
+	sameGreen := store.TaskSet{Group: "tg2", Family: "web", Revision: 1, Desired: 2, Generation: 7}
+	for _, sets := range [][]store.TaskSet{{blue, sameGreen}, {sameGreen, blue}} {
+		if got, err := resumedGreen(same, store.Layout{Sets: sets}); err != nil || got != sameGreen {
+			t.Errorf("the same revision on both sides %+v: %+v, %v; want %+v", sets, got, err, sameGreen)
+		}
+	}
+	if _, err := resumedGreen(same, store.Layout{Sets: []store.TaskSet{blue}}); !errors.As(err, new(errRollback)) {
+		t.Errorf("the same revision killed before green was placed: %v, want a rollback", err)
+	}
+}
+
+func TestNewGenerationOnlyForTheRevisionAlreadyRunning(t *testing.T) {
+	cases := []struct {
+		from, to string
+		fromRev  int
+		toRev    int
+		want     int64
+	}{
+		{"web", "web", 1, 2, 0},
+		{"web", "web", 2, 2, 9},
+		{"web", "api", 2, 2, 0},
+	}
+	for _, c := range cases {
+		d := store.Deployment{ID: 9, FromFamily: c.from, FromRevision: c.fromRev, ToFamily: c.to, ToRevision: c.toRev}
+		if got := newGeneration(d); got != c.want {
+			t.Errorf("%s:%d to %s:%d: generation %d, want %d", c.from, c.fromRev, c.to, c.toRev, got, c.want)
+		}
 	}
 }

@@ -202,6 +202,11 @@ func groupOf(t task.Task) string {
 	return t.Group
 }
 
+// inSet tells whether task t is one of set's.
+func inSet(t task.Task, set store.TaskSet) bool {
+	return groupOf(t) == set.Group && t.Family == set.Family && t.Revision == set.Revision && t.Generation == set.Generation
+}
+
 // tgName is the load balancer target group of one of a service's groups.
 func tgName(s store.Service, group string) string { return targetGroupName(s) + "." + group }
 
@@ -307,7 +312,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		}
 		matched := false
 		for i, set := range layout.Sets {
-			if groupOf(t) == set.Group && t.Family == set.Family && t.Revision == set.Revision {
+			if inSet(t, set) {
 				bySet[i] = append(bySet[i], t)
 				matched = true
 				break
@@ -384,7 +389,7 @@ func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Servi
 	if err != nil {
 		return task.Task{}, fmt.Errorf("task definition %s:%d no longer parses: %w", set.Family, set.Revision, err)
 	}
-	spec := task.Spec{App: s.App, Env: s.Env, Service: s.Name, Group: set.Group, Family: set.Family, Revision: set.Revision, Def: def, Secrets: map[string]map[string]string{}}
+	spec := task.Spec{App: s.App, Env: s.Env, Service: s.Name, Group: set.Group, Family: set.Family, Revision: set.Revision, Generation: set.Generation, Def: def, Secrets: map[string]map[string]string{}}
 	for _, c := range def.ContainerDefinitions {
 		if len(c.Secrets) == 0 {
 			continue
@@ -570,7 +575,7 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 			}
 			inLayout := false
 			for _, set := range layout.Sets {
-				inLayout = inLayout || (groupOf(t) == set.Group && t.Family == set.Family && t.Revision == set.Revision)
+				inLayout = inLayout || inSet(t, set)
 			}
 			if ep := t.Endpoint(l.ContainerName, l.ContainerPort); ep != "" && inLayout {
 				groups[groupOf(t)] = append(groups[groupOf(t)], ep)

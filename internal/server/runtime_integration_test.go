@@ -364,7 +364,6 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	srv = startProcServer(t, srv.bin, srv.data, srv.addr)
 	time.Sleep(3 * time.Second) // a few reconcile passes
 	after := srv.service(app, "staging", "web")
-	l.Stop()
 	ids := func(d map[string]any) string {
 		var s []string
 		for _, t := range d["tasks"].([]any) {
@@ -375,6 +374,25 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if ids(before) != ids(after) {
 		t.Fatalf("the restarted server did not adopt the running tasks: %s → %s", ids(before), ids(after))
 	}
+	// Deploying the revision already running replaces its tasks one at a
+	// time (ECS's force new deployment): with at most 100% running, the old
+	// tasks cannot be mistaken for new ones and drained all at once.
+	code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/deployments", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2),
+		"settings": map[string]any{"minimum_healthy_percent": 50, "maximum_percent": 100}})
+	if code != 201 {
+		t.Fatalf("deploy the running revision: %d %v", code, body)
+	}
+	srv.waitDeployment(int(body["id"].(float64)), "COMPLETED", 60*time.Second)
+	replaced := srv.waitService(app, "staging", "web", 60*time.Second, "replaced both tasks", func(d map[string]any) bool {
+		return runningOf(d, rev2) == 2 && len(d["tasks"].([]any)) == 2
+	})
+	for _, id := range strings.Split(ids(after), ",") {
+		if strings.Contains(ids(replaced), id) {
+			t.Fatalf("task %s of the running revision was not replaced: %s → %s", id, ids(after), ids(replaced))
+		}
+	}
+	after = replaced
+	l.Stop()
 	if l.Failed() != 0 {
 		var timeline []string
 		for _, e := range after["events"].([]any) {
@@ -387,7 +405,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if l.Served("version=2") == 0 || l.OK() < 500 {
 		t.Fatalf("load: %d ok, %d on version 2", l.OK(), l.Served("version=2"))
 	}
-	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout resumed after a server SIGKILL and another SIGKILL", l.OK())
+	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout resumed after a server SIGKILL, another SIGKILL and a redeployment of the running revision", l.OK())
 
 	// A crashing container restarts with growing backoff, an event each time,
 	// and the app's channel hears once that the service is unhealthy.

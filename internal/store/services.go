@@ -54,10 +54,19 @@ type TaskSet struct {
 	Family   string `json:"family"`
 	Revision int    `json:"revision"`
 	Desired  int    `json:"desired"`
+	// Generation is the rolling deployment that replaces the tasks of the
+	// revision already running (ECS's force new deployment); 0 otherwise.
+	Generation int64 `json:"generation,omitempty"`
 }
 
-// Key names the set as the reconciler's status does: "tg2/web:4".
-func (s TaskSet) Key() string { return fmt.Sprintf("%s/%s:%d", s.Group, s.Family, s.Revision) }
+// Key names the set as the reconciler's status does: "tg2/web:4", or
+// "tg1/web:4@d7" for the tasks deployment 7 put in place of their like.
+func (s TaskSet) Key() string {
+	if s.Generation != 0 {
+		return fmt.Sprintf("%s/%s:%d@d%d", s.Group, s.Family, s.Revision, s.Generation)
+	}
+	return fmt.Sprintf("%s/%s:%d", s.Group, s.Family, s.Revision)
+}
 
 // Weight is a target group's share of production traffic.
 type Weight struct {
@@ -72,16 +81,6 @@ type Layout struct {
 	Sets []TaskSet `json:"sets"`
 	Prod []Weight  `json:"prod"`
 	Test string    `json:"test"` // group the test listener routes to
-}
-
-// SetOf returns the layout's task set of a revision.
-func (l Layout) SetOf(family string, revision int) (TaskSet, bool) {
-	for _, set := range l.Sets {
-		if set.Family == family && set.Revision == revision {
-			return set, true
-		}
-	}
-	return TaskSet{}, false
 }
 
 // DefaultGroup is a new service's target group.

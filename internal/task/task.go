@@ -48,6 +48,9 @@ const (
 	LabelContainer    = "slipway.container"
 	LabelEssential    = "slipway.essential"
 	LabelGroup        = "slipway.group" // the deployment's task set (blue/green)
+	// LabelGeneration tells apart tasks of one revision in one group: a
+	// rolling deployment of the revision already running replaces them.
+	LabelGeneration = "slipway.generation"
 )
 
 // Spec is a task to start.
@@ -56,6 +59,7 @@ type Spec struct {
 	Group             string
 	Family            string
 	Revision          int
+	Generation        int64 // 0 for a set's first tasks of a revision
 	Def               *taskdef.TaskDef
 	// Secrets maps each container's secret names to their values.
 	Secrets map[string]map[string]string
@@ -83,6 +87,7 @@ type Task struct {
 	Group      string           `json:"group,omitempty"`
 	Family     string           `json:"family"`
 	Revision   int              `json:"revision"`
+	Generation int64            `json:"generation,omitempty"`
 	Containers []ContainerState `json:"containers"`
 	CreatedAt  time.Time        `json:"created_at"`
 }
@@ -179,6 +184,9 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 		LabelTask: id, LabelFamily: spec.Family, LabelRevision: strconv.Itoa(spec.Revision), LabelGroup: spec.Group}
 	if r.Installation != "" {
 		labels[LabelInstallation] = r.Installation
+	}
+	if spec.Generation != 0 {
+		labels[LabelGeneration] = strconv.FormatInt(spec.Generation, 10)
 	}
 	netName := "slipway-" + id
 	// Creates outlive ctx so that the cleanup below knows all they made.
@@ -406,8 +414,9 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 		t, ok := byTask[id]
 		if !ok {
 			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
+			gen, _ := strconv.ParseInt(c.Labels[LabelGeneration], 10, 64)
 			t = &Task{ID: id, App: c.Labels[LabelApp], Env: c.Labels[LabelEnv], Service: c.Labels[LabelService], Group: c.Labels[LabelGroup],
-				Family: c.Labels[LabelFamily], Revision: rev, CreatedAt: time.Unix(c.Created, 0).UTC()}
+				Family: c.Labels[LabelFamily], Revision: rev, Generation: gen, CreatedAt: time.Unix(c.Created, 0).UTC()}
 			byTask[id] = t
 			order = append(order, id)
 		}
