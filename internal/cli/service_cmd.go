@@ -243,8 +243,9 @@ func serviceCmd() *cobra.Command {
 	var utd string
 	var udesired int
 	var ulbf lbFlags
+	var uforce bool
 	update := &cobra.Command{
-		Use:   "update NAME --app A --env E [--taskdef FAMILY[:REV]] [--desired N] [load balancer flags]",
+		Use:   "update NAME --app A --env E [--taskdef FAMILY[:REV]] [--desired N] [--force-new-deployment] [load balancer flags]",
 		Short: "Change a service's task definition, count or load balancer",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -262,18 +263,40 @@ func serviceCmd() *cobra.Command {
 			if l := ulbf.value(cmd); l != nil {
 				body["load_balancer"] = l
 			}
-			var s store.Service
-			if err := c.Do(cmd.Context(), "PATCH", uref.path(args[0]), body, &s); err != nil {
+			if uforce {
+				body["force_new_deployment"] = true
+			}
+			// A changed revision answers the service and the deployment it
+			// started; anything else answers the service alone.
+			var raw json.RawMessage
+			if err := c.Do(cmd.Context(), "PATCH", uref.path(args[0]), body, &raw); err != nil {
 				return err
 			}
-			return p.emit(s, func(w *tabwriter.Writer) {
+			var started struct {
+				Service    store.Service     `json:"service"`
+				Deployment *store.Deployment `json:"deployment"`
+			}
+			if err := json.Unmarshal(raw, &started); err != nil {
+				return err
+			}
+			if started.Deployment == nil {
+				if err := json.Unmarshal(raw, &started.Service); err != nil {
+					return err
+				}
+			}
+			s, d := started.Service, started.Deployment
+			return p.emit(raw, func(w *tabwriter.Writer) {
 				row(w, "Updated service "+s.Name+":", fmt.Sprintf("%d × %s:%d", s.Desired, s.Family, s.Revision))
+				if d != nil {
+					row(w, fmt.Sprintf("Deployment %d:", d.ID), fmt.Sprintf("%s to %s:%d (follow it: slipway deploy show %d)", d.Strategy, d.ToFamily, d.ToRevision, d.ID))
+				}
 			})
 		},
 	}
 	uref.flags(update)
 	update.Flags().StringVar(&utd, "taskdef", "", "task definition FAMILY or FAMILY:REVISION")
 	update.Flags().IntVar(&udesired, "desired", 0, "desired task count")
+	update.Flags().BoolVar(&uforce, "force-new-deployment", false, "replace the tasks even if the revision stays (a rolling deployment)")
 	ulbf.add(update)
 
 	var sref serviceRef

@@ -109,6 +109,10 @@ type ServiceRequest struct {
 	TaskDef      string              `json:"task_definition"` // family or family:revision
 	Desired      *int                `json:"desired_count"`
 	LoadBalancer *store.LoadBalancer `json:"load_balancer"`
+	// ForceNewDeployment replaces the service's tasks even when the
+	// revision stays, as ECS's update-service --force-new-deployment does
+	// (after a secret or a mutable image tag changed, say).
+	ForceNewDeployment bool `json:"force_new_deployment,omitempty"`
 }
 
 func parseTaskDefRef(ref string) (string, int, error) {
@@ -251,7 +255,7 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.deploy.Wake()
-	if newFamily != before.Family || newRevision != before.Revision {
+	if newFamily != before.Family || newRevision != before.Revision || req.ForceNewDeployment {
 		tok, _ := Caller(r.Context())
 		d, err := s.deploys.Create(r.Context(), deploy.Request{App: svc.App, Env: svc.Env, Service: svc.Name, Family: newFamily, Revision: newRevision, By: tok.Name,
 			Settings: deploy.Settings{CircuitBreaker: true, Rollback: true}})
