@@ -191,6 +191,19 @@ func TestIntegrationWebUI(t *testing.T) {
 		waitJS(t, ctx, p+" without an error", `!document.querySelector("main .error") && document.title.endsWith("Slipway")`, 5*time.Second)
 		shot.take("09-page" + strings.ReplaceAll(p, "/", "-"))
 	}
+	// At a phone's width every page fits, and no table hides columns
+	// behind a sideways scroll: rows stack as labelled cards.
+	for _, p := range []string{"/apps", "/runs", fmt.Sprintf("/runs/%d", id), "/services", "/services/web/staging/site", "/deployments", fmt.Sprintf("/deployments/%d", depID), "/registry", "/secrets", "/notifications", "/tokens"} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		shot.take("10-phone" + strings.ReplaceAll(p, "/", "-"))
+		waitJS(t, ctx, p+" to fit 390 px", `document.documentElement.scrollWidth <= 391`, 5*time.Second)
+		wide, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("main table")).filter(t => t.scrollWidth > t.parentElement.clientWidth + 1).map(t => t.scrollWidth + ">" + t.parentElement.clientWidth).join(",")`))
+		if wide != "" {
+			t.Errorf("%s: tables wider than the page: %s", p, wide)
+		}
+	}
 
 	// Sign out ends the session.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(".signout button"))); err != nil {

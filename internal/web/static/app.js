@@ -8,6 +8,29 @@ function applyWidths(root) {
   });
 }
 
+// stackTables labels every cell with its column's header so that, at a
+// phone's width, the stylesheet can show each row as a card of labelled
+// values instead of hiding columns behind a sideways scroll. The roles
+// keep the table's meaning for screen readers once the rows are blocks.
+function stackTables(root) {
+  root.querySelectorAll("main table").forEach(function (table) {
+    var heads = Array.from(table.querySelectorAll("thead th")).map(function (th) { return th.textContent.trim(); });
+    if (!heads.length) return;
+    table.classList.add("stacked");
+    table.setAttribute("role", "table");
+    table.querySelectorAll("tr").forEach(function (tr) { tr.setAttribute("role", "row"); });
+    table.querySelectorAll("thead th").forEach(function (th) { th.setAttribute("role", "columnheader"); });
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      var col = 0;
+      Array.from(tr.children).forEach(function (cell) {
+        cell.setAttribute("role", cell.tagName === "TH" ? "rowheader" : "cell");
+        cell.setAttribute("data-label", cell.colSpan > 1 ? "" : heads[col] || "");
+        col += cell.colSpan;
+      });
+    });
+  });
+}
+
 // fillActionNames labels log lines that arrived before their action's name.
 function fillActionNames() {
   var el = document.getElementById("action-names");
@@ -27,6 +50,7 @@ function live(section) {
     var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
     section.innerHTML = msg.html;
     applyWidths(section);
+    stackTables(section);
     fillActionNames();
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     if (msg.panelKey !== undefined) {
@@ -71,6 +95,7 @@ function logs(pre) {
 
 document.addEventListener("DOMContentLoaded", function () {
   applyWidths(document);
+  stackTables(document);
   document.querySelectorAll("[data-sse]").forEach(live);
   document.querySelectorAll("pre[data-logs]").forEach(logs);
 });
