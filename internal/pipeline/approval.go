@@ -48,14 +48,16 @@ func (e *Engine) runApproval(ctx context.Context, r store.Run, a Action, row sto
 		e.endAction(row, store.RunFailed, err.Error(), nil)
 		return err.Error()
 	}
-	waitReason := fmt.Sprintf("waiting for approval at %s/%s until %s", row.Stage, a.Name, ap.Deadline.Format(time.RFC3339))
+	// Written as the web pages write times, for people to read.
+	deadline := ap.Deadline.UTC().Format("2006-01-02 15:04:05 UTC")
+	waitReason := fmt.Sprintf("waiting for approval at %s/%s until %s", row.Stage, a.Name, deadline)
 	if err := e.Store.SetRunState(ctx, r.ID, store.RunWaiting, waitReason); err != nil {
 		e.endAction(row, store.RunFailed, err.Error(), nil)
 		return err.Error()
 	}
 	if created {
 		logs := newLogWriter(e.Store, row.ID, e.Log, nil)
-		fmt.Fprintf(logs, "[slipway] Waiting for approval (deadline %s). Approve with: slipway approve %d\n", ap.Deadline.Format(time.RFC3339), r.ID)
+		fmt.Fprintf(logs, "[slipway] Waiting for approval (deadline %s). Approve with: slipway approve %d\n", deadline, r.ID)
 		if a.Message != "" {
 			fmt.Fprintf(logs, "[slipway] Message: %s\n", a.Message)
 		}
