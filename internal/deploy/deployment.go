@@ -636,7 +636,7 @@ func (c *Controller) endTermination(ctx context.Context, d *store.Deployment, ms
 		return err
 	}
 	green := activeGroup(svc.EffectiveLayout())
-	set := store.TaskSet{Group: green, Family: d.ToFamily, Revision: d.ToRevision, Desired: svc.Desired}
+	set := store.TaskSet{Group: green, Family: d.ToFamily, Revision: d.ToRevision, Desired: svc.Desired, Generation: newGeneration(*d)}
 	if err := c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{set}, Prod: []store.Weight{{Group: green, Weight: 100}}, Test: green}); err != nil {
 		return err
 	}

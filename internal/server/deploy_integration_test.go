@@ -195,11 +195,44 @@ Hooks:
 	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
 		t.Fatalf("after the rollback: %d %s", code, body)
 	}
+
+	// Blue/green of the revision already running replaces every task, even
+	// across a restart at Install, and the new tasks stay once the
+	// termination wait ends.
+	taskIDs := func() map[string]bool {
+		ids := map[string]bool{}
+		for _, tk := range srv.service(app, "staging", "web")["tasks"].([]any) {
+			ids[tk.(map[string]any)["id"].(string)] = true
+		}
+		return ids
+	}
+	srv.waitService(app, "staging", "web", 30*time.Second, "back on revision 2 alone", func(d map[string]any) bool { return runningOf(d, rev2) == 2 && len(d["tasks"].([]any)) == 2 })
+	old := taskIDs()
+	id = deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "strategy": "blue-green", "settings": map[string]any{"termination_wait": "2s"}})
+	waitPhase(id, "Install", 0)
+	srv = srv.restart()
+	d = srv.waitDeployment(id, "COMPLETED", 60*time.Second)
+	if !strings.Contains(fmt.Sprint(d["events"]), "resuming at Install") {
+		t.Fatalf("the same-revision deployment completed without resuming: %v", d["events"])
+	}
+	srv.waitService(app, "staging", "web", 30*time.Second, "the termination wait over", func(d map[string]any) bool {
+		return strings.Contains(events(d), fmt.Sprintf("deployment %d: termination wait over", id)) && len(d["tasks"].([]any)) == 2
+	})
+	replaced := taskIDs()
+	time.Sleep(3 * time.Second) // reconcile passes
+	if now := taskIDs(); fmt.Sprint(now) != fmt.Sprint(replaced) {
+		t.Fatalf("the new tasks were replaced again after the termination wait: %v → %v", replaced, now)
+	}
+	for id := range old {
+		if replaced[id] {
+			t.Fatalf("task %s of the running revision was not replaced: %v → %v", id, old, replaced)
+		}
+	}
 	l.Stop()
 	if l.Failed() != 0 {
 		t.Fatalf("%d of %d requests failed:\n%s", l.Failed(), l.OK()+l.Failed(), strings.Join(l.Failures(), "\n"))
 	}
-	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens and three restarts mid-deployment", l.OK())
+	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens, four restarts mid-deployment and a redeployment of the running revision", l.OK())
 }
 
 // TestIntegrationAlarmRollsBackGreen: green passes health checks but fails
