@@ -651,35 +651,57 @@ func (c *Controller) Rollback(ctx context.Context, app, env, service, by string)
 	if err != nil {
 		return "", err
 	}
-	for _, d := range ds {
+	i, err := rollbackTarget(ds)
+	if err != nil {
+		return "", fmt.Errorf("service %s: %w", service, err)
+	}
+	if ds[i].Phase == "BlueKept" {
+		c.termMu.Lock()
+		cur, err := c.Store.GetDeployment(ctx, ds[i].ID)
+		if err == nil && cur.Phase == "BlueKept" {
+			defer c.termMu.Unlock()
+			svc, err := c.Store.GetService(ctx, app, env, service)
+			if err != nil {
+				return "", err
+			}
+			c.rollback(ctx, &cur, svc, "rolled back by "+by+" during the termination wait")
+			return fmt.Sprintf("switched traffic back to %s:%d (blue was still running)", cur.FromFamily, cur.FromRevision), nil
+		}
+		c.termMu.Unlock()
+		// The wait ended meanwhile: roll back by deploying, choosing again.
+		if err == nil {
+			ds[i] = cur
+		}
+		if i, err = rollbackTarget(ds); err != nil {
+			return "", fmt.Errorf("service %s: %w", service, err)
+		}
+	}
+	d := ds[i]
+	nd, err := c.Create(ctx, Request{App: app, Env: env, Service: service, Family: d.FromFamily, Revision: d.FromRevision, Strategy: d.Strategy, Config: "CodeDeployDefault.ECSAllAtOnce", By: by})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("deployment %d rolls back to %s:%d", nd.ID, d.FromFamily, d.FromRevision), nil
+}
+
+// rollbackTarget picks, from a service's deployments newest first, the one
+// whose starting point a rollback returns to: the newest completed one,
+// passing over redeployments of a running revision (they started where
+// they ended) unless blue is still kept, when their old tasks are one
+// switch away.
+func rollbackTarget(ds []store.Deployment) (int, error) {
+	for i, d := range ds {
 		if d.State == store.DeployInProgress {
-			return "", fmt.Errorf("deployment %d is in progress; stop it instead (slipway deploy stop %d): %w", d.ID, d.ID, store.ErrConflict)
+			return 0, fmt.Errorf("deployment %d is in progress; stop it instead (slipway deploy stop %d): %w", d.ID, d.ID, store.ErrConflict)
 		}
 		if d.State != store.DeployCompleted {
 			continue
 		}
-		svc, err := c.Store.GetService(ctx, app, env, service)
-		if err != nil {
-			return "", err
+		if d.Phase == "BlueKept" || newGeneration(d) == 0 {
+			return i, nil
 		}
-		if d.Phase == "BlueKept" {
-			c.termMu.Lock()
-			cur, err := c.Store.GetDeployment(ctx, d.ID)
-			if err == nil && cur.Phase == "BlueKept" {
-				c.rollback(ctx, &cur, svc, "rolled back by "+by+" during the termination wait")
-				c.termMu.Unlock()
-				return fmt.Sprintf("switched traffic back to %s:%d (blue was still running)", d.FromFamily, d.FromRevision), nil
-			}
-			c.termMu.Unlock()
-			d = cur // the wait ended meanwhile: roll back by deploying
-		}
-		nd, err := c.Create(ctx, Request{App: app, Env: env, Service: service, Family: d.FromFamily, Revision: d.FromRevision, Strategy: d.Strategy, Config: "CodeDeployDefault.ECSAllAtOnce", By: by})
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("deployment %d rolls back to %s:%d", nd.ID, d.FromFamily, d.FromRevision), nil
 	}
-	return "", fmt.Errorf("service %s has no completed deployment to roll back: %w", service, store.ErrNotFound)
+	return 0, fmt.Errorf("no completed deployment of another revision to roll back to: %w", store.ErrNotFound)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

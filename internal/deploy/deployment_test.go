@@ -91,3 +91,33 @@ func TestNewGenerationOnlyForTheRevisionAlreadyRunning(t *testing.T) {
 		}
 	}
 }
+
+func TestRollbackTarget(t *testing.T) {
+	dep := func(id int64, state, phase string, from, to int) store.Deployment {
+		return store.Deployment{ID: id, State: state, Phase: phase, FromFamily: "web", FromRevision: from, ToFamily: "web", ToRevision: to}
+	}
+	done := store.DeployCompleted
+	cases := []struct {
+		name   string
+		ds     []store.Deployment // newest first
+		want   int64              // the chosen deployment; 0 for none
+		wantIs error
+	}{
+		{"the newest completed", []store.Deployment{dep(3, done, "Done", 2, 3), dep(2, done, "Done", 1, 2)}, 3, nil},
+		{"past a rolled-back one", []store.Deployment{dep(3, store.DeployRolledBack, "Done", 2, 3), dep(2, done, "Done", 1, 2)}, 2, nil},
+		{"past a redeployment of the running revision", []store.Deployment{dep(4, done, "Done", 3, 3), dep(3, done, "Done", 2, 3)}, 3, nil},
+		{"a redeployment whose blue is kept", []store.Deployment{dep(4, done, "BlueKept", 3, 3), dep(3, done, "Done", 2, 3)}, 4, nil},
+		{"one in progress", []store.Deployment{dep(4, store.DeployInProgress, "Install", 3, 4), dep(3, done, "Done", 2, 3)}, 0, store.ErrConflict},
+		{"only redeployments", []store.Deployment{dep(2, done, "Done", 1, 1)}, 0, store.ErrNotFound},
+		{"none", nil, 0, store.ErrNotFound},
+	}
+	for _, c := range cases {
+		i, err := rollbackTarget(c.ds)
+		switch {
+		case c.wantIs != nil && !errors.Is(err, c.wantIs):
+			t.Errorf("%s: %v, want %v", c.name, err, c.wantIs)
+		case c.wantIs == nil && (err != nil || c.ds[i].ID != c.want):
+			t.Errorf("%s: deployment index %d, %v; want deployment %d", c.name, i, err, c.want)
+		}
+	}
+}
