@@ -113,7 +113,7 @@ func resumable(d store.Deployment) bool {
 // with: the layout must hold blue and the deployment's green, or the
 // restart came before green was placed, and it rolls back.
 func resumedGreen(d store.Deployment, layout store.Layout) (store.TaskSet, error) {
-	green, ok := newSetOf(d, layout)
+	green, ok := NewSetOf(d, layout)
 	if _, blue := oldSetOf(d, layout); !ok || !blue || len(layout.Sets) != 2 {
 		return store.TaskSet{}, errRollback{"control plane restarted during the deployment, before green was in the service's layout"}
 	}
@@ -130,8 +130,8 @@ func newGeneration(d store.Deployment) int64 {
 	return 0
 }
 
-// newSetOf finds the task set deployment d started in layout.
-func newSetOf(d store.Deployment, layout store.Layout) (store.TaskSet, bool) {
+// NewSetOf finds the task set deployment d started (its green) in layout.
+func NewSetOf(d store.Deployment, layout store.Layout) (store.TaskSet, bool) {
 	for _, set := range layout.Sets {
 		if set.Family == d.ToFamily && set.Revision == d.ToRevision && set.Generation == newGeneration(d) {
 			return set, true
@@ -347,7 +347,7 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 	from.Group = blue
 	if hasOld && old.Group == blue {
 		from.Generation = old.Generation // the tasks still running, not new ones
-	} else if set, ok := newSetOf(*d, layout); ok && set.Group == blue && newGeneration(*d) != 0 {
+	} else if set, ok := NewSetOf(*d, layout); ok && set.Group == blue && newGeneration(*d) != 0 {
 		// Every old task of the revision is gone: its new tasks are as good.
 		from.Generation = set.Generation
 	}
@@ -390,7 +390,7 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	if resumable(*d) {
 		// Carry on from the counts the rollout had reached, which the
 		// service's layout keeps.
-		cur, _ := newSetOf(*d, layout)
+		cur, _ := NewSetOf(*d, layout)
 		prev, _ := oldSetOf(*d, layout)
 		next.Desired, old.Desired = cur.Desired, prev.Desired
 		c.note(ctx, d, "Rolling", "control plane restarted: resuming the rollout at %d old and %d new tasks", old.Desired, next.Desired)

@@ -551,3 +551,50 @@ func TestUIAppsShowNewestRunPerApp(t *testing.T) {
 		t.Errorf("gamma has no runs but its card says: %.200s", cards["gamma"])
 	}
 }
+
+// The deployment page says which side the test listener reaches by the
+// task set the deployment started, which a redeployment of the running
+// revision has on both sides under the same revision.
+func TestUIDeploymentNamesTheTestListenersSide(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("shop")
+	ctx := context.Background()
+	cases := []struct {
+		name     string
+		from, to int
+		sets     []store.TaskSet
+		test     string
+		want     string
+	}{
+		{"green on test", 3, 4, []store.TaskSet{{Group: "tg1", Family: "web", Revision: 3}, {Group: "tg2", Family: "web", Revision: 4}}, "tg2", "green"},
+		{"blue on test", 3, 4, []store.TaskSet{{Group: "tg1", Family: "web", Revision: 3}, {Group: "tg2", Family: "web", Revision: 4}}, "tg1", "blue"},
+		{"same revision, blue on test", 3, 3, []store.TaskSet{{Group: "tg1", Family: "web", Revision: 3}, {Group: "tg2", Family: "web", Revision: 3, Generation: -1}}, "tg1", "blue"},
+		{"same revision, green on test", 3, 3, []store.TaskSet{{Group: "tg1", Family: "web", Revision: 3}, {Group: "tg2", Family: "web", Revision: 3, Generation: -1}}, "tg2", "green"},
+	}
+	for n, c := range cases {
+		// A service each: a service has one deployment in progress at most.
+		name := fmt.Sprintf("web%d", n)
+		if _, err := e.srv.db.CreateService(ctx, store.Service{App: "shop", Env: "staging", Name: name, Family: "web", Revision: 3}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := e.srv.db.CreateDeployment(ctx, store.Deployment{App: "shop", Env: "staging", Service: name, Strategy: "blue-green", Config: "CodeDeployDefault.ECSAllAtOnce",
+			FromFamily: "web", FromRevision: c.from, ToFamily: "web", ToRevision: c.to, Phase: "AllowTestTraffic", State: store.DeployInProgress})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range c.sets {
+			if c.sets[i].Generation == -1 {
+				c.sets[i].Generation = d.ID // the set this deployment started
+			}
+		}
+		svc := store.Service{App: "shop", Env: "staging", Name: name, Family: "web", Revision: 3,
+			Layout: &store.Layout{Sets: c.sets, Prod: []store.Weight{{Group: "tg1", Weight: 100}}, Test: c.test}}
+		if _, err := e.srv.db.UpdateService(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		v, err := e.srv.deploymentView(ctx, d.ID)
+		if err != nil || v.TestColor != c.want {
+			t.Errorf("%s: test listener → %q, %v; want %q", c.name, v.TestColor, err, c.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 )
@@ -354,10 +355,12 @@ func (s *Server) deploymentView(ctx context.Context, id int64) (deploymentView, 
 		for _, set := range d.Layout.Sets {
 			if set.Group == d.Layout.Test {
 				v.TestColor = "blue"
-				if set.Family == d.ToFamily && set.Revision == d.ToRevision {
-					v.TestColor = "green"
-				}
 			}
+		}
+		// By the set the deployment started, not by revision: a
+		// redeployment of the running revision has it on both sides.
+		if green, ok := deploy.NewSetOf(d.Deployment, d.Layout); ok && green.Group == d.Layout.Test {
+			v.TestColor = "green"
 		}
 	}
 	if d.State == store.DeployCompleted {
