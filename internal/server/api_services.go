@@ -256,9 +256,7 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 	}
 	s.deploy.Wake()
 	if newFamily != before.Family || newRevision != before.Revision || req.ForceNewDeployment {
-		tok, _ := Caller(r.Context())
-		d, err := s.deploys.Create(r.Context(), deploy.Request{App: svc.App, Env: svc.Env, Service: svc.Name, Family: newFamily, Revision: newRevision, By: tok.Name,
-			Settings: deploy.Settings{CircuitBreaker: true, Rollback: true}})
+		d, err := s.rollOut(r, svc, newFamily, newRevision)
 		if err != nil {
 			s.writeError(w, r, deployError(err))
 			return
@@ -267,6 +265,14 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, svc)
+}
+
+// rollOut starts the rolling deployment (ECS defaults, circuit breaker and
+// rollback on) that a service update or a "replace tasks" asks for.
+func (s *Server) rollOut(r *http.Request, svc store.Service, family string, revision int) (store.Deployment, error) {
+	tok, _ := Caller(r.Context())
+	return s.deploys.Create(r.Context(), deploy.Request{App: svc.App, Env: svc.Env, Service: svc.Name, Family: family, Revision: revision, By: tok.Name,
+		Settings: deploy.Settings{CircuitBreaker: true, Rollback: true}})
 }
 
 // deployError maps controller refusals to 400s naming the field.

@@ -598,3 +598,55 @@ func TestUIDeploymentNamesTheTestListenersSide(t *testing.T) {
 		}
 	}
 }
+
+// "Replace tasks" on a service page redeploys the running revision; a
+// viewer sees no button and may not post the form. The service has 0
+// tasks, so the engine does no work.
+func TestUIReplaceTasks(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("shop")
+	rev := e.registerTaskDef(`{"family": "shop-web", "containerDefinitions": [{"name": "web", "image": "127.0.0.1:1/shop:1"}]}`)
+	if code, body := e.call("POST", "/api/v1/apps/shop/envs/staging/services", e.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("shop-web:%d", rev), "desired_count": 0}); code != 201 {
+		t.Fatalf("service: %d %v", code, body)
+	}
+	page := func(c *http.Client) string {
+		resp, err := c.Get(e.URL + "/services/shop/staging/web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	post := func(c *http.Client, csrf, service string) *http.Response {
+		resp, err := c.PostForm(e.URL+"/services/shop/staging/"+service+"/replace-tasks", url.Values{"csrf": {csrf}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	viewer, viewerCSRF := e.signin(e.token("v", "viewer"))
+	if strings.Contains(page(viewer), "Replace tasks") {
+		t.Fatal("a viewer is offered Replace tasks")
+	}
+	if resp := post(viewer, viewerCSRF, "web"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a viewer's post: %d", resp.StatusCode)
+	}
+	admin, csrf := e.signin(e.Admin)
+	if !strings.Contains(page(admin), "Replace tasks") {
+		t.Fatal("no Replace tasks button for an admin")
+	}
+	if resp := post(admin, csrf, "nothing"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("an unknown service: %d", resp.StatusCode)
+	}
+	resp := post(admin, csrf, "web")
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/deployments/1?") || !strings.Contains(loc, "replaces+the+tasks") {
+		t.Fatalf("replace tasks: %d %s", resp.StatusCode, loc)
+	}
+	d := e.waitDeployment(1, "COMPLETED", 20*time.Second)
+	if d["strategy"] != "rolling" || d["from_revision"] != float64(rev) || d["to_revision"] != float64(rev) || d["created_by"] != "admin" {
+		t.Fatalf("deployment: %v", d)
+	}
+}

@@ -328,6 +328,22 @@ func (s *Server) uiRollback(w http.ResponseWriter, r *http.Request) {
 	back(w, r, path, msg, "")
 }
 
+// uiReplaceTasks redeploys the running revision (ECS's force new deployment).
+func (s *Server) uiReplaceTasks(w http.ResponseWriter, r *http.Request) {
+	path := "/services/" + r.PathValue("app") + "/" + r.PathValue("env") + "/" + r.PathValue("name")
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	d, err := s.rollOut(r, svc, svc.Family, svc.Revision)
+	if err != nil {
+		back(w, r, path, "", err.Error())
+		return
+	}
+	back(w, r, fmt.Sprintf("/deployments/%d", d.ID), fmt.Sprintf("Deployment %d replaces the tasks of %s:%d, a few at a time.", d.ID, d.ToFamily, d.ToRevision), "")
+}
+
 func (s *Server) uiDeployments(w http.ResponseWriter, r *http.Request) {
 	ds, err := s.db.ListDeployments(r.Context(), "", "", "", 100)
 	if err != nil {
