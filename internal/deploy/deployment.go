@@ -76,7 +76,11 @@ func (c *Controller) Start(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		c.rollback(ctx, &d, svc, "control plane restarted during the deployment")
+		// In the background: a rolling rollback waits for the old tasks.
+		c.launch(d, func(ctx context.Context, d *store.Deployment) error {
+			c.rollback(ctx, d, svc, "control plane restarted during the deployment")
+			return nil
+		})
 	}
 	recent, err := c.Store.ListDeployments(ctx, "", "", "", 500)
 	if err != nil {
@@ -324,14 +328,19 @@ func (c *Controller) run(ctx context.Context, d *store.Deployment) error {
 			c.note(ctx, d, "Failed", "deployment failed: %s (rollback is off; the service keeps what is running)", rb.reason)
 			return nil
 		}
-		c.rollback(context.WithoutCancel(ctx), d, svc, rb.reason)
+		c.rollback(ctx, d, svc, rb.reason)
 		return nil
 	}
 	return runErr
 }
 
-// rollback restores the deployment's starting revision at full count with all traffic.
+// rollback restores the deployment's starting revision at full count with
+// all traffic. Its changes outlive ctx; a rolling rollback that ctx ends
+// while it waits for the old tasks is left in progress for the next start
+// to roll back again.
 func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc store.Service, reason string) {
+	wait := ctx
+	ctx = context.WithoutCancel(ctx)
 	from := store.TaskSet{Family: d.FromFamily, Revision: d.FromRevision, Desired: svc.Desired}
 	layout := svc.EffectiveLayout()
 	blue := activeGroup(layout)
@@ -352,6 +361,9 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 		from.Generation = set.Generation
 	}
 	svc.Family, svc.Revision = d.FromFamily, d.FromRevision
+	if d.Strategy == "rolling" && !c.serveWhileRestoring(wait, d, &svc, from) {
+		return
+	}
 	_ = c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{from}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue})
 	d.State, d.Reason, d.GreenWeight = store.DeployRolledBack, reason, 0
 	c.note(ctx, d, "RolledBack", "rolled back to %s:%d: %s", d.FromFamily, d.FromRevision, reason)
@@ -360,6 +372,41 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 		Text:  reason,
 		Fields: map[string]string{"deployment": fmt.Sprint(d.ID), "environment": d.Env, "service": d.Service,
 			"from": fmt.Sprintf("%s:%d", d.ToFamily, d.ToRevision), "to": fmt.Sprintf("%s:%d", d.FromFamily, d.FromRevision)}})
+}
+
+// serveWhileRestoring is a rolling rollback's first step: the new
+// revision's healthy tasks keep serving beside the restored set until the
+// old revision passes the load balancer's checks at full count, so a
+// rollback that starts after old tasks have drained never leaves the
+// listener with no one to send requests to. It reports false when ctx
+// ended first (the server is stopping).
+func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deployment, svc *store.Service, from store.TaskSet) bool {
+	next, ok := NewSetOf(*d, svc.EffectiveLayout())
+	if !ok || next.Key() == from.Key() {
+		return true
+	}
+	status := c.Manager.Status(*svc)
+	keep := min(next.Desired, status[next.Key()].Healthy)
+	if keep == 0 || status[from.Key()].Healthy >= from.Desired {
+		return true
+	}
+	next.Desired = keep
+	wctx := context.WithoutCancel(ctx)
+	restoring := store.Layout{Sets: []store.TaskSet{from, next}, Prod: []store.Weight{{Group: from.Group, Weight: 100}}, Test: from.Group}
+	if err := c.setLayout(wctx, svc, restoring); err != nil {
+		return true
+	}
+	c.note(wctx, d, "RollingBack", "rolling back: %s of %s:%d keep serving until %s of %s:%d pass the load balancer's checks",
+		tasks(keep), d.ToFamily, d.ToRevision, tasks(from.Desired), d.FromFamily, d.FromRevision)
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		if c.Manager.Status(*svc)[from.Key()].Healthy >= from.Desired {
+			break
+		}
+		if sleep(ctx, 300*time.Millisecond) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // check ends a step early when someone stopped the deployment or it ran out of time.

@@ -392,6 +392,38 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 		}
 	}
 	after = replaced
+	// Stopped once its old tasks have drained, a rolling deployment rolls
+	// back with the new revision's healthy tasks serving until the old
+	// revision's pass their checks again: the listener is never empty.
+	revSlow := srv.registerTaskDef(webTaskDef(app, image, "3", "START_DELAY=3s"))
+	code, body = srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/deployments", srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, revSlow),
+		"settings": map[string]any{"minimum_healthy_percent": 50, "maximum_percent": 100}})
+	if code != 201 {
+		t.Fatalf("deploy revision 3: %d %v", code, body)
+	}
+	slow := int(body["id"].(float64))
+	for drained := false; !drained; time.Sleep(50 * time.Millisecond) {
+		_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", slow), srv.Admin, nil)
+		if d["state"] != "IN_PROGRESS" {
+			t.Fatalf("the deployment ended before its old tasks drained: %v %v", d["state"], d["reason"])
+		}
+		drained = true
+		for _, s := range d["layout"].(map[string]any)["sets"].([]any) {
+			if set := s.(map[string]any); set["revision"] == float64(rev2) && set["desired"] != 0.0 {
+				drained = false
+			}
+		}
+	}
+	if code, _ := srv.call("POST", fmt.Sprintf("/api/v1/deployments/%d/stop", slow), srv.Admin, nil); code != 202 {
+		t.Fatalf("stop: %d", code)
+	}
+	d = srv.waitDeployment(slow, "ROLLED_BACK", 60*time.Second)
+	if !strings.Contains(fmt.Sprint(d["events"]), "keep serving until") {
+		t.Fatalf("rolled back without keeping the new tasks serving: %v", d["events"])
+	}
+	after = srv.waitService(app, "staging", "web", 30*time.Second, "back on revision 2 alone", func(d map[string]any) bool {
+		return runningOf(d, rev2) == 2 && len(d["tasks"].([]any)) == 2
+	})
 	l.Stop()
 	if l.Failed() != 0 {
 		var timeline []string
@@ -405,7 +437,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if l.Served("version=2") == 0 || l.OK() < 500 {
 		t.Fatalf("load: %d ok, %d on version 2", l.OK(), l.Served("version=2"))
 	}
-	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout resumed after a server SIGKILL, another SIGKILL and a redeployment of the running revision", l.OK())
+	t.Logf("%d requests, 0 failed, across a kill, an unhealthy revision, a missing image, a rollout resumed after a server SIGKILL, another SIGKILL, a redeployment of the running revision and a rollback after old tasks drained", l.OK())
 
 	// A crashing container restarts with growing backoff, an event each time,
 	// and the app's channel hears once that the service is unhealthy.

@@ -1,5 +1,6 @@
 // Command webapp is the test service: it reports its version, answers health
-// checks (failing when UNHEALTHY=1), and can be slow or crash on demand.
+// checks (failing when UNHEALTHY=1), and can be slow, slow to start
+// (START_DELAY) or crash on demand.
 package main
 
 import (
@@ -13,6 +14,9 @@ func main() {
 	if os.Getenv("CRASH") == "1" {
 		fmt.Println("crashing as asked")
 		os.Exit(2)
+	}
+	if d, err := time.ParseDuration(os.Getenv("START_DELAY")); err == nil {
+		time.Sleep(d)
 	}
 	version := os.Getenv("VERSION")
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
