@@ -243,6 +243,9 @@ func (c *Controller) Stop(ctx context.Context, id int64) error {
 	if d.State != store.DeployInProgress {
 		return fmt.Errorf("deployment %d is %s; only one in progress can be stopped: %w", id, d.State, store.ErrConflict)
 	}
+	if d.Phase == "RollingBack" {
+		return fmt.Errorf("deployment %d is already rolling back: %w", id, store.ErrConflict)
+	}
 	c.mu.Lock()
 	c.stopped[id] = "stopped by a person"
 	c.mu.Unlock()

@@ -417,6 +417,19 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if code, _ := srv.call("POST", fmt.Sprintf("/api/v1/deployments/%d/stop", slow), srv.Admin, nil); code != 202 {
 		t.Fatalf("stop: %d", code)
 	}
+	for {
+		_, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", slow), srv.Admin, nil)
+		if d["phase"] == "RollingBack" {
+			break
+		}
+		if d["state"] != "IN_PROGRESS" {
+			t.Fatalf("rolled back without keeping the new tasks serving: %v", d["events"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := srv.call("POST", fmt.Sprintf("/api/v1/deployments/%d/stop", slow), srv.Admin, nil); code != 409 || !strings.Contains(errorField(body, "message"), "already rolling back") {
+		t.Fatalf("a second stop while rolling back: %d %v", code, body)
+	}
 	d = srv.waitDeployment(slow, "ROLLED_BACK", 60*time.Second)
 	if !strings.Contains(fmt.Sprint(d["events"]), "keep serving until") {
 		t.Fatalf("rolled back without keeping the new tasks serving: %v", d["events"])
