@@ -650,3 +650,35 @@ func TestUIReplaceTasks(t *testing.T) {
 		t.Fatalf("deployment: %v", d)
 	}
 }
+
+// A service, or its app, cannot be deleted while one of its deployments
+// runs: the deployment would be left in progress for ever, and a service
+// made again under the name could never deploy.
+func TestDeleteRefusedWhileADeploymentRuns(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("shop")
+	ctx := context.Background()
+	if _, err := e.srv.db.CreateService(ctx, store.Service{App: "shop", Env: "staging", Name: "web", Family: "web", Revision: 1}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.srv.db.CreateDeployment(ctx, store.Deployment{App: "shop", Env: "staging", Service: "web", Strategy: "rolling", Config: "CodeDeployDefault.ECSAllAtOnce",
+		FromFamily: "web", FromRevision: 1, ToFamily: "web", ToRevision: 2, Phase: "Rolling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/v1/apps/shop/envs/staging/services/web", "/api/v1/apps/shop"} {
+		code, body := e.call("DELETE", path, e.Admin, nil)
+		if msg := errorField(body, "message"); code != 409 || !strings.Contains(msg, fmt.Sprintf("deployment %d of service web is still in progress", d.ID)) || !strings.Contains(msg, "slipway deploy stop") {
+			t.Fatalf("DELETE %s while deployment %d runs: %d %v", path, d.ID, code, body)
+		}
+	}
+	d.State = store.DeployRolledBack
+	if err := e.srv.db.UpdateDeployment(ctx, d, "rolled back"); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/v1/apps/shop/envs/staging/services/web", "/api/v1/apps/shop"} {
+		if code, body := e.call("DELETE", path, e.Admin, nil); code != 204 && code != 200 {
+			t.Fatalf("DELETE %s once the deployment ended: %d %v", path, code, body)
+		}
+	}
+}

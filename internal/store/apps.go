@@ -115,6 +115,9 @@ func (db *DB) ListApps(ctx context.Context) ([]App, error) {
 
 func (db *DB) DeleteApp(ctx context.Context, name string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := noDeploymentInProgress(ctx, tx, `app = ?`, name); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM apps WHERE name = ?`, name)
 		if err != nil {
 			return err

@@ -81,15 +81,27 @@ func scanDeployment(row scanner) (Deployment, error) {
 }
 
 // CreateDeployment records a deployment, refusing a second one in progress for the service.
+// noDeploymentInProgress refuses a change while a deployment matching where
+// runs: one deployment per service at a time, and a service (or app) goes
+// only once its deployment has ended, or that deployment would be left in
+// progress with nobody to finish it.
+func noDeploymentInProgress(ctx context.Context, tx *sql.Tx, where string, args ...any) error {
+	var id int64
+	var service string
+	err := tx.QueryRowContext(ctx, `SELECT id, service FROM deployments WHERE state = ? AND `+where+` LIMIT 1`, append([]any{DeployInProgress}, args...)...).Scan(&id, &service)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("deployment %d of service %s is still in progress; wait for it, or stop it with slipway deploy stop %d: %w", id, service, id, ErrConflict)
+}
+
 func (db *DB) CreateDeployment(ctx context.Context, d Deployment) (Deployment, error) {
 	d.CreatedAt, d.UpdatedAt, d.State = now(), now(), DeployInProgress
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		var running int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM deployments WHERE app = ? AND env = ? AND service = ? AND state = ?`, d.App, d.Env, d.Service, DeployInProgress).Scan(&running)
-		if err == nil {
-			return fmt.Errorf("deployment %d of service %s is still in progress; wait for it, or stop it with slipway deploy stop %d: %w", running, d.Service, running, ErrConflict)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, d.App, d.Env, d.Service); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO deployments(app, env, service, strategy, config, from_family, from_revision, to_family, to_revision, settings, state, phase, green_weight, reason, created_by, created_at, updated_at)

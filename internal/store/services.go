@@ -275,6 +275,9 @@ func (db *DB) ListServices(ctx context.Context, app, env string) ([]Service, err
 
 func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, app, env, name); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM services WHERE app = ? AND env = ? AND name = ?`, app, env, name)
 		if err != nil {
 			return err
