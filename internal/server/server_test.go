@@ -653,7 +653,8 @@ func TestUIReplaceTasks(t *testing.T) {
 
 // A service, or its app, cannot be deleted while one of its deployments
 // runs: the deployment would be left in progress for ever, and a service
-// made again under the name could never deploy.
+// made again under the name could never deploy. An app's unfinished runs
+// hold it too.
 func TestDeleteRefusedWhileADeploymentRuns(t *testing.T) {
 	e := newEnv(t)
 	e.createApp("shop")
@@ -674,6 +675,17 @@ func TestDeleteRefusedWhileADeploymentRuns(t *testing.T) {
 	}
 	d.State = store.DeployRolledBack
 	if err := e.srv.db.UpdateDeployment(ctx, d, "rolled back"); err != nil {
+		t.Fatal(err)
+	}
+	// Nor can an app with a run that has not ended.
+	run, err := e.srv.db.CreateRun(ctx, store.Run{App: "shop", State: store.RunWaiting, Trigger: "manual", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := e.call("DELETE", "/api/v1/apps/shop", e.Admin, nil); code != 409 || !strings.Contains(errorField(body, "message"), fmt.Sprintf("run %d of app shop is waiting; cancel it first", run.ID)) {
+		t.Fatalf("DELETE the app while run %d waits: %d %v", run.ID, code, body)
+	}
+	if err := e.srv.db.SetRunState(ctx, run.ID, store.RunCancelled, "cancelled"); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/api/v1/apps/shop/envs/staging/services/web", "/api/v1/apps/shop"} {

@@ -118,6 +118,16 @@ func (db *DB) DeleteApp(ctx context.Context, name string) error {
 		if err := noDeploymentInProgress(ctx, tx, `app = ?`, name); err != nil {
 			return err
 		}
+		// A run that has not ended still has actions to run and write.
+		var run int64
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT id, state FROM runs WHERE app = ? AND state IN (?, ?, ?) ORDER BY id LIMIT 1`, name, RunQueued, RunRunning, RunWaiting).Scan(&run, &state)
+		if err == nil {
+			return fmt.Errorf("run %d of app %s is %s; cancel it first (slipway run cancel %d): %w", run, name, state, run, ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM apps WHERE name = ?`, name)
 		if err != nil {
 			return err
