@@ -390,6 +390,11 @@ func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deploymen
 	}
 	status := c.Manager.Status(*svc)
 	keep := min(next.Desired, status[next.Key()].Healthy)
+	if d.Phase == "RollingBack" {
+		// A restarted server carries on: its first reconcile pass may not
+		// have counted healthy tasks yet, and the count was cut before.
+		keep = next.Desired
+	}
 	if keep == 0 || status[from.Key()].Healthy >= from.Desired {
 		return true
 	}
