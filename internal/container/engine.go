@@ -55,6 +55,11 @@ func Connect(ctx context.Context) (*Engine, error) {
 			sharedErr = fmt.Errorf("the Docker engine does not answer (%w); start it or set DOCKER_HOST", err)
 			return
 		}
+		// Negotiate now, before the client is shared: the SDK's lazy
+		// negotiation on a first request writes the version while other
+		// goroutines' requests read it (a data race the race detector
+		// reported between the reconciler and an API handler).
+		cli.NegotiateAPIVersionPing(ping)
 		shared = &Engine{cli: cli, builder: builderFor(ping)}
 	})
 	return shared, sharedErr
