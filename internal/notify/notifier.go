@@ -189,8 +189,11 @@ func (n *Notifier) loop(ctx context.Context) {
 
 func (n *Notifier) attempt(ctx context.Context, d store.Delivery) {
 	err := n.send(ctx, d)
-	if ctx.Err() != nil {
-		return // stopping: the delivery stays pending for the next start
+	if err != nil && ctx.Err() != nil {
+		// Cut short by a stop: the delivery stays pending for the next
+		// start. One that went through is recorded, or it would be sent
+		// again.
+		return
 	}
 	d.Attempts++
 	at := time.Now().UTC()
