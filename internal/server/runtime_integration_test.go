@@ -28,6 +28,11 @@ var (
 	binErr  error
 )
 
+// raceServers (SLIPWAY_TEST_RACE=1) builds the server and proxy processes
+// the tests start with the race detector; a race stops the process, so the
+// test that started it fails.
+var raceServers = os.Getenv("SLIPWAY_TEST_RACE") == "1"
+
 // slipwayBinary builds cmd/slipway once per test process.
 func slipwayBinary(t *testing.T) string {
 	t.Helper()
@@ -40,6 +45,10 @@ func slipwayBinary(t *testing.T) string {
 		binPath = filepath.Join(dir, "slipway")
 		cmd := exec.Command("go", "build", "-o", binPath, "github.com/slipway-dev/slipway/cmd/slipway")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if raceServers {
+			cmd = exec.Command("go", "build", "-race", "-o", binPath, "github.com/slipway-dev/slipway/cmd/slipway")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("build: %v\n%s", err, out)
 		}
@@ -121,11 +130,21 @@ func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 	logf, _ := os.OpenFile(filepath.Join(data, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	cmd := exec.Command(bin, "server", "--addr", addr, "--data", data)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if raceServers {
+		cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	p := &procServer{testEnv: &testEnv{t: t, URL: "http://" + addr}, cmd: cmd, data: data, bin: bin, addr: addr}
 	t.Cleanup(p.kill) // also when the test kills and restarts it: kill is idempotent
+	if raceServers {
+		t.Cleanup(func() {
+			if log, _ := os.ReadFile(filepath.Join(data, "server.log")); bytes.Contains(log, []byte("WARNING: DATA RACE")) {
+				t.Errorf("a server or proxy process reported a data race:\n%s", log[bytes.Index(log, []byte("WARNING: DATA RACE")):])
+			}
+		})
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if resp, err := http.Get(p.URL + "/healthz"); err == nil {
