@@ -80,7 +80,6 @@ func scanDeployment(row scanner) (Deployment, error) {
 	return d, nil
 }
 
-// CreateDeployment records a deployment, refusing a second one in progress for the service.
 // noDeploymentInProgress refuses a change while a deployment matching where
 // runs: one deployment per service at a time, and a service (or app) goes
 // only once its deployment has ended, or that deployment would be left in
@@ -98,6 +97,7 @@ func noDeploymentInProgress(ctx context.Context, tx *sql.Tx, where string, args 
 	return fmt.Errorf("deployment %d of service %s is still in progress; wait for it, or stop it with slipway deploy stop %d: %w", id, service, id, ErrConflict)
 }
 
+// CreateDeployment records a deployment, refusing a second one in progress for the service.
 func (db *DB) CreateDeployment(ctx context.Context, d Deployment) (Deployment, error) {
 	d.CreatedAt, d.UpdatedAt, d.State = now(), now(), DeployInProgress
 	err := db.tx(ctx, func(tx *sql.Tx) error {
