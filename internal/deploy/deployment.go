@@ -433,10 +433,8 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	layout := svc.EffectiveLayout()
 	group := activeGroup(layout)
 	want := svc.Desired
-	old := store.TaskSet{Group: group, Family: d.FromFamily, Revision: d.FromRevision, Desired: want}
-	if set, ok := oldSetOf(*d, layout); ok {
-		old.Generation = set.Generation
-	}
+	prev, _ := oldSetOf(*d, layout) // the zero set when the old one is gone
+	old := store.TaskSet{Group: group, Family: d.FromFamily, Revision: d.FromRevision, Desired: want, Generation: prev.Generation}
 	next := store.TaskSet{Group: group, Family: d.ToFamily, Revision: d.ToRevision, Generation: newGeneration(*d)}
 	minHealthy := int(math.Ceil(float64(want) * float64(st.MinHealthyPercent) / 100))
 	maxTotal := int(math.Floor(float64(want) * float64(st.MaxPercent) / 100))
@@ -444,9 +442,8 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	base := c.Manager.SetFailures(*svc, next)
 	if resumable(*d) {
 		// Carry on from the counts the rollout had reached, which the
-		// service's layout keeps.
+		// service's layout keeps (a set no longer there is at 0).
 		cur, _ := NewSetOf(*d, layout)
-		prev, _ := oldSetOf(*d, layout)
 		next.Desired, old.Desired = cur.Desired, prev.Desired
 		c.note(ctx, d, "Rolling", "control plane restarted: resuming the rollout at %d old and %d new tasks", old.Desired, next.Desired)
 	} else {
