@@ -142,7 +142,8 @@ func (n *Notifier) Start(ctx context.Context) {
 	go n.loop(ctx)
 }
 
-// Close stops delivering; what is still queued goes out after the next start.
+// Close stops delivering once the attempts in flight have ended; what is
+// still queued goes out after the next start.
 func (n *Notifier) Close() {
 	if n.stop != nil {
 		n.stop()
@@ -187,14 +188,13 @@ func (n *Notifier) loop(ctx context.Context) {
 	}
 }
 
+// attempt makes one delivery attempt and records its outcome. A stop does
+// not cut it short (send is bounded by AttemptTimeout): a send cut off
+// after the receiver had it, but before its outcome was recorded, would go
+// out again after the next start.
 func (n *Notifier) attempt(ctx context.Context, d store.Delivery) {
+	ctx = context.WithoutCancel(ctx)
 	err := n.send(ctx, d)
-	if err != nil && ctx.Err() != nil {
-		// Cut short by a stop: the delivery stays pending for the next
-		// start. One that went through is recorded, or it would be sent
-		// again.
-		return
-	}
 	d.Attempts++
 	at := time.Now().UTC()
 	switch {
@@ -206,7 +206,7 @@ func (n *Notifier) attempt(ctx context.Context, d store.Delivery) {
 	default:
 		d.LastError, d.NextAt = err.Error(), at.Add(n.Backoff[d.Attempts-1])
 	}
-	if err := n.Store.UpdateDelivery(context.WithoutCancel(ctx), d); err != nil {
+	if err := n.Store.UpdateDelivery(ctx, d); err != nil {
 		n.Log.Error("record notification delivery", "delivery", d.ID, "err", err)
 	}
 }

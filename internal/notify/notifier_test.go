@@ -10,7 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +231,53 @@ func TestQueuedNoticeSurvivesRestart(t *testing.T) {
 	ds := waitDeliveries(t, db, 1)
 	if ds[0].State != store.DeliveryDelivered || len(rc.Requests()) != 1 || !strings.Contains(string(rc.Requests()[0].Body), "queued while down") {
 		t.Fatalf("after the restart: %+v", ds)
+	}
+}
+
+// A stop waits for the delivery in flight and records it, so the next start
+// does not send it again.
+func TestCloseLetsADeliveryInFlightFinish(t *testing.T) {
+	n, db := newNotifier(t)
+	var hits atomic.Int32
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		once.Do(func() { close(arrived) })
+		<-release
+	}))
+	defer slow.Close()
+	var releaseOnce sync.Once
+	let := func() { releaseOnce.Do(func() { close(release) }) }
+	defer let() // also when the test fails: the handler must return for slow.Close
+	addChannel(t, n, "chat", TypeSlack, nil, Settings{URL: slow.URL})
+	n.Notify(context.Background(), Event{Kind: RunFailed, App: "shop", Title: "in flight at the stop"})
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery never reached the receiver")
+	}
+	closed := make(chan struct{})
+	go func() { n.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a delivery was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	let()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return once the delivery ended")
+	}
+	if ds, _ := db.ListDeliveries(context.Background(), "shop", store.Page{}); len(ds) != 1 || ds[0].State != store.DeliveryDelivered {
+		t.Fatalf("after the stop: %+v", ds)
+	}
+	restarted := &Notifier{Store: db, Keys: n.Keys, Log: n.Log, Backoff: n.Backoff}
+	restarted.Start(context.Background())
+	time.Sleep(300 * time.Millisecond) // a pass over the queue
+	restarted.Close()
+	if got := hits.Load(); got != 1 {
+		t.Fatalf("the receiver got %d requests, want 1", got)
 	}
 }
