@@ -16,71 +16,9 @@ import (
 // to offset when it stopped there, as json.UnmarshalTypeError.Offset
 // reports: "" when the walk cannot tell.
 func At(data []byte, offset int64) string {
-	type frame struct {
-		array     bool
-		key       string
-		index     int
-		expectKey bool
-	}
-	var stack []frame
-	path := func() string {
-		var b strings.Builder
-		for _, f := range stack {
-			if f.array {
-				fmt.Fprintf(&b, "[%d]", f.index)
-			} else if f.key != "" {
-				if b.Len() > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(f.key)
-			}
-		}
-		return b.String()
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		if n := len(stack); n > 0 {
-			top := &stack[n-1]
-			if !top.array && top.expectKey {
-				if d, ok := tok.(json.Delim); ok && d == '}' {
-					stack = stack[:n-1]
-					if n > 1 && !stack[n-2].array {
-						stack[n-2].expectKey = true
-					}
-					continue
-				}
-				top.key, top.expectKey = fmt.Sprint(tok), false
-				continue
-			}
-			if top.array {
-				if d, ok := tok.(json.Delim); !ok || d != ']' {
-					top.index++
-				}
-			}
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if dec.InputOffset() >= offset {
-				return path()
-			}
-			stack = append(stack, frame{array: tok == json.Delim('['), index: -1, expectKey: tok == json.Delim('{')})
-			continue
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		default:
-			if dec.InputOffset() >= offset {
-				return path()
-			}
-		}
-		// A value ended: its object waits for the next key.
-		if n := len(stack); n > 0 && !stack[n-1].array {
-			stack[n-1].expectKey = true
-		}
-	}
+	path, _ := walk(dec, nil, "", func(p place) bool { return !p.isKey && dec.InputOffset() >= offset })
+	return path
 }
 
 // TypeError describes a wrong JSON type in data: the value's full path and
@@ -125,18 +63,31 @@ func jsonType(t reflect.Type) string {
 // when the walk cannot tell.
 func UnknownField(data []byte, t reflect.Type, name string) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if path, found := unknownIn(dec, t, "", name); found {
+	if path, found := walk(dec, t, "", func(p place) bool { return p.isKey && !p.known && p.key == name }); found {
 		return path
 	}
 	return name
 }
 
-// unknownIn reads one value from dec, which decodes into t, and reports the
-// path of the unknown key named name inside it.
-func unknownIn(dec *json.Decoder, t reflect.Type, path, name string) (string, bool) {
+// place is where a walk is: a value once its first token is read, or an
+// object key before its value.
+type place struct {
+	path  string
+	isKey bool
+	key   string
+	known bool // the key names a field of the type its object decodes into
+}
+
+// walk reads one value from dec, which sits at path and decodes into t
+// (nil: any), and returns the path of the first place at which stop says
+// so.
+func walk(dec *json.Decoder, t reflect.Type, path string, stop func(place) bool) (string, bool) {
 	tok, err := dec.Token()
 	if err != nil {
 		return "", false
+	}
+	if stop(place{path: path}) {
+		return path, true
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -153,22 +104,11 @@ func unknownIn(dec *json.Decoder, t reflect.Type, path, name string) (string, bo
 			if path != "" {
 				keyPath = path + "." + key
 			}
-			var elem reflect.Type
-			switch {
-			case t == nil:
-			case t.Kind() == reflect.Map:
-				elem = t.Elem()
-			case t.Kind() == reflect.Struct:
-				f, ok := fieldByJSONName(t, key)
-				if !ok {
-					if key == name {
-						return keyPath, true
-					}
-				} else {
-					elem = f
-				}
+			elem, known := memberType(t, key)
+			if stop(place{path: keyPath, isKey: true, key: key, known: known}) {
+				return keyPath, true
 			}
-			if p, found := unknownIn(dec, elem, keyPath, name); found {
+			if p, found := walk(dec, elem, keyPath, stop); found {
 				return p, true
 			}
 		}
@@ -179,13 +119,28 @@ func unknownIn(dec *json.Decoder, t reflect.Type, path, name string) (string, bo
 			elem = t.Elem()
 		}
 		for i := 0; dec.More(); i++ {
-			if p, found := unknownIn(dec, elem, fmt.Sprintf("%s[%d]", path, i), name); found {
+			if p, found := walk(dec, elem, fmt.Sprintf("%s[%d]", path, i), stop); found {
 				return p, true
 			}
 		}
 		_, _ = dec.Token() // ']'
 	}
 	return "", false
+}
+
+// memberType is the type that key of an object decoding into t decodes
+// into (nil: any), and whether t takes the key at all: only a struct
+// refuses one.
+func memberType(t reflect.Type, key string) (reflect.Type, bool) {
+	switch {
+	case t == nil:
+		return nil, true
+	case t.Kind() == reflect.Map:
+		return t.Elem(), true
+	case t.Kind() == reflect.Struct:
+		return fieldByJSONName(t, key)
+	}
+	return nil, true
 }
 
 // fieldByJSONName finds the type of the field of struct t that key decodes
