@@ -649,6 +649,17 @@ func TestUIReplaceTasks(t *testing.T) {
 	if d["strategy"] != "rolling" || d["from_revision"] != float64(rev) || d["to_revision"] != float64(rev) || d["created_by"] != "admin" {
 		t.Fatalf("deployment: %v", d)
 	}
+	// While another deployment runs, the page says so and nothing starts.
+	running, err := e.srv.db.CreateDeployment(context.Background(), store.Deployment{App: "shop", Env: "staging", Service: "web", Strategy: "rolling",
+		Config: "CodeDeployDefault.ECSAllAtOnce", FromFamily: "shop-web", FromRevision: rev, ToFamily: "shop-web", ToRevision: rev, Phase: "Rolling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp = post(admin, csrf, "web")
+	loc = resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/services/shop/staging/web?err=") || !strings.Contains(loc, fmt.Sprintf("deployment+%d+of+service+web+is+still+in+progress", running.ID)) {
+		t.Fatalf("replace tasks while deployment %d runs: %d %s", running.ID, resp.StatusCode, loc)
+	}
 }
 
 // A service, or its app, cannot be deleted while one of its deployments

@@ -317,9 +317,15 @@ func (s *Server) uiService(w http.ResponseWriter, r *http.Request) {
 	s.ui.Page(w, http.StatusOK, "service", s.page(r, "Service "+v.Service.Name, "services", v))
 }
 
+// servicePage is the page of the service a /services/{app}/{env}/{name}/…
+// form acts on, where its outcome is shown.
+func servicePage(r *http.Request) string {
+	return "/services/" + r.PathValue("app") + "/" + r.PathValue("env") + "/" + r.PathValue("name")
+}
+
 func (s *Server) uiRollback(w http.ResponseWriter, r *http.Request) {
 	tok, _ := Caller(r.Context())
-	path := "/services/" + r.PathValue("app") + "/" + r.PathValue("env") + "/" + r.PathValue("name")
+	path := servicePage(r)
 	msg, err := s.deploys.Rollback(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"), tok.Name)
 	if err != nil {
 		back(w, r, path, "", err.Error())
@@ -330,7 +336,7 @@ func (s *Server) uiRollback(w http.ResponseWriter, r *http.Request) {
 
 // uiReplaceTasks redeploys the running revision (ECS's force new deployment).
 func (s *Server) uiReplaceTasks(w http.ResponseWriter, r *http.Request) {
-	path := "/services/" + r.PathValue("app") + "/" + r.PathValue("env") + "/" + r.PathValue("name")
+	path := servicePage(r)
 	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
 	if err != nil {
 		s.uiFail(w, r, err)
