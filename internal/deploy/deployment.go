@@ -76,9 +76,13 @@ func (c *Controller) Start(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
+		reason := "control plane restarted during the deployment"
+		if d.Phase == "RollingBack" && d.Reason != "" {
+			reason = d.Reason // the rollback was under way: its cause stands
+		}
 		// In the background: a rolling rollback waits for the old tasks.
 		c.launch(d, func(ctx context.Context, d *store.Deployment) error {
-			c.rollback(ctx, d, svc, "control plane restarted during the deployment")
+			c.rollback(ctx, d, svc, reason)
 			return nil
 		})
 	}
@@ -364,7 +368,7 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 		from.Generation = set.Generation
 	}
 	svc.Family, svc.Revision = d.FromFamily, d.FromRevision
-	if d.Strategy == "rolling" && !c.serveWhileRestoring(wait, d, &svc, from) {
+	if d.Strategy == "rolling" && !c.serveWhileRestoring(wait, d, &svc, from, reason) {
 		return
 	}
 	_ = c.setLayout(ctx, &svc, store.Layout{Sets: []store.TaskSet{from}, Prod: []store.Weight{{Group: blue, Weight: 100}}, Test: blue})
@@ -382,8 +386,9 @@ func (c *Controller) rollback(ctx context.Context, d *store.Deployment, svc stor
 // old revision passes the load balancer's checks at full count, so a
 // rollback that starts after old tasks have drained never leaves the
 // listener with no one to send requests to. It reports false when ctx
-// ended first (the server is stopping).
-func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deployment, svc *store.Service, from store.TaskSet) bool {
+// ended first (the server is stopping). The rollback's reason is recorded
+// with the phase, so a restart in the wait rolls back for the same reason.
+func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deployment, svc *store.Service, from store.TaskSet, reason string) bool {
 	next, ok := NewSetOf(*d, svc.EffectiveLayout())
 	if !ok || next.Key() == from.Key() {
 		return true
@@ -404,8 +409,9 @@ func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deploymen
 	if err := c.setLayout(wctx, svc, restoring); err != nil {
 		return true
 	}
-	c.note(wctx, d, "RollingBack", "rolling back: %s of %s:%d keep serving until %s of %s:%d pass the load balancer's checks",
-		tasks(keep), d.ToFamily, d.ToRevision, tasks(from.Desired), d.FromFamily, d.FromRevision)
+	d.Reason = reason
+	c.note(wctx, d, "RollingBack", "rolling back (%s): %s of %s:%d keep serving until %s of %s:%d pass the load balancer's checks",
+		reason, tasks(keep), d.ToFamily, d.ToRevision, tasks(from.Desired), d.FromFamily, d.FromRevision)
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
 		if c.Manager.Status(*svc)[from.Key()].Healthy >= from.Desired {
 			break

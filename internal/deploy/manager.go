@@ -237,21 +237,24 @@ func hasHealthCheck(t task.Task) bool {
 	return false
 }
 
-func setKey(s store.Service, group, family string, revision int) string {
-	return fmt.Sprintf("%s/%s/%s:%d", key(s), group, family, revision)
-}
-
-// SetFailures counts failed launches of one task set (the circuit breaker reads it).
+// SetFailures counts failed launches of one task set (the circuit breaker
+// reads it). Sets are told apart by generation too, so the crashes of the
+// tasks a forced new deployment replaces never count against their successors.
 func (m *Manager) SetFailures(s store.Service, set store.TaskSet) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.setFailures[setKey(s, set.Group, set.Family, set.Revision)]
+	return m.setFailures[key(s)+"/"+set.Key()]
 }
 
-func (m *Manager) setFailed(s store.Service, group, family string, revision int) {
+func (m *Manager) setFailed(s store.Service, set store.TaskSet) {
 	m.mu.Lock()
-	m.setFailures[setKey(s, group, family, revision)]++
+	m.setFailures[key(s)+"/"+set.Key()]++
 	m.mu.Unlock()
+}
+
+// setOf is the task set t was started for.
+func setOf(t task.Task) store.TaskSet {
+	return store.TaskSet{Group: groupOf(t), Family: t.Family, Revision: t.Revision, Generation: t.Generation}
 }
 
 // SetStatus is how many tasks of a set run and pass health checks.
@@ -290,7 +293,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		if t.Status() == "STOPPED" {
 			m.event(ctx, s, "task %s stopped: %s", t.ID, t.StoppedReason())
 			m.failed(ctx, s, ss, fmt.Sprintf("task %s stopped: %s", t.ID, t.StoppedReason()))
-			m.setFailed(s, groupOf(t), t.Family, t.Revision)
+			m.setFailed(s, setOf(t))
 			m.stopTask(ctx, rt, s, t, 0, "stopped")
 			continue
 		}
@@ -306,7 +309,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		if t.Health() == "UNHEALTHY" {
 			m.event(ctx, s, "task %s failed its container health check; replacing it", t.ID)
 			m.failed(ctx, s, ss, fmt.Sprintf("task %s failed its container health check", t.ID))
-			m.setFailed(s, groupOf(t), t.Family, t.Revision)
+			m.setFailed(s, setOf(t))
 			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "unhealthy")
 			continue
 		}
@@ -339,7 +342,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			if err != nil {
 				m.event(ctx, s, "unable to start a task: %v", err)
 				m.failed(ctx, s, ss, fmt.Sprintf("unable to start a task: %v", err))
-				m.setFailed(s, set.Group, set.Family, set.Revision)
+				m.setFailed(s, set)
 			} else {
 				m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, set.Family, set.Revision)
 				running = append(running, t)

@@ -456,7 +456,9 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(d["events"]), "keep serving until") {
 		t.Fatalf("rolled back without keeping the new tasks serving: %v", d["events"])
 	}
-	t.Logf("rollback ended: %s", d["reason"]) // "control plane restarted…" when the kill came during the wait
+	if d["reason"] != "stopped by a person" {
+		t.Fatalf("the restart changed the rollback's reason: %v", d["reason"])
+	}
 	after = srv.waitService(app, "staging", "web", 30*time.Second, "back on revision 2 alone", func(d map[string]any) bool {
 		return runningOf(d, rev2) == 2 && len(d["tasks"].([]any)) == 2
 	})
