@@ -38,7 +38,7 @@ func appCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List apps",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return read(cmd, "/api/v1/apps", func(w *tabwriter.Writer, apps []store.App) {
 				row(w, "NAME", "ENVIRONMENTS", "SOURCE", "CREATED")

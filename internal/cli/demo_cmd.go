@@ -23,7 +23,7 @@ blue/green → approval → production canary), approves it, prints the URLs and
 took, then pushes a second version under load to show a zero-downtime update. It keeps serving
 until Ctrl-C and then removes its containers and images. With --ci it does not wait, and exits 0 only if every
 step succeeded. It needs git and a running Docker engine.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ports != "" {
 				p, err := parsePorts(ports)

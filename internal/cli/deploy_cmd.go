@@ -125,7 +125,7 @@ func deployCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list [--app A] [--env E] [--service S]",
 		Short: "List deployments",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, p, err := setup(cmd)
 			if err != nil {

@@ -60,7 +60,7 @@ func imageCmd() *cobra.Command {
 	gc := &cobra.Command{
 		Use:   "gc [--dry-run] [--grace 1h]",
 		Short: "Apply lifecycle policies and delete blobs no manifest references",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, p, err := setup(cmd)
 			if err != nil {

@@ -20,7 +20,7 @@ func proxyCmd() *cobra.Command {
 		Long: "The load balancer runs as its own process so apps keep serving while the server restarts.\n" +
 			"slipway server starts it when a service needs it and configures it over DATA/proxy.sock;\n" +
 			"it keeps its routing table in DATA/proxy.json and restarts into it.",
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			abs, err := filepath.Abs(data)
 			if err != nil {

@@ -30,7 +30,7 @@ func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := outputOf(cmd)
 			if err != nil {
@@ -51,4 +51,16 @@ func versionCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// noArgs refuses positional arguments and points at the flag most likely
+// meant: `slipway run list hello` is `--app hello`.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if cmd.Flags().Lookup("app") != nil {
+		return fmt.Errorf("%s takes no arguments; to choose an app, use --app %s", cmd.CommandPath(), args[0])
+	}
+	return fmt.Errorf("%s takes no arguments (got %q); see %s --help", cmd.CommandPath(), args[0], cmd.CommandPath())
 }

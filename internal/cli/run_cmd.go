@@ -25,7 +25,7 @@ func runCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list [--app APP]",
 		Short: "List runs, newest first",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, p, err := setup(cmd)
 			if err != nil {

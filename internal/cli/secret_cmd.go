@@ -58,7 +58,7 @@ func secretCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list [--app A]",
 		Short: "List secrets: names, scopes, versions and update times",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return read(cmd, "/api/v1/secrets?app="+url.QueryEscape(listApp), func(w *tabwriter.Writer, list []store.Secret) {
 				row(w, "NAME", "APP", "ENV", "VERSION", "UPDATED", "BY")

@@ -376,7 +376,7 @@ func serviceCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list [--app A] [--env E]",
 		Short: "List services",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, p, err := setup(cmd)
 			if err != nil {
@@ -469,6 +469,8 @@ type taskView struct {
 	Revision   int    `json:"revision"`
 	Status     string `json:"status"`
 	Health     string `json:"health"`
+	Group      string `json:"group"`
+	Target     string `json:"target_health"`
 	Endpoint   string `json:"endpoint"`
 	Containers []struct {
 		Name  string `json:"name"`
@@ -484,12 +486,17 @@ type serviceDetail struct {
 }
 
 func printTasks(w *tabwriter.Writer, tasks []taskView) {
-	row(w, "TASK", "REVISION", "STATUS", "HEALTH", "ENDPOINT", "IMAGE")
+	// HEALTH is the containers' own check; TARGET is the load balancer's.
+	row(w, "TASK", "REVISION", "STATUS", "HEALTH", "TARGET", "ENDPOINT", "IMAGE")
 	for _, t := range tasks {
 		img := "-"
 		if len(t.Containers) > 0 {
 			img = t.Containers[0].Image
 		}
-		row(w, t.ID, fmt.Sprintf("%s:%d", t.Family, t.Revision), t.Status, t.Health, orDash(t.Endpoint), img)
+		target := "-"
+		if t.Target != "" {
+			target = t.Group + " " + t.Target
+		}
+		row(w, t.ID, fmt.Sprintf("%s:%d", t.Family, t.Revision), t.Status, t.Health, target, orDash(t.Endpoint), img)
 	}
 }

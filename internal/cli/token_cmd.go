@@ -17,7 +17,7 @@ func tokenCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create --name NAME --role admin|deployer|viewer",
 		Short: "Create a token; its secret is printed once",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, p, err := setup(cmd)
 			if err != nil {
@@ -42,7 +42,7 @@ func tokenCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List tokens (never their secrets)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return read(cmd, "/api/v1/tokens", func(w *tabwriter.Writer, toks []store.Token) {
 				row(w, "ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")

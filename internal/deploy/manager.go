@@ -219,13 +219,23 @@ func (m *Manager) healthy(s store.Service, t task.Task, st lb.State) bool {
 	if s.LoadBalancer == nil {
 		return t.Health() != "UNKNOWN" || !hasHealthCheck(t)
 	}
+	return TargetHealth(st, s, t) == lb.StateHealthy
+}
+
+// TargetHealth is the load balancer's view of task t of service s: its
+// target's state in the task's target group (initial, healthy, unhealthy
+// or draining), "" when the task is no target there.
+func TargetHealth(st lb.State, s store.Service, t task.Task) string {
+	if s.LoadBalancer == nil {
+		return ""
+	}
 	ep := t.Endpoint(s.LoadBalancer.ContainerName, s.LoadBalancer.ContainerPort)
 	for _, ts := range st.TargetGroups[tgName(s, groupOf(t))].Targets {
 		if ts.Addr == ep {
-			return ts.State == lb.StateHealthy
+			return ts.State
 		}
 	}
-	return false
+	return ""
 }
 
 func hasHealthCheck(t task.Task) bool {
@@ -500,7 +510,7 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 			deadline := time.Now().Add(delay)
 			for time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond)
-				if st, err := m.Proxy.Client().State(ctx, time.Second); err == nil && !inTargetGroup(st, tgName(s, groupOf(t)), t, s) {
+				if st, err := m.Proxy.Client().State(ctx, time.Second); err == nil && TargetHealth(st, s, t) == "" {
 					break
 				}
 			}
@@ -515,20 +525,6 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 		m.mu.Unlock()
 		m.Wake()
 	}()
-}
-
-// inTargetGroup reports whether the task's endpoint is still registered or draining.
-func inTargetGroup(st lb.State, group string, t task.Task, s store.Service) bool {
-	if s.LoadBalancer == nil {
-		return false
-	}
-	ep := t.Endpoint(s.LoadBalancer.ContainerName, s.LoadBalancer.ContainerPort)
-	for _, ts := range st.TargetGroups[group].Targets {
-		if ts.Addr == ep {
-			return true
-		}
-	}
-	return false
 }
 
 // applyLB sends the routing table the services' layouts imply, when it

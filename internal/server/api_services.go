@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -306,9 +308,12 @@ type ServiceDetail struct {
 // TaskView is a task as `service ps` shows it.
 type TaskView struct {
 	task.Task
-	Status   string `json:"status"`
-	Health   string `json:"health"`
-	Endpoint string `json:"endpoint,omitempty"`
+	Status string `json:"status"`
+	Health string `json:"health"`
+	// TargetHealth is the load balancer's state of the task's target:
+	// initial, healthy, unhealthy or draining; empty when it is no target.
+	TargetHealth string `json:"target_health,omitempty"`
+	Endpoint     string `json:"endpoint,omitempty"`
 }
 
 func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error) {
@@ -321,8 +326,13 @@ func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error)
 	if err != nil {
 		return nil, err
 	}
+	var targets lb.State
+	if svc.LoadBalancer != nil {
+		// Without the load balancer's answer the tasks still show, with no target health.
+		targets, _ = s.deploy.Proxy.Client().State(r.Context(), time.Second)
+	}
 	for _, t := range ts {
-		v := TaskView{Task: t, Status: t.Status(), Health: t.Health()}
+		v := TaskView{Task: t, Status: t.Status(), Health: t.Health(), TargetHealth: deploy.TargetHealth(targets, svc, t)}
 		if svc.LoadBalancer != nil {
 			v.Endpoint = t.Endpoint(svc.LoadBalancer.ContainerName, svc.LoadBalancer.ContainerPort)
 		}

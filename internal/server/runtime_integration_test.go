@@ -309,6 +309,13 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
 		t.Fatalf("through the load balancer: %d %s", code, body)
 	}
+	// `service ps` tells the containers' own health (none defined here)
+	// from the load balancer's view of each task.
+	ps := exec.Command(srv.bin, "service", "ps", "web", "--app", app, "--env", "staging")
+	ps.Env = append(os.Environ(), "SLIPWAY_URL="+srv.URL, "SLIPWAY_TOKEN="+srv.Admin, "XDG_CONFIG_HOME="+t.TempDir())
+	if out, err := ps.CombinedOutput(); err != nil || !strings.Contains(string(out), "TARGET") || strings.Count(string(out), "UNKNOWN  tg1 healthy") != 2 {
+		t.Fatalf("service ps: %v\n%s", err, out)
+	}
 	// Labels carry everything needed to find the task again.
 	out, _ := exec.Command("docker", "inspect", "--format", "{{json .Config.Labels}}", "slipway-"+d["tasks"].([]any)[0].(map[string]any)["id"].(string)+"-web").Output()
 	for _, want := range []string{`"slipway.app":"` + app + `"`, `"slipway.env":"staging"`, `"slipway.service":"web"`, `"slipway.revision":"` + strconv.Itoa(rev1) + `"`, `"slipway.task":`} {
@@ -342,6 +349,13 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	time.Sleep(4 * time.Second) // several health check intervals
 	if n := l.Served("version=sick"); n != 0 {
 		t.Fatalf("the unhealthy revision served %d requests", n)
+	}
+	for _, tk := range srv.service(app, "staging", "web")["tasks"].([]any) {
+		if tm := tk.(map[string]any); tm["revision"] == float64(revSick) && tm["target_health"] == "healthy" {
+			t.Fatalf("the load balancer reports a task of the unhealthy revision healthy: %v", tm)
+		} else if tm["revision"] == float64(rev1) && tm["target_health"] != "healthy" {
+			t.Fatalf("a task of the healthy revision is not a healthy target: %v", tm)
+		}
 	}
 	if d := srv.service(app, "staging", "web"); runningOf(d, rev1) != 2 {
 		t.Fatalf("the healthy revision was replaced by an unhealthy one: %v", d["tasks"])

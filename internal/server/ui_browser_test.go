@@ -182,6 +182,7 @@ func TestIntegrationWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "green's task set healthy with all traffic", `Array.from(document.querySelectorAll("#service-live tr")).some(r => r.innerText.includes("web-svc:`+strconv.Itoa(rev2)+`") && r.innerText.replace(/\s+/g, " ").includes("1 1 100%"))`, 15*time.Second)
+	waitJS(t, ctx, "green's task a healthy target in tg2", `Array.from(document.querySelectorAll("#service-live tr")).some(r => r.innerText.includes("web-svc:`+strconv.Itoa(rev2)+`") && r.innerText.replace(/\s+/g, " ").includes("tg2 healthy"))`, 15*time.Second)
 
 	// The other pages render for a signed-in admin.
 	for _, p := range []string{"/apps", "/services", "/services/web/staging/site", "/deployments", "/registry", "/secrets", "/notifications", "/tokens"} {
