@@ -327,6 +327,58 @@ func serviceCmd() *cobra.Command {
 	}
 	sref.flags(scale)
 
+	var aref serviceRef
+	var auto store.Autoscaling
+	var autoOff bool
+	autoscale := &cobra.Command{
+		Use:   "autoscale NAME --app A --env E (--min N --max N --target-requests-per-second R | --off)",
+		Short: "Scale a service with its traffic: target tracking of requests per second per task",
+		Long: `Target tracking as ECS service auto scaling does it with ALBRequestCountPerTarget:
+every few seconds Slipway reads the request rate the load balancer measured over
+--window and sets the desired count to the tasks needed to serve it at
+--target-requests-per-second each, between --min and --max. A scale-out waits
+--scale-out-cooldown after the last one; a scale-in waits --scale-in-cooldown after
+any. A deployment in progress holds the count until it ends.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			path := aref.path(args[0]) + "/autoscaling"
+			if autoOff {
+				if err := c.Do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Auto scaling of %s is off; its desired count stays where it is\n", args[0])
+				return nil
+			}
+			for _, f := range []string{"min", "max", "target-requests-per-second"} {
+				if !cmd.Flags().Changed(f) {
+					return fmt.Errorf("--%s is required (or --off to turn auto scaling off)", f)
+				}
+			}
+			var s store.Service
+			if err := c.Do(cmd.Context(), "PUT", path, auto, &s); err != nil {
+				return err
+			}
+			if p.json {
+				return p.emit(s, nil)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Service %s scales %s\n", s.Name, autoscalingText(s.Autoscaling))
+			return nil
+		},
+	}
+	aref.flags(autoscale)
+	af := autoscale.Flags()
+	af.IntVar(&auto.MinCount, "min", 0, "fewest tasks (1–100)")
+	af.IntVar(&auto.MaxCount, "max", 0, "most tasks (min–100)")
+	af.Float64Var(&auto.TargetRequestsPerSecond, "target-requests-per-second", 0, "requests per second each task should serve")
+	af.StringVar(&auto.Window, "window", "", "how far back the rate is measured, 5s–2m (default 1m)")
+	af.StringVar(&auto.ScaleOutCooldown, "scale-out-cooldown", "", "wait after a scale-out before the next (default 1m)")
+	af.StringVar(&auto.ScaleInCooldown, "scale-in-cooldown", "", "wait after any scaling before a scale-in (default 5m)")
+	af.BoolVar(&autoOff, "off", false, "turn auto scaling off; the desired count stays where it is")
+
 	var shref serviceRef
 	show := &cobra.Command{
 		Use:   "show NAME --app A --env E",
@@ -340,6 +392,9 @@ func serviceCmd() *cobra.Command {
 				row(w, "Desired / running:", fmt.Sprintf("%d / %d", d.Desired, d.Running))
 				if d.LoadBalancer != nil {
 					row(w, "Listener:", fmt.Sprintf("http://127.0.0.1:%d → %s:%d (health %s)", d.LoadBalancer.ListenerPort, d.LoadBalancer.ContainerName, d.LoadBalancer.ContainerPort, d.LoadBalancer.HealthCheckPath))
+				}
+				if d.Autoscaling != nil {
+					row(w, "Auto scaling:", autoscalingText(d.Autoscaling))
 				}
 				row(w, "")
 				printTasks(w, d.Tasks)
@@ -459,7 +514,7 @@ func serviceCmd() *cobra.Command {
 	logref.flags(logs)
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming")
 
-	cmd.AddCommand(create, update, scale, show, ps, list, del, logs)
+	cmd.AddCommand(create, update, scale, autoscale, show, ps, list, del, logs)
 	return cmd
 }
 
@@ -499,4 +554,9 @@ func printTasks(w *tabwriter.Writer, tasks []taskView) {
 		}
 		row(w, t.ID, fmt.Sprintf("%s:%d", t.Family, t.Revision), t.Status, t.Health, target, orDash(t.Endpoint), img)
 	}
+}
+
+func autoscalingText(a *store.Autoscaling) string {
+	return fmt.Sprintf("%d to %d tasks at %g requests/s per task (measured over %s; cooldowns: out %s, in %s)",
+		a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window, a.ScaleOutCooldown, a.ScaleInCooldown)
 }

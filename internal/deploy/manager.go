@@ -44,6 +44,7 @@ type Manager struct {
 	// set's running and healthy counts as of the last pass.
 	setFailures map[string]int
 	setStatus   map[string]SetStatus
+	scaled      map[string]scaleTimes // when auto scaling last changed each service
 	lastLB      *lb.Config
 	// lastTasks is the newest listing of tasks from the engine; lbMu
 	// serialises changes to the load balancer.
@@ -78,7 +79,24 @@ func (m *Manager) Start(ctx context.Context) {
 	m.stopping = map[string]bool{}
 	m.setFailures = map[string]int{}
 	m.setStatus = map[string]SetStatus{}
+	m.scaled = map[string]scaleTimes{}
 	ctx, m.stop = context.WithCancel(ctx)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(autoscaleEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := m.autoscale(ctx); err != nil && ctx.Err() == nil {
+					m.Log.Error("auto scaling", "err", err)
+				}
+			}
+		}
+	}()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -120,6 +138,12 @@ func (m *Manager) event(ctx context.Context, s store.Service, format string, arg
 		m.Log.Error("record service event", "err", err)
 	}
 	m.Log.Info("service event", "app", s.App, "env", s.Env, "message", msg)
+}
+
+// Event records a service event in the reconciler's words, for changes
+// made through the API.
+func (m *Manager) Event(ctx context.Context, s store.Service, format string, args ...any) {
+	m.event(ctx, s, format, args...)
 }
 
 // Reconcile makes one pass over all services; deployments call it to have

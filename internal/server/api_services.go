@@ -465,3 +465,40 @@ func (s *Server) taskSecretMasker(ctx context.Context, svc store.Service, tasks 
 	}
 	return secret.Masker(values)
 }
+
+// putAutoscaling turns on (or retunes) target tracking of the service's
+// request rate per task.
+func (s *Server) putAutoscaling(w http.ResponseWriter, r *http.Request) {
+	var a store.Autoscaling
+	if err := decodeJSON(r, &a); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := deploy.ValidateAutoscaling(&a, svc.LoadBalancer); err != nil {
+		field, _, _ := strings.Cut(err.Error(), " ")
+		s.writeError(w, r, errBadRequest(strings.TrimSuffix(field, ":"), "%v", err))
+		return
+	}
+	if err := s.db.SetAutoscaling(r.Context(), svc.App, svc.Env, svc.Name, &a); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.deploy.Event(r.Context(), svc, "auto scaling on: %d to %d tasks, %g requests/s per task over %s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window)
+	svc.Autoscaling = &a
+	writeJSON(w, http.StatusOK, svc)
+}
+
+func (s *Server) deleteAutoscaling(w http.ResponseWriter, r *http.Request) {
+	svc := store.Service{App: r.PathValue("app"), Env: r.PathValue("env"), Name: r.PathValue("name")}
+	if err := s.db.SetAutoscaling(r.Context(), svc.App, svc.Env, svc.Name, nil); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.deploy.Event(r.Context(), svc, "auto scaling off: the desired count stays where it is")
+	w.WriteHeader(http.StatusNoContent)
+}

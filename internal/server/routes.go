@@ -91,6 +91,8 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "PATCH", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Deployer, handler: s.updateService},
 		{Method: "DELETE", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Deployer, handler: s.deleteService},
 		{Method: "GET", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/logs", Role: auth.Viewer, handler: s.serviceLogs},
+		{Method: "PUT", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/autoscaling", Role: auth.Deployer, handler: s.putAutoscaling},
+		{Method: "DELETE", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/autoscaling", Role: auth.Deployer, handler: s.deleteAutoscaling},
 
 		{Method: "POST", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/deployments", Role: auth.Deployer, handler: s.createDeployment},
 		{Method: "POST", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}/rollback", Role: auth.Deployer, handler: s.rollbackService},

@@ -281,6 +281,8 @@ var migrations = []string{
 		created_at INTEGER NOT NULL,
 		expires_at INTEGER NOT NULL
 	 );`,
+	// 10: service auto scaling (target tracking settings, JSON)
+	`ALTER TABLE services ADD COLUMN autoscaling TEXT NOT NULL DEFAULT '';`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -44,8 +44,24 @@ type Service struct {
 	Desired      int           `json:"desired_count"`
 	LoadBalancer *LoadBalancer `json:"load_balancer,omitempty"`
 	Layout       *Layout       `json:"layout,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
+	// Autoscaling is kept apart from the rest: only SetAutoscaling and
+	// Scale write it, so a deployment's update of the service cannot undo it.
+	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	UpdatedAt   time.Time    `json:"updated_at"`
+}
+
+// Autoscaling is target tracking on the load balancer's request rate per
+// task, as ECS service auto scaling does with ALBRequestCountPerTarget.
+type Autoscaling struct {
+	MinCount int `json:"min_count"`
+	MaxCount int `json:"max_count"`
+	// TargetRequestsPerSecond is the rate each task should serve.
+	TargetRequestsPerSecond float64 `json:"target_requests_per_second"`
+	// Window is how far back the rate is measured; durations such as "60s".
+	Window           string `json:"window"`
+	ScaleOutCooldown string `json:"scale_out_cooldown"`
+	ScaleInCooldown  string `json:"scale_in_cooldown"`
 }
 
 // TaskSet is a group of tasks of one revision registered in one target group.
@@ -115,6 +131,8 @@ type RuntimeStore interface {
 	DeleteService(ctx context.Context, app, env, name string) error
 	AddServiceEvent(ctx context.Context, app, env, name, message string) error
 	ListServiceEvents(ctx context.Context, app, env, name string, limit int) ([]ServiceEvent, error)
+	SetAutoscaling(ctx context.Context, app, env, name string, a *Autoscaling) error
+	Scale(ctx context.Context, app, env, name string, from, to int) error
 }
 
 var _ RuntimeStore = (*DB)(nil)
@@ -227,7 +245,7 @@ func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
 	return s, err
 }
 
-const serviceCols = `app, env, name, family, revision, desired, load_balancer, layout, created_at, updated_at`
+const serviceCols = `app, env, name, family, revision, desired, load_balancer, layout, autoscaling, created_at, updated_at`
 
 func layoutJSON(l *Layout) string {
 	if l == nil {
@@ -239,10 +257,14 @@ func layoutJSON(l *Layout) string {
 
 func scanService(row scanner) (Service, error) {
 	var s Service
-	var lb, layout string
+	var lb, layout, autoscaling string
 	var created, updated sql.NullInt64
-	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &layout, &created, &updated); err != nil {
+	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &layout, &autoscaling, &created, &updated); err != nil {
 		return s, err
+	}
+	if autoscaling != "" {
+		s.Autoscaling = &Autoscaling{}
+		_ = json.Unmarshal([]byte(autoscaling), s.Autoscaling)
 	}
 	if layout != "" {
 		s.Layout = &Layout{}
@@ -316,4 +338,57 @@ func (db *DB) ListServiceEvents(ctx context.Context, app, env, name string, limi
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// SetAutoscaling stores a service's auto scaling settings; nil turns it off.
+func (db *DB) SetAutoscaling(ctx context.Context, app, env, name string, a *Autoscaling) error {
+	v := ""
+	if a != nil {
+		b, _ := json.Marshal(a)
+		v = string(b)
+	}
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE services SET autoscaling = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`, v, toDB(now()), app, env, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("service %s in %s/%s: %w", name, app, env, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Scale changes a service's desired count from one count to another, with
+// the task sets that carry production traffic, in one transaction that
+// refuses (ErrConflict) when the count has moved meanwhile or a deployment
+// is in progress: those own the count until they end.
+func (db *DB) Scale(ctx context.Context, app, env, name string, from, to int) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, app, env, name); err != nil {
+			return err
+		}
+		s, err := scanService(tx.QueryRowContext(ctx, `SELECT `+serviceCols+` FROM services WHERE app = ? AND env = ? AND name = ?`, app, env, name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("service %s in %s/%s: %w", name, app, env, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if s.Desired != from {
+			return fmt.Errorf("service %s in %s/%s: desired count is %d, not %d: %w", name, app, env, s.Desired, from, ErrConflict)
+		}
+		if s.Layout != nil {
+			for i, set := range s.Layout.Sets {
+				for _, w := range s.Layout.Prod {
+					if w.Group == set.Group && w.Weight > 0 {
+						s.Layout.Sets[i].Desired = to
+					}
+				}
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE services SET desired = ?, layout = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
+			to, layoutJSON(s.Layout), toDB(now()), app, env, name)
+		return err
+	})
 }

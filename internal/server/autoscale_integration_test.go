@@ -1,0 +1,100 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/traffic"
+)
+
+// TestIntegrationAutoscaling drives a service's desired count with real
+// traffic through the load balancer: a burst scales it out to its maximum,
+// a trickle scales it back in, and no request fails on the way.
+func TestIntegrationAutoscaling(t *testing.T) {
+	image := webAppImage(t)
+	srv, app := startProcApp(t, "auto")
+	listener := freePort(t)
+	rev := srv.registerTaskDef(webTaskDef(app, image, "1"))
+	base := "/api/v1/apps/" + app + "/envs/staging/services/"
+	if code, body := srv.call("POST", base[:len(base)-1], srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1,
+		"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": listener, "health_check_path": "/health",
+			"health_check_interval": "500ms", "healthy_threshold": 2, "unhealthy_threshold": 3, "deregistration_delay": "1s"}}); code != 201 {
+		t.Fatalf("create service: %d %v", code, body)
+	}
+	if code, body := srv.call("POST", base[:len(base)-1], srv.Admin, map[string]any{"name": "worker", "task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 0}); code != 201 {
+		t.Fatalf("create worker: %d %v", code, body)
+	}
+
+	// Bad input names the field.
+	bad := []struct {
+		service string
+		body    string
+		field   string
+	}{
+		{"web", `{"min_count":0,"max_count":3,"target_requests_per_second":50}`, "autoscaling.min_count"},
+		{"web", `{"min_count":2,"max_count":1,"target_requests_per_second":50}`, "autoscaling.max_count"},
+		{"web", `{"min_count":1,"max_count":3}`, "autoscaling.target_requests_per_second"},
+		{"web", `{"min_count":1,"max_count":3,"target_requests_per_second":50,"window":"10m"}`, "autoscaling.window"},
+		{"web", `{"min_count":1,"max_count":3,"target_requests_per_second":50,"windw":"5s"}`, "windw"},
+		{"worker", `{"min_count":1,"max_count":3,"target_requests_per_second":50}`, "autoscaling"},
+	}
+	for _, b := range bad {
+		if code, body := srv.call("PUT", base+b.service+"/autoscaling", srv.Admin, b.body); code != 400 || errorField(body, "field") != b.field {
+			t.Errorf("PUT %s: %d %v, want 400 naming %s", b.body, code, body, b.field)
+		}
+	}
+	if code, _ := srv.call("PUT", base+"nope/autoscaling", srv.Admin, `{"min_count":1,"max_count":3,"target_requests_per_second":50}`); code != 404 {
+		t.Errorf("auto scaling an unknown service: %d", code)
+	}
+
+	srv.waitService(app, "staging", "web", 60*time.Second, "serving from one task", func(d map[string]any) bool {
+		return runningOf(d, rev) == 1 && d["tasks"].([]any)[0].(map[string]any)["target_health"] == "healthy"
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d/", listener)
+	cli := func(args ...string) string {
+		c := exec.Command(srv.bin, args...)
+		c.Env = append(os.Environ(), "SLIPWAY_URL="+srv.URL, "SLIPWAY_TOKEN="+srv.Admin, "XDG_CONFIG_HOME="+t.TempDir())
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("slipway %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out := cli("service", "autoscale", "web", "--app", app, "--env", "staging", "--min", "1", "--max", "3", "--target-requests-per-second", "50",
+		"--window", "5s", "--scale-out-cooldown", "0s", "--scale-in-cooldown", "4s"); !strings.Contains(out, "scales 1 to 3 tasks at 50 requests/s per task") {
+		t.Fatalf("autoscale: %s", out)
+	}
+
+	// Eight clients with no pause send far more than 3 × 50 requests/s.
+	burst := startLoad(t, url)
+	srv.waitService(app, "staging", "web", 30*time.Second, "scaled out to 3 healthy tasks", func(d map[string]any) bool {
+		return d["desired_count"] == 3.0 && runningOf(d, rev) == 3 && strings.Contains(events(d), "auto scaling: desired count 1 → 3")
+	})
+	burst.Stop()
+	// A trickle of about 10 requests/s needs one task; the scale-in drains
+	// the others while it flows.
+	trickle := traffic.Start(traffic.Options{URLs: []string{url}, Clients: 1, Pause: 100 * time.Millisecond})
+	t.Cleanup(func() { trickle.Stop() })
+	d := srv.waitService(app, "staging", "web", 40*time.Second, "scaled in to 1 task", func(d map[string]any) bool {
+		return d["desired_count"] == 1.0 && len(d["tasks"].([]any)) == 1 && strings.Contains(events(d), "auto scaling: desired count 3 → 1")
+	})
+	time.Sleep(time.Second)
+	trickle.Stop()
+	if burst.Failed() != 0 || trickle.Failed() != 0 {
+		t.Fatalf("failed requests: %d of %d in the burst, %d of %d in the trickle: %v %v\n%s", burst.Failed(), burst.OK()+burst.Failed(),
+			trickle.Failed(), trickle.OK()+trickle.Failed(), burst.Failures(), trickle.Failures(), events(d))
+	}
+	t.Logf("burst: %d requests; trickle: %d requests; 0 failed", burst.OK(), trickle.OK())
+
+	if out := cli("service", "show", "web", "--app", app, "--env", "staging"); !strings.Contains(out, "1 to 3 tasks at 50 requests/s per task (measured over 5s; cooldowns: out 0s, in 4s)") {
+		t.Fatalf("service show: %s", out)
+	}
+	cli("service", "autoscale", "web", "--app", app, "--env", "staging", "--off")
+	if d := srv.service(app, "staging", "web"); d["autoscaling"] != nil || !strings.Contains(events(d), "auto scaling off") {
+		t.Fatalf("auto scaling still on: %v", d["autoscaling"])
+	}
+}

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.CreateApp(ctx, App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := db.CreateService(ctx, Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 2, Desired: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A blue/green deployment's kept blue set carries no traffic: only the
+	// serving set follows the count.
+	svc.Layout = &Layout{Sets: []TaskSet{{Group: "tg2", Family: "web", Revision: 2, Desired: 2}, {Group: "tg1", Family: "web", Revision: 1, Desired: 2}},
+		Prod: []Weight{{Group: "tg2", Weight: 100}, {Group: "tg1", Weight: 0}}, Test: "tg2"}
+	if _, err := db.UpdateService(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	a := &Autoscaling{MinCount: 1, MaxCount: 5, TargetRequestsPerSecond: 10, Window: "10s"}
+	if err := db.SetAutoscaling(ctx, "a", "staging", "web", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Scale(ctx, "a", "staging", "web", 2, 4); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := db.GetService(ctx, "a", "staging", "web")
+	if got.Desired != 4 || got.Layout.Sets[0].Desired != 4 || got.Layout.Sets[1].Desired != 2 {
+		t.Fatalf("after scaling 2 → 4: desired %d, sets %+v", got.Desired, got.Layout.Sets)
+	}
+	if got.Autoscaling == nil || *got.Autoscaling != *a {
+		t.Fatalf("autoscaling settings: %+v", got.Autoscaling)
+	}
+	// A whole-service update (what a deployment writes) leaves auto scaling alone.
+	if _, err := db.UpdateService(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.GetService(ctx, "a", "staging", "web"); got.Autoscaling == nil {
+		t.Fatal("a service update dropped its auto scaling")
+	}
+	// The count moved since it was read: refused.
+	if err := db.Scale(ctx, "a", "staging", "web", 2, 3); !errors.Is(err, ErrConflict) {
+		t.Fatalf("scale from a stale count: %v", err)
+	}
+	// A deployment in progress owns the count.
+	if _, err := db.CreateDeployment(ctx, Deployment{App: "a", Env: "staging", Service: "web", Strategy: "rolling", FromFamily: "web", FromRevision: 2, ToFamily: "web", ToRevision: 3, Settings: []byte("{}"), Phase: "Created"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Scale(ctx, "a", "staging", "web", 4, 5); !errors.Is(err, ErrConflict) {
+		t.Fatalf("scale during a deployment: %v", err)
+	}
+	if err := db.Scale(ctx, "a", "staging", "nope", 1, 2); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("scale an unknown service: %v", err)
+	}
+	if err := db.SetAutoscaling(ctx, "a", "staging", "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.GetService(ctx, "a", "staging", "web"); got.Autoscaling != nil {
+		t.Fatalf("auto scaling still set: %+v", got.Autoscaling)
+	}
+}
