@@ -21,13 +21,8 @@ type DeployRequest struct {
 
 func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) {
 	var req DeployRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
-	if err != nil {
-		s.writeError(w, r, err)
+	svc, ok := s.decodeForService(w, r, &req)
+	if !ok {
 		return
 	}
 	family, rev, err := parseTaskDefRef(req.TaskDef)

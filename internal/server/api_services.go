@@ -222,13 +222,8 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 	var req ServiceRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
-	if err != nil {
-		s.writeError(w, r, err)
+	svc, ok := s.decodeForService(w, r, &req)
+	if !ok {
 		return
 	}
 	if req.Name != "" && req.Name != svc.Name {
@@ -252,7 +247,8 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 			svc.Layout.Sets[i].Desired = svc.Desired
 		}
 	}
-	if svc, err = s.db.UpdateService(r.Context(), svc); err != nil {
+	svc, err := s.db.UpdateService(r.Context(), svc)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -470,13 +466,8 @@ func (s *Server) taskSecretMasker(ctx context.Context, svc store.Service, tasks 
 // request rate per task.
 func (s *Server) putAutoscaling(w http.ResponseWriter, r *http.Request) {
 	var a store.Autoscaling
-	if err := decodeJSON(r, &a); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
-	if err != nil {
-		s.writeError(w, r, err)
+	svc, ok := s.decodeForService(w, r, &a)
+	if !ok {
 		return
 	}
 	if err := deploy.ValidateAutoscaling(&a, svc.LoadBalancer); err != nil {
@@ -501,4 +492,19 @@ func (s *Server) deleteAutoscaling(w http.ResponseWriter, r *http.Request) {
 	}
 	s.deploy.Event(r.Context(), svc, "auto scaling off: the desired count stays where it is")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeForService decodes the request body into v and loads the service
+// the path names; when either fails it has answered and reports false.
+func (s *Server) decodeForService(w http.ResponseWriter, r *http.Request, v any) (store.Service, bool) {
+	if err := decodeJSON(r, v); err != nil {
+		s.writeError(w, r, err)
+		return store.Service{}, false
+	}
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return store.Service{}, false
+	}
+	return svc, true
 }
