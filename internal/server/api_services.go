@@ -470,28 +470,41 @@ func (s *Server) putAutoscaling(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := deploy.ValidateAutoscaling(&a, svc.LoadBalancer); err != nil {
-		field, _, _ := strings.Cut(err.Error(), " ")
-		s.writeError(w, r, errBadRequest(strings.TrimSuffix(field, ":"), "%v", err))
-		return
-	}
-	if err := s.db.SetAutoscaling(r.Context(), svc.App, svc.Env, svc.Name, &a); err != nil {
+	if err := s.setAutoscaling(r.Context(), svc, &a); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.deploy.Event(r.Context(), svc, "auto scaling on: %d to %d tasks, %g requests/s per task over %s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window)
 	svc.Autoscaling = &a
 	writeJSON(w, http.StatusOK, svc)
 }
 
 func (s *Server) deleteAutoscaling(w http.ResponseWriter, r *http.Request) {
 	svc := store.Service{App: r.PathValue("app"), Env: r.PathValue("env"), Name: r.PathValue("name")}
-	if err := s.db.SetAutoscaling(r.Context(), svc.App, svc.Env, svc.Name, nil); err != nil {
+	if err := s.setAutoscaling(r.Context(), svc, nil); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.deploy.Event(r.Context(), svc, "auto scaling off: the desired count stays where it is")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// setAutoscaling checks and stores a service's auto scaling (nil: off) and
+// records the change as a service event; bad settings are a 400 naming the field.
+func (s *Server) setAutoscaling(ctx context.Context, svc store.Service, a *store.Autoscaling) error {
+	if a != nil {
+		if err := deploy.ValidateAutoscaling(a, svc.LoadBalancer); err != nil {
+			field, _, _ := strings.Cut(err.Error(), " ")
+			return errBadRequest(strings.TrimSuffix(field, ":"), "%v", err)
+		}
+	}
+	if err := s.db.SetAutoscaling(ctx, svc.App, svc.Env, svc.Name, a); err != nil {
+		return err
+	}
+	if a == nil {
+		s.deploy.Event(ctx, svc, "auto scaling off: the desired count stays where it is")
+	} else {
+		s.deploy.Event(ctx, svc, "auto scaling on: %d to %d tasks, %g requests/s per task over %s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window)
+	}
+	return nil
 }
 
 // decodeForService decodes the request body into v and loads the service

@@ -218,6 +218,7 @@ func (s *Server) uiRoutes() []Route {
 		{Method: "GET", Pattern: "/services/{app}/{env}/{name}", Role: auth.Viewer, Session: true, handler: s.uiService},
 		{Method: "POST", Pattern: "/services/{app}/{env}/{name}/rollback", Role: auth.Deployer, Session: true, handler: s.uiRollback},
 		{Method: "POST", Pattern: "/services/{app}/{env}/{name}/replace-tasks", Role: auth.Deployer, Session: true, handler: s.uiReplaceTasks},
+		{Method: "POST", Pattern: "/services/{app}/{env}/{name}/autoscaling", Role: auth.Deployer, Session: true, handler: s.uiAutoscaling},
 		{Method: "GET", Pattern: "/deployments", Role: auth.Viewer, Session: true, handler: s.uiDeployments},
 		{Method: "GET", Pattern: "/deployments/{id}", Role: auth.Viewer, Session: true, handler: s.uiDeployment},
 		{Method: "POST", Pattern: "/deployments/{id}/stop", Role: auth.Deployer, Session: true, handler: s.uiStopDeployment},

@@ -184,6 +184,22 @@ func TestIntegrationWebUI(t *testing.T) {
 	waitJS(t, ctx, "green's task set healthy with all traffic", `Array.from(document.querySelectorAll("#service-live tr")).some(r => r.innerText.includes("web-svc:`+strconv.Itoa(rev2)+`") && r.innerText.replace(/\s+/g, " ").includes("1 1 100%"))`, 15*time.Second)
 	waitJS(t, ctx, "green's task a healthy target in tg2", `Array.from(document.querySelectorAll("#service-live tr")).some(r => r.innerText.includes("web-svc:`+strconv.Itoa(rev2)+`") && r.innerText.replace(/\s+/g, " ").includes("tg2 healthy"))`, 15*time.Second)
 
+	// Auto scaling is turned on, refused with the field named, and off again from the service page.
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`input[name="max_count"]`), "2"), chromedp.SetValue(chromedp.CSS(`input[name="target_requests_per_second"]`), "500"),
+		chromedp.Click(chromedp.CSS(`button[value="save"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "auto scaling on", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("Auto scaling keeps 1 to 2 tasks at 500 requests/s each") && document.querySelector("#service-live").innerText.includes("1–2 tasks at 500 requests/s each")`, 10*time.Second)
+	shot.take("09-service-autoscaling")
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('input[name="max_count"]').value = "0"; document.querySelector("form.autoscaling").submit()`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the refusal naming max_count", `document.querySelector(".error") && document.querySelector(".error").innerText.includes("autoscaling.max_count must be min_count (1) to 100")`, 10*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[value="off"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "auto scaling off", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("Auto scaling is off") && !document.querySelector("#service-live").innerText.includes("Auto scaling")`, 10*time.Second)
+
 	// The other pages render for a signed-in admin.
 	for _, p := range []string{"/apps", "/services", "/services/web/staging/site", "/deployments", "/registry", "/secrets", "/notifications", "/tokens"} {
 		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(e.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {

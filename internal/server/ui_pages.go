@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -348,6 +349,48 @@ func (s *Server) uiReplaceTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back(w, r, fmt.Sprintf("/deployments/%d", d.ID), fmt.Sprintf("Deployment %d replaces the tasks of %s:%d, a few at a time.", d.ID, d.ToFamily, d.ToRevision), "")
+}
+
+// uiAutoscaling turns a service's auto scaling on, retunes it, or turns it off.
+func (s *Server) uiAutoscaling(w http.ResponseWriter, r *http.Request) {
+	path := servicePage(r)
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	if r.FormValue("do") == "off" {
+		if err := s.setAutoscaling(r.Context(), svc, nil); err != nil {
+			back(w, r, path, "", err.Error())
+			return
+		}
+		back(w, r, path, "Auto scaling is off; the desired count stays where it is.", "")
+		return
+	}
+	a := store.Autoscaling{Window: r.FormValue("window"), ScaleOutCooldown: r.FormValue("scale_out_cooldown"), ScaleInCooldown: r.FormValue("scale_in_cooldown")}
+	numbers := []struct {
+		label, field string
+		set          func(string) error
+	}{
+		{"Fewest tasks", "min_count", func(v string) (err error) { a.MinCount, err = strconv.Atoi(v); return }},
+		{"Most tasks", "max_count", func(v string) (err error) { a.MaxCount, err = strconv.Atoi(v); return }},
+		{"Requests/s per task", "target_requests_per_second", func(v string) (err error) {
+			a.TargetRequestsPerSecond, err = strconv.ParseFloat(v, 64)
+			return
+		}},
+	}
+	for _, n := range numbers {
+		v := strings.TrimSpace(r.FormValue(n.field))
+		if err := n.set(v); err != nil {
+			back(w, r, path, "", fmt.Sprintf("%s: %q is not a number", n.label, v))
+			return
+		}
+	}
+	if err := s.setAutoscaling(r.Context(), svc, &a); err != nil {
+		back(w, r, path, "", err.Error())
+		return
+	}
+	back(w, r, path, fmt.Sprintf("Auto scaling keeps %d to %d tasks at %g requests/s each.", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond), "")
 }
 
 func (s *Server) uiDeployments(w http.ResponseWriter, r *http.Request) {
