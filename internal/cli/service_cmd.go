@@ -449,13 +449,16 @@ any. A deployment in progress holds the count until it ends.`,
 				return err
 			}
 			return p.emit(svcs, func(w *tabwriter.Writer) {
-				row(w, "APP", "ENV", "SERVICE", "TASK DEFINITION", "DESIRED", "LISTENER")
+				row(w, "APP", "ENV", "SERVICE", "TASK DEFINITION", "DESIRED", "AUTO SCALING", "LISTENER")
 				for _, s := range svcs {
-					listener := "-"
+					listener, auto := "-", "-"
 					if s.LoadBalancer != nil {
 						listener = fmt.Sprintf("127.0.0.1:%d", s.LoadBalancer.ListenerPort)
 					}
-					row(w, s.App, s.Env, s.Name, fmt.Sprintf("%s:%d", s.Family, s.Revision), s.Desired, listener)
+					if a := s.Autoscaling; a != nil {
+						auto = fmt.Sprintf("%d–%d at %g req/s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond)
+					}
+					row(w, s.App, s.Env, s.Name, fmt.Sprintf("%s:%d", s.Family, s.Revision), s.Desired, auto, listener)
 				}
 			})
 		},

@@ -93,6 +93,9 @@ func TestIntegrationAutoscaling(t *testing.T) {
 	if out := cli("service", "show", "web", "--app", app, "--env", "staging"); !strings.Contains(out, "1 to 3 tasks at 50 requests/s per task (measured over 5s; cooldowns: out 0s, in 4s)") {
 		t.Fatalf("service show: %s", out)
 	}
+	if out := cli("service", "list", "--app", app); !strings.Contains(out, "1–3 at 50 req/s") {
+		t.Fatalf("service list: %s", out)
+	}
 	cli("service", "autoscale", "web", "--app", app, "--env", "staging", "--off")
 	if d := srv.service(app, "staging", "web"); d["autoscaling"] != nil || !strings.Contains(events(d), "auto scaling off") {
 		t.Fatalf("auto scaling still on: %v", d["autoscaling"])
