@@ -122,7 +122,7 @@ func (m *Manager) autoscaleService(ctx context.Context, s store.Service) error {
 	var requests int64
 	seconds := window.Seconds()
 	for _, g := range []string{"tg1", "tg2"} {
-		if gs, ok := st.TargetGroups[tgName(s, g)]; ok {
+		if gs, ok := st.TargetGroups[TargetGroupName(s, g)]; ok {
 			requests += gs.Stats.Requests
 			seconds = gs.Stats.Seconds
 		}

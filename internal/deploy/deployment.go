@@ -650,7 +650,7 @@ func (c *Controller) alarms(ctx context.Context, svc *store.Service, st Settings
 		if err != nil {
 			return nil // the load balancer is briefly unreachable: judge next time
 		}
-		w := state.TargetGroups[tgName(*svc, group)].Stats
+		w := state.TargetGroups[TargetGroupName(*svc, group)].Stats
 		if w.Requests < max(a.MinRequests, 1) {
 			continue
 		}

@@ -231,8 +231,9 @@ func inSet(t task.Task, set store.TaskSet) bool {
 	return groupOf(t) == set.Group && t.Family == set.Family && t.Revision == set.Revision && t.Generation == set.Generation
 }
 
-// tgName is the load balancer target group of one of a service's groups.
-func tgName(s store.Service, group string) string { return targetGroupName(s) + "." + group }
+// TargetGroupName is the load balancer's name of a service's target group
+// (tg1 or tg2), under which its state and request counts are reported.
+func TargetGroupName(s store.Service, group string) string { return targetGroupName(s) + "." + group }
 
 // healthy reports whether a task counts as healthy: passing the load
 // balancer's checks when the service has one, its container checks otherwise.
@@ -254,7 +255,7 @@ func TargetHealth(st lb.State, s store.Service, t task.Task) string {
 		return ""
 	}
 	ep := t.Endpoint(s.LoadBalancer.ContainerName, s.LoadBalancer.ContainerPort)
-	for _, ts := range st.TargetGroups[tgName(s, groupOf(t))].Targets {
+	for _, ts := range st.TargetGroups[TargetGroupName(s, groupOf(t))].Targets {
 		if ts.Addr == ep {
 			return ts.State
 		}
@@ -606,15 +607,15 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 		}
 		for g, targets := range groups {
 			sort.Strings(targets)
-			cfg.TargetGroups[tgName(s, g)] = lb.TargetGroup{Targets: targets, HealthCheck: healthCheckOf(l), DeregistrationDelay: lb.Duration{Duration: m.drainDelay(s)}}
+			cfg.TargetGroups[TargetGroupName(s, g)] = lb.TargetGroup{Targets: targets, HealthCheck: healthCheckOf(l), DeregistrationDelay: lb.Duration{Duration: m.drainDelay(s)}}
 		}
 		var prod []lb.Route
 		for _, w := range layout.Prod {
-			prod = append(prod, lb.Route{TargetGroup: tgName(s, w.Group), Weight: w.Weight})
+			prod = append(prod, lb.Route{TargetGroup: TargetGroupName(s, w.Group), Weight: w.Weight})
 		}
 		cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: prod}
 		if l.TestListenerPort != 0 {
-			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: []lb.Route{{TargetGroup: tgName(s, layout.Test), Weight: 100}}}
+			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: []lb.Route{{TargetGroup: TargetGroupName(s, layout.Test), Weight: 100}}}
 		}
 	}
 	m.mu.Lock()

@@ -2,6 +2,9 @@ package server
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"os"
 	"os/exec"
 	"strings"
@@ -71,9 +74,50 @@ func TestIntegrationAutoscaling(t *testing.T) {
 
 	// Eight clients with no pause send far more than 3 × 50 requests/s.
 	burst := startLoad(t, url)
-	srv.waitService(app, "staging", "web", 30*time.Second, "scaled out to 3 healthy tasks", func(d map[string]any) bool {
-		return d["desired_count"] == 3.0 && runningOf(d, rev) == 3 && strings.Contains(events(d), "auto scaling: desired count 1 → 3")
+	srv.waitService(app, "staging", "web", 30*time.Second, "scaled out to 3 healthy targets", func(d map[string]any) bool {
+		healthy := 0
+		for _, tk := range d["tasks"].([]any) {
+			if tk.(map[string]any)["target_health"] == "healthy" {
+				healthy++
+			}
+		}
+		return d["desired_count"] == 3.0 && healthy == 3 && strings.Contains(events(d), "auto scaling: desired count 1 → 3")
 	})
+	// /metrics shows the count and the traffic that caused it.
+	metrics := func() string {
+		req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+srv.Admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	labels := fmt.Sprintf(`app=%q,environment="staging",service="web"`, app)
+	wants := []string{"slipway_service_desired_tasks{" + labels + "} 3", "slipway_service_healthy_tasks{" + labels + "} 3",
+		"slipway_target_group_healthy_targets{" + labels + `,target_group="tg1"} 3`}
+	var m string
+	// The reconciler's counts are as of its last pass, a second at most behind.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		m = metrics()
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(m, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %s:\n%s", missing, m)
+		}
+	}
+	if rate := metricValue(t, m, "slipway_target_group_requests_per_second{"+labels+`,target_group="tg1"}`); rate < 150 {
+		t.Errorf("request rate %.1f/s during the burst, want more than 150/s", rate)
+	}
 	burst.Stop()
 	// A trickle of about 10 requests/s needs one task; the scale-in drains
 	// the others while it flows.
@@ -100,4 +144,20 @@ func TestIntegrationAutoscaling(t *testing.T) {
 	if d := srv.service(app, "staging", "web"); d["autoscaling"] != nil || !strings.Contains(events(d), "auto scaling off") {
 		t.Fatalf("auto scaling still on: %v", d["autoscaling"])
 	}
+}
+
+// metricValue is the value of the Prometheus sample named with its labels.
+func metricValue(t *testing.T, text, sample string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no sample %s", sample)
+	return 0
 }

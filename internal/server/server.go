@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.notify.Start(context.WithoutCancel(ctx))
 	s.deploy.Start(context.WithoutCancel(ctx))
 	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy}
+	s.metrics.registry.MustRegister(newFleetCollector(s))
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
 	// The pipeline engine starts last: a recovered run may deploy at once.
 	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
