@@ -2,8 +2,6 @@ package server
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -84,24 +82,13 @@ func TestIntegrationAutoscaling(t *testing.T) {
 		return d["desired_count"] == 3.0 && healthy == 3 && strings.Contains(events(d), "auto scaling: desired count 1 → 3")
 	})
 	// /metrics shows the count and the traffic that caused it.
-	metrics := func() string {
-		req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+srv.Admin)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
 	labels := fmt.Sprintf(`app=%q,environment="staging",service="web"`, app)
 	wants := []string{"slipway_service_desired_tasks{" + labels + "} 3", "slipway_service_healthy_tasks{" + labels + "} 3",
 		"slipway_target_group_healthy_targets{" + labels + `,target_group="tg1"} 3`}
 	var m string
 	// The reconciler's counts are as of its last pass, a second at most behind.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		m = metrics()
+		m = srv.metrics()
 		missing := ""
 		for _, want := range wants {
 			if !strings.Contains(m, want) {

@@ -113,6 +113,20 @@ func (e *testEnv) call(method, path, token string, body any) (int, map[string]an
 }
 
 // token creates a token with the given role and returns its secret.
+// metrics is the /metrics page as an admin reads it.
+func (e *testEnv) metrics() string {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 func (e *testEnv) token(name, role string) string {
 	e.t.Helper()
 	code, body := e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": name, "role": role})

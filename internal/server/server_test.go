@@ -415,16 +415,7 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 	e := newEnv(t)
 	e.call("GET", "/api/v1/apps", e.Admin, nil)
 	e.call("GET", "/api/v1/apps", "", nil)
-	req, _ := http.NewRequest("GET", e.URL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+e.Admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	buf := new(strings.Builder)
-	_, _ = fmt.Fprint(buf, readAll(resp))
-	text := buf.String()
+	text := e.metrics()
 	for _, want := range []string{
 		`slipway_http_requests_total{code="200",method="GET",route="GET /api/v1/apps"} 1`,
 		`slipway_http_requests_total{code="401",method="GET",route="GET /api/v1/apps"} 1`,
@@ -432,18 +423,6 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
-		}
-	}
-}
-
-func readAll(resp *http.Response) string {
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
 		}
 	}
 }
