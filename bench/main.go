@@ -37,6 +37,7 @@ var benches = []bench{
 	{"registry-throughput", registryThroughput},
 	{"lb-vs-nginx", lbVsNginx},
 	{"deploy-under-load", deployUnderLoad},
+	{"autoscale", autoscale},
 	{"push-to-live", pushToLive},
 	{"chaos-restart", chaosRestart},
 }

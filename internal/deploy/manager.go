@@ -385,8 +385,19 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			}
 		}
 		if extra := len(running) - set.Desired; extra > 0 {
-			sort.Slice(running, func(i, j int) bool { return running[i].CreatedAt.After(running[j].CreatedAt) })
+			// Tasks that serve stay longest: the ones not (yet) passing
+			// health checks go first, then the newest.
+			serving := func(t task.Task) bool { return m.healthy(s, t, st) }
+			sort.SliceStable(running, func(i, j int) bool {
+				if si, sj := serving(running[i]), serving(running[j]); si != sj {
+					return sj
+				}
+				return running[i].CreatedAt.After(running[j].CreatedAt)
+			})
 			for _, t := range running[:extra] {
+				if serving(t) {
+					healthy--
+				}
 				m.event(ctx, s, "draining task %s (scaling in to %d)", t.ID, set.Desired)
 				m.stopTask(ctx, rt, s, t, m.drainDelay(s), "scaled in")
 			}

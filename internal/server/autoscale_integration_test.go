@@ -2,8 +2,10 @@ package server
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,10 +54,46 @@ func TestIntegrationAutoscaling(t *testing.T) {
 		t.Errorf("auto scaling an unknown service: %d", code)
 	}
 
-	srv.waitService(app, "staging", "web", 60*time.Second, "serving from one task", func(d map[string]any) bool {
-		return runningOf(d, rev) == 1 && d["tasks"].([]any)[0].(map[string]any)["target_health"] == "healthy"
+	healthyTargets := func(d map[string]any) int {
+		n := 0
+		for _, tk := range d["tasks"].([]any) {
+			if tk.(map[string]any)["target_health"] == "healthy" {
+				n++
+			}
+		}
+		return n
+	}
+	srv.waitService(app, "staging", "web", 60*time.Second, "serving from one task", func(d map[string]any) bool { return healthyTargets(d) == 1 })
+	// The engine dates tasks to the second: the second task starts a second later.
+	time.Sleep(1100 * time.Millisecond)
+	if code, body := srv.call("PATCH", base+"web", srv.Admin, map[string]any{"desired_count": 2}); code != 200 {
+		t.Fatalf("scale to 2: %d %v", code, body)
+	}
+	d := srv.waitService(app, "staging", "web", 60*time.Second, "serving from two tasks", func(d map[string]any) bool {
+		return runningOf(d, rev) == 2 && healthyTargets(d) == 2
 	})
 	url := fmt.Sprintf("http://127.0.0.1:%d/", listener)
+	trickle := traffic.Start(traffic.Options{URLs: []string{url}, Clients: 1, Pause: 100 * time.Millisecond})
+	t.Cleanup(func() { trickle.Stop() })
+
+	// A scale-in stops the tasks that do not serve first, though newer ones
+	// would go first otherwise: here the older task fails its checks.
+	tasks := d["tasks"].([]any)
+	sort.Slice(tasks, func(i, j int) bool {
+		return tasks[i].(map[string]any)["created_at"].(string) < tasks[j].(map[string]any)["created_at"].(string)
+	})
+	older, newer := tasks[0].(map[string]any), tasks[1].(map[string]any)
+	if resp, err := http.Post("http://"+older["endpoint"].(string)+"/sicken", "text/plain", nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("sicken task %s: %v %v", older["id"], err, resp)
+	}
+	srv.waitService(app, "staging", "web", 30*time.Second, "with the older task an unhealthy target", func(d map[string]any) bool { return healthyTargets(d) == 1 })
+	if code, body := srv.call("PATCH", base+"web", srv.Admin, map[string]any{"desired_count": 1}); code != 200 {
+		t.Fatalf("scale to 1: %d %v", code, body)
+	}
+	d = srv.waitService(app, "staging", "web", 30*time.Second, "scaled in to one task", func(d map[string]any) bool { return len(d["tasks"].([]any)) == 1 })
+	if kept := d["tasks"].([]any)[0].(map[string]any)["id"]; kept != newer["id"] {
+		t.Fatalf("scaling in kept task %v, not the healthy %v", kept, newer["id"])
+	}
 	cli := func(args ...string) string {
 		c := exec.Command(srv.bin, args...)
 		c.Env = append(os.Environ(), "SLIPWAY_URL="+srv.URL, "SLIPWAY_TOKEN="+srv.Admin, "XDG_CONFIG_HOME="+t.TempDir())
@@ -106,11 +144,9 @@ func TestIntegrationAutoscaling(t *testing.T) {
 		t.Errorf("request rate %.1f/s during the burst, want more than 150/s", rate)
 	}
 	burst.Stop()
-	// A trickle of about 10 requests/s needs one task; the scale-in drains
+	// The trickle of about 10 requests/s needs one task; the scale-in drains
 	// the others while it flows.
-	trickle := traffic.Start(traffic.Options{URLs: []string{url}, Clients: 1, Pause: 100 * time.Millisecond})
-	t.Cleanup(func() { trickle.Stop() })
-	d := srv.waitService(app, "staging", "web", 40*time.Second, "scaled in to 1 task", func(d map[string]any) bool {
+	d = srv.waitService(app, "staging", "web", 40*time.Second, "scaled in to 1 task", func(d map[string]any) bool {
 		return d["desired_count"] == 1.0 && len(d["tasks"].([]any)) == 1 && strings.Contains(events(d), "auto scaling: desired count 3 → 1")
 	})
 	time.Sleep(time.Second)

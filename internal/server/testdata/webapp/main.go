@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,8 +26,11 @@ func main() {
 		}
 		fmt.Fprintf(w, "version=%s host=%s\n", version, os.Getenv("HOSTNAME"))
 	})
+	// POST /sicken fails this instance's health checks from then on.
+	var sick atomic.Bool
+	http.HandleFunc("POST /sicken", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
 	http.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if os.Getenv("UNHEALTHY") == "1" {
+		if os.Getenv("UNHEALTHY") == "1" || sick.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
