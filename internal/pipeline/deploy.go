@@ -107,6 +107,9 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	if err != nil {
 		return nil, err.Error()
 	}
+	if msg := e.applyAutoscaling(ctx, r, svc, a, logs); msg != "" {
+		return nil, msg
+	}
 	strategy := a.Strategy
 	settings := deploy.Settings{CircuitBreaker: true, Rollback: true}
 	if appspec != nil {
@@ -166,6 +169,9 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 		return err.Error()
 	}
 	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d\n", a.Service, a.Environment, desired, rev.Family, rev.Revision)
+	if msg := e.applyAutoscaling(ctx, r, svc, a, logs); msg != "" {
+		return msg
+	}
 	// Wait until the new service is steady, as a first deployment would.
 	for {
 		evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50)
@@ -214,4 +220,26 @@ func (e *Engine) follow(ctx context.Context, id int64, logs io.Writer) string {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// applyAutoscaling gives the service the auto scaling the action declares,
+// when it has other settings or none. An action without the key leaves the
+// service's auto scaling as it is.
+func (e *Engine) applyAutoscaling(ctx context.Context, r store.Run, svc store.Service, a Action, logs io.Writer) string {
+	if a.Autoscaling == nil {
+		return ""
+	}
+	set, err := a.Autoscaling.Settings(svc.LoadBalancer)
+	if err != nil {
+		return err.Error()
+	}
+	if svc.Autoscaling != nil && *svc.Autoscaling == set {
+		return ""
+	}
+	if err := e.DeployStore.SetAutoscaling(ctx, svc.App, svc.Env, svc.Name, &set); err != nil {
+		return err.Error()
+	}
+	e.Deploys.Manager.Event(ctx, svc, "auto scaling set by run %d: %d to %d tasks, %g requests/s per task over %s", r.ID, set.MinCount, set.MaxCount, set.TargetRequestsPerSecond, set.Window)
+	fmt.Fprintf(logs, "[slipway] Auto scaling of %s: %d to %d tasks at %g requests/s each\n", svc.Name, set.MinCount, set.MaxCount, set.TargetRequestsPerSecond)
+	return ""
 }

@@ -2,13 +2,16 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/specfile"
+	"github.com/slipway-dev/slipway/internal/store"
 	"gopkg.in/yaml.v3"
 )
 
@@ -76,10 +79,38 @@ type Action struct {
 	// HealthCheckInterval is the load balancer's check interval (default 5s).
 	HealthCheckInterval string `yaml:"health-check-interval"`
 	TerminationWait     string `yaml:"termination-wait"`
+	// Autoscaling, when set, is the service's auto scaling; every run of
+	// the action applies it, so the file stays the source of truth.
+	Autoscaling *AutoscalingSpec `yaml:"autoscaling"`
 	// Approval action settings.
 	Message   string   `yaml:"message"`
 	ReviewURL string   `yaml:"review-url"`
 	Notify    []string `yaml:"notify"`
+}
+
+// AutoscalingSpec is a deploy action's auto scaling, as `slipway service
+// autoscale` sets it.
+type AutoscalingSpec struct {
+	Min                     int     `yaml:"min"`
+	Max                     int     `yaml:"max"`
+	TargetRequestsPerSecond float64 `yaml:"target-requests-per-second"`
+	Window                  string  `yaml:"window"`
+	ScaleOutCooldown        string  `yaml:"scale-out-cooldown"`
+	ScaleInCooldown         string  `yaml:"scale-in-cooldown"`
+}
+
+// Settings checks the spec and returns it as the service's settings, with
+// defaults filled; lb is the service's load balancer (nil: none). Errors
+// speak the file's key names.
+func (a AutoscalingSpec) Settings(lb *store.LoadBalancer) (store.Autoscaling, error) {
+	set := store.Autoscaling{MinCount: a.Min, MaxCount: a.Max, TargetRequestsPerSecond: a.TargetRequestsPerSecond,
+		Window: a.Window, ScaleOutCooldown: a.ScaleOutCooldown, ScaleInCooldown: a.ScaleInCooldown}
+	if err := deploy.ValidateAutoscaling(&set, lb); err != nil {
+		keys := strings.NewReplacer("min_count", "min", "max_count", "max", "target_requests_per_second", "target-requests-per-second",
+			"scale_out_cooldown", "scale-out-cooldown", "scale_in_cooldown", "scale-in-cooldown", "give it load_balancer settings first", "give the action a listener-port")
+		return set, errors.New(keys.Replace(err.Error()))
+	}
+	return set, nil
 }
 
 // Approval timeouts, as in CodePipeline: seven days unless set, and at most
@@ -225,6 +256,14 @@ func (s *Spec) validate(doc *yaml.Node) error {
 				if len(a.Inputs) == 0 {
 					return fail(at("stages", si, "actions", ai), af+".inputs", "a deploy action needs inputs holding imageDetail.json (or imagedefinitions.json) and %s", a.TaskDef)
 				}
+				if a.Autoscaling != nil {
+					// Whether the service has a load balancer is known at run time only.
+					if _, err := a.Autoscaling.Settings(&store.LoadBalancer{}); err != nil {
+						return fail(at("stages", si, "actions", ai, "autoscaling"), af+".autoscaling", "%v", err)
+					}
+				}
+			} else if a.Autoscaling != nil {
+				return fail(at("stages", si, "actions", ai, "autoscaling"), af+".autoscaling", "autoscaling belongs to deploy actions only")
 			}
 			if a.Type == "approval" {
 				if a.Timeout.Duration == 0 {

@@ -65,6 +65,7 @@ stages:
         listener-port: %d
         test-listener-port: %d
         health-check-path: /health
+        autoscaling: {min: 2, max: 3, target-requests-per-second: 100000, window: 10s}
 `, prodPort, testPort),
 		}
 	}
@@ -79,6 +80,14 @@ stages:
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
 		t.Fatalf("staging after the first run: %d %s", code, body)
 	}
+	// The deploy action gave the service its declared auto scaling.
+	svc := srv.service(app, "staging", "web")
+	if a, _ := svc["autoscaling"].(map[string]any); a == nil || a["min_count"] != 2.0 || a["max_count"] != 3.0 || a["window"] != "10s" || a["scale_in_cooldown"] != "5m0s" {
+		t.Fatalf("auto scaling after the first run: %v", svc["autoscaling"])
+	}
+	if ev := events(svc); !strings.Contains(ev, "auto scaling set by run 1: 2 to 3 tasks") {
+		t.Fatalf("auto scaling events: %s", ev)
+	}
 	l := startLoad(t, url)
 	w.commit("v2", files("2"))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
@@ -90,6 +99,10 @@ stages:
 	}
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=2") {
 		t.Fatalf("staging after the second run: %d %s", code, body)
+	}
+	// Unchanged settings are not set again.
+	if ev := events(srv.service(app, "staging", "web")); strings.Contains(ev, "auto scaling set by run 2") {
+		t.Fatalf("auto scaling events: %s", ev)
 	}
 	if l.Failed() != 0 || l.Served("version=2") == 0 {
 		t.Fatalf("during the blue/green deploy: %d failed (%v), %d on version 2", l.Failed(), l.Failures(), l.Served("version=2"))
