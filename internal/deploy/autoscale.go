@@ -25,7 +25,7 @@ const (
 // defaults. Its errors begin with the field they are about.
 func ValidateAutoscaling(a *store.Autoscaling, lb *store.LoadBalancer) error {
 	if lb == nil {
-		return errors.New("autoscaling: the service has no load balancer, whose request counts auto scaling tracks; give it load_balancer settings first")
+		return errors.New("autoscaling: the service has no load balancer, whose request counts auto scaling tracks; give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)")
 	}
 	if a.MinCount < 1 || a.MinCount > maxDesiredCount {
 		return fmt.Errorf("autoscaling.min_count must be 1 to %d", maxDesiredCount)

@@ -107,7 +107,7 @@ func (a AutoscalingSpec) Settings(lb *store.LoadBalancer) (store.Autoscaling, er
 		Window: a.Window, ScaleOutCooldown: a.ScaleOutCooldown, ScaleInCooldown: a.ScaleInCooldown}
 	if err := deploy.ValidateAutoscaling(&set, lb); err != nil {
 		keys := strings.NewReplacer("min_count", "min", "max_count", "max", "target_requests_per_second", "target-requests-per-second",
-			"scale_out_cooldown", "scale-out-cooldown", "scale_in_cooldown", "scale-in-cooldown", "give it load_balancer settings first", "give the action a listener-port")
+			"scale_out_cooldown", "scale-out-cooldown", "scale_in_cooldown", "scale-in-cooldown", "give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)", "give the action a listener-port")
 		return set, errors.New(keys.Replace(err.Error()))
 	}
 	return set, nil

@@ -479,7 +479,11 @@ func (s *Server) putAutoscaling(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteAutoscaling(w http.ResponseWriter, r *http.Request) {
-	svc := store.Service{App: r.PathValue("app"), Env: r.PathValue("env"), Name: r.PathValue("name")}
+	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.setAutoscaling(r.Context(), svc, nil); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -500,7 +504,9 @@ func (s *Server) setAutoscaling(ctx context.Context, svc store.Service, a *store
 		return err
 	}
 	if a == nil {
-		s.deploy.Event(ctx, svc, "auto scaling off: the desired count stays where it is")
+		if svc.Autoscaling != nil {
+			s.deploy.Event(ctx, svc, "auto scaling off: the desired count stays where it is")
+		}
 	} else {
 		s.deploy.Event(ctx, svc, "auto scaling on: %d to %d tasks, %g requests/s per task over %s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window)
 	}

@@ -164,8 +164,15 @@ func TestIntegrationAutoscaling(t *testing.T) {
 		t.Fatalf("service list: %s", out)
 	}
 	cli("service", "autoscale", "web", "--app", app, "--env", "staging", "--off")
-	if d := srv.service(app, "staging", "web"); d["autoscaling"] != nil || !strings.Contains(events(d), "auto scaling off") {
-		t.Fatalf("auto scaling still on: %v", d["autoscaling"])
+	// Off again changes nothing and says nothing more.
+	if code, _ := srv.call("DELETE", base+"web/autoscaling", srv.Admin, nil); code != 204 {
+		t.Fatalf("turn off twice: %d", code)
+	}
+	if code, _ := srv.call("DELETE", base+"nope/autoscaling", srv.Admin, nil); code != 404 {
+		t.Fatalf("turn off an unknown service's auto scaling: %d", code)
+	}
+	if d := srv.service(app, "staging", "web"); d["autoscaling"] != nil || strings.Count(events(d), "auto scaling off") != 1 {
+		t.Fatalf("auto scaling after turning it off twice: %v\n%s", d["autoscaling"], events(d))
 	}
 }
 
