@@ -412,7 +412,7 @@ func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deploymen
 	d.Reason = reason
 	c.note(wctx, d, "RollingBack", "rolling back (%s): %s of %s:%d keep serving until %s of %s:%d pass the load balancer's checks",
 		reason, tasks(keep), d.ToFamily, d.ToRevision, tasks(from.Desired), d.FromFamily, d.FromRevision)
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(restoreBound(svc.LoadBalancer)); time.Now().Before(deadline); {
 		if c.Manager.Status(*svc)[from.Key()].Healthy >= from.Desired {
 			break
 		}
@@ -421,6 +421,23 @@ func (c *Controller) serveWhileRestoring(ctx context.Context, d *store.Deploymen
 		}
 	}
 	return true
+}
+
+// restoreBound is how long a rolling rollback keeps the new revision's
+// tasks serving while the old revision's come back: two minutes, or longer
+// when the load balancer's checks take longer to pass (ALB's defaults,
+// 5 passes 30 s apart, do), so the listener is not emptied before they can.
+func restoreBound(l *store.LoadBalancer) time.Duration {
+	const least = 2 * time.Minute
+	if l == nil {
+		return least
+	}
+	hc := healthCheckOf(l)
+	passes := hc.HealthyThreshold
+	if passes == 0 {
+		passes = 2 // the load balancer's default
+	}
+	return max(least, 2*time.Duration(passes)*hc.Interval.Duration+time.Minute)
 }
 
 // check ends a step early when someone stopped the deployment or it ran out of time.

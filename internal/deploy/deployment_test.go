@@ -3,6 +3,7 @@ package deploy
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/store"
 )
@@ -118,6 +119,24 @@ func TestRollbackTarget(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.wantIs)
 		case c.wantIs == nil && (err != nil || c.ds[i].ID != c.want):
 			t.Errorf("%s: deployment index %d, %v; want deployment %d", c.name, i, err, c.want)
+		}
+	}
+}
+
+func TestRestoreBoundLetsTheHealthChecksPass(t *testing.T) {
+	cases := []struct {
+		name string
+		lb   *store.LoadBalancer
+		want time.Duration
+	}{
+		{"no load balancer", nil, 2 * time.Minute},
+		{"fast checks", &store.LoadBalancer{HealthCheckInterval: "1s", HealthyThreshold: 2}, 2 * time.Minute},
+		{"default threshold", &store.LoadBalancer{HealthCheckInterval: "30s"}, 3 * time.Minute},
+		{"ALB's defaults: 5 passes 30 s apart", &store.LoadBalancer{HealthCheckInterval: "30s", HealthyThreshold: 5}, 6 * time.Minute},
+	}
+	for _, c := range cases {
+		if got := restoreBound(c.lb); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
 }
