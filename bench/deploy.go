@@ -18,48 +18,42 @@ import (
 // deployUnderLoad runs 20 consecutive deployments of mixed strategies while
 // clients hammer the service, and counts failed requests.
 func deployUnderLoad(e *env) (map[string]any, string, error) {
-	if err := e.start(); err != nil {
-		return nil, "", err
-	}
-	defer cleanupBench(e)
-	ws, err := startWebService(e)
-	if err != nil {
-		return nil, "", err
-	}
-	l := traffic.Start(traffic.Options{URLs: []string{ws.url}, Clients: 16})
-	defer l.Stop() // on an early return; the end stops it first
-	start := time.Now()
-	strategies := []struct{ strategy, config string }{
-		{"rolling", ""}, {"blue-green", "CodeDeployDefault.ECSAllAtOnce"}, {"blue-green", "Canary50Percent1Seconds"}, {"blue-green", "Linear50PercentEvery1Seconds"},
-	}
-	var switches []time.Duration
-	for i := 1; i <= 20; i++ {
-		td, err := ws.register(fmt.Sprint(i))
-		if err != nil {
-			return nil, "", err
+	return withWebService(e, func(ws *webService) (map[string]any, string, error) {
+		l := traffic.Start(traffic.Options{URLs: []string{ws.url}, Clients: 16})
+		defer l.Stop() // on an early return; the end stops it first
+		start := time.Now()
+		strategies := []struct{ strategy, config string }{
+			{"rolling", ""}, {"blue-green", "CodeDeployDefault.ECSAllAtOnce"}, {"blue-green", "Canary50Percent1Seconds"}, {"blue-green", "Linear50PercentEvery1Seconds"},
 		}
-		s := strategies[(i-1)%len(strategies)]
-		id, err := ws.deploy(td, s.strategy, s.config)
-		if err != nil {
-			return nil, "", fmt.Errorf("deployment %d: %w", i, err)
+		var switches []time.Duration
+		for i := 1; i <= 20; i++ {
+			td, err := ws.register(fmt.Sprint(i))
+			if err != nil {
+				return nil, "", err
+			}
+			s := strategies[(i-1)%len(strategies)]
+			id, err := ws.deploy(td, s.strategy, s.config)
+			if err != nil {
+				return nil, "", fmt.Errorf("deployment %d: %w", i, err)
+			}
+			sw, err := e.waitDeployment(id)
+			if err != nil {
+				return nil, "", err
+			}
+			if sw > 0 {
+				switches = append(switches, sw)
+			}
+			fmt.Fprintf(os.Stderr, "  deployment %2d (%s %s) completed\n", i, s.strategy, s.config)
 		}
-		sw, err := e.waitDeployment(id)
-		if err != nil {
-			return nil, "", err
-		}
-		if sw > 0 {
-			switches = append(switches, sw)
-		}
-		fmt.Fprintf(os.Stderr, "  deployment %2d (%s %s) completed\n", i, s.strategy, s.config)
-	}
-	elapsed := time.Since(start)
-	total, failed := l.Stop()
-	sort.Slice(switches, func(i, j int) bool { return switches[i] < switches[j] })
-	f := map[string]any{"deployments": 20, "requests": total, "failed": failed, "rps": float64(total) / elapsed.Seconds(),
-		"seconds": elapsed.Seconds(), "green_healthy_to_switched_p50_ms": ms(switches[len(switches)/2]), "green_healthy_to_switched_max_ms": ms(switches[len(switches)-1]),
-		"first_failures": l.Failures(), "goal": "0 failed, switch ≤ 50 ms"}
-	return f, fmt.Sprintf("20 deployments in %.0f s under %.0f req/s: %d requests, %d failed; green healthy → traffic switched p50 %.1f ms, max %.1f ms",
-		elapsed.Seconds(), f["rps"], total, failed, f["green_healthy_to_switched_p50_ms"], f["green_healthy_to_switched_max_ms"]), nil
+		elapsed := time.Since(start)
+		total, failed := l.Stop()
+		sort.Slice(switches, func(i, j int) bool { return switches[i] < switches[j] })
+		f := map[string]any{"deployments": 20, "requests": total, "failed": failed, "rps": float64(total) / elapsed.Seconds(),
+			"seconds": elapsed.Seconds(), "green_healthy_to_switched_p50_ms": ms(switches[len(switches)/2]), "green_healthy_to_switched_max_ms": ms(switches[len(switches)-1]),
+			"first_failures": l.Failures(), "goal": "0 failed, switch ≤ 50 ms"}
+		return f, fmt.Sprintf("20 deployments in %.0f s under %.0f req/s: %d requests, %d failed; green healthy → traffic switched p50 %.1f ms, max %.1f ms",
+			elapsed.Seconds(), f["rps"], total, failed, f["green_healthy_to_switched_p50_ms"], f["green_healthy_to_switched_max_ms"]), nil
+	})
 }
 
 // waitDeployment waits for COMPLETED and returns the time from "green is

@@ -16,6 +16,20 @@ type webService struct {
 	url   string
 }
 
+// withWebService starts the server and the web service, runs measure, and
+// removes what the benchmark made, also when it fails.
+func withWebService(e *env, measure func(*webService) (map[string]any, string, error)) (map[string]any, string, error) {
+	if err := e.start(); err != nil {
+		return nil, "", err
+	}
+	defer cleanupBench(e)
+	ws, err := startWebService(e)
+	if err != nil {
+		return nil, "", err
+	}
+	return measure(ws)
+}
+
 // startWebService builds the image, creates the app and the service (two
 // tasks, 1 s health checks) and waits until it serves.
 func startWebService(e *env) (*webService, error) {
