@@ -191,6 +191,13 @@ func TestIntegrationWebUI(t *testing.T) {
 	}
 	waitJS(t, ctx, "auto scaling on", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("Auto scaling keeps 1 to 2 tasks at 500 requests/s each") && document.querySelector("#service-live").innerText.includes("1–2 tasks at 500 requests/s each")`, 10*time.Second)
 	shot.take("09-service-autoscaling")
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services"), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the services list naming the auto scaling", `Array.from(document.querySelectorAll("main tr")).some(r => r.innerText.includes("site") && r.innerText.includes("1–2 at 500 req/s"))`, 10*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services/web/staging/site"), chromedp.WaitVisible(chromedp.CSS("form.autoscaling"))); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('input[name="max_count"]').value = "0"; document.querySelector("form.autoscaling").submit()`)); err != nil {
 		t.Fatal(err)
 	}
