@@ -239,13 +239,7 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 	newFamily, newRevision := svc.Family, svc.Revision
 	svc.Family, svc.Revision = before.Family, before.Revision
 	if svc.Desired != before.Desired && svc.Layout != nil {
-		if active, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 1); err == nil && len(active) > 0 && active[0].State == store.DeployInProgress {
-			s.writeError(w, r, &apiError{Status: http.StatusConflict, Code: "deployment_in_progress", Message: fmt.Sprintf("deployment %d is in progress; scale after it ends", active[0].ID)})
-			return
-		}
-		for i := range svc.Layout.Sets {
-			svc.Layout.Sets[i].Desired = svc.Desired
-		}
+		svc.Layout.ScaleServing(svc.Desired) // the store refuses it while a deployment runs
 	}
 	svc, err := s.db.UpdateService(r.Context(), svc)
 	if err != nil {

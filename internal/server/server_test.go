@@ -634,6 +634,10 @@ func TestUIReplaceTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nor can the service be scaled: the deployment sized its sets already.
+	if code, body := e.call("PATCH", "/api/v1/apps/shop/envs/staging/services/web", e.Admin, map[string]any{"desired_count": 3}); code != 409 || !strings.Contains(errorField(body, "message"), fmt.Sprintf("deployment %d of service web is still in progress", running.ID)) {
+		t.Fatalf("scale while deployment %d runs: %d %v", running.ID, code, body)
+	}
 	resp = post(admin, csrf, "web")
 	loc = resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/services/shop/staging/web?err=") || !strings.Contains(loc, fmt.Sprintf("deployment+%d+of+service+web+is+still+in+progress", running.ID)) {

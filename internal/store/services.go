@@ -102,6 +102,19 @@ type Layout struct {
 // DefaultGroup is a new service's target group.
 const DefaultGroup = "tg1"
 
+// ScaleServing sets the count of the task sets that carry production
+// traffic; a blue/green deployment's kept blue set keeps its own, since a
+// rollback restores it at the service's count.
+func (l *Layout) ScaleServing(n int) {
+	for i, set := range l.Sets {
+		for _, w := range l.Prod {
+			if w.Group == set.Group && w.Weight > 0 {
+				l.Sets[i].Desired = n
+			}
+		}
+	}
+}
+
 // EffectiveLayout returns the stored layout, or the steady one.
 func (s Service) EffectiveLayout() Layout {
 	if s.Layout != nil && len(s.Layout.Sets) > 0 {
@@ -229,18 +242,28 @@ func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
 	return s, err
 }
 
+// UpdateService writes a service, except its auto scaling. A change of the
+// desired count is refused (ErrConflict) while a deployment is in progress:
+// the deployment sized its task sets from the count it started with.
 func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
 	s.UpdatedAt = now()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE services SET family = ?, revision = ?, desired = ?, load_balancer = ?, layout = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
-			s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), layoutJSON(s.Layout), toDB(s.UpdatedAt), s.App, s.Env, s.Name)
+		var desired int
+		err := tx.QueryRowContext(ctx, `SELECT desired FROM services WHERE app = ? AND env = ? AND name = ?`, s.App, s.Env, s.Name).Scan(&desired)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("service %s in %s/%s: %w", s.Name, s.App, s.Env, ErrNotFound)
+		}
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("service %s in %s/%s: %w", s.Name, s.App, s.Env, ErrNotFound)
+		if desired != s.Desired {
+			if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, s.App, s.Env, s.Name); err != nil {
+				return err
+			}
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, `UPDATE services SET family = ?, revision = ?, desired = ?, load_balancer = ?, layout = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
+			s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), layoutJSON(s.Layout), toDB(s.UpdatedAt), s.App, s.Env, s.Name)
+		return err
 	})
 	return s, err
 }
@@ -379,13 +402,7 @@ func (db *DB) Scale(ctx context.Context, app, env, name string, from, to int) er
 			return fmt.Errorf("service %s in %s/%s: desired count is %d, not %d: %w", name, app, env, s.Desired, from, ErrConflict)
 		}
 		if s.Layout != nil {
-			for i, set := range s.Layout.Sets {
-				for _, w := range s.Layout.Prod {
-					if w.Group == set.Group && w.Weight > 0 {
-						s.Layout.Sets[i].Desired = to
-					}
-				}
-			}
+			s.Layout.ScaleServing(to)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE services SET desired = ?, layout = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
 			to, layoutJSON(s.Layout), toDB(now()), app, env, name)

@@ -59,6 +59,20 @@ func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	if err := db.Scale(ctx, "a", "staging", "web", 4, 5); !errors.Is(err, ErrConflict) {
 		t.Fatalf("scale during a deployment: %v", err)
 	}
+	// So does a whole-service update that changes the count; one that keeps
+	// it (what the deployment itself writes) goes through.
+	cur, _ := db.GetService(ctx, "a", "staging", "web")
+	cur.Desired = 5
+	if _, err := db.UpdateService(ctx, cur); !errors.Is(err, ErrConflict) {
+		t.Fatalf("update the count during a deployment: %v", err)
+	}
+	cur.Desired = 4
+	if _, err := db.UpdateService(ctx, cur); err != nil {
+		t.Fatalf("update keeping the count during a deployment: %v", err)
+	}
+	if _, err := db.UpdateService(ctx, Service{App: "a", Env: "staging", Name: "nope"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update an unknown service: %v", err)
+	}
 	if err := db.Scale(ctx, "a", "staging", "nope", 1, 2); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("scale an unknown service: %v", err)
 	}
