@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -100,24 +101,29 @@ func (m *Manager) autoscale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// One read of the load balancer per window serves every service measured over it.
+	states := map[time.Duration]lb.State{}
 	for _, s := range svcs {
 		if s.Autoscaling == nil || s.LoadBalancer == nil {
 			continue
 		}
-		if err := m.autoscaleService(ctx, s); err != nil && ctx.Err() == nil {
+		window, _ := time.ParseDuration(s.Autoscaling.Window)
+		st, ok := states[window]
+		if !ok {
+			if st, err = m.Proxy.Client().State(ctx, window); err != nil {
+				return fmt.Errorf("read the request counts: %w", err)
+			}
+			states[window] = st
+		}
+		if err := m.autoscaleService(ctx, s, window, st); err != nil && ctx.Err() == nil {
 			m.Log.Warn("auto scaling", "service", key(s), "err", err)
 		}
 	}
 	return nil
 }
 
-func (m *Manager) autoscaleService(ctx context.Context, s store.Service) error {
+func (m *Manager) autoscaleService(ctx context.Context, s store.Service, window time.Duration, st lb.State) error {
 	a := *s.Autoscaling
-	window, _ := time.ParseDuration(a.Window)
-	st, err := m.Proxy.Client().State(ctx, window)
-	if err != nil {
-		return fmt.Errorf("read the request counts: %w", err)
-	}
 	// Both target groups: during a blue/green deployment's wait either may serve.
 	var requests int64
 	seconds := window.Seconds()

@@ -1,6 +1,9 @@
 package deploy
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +78,35 @@ func TestValidateAutoscaling(t *testing.T) {
 	_ = ValidateAutoscaling(&a, lb)
 	if a.Window != "1m0s" || a.ScaleOutCooldown != "1m0s" || a.ScaleInCooldown != "5m0s" {
 		t.Errorf("defaults: %+v", a)
+	}
+}
+
+// With the load balancer not answering there is no rate to judge by: the
+// pass says so and the count stays.
+func TestAutoscaleLeavesTheCountWhenTheLoadBalancerIsDown(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.CreateApp(ctx, store.App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateService(ctx, store.Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 3,
+		LoadBalancer: &store.LoadBalancer{ContainerName: "web", ContainerPort: 8080, ListenerPort: 8081}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetAutoscaling(ctx, "a", "staging", "web", &store.Autoscaling{MinCount: 1, MaxCount: 4, TargetRequestsPerSecond: 10,
+		Window: "10s", ScaleOutCooldown: "0s", ScaleInCooldown: "0s"}); err != nil {
+		t.Fatal(err)
+	}
+	m := &Manager{Store: db, Proxy: NewProxy(dir, ""), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), scaled: map[string]scaleTimes{}}
+	if err := m.autoscale(ctx); err == nil || !strings.Contains(err.Error(), "read the request counts") {
+		t.Fatalf("autoscale with no load balancer: %v", err)
+	}
+	if svc, _ := db.GetService(ctx, "a", "staging", "web"); svc.Desired != 3 {
+		t.Fatalf("desired count %d, want it left at 3", svc.Desired)
 	}
 }

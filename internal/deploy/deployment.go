@@ -432,12 +432,8 @@ func restoreBound(l *store.LoadBalancer) time.Duration {
 	if l == nil {
 		return least
 	}
-	hc := healthCheckOf(l)
-	passes := hc.HealthyThreshold
-	if passes == 0 {
-		passes = 2 // the load balancer's default
-	}
-	return max(least, 2*time.Duration(passes)*hc.Interval.Duration+time.Minute)
+	hc := healthCheckOf(l).WithDefaults()
+	return max(least, 2*time.Duration(hc.HealthyThreshold)*hc.Interval.Duration+time.Minute)
 }
 
 // check ends a step early when someone stopped the deployment or it ran out of time.

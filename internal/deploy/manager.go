@@ -81,35 +81,26 @@ func (m *Manager) Start(ctx context.Context) {
 	m.setStatus = map[string]SetStatus{}
 	m.scaled = map[string]scaleTimes{}
 	ctx, m.stop = context.WithCancel(ctx)
+	m.every(ctx, time.Second, m.wake, "reconcile services", m.Reconcile)
+	m.every(ctx, autoscaleEvery, nil, "auto scaling", m.autoscale)
+}
+
+// every runs step now and then each interval, or sooner when wake fires
+// (nil: never), until ctx ends; Close waits for it.
+func (m *Manager) every(ctx context.Context, interval time.Duration, wake <-chan struct{}, what string, step func(context.Context) error) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		t := time.NewTicker(autoscaleEvery)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := m.autoscale(ctx); err != nil && ctx.Err() == nil {
-					m.Log.Error("auto scaling", "err", err)
-				}
-			}
-		}
-	}()
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
-				m.Log.Error("reconcile services", "err", err)
+			if err := step(ctx); err != nil && ctx.Err() == nil {
+				m.Log.Error(what, "err", err)
 			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-m.wake:
+			case <-wake:
 			case <-t.C:
 			}
 		}
@@ -367,9 +358,11 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	for i, set := range layout.Sets {
 		running := bySet[i]
 		healthy := 0
+		serving := map[string]bool{}
 		for _, t := range running {
 			if m.healthy(s, t, st) {
 				healthy++
+				serving[t.ID] = true
 			}
 		}
 		if len(running) < set.Desired && time.Now().After(ss.nextStart) {
@@ -387,15 +380,14 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		if extra := len(running) - set.Desired; extra > 0 {
 			// Tasks that serve stay longest: the ones not (yet) passing
 			// health checks go first, then the newest.
-			serving := func(t task.Task) bool { return m.healthy(s, t, st) }
 			sort.SliceStable(running, func(i, j int) bool {
-				if si, sj := serving(running[i]), serving(running[j]); si != sj {
+				if si, sj := serving[running[i].ID], serving[running[j].ID]; si != sj {
 					return sj
 				}
 				return running[i].CreatedAt.After(running[j].CreatedAt)
 			})
 			for _, t := range running[:extra] {
-				if serving(t) {
+				if serving[t.ID] {
 					healthy--
 				}
 				m.event(ctx, s, "draining task %s (scaling in to %d)", t.ID, set.Desired)

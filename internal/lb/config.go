@@ -78,6 +78,13 @@ type Config struct {
 	TargetGroups map[string]TargetGroup `json:"target_groups"`
 }
 
+// WithDefaults is the check with the load balancer's defaults filled in,
+// as it will run.
+func (hc HealthCheck) WithDefaults() HealthCheck {
+	hc.defaults()
+	return hc
+}
+
 func (hc *HealthCheck) defaults() {
 	if hc.Path == "" {
 		hc.Path = "/"
