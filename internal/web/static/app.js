@@ -42,8 +42,24 @@ function fillActionNames() {
   });
 }
 
+// stream opens an event stream that closes when the page is left: a
+// browser holds few connections per server, and streams of pages left
+// behind would keep the next page's requests waiting.
+function stream(url) {
+  var src = new EventSource(url);
+  window.addEventListener("pagehide", function () { src.close(); });
+  src.addEventListener("end", function () { src.close(); });
+  return src;
+}
+
+// A page brought back from the back/forward cache had its streams closed:
+// load it afresh so its live parts follow again.
+window.addEventListener("pageshow", function (ev) {
+  if (ev.persisted && document.querySelector("[data-sse], [data-logs]")) location.reload();
+});
+
 function live(section) {
-  var src = new EventSource(section.getAttribute("data-sse"));
+  var src = stream(section.getAttribute("data-sse"));
   src.addEventListener("update", function (ev) {
     var msg = JSON.parse(ev.data);
     // Keep keyboard focus where it was when the fragment is swapped.
@@ -64,7 +80,6 @@ function live(section) {
     }
     document.body.setAttribute("data-live", String(Number(document.body.getAttribute("data-live") || 0) + 1));
   });
-  src.addEventListener("end", function () { src.close(); });
 }
 
 function logs(pre) {
@@ -75,7 +90,7 @@ function logs(pre) {
     var names = el ? JSON.parse(el.getAttribute("data-actions") || "{}") : {};
     return names[id] || "";
   }
-  var src = new EventSource(pre.getAttribute("data-logs"));
+  var src = stream(pre.getAttribute("data-logs"));
   src.addEventListener("line", function (ev) {
     var l = JSON.parse(ev.data);
     var line = document.createElement("span");
@@ -90,7 +105,6 @@ function logs(pre) {
     pre.appendChild(line);
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   });
-  src.addEventListener("end", function () { src.close(); });
 }
 
 document.addEventListener("DOMContentLoaded", function () {
