@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,8 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testEnv is a real server on a loopback port over a real SQLite file.
@@ -113,6 +116,35 @@ func (e *testEnv) call(method, path, token string, body any) (int, map[string]an
 }
 
 // token creates a token with the given role and returns its secret.
+// deploymentTimeline lists the events of every deployment of app in time
+// order, for a failure report that has to say what was going on when.
+func (e *testEnv) deploymentTimeline(app string) string {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.URL+"/api/v1/deployments?app="+app, nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		ID int `json:"id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&list)
+	var lines []string
+	for _, d := range list {
+		_, detail := e.call("GET", fmt.Sprintf("/api/v1/deployments/%d", d.ID), e.Admin, nil)
+		evs, _ := detail["events"].([]any)
+		for _, ev := range evs {
+			em := ev.(map[string]any)
+			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(em["at"]))
+			lines = append(lines, fmt.Sprintf("%s deployment %d: %v", at.Local().Format("15:04:05.000"), d.ID, em["message"]))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
 // metrics is the /metrics page as an admin reads it.
 func (e *testEnv) metrics() string {
 	e.t.Helper()
