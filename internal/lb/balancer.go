@@ -262,9 +262,15 @@ func (b *Balancer) passiveFailure(g *group, t *target) {
 
 func (l *listener) pick() *group {
 	rs := *l.routes.Load()
+	// One look at each group's health: a group that loses its last healthy
+	// target between two looks must not leave the choice with nowhere to go
+	// while another group still serves.
+	var buf [4]route
+	up := buf[:0]
 	total := 0
 	for _, r := range rs {
 		if r.weight > 0 && r.g.hasHealthy() {
+			up = append(up, r)
 			total += r.weight
 		}
 	}
@@ -274,13 +280,11 @@ func (l *listener) pick() *group {
 	// Deterministic weighted rotation: over any total consecutive requests
 	// each group gets exactly its weight.
 	n := int(l.turn.Add(1) % uint64(total))
-	for _, r := range rs {
-		if r.weight > 0 && r.g.hasHealthy() {
-			if n < r.weight {
-				return r.g
-			}
-			n -= r.weight
+	for _, r := range up {
+		if n < r.weight {
+			return r.g
 		}
+		n -= r.weight
 	}
 	return nil
 }
@@ -487,15 +491,17 @@ func (b *Balancer) startChecks(g *group, t *target) {
 				t.okStreak++
 				t.failStreak = 0
 				if t.okStreak >= hc.HealthyThreshold {
-					t.state.CompareAndSwap(StateInitial, StateHealthy)
-					t.state.CompareAndSwap(StateUnhealthy, StateHealthy)
+					if t.state.CompareAndSwap(StateInitial, StateHealthy) || t.state.CompareAndSwap(StateUnhealthy, StateHealthy) {
+						b.log.Info("target healthy", "target_group", g.name, "target", t.addr)
+					}
 				}
 			} else {
 				t.failStreak++
 				t.okStreak = 0
 				if t.failStreak >= hc.UnhealthyThreshold {
-					t.state.CompareAndSwap(StateHealthy, StateUnhealthy)
-					t.state.CompareAndSwap(StateInitial, StateUnhealthy)
+					if t.state.CompareAndSwap(StateHealthy, StateUnhealthy) || t.state.CompareAndSwap(StateInitial, StateUnhealthy) {
+						b.log.Warn("target unhealthy", "target_group", g.name, "target", t.addr, "failed_checks", t.failStreak)
+					}
 				}
 			}
 			t.mu.Unlock()

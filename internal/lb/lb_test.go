@@ -361,6 +361,49 @@ func TestNextScansEveryTargetUnderConcurrency(t *testing.T) {
 	}
 }
 
+// TestPickWhileAGroupLosesHealth: while one weighted group flaps, every
+// pick finds the group that stays healthy; the choice must rest on one view
+// of the groups' health, not on two that may differ.
+func TestPickWhileAGroupLosesHealth(t *testing.T) {
+	steady, flapping := &target{addr: "a"}, &target{addr: "b"}
+	steady.state.Store(StateHealthy)
+	flapping.state.Store(StateHealthy)
+	blue := &group{name: "blue", live: []*target{steady}}
+	green := &group{name: "green", live: []*target{flapping}}
+	l := &listener{name: "web"}
+	l.routes.Store(&[]route{{g: blue, weight: 10}, {g: green, weight: 90}})
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			flapping.state.Store(StateUnhealthy)
+			flapping.state.Store(StateHealthy)
+		}
+	}()
+	var wg sync.WaitGroup
+	var misses atomic.Int64
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200000; i++ {
+				if l.pick() == nil {
+					misses.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	if misses.Load() != 0 {
+		t.Fatalf("%d of 800000 picks found no group although blue stayed healthy", misses.Load())
+	}
+}
+
 // TestRequestFollowsRoutingThatChangedUnderIt: a request that chose a group
 // just before that group emptied (rollback, drain) goes to the listener's
 // current route instead of failing.

@@ -230,7 +230,7 @@ Hooks:
 	}
 	l.Stop()
 	if l.Failed() != 0 {
-		t.Fatalf("%d of %d requests failed:\n%s\ndeployments:\n%s", l.Failed(), l.OK()+l.Failed(), strings.Join(l.Failures(), "\n"), srv.deploymentTimeline(app))
+		t.Fatalf("%d of %d requests failed:\n%s\ndeployments:\n%s\nload balancer:\n%s", l.Failed(), l.OK()+l.Failed(), strings.Join(l.Failures(), "\n"), srv.deploymentTimeline(app), srv.targetHealthLog())
 	}
 	t.Logf("%d requests, 0 failed, across a canary, a rollback, three failed greens, four restarts mid-deployment and a redeployment of the running revision", l.OK())
 }

@@ -115,6 +115,22 @@ type procServer struct {
 	addr string
 }
 
+// targetHealthLog is what the load balancer process logged about its
+// targets' health, for a failure report.
+func (s *procServer) targetHealthLog() string {
+	data, err := os.ReadFile(filepath.Join(s.data, "proxy.log"))
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "target") {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
 // startProcServer starts a server process on data; it is killed when the
 // test ends, before the cleanups registered earlier (such as cleanupRuntime).
 func startProcServer(t *testing.T, bin, data, addr string) *procServer {
