@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -331,14 +332,20 @@ func serviceCmd() *cobra.Command {
 	var auto store.Autoscaling
 	var autoOff bool
 	autoscale := &cobra.Command{
-		Use:   "autoscale NAME --app A --env E (--min N --max N --target-requests-per-second R | --off)",
-		Short: "Scale a service with its traffic: target tracking of requests per second per task",
-		Long: `Target tracking as ECS service auto scaling does it with ALBRequestCountPerTarget:
-every few seconds Slipway reads the request rate the load balancer measured over
---window and sets the desired count to the tasks needed to serve it at
---target-requests-per-second each, between --min and --max. A scale-out waits
---scale-out-cooldown after the last one; a scale-in waits --scale-in-cooldown after
-any. A deployment in progress holds the count until it ends.`,
+		Use:   "autoscale NAME --app A --env E (--min N --max N TARGET... | --off)",
+		Short: "Scale a service with its load: target tracking of requests per task, CPU or memory",
+		Long: `Target tracking as ECS service auto scaling does it with its predefined metrics.
+Every few seconds Slipway measures, over --window, what each target tracks:
+  --target-requests-per-second R  requests each task should serve, as the load
+                                  balancer counts them (ALBRequestCountPerTarget)
+  --target-cpu-percent P          the tasks' mean CPU use, in percent of the CPU
+                                  their task definition reserves (one vCPU if none)
+  --target-memory-percent P       the tasks' mean memory use, in percent of the
+                                  memory their task definition reserves
+and sets the desired count to the tasks needed to bring each to its target,
+the most any target asks for, between --min and --max. A scale-out waits
+--scale-out-cooldown after the last one; a scale-in waits --scale-in-cooldown
+after any. A deployment in progress holds the count until it ends.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, p, err := setup(cmd)
@@ -353,10 +360,13 @@ any. A deployment in progress holds the count until it ends.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "Auto scaling of %s is off; its desired count stays where it is\n", args[0])
 				return nil
 			}
-			for _, f := range []string{"min", "max", "target-requests-per-second"} {
+			for _, f := range []string{"min", "max"} {
 				if !cmd.Flags().Changed(f) {
 					return fmt.Errorf("--%s is required (or --off to turn auto scaling off)", f)
 				}
+			}
+			if !cmd.Flags().Changed("target-requests-per-second") && !cmd.Flags().Changed("target-cpu-percent") && !cmd.Flags().Changed("target-memory-percent") {
+				return errors.New("give a target to track: --target-requests-per-second, --target-cpu-percent or --target-memory-percent (or --off to turn auto scaling off)")
 			}
 			var s store.Service
 			if err := c.Do(cmd.Context(), "PUT", path, auto, &s); err != nil {
@@ -374,6 +384,8 @@ any. A deployment in progress holds the count until it ends.`,
 	af.IntVar(&auto.MinCount, "min", 0, "fewest tasks (1–100)")
 	af.IntVar(&auto.MaxCount, "max", 0, "most tasks (min–100)")
 	af.Float64Var(&auto.TargetRequestsPerSecond, "target-requests-per-second", 0, "requests per second each task should serve")
+	af.Float64Var(&auto.TargetCPUPercent, "target-cpu-percent", 0, "mean CPU use of the tasks, in percent of their reservation (1–100)")
+	af.Float64Var(&auto.TargetMemoryPercent, "target-memory-percent", 0, "mean memory use of the tasks, in percent of their reservation (1–100)")
 	af.StringVar(&auto.Window, "window", "", "how far back the rate is measured, 5s–2m (default 1m)")
 	af.StringVar(&auto.ScaleOutCooldown, "scale-out-cooldown", "", "wait after a scale-out before the next (default 1m)")
 	af.StringVar(&auto.ScaleInCooldown, "scale-in-cooldown", "", "wait after any scaling before a scale-in (default 5m)")
@@ -395,6 +407,21 @@ any. A deployment in progress holds the count until it ends.`,
 				}
 				if d.Autoscaling != nil {
 					row(w, "Auto scaling:", autoscalingText(d.Autoscaling))
+				}
+				if u := d.Utilization; u != nil {
+					use := []string{}
+					for _, m := range []struct {
+						name string
+						pct  *float64
+					}{{"CPU", u.CPUPercent}, {"memory", u.MemoryPercent}} {
+						if m.pct != nil {
+							use = append(use, fmt.Sprintf("%s %.0f%%", m.name, *m.pct))
+						}
+					}
+					if len(use) == 0 {
+						use = append(use, "not measured yet")
+					}
+					row(w, "Utilization:", strings.Join(use, ", ")+" of the reservation (mean over the last "+u.Window+")")
 				}
 				row(w, "")
 				printTasks(w, d.Tasks)
@@ -456,7 +483,7 @@ any. A deployment in progress holds the count until it ends.`,
 						listener = fmt.Sprintf("127.0.0.1:%d", s.LoadBalancer.ListenerPort)
 					}
 					if a := s.Autoscaling; a != nil {
-						auto = fmt.Sprintf("%d–%d at %g req/s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond)
+						auto = fmt.Sprintf("%d–%d at %s", a.MinCount, a.MaxCount, a.TargetsText())
 					}
 					row(w, s.App, s.Env, s.Name, fmt.Sprintf("%s:%d", s.Family, s.Revision), s.Desired, auto, listener)
 				}
@@ -538,9 +565,14 @@ type taskView struct {
 
 type serviceDetail struct {
 	store.Service
-	Running int                  `json:"running_count"`
-	Tasks   []taskView           `json:"tasks"`
-	Events  []store.ServiceEvent `json:"events"`
+	Running     int                  `json:"running_count"`
+	Tasks       []taskView           `json:"tasks"`
+	Events      []store.ServiceEvent `json:"events"`
+	Utilization *struct {
+		CPUPercent    *float64 `json:"cpu_percent"`
+		MemoryPercent *float64 `json:"memory_percent"`
+		Window        string   `json:"window"`
+	} `json:"utilization"`
 }
 
 func printTasks(w *tabwriter.Writer, tasks []taskView) {
@@ -560,6 +592,6 @@ func printTasks(w *tabwriter.Writer, tasks []taskView) {
 }
 
 func autoscalingText(a *store.Autoscaling) string {
-	return fmt.Sprintf("%d to %d tasks at %g requests/s per task (measured over %s; cooldowns: out %s, in %s)",
-		a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window, a.ScaleOutCooldown, a.ScaleInCooldown)
+	return fmt.Sprintf("%d to %d tasks at %s (measured over %s; cooldowns: out %s, in %s)",
+		a.MinCount, a.MaxCount, a.TargetsText(), a.Window, a.ScaleOutCooldown, a.ScaleInCooldown)
 }

@@ -37,9 +37,77 @@ func TestScaleDecision(t *testing.T) {
 		{"above the maximum moves at once", 9, 1000, scaleTimes{out: now, in: now}, 4},
 	}
 	for _, c := range cases {
-		if got := scaleDecision(a, c.desired, c.rate, c.last, now); got != c.want {
+		if got := scaleDecision(a, c.desired, measures{rate: c.rate}, c.last, now); got != c.want {
 			t.Errorf("%s: %d tasks at %.1f req/s → %d, want %d", c.name, c.desired, c.rate, got, c.want)
 		}
+	}
+}
+
+func TestWantedCountWithSeveralTargets(t *testing.T) {
+	both := store.Autoscaling{MinCount: 1, MaxCount: 10, TargetRequestsPerSecond: 50, TargetCPUPercent: 60, TargetMemoryPercent: 80}
+	cpuOnly := store.Autoscaling{MinCount: 2, MaxCount: 10, TargetCPUPercent: 50}
+	cases := []struct {
+		name   string
+		a      store.Autoscaling
+		m      measures
+		want   int
+		wantOK bool
+	}{
+		{"CPU asks for the most", both, measures{rate: 40, cpu: 300, cpuTasks: 2, memory: 60, memoryTasks: 2}, 5, true},
+		{"requests ask for the most", both, measures{rate: 420, cpu: 100, cpuTasks: 2, memory: 60, memoryTasks: 2}, 9, true},
+		{"memory asks for the most", both, measures{rate: 10, cpu: 50, cpuTasks: 2, memory: 390, memoryTasks: 3}, 5, true},
+		{"all low: the minimum", both, measures{cpu: 10, cpuTasks: 3, memory: 10, memoryTasks: 3}, 1, true},
+		{"CPU just at the target keeps the count", cpuOnly, measures{cpu: 150, cpuTasks: 3}, 3, true},
+		{"CPU over the target adds a task", cpuOnly, measures{cpu: 151, cpuTasks: 3}, 4, true},
+		{"CPU far over: the maximum", cpuOnly, measures{cpu: 2000, cpuTasks: 10}, 10, true},
+		{"CPU not measured yet: no say", cpuOnly, measures{}, 2, false},
+		{"an untracked metric has no say", cpuOnly, measures{rate: 1e6, memory: 900, memoryTasks: 3}, 2, false},
+	}
+	for _, c := range cases {
+		got, ok := wantedCount(c.a, c.m)
+		if got != c.want || ok != c.wantOK {
+			t.Errorf("%s: %d %v, want %d %v", c.name, got, ok, c.want, c.wantOK)
+		}
+	}
+	// Nothing measured leaves the count, even past every cooldown.
+	if got := scaleDecision(cpuOnly, 5, measures{}, scaleTimes{}, time.Now()); got != 5 {
+		t.Errorf("nothing measured: desired 5 → %d", got)
+	}
+}
+
+func TestCPUPercent(t *testing.T) {
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sample := func(sec int, cpuMs int) usageSample {
+		return usageSample{at: at.Add(time.Duration(sec) * time.Second), cpu: time.Duration(cpuMs) * time.Millisecond}
+	}
+	cases := []struct {
+		name    string
+		samples []usageSample
+		units   int
+		want    float64
+		wantOK  bool
+	}{
+		{"one sample: not yet", []usageSample{sample(0, 0)}, 1024, 0, false},
+		{"a whole vCPU busy", []usageSample{sample(0, 0), sample(2, 2000)}, 1024, 100, true},
+		{"half a vCPU reserved, a quarter used", []usageSample{sample(0, 500), sample(4, 1500)}, 512, 50, true},
+		{"oldest to newest, whatever between", []usageSample{sample(0, 0), sample(1, 900), sample(10, 1000)}, 1024, 10, true},
+		{"usage went back (a container restarted)", []usageSample{sample(0, 5000), sample(2, 100)}, 1024, 0, false},
+	}
+	for _, c := range cases {
+		got, ok := cpuPercent(c.samples, c.units)
+		if ok != c.wantOK || (ok && (got < c.want-0.001 || got > c.want+0.001)) {
+			t.Errorf("%s: %.3f %v, want %.3f %v", c.name, got, ok, c.want, c.wantOK)
+		}
+	}
+	// The window keeps one sample at least as old as itself, so use is
+	// measured over the whole window and no more.
+	samples := []usageSample{sample(0, 0), sample(2, 0), sample(4, 0), sample(6, 0)}
+	kept := keepWindow(samples, at.Add(7*time.Second), 4*time.Second)
+	if len(kept) != 3 || !kept[0].at.Equal(at.Add(2*time.Second)) {
+		t.Errorf("kept %v", kept)
+	}
+	if kept := keepWindow(samples[:1], at.Add(time.Hour), time.Second); len(kept) != 1 {
+		t.Errorf("a lone sample must stay: %v", kept)
 	}
 }
 
@@ -57,7 +125,13 @@ func TestValidateAutoscaling(t *testing.T) {
 		{"min 0", func(a *store.Autoscaling) { a.MinCount = 0 }, lb, "autoscaling.min_count must be 1 to 100"},
 		{"max under min", func(a *store.Autoscaling) { a.MaxCount = 0 }, lb, "autoscaling.max_count must be min_count (1) to 100"},
 		{"max over 100", func(a *store.Autoscaling) { a.MaxCount = 101 }, lb, "autoscaling.max_count"},
-		{"no target", func(a *store.Autoscaling) { a.TargetRequestsPerSecond = 0 }, lb, "autoscaling.target_requests_per_second must be more than 0"},
+		{"no target", func(a *store.Autoscaling) { a.TargetRequestsPerSecond = 0 }, lb, "autoscaling.target_requests_per_second: give a target to track"},
+		{"negative rate", func(a *store.Autoscaling) { a.TargetRequestsPerSecond = -5 }, lb, "autoscaling.target_requests_per_second must be more than 0"},
+		{"CPU alone needs no load balancer", func(a *store.Autoscaling) { a.TargetRequestsPerSecond, a.TargetCPUPercent = 0, 60 }, nil, ""},
+		{"memory alone", func(a *store.Autoscaling) { a.TargetRequestsPerSecond, a.TargetMemoryPercent = 0, 75 }, nil, ""},
+		{"CPU over 100", func(a *store.Autoscaling) { a.TargetCPUPercent = 150 }, lb, "autoscaling.target_cpu_percent must be more than 0 and at most 100"},
+		{"memory negative", func(a *store.Autoscaling) { a.TargetMemoryPercent = -1 }, lb, "autoscaling.target_memory_percent"},
+		{"requests without a load balancer, with CPU", func(a *store.Autoscaling) { a.TargetCPUPercent = 50 }, nil, "autoscaling: the service has no load balancer"},
 		{"window too long", func(a *store.Autoscaling) { a.Window = "5m" }, lb, `autoscaling.window "5m" must be a duration from 5s to 2m0s`},
 		{"window not a duration", func(a *store.Autoscaling) { a.Window = "soon" }, lb, `autoscaling.window "soon"`},
 		{"negative cooldown", func(a *store.Autoscaling) { a.ScaleInCooldown = "-1s" }, lb, `autoscaling.scale_in_cooldown "-1s"`},

@@ -233,13 +233,16 @@ func (e *Engine) applyAutoscaling(ctx context.Context, r store.Run, svc store.Se
 	if err != nil {
 		return err.Error()
 	}
+	if err := e.Deploys.Manager.CheckReservation(ctx, svc, set); err != nil {
+		return autoscalingKeys.Replace(err.Error())
+	}
 	if svc.Autoscaling != nil && *svc.Autoscaling == set {
 		return ""
 	}
 	if err := e.DeployStore.SetAutoscaling(ctx, svc.App, svc.Env, svc.Name, &set); err != nil {
 		return err.Error()
 	}
-	e.Deploys.Manager.Event(ctx, svc, "auto scaling set by run %d: %d to %d tasks, %g requests/s per task over %s", r.ID, set.MinCount, set.MaxCount, set.TargetRequestsPerSecond, set.Window)
-	fmt.Fprintf(logs, "[slipway] Auto scaling of %s: %d to %d tasks at %g requests/s each\n", svc.Name, set.MinCount, set.MaxCount, set.TargetRequestsPerSecond)
+	e.Deploys.Manager.Event(ctx, svc, "auto scaling set by run %d: %d to %d tasks, targets %s, measured over %s", r.ID, set.MinCount, set.MaxCount, set.TargetsText(), set.Window)
+	fmt.Fprintf(logs, "[slipway] Auto scaling of %s: %d to %d tasks, targets %s\n", svc.Name, set.MinCount, set.MaxCount, set.TargetsText())
 	return ""
 }

@@ -94,21 +94,29 @@ type AutoscalingSpec struct {
 	Min                     int     `yaml:"min"`
 	Max                     int     `yaml:"max"`
 	TargetRequestsPerSecond float64 `yaml:"target-requests-per-second"`
+	TargetCPUPercent        float64 `yaml:"target-cpu-percent"`
+	TargetMemoryPercent     float64 `yaml:"target-memory-percent"`
 	Window                  string  `yaml:"window"`
 	ScaleOutCooldown        string  `yaml:"scale-out-cooldown"`
 	ScaleInCooldown         string  `yaml:"scale-in-cooldown"`
 }
+
+// autoscalingKeys turns the API's field names in auto scaling errors into
+// the file's key names.
+var autoscalingKeys = strings.NewReplacer("min_count", "min", "max_count", "max", "target_requests_per_second", "target-requests-per-second",
+	"target_cpu_percent", "target-cpu-percent", "target_memory_percent", "target-memory-percent",
+	"scale_out_cooldown", "scale-out-cooldown", "scale_in_cooldown", "scale-in-cooldown",
+	"give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)", "give the action a listener-port")
 
 // Settings checks the spec and returns it as the service's settings, with
 // defaults filled; lb is the service's load balancer (nil: none). Errors
 // speak the file's key names.
 func (a AutoscalingSpec) Settings(lb *store.LoadBalancer) (store.Autoscaling, error) {
 	set := store.Autoscaling{MinCount: a.Min, MaxCount: a.Max, TargetRequestsPerSecond: a.TargetRequestsPerSecond,
+		TargetCPUPercent: a.TargetCPUPercent, TargetMemoryPercent: a.TargetMemoryPercent,
 		Window: a.Window, ScaleOutCooldown: a.ScaleOutCooldown, ScaleInCooldown: a.ScaleInCooldown}
 	if err := deploy.ValidateAutoscaling(&set, lb); err != nil {
-		keys := strings.NewReplacer("min_count", "min", "max_count", "max", "target_requests_per_second", "target-requests-per-second",
-			"scale_out_cooldown", "scale-out-cooldown", "scale_in_cooldown", "scale-in-cooldown", "give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)", "give the action a listener-port")
-		return set, errors.New(keys.Replace(err.Error()))
+		return set, errors.New(autoscalingKeys.Replace(err.Error()))
 	}
 	return set, nil
 }

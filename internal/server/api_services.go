@@ -293,6 +293,8 @@ type ServiceDetail struct {
 	Running int                  `json:"running_count"`
 	Tasks   []TaskView           `json:"tasks"`
 	Events  []store.ServiceEvent `json:"events"`
+	// Utilization is present while auto scaling tracks CPU or memory.
+	Utilization *deploy.Utilization `json:"utilization,omitempty"`
 }
 
 // TaskView is a task as `service ps` shows it.
@@ -346,7 +348,7 @@ func (s *Server) showService(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serviceDetail(r *http.Request, svc store.Service) (ServiceDetail, error) {
-	d := ServiceDetail{Service: svc}
+	d := ServiceDetail{Service: svc, Utilization: s.deploy.Utilization(svc)}
 	var err error
 	if d.Tasks, err = s.tasksOf(r, svc); err != nil {
 		return d, err
@@ -489,7 +491,11 @@ func (s *Server) deleteAutoscaling(w http.ResponseWriter, r *http.Request) {
 // records the change as a service event; bad settings are a 400 naming the field.
 func (s *Server) setAutoscaling(ctx context.Context, svc store.Service, a *store.Autoscaling) error {
 	if a != nil {
-		if err := deploy.ValidateAutoscaling(a, svc.LoadBalancer); err != nil {
+		err := deploy.ValidateAutoscaling(a, svc.LoadBalancer)
+		if err == nil {
+			err = s.deploy.CheckReservation(ctx, svc, *a)
+		}
+		if err != nil {
 			field, _, _ := strings.Cut(err.Error(), " ")
 			return errBadRequest(strings.TrimSuffix(field, ":"), "%v", err)
 		}
@@ -502,7 +508,7 @@ func (s *Server) setAutoscaling(ctx context.Context, svc store.Service, a *store
 			s.deploy.Event(ctx, svc, "auto scaling off: the desired count stays where it is")
 		}
 	} else {
-		s.deploy.Event(ctx, svc, "auto scaling on: %d to %d tasks, %g requests/s per task over %s", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond, a.Window)
+		s.deploy.Event(ctx, svc, "auto scaling on: %d to %d tasks, targets %s, measured over %s", a.MinCount, a.MaxCount, a.TargetsText(), a.Window)
 	}
 	return nil
 }

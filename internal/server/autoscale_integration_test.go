@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,7 +161,7 @@ func TestIntegrationAutoscaling(t *testing.T) {
 	if out := cli("service", "show", "web", "--app", app, "--env", "staging"); !strings.Contains(out, "1 to 3 tasks at 50 requests/s per task (measured over 5s; cooldowns: out 0s, in 4s)") {
 		t.Fatalf("service show: %s", out)
 	}
-	if out := cli("service", "list", "--app", app); !strings.Contains(out, "1–3 at 50 req/s") {
+	if out := cli("service", "list", "--app", app); !strings.Contains(out, "1–3 at 50 requests/s per task") {
 		t.Fatalf("service list: %s", out)
 	}
 	cli("service", "autoscale", "web", "--app", app, "--env", "staging", "--off")
@@ -190,4 +191,89 @@ func metricValue(t *testing.T, text, sample string) float64 {
 	}
 	t.Fatalf("no sample %s", sample)
 	return 0
+}
+
+// TestIntegrationAutoscalingOnCPUAndMemory tracks what real containers use
+// as the engine measures it, with no load balancer: one task kept busy
+// scales the service out, idle again it scales in, and memory held past
+// the target scales it out once more.
+func TestIntegrationAutoscalingOnCPUAndMemory(t *testing.T) {
+	image := webAppImage(t)
+	srv, app := startProcApp(t, "use")
+	// A quarter vCPU and 64 MiB each: one busy loop uses all of its CPU.
+	rev := srv.registerTaskDef(strings.Replace(webTaskDef(app, image, "1"), `"memory":64`, `"cpu":256,"memory":64`, 1))
+	unreserved := srv.registerTaskDef(strings.Replace(webTaskDef(app+"-free", image, "1"), `"memory":64,`, "", 1))
+	base := "/api/v1/apps/" + app + "/envs/staging/services"
+	for name, def := range map[string]string{"worker": fmt.Sprintf("%s:%d", app, rev), "free": fmt.Sprintf("%s-free:%d", app, unreserved)} {
+		if code, body := srv.call("POST", base, srv.Admin, map[string]any{"name": name, "task_definition": def, "desired_count": 1}); code != 201 {
+			t.Fatalf("create %s: %d %v", name, code, body)
+		}
+	}
+	if code, body := srv.call("PUT", base+"/free/autoscaling", srv.Admin, `{"min_count":1,"max_count":2,"target_memory_percent":50}`); code != 400 ||
+		errorField(body, "field") != "autoscaling.target_memory_percent" || !strings.Contains(errorField(body, "message"), "reserves no memory") {
+		t.Fatalf("memory target without a reservation: %d %v", code, body)
+	}
+	if code, body := srv.call("PUT", base+"/free/autoscaling", srv.Admin, `{"min_count":1,"max_count":2,"target_cpu_percent":50}`); code != 200 {
+		t.Fatalf("CPU target without a reservation (one vCPU then): %d %v", code, body)
+	}
+	cli := exec.Command(srv.bin, "service", "autoscale", "worker", "--app", app, "--env", "staging", "--min", "1", "--max", "3",
+		"--target-cpu-percent", "50", "--target-memory-percent", "50", "--window", "5s", "--scale-out-cooldown", "0s", "--scale-in-cooldown", "0s")
+	cli.Env = append(os.Environ(), "SLIPWAY_URL="+srv.URL, "SLIPWAY_TOKEN="+srv.Admin, "XDG_CONFIG_HOME="+t.TempDir())
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "scales 1 to 3 tasks at CPU 50%, memory 50%") {
+		t.Fatalf("service autoscale: %v\n%s", err, out)
+	}
+	// Without a load balancer a task's port is published on loopback all the same.
+	endpoint := func(d map[string]any) string {
+		for _, tk := range d["tasks"].([]any) {
+			for _, c := range tk.(map[string]any)["containers"].([]any) {
+				if ep, _ := c.(map[string]any)["ports"].(map[string]any)["8080/tcp"].(string); ep != "" {
+					return ep
+				}
+			}
+		}
+		return ""
+	}
+	d := srv.waitService(app, "staging", "worker", 60*time.Second, "one task running", func(d map[string]any) bool { return runningOf(d, rev) == 1 && endpoint(d) != "" })
+	post := func(ep, path string) {
+		t.Helper()
+		resp, err := http.Post("http://"+ep+path, "text/plain", nil)
+		if err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %v %v", path, err, resp)
+		}
+		resp.Body.Close()
+	}
+	// Idle, the task stays alone: a few passes go by.
+	time.Sleep(6 * time.Second)
+	if d := srv.service(app, "staging", "worker"); d["desired_count"] != 1.0 {
+		t.Fatalf("idle service scaled to %v:\n%s", d["desired_count"], events(d))
+	}
+	post(endpoint(d), "/burn?for=10s")
+	srv.waitService(app, "staging", "worker", 30*time.Second, "scaled out on CPU", func(d map[string]any) bool {
+		return d["desired_count"] == 2.0 && strings.Contains(events(d), "auto scaling: desired count 1 → 2 (CPU ")
+	})
+	d = srv.waitService(app, "staging", "worker", 40*time.Second, "back to one task once idle", func(d map[string]any) bool {
+		return d["desired_count"] == 1.0 && len(d["tasks"].([]any)) == 1 && strings.Contains(events(d), "auto scaling: desired count 2 → 1")
+	})
+	post(endpoint(d), "/hog?mib=40")
+	// 40 MiB and the program's own of 64 MiB reserved: above 60%.
+	memoryScaleOut := regexp.MustCompile(`auto scaling: desired count 1 → 2 \(CPU \d+% on average over 1 task, memory ([6-9]\d)% on average over 1 task`)
+	d = srv.waitService(app, "staging", "worker", 30*time.Second, "scaled out on memory", func(d map[string]any) bool {
+		return d["desired_count"] == 2.0 && memoryScaleOut.MatchString(events(d))
+	})
+	// What auto scaling measured shows in the API, `service show` and /metrics.
+	if u, _ := d["utilization"].(map[string]any); u == nil || u["memory_percent"] == nil || u["cpu_percent"] == nil || u["window"] != "5s" {
+		t.Errorf("utilization in the service detail: %v", d["utilization"])
+	}
+	show := exec.Command(srv.bin, "service", "show", "worker", "--app", app, "--env", "staging")
+	show.Env = cli.Env
+	if out, err := show.CombinedOutput(); err != nil || !regexp.MustCompile(`Utilization:\s+CPU \d+%, memory \d+% of the reservation \(mean over the last 5s\)`).Match(out) {
+		t.Errorf("service show: %v\n%s", err, out)
+	}
+	labels := fmt.Sprintf(`app=%q,environment="staging",service="worker"`, app)
+	m := srv.metrics()
+	if v := metricValue(t, m, "slipway_service_memory_utilization_percent{"+labels+"}"); v <= 0 || v > 100 {
+		t.Errorf("memory utilization metric %.1f", v)
+	}
+	metricValue(t, m, "slipway_service_cpu_utilization_percent{"+labels+"}")
+	t.Logf("events:\n%s", events(d))
 }

@@ -44,7 +44,7 @@ func (m *metrics) handler() http.Handler {
 // minute: what ECS users read from CloudWatch's ECS and ALB metrics.
 type fleetCollector struct {
 	s                                        *Server
-	desired, running, healthy                *prometheus.Desc
+	desired, running, healthy, cpu, memory   *prometheus.Desc
 	targets, requestRate, errorRate, latency *prometheus.Desc
 }
 
@@ -58,6 +58,8 @@ func newFleetCollector(s *Server) *fleetCollector {
 		desired:     prometheus.NewDesc("slipway_service_desired_tasks", "Tasks a service should run.", svc, nil),
 		running:     prometheus.NewDesc("slipway_service_running_tasks", "Tasks of a service running, as of the last reconcile.", svc, nil),
 		healthy:     prometheus.NewDesc("slipway_service_healthy_tasks", "Tasks of a service passing their health checks, as of the last reconcile.", svc, nil),
+		cpu:         prometheus.NewDesc("slipway_service_cpu_utilization_percent", "Mean CPU use of a service's tasks in percent of their reservation, as auto scaling last measured it (services that track CPU or memory).", svc, nil),
+		memory:      prometheus.NewDesc("slipway_service_memory_utilization_percent", "Mean memory use of a service's tasks in percent of their reservation, as auto scaling last measured it (services that track CPU or memory).", svc, nil),
 		targets:     prometheus.NewDesc("slipway_target_group_healthy_targets", "Targets the load balancer finds healthy.", tg, nil),
 		requestRate: prometheus.NewDesc("slipway_target_group_requests_per_second", "Requests the load balancer sent to a target group, per second over the last minute.", tg, nil),
 		errorRate:   prometheus.NewDesc("slipway_target_group_5xx_per_second", "5xx answers from a target group, per second over the last minute.", tg, nil),
@@ -66,7 +68,7 @@ func newFleetCollector(s *Server) *fleetCollector {
 }
 
 func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.desired, c.running, c.healthy, c.targets, c.requestRate, c.errorRate, c.latency} {
+	for _, d := range []*prometheus.Desc{c.desired, c.running, c.healthy, c.cpu, c.memory, c.targets, c.requestRate, c.errorRate, c.latency} {
 		ch <- d
 	}
 }
@@ -97,6 +99,14 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desired, prometheus.GaugeValue, float64(svc.Desired), labels...)
 		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(running), labels...)
 		ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, float64(healthy), labels...)
+		if u := c.s.deploy.Utilization(svc); u != nil {
+			if u.CPUPercent != nil {
+				ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.GaugeValue, *u.CPUPercent, labels...)
+			}
+			if u.MemoryPercent != nil {
+				ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, *u.MemoryPercent, labels...)
+			}
+		}
 		if svc.LoadBalancer == nil {
 			continue
 		}

@@ -186,15 +186,15 @@ func TestIntegrationWebUI(t *testing.T) {
 
 	// Auto scaling is turned on, refused with the field named, and off again from the service page.
 	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`input[name="max_count"]`), "2"), chromedp.SetValue(chromedp.CSS(`input[name="target_requests_per_second"]`), "500"),
-		chromedp.Click(chromedp.CSS(`button[value="save"]`))); err != nil {
+		chromedp.SetValue(chromedp.CSS(`input[name="target_cpu_percent"]`), "70"), chromedp.Click(chromedp.CSS(`button[value="save"]`))); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "auto scaling on", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("Auto scaling keeps 1 to 2 tasks at 500 requests/s each") && document.querySelector("#service-live").innerText.includes("1–2 tasks at 500 requests/s each")`, 10*time.Second)
+	waitJS(t, ctx, "auto scaling on", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("Auto scaling keeps 1 to 2 tasks at 500 requests/s per task, CPU 70%.") && document.querySelector("#service-live").innerText.includes("1–2 tasks at 500 requests/s per task, CPU 70%")`, 10*time.Second)
 	shot.take("09-service-autoscaling")
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services"), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "the services list naming the auto scaling", `Array.from(document.querySelectorAll("main tr")).some(r => r.innerText.includes("site") && r.innerText.includes("1–2 at 500 req/s"))`, 10*time.Second)
+	waitJS(t, ctx, "the services list naming the auto scaling", `Array.from(document.querySelectorAll("main tr")).some(r => r.innerText.includes("site") && r.innerText.includes("1–2 at 500 requests/s per task, CPU 70%"))`, 10*time.Second)
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services/web/staging/site"), chromedp.WaitVisible(chromedp.CSS("form.autoscaling"))); err != nil {
 		t.Fatal(err)
 	}

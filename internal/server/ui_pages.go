@@ -374,10 +374,9 @@ func (s *Server) uiAutoscaling(w http.ResponseWriter, r *http.Request) {
 	}{
 		{"Fewest tasks", "min_count", func(v string) (err error) { a.MinCount, err = strconv.Atoi(v); return }},
 		{"Most tasks", "max_count", func(v string) (err error) { a.MaxCount, err = strconv.Atoi(v); return }},
-		{"Requests/s per task", "target_requests_per_second", func(v string) (err error) {
-			a.TargetRequestsPerSecond, err = strconv.ParseFloat(v, 64)
-			return
-		}},
+		{"Requests/s per task", "target_requests_per_second", optionalFloat(&a.TargetRequestsPerSecond)},
+		{"CPU %", "target_cpu_percent", optionalFloat(&a.TargetCPUPercent)},
+		{"Memory %", "target_memory_percent", optionalFloat(&a.TargetMemoryPercent)},
 	}
 	for _, n := range numbers {
 		v := strings.TrimSpace(r.FormValue(n.field))
@@ -390,7 +389,20 @@ func (s *Server) uiAutoscaling(w http.ResponseWriter, r *http.Request) {
 		back(w, r, path, "", err.Error())
 		return
 	}
-	back(w, r, path, fmt.Sprintf("Auto scaling keeps %d to %d tasks at %g requests/s each.", a.MinCount, a.MaxCount, a.TargetRequestsPerSecond), "")
+	back(w, r, path, fmt.Sprintf("Auto scaling keeps %d to %d tasks at %s.", a.MinCount, a.MaxCount, a.TargetsText()), "")
+}
+
+// optionalFloat reads a form number into f; an empty field leaves it 0
+// (a target not tracked).
+func optionalFloat(f *float64) func(string) error {
+	return func(v string) (err error) {
+		if v == "" {
+			*f = 0
+			return nil
+		}
+		*f, err = strconv.ParseFloat(v, 64)
+		return err
+	}
 }
 
 func (s *Server) uiDeployments(w http.ResponseWriter, r *http.Request) {

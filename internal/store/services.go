@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -51,17 +52,40 @@ type Service struct {
 	UpdatedAt   time.Time    `json:"updated_at"`
 }
 
-// Autoscaling is target tracking on the load balancer's request rate per
-// task, as ECS service auto scaling does with ALBRequestCountPerTarget.
+// Autoscaling is target tracking, as ECS service auto scaling does it with
+// its predefined metrics: requests per task as the load balancer counts them
+// (ALBRequestCountPerTarget), and the tasks' mean CPU and memory use as a
+// share of what their task definition reserves. At least one target is set;
+// with several, the one that asks for the most tasks wins.
 type Autoscaling struct {
 	MinCount int `json:"min_count"`
 	MaxCount int `json:"max_count"`
 	// TargetRequestsPerSecond is the rate each task should serve.
-	TargetRequestsPerSecond float64 `json:"target_requests_per_second"`
+	TargetRequestsPerSecond float64 `json:"target_requests_per_second,omitempty"`
+	// TargetCPUPercent and TargetMemoryPercent are the mean use the tasks
+	// should run at, in percent of their reservation.
+	TargetCPUPercent    float64 `json:"target_cpu_percent,omitempty"`
+	TargetMemoryPercent float64 `json:"target_memory_percent,omitempty"`
 	// Window is how far back the rate is measured; durations such as "60s".
 	Window           string `json:"window"`
 	ScaleOutCooldown string `json:"scale_out_cooldown"`
 	ScaleInCooldown  string `json:"scale_in_cooldown"`
+}
+
+// TargetsText names the targets tracked, such as "50 requests/s per task,
+// CPU 60%".
+func (a Autoscaling) TargetsText() string {
+	var parts []string
+	if a.TargetRequestsPerSecond > 0 {
+		parts = append(parts, fmt.Sprintf("%g requests/s per task", a.TargetRequestsPerSecond))
+	}
+	if a.TargetCPUPercent > 0 {
+		parts = append(parts, fmt.Sprintf("CPU %g%%", a.TargetCPUPercent))
+	}
+	if a.TargetMemoryPercent > 0 {
+		parts = append(parts, fmt.Sprintf("memory %g%%", a.TargetMemoryPercent))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // TaskSet is a group of tasks of one revision registered in one target group.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -558,4 +559,43 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// Usage is what a task's running containers use: CPU time since they
+// started, and memory now (less the page cache the kernel can reclaim, as
+// `docker stats` counts it).
+type Usage struct {
+	CPU         time.Duration
+	MemoryBytes uint64
+}
+
+// Usage reads the engine's one-shot statistics of the task's running containers.
+func (r *Runtime) Usage(ctx context.Context, t Task) (Usage, error) {
+	var u Usage
+	for _, c := range t.Containers {
+		if c.State != "running" {
+			continue
+		}
+		resp, err := r.cli.ContainerStatsOneShot(ctx, c.ID)
+		if err != nil {
+			return Usage{}, fmt.Errorf("statistics of container %s: %w", c.Name, err)
+		}
+		var st ctr.StatsResponse
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			return Usage{}, fmt.Errorf("statistics of container %s: %w", c.Name, err)
+		}
+		u.CPU += time.Duration(st.CPUStats.CPUUsage.TotalUsage)
+		mem := st.MemoryStats.Usage
+		// cgroup v1 names the reclaimable cache total_inactive_file, v2 inactive_file.
+		for _, k := range []string{"total_inactive_file", "inactive_file"} {
+			if v, ok := st.MemoryStats.Stats[k]; ok && v < mem {
+				mem -= v
+				break
+			}
+		}
+		u.MemoryBytes += mem
+	}
+	return u, nil
 }

@@ -1,14 +1,21 @@
 // Command webapp is the test service: it reports its version, answers health
 // checks (failing when UNHEALTHY=1), and can be slow, slow to start
-// (START_DELAY) or crash on demand.
+// (START_DELAY), crash on demand, or use CPU and memory on request.
 package main
 
 import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+)
+
+var (
+	hogMu  sync.Mutex
+	hogged [][]byte
 )
 
 func main() {
@@ -35,6 +42,33 @@ func main() {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+	})
+	// POST /burn?for=D keeps one CPU busy for D; POST /hog?mib=N holds N MiB.
+	http.HandleFunc("POST /burn", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.FormValue("for"))
+		if err != nil {
+			http.Error(w, "for: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		go func() {
+			for end := time.Now().Add(d); time.Now().Before(end); {
+			}
+		}()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	http.HandleFunc("POST /hog", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.FormValue("mib"))
+		if err != nil || n < 1 {
+			http.Error(w, "mib: a whole number of MiB", http.StatusBadRequest)
+			return
+		}
+		b := make([]byte, n<<20)
+		for i := range b { // touch every page so it is resident
+			b[i] = 1
+		}
+		hogMu.Lock()
+		hogged = append(hogged, b)
+		hogMu.Unlock()
 	})
 	http.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(2 * time.Second)
