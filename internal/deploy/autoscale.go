@@ -339,28 +339,18 @@ func (m *Manager) measureUsage(ctx context.Context, s store.Service, all []task.
 
 func (m *Manager) autoscaleService(ctx context.Context, s store.Service, window time.Duration, ms measures) error {
 	a := *s.Autoscaling
-	m.mu.Lock()
-	last := m.scaled[key(s)]
-	m.mu.Unlock()
-	now := time.Now()
-	to := scaleDecision(a, s.Desired, ms, last, now)
+	// The times come from the store, so a restarted server keeps the cooldowns.
+	last := scaleTimes{out: s.AutoscaledOutAt, in: s.AutoscaledInAt}
+	to := scaleDecision(a, s.Desired, ms, last, time.Now())
 	if to == s.Desired {
 		return nil
 	}
-	if err := m.Store.Scale(ctx, s.App, s.Env, s.Name, s.Desired, to); err != nil {
+	if err := m.Store.AutoScale(ctx, s.App, s.Env, s.Name, s.Desired, to); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil // a deployment owns the count until it ends; try again after
 		}
 		return err
 	}
-	m.mu.Lock()
-	if to > s.Desired {
-		last.out = now
-	} else {
-		last.in = now
-	}
-	m.scaled[key(s)] = last
-	m.mu.Unlock()
 	m.event(ctx, s, "auto scaling: desired count %d → %d (%s over the last %s; targets %s; %d to %d tasks)",
 		s.Desired, to, measuredText(a, ms), window, a.TargetsText(), a.MinCount, a.MaxCount)
 	m.Wake()

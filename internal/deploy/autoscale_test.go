@@ -176,11 +176,74 @@ func TestAutoscaleLeavesTheCountWhenTheLoadBalancerIsDown(t *testing.T) {
 		Window: "10s", ScaleOutCooldown: "0s", ScaleInCooldown: "0s"}); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{Store: db, Proxy: NewProxy(dir, ""), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), scaled: map[string]scaleTimes{}}
+	m := &Manager{Store: db, Proxy: NewProxy(dir, ""), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if err := m.autoscale(ctx); err == nil || !strings.Contains(err.Error(), "read the request counts") {
 		t.Fatalf("autoscale with no load balancer: %v", err)
 	}
 	if svc, _ := db.GetService(ctx, "a", "staging", "web"); svc.Desired != 3 {
 		t.Fatalf("desired count %d, want it left at 3", svc.Desired)
+	}
+}
+
+// The cooldowns are kept with the service: a server restarted just after a
+// scale-out neither scales out again nor scales in before they pass.
+func TestAutoscaleCooldownsOutlastARestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() (*store.DB, *Manager) {
+		db, err := store.Open(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db, &Manager{Store: db, Proxy: NewProxy(dir, ""), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	db, m := open()
+	if _, err := db.CreateApp(ctx, store.App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateService(ctx, store.Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 1,
+		LoadBalancer: &store.LoadBalancer{ContainerName: "web", ContainerPort: 8080, ListenerPort: 8081}}); err != nil {
+		t.Fatal(err)
+	}
+	cooldown := "1h"
+	if err := db.SetAutoscaling(ctx, "a", "staging", "web", &store.Autoscaling{MinCount: 1, MaxCount: 6, TargetRequestsPerSecond: 10,
+		Window: "10s", ScaleOutCooldown: cooldown, ScaleInCooldown: cooldown}); err != nil {
+		t.Fatal(err)
+	}
+	evaluate := func(m *Manager, db *store.DB, rate float64) int {
+		t.Helper()
+		svc, err := db.GetService(ctx, "a", "staging", "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.autoscaleService(ctx, svc, 10*time.Second, measures{rate: rate}); err != nil {
+			t.Fatal(err)
+		}
+		svc, _ = db.GetService(ctx, "a", "staging", "web")
+		return svc.Desired
+	}
+	if got := evaluate(m, db, 30); got != 3 {
+		t.Fatalf("first scale-out: desired %d, want 3", got)
+	}
+	if got := evaluate(m, db, 50); got != 3 {
+		t.Fatalf("a second scale-out within the cooldown: desired %d, want 3", got)
+	}
+	db.Close()
+
+	db, m = open()
+	if got := evaluate(m, db, 50); got != 3 {
+		t.Fatalf("after a restart, a scale-out within the cooldown: desired %d, want 3", got)
+	}
+	if got := evaluate(m, db, 5); got != 3 {
+		t.Fatalf("after a restart, a scale-in within the cooldown: desired %d, want 3", got)
+	}
+	svc, _ := db.GetService(ctx, "a", "staging", "web")
+	if svc.AutoscaledOutAt.IsZero() || time.Since(svc.AutoscaledOutAt) > time.Minute || !svc.AutoscaledInAt.IsZero() {
+		t.Fatalf("scaling times: out %v, in %v", svc.AutoscaledOutAt, svc.AutoscaledInAt)
+	}
+	evs, _ := db.ListServiceEvents(ctx, "a", "staging", "web", 10)
+	if n := len(evs); n == 0 || !strings.Contains(evs[0].Message, "auto scaling: desired count 1 → 3 (30.0 requests/s") {
+		t.Fatalf("events: %+v", evs)
 	}
 }

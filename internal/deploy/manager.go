@@ -44,7 +44,6 @@ type Manager struct {
 	// set's running and healthy counts as of the last pass.
 	setFailures map[string]int
 	setStatus   map[string]SetStatus
-	scaled      map[string]scaleTimes    // when auto scaling last changed each service
 	usage       map[string][]usageSample // each task's CPU time samples over its auto scaling window
 	use         map[string]Utilization   // each service's CPU and memory as last measured
 	lastLB      *lb.Config
@@ -81,7 +80,6 @@ func (m *Manager) Start(ctx context.Context) {
 	m.stopping = map[string]bool{}
 	m.setFailures = map[string]int{}
 	m.setStatus = map[string]SetStatus{}
-	m.scaled = map[string]scaleTimes{}
 	m.usage = map[string][]usageSample{}
 	ctx, m.stop = context.WithCancel(ctx)
 	m.every(ctx, time.Second, m.wake, "reconcile services", m.Reconcile)

@@ -283,6 +283,10 @@ var migrations = []string{
 	 );`,
 	// 10: service auto scaling (target tracking settings, JSON)
 	`ALTER TABLE services ADD COLUMN autoscaling TEXT NOT NULL DEFAULT '';`,
+	// 11: when auto scaling last scaled each service out and in, so its
+	// cooldowns outlast a restart
+	`ALTER TABLE services ADD COLUMN autoscaled_out_at INTEGER;
+	 ALTER TABLE services ADD COLUMN autoscaled_in_at INTEGER;`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

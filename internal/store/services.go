@@ -48,8 +48,12 @@ type Service struct {
 	// Autoscaling is kept apart from the rest: only SetAutoscaling and
 	// Scale write it, so a deployment's update of the service cannot undo it.
 	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
-	CreatedAt   time.Time    `json:"created_at"`
-	UpdatedAt   time.Time    `json:"updated_at"`
+	// AutoscaledOutAt and AutoscaledInAt are when auto scaling last raised
+	// and lowered the desired count; only AutoScale writes them.
+	AutoscaledOutAt time.Time `json:"autoscaled_out_at,omitzero"`
+	AutoscaledInAt  time.Time `json:"autoscaled_in_at,omitzero"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 }
 
 // Autoscaling is target tracking, as ECS service auto scaling does it with
@@ -169,7 +173,7 @@ type RuntimeStore interface {
 	AddServiceEvent(ctx context.Context, app, env, name, message string) error
 	ListServiceEvents(ctx context.Context, app, env, name string, limit int) ([]ServiceEvent, error)
 	SetAutoscaling(ctx context.Context, app, env, name string, a *Autoscaling) error
-	Scale(ctx context.Context, app, env, name string, from, to int) error
+	AutoScale(ctx context.Context, app, env, name string, from, to int) error
 }
 
 var _ RuntimeStore = (*DB)(nil)
@@ -292,7 +296,7 @@ func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
 	return s, err
 }
 
-const serviceCols = `app, env, name, family, revision, desired, load_balancer, layout, autoscaling, created_at, updated_at`
+const serviceCols = `app, env, name, family, revision, desired, load_balancer, layout, autoscaling, autoscaled_out_at, autoscaled_in_at, created_at, updated_at`
 
 func layoutJSON(l *Layout) string {
 	if l == nil {
@@ -305,10 +309,11 @@ func layoutJSON(l *Layout) string {
 func scanService(row scanner) (Service, error) {
 	var s Service
 	var lb, layout, autoscaling string
-	var created, updated sql.NullInt64
-	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &layout, &autoscaling, &created, &updated); err != nil {
+	var scaledOut, scaledIn, created, updated sql.NullInt64
+	if err := row.Scan(&s.App, &s.Env, &s.Name, &s.Family, &s.Revision, &s.Desired, &lb, &layout, &autoscaling, &scaledOut, &scaledIn, &created, &updated); err != nil {
 		return s, err
 	}
+	s.AutoscaledOutAt, s.AutoscaledInAt = fromDB(scaledOut), fromDB(scaledIn)
 	if autoscaling != "" {
 		s.Autoscaling = &Autoscaling{}
 		_ = json.Unmarshal([]byte(autoscaling), s.Autoscaling)
@@ -406,11 +411,12 @@ func (db *DB) SetAutoscaling(ctx context.Context, app, env, name string, a *Auto
 	})
 }
 
-// Scale changes a service's desired count from one count to another, with
-// the task sets that carry production traffic, in one transaction that
-// refuses (ErrConflict) when the count has moved meanwhile or a deployment
-// is in progress: those own the count until they end.
-func (db *DB) Scale(ctx context.Context, app, env, name string, from, to int) error {
+// AutoScale changes a service's desired count from one count to another,
+// with the task sets that carry production traffic, and records when it
+// scaled out or in, in one transaction that refuses (ErrConflict) when the
+// count has moved meanwhile or a deployment is in progress: those own the
+// count until they end.
+func (db *DB) AutoScale(ctx context.Context, app, env, name string, from, to int) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, app, env, name); err != nil {
 			return err
@@ -428,8 +434,13 @@ func (db *DB) Scale(ctx context.Context, app, env, name string, from, to int) er
 		if s.Layout != nil {
 			s.Layout.ScaleServing(to)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE services SET desired = ?, layout = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`,
-			to, layoutJSON(s.Layout), toDB(now()), app, env, name)
+		scaledAt := "autoscaled_out_at"
+		if to < from {
+			scaledAt = "autoscaled_in_at"
+		}
+		at := toDB(now())
+		_, err = tx.ExecContext(ctx, `UPDATE services SET desired = ?, layout = ?, updated_at = ?, `+scaledAt+` = ? WHERE app = ? AND env = ? AND name = ?`,
+			to, layoutJSON(s.Layout), at, at, app, env, name)
 		return err
 	})
 }

@@ -31,7 +31,7 @@ func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	if err := db.SetAutoscaling(ctx, "a", "staging", "web", a); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Scale(ctx, "a", "staging", "web", 2, 4); err != nil {
+	if err := db.AutoScale(ctx, "a", "staging", "web", 2, 4); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := db.GetService(ctx, "a", "staging", "web")
@@ -48,15 +48,29 @@ func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	if got, _ := db.GetService(ctx, "a", "staging", "web"); got.Autoscaling == nil {
 		t.Fatal("a service update dropped its auto scaling")
 	}
+	// Each direction keeps its own time, which a service update leaves alone.
+	if got.AutoscaledOutAt.IsZero() || !got.AutoscaledInAt.IsZero() {
+		t.Fatalf("after a scale-out: out %v, in %v", got.AutoscaledOutAt, got.AutoscaledInAt)
+	}
+	if err := db.AutoScale(ctx, "a", "staging", "web", 4, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoScale(ctx, "a", "staging", "web", 3, 4); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := db.GetService(ctx, "a", "staging", "web")
+	if again.AutoscaledInAt.IsZero() || !again.AutoscaledOutAt.After(got.AutoscaledOutAt) || again.AutoscaledInAt.After(again.AutoscaledOutAt) {
+		t.Fatalf("after scaling in and out again: out %v (was %v), in %v", again.AutoscaledOutAt, got.AutoscaledOutAt, again.AutoscaledInAt)
+	}
 	// The count moved since it was read: refused.
-	if err := db.Scale(ctx, "a", "staging", "web", 2, 3); !errors.Is(err, ErrConflict) {
+	if err := db.AutoScale(ctx, "a", "staging", "web", 2, 3); !errors.Is(err, ErrConflict) {
 		t.Fatalf("scale from a stale count: %v", err)
 	}
 	// A deployment in progress owns the count.
 	if _, err := db.CreateDeployment(ctx, Deployment{App: "a", Env: "staging", Service: "web", Strategy: "rolling", FromFamily: "web", FromRevision: 2, ToFamily: "web", ToRevision: 3, Settings: []byte("{}"), Phase: "Created"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Scale(ctx, "a", "staging", "web", 4, 5); !errors.Is(err, ErrConflict) {
+	if err := db.AutoScale(ctx, "a", "staging", "web", 4, 5); !errors.Is(err, ErrConflict) {
 		t.Fatalf("scale during a deployment: %v", err)
 	}
 	// So does a whole-service update that changes the count; one that keeps
@@ -73,7 +87,7 @@ func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	if _, err := db.UpdateService(ctx, Service{App: "a", Env: "staging", Name: "nope"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("update an unknown service: %v", err)
 	}
-	if err := db.Scale(ctx, "a", "staging", "nope", 1, 2); !errors.Is(err, ErrNotFound) {
+	if err := db.AutoScale(ctx, "a", "staging", "nope", 1, 2); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("scale an unknown service: %v", err)
 	}
 	if err := db.SetAutoscaling(ctx, "a", "staging", "web", nil); err != nil {
