@@ -65,8 +65,6 @@ func TestIntegrationAutoscaling(t *testing.T) {
 		return n
 	}
 	srv.waitService(app, "staging", "web", 60*time.Second, "serving from one task", func(d map[string]any) bool { return healthyTargets(d) == 1 })
-	// The engine dates tasks to the second: the second task starts a second later.
-	time.Sleep(1100 * time.Millisecond)
 	if code, body := srv.call("PATCH", base+"web", srv.Admin, map[string]any{"desired_count": 2}); code != 200 {
 		t.Fatalf("scale to 2: %d %v", code, body)
 	}
@@ -80,9 +78,14 @@ func TestIntegrationAutoscaling(t *testing.T) {
 	// A scale-in stops the tasks that do not serve first, though newer ones
 	// would go first otherwise: here the older task fails its checks.
 	tasks := d["tasks"].([]any)
-	sort.Slice(tasks, func(i, j int) bool {
-		return tasks[i].(map[string]any)["created_at"].(string) < tasks[j].(map[string]any)["created_at"].(string)
-	})
+	created := func(i int) time.Time {
+		at, err := time.Parse(time.RFC3339Nano, tasks[i].(map[string]any)["created_at"].(string))
+		if err != nil {
+			t.Fatalf("task created_at: %v", err)
+		}
+		return at
+	}
+	sort.Slice(tasks, func(i, j int) bool { return created(i).Before(created(j)) })
 	older, newer := tasks[0].(map[string]any), tasks[1].(map[string]any)
 	if resp, err := http.Post("http://"+older["endpoint"].(string)+"/sicken", "text/plain", nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("sicken task %s: %v %v", older["id"], err, resp)

@@ -52,6 +52,10 @@ const (
 	// LabelGeneration tells apart tasks of one revision in one group: a
 	// rolling deployment of the revision already running replaces them.
 	LabelGeneration = "slipway.generation"
+	// LabelCreated dates a task to the nanosecond (the engine's listing
+	// dates containers to the second), so "newest first" holds for tasks
+	// started within one second.
+	LabelCreated = "slipway.created"
 )
 
 // Spec is a task to start.
@@ -182,7 +186,8 @@ func newTaskID() string {
 func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 	id := newTaskID()
 	labels := map[string]string{LabelManaged: "1", LabelApp: spec.App, LabelEnv: spec.Env, LabelService: spec.Service,
-		LabelTask: id, LabelFamily: spec.Family, LabelRevision: strconv.Itoa(spec.Revision), LabelGroup: spec.Group}
+		LabelTask: id, LabelFamily: spec.Family, LabelRevision: strconv.Itoa(spec.Revision), LabelGroup: spec.Group,
+		LabelCreated: time.Now().UTC().Format(time.RFC3339Nano)}
 	if r.Installation != "" {
 		labels[LabelInstallation] = r.Installation
 	}
@@ -418,6 +423,9 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 			gen, _ := strconv.ParseInt(c.Labels[LabelGeneration], 10, 64)
 			t = &Task{ID: id, App: c.Labels[LabelApp], Env: c.Labels[LabelEnv], Service: c.Labels[LabelService], Group: c.Labels[LabelGroup],
 				Family: c.Labels[LabelFamily], Revision: rev, Generation: gen, CreatedAt: time.Unix(c.Created, 0).UTC()}
+			if at, err := time.Parse(time.RFC3339Nano, c.Labels[LabelCreated]); err == nil {
+				t.CreatedAt = at // tasks started before this label existed keep the engine's second
+			}
 			byTask[id] = t
 			order = append(order, id)
 		}

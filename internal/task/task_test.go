@@ -85,3 +85,38 @@ func TestIntegrationStartCancelledAtAnyMomentLeavesNothing(t *testing.T) {
 	}
 	t.Logf("a full start took %v; %d of %d cancelled starts finished first", full, started, steps)
 }
+
+// Tasks are dated finer than the engine's listing does (to the second), so
+// the newest of two started within one second is known.
+func TestIntegrationTasksAreDatedWhenStarted(t *testing.T) {
+	image := containertest.BusyboxImage(t)
+	app := fmt.Sprintf("dated-%d", time.Now().UnixNano())
+	rt, err := NewRuntime(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := &taskdef.TaskDef{Family: "dated", ContainerDefinitions: []taskdef.Container{
+		{Name: "main", Image: image, Command: []string{"/bin/busybox", "sleep", "60"}},
+	}}
+	spec := Spec{App: app, Env: "test", Service: "svc", Family: "dated", Revision: 1, Def: def}
+	var tasks []Task
+	t.Cleanup(func() {
+		for _, tk := range tasks {
+			rt.remove(context.Background(), tk.ID)
+		}
+	})
+	for i := 0; i < 2; i++ {
+		begin := time.Now().UTC()
+		tk, err := rt.Start(context.Background(), spec)
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		tasks = append(tasks, tk)
+		if tk.CreatedAt.Before(begin) || tk.CreatedAt.After(time.Now()) {
+			t.Fatalf("task %d dated %v, started between %v and now", i, tk.CreatedAt, begin)
+		}
+	}
+	if !tasks[1].CreatedAt.After(tasks[0].CreatedAt) {
+		t.Fatalf("the second task (%v) is not dated after the first (%v)", tasks[1].CreatedAt, tasks[0].CreatedAt)
+	}
+}
