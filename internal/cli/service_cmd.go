@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 	"github.com/spf13/cobra"
@@ -408,20 +409,11 @@ after any. A deployment in progress holds the count until it ends.`,
 				if d.Autoscaling != nil {
 					row(w, "Auto scaling:", autoscalingText(d.Autoscaling))
 				}
+				if !d.AutoscaledOutAt.IsZero() || !d.AutoscaledInAt.IsZero() {
+					row(w, "Last scaled:", "out "+humanTime(d.AutoscaledOutAt)+", in "+humanTime(d.AutoscaledInAt))
+				}
 				if u := d.Utilization; u != nil {
-					use := []string{}
-					for _, m := range []struct {
-						name string
-						pct  *float64
-					}{{"CPU", u.CPUPercent}, {"memory", u.MemoryPercent}} {
-						if m.pct != nil {
-							use = append(use, fmt.Sprintf("%s %.0f%%", m.name, *m.pct))
-						}
-					}
-					if len(use) == 0 {
-						use = append(use, "not measured yet")
-					}
-					row(w, "Utilization:", strings.Join(use, ", ")+" of the reservation (mean over the last "+u.Window+")")
+					row(w, "Utilization:", u.Text()+" of the reservation (mean over the last "+u.Window+")")
 				}
 				row(w, "")
 				printTasks(w, d.Tasks)
@@ -568,11 +560,7 @@ type serviceDetail struct {
 	Running     int                  `json:"running_count"`
 	Tasks       []taskView           `json:"tasks"`
 	Events      []store.ServiceEvent `json:"events"`
-	Utilization *struct {
-		CPUPercent    *float64 `json:"cpu_percent"`
-		MemoryPercent *float64 `json:"memory_percent"`
-		Window        string   `json:"window"`
-	} `json:"utilization"`
+	Utilization *deploy.Utilization  `json:"utilization"`
 }
 
 func printTasks(w *tabwriter.Writer, tasks []taskView) {

@@ -164,7 +164,9 @@ func TestIntegrationAutoscaling(t *testing.T) {
 	}
 	t.Logf("burst: %d requests; trickle: %d requests; 0 failed", burst.OK(), trickle.OK())
 
-	if out := cli("service", "show", "web", "--app", app, "--env", "staging"); !strings.Contains(out, "1 to 3 tasks at 50 requests/s per task (measured over 5s; cooldowns: out 0s, in 4s)") {
+	// It scaled both ways, so show names when each last happened.
+	lastScaled := regexp.MustCompile(`Last scaled:\s+out \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, in \d{4}-\d\d-\d\d \d\d:\d\d:\d\d`)
+	if out := cli("service", "show", "web", "--app", app, "--env", "staging"); !strings.Contains(out, "1 to 3 tasks at 50 requests/s per task (measured over 5s; cooldowns: out 0s, in 4s)") || !lastScaled.MatchString(out) {
 		t.Fatalf("service show: %s", out)
 	}
 	if out := cli("service", "list", "--app", app); !strings.Contains(out, "1–3 at 50 requests/s per task") {

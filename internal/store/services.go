@@ -46,7 +46,7 @@ type Service struct {
 	LoadBalancer *LoadBalancer `json:"load_balancer,omitempty"`
 	Layout       *Layout       `json:"layout,omitempty"`
 	// Autoscaling is kept apart from the rest: only SetAutoscaling and
-	// Scale write it, so a deployment's update of the service cannot undo it.
+	// AutoScale write it, so a deployment's update of the service cannot undo it.
 	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
 	// AutoscaledOutAt and AutoscaledInAt are when auto scaling last raised
 	// and lowered the desired count; only AutoScale writes them.

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
+func TestAutoScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	ctx := context.Background()
 	db, err := Open(ctx, t.TempDir())
 	if err != nil {
@@ -95,5 +95,42 @@ func TestScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	}
 	if got, _ := db.GetService(ctx, "a", "staging", "web"); got.Autoscaling != nil {
 		t.Fatalf("auto scaling still set: %+v", got.Autoscaling)
+	}
+}
+
+// A database made before the scaling times existed upgrades with its
+// services intact and no cooldown to honour.
+func TestUpgradeAddsScalingTimesToExistingServices(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	all := migrations
+	t.Cleanup(func() { migrations = all })
+	migrations = all[:10] // the schema before migration 11
+	db, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateApp(ctx, App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateService(ctx, Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 2}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	migrations = all
+	if db, err = Open(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	svc, err := db.GetService(ctx, "a", "staging", "web")
+	if err != nil || svc.Desired != 2 || !svc.AutoscaledOutAt.IsZero() || !svc.AutoscaledInAt.IsZero() {
+		t.Fatalf("after the upgrade: %+v, %v", svc, err)
+	}
+	if err := db.AutoScale(ctx, "a", "staging", "web", 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if svc, _ := db.GetService(ctx, "a", "staging", "web"); svc.Desired != 1 || svc.AutoscaledInAt.IsZero() {
+		t.Fatalf("auto scaled after the upgrade: %+v", svc)
 	}
 }

@@ -29,12 +29,9 @@ func leftovers(t *testing.T, app string) []string {
 	return found
 }
 
-// A task start that is cancelled at any moment leaves nothing behind: the
-// engine completes a create whose request was abandoned, so Start must
-// still know about it to remove it.
-func TestIntegrationStartCancelledAtAnyMomentLeavesNothing(t *testing.T) {
-	image := containertest.BusyboxImage(t)
-	app := fmt.Sprintf("cancel-%d", time.Now().UnixNano())
+// removeLeftoversAtEnd removes the app's containers and networks when the
+// test ends, also when it fails.
+func removeLeftoversAtEnd(t *testing.T, app string) {
 	t.Cleanup(func() {
 		for _, l := range leftovers(t, app) {
 			kind, id, _ := strings.Cut(l, " ")
@@ -45,6 +42,15 @@ func TestIntegrationStartCancelledAtAnyMomentLeavesNothing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A task start that is cancelled at any moment leaves nothing behind: the
+// engine completes a create whose request was abandoned, so Start must
+// still know about it to remove it.
+func TestIntegrationStartCancelledAtAnyMomentLeavesNothing(t *testing.T) {
+	image := containertest.BusyboxImage(t)
+	app := fmt.Sprintf("cancel-%d", time.Now().UnixNano())
+	removeLeftoversAtEnd(t, app)
 	rt, err := NewRuntime(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -99,12 +105,8 @@ func TestIntegrationTasksAreDatedWhenStarted(t *testing.T) {
 		{Name: "main", Image: image, Command: []string{"/bin/busybox", "sleep", "60"}},
 	}}
 	spec := Spec{App: app, Env: "test", Service: "svc", Family: "dated", Revision: 1, Def: def}
+	removeLeftoversAtEnd(t, app)
 	var tasks []Task
-	t.Cleanup(func() {
-		for _, tk := range tasks {
-			rt.remove(context.Background(), tk.ID)
-		}
-	})
 	for i := 0; i < 2; i++ {
 		begin := time.Now().UTC()
 		tk, err := rt.Start(context.Background(), spec)
