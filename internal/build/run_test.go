@@ -153,7 +153,9 @@ func TestParseBuildspecErrors(t *testing.T) {
 		"version: 0.2\nphases:\n  biuld: {commands: [x]}\n":                "buildspec.yml:3:3: phases.biuld: unknown key",
 		"version: 0.2\nphases:\n  build: {on-failure: RETRY}\n":            "must be ABORT or CONTINUE",
 		"version: 0.2\nenv:\n  secrets-manager: {A: \"arn:aws:s3:::b\"}\n": "buildspec.yml:3:24: env.secrets-manager.A: \"arn:aws:s3:::b\": only Secrets Manager and SSM",
-		"version: 0.2\nartifacts:\n  discard-paths: maybe\n":               "must be yes or no",
+		"version: 0.2\nartifacts:\n  discard-paths: maybe\n":               "buildspec.yml:3:18: artifacts.discard-paths: \"maybe\" must be yes or no",
+		"version: 0.2\nphases:\n  build:\n    commands: {go: test}\n":      "buildspec.yml:4:15: phases.build.commands: must be a list",
+		"version: 0.2\nenv:\n  variables: {A: {b: c}}\n":                   "buildspec.yml:3:18: env.variables.A: must be a single value, not a mapping",
 	}
 	for in, want := range cases {
 		if _, err := Parse("buildspec.yml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {

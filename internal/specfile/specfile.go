@@ -85,16 +85,47 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if reflect.PointerTo(t).Implements(unmarshalerType) {
-			return nil // the type checks its own node
-		}
-		if n.Kind != yaml.MappingNode {
-			if n.Tag == "!!null" {
-				return nil
+	field := strings.TrimPrefix(path, ".")
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		// The type checks its own node; its error gains the field's name.
+		err := n.Decode(reflect.New(t).Interface())
+		var pe *Error
+		if errors.As(err, &pe) {
+			if pe.Field == "" {
+				pe.Field = field
 			}
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a mapping of keys to values"}
+			return pe
+		}
+		if err != nil {
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: err.Error()}
+		}
+		return nil
+	}
+	if n.Tag == "!!null" {
+		return nil // an empty value leaves the zero value, as yaml does
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Float32, reflect.Float64, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// Decode a probe here, so a value of the wrong type is reported at
+		// its own line and column with its field rather than by yaml's
+		// "cannot unmarshal" line. yaml would also truncate 1.5 into an
+		// int: a whole number must be written as one.
+		if n.Kind != yaml.ScalarNode || (isWhole(t.Kind()) && n.ShortTag() != "!!int") || n.Decode(reflect.New(t).Interface()) != nil {
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: scalarWanted(t, n)}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a mapping of keys to values"}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKeys(file, n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a mapping of keys to values"}
 		}
 		fields := map[string]reflect.StructField{}
 		var names []string
@@ -122,11 +153,37 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string) error {
 					return err
 				}
 			}
-		} else if n.Tag != "!!null" {
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: strings.TrimPrefix(path, "."), Message: "must be a list"}
+		} else {
+			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a list"}
 		}
 	}
 	return nil
+}
+
+func isWhole(k reflect.Kind) bool { return k >= reflect.Int && k <= reflect.Uint64 }
+
+// scalarWanted says what value of type t the YAML node n should have been.
+func scalarWanted(t reflect.Type, n *yaml.Node) string {
+	var want string
+	switch t.Kind() {
+	case reflect.String:
+		want = "a single value"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = "a whole number of 0 or more"
+	default:
+		want = "a whole number"
+	}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "must be " + want + ", not a list"
+	case yaml.MappingNode:
+		return "must be " + want + ", not a mapping"
+	}
+	return fmt.Sprintf("must be %s, not %q", want, n.Value)
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()

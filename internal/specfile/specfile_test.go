@@ -1,0 +1,67 @@
+package specfile
+
+import (
+	"fmt"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// level refuses anything but low or high, as a type with its own rules does.
+type level string
+
+func (l *level) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value != "low" && n.Value != "high" {
+		return fmt.Errorf("%q must be low or high", n.Value)
+	}
+	*l = level(n.Value)
+	return nil
+}
+
+type testDoc struct {
+	Name    string            `yaml:"name"`
+	Count   int               `yaml:"count"`
+	Size    uint              `yaml:"size"`
+	Ratio   float64           `yaml:"ratio"`
+	Enabled bool              `yaml:"enabled"`
+	Level   level             `yaml:"level"`
+	Env     map[string]string `yaml:"env"`
+	Items   []struct {
+		ID int `yaml:"id"`
+	} `yaml:"items"`
+}
+
+func TestDecodeNamesTheFieldOfAWrongValue(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"count: many\n", `f.yml:1:8: count: must be a whole number, not "many"`},
+		{"count: 1.5\n", `f.yml:1:8: count: must be a whole number, not "1.5"`},
+		{"size: -1\n", `f.yml:1:7: size: must be a whole number of 0 or more, not "-1"`},
+		{"ratio: half\n", `f.yml:1:8: ratio: must be a number, not "half"`},
+		{"enabled: maybe\n", `f.yml:1:10: enabled: must be true or false, not "maybe"`},
+		{"name: [a, b]\n", `f.yml:1:7: name: must be a single value, not a list`},
+		{"level: medium\n", `f.yml:1:8: level: "medium" must be low or high`},
+		{"env: [A=1]\n", `f.yml:1:6: env: must be a mapping of keys to values`},
+		{"env:\n  A: {b: 1}\n", `f.yml:2:6: env.A: must be a single value, not a mapping`},
+		{"items:\n  - id: 1\n  - id: x\n", `f.yml:3:9: items[1].id: must be a whole number, not "x"`},
+		{"items:\n  - idd: 1\n", `f.yml:2:5: items[0].idd: unknown key "idd"; allowed here: id`},
+		{"items: 3\n", `f.yml:1:8: items: must be a list`},
+	}
+	for _, c := range cases {
+		var d testDoc
+		_, err := Decode("f.yml", []byte(c.yaml), &d)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%q: error %v, want %s", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestDecodeAcceptsWellTypedValues(t *testing.T) {
+	var d testDoc
+	_, err := Decode("f.yml", []byte("name: 42\ncount: 3\nsize:\nratio: 0.5\nenabled: true\nlevel: high\nenv: {A: 1}\nitems: [{id: 7}]\n"), &d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "42" || d.Count != 3 || d.Ratio != 0.5 || !d.Enabled || d.Level != "high" || d.Env["A"] != "1" || d.Items[0].ID != 7 {
+		t.Fatalf("decoded %+v", d)
+	}
+}
