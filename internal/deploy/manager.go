@@ -167,10 +167,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		needLB = needLB || s.LoadBalancer != nil
 	}
 	if needLB {
-		if err := m.Proxy.Ensure(ctx); err != nil {
-			return err
-		}
-		if lbState, err = m.Proxy.Client().State(ctx, 10*time.Second); err != nil {
+		if lbState, err = m.Proxy.State(ctx, 10*time.Second); err != nil {
 			return err
 		}
 	}
@@ -631,10 +628,7 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 	if len(cfg.Listeners) == 0 && !m.Proxy.Running(ctx) {
 		return nil
 	}
-	if err := m.Proxy.Ensure(ctx); err != nil {
-		return err
-	}
-	if err := m.Proxy.Client().Apply(ctx, cfg); err != nil {
+	if err := m.Proxy.Apply(ctx, cfg); err != nil {
 		return fmt.Errorf("configure the load balancer: %w", err)
 	}
 	m.mu.Lock()

@@ -35,6 +35,37 @@ func NewProxy(dataDir, binary string) *Proxy {
 // Client returns the control client.
 func (p *Proxy) Client() *lb.Client { return p.client }
 
+// Apply puts cfg in force, starting a proxy first when none answers.
+func (p *Proxy) Apply(ctx context.Context, cfg lb.Config) error {
+	return p.call(ctx, func(c *lb.Client) error { return c.Apply(ctx, cfg) })
+}
+
+// State reads target health and stats over window, starting a proxy first
+// when none answers.
+func (p *Proxy) State(ctx context.Context, window time.Duration) (lb.State, error) {
+	var st lb.State
+	err := p.call(ctx, func(c *lb.Client) error {
+		var err error
+		st, err = c.State(ctx, window)
+		return err
+	})
+	return st, err
+}
+
+// call asks the proxy first and starts one only when none answers: a ping
+// before every call would double the round trips a traffic shift waits on
+// before it is in force, and a busy proxy answers each one late.
+func (p *Proxy) call(ctx context.Context, f func(*lb.Client) error) error {
+	err := f(p.client)
+	if err == nil || !errors.Is(err, lb.ErrNotAnswering) || ctx.Err() != nil {
+		return err
+	}
+	if err := p.Ensure(ctx); err != nil {
+		return err
+	}
+	return f(p.client)
+}
+
 // Ensure makes sure a proxy answers on the socket, starting one in its own
 // session (so it outlives this server, even a SIGKILL) when none does.
 func (p *Proxy) Ensure(ctx context.Context) error {

@@ -190,6 +190,9 @@ func persist(path string, cfg Config) error {
 	return os.Rename(tmp, path)
 }
 
+// ErrNotAnswering is a control call that reached no proxy.
+var ErrNotAnswering = errors.New("no load balancer answers on its control socket")
+
 // Client configures a running proxy over its control socket.
 type Client struct {
 	Socket string
@@ -222,9 +225,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("load balancer control socket %s: %w", c.Socket, err)
+		return fmt.Errorf("%w on %s: %w", ErrNotAnswering, c.Socket, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read to the end so the connection is kept for the next call.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}()
 	if resp.StatusCode != 200 {
 		var e struct{ Error string }
 		_ = json.NewDecoder(resp.Body).Decode(&e)

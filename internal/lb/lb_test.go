@@ -3,6 +3,7 @@ package lb
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -503,5 +504,43 @@ func waitProxy(t *testing.T, c *Client) {
 			t.Fatal("no proxy answers on the control socket")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestControlClientKeepsItsConnection: control calls reuse one connection
+// rather than dial the socket each time (a traffic shift waits on them),
+// and a call that reaches no proxy says so with ErrNotAnswering.
+func TestControlClientKeepsItsConnection(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "proxy.sock")
+	c := NewClient(socket)
+	if _, err := c.Ping(context.Background()); !errors.Is(err, ErrNotAnswering) {
+		t.Fatalf("ping with no proxy: %v, want ErrNotAnswering", err)
+	}
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialled atomic.Int32
+	srv := &http.Server{Handler: controlHandler(New(context.Background(), quiet()), filepath.Join(filepath.Dir(socket), "proxy.json"), quiet()),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				dialled.Add(1)
+			}
+		}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for i := 0; i < 10; i++ {
+		if _, err := c.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Apply(context.Background(), Config{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.State(context.Background(), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dialled.Load(); n != 1 {
+		t.Fatalf("30 control calls opened %d connections, want 1", n)
 	}
 }
