@@ -51,7 +51,8 @@ func Decode(file string, data []byte, v any) (*yaml.Node, error) {
 		return nil, &Error{File: file, Message: "file is empty"}
 	}
 	doc := root.Content[0]
-	if err := checkKeys(file, doc, reflect.TypeOf(v).Elem(), ""); err != nil {
+	c := keyChecker{file: file, seen: map[aliased]bool{}}
+	if err := c.check(doc, reflect.TypeOf(v).Elem(), ""); err != nil {
 		return nil, err
 	}
 	if err := doc.Decode(v); err != nil {
@@ -76,14 +77,32 @@ func positioned(file string, err error) *Error {
 	return e
 }
 
-// checkKeys walks the YAML tree beside the Go type and refuses keys the type
-// does not declare, with their position: a misspelt key must not be ignored.
-func checkKeys(file string, n *yaml.Node, t reflect.Type, path string) error {
+// keyChecker walks the YAML tree beside the Go type and refuses keys the
+// type does not declare, with their position: a misspelt key must not be
+// ignored.
+type keyChecker struct {
+	file string
+	// seen holds the anchored nodes already checked as a type: a few lines
+	// of aliases to aliases would otherwise make the walk exponential.
+	seen map[aliased]bool
+}
+
+type aliased struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
+	file := c.file
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+		if c.seen[aliased{n, t}] {
+			return nil
+		}
+		c.seen[aliased{n, t}] = true
 	}
 	field := strings.TrimPrefix(path, ".")
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
@@ -119,7 +138,10 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string) error {
 			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a mapping of keys to values"}
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkKeys(file, n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value); err != nil {
+			if n.Content[i].ShortTag() == "!!merge" {
+				continue // "<<: *defaults" merges a mapping; yaml checks its shape
+			}
+			if err := c.check(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value); err != nil {
 				return err
 			}
 		}
@@ -142,14 +164,14 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string) error {
 				return &Error{File: file, Line: k.Line, Column: k.Column, Field: strings.TrimPrefix(path+"."+k.Value, "."),
 					Message: fmt.Sprintf("unknown key %q; allowed here: %s", k.Value, strings.Join(names, ", "))}
 			}
-			if err := checkKeys(file, v, f.Type, path+"."+k.Value); err != nil {
+			if err := c.check(v, f.Type, path+"."+k.Value); err != nil {
 				return err
 			}
 		}
 	case reflect.Slice:
 		if n.Kind == yaml.SequenceNode {
 			for i, item := range n.Content {
-				if err := checkKeys(file, item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				if err := c.check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 					return err
 				}
 			}

@@ -2,6 +2,7 @@ package specfile
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -56,6 +57,13 @@ func TestDecodeNamesTheFieldOfAWrongValue(t *testing.T) {
 }
 
 func TestDecodeAcceptsWellTypedValues(t *testing.T) {
+	var merged struct {
+		Base map[string]string `yaml:"base"`
+		Env  map[string]string `yaml:"env"`
+	}
+	if _, err := Decode("f.yml", []byte("base: &base {A: 1}\nenv:\n  <<: *base\n  B: 2\n"), &merged); err != nil || merged.Env["A"] != "1" || merged.Env["B"] != "2" {
+		t.Fatalf("merge key in a map: %v %+v", err, merged.Env)
+	}
 	var d testDoc
 	_, err := Decode("f.yml", []byte("name: 42\ncount: 3\nsize:\nratio: 0.5\nenabled: true\nlevel: high\nenv: {A: 1}\nitems: [{id: 7}]\n"), &d)
 	if err != nil {
@@ -63,5 +71,40 @@ func TestDecodeAcceptsWellTypedValues(t *testing.T) {
 	}
 	if d.Name != "42" || d.Count != 3 || d.Ratio != 0.5 || !d.Enabled || d.Level != "high" || d.Env["A"] != "1" || d.Items[0].ID != 7 {
 		t.Fatalf("decoded %+v", d)
+	}
+}
+
+// counted counts how often a value of it is decoded.
+type counted struct{}
+
+var decodedCounted int
+
+func (counted) UnmarshalYAML(*yaml.Node) error { decodedCounted++; return nil }
+
+// TestAliasesAreCheckedOnce: three lines of aliases to aliases name 27
+// million values; the key check looks at each anchored node once, so such
+// a file is refused by yaml's own limit at once instead of being walked.
+func TestAliasesAreCheckedOnce(t *testing.T) {
+	type action struct {
+		Inputs []counted `yaml:"inputs"`
+	}
+	type stage struct {
+		Actions []action `yaml:"actions"`
+	}
+	var doc struct {
+		A      []counted `yaml:"a"`
+		B      action    `yaml:"b"`
+		C      stage     `yaml:"c"`
+		Stages []stage   `yaml:"stages"`
+	}
+	list := func(item string) string { return "[" + strings.TrimSuffix(strings.Repeat(item+",", 300), ",") + "]" }
+	bomb := "a: &a " + list("x") + "\nb: &b {inputs: *a}\nc: &c {actions: " + list("*b") + "}\nstages: " + list("*c") + "\n"
+	decodedCounted = 0
+	_, err := Decode("f.yml", []byte(bomb), &doc)
+	if err == nil || !strings.Contains(err.Error(), "excessive aliasing") {
+		t.Fatalf("alias bomb: %v", err)
+	}
+	if decodedCounted > 1_000_000 { // yaml itself decodes some 46 000 before it gives up
+		t.Fatalf("the check decoded %d values of a 3 KB file", decodedCounted)
 	}
 }
