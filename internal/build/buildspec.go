@@ -3,10 +3,10 @@ package build
 
 import (
 	"fmt"
-	"github.com/slipway-dev/slipway/internal/secret"
 	"regexp"
 	"strings"
 
+	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/specfile"
 	"gopkg.in/yaml.v3"
 )

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/slipway-dev/slipway/internal/notify"
 	"io"
 	"math"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/container"
+	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 

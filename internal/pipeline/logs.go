@@ -3,12 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"github.com/slipway-dev/slipway/internal/secret"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
