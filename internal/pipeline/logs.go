@@ -12,9 +12,10 @@ import (
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
-// logWriter splits an action's output into timestamped lines and stores them
-// in small batches, so followers see a line within a fraction of a second
-// without one database write per line.
+// logWriter splits an action's output into timestamped lines and stores
+// them: a line after a quiet spell at once, a burst in batches at most
+// logFlushEvery apart, so followers see a line promptly without one
+// database write per line.
 type logWriter struct {
 	store    store.ExecStore
 	actionID int64
@@ -25,6 +26,7 @@ type logWriter struct {
 	mu      sync.Mutex
 	partial []byte
 	pending []store.LogLine
+	kick    chan struct{} // a line is pending
 	done    chan struct{}
 	flushed chan struct{}
 }
@@ -35,7 +37,7 @@ const (
 )
 
 func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger, secrets []string) *logWriter {
-	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, mask: masker(secrets), done: make(chan struct{}), flushed: make(chan struct{})}
+	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, mask: masker(secrets), kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{})}
 	go w.loop()
 	return w
 }
@@ -75,6 +77,10 @@ func (w *logWriter) add(line []byte) {
 		text = w.mask.Replace(text)
 	}
 	w.pending = append(w.pending, store.LogLine{At: time.Now().UTC(), Line: text})
+	select {
+	case w.kick <- struct{}{}:
+	default: // already kicked
+	}
 }
 
 // Mask replaces secret values in log lines.
@@ -84,23 +90,36 @@ func masker(secrets []string) *strings.Replacer { return secret.Masker(secrets) 
 
 func (w *logWriter) loop() {
 	defer close(w.flushed)
-	t := time.NewTicker(logFlushEvery)
-	defer t.Stop()
+	var last time.Time
 	for {
 		select {
-		case <-t.C:
-			w.flush()
-		case <-w.done:
-			w.mu.Lock()
-			if len(w.partial) > 0 {
-				w.add(w.partial)
-				w.partial = nil
+		case <-w.kick:
+			if wait := logFlushEvery - time.Since(last); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-w.done:
+					w.finish()
+					return
+				}
 			}
-			w.mu.Unlock()
 			w.flush()
+			last = time.Now()
+		case <-w.done:
+			w.finish()
 			return
 		}
 	}
+}
+
+// finish stores what is left, an unterminated last line included.
+func (w *logWriter) finish() {
+	w.mu.Lock()
+	if len(w.partial) > 0 {
+		w.add(w.partial)
+		w.partial = nil
+	}
+	w.mu.Unlock()
+	w.flush()
 }
 
 func (w *logWriter) flush() {

@@ -377,7 +377,8 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, lines)
 }
 
-// logPollInterval bounds how late a follower sees a stored line.
+// logPollInterval bounds how late a follower learns that its run ended;
+// stored lines wake it at once.
 const logPollInterval = 50 * time.Millisecond
 
 // streamLogs sends log lines as Server-Sent Events (id = line id, so a
@@ -386,6 +387,7 @@ const logPollInterval = 50 * time.Millisecond
 func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after int64) {
 	es := startEvents(w)
 	for {
+		appended := s.db.LogAppended() // before the read, so no line slips between
 		lines, err := s.db.ListLog(r.Context(), runID, after, 1000)
 		if err != nil {
 			return
@@ -419,6 +421,7 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after
 		select {
 		case <-r.Context().Done():
 			return
+		case <-appended:
 		case <-time.After(logPollInterval):
 		}
 	}

@@ -174,6 +174,7 @@ func (db *DB) UpdateAction(ctx context.Context, a Action) error {
 }
 
 func (db *DB) AppendLog(ctx context.Context, actionID int64, lines []LogLine) error {
+	defer db.ringLogBell()
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines(action_id, at, line) VALUES (?, ?, ?)`)
 		if err != nil {
@@ -187,6 +188,22 @@ func (db *DB) AppendLog(ctx context.Context, actionID int64, lines []LogLine) er
 		}
 		return nil
 	})
+}
+
+// LogAppended returns a channel closed the next time log lines are
+// committed: a follower takes it before it reads, then waits on it, and so
+// sees a line as soon as it is stored rather than at its next poll.
+func (db *DB) LogAppended() <-chan struct{} {
+	db.logMu.Lock()
+	defer db.logMu.Unlock()
+	return db.logBell
+}
+
+func (db *DB) ringLogBell() {
+	db.logMu.Lock()
+	defer db.logMu.Unlock()
+	close(db.logBell)
+	db.logBell = make(chan struct{})
 }
 
 func (db *DB) ListLog(ctx context.Context, runID, afterID int64, limit int) ([]LogLine, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // pure-Go driver: the binary stays CGO_ENABLED=0
@@ -26,6 +27,9 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	Path  string
+
+	logMu   sync.Mutex
+	logBell chan struct{} // closed, and replaced, when log lines are committed
 }
 
 // Open opens (creating if needed) the database file in dir and applies migrations.
@@ -43,7 +47,7 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{write: w, read: r, Path: path}
+	db := &DB{write: w, read: r, Path: path, logBell: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
