@@ -89,7 +89,8 @@ type StageTime struct {
 
 type demo struct {
 	opts  Options
-	out   io.Writer
+	out   io.Writer // opts.Out, one writer at a time: notices arrive while a run is followed
+	tty   bool      // opts.Out is a terminal, where progress redraws one line
 	token string
 	work  string
 	api   *client.Client
@@ -109,7 +110,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
-	d := &demo{opts: opts, out: opts.Out}
+	d := &demo{opts: opts, out: &lockedWriter{w: opts.Out}, tty: isTerminal(opts.Out)}
 	if _, err := exec.LookPath("git"); err != nil {
 		return nil, errors.New("the demo pushes with the real git: install git")
 	}
@@ -349,7 +350,7 @@ func (d *demo) follow(ctx context.Context, id int64, rep *RunReport) (server.Run
 	seen := map[int64]string{}
 	approved := false
 	spin := []string{"-", "\\", "|", "/"}
-	tty := isTerminal(d.out)
+	tty := d.tty
 	for i := 0; ; i++ {
 		var detail server.RunDetail
 		if err := d.api.Do(ctx, "GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, &detail); err != nil {
@@ -521,16 +522,32 @@ func startInbox(out io.Writer) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	var mu sync.Mutex
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ev struct{ Event, Title, URL string }
 		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&ev)
-		mu.Lock()
 		fmt.Fprintf(out, "    notice (%s): %s %s\n", ev.Event, ev.Title, ev.URL)
-		mu.Unlock()
 	})}
 	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String() + "/notices", func() { srv.Close() }, nil
+	closeInbox := func() {
+		// Shutdown waits for a notice being printed, so nothing writes to
+		// out once the demo has returned.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return "http://" + ln.Addr().String() + "/notices", closeInbox, nil
+}
+
+// lockedWriter lets several goroutines print without mixing their writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func isTerminal(w io.Writer) bool {
