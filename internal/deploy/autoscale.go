@@ -31,17 +31,53 @@ const (
 	unreservedCPUUnits = 1024
 )
 
+// ScalingKeys spells auto scaling's settings in errors, so that each user
+// reads the names they wrote: the API's fields (min_count) or a file's keys.
+type ScalingKeys struct {
+	Names map[string]string // the API's field → its spelling here; absent: the same
+	AddLB string            // how to give the service a load balancer
+}
+
+// APIKeys are the API's and the CLI's names.
+var APIKeys = ScalingKeys{AddLB: "give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)"}
+
+func (k ScalingKeys) name(field string) string {
+	if n, ok := k.Names[field]; ok {
+		return n
+	}
+	return field
+}
+
+// ScalingError is a bad auto scaling setting.
+type ScalingError struct {
+	Field   string // "autoscaling.<key>", or "autoscaling" for the settings as a whole
+	Message string
+}
+
+func (e *ScalingError) Error() string { return e.Message }
+
+// bad makes the error about key (its API name; "" for no one key), whose
+// message starts with the field it is about.
+func (k ScalingKeys) bad(key, format string, args ...any) error {
+	field := "autoscaling"
+	if key != "" {
+		field += "." + k.name(key)
+	}
+	return &ScalingError{Field: field, Message: field + fmt.Sprintf(format, args...)}
+}
+
 // ValidateAutoscaling checks auto scaling settings and fills their
-// defaults. Its errors begin with the field they are about.
-func ValidateAutoscaling(a *store.Autoscaling, lb *store.LoadBalancer) error {
+// defaults. Its errors are *ScalingError, with settings spelt by keys.
+func ValidateAutoscaling(a *store.Autoscaling, lb *store.LoadBalancer, keys ScalingKeys) error {
 	if a.MinCount < 1 || a.MinCount > maxDesiredCount {
-		return fmt.Errorf("autoscaling.min_count must be 1 to %d", maxDesiredCount)
+		return keys.bad("min_count", " must be 1 to %d", maxDesiredCount)
 	}
 	if a.MaxCount < a.MinCount || a.MaxCount > maxDesiredCount {
-		return fmt.Errorf("autoscaling.max_count must be min_count (%d) to %d", a.MinCount, maxDesiredCount)
+		return keys.bad("max_count", " must be %s (%d) to %d", keys.name("min_count"), a.MinCount, maxDesiredCount)
 	}
+	rps, cpu, mem := keys.name("target_requests_per_second"), keys.name("target_cpu_percent"), keys.name("target_memory_percent")
 	if a.TargetRequestsPerSecond == 0 && a.TargetCPUPercent == 0 && a.TargetMemoryPercent == 0 {
-		return errors.New("autoscaling.target_requests_per_second: give a target to track: target_requests_per_second (requests each task should serve per second), target_cpu_percent or target_memory_percent (mean use of what the task definition reserves)")
+		return keys.bad("target_requests_per_second", ": give a target to track: %s (requests each task should serve per second), %s or %s (mean use of what the task definition reserves)", rps, cpu, mem)
 	}
 	targets := []struct {
 		field string
@@ -56,11 +92,11 @@ func ValidateAutoscaling(a *store.Autoscaling, lb *store.LoadBalancer) error {
 	for _, t := range targets {
 		// Written so that NaN fails too.
 		if t.value != 0 && !(t.value > 0 && t.value <= t.max) {
-			return fmt.Errorf("autoscaling.%s must be more than 0 and at most %g (%s), or left out", t.field, t.max, t.what)
+			return keys.bad(t.field, " must be more than 0 and at most %g (%s), or left out", t.max, t.what)
 		}
 	}
 	if a.TargetRequestsPerSecond > 0 && lb == nil {
-		return errors.New("autoscaling: the service has no load balancer, whose request counts target_requests_per_second tracks; track target_cpu_percent or target_memory_percent instead, or give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)")
+		return keys.bad("", ": the service has no load balancer, whose request counts %s tracks; track %s or %s instead, or %s", rps, cpu, mem, keys.AddLB)
 	}
 	limits := []struct {
 		field    string
@@ -80,7 +116,7 @@ func ValidateAutoscaling(a *store.Autoscaling, lb *store.LoadBalancer) error {
 		}
 		d, err := time.ParseDuration(*l.value)
 		if err != nil || d < l.min || d > l.max {
-			return fmt.Errorf("autoscaling.%s %q must be a duration from %s to %s, such as 30s", l.field, *l.value, l.min, l.max)
+			return keys.bad(l.field, " %q must be a duration from %s to %s, such as 30s", *l.value, l.min, l.max)
 		}
 	}
 	return nil
@@ -378,7 +414,7 @@ func measuredText(a store.Autoscaling, ms measures) string {
 // CheckReservation refuses a memory target when the service's task
 // definition reserves no memory to measure use against. (CPU is measured
 // against one vCPU when none is reserved.)
-func (m *Manager) CheckReservation(ctx context.Context, svc store.Service, a store.Autoscaling) error {
+func (m *Manager) CheckReservation(ctx context.Context, svc store.Service, a store.Autoscaling, keys ScalingKeys) error {
 	if a.TargetMemoryPercent == 0 {
 		return nil
 	}
@@ -391,7 +427,8 @@ func (m *Manager) CheckReservation(ctx context.Context, svc store.Service, a sto
 		return err
 	}
 	if def.ReservedMemoryMiB() == 0 {
-		return fmt.Errorf("autoscaling.target_memory_percent: task definition %s:%d reserves no memory to measure use against; give its containers memory or memoryReservation (or the task a memory), or track target_cpu_percent or target_requests_per_second", svc.Family, svc.Revision)
+		return keys.bad("target_memory_percent", ": task definition %s:%d reserves no memory to measure use against; give its containers memory or memoryReservation (or the task a memory), or track %s or %s",
+			svc.Family, svc.Revision, keys.name("target_cpu_percent"), keys.name("target_requests_per_second"))
 	}
 	return nil
 }

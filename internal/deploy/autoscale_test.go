@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -140,18 +142,75 @@ func TestValidateAutoscaling(t *testing.T) {
 	for _, c := range cases {
 		a := ok
 		c.edit(&a)
-		err := ValidateAutoscaling(&a, c.lb)
+		err := ValidateAutoscaling(&a, c.lb, APIKeys)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)
 		case c.want != "" && (err == nil || !strings.HasPrefix(err.Error(), c.want)):
 			t.Errorf("%s: error %v, want one starting %q", c.name, err, c.want)
+		case err != nil:
+			// The error names its field: the API answers 400 with it.
+			var se *ScalingError
+			field := strings.TrimSuffix(strings.Fields(c.want)[0], ":")
+			if !errors.As(err, &se) || se.Field != field {
+				t.Errorf("%s: error %#v, want a ScalingError about %s", c.name, err, field)
+			}
 		}
 	}
 	a := ok
-	_ = ValidateAutoscaling(&a, lb)
+	_ = ValidateAutoscaling(&a, lb, APIKeys)
 	if a.Window != "1m0s" || a.ScaleOutCooldown != "1m0s" || a.ScaleInCooldown != "5m0s" {
 		t.Errorf("defaults: %+v", a)
+	}
+}
+
+// TestValidateAutoscalingSpellsKeysAsTheirWriter: a file's keys name the
+// fields in its errors, the other fields they mention and how to fix them.
+func TestValidateAutoscalingSpellsKeysAsTheirWriter(t *testing.T) {
+	keys := ScalingKeys{AddLB: "give the action a listener-port", Names: map[string]string{"min_count": "min", "max_count": "max", "target_requests_per_second": "rps", "target_cpu_percent": "cpu"}}
+	a := store.Autoscaling{MinCount: 3, MaxCount: 2, TargetRequestsPerSecond: 5}
+	err := ValidateAutoscaling(&a, nil, keys)
+	var se *ScalingError
+	if !errors.As(err, &se) || se.Field != "autoscaling.max" || se.Message != "autoscaling.max must be min (3) to 100" {
+		t.Fatalf("max under min: %#v", err)
+	}
+	a.MaxCount = 4
+	err = ValidateAutoscaling(&a, nil, keys)
+	if want := "autoscaling: the service has no load balancer, whose request counts rps tracks; track cpu or target_memory_percent instead, or give the action a listener-port"; err == nil || err.Error() != want {
+		t.Fatalf("no load balancer: %v\nwant %s", err, want)
+	}
+}
+
+// TestCheckReservationNeedsMemoryForAMemoryTarget: a memory target with a
+// task definition that reserves no memory is refused, in the writer's keys.
+func TestCheckReservationNeedsMemoryForAMemoryTarget(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m := &Manager{Store: db}
+	keys := ScalingKeys{Names: map[string]string{"target_memory_percent": "target-memory-percent", "target_cpu_percent": "target-cpu-percent", "target_requests_per_second": "target-requests-per-second"}}
+	for _, c := range []struct {
+		memory string
+		want   string
+	}{
+		{``, "autoscaling.target-memory-percent: task definition web:1 reserves no memory to measure use against; give its containers memory or memoryReservation (or the task a memory), or track target-cpu-percent or target-requests-per-second"},
+		{`"memory": 64,`, ""},
+	} {
+		rev, err := db.RegisterTaskDef(ctx, "web", []byte(`{"family":"web","containerDefinitions":[{"name":"web",`+c.memory+`"image":"x"}]}`), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := store.Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: rev.Revision}
+		err = m.CheckReservation(ctx, svc, store.Autoscaling{MinCount: 1, MaxCount: 2, TargetMemoryPercent: 70}, keys)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || err.Error() != strings.Replace(c.want, "web:1", fmt.Sprintf("web:%d", rev.Revision), 1)) {
+			t.Errorf("memory %q: error %v, want %q", c.memory, err, c.want)
+		}
+		if err := m.CheckReservation(ctx, svc, store.Autoscaling{MinCount: 1, MaxCount: 2, TargetCPUPercent: 70}, keys); err != nil {
+			t.Errorf("a CPU target needs no reservation: %v", err)
+		}
 	}
 }
 

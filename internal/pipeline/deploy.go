@@ -233,8 +233,8 @@ func (e *Engine) applyAutoscaling(ctx context.Context, r store.Run, svc store.Se
 	if err != nil {
 		return err.Error()
 	}
-	if err := e.Deploys.Manager.CheckReservation(ctx, svc, set); err != nil {
-		return autoscalingKeys.Replace(err.Error())
+	if err := e.Deploys.Manager.CheckReservation(ctx, svc, set, scalingKeys); err != nil {
+		return err.Error()
 	}
 	if svc.Autoscaling != nil && *svc.Autoscaling == set {
 		return ""

@@ -2,7 +2,6 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -101,12 +100,11 @@ type AutoscalingSpec struct {
 	ScaleInCooldown         string  `yaml:"scale-in-cooldown"`
 }
 
-// autoscalingKeys turns the API's field names in auto scaling errors into
-// the file's key names.
-var autoscalingKeys = strings.NewReplacer("min_count", "min", "max_count", "max", "target_requests_per_second", "target-requests-per-second",
-	"target_cpu_percent", "target-cpu-percent", "target_memory_percent", "target-memory-percent",
-	"scale_out_cooldown", "scale-out-cooldown", "scale_in_cooldown", "scale-in-cooldown",
-	"give it load_balancer settings first (slipway service update NAME --lb-container C --lb-container-port P --listener-port L)", "give the action a listener-port")
+// scalingKeys are auto scaling's settings as slipway.yaml spells them.
+var scalingKeys = deploy.ScalingKeys{AddLB: "give the action a listener-port", Names: map[string]string{
+	"min_count": "min", "max_count": "max", "target_requests_per_second": "target-requests-per-second",
+	"target_cpu_percent": "target-cpu-percent", "target_memory_percent": "target-memory-percent",
+	"scale_out_cooldown": "scale-out-cooldown", "scale_in_cooldown": "scale-in-cooldown"}}
 
 // Settings checks the spec and returns it as the service's settings, with
 // defaults filled; lb is the service's load balancer (nil: none). Errors
@@ -115,8 +113,8 @@ func (a AutoscalingSpec) Settings(lb *store.LoadBalancer) (store.Autoscaling, er
 	set := store.Autoscaling{MinCount: a.Min, MaxCount: a.Max, TargetRequestsPerSecond: a.TargetRequestsPerSecond,
 		TargetCPUPercent: a.TargetCPUPercent, TargetMemoryPercent: a.TargetMemoryPercent,
 		Window: a.Window, ScaleOutCooldown: a.ScaleOutCooldown, ScaleInCooldown: a.ScaleInCooldown}
-	if err := deploy.ValidateAutoscaling(&set, lb); err != nil {
-		return set, errors.New(autoscalingKeys.Replace(err.Error()))
+	if err := deploy.ValidateAutoscaling(&set, lb, scalingKeys); err != nil {
+		return set, err
 	}
 	return set, nil
 }

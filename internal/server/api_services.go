@@ -491,13 +491,15 @@ func (s *Server) deleteAutoscaling(w http.ResponseWriter, r *http.Request) {
 // records the change as a service event; bad settings are a 400 naming the field.
 func (s *Server) setAutoscaling(ctx context.Context, svc store.Service, a *store.Autoscaling) error {
 	if a != nil {
-		err := deploy.ValidateAutoscaling(a, svc.LoadBalancer)
+		err := deploy.ValidateAutoscaling(a, svc.LoadBalancer, deploy.APIKeys)
 		if err == nil {
-			err = s.deploy.CheckReservation(ctx, svc, *a)
+			err = s.deploy.CheckReservation(ctx, svc, *a, deploy.APIKeys)
+		}
+		if se := (*deploy.ScalingError)(nil); errors.As(err, &se) {
+			return errBadRequest(se.Field, "%v", se)
 		}
 		if err != nil {
-			field, _, _ := strings.Cut(err.Error(), " ")
-			return errBadRequest(strings.TrimSuffix(field, ":"), "%v", err)
+			return err
 		}
 	}
 	if err := s.db.SetAutoscaling(ctx, svc.App, svc.Env, svc.Name, a); err != nil {
