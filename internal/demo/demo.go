@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slipway-dev/slipway/examples"
@@ -110,7 +109,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
-	d := &demo{opts: opts, out: &lockedWriter{w: opts.Out}, tty: isTerminal(opts.Out)}
+	d := &demo{opts: opts, out: task.NewLockedWriter(opts.Out), tty: isTerminal(opts.Out)}
 	if _, err := exec.LookPath("git"); err != nil {
 		return nil, errors.New("the demo pushes with the real git: install git")
 	}
@@ -536,18 +535,6 @@ func startInbox(out io.Writer) (string, func(), error) {
 		_ = srv.Shutdown(ctx)
 	}
 	return "http://" + ln.Addr().String() + "/notices", closeInbox, nil
-}
-
-// lockedWriter lets several goroutines print without mixing their writes.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -514,7 +514,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 		return err
 	}
 	errc := make(chan error, len(t.Containers))
-	w = &lockedWriter{w: w}
+	w = NewLockedWriter(w)
 	for _, c := range t.Containers {
 		go func(c ContainerState) {
 			rc, err := r.cli.ContainerLogs(ctx, c.ID, ctr.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Timestamps: true})
@@ -557,13 +557,18 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	}
 }
 
-// lockedWriter lets the containers' log streams share one writer.
-type lockedWriter struct {
+// LockedWriter lets several goroutines share one writer without mixing
+// their writes: a task's containers' log streams, the demo's progress and
+// the notices it receives.
+type LockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
+// NewLockedWriter serialises writes to w.
+func NewLockedWriter(w io.Writer) *LockedWriter { return &LockedWriter{w: w} }
+
+func (l *LockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
