@@ -78,8 +78,8 @@ func positioned(file string, err error) *Error {
 }
 
 // keyChecker walks the YAML tree beside the Go type and refuses keys the
-// type does not declare, with their position: a misspelt key must not be
-// ignored.
+// type does not declare and values of the wrong shape or type, with their
+// position and field: a misspelt key must not be ignored.
 type keyChecker struct {
 	file string
 	// seen holds the anchored nodes already checked as a type: a few lines
@@ -92,8 +92,12 @@ type aliased struct {
 	t reflect.Type
 }
 
+// at is an error about node n, the value of field.
+func (c keyChecker) at(n *yaml.Node, field, message string) *Error {
+	return &Error{File: c.file, Line: n.Line, Column: n.Column, Field: field, Message: message}
+}
+
 func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
-	file := c.file
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -116,7 +120,7 @@ func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
 			return pe
 		}
 		if err != nil {
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: err.Error()}
+			return c.at(n, field, err.Error())
 		}
 		return nil
 	}
@@ -131,11 +135,11 @@ func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
 		// "cannot unmarshal" line. yaml would also truncate 1.5 into an
 		// int: a whole number must be written as one.
 		if n.Kind != yaml.ScalarNode || (isWhole(t.Kind()) && n.ShortTag() != "!!int") || n.Decode(reflect.New(t).Interface()) != nil {
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: scalarWanted(t, n)}
+			return c.at(n, field, scalarWanted(t, n))
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a mapping of keys to values"}
+			return c.at(n, field, "must be a mapping of keys to values")
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].ShortTag() == "!!merge" {
@@ -147,7 +151,7 @@ func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a mapping of keys to values"}
+			return c.at(n, field, "must be a mapping of keys to values")
 		}
 		fields := map[string]reflect.StructField{}
 		var names []string
@@ -161,8 +165,7 @@ func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
 			k, v := n.Content[i], n.Content[i+1]
 			f, ok := fields[k.Value]
 			if !ok {
-				return &Error{File: file, Line: k.Line, Column: k.Column, Field: strings.TrimPrefix(path+"."+k.Value, "."),
-					Message: fmt.Sprintf("unknown key %q; allowed here: %s", k.Value, strings.Join(names, ", "))}
+				return c.at(k, strings.TrimPrefix(path+"."+k.Value, "."), fmt.Sprintf("unknown key %q; allowed here: %s", k.Value, strings.Join(names, ", ")))
 			}
 			if err := c.check(v, f.Type, path+"."+k.Value); err != nil {
 				return err
@@ -176,7 +179,7 @@ func (c keyChecker) check(n *yaml.Node, t reflect.Type, path string) error {
 				}
 			}
 		} else {
-			return &Error{File: file, Line: n.Line, Column: n.Column, Field: field, Message: "must be a list"}
+			return c.at(n, field, "must be a list")
 		}
 	}
 	return nil
