@@ -225,7 +225,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w on %s: %w", ErrNotAnswering, c.Socket, err)
+		return fmt.Errorf("%w (%s): %w", ErrNotAnswering, c.Socket, err)
 	}
 	defer func() {
 		// Read to the end so the connection is kept for the next call.

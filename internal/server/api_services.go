@@ -495,7 +495,8 @@ func (s *Server) setAutoscaling(ctx context.Context, svc store.Service, a *store
 		if err == nil {
 			err = s.deploy.CheckReservation(ctx, svc, *a, deploy.APIKeys)
 		}
-		if se := (*deploy.ScalingError)(nil); errors.As(err, &se) {
+		var se *deploy.ScalingError
+		if errors.As(err, &se) {
 			return errBadRequest(se.Field, "%v", se)
 		}
 		if err != nil {
