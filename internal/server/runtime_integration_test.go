@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"github.com/slipway-dev/slipway/internal/traffic"
 )
@@ -674,5 +676,49 @@ func TestIntegrationHalfStartedTaskIsReplaced(t *testing.T) {
 	})
 	if out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.task="+half).Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("the half-started task's container is still there: %s", out)
+	}
+}
+
+// TestIntegrationAKilledProxyIsStartedAgainByTheNextCall: control calls no
+// longer ping the proxy first, so a proxy that died is found by the call
+// itself, which starts a new one and puts its table in force.
+func TestIntegrationAKilledProxyIsStartedAgainByTheNextCall(t *testing.T) {
+	data := t.TempDir()
+	t.Cleanup(func() { killProxies(data) })
+	p := deploy.NewProxy(data, slipwayBinary(t))
+	ctx := context.Background()
+	table := func(port int) lb.Config {
+		return lb.Config{
+			Listeners:    map[string]lb.Listener{"web": {Addr: fmt.Sprintf("127.0.0.1:%d", port), Routes: []lb.Route{{TargetGroup: "web.tg1", Weight: 100}}}},
+			TargetGroups: map[string]lb.TargetGroup{"web.tg1": {}},
+		}
+	}
+	pid := func() int {
+		t.Helper()
+		n, err := p.Client().Ping(ctx)
+		if err != nil {
+			t.Fatalf("no proxy answers: %v", err)
+		}
+		return n
+	}
+	if err := p.Apply(ctx, table(freePort(t))); err != nil {
+		t.Fatalf("first apply, which starts the proxy: %v", err)
+	}
+	first := pid()
+	killProxies(data)
+	second := table(freePort(t))
+	if err := p.Apply(ctx, second); err != nil {
+		t.Fatalf("apply after the proxy was killed: %v", err)
+	}
+	if n := pid(); n == first {
+		t.Fatalf("the killed proxy (pid %d) still answers", n)
+	}
+	cfg, err := p.Client().Config(ctx)
+	if err != nil || cfg.Listeners["web"].Addr != second.Listeners["web"].Addr {
+		t.Fatalf("the new proxy's table: %+v %v, want listener %s", cfg.Listeners, err, second.Listeners["web"].Addr)
+	}
+	killProxies(data)
+	if _, err := p.State(ctx, time.Second); err != nil {
+		t.Fatalf("state after the proxy was killed: %v", err)
 	}
 }
