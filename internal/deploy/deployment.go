@@ -457,7 +457,7 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	next := store.TaskSet{Group: group, Family: d.ToFamily, Revision: d.ToRevision, Generation: newGeneration(*d)}
 	minHealthy := int(math.Ceil(float64(want) * float64(st.MinHealthyPercent) / 100))
 	maxTotal := int(math.Floor(float64(want) * float64(st.MaxPercent) / 100))
-	threshold := min(max(int(math.Ceil(0.5*float64(want))), 3), 200)
+	threshold := CircuitBreakerThreshold(want)
 	base := c.Manager.SetFailures(*svc, next)
 	if resumable(*d) {
 		// Carry on from the counts the rollout had reached, which the
@@ -773,6 +773,12 @@ func rollbackTarget(ds []store.Deployment) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no completed deployment of another revision to roll back to: %w", store.ErrNotFound)
+}
+
+// CircuitBreakerThreshold is how many failed launches fail a rollout to
+// desired tasks: half of them rounded up, within [3, 200], as in ECS.
+func CircuitBreakerThreshold(desired int) int {
+	return min(max(int(math.Ceil(0.5*float64(desired))), 3), 200)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

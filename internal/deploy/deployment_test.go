@@ -140,3 +140,11 @@ func TestRestoreBoundLetsTheHealthChecksPass(t *testing.T) {
 		}
 	}
 }
+
+func TestCircuitBreakerThreshold(t *testing.T) {
+	for desired, want := range map[int]int{0: 3, 1: 3, 6: 3, 7: 4, 10: 5, 399: 200, 400: 200, 1000: 200} {
+		if got := CircuitBreakerThreshold(desired); got != want {
+			t.Errorf("CircuitBreakerThreshold(%d) = %d, want %d", desired, got, want)
+		}
+	}
+}

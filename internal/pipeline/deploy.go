@@ -165,6 +165,13 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			return err.Error()
 		}
 	}
+	// Events of an earlier service of this name outlive it: only newer ones tell.
+	seen := int64(0)
+	if evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 1); err == nil && len(evs) > 0 {
+		seen = evs[0].ID
+	}
+	set := svc.EffectiveLayout().Sets[0]
+	base := e.Deploys.Manager.SetFailures(svc, set)
 	if _, err := e.Deploys.Manager.CreateService(ctx, svc); err != nil {
 		return err.Error()
 	}
@@ -172,17 +179,29 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 	if msg := e.applyAutoscaling(ctx, r, svc, a, logs); msg != "" {
 		return msg
 	}
-	// Wait until the new service is steady, as a first deployment would.
+	// Wait until the new service is steady, as a first deployment would,
+	// and fail as its circuit breaker would when its tasks keep failing.
+	threshold := deploy.CircuitBreakerThreshold(desired)
+	steady := fmt.Sprintf("(service %s) has reached a steady state", a.Service)
+	last := ""
 	for {
 		evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50)
 		if err != nil {
 			return err.Error()
 		}
-		for _, ev := range evs {
-			if ev.Message == fmt.Sprintf("(service %s) has reached a steady state", a.Service) {
-				fmt.Fprintln(logs, "[slipway] "+ev.Message)
+		for i := len(evs) - 1; i >= 0; i-- {
+			if evs[i].ID <= seen {
+				continue
+			}
+			seen, last = evs[i].ID, evs[i].Message
+			fmt.Fprintln(logs, "[slipway] "+last)
+			if last == steady {
 				return ""
 			}
+		}
+		if f := e.Deploys.Manager.SetFailures(svc, set) - base; f >= threshold {
+			return fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state (last event: %s); it keeps retrying with backoff until a fixed revision is deployed or it is deleted",
+				f, rev.Family, rev.Revision, a.Service, last)
 		}
 		select {
 		case <-ctx.Done():

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestIntegrationPushBuildImageDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := func(version string) map[string]string {
+	files := func(version string, crash bool) map[string]string {
 		return map[string]string{
 			"main.go":    string(webSource),
 			"go.mod":     "module webapp\n\ngo 1.22\n",
@@ -29,7 +30,7 @@ artifacts:
   files: [web, Dockerfile, taskdef.json, appspec.yaml]
 `,
 			"taskdef.json": fmt.Sprintf(`{"family": "%s", "requiresCompatibilities": ["FARGATE"], "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>",
-  "portMappings": [{"containerPort": 8080}], "environment": [{"name": "VERSION", "value": "%s"}], "memory": 64, "stopTimeout": 2}]}`, app, version),
+  "portMappings": [{"containerPort": 8080}], "environment": [{"name": "VERSION", "value": "%s"}, {"name": "CRASH", "value": "%s"}], "memory": 64, "stopTimeout": 2}]}`, app, version, map[bool]string{false: "0", true: "1"}[crash]),
 			"appspec.yaml": `version: 0.0
 Resources:
   - TargetService:
@@ -70,7 +71,7 @@ stages:
 		}
 	}
 	w := newWork(t)
-	w.commit("v1", files("1"))
+	w.commit("v1", files("1", false))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run := srv.waitRun(1, 240*time.Second)
 	if run["state"] != "succeeded" {
@@ -89,7 +90,7 @@ stages:
 		t.Fatalf("auto scaling events: %s", ev)
 	}
 	l := startLoad(t, url)
-	w.commit("v2", files("2"))
+	w.commit("v2", files("2", false))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run = srv.waitRun(2, 240*time.Second)
 	l.Stop()
@@ -108,4 +109,22 @@ stages:
 		t.Fatalf("during the blue/green deploy: %d failed (%v), %d on version 2", l.Failed(), l.Failures(), l.Served("version=2"))
 	}
 	t.Logf("push → build → image → blue/green deploy: %d requests during the rollout, 0 failed", l.OK())
+
+	// A service made anew by the deploy action from a crashing image fails
+	// the action by its circuit breaker (3 failed launches for 2 tasks), not
+	// by the action's timeout, and the first service's old "steady state"
+	// event does not pass for the new one's.
+	if code, body := srv.call("DELETE", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, nil); code != 200 && code != 204 {
+		t.Fatalf("delete the service: %d %v", code, body)
+	}
+	w.commit("v3", files("3", true))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	run = srv.waitRun(3, 240*time.Second)
+	logs = srv.logText(3)
+	if run["state"] != "failed" || !regexp.MustCompile(`circuit breaker: [34] failed launches`).MatchString(fmt.Sprint(run["reason"])) || !strings.Contains(logs, "exited with code 2") {
+		t.Fatalf("run of a crashing first revision %v: %v\n%s", run["state"], run["reason"], logs)
+	}
+	if strings.Contains(logs, "has reached a steady state") {
+		t.Fatalf("the new service passed for steady:\n%s", logs)
+	}
 }
