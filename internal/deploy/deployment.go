@@ -718,11 +718,15 @@ func (c *Controller) endTermination(ctx context.Context, d *store.Deployment, ms
 // Rollback returns a service to its last successful revision: an instant
 // switch while the last blue/green deployment still keeps blue.
 func (c *Controller) Rollback(ctx context.Context, app, env, service, by string) (string, error) {
+	svc, err := c.Store.GetService(ctx, app, env, service)
+	if err != nil {
+		return "", err
+	}
 	ds, err := c.Store.ListDeployments(ctx, app, env, service, 50)
 	if err != nil {
 		return "", err
 	}
-	i, err := rollbackTarget(ds)
+	i, err := rollbackTarget(ds, svc.CreatedAt)
 	if err != nil {
 		return "", fmt.Errorf("service %s: %w", service, err)
 	}
@@ -731,8 +735,7 @@ func (c *Controller) Rollback(ctx context.Context, app, env, service, by string)
 		cur, err := c.Store.GetDeployment(ctx, ds[i].ID)
 		if err == nil && cur.Phase == "BlueKept" {
 			defer c.termMu.Unlock()
-			svc, err := c.Store.GetService(ctx, app, env, service)
-			if err != nil {
+			if svc, err = c.Store.GetService(ctx, app, env, service); err != nil {
 				return "", err
 			}
 			c.rollback(ctx, &cur, svc, "rolled back by "+by+" during the termination wait")
@@ -743,7 +746,7 @@ func (c *Controller) Rollback(ctx context.Context, app, env, service, by string)
 		if err == nil {
 			ds[i] = cur
 		}
-		if i, err = rollbackTarget(ds); err != nil {
+		if i, err = rollbackTarget(ds, svc.CreatedAt); err != nil {
 			return "", fmt.Errorf("service %s: %w", service, err)
 		}
 	}
@@ -759,9 +762,13 @@ func (c *Controller) Rollback(ctx context.Context, app, env, service, by string)
 // whose starting point a rollback returns to: the newest completed one,
 // passing over redeployments of a running revision (they started where
 // they ended) unless blue is still kept, when their old tasks are one
-// switch away.
-func rollbackTarget(ds []store.Deployment) (int, error) {
+// switch away. Deployments before since were of an earlier service of the
+// same name, deleted since: their revisions are not this one's to return to.
+func rollbackTarget(ds []store.Deployment, since time.Time) (int, error) {
 	for i, d := range ds {
+		if d.CreatedAt.Before(since) {
+			break
+		}
 		if d.State == store.DeployInProgress {
 			return 0, fmt.Errorf("deployment %d is in progress; stop it instead (slipway deploy stop %d): %w", d.ID, d.ID, store.ErrConflict)
 		}

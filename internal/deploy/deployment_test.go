@@ -94,8 +94,13 @@ func TestNewGenerationOnlyForTheRevisionAlreadyRunning(t *testing.T) {
 }
 
 func TestRollbackTarget(t *testing.T) {
+	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) // the service's creation
 	dep := func(id int64, state, phase string, from, to int) store.Deployment {
-		return store.Deployment{ID: id, State: state, Phase: phase, FromFamily: "web", FromRevision: from, ToFamily: "web", ToRevision: to}
+		return store.Deployment{ID: id, State: state, Phase: phase, FromFamily: "web", FromRevision: from, ToFamily: "web", ToRevision: to, CreatedAt: created.Add(time.Duration(id) * time.Minute)}
+	}
+	ofEarlierService := func(d store.Deployment) store.Deployment {
+		d.CreatedAt = created.Add(-time.Second)
+		return d
 	}
 	done := store.DeployCompleted
 	cases := []struct {
@@ -111,9 +116,12 @@ func TestRollbackTarget(t *testing.T) {
 		{"one in progress", []store.Deployment{dep(4, store.DeployInProgress, "Install", 3, 4), dep(3, done, "Done", 2, 3)}, 0, store.ErrConflict},
 		{"only redeployments", []store.Deployment{dep(2, done, "Done", 1, 1)}, 0, store.ErrNotFound},
 		{"none", nil, 0, store.ErrNotFound},
+		{"none since the service was made anew", []store.Deployment{ofEarlierService(dep(2, done, "Done", 1, 2))}, 0, store.ErrNotFound},
+		{"the newest of the new service's", []store.Deployment{dep(5, done, "Done", 4, 5), ofEarlierService(dep(2, done, "BlueKept", 1, 2))}, 5, nil},
+		{"past a rolled-back one, not into the earlier service's", []store.Deployment{dep(5, store.DeployRolledBack, "Done", 4, 5), ofEarlierService(dep(2, done, "Done", 1, 2))}, 0, store.ErrNotFound},
 	}
 	for _, c := range cases {
-		i, err := rollbackTarget(c.ds)
+		i, err := rollbackTarget(c.ds, created)
 		switch {
 		case c.wantIs != nil && !errors.Is(err, c.wantIs):
 			t.Errorf("%s: %v, want %v", c.name, err, c.wantIs)

@@ -359,7 +359,9 @@ func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("service %s in %s/%s: %w", name, app, env, ErrNotFound)
 		}
-		return nil
+		// A service made again under this name starts a fresh event list, as in ECS.
+		_, err = tx.ExecContext(ctx, `DELETE FROM service_events WHERE app = ? AND env = ? AND service = ?`, app, env, name)
+		return err
 	})
 }
 

@@ -134,3 +134,40 @@ func TestUpgradeAddsScalingTimesToExistingServices(t *testing.T) {
 		t.Fatalf("auto scaled after the upgrade: %+v", svc)
 	}
 }
+
+func TestAServiceMadeAgainStartsWithoutTheOldOnesEvents(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.CreateApp(ctx, App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
+		t.Fatal(err)
+	}
+	svc := Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 1}
+	if _, err := db.CreateService(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"(service web) started 1 task", "(service web) has reached a steady state"} {
+		if err := db.AddServiceEvent(ctx, "a", "staging", "web", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another environment's service of the same name keeps its events.
+	if err := db.AddServiceEvent(ctx, "a", "production", "web", "(service web) has reached a steady state"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteService(ctx, "a", "staging", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateService(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := db.ListServiceEvents(ctx, "a", "staging", "web", 50); err != nil || len(evs) != 0 {
+		t.Fatalf("events of the new service: %v, %v", evs, err)
+	}
+	if evs, err := db.ListServiceEvents(ctx, "a", "production", "web", 50); err != nil || len(evs) != 1 {
+		t.Fatalf("events of the other environment's service: %v, %v", evs, err)
+	}
+}
