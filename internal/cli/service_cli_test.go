@@ -2,7 +2,9 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,5 +81,62 @@ func TestCLIServiceUpdateStartsDeployments(t *testing.T) {
 	var started map[string]map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &started) != nil || started["deployment"]["id"] != 3.0 || started["service"]["name"] != "web" {
 		t.Fatalf("update -o json: %q %v", out, err)
+	}
+}
+
+// Without --app, service commands take SLIPWAY_APP, else the app whose
+// hosted repository the working directory's clone points at.
+func TestCLIServiceCommandsFindTheirApp(t *testing.T) {
+	env := loggedIn(t)
+	for _, app := range []string{"shop", "blog"} {
+		if _, _, err := slipway(t, "", "app", "create", app); err != nil {
+			t.Fatal(err)
+		}
+	}
+	td := filepath.Join(t.TempDir(), "taskdef.json")
+	if err := os.WriteFile(td, []byte(`{"family": "web", "containerDefinitions": [{"name": "web", "image": "`+strings.TrimPrefix(env.URL, "http://")+`/shop:1"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := slipway(t, "", "taskdef", "register", td); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := slipway(t, "", "service", "create", "web", "--app", "shop", "--env", "staging", "--taskdef", "web:1", "--desired", "0"); err != nil {
+		t.Fatal(err)
+	}
+	show := func() (string, error) {
+		out, _, err := slipway(t, "", "service", "show", "web", "--env", "staging", "-o", "json")
+		return out, err
+	}
+	t.Chdir(t.TempDir()) // no clone here
+	if _, err := show(); err == nil || !strings.Contains(err.Error(), "--app is required") || !strings.Contains(err.Error(), "SLIPWAY_APP") {
+		t.Fatalf("outside a clone: %v", err)
+	}
+	clone := func(remotes ...string) {
+		dir := t.TempDir()
+		t.Chdir(dir)
+		if b, err := exec.Command("git", "init", "-q").CombinedOutput(); err != nil {
+			t.Fatalf("git init: %v %s", err, b)
+		}
+		for i, r := range remotes {
+			if b, err := exec.Command("git", "remote", "add", fmt.Sprint("r", i), r).CombinedOutput(); err != nil {
+				t.Fatalf("git remote add: %v %s", err, b)
+			}
+		}
+	}
+	clone(env.pushURL("shop"), "https://github.com/acme/shop.git")
+	if out, err := show(); err != nil || !strings.Contains(out, `"app": "shop"`) {
+		t.Fatalf("in a clone of shop: %q %v", out, err)
+	}
+	clone(env.pushURL("shop"), env.pushURL("blog"))
+	if _, err := show(); err == nil || !strings.Contains(err.Error(), "several apps (blog, shop)") {
+		t.Fatalf("in a clone of two apps: %v", err)
+	}
+	// The variable wins over the clone, and --app over both.
+	t.Setenv("SLIPWAY_APP", "blog")
+	if _, err := show(); err == nil || !strings.Contains(err.Error(), "web in blog/staging: not found") {
+		t.Fatalf("with SLIPWAY_APP=blog: %v", err)
+	}
+	if out, _, err := slipway(t, "", "service", "show", "web", "--app", "shop", "--env", "staging", "-o", "json"); err != nil || !strings.Contains(out, `"app": "shop"`) {
+		t.Fatalf("--app shop: %q %v", out, err)
 	}
 }

@@ -159,10 +159,17 @@ func taskdefCmd() *cobra.Command {
 type serviceRef struct{ app, env string }
 
 func (s *serviceRef) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&s.app, "app", "", "app (required)")
+	cmd.Flags().StringVar(&s.app, "app", "", "app (default: $SLIPWAY_APP, or the app whose repository this git clone's remote points at)")
 	cmd.Flags().StringVar(&s.env, "env", "", "environment, e.g. staging (required)")
-	_ = cmd.MarkFlagRequired("app")
 	_ = cmd.MarkFlagRequired("env")
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if s.app != "" {
+			return nil
+		}
+		app, err := defaultApp(cmd.Context())
+		s.app = app
+		return err
+	}
 }
 
 func (s *serviceRef) path(name string) string {
