@@ -171,6 +171,28 @@ func TestCLIRunWatchAndFollow(t *testing.T) {
 	if err != nil || !strings.Contains(out, "B/ok | hello-from-run") || !strings.Contains(errOut, "run 1 failed") {
 		t.Fatalf("follow: %v\n%s\n%s", err, out, errOut)
 	}
+	// JSON: one object per line, with the action's name, followed or not.
+	for _, follow := range []bool{false, true} {
+		args := []string{"run", "logs", "1", "-o", "json"}
+		if follow {
+			args = append(args, "--follow")
+		}
+		out, _, err := slipway(t, "", args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var first struct {
+			ID       int64  `json:"id"`
+			ActionID int64  `json:"action_id"`
+			Action   string `json:"action"`
+			At       string `json:"at"`
+			Line     string `json:"line"`
+		}
+		if err != nil || len(lines) < 3 || json.Unmarshal([]byte(lines[0]), &first) != nil || first.Action != "B/ok" || first.At == "" || first.ID == 0 {
+			t.Fatalf("logs -o json (follow %v): %v %+v\n%s", follow, err, first, out)
+		}
+		if !strings.Contains(out, `"action":"B/ok","line":"hello-from-run"`) && !strings.Contains(out, `"line":"hello-from-run","action":"B/ok"`) {
+			t.Fatalf("logs -o json (follow %v) lacks the build's line:\n%s", follow, out)
+		}
+	}
 	out, _, err = slipway(t, "", "run", "logs", "1", "--action", "bad")
 	if err != nil || strings.Contains(out, "hello-from-run") || !strings.Contains(out, "C/bad") {
 		t.Fatalf("logs --action: %v\n%s", err, out)

@@ -40,6 +40,12 @@ func (p printer) emit(v any, table func(t *tabwriter.Writer)) error {
 	return tw.Flush()
 }
 
+// jsonLine prints v as one line of JSON: the shape of streamed reads
+// (logs), so each line can be handed on as it comes.
+func (p printer) jsonLine(v any) error {
+	return json.NewEncoder(p.w).Encode(v)
+}
+
 func row(w io.Writer, cols ...any) {
 	parts := make([]string, len(cols))
 	for i, c := range cols {

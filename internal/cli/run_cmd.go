@@ -300,7 +300,10 @@ func streamLogs(cmd *cobra.Command, c *client.Client, p printer, id, action stri
 			return
 		}
 		if p.json {
-			_ = p.emit(l, nil)
+			_ = p.jsonLine(struct {
+				store.LogLine
+				Action string `json:"action"`
+			}{l, n})
 			return
 		}
 		fmt.Fprintf(out, "%s %s | %s\n", l.At.Local().Format("15:04:05.000"), n, l.Line)

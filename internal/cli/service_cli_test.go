@@ -140,3 +140,22 @@ func TestCLIServiceCommandsFindTheirApp(t *testing.T) {
 		t.Fatalf("--app shop: %q %v", out, err)
 	}
 }
+
+func TestParseTaskLogLine(t *testing.T) {
+	at := time.Date(2026, 12, 3, 5, 42, 57, 772422248, time.UTC)
+	cases := []struct {
+		in   string
+		want taskLogLine
+	}{
+		{"5096f9ffbd37/web | 2026-12-03T05:42:57.772422248Z listening on :8080", taskLogLine{Task: "5096f9ffbd37", Container: "web", At: at, Line: "listening on :8080"}},
+		{"5096f9ffbd37/web | 2026-12-03T05:42:57.772422248Z a | b", taskLogLine{Task: "5096f9ffbd37", Container: "web", At: at, Line: "a | b"}},
+		{"5096f9ffbd37/web | no timestamp here", taskLogLine{Task: "5096f9ffbd37", Container: "web", Line: "no timestamp here"}},
+		{"5096f9ffbd37/web | 2026-12-03T05:42:57.772422248Z", taskLogLine{Task: "5096f9ffbd37", Container: "web", Line: "2026-12-03T05:42:57.772422248Z"}},
+		{"a line without a source", taskLogLine{Line: "a line without a source"}},
+	}
+	for _, c := range cases {
+		if got := parseTaskLogLine(c.in); got != c.want {
+			t.Errorf("%q: %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -531,13 +533,27 @@ after any. A deployment in progress holds the count until it ends.`,
 			if follow {
 				path += "?follow=true"
 			}
+			p, err := outputOf(cmd)
+			if err != nil {
+				return err
+			}
 			resp, err := c.Stream(cmd.Context(), path, "")
 			if err != nil {
 				return err
 			}
 			defer resp.Body.Close()
-			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
-			return err
+			if !p.json {
+				_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
+				return err
+			}
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				if err := p.jsonLine(parseTaskLogLine(sc.Text())); err != nil {
+					return err
+				}
+			}
+			return sc.Err()
 		},
 	}
 	logref.flags(logs)
@@ -545,6 +561,31 @@ after any. A deployment in progress holds the count until it ends.`,
 
 	cmd.AddCommand(create, update, scale, autoscale, show, ps, list, del, logs)
 	return cmd
+}
+
+// taskLogLine is one line of a service's logs, which the server streams as
+// "TASK/CONTAINER | TIMESTAMP TEXT".
+type taskLogLine struct {
+	Task      string    `json:"task"`
+	Container string    `json:"container"`
+	At        time.Time `json:"at,omitzero"`
+	Line      string    `json:"line"`
+}
+
+func parseTaskLogLine(s string) taskLogLine {
+	source, rest, ok := strings.Cut(s, " | ")
+	if !ok {
+		return taskLogLine{Line: s}
+	}
+	var l taskLogLine
+	l.Task, l.Container, _ = strings.Cut(source, "/")
+	l.Line = rest
+	if ts, text, ok := strings.Cut(rest, " "); ok {
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			l.At, l.Line = at, text
+		}
+	}
+	return l
 }
 
 type taskView struct {
