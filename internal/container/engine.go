@@ -225,6 +225,11 @@ func (e *Engine) Tag(ctx context.Context, source, target string) error {
 // containers and networks, build containers and the images it builds.
 const LabelApp = "slipway.app"
 
+// LabelInstallation names the Slipway installation (data directory) that
+// made a container, network or image, so servers sharing one engine, and
+// their cleanups, tell theirs apart.
+const LabelInstallation = "slipway.installation"
+
 // RemoveRegistryImages removes the engine's copies of images that Slipway
 // built (they carry the slipway.app label) and tagged under a registry
 // host, for when that registry goes away with its data directory.

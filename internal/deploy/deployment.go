@@ -30,12 +30,14 @@ type DeployStore interface {
 type Controller struct {
 	Store   DeployStore
 	Manager *Manager
-	mu      sync.Mutex
-	termMu  sync.Mutex // orders ending a termination wait against starting a deployment
-	running map[int64]context.CancelFunc
-	stopped map[int64]string // deployment → why someone stopped it
-	wg      sync.WaitGroup
-	ctx     context.Context
+	// Installation labels hook containers as the runtime labels tasks.
+	Installation string
+	mu           sync.Mutex
+	termMu       sync.Mutex // orders ending a termination wait against starting a deployment
+	running      map[int64]context.CancelFunc
+	stopped      map[int64]string // deployment → why someone stopped it
+	wg           sync.WaitGroup
+	ctx          context.Context
 }
 
 // Request starts a deployment.
@@ -829,7 +831,7 @@ func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.S
 		if eng, err = container.Connect(hctx); err == nil {
 			var code int
 			code, err = eng.RunScript(hctx, container.ScriptJob{Image: h.Image, HostDir: os.TempDir(), MountPath: "/tmp/slipway-hook", WorkDir: "/",
-				Script: h.Command, Env: env, Log: &out, Labels: map[string]string{container.LabelApp: d.App, "slipway.deployment": fmt.Sprint(d.ID)}})
+				Script: h.Command, Env: env, Log: &out, Labels: c.hookLabels(d)})
 			if err == nil && code != 0 {
 				err = fmt.Errorf("exit code %d", code)
 			}
@@ -894,4 +896,13 @@ func tasks(n int) string {
 		return "1 task"
 	}
 	return fmt.Sprintf("%d tasks", n)
+}
+
+// hookLabels mark a hook's container as this installation's, like its tasks.
+func (c *Controller) hookLabels(d *store.Deployment) map[string]string {
+	l := map[string]string{container.LabelApp: d.App, "slipway.deployment": fmt.Sprint(d.ID)}
+	if c.Installation != "" {
+		l[container.LabelInstallation] = c.Installation
+	}
+	return l
 }

@@ -68,6 +68,9 @@ type Engine struct {
 	Notifier *notify.Notifier
 	// Secrets resolves buildspec env.secrets-manager and env.parameter-store.
 	Secrets *secret.Vault
+	// Installation labels the build containers and images the engine makes,
+	// as the task runtime labels tasks, so each is known as this server's.
+	Installation string
 
 	slots chan struct{}
 	wake  chan struct{}
@@ -626,7 +629,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 		srcDir = build.ContainerRoot + "/src"
 		containerSpec = &build.ContainerSpec{Engine: eng, Image: a.Image,
-			Labels: map[string]string{container.LabelApp: r.App, "slipway.run": strconv.FormatInt(r.ID, 10), "slipway.action": a.Name}}
+			Labels: e.labels(r.App, "slipway.run", strconv.FormatInt(r.ID, 10), "slipway.action", a.Name)}
 	} else {
 		dockerVars, err := e.dockerEnv(r, filepath.Dir(dir))
 		if err != nil {

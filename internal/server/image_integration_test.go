@@ -41,9 +41,14 @@ func (e *testEnv) artifactFiles(run int, name string) map[string]string {
 }
 
 // removeImagesOf deletes the engine's images that an app's pipeline built
-// (the image action labels them with the app).
+// (the image action labels them with the app); the app's name is the test's own.
 func removeImagesOf(app string) {
-	out, _ := exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app).Output()
+	removeImages([]string{"--filter", "label=slipway.app=" + app})
+}
+
+// removeImages deletes the engine's images that docker's filter arguments pick.
+func removeImages(filter []string) {
+	out, _ := exec.Command("docker", append([]string{"images", "-q"}, filter...)...).Output()
 	if ids := strings.Fields(string(out)); len(ids) > 0 {
 		exec.Command("docker", append([]string{"rmi", "-f"}, ids...)...).Run()
 	}
@@ -128,6 +133,11 @@ phases:
 	if detail.ImageURI != host+"/"+app+"@"+detail.ImageDigest || detail.RepositoryName != app || detail.RegistryId != host ||
 		strings.Join(detail.ImageTags, ",") != sha+",latest" || detail.ImageSizeInBytes <= 0 || detail.ImagePushedAt == "" {
 		t.Fatalf("imageDetail.json: %+v", detail)
+	}
+	// The built image is known as this installation's, as its tasks are.
+	labels, err := exec.Command("docker", "image", "inspect", "-f", `{{index .Config.Labels "slipway.installation"}} {{index .Config.Labels "slipway.app"}}`, host+"/"+app+":"+sha).Output()
+	if want := e.srv.installation + " " + app; err != nil || strings.TrimSpace(string(labels)) != want {
+		t.Fatalf("image labels %q, %v; want %q", labels, err, want)
 	}
 	var defs []struct{ Name, ImageUri string }
 	if err := json.Unmarshal([]byte(files["imagedefinitions.json"]), &defs); err != nil || len(defs) != 1 || defs[0].Name != "web" || defs[0].ImageUri != detail.ImageURI {

@@ -21,6 +21,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/notify/notifytest"
+	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/traffic"
 )
 
@@ -208,20 +209,44 @@ func (p *procServer) kill() {
 }
 
 // cleanupRuntime removes what a test's app left on the engine (containers,
-// networks, the images its pipeline built) and its proxy.
+// networks, images, the proxy) once the test ends: only what the server of
+// data made, so a developer's own app of the same name on this engine stays.
 func cleanupRuntime(t *testing.T, app, data string) {
 	t.Cleanup(func() {
 		killProxies(data)
-		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app="+app).Output()
+		filter, ok := ownedBy(app, data)
+		if !ok {
+			return
+		}
+		out, _ := exec.Command("docker", append([]string{"ps", "-aq"}, filter...)...).Output()
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
 		}
-		out, _ = exec.Command("docker", "network", "ls", "-q", "--filter", "label=slipway.app="+app).Output()
+		out, _ = exec.Command("docker", append([]string{"network", "ls", "-q"}, filter...)...).Output()
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
 		}
-		removeImagesOf(app)
+		removeImages(filter)
 	})
+}
+
+// ownedBy is the docker --filter arguments for what the server of data made
+// for app: its label and the installation's. False when that server never
+// started, so it made nothing.
+func ownedBy(app, data string) ([]string, bool) {
+	if _, err := os.Stat(filepath.Join(data, "slipway.db")); err != nil {
+		return nil, false
+	}
+	db, err := store.Open(context.Background(), data)
+	if err != nil {
+		return nil, false
+	}
+	defer db.Close()
+	id, err := db.GetMeta(context.Background(), "installation_id")
+	if err != nil {
+		return nil, false
+	}
+	return []string{"--filter", "label=slipway.app=" + app, "--filter", "label=slipway.installation=" + id}, true
 }
 
 func webTaskDef(family, image, version string, extraEnv ...string) string {

@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Artifacts: &artifact.FS{Root: filepath.Join(cfg.DataDir, "artifacts")},
 		WorkRoot:  filepath.Join(cfg.DataDir, "work"),
 		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
-		Notifier:  s.notify, Secrets: s.vault,
+		Notifier:  s.notify, Secrets: s.vault, Installation: s.installation,
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
 	// The pipeline pushes images with a token of its own, new at every start.
@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
 	s.notify.Start(context.WithoutCancel(ctx))
 	s.deploy.Start(context.WithoutCancel(ctx))
-	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy}
+	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation}
 	s.metrics.registry.MustRegister(newFleetCollector(s))
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
 	// The pipeline engine starts last: a recovered run may deploy at once.

@@ -36,10 +36,9 @@ import (
 // Labels Slipway puts on what it creates.
 const (
 	LabelManaged = "slipway.managed"
-	// LabelInstallation names the Slipway installation (data directory) that
-	// owns a task, so servers sharing one Docker engine never adopt or stop
-	// each other's tasks.
-	LabelInstallation = "slipway.installation"
+	// LabelInstallation: servers sharing one Docker engine never adopt or
+	// stop each other's tasks.
+	LabelInstallation = container.LabelInstallation
 	LabelApp          = container.LabelApp
 	LabelEnv          = "slipway.env"
 	LabelService      = "slipway.service"
