@@ -233,7 +233,7 @@ artifacts:
 	if run["state"] != "failed" || actionsOf(run)["B/inbox"]["exit_code"] != 9.0 {
 		t.Fatalf("failing container build: %v", run)
 	}
-	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app=boxed").Output()
+	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=slipway.app=boxed", "--filter", "label=slipway.installation="+e.srv.installation).Output()
 	if len(bytes.TrimSpace(out)) != 0 {
 		t.Fatalf("containers left behind: %s", out)
 	}
