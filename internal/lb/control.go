@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/datadir"
 )
 
 // Run is the `slipway proxy` process: it restores the routing table from
@@ -78,6 +80,10 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 	return nil
 }
 
+// lockWait is how long a draining predecessor may hold proxy.lock; a
+// variable so a test need not wait it out.
+var lockWait = 30 * time.Second
+
 // lockDataDir makes this the only proxy of its data directory, with an
 // exclusive lock on proxy.lock that the kernel drops when the process ends,
 // however it ends. Without it, a proxy started because a ping went
@@ -85,32 +91,21 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 // the predecessor was stopped, outliving everyone. A predecessor that is
 // still draining holds the lock for a while: wait for it, but give up at
 // once if a proxy answers on the socket.
-// lockWait is how long a draining predecessor may hold proxy.lock; a
-// variable so a test need not wait it out.
-var lockWait = 30 * time.Second
-
 func lockDataDir(ctx context.Context, socketPath string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(filepath.Dir(socketPath), "proxy.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("proxy lock: %w", err)
-	}
 	deadline := time.Now().Add(lockWait)
 	for {
-		err := lockFile(f)
+		f, err := datadir.TryLock(filepath.Join(filepath.Dir(socketPath), "proxy.lock"))
 		if err == nil {
 			return func() { f.Close() }, nil
 		}
-		if !errors.Is(err, errLocked) {
-			f.Close()
+		if !errors.Is(err, datadir.ErrLocked) {
 			return nil, fmt.Errorf("proxy lock: %w", err)
 		}
 		if c, derr := dialControl(socketPath); derr == nil {
 			c.Close()
-			f.Close()
 			return nil, fmt.Errorf("another proxy already answers on %s", socketPath)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			f.Close()
 			return nil, fmt.Errorf("another proxy of %s holds proxy.lock and does not answer", filepath.Dir(socketPath))
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/datadir"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -475,14 +477,11 @@ func TestProxyLockHeldBySilentProcess(t *testing.T) {
 	lockWait = 300 * time.Millisecond
 	t.Cleanup(func() { lockWait = old })
 	dir := t.TempDir()
-	f, err := os.OpenFile(filepath.Join(dir, "proxy.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := datadir.TryLock(filepath.Join(dir, "proxy.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := lockFile(f); err != nil {
-		t.Fatal(err)
-	}
 	err = Run(context.Background(), filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json"), quiet())
 	if err == nil || !strings.Contains(err.Error(), "holds proxy.lock and does not answer") {
 		t.Fatalf("proxy beside a silent lock holder: %v", err)

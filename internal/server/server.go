@@ -18,6 +18,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/datadir"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/pipeline"
@@ -53,6 +54,7 @@ type Config struct {
 // Server wires the store, the domain services and the HTTP routes.
 type Server struct {
 	cfg     Config
+	owner   *datadir.Owner // the data directory's lock, held while the server runs
 	log     *slog.Logger
 	db      *store.DB
 	keys    *secret.Keyring
@@ -101,6 +103,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	// Two servers on one data directory would run every reconciler and
+	// pipeline twice against the same tasks and database.
+	owner, err := datadir.Hold(cfg.DataDir, "server.lock", "slipway server")
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			owner.Release()
+		}
+	}()
 	keys, err := secret.LoadOrCreate(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -171,6 +185,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.handler = s.buildHandler()
+	s.owner, started = owner, true
 	return s, nil
 }
 
@@ -267,7 +282,9 @@ func (s *Server) Close() error {
 	s.deploys.Close()
 	s.deploy.Close()
 	s.engine.Close()
-	return s.db.Close()
+	err := s.db.Close()
+	s.owner.Release()
+	return err
 }
 
 // Serve answers on ln until ctx ends, then stops accepting and lets
@@ -294,13 +311,4 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// ListenAndServe binds cfg.Addr and serves until ctx ends.
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
-	}
-	return s.Serve(ctx, ln)
 }

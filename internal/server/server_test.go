@@ -325,6 +325,29 @@ func TestDataSurvivesRestart(t *testing.T) {
 	}
 }
 
+// A second server on a data directory in use is refused before it touches
+// anything, naming the one that runs; once that one stops, it may start.
+func TestASecondServerOnOneDataDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnvAt(t, dir)
+	before, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(context.Background(), Config{DataDir: dir, Log: quietLog()})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("another slipway server (process %d) uses the data directory %s", os.Getpid(), dir)) {
+		t.Fatalf("second server on %s: %v", dir, err)
+	}
+	if code, _ := e.call("GET", "/api/v1/whoami", e.Admin, nil); code != 200 {
+		t.Fatalf("the first server after the refusal: %d", code)
+	}
+	e.stop()
+	e2 := newEnvAt(t, dir)
+	if e2.Admin != strings.TrimSpace(string(before)) {
+		t.Fatal("the admin token changed")
+	}
+}
+
 func TestConcurrentWritersLeaveConsistentStore(t *testing.T) {
 	e := newEnv(t)
 	const writers = 50

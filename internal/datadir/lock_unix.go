@@ -1,6 +1,6 @@
 //go:build unix
 
-package lb
+package datadir
 
 import (
 	"errors"
@@ -8,12 +8,10 @@ import (
 	"syscall"
 )
 
-var errLocked = errors.New("locked by another process")
-
 func lockFile(f *os.File) error {
 	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return errLocked
+		return ErrLocked
 	}
 	return err
 }
