@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -213,5 +214,23 @@ func TestCLIRunWatchAndFollow(t *testing.T) {
 	}
 	if _, _, err := slipway(t, "", "artifact", "get", "1", "Missing", "-o", tarPath); err == nil || !strings.Contains(err.Error(), "no artifact Missing") {
 		t.Fatalf("missing artifact: %v", err)
+	}
+}
+
+// A server whose port is taken stops before it makes its data directory or
+// starts anything.
+func TestCLIServerOnABusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	_, _, err = slipway(t, "", "server", "--addr", ln.Addr().String(), "--data", data)
+	if err == nil || !strings.Contains(err.Error(), "listen on "+ln.Addr().String()+" (--addr)") {
+		t.Fatalf("server on a busy port: %v", err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Fatalf("the data directory was made: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,6 +60,13 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The port first: a server that cannot listen must not start
+			// reconciling tasks or resuming runs in the meantime.
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s (--addr): %w", addr, err)
+			}
+			defer ln.Close()
 			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL})
 			if err != nil {
 				return err
@@ -66,7 +74,7 @@ func serverCmd() *cobra.Command {
 			defer srv.Close()
 			fmt.Fprintf(cmd.ErrOrStderr(), "Slipway is starting on http://%s\nLog in with:\n  slipway login http://%s --token \"$(cat %s)\"\n",
 				addr, addr, filepath.Join(abs, server.AdminTokenFile))
-			return srv.ListenAndServe(ctx)
+			return srv.Serve(ctx, ln)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr(), "address to listen on (env SLIPWAY_ADDR)")
