@@ -247,10 +247,10 @@ func (c *Controller) Stop(ctx context.Context, id int64) error {
 		return err
 	}
 	if d.State != store.DeployInProgress {
-		return fmt.Errorf("deployment %d is %s; only one in progress can be stopped: %w", id, d.State, store.ErrConflict)
+		return store.Conflictf("deployment %d is %s; only one in progress can be stopped", id, d.State)
 	}
 	if d.Phase == "RollingBack" {
-		return fmt.Errorf("deployment %d is already rolling back: %w", id, store.ErrConflict)
+		return store.Conflictf("deployment %d is already rolling back", id)
 	}
 	c.mu.Lock()
 	c.stopped[id] = "stopped by a person"
@@ -772,7 +772,7 @@ func rollbackTarget(ds []store.Deployment, since time.Time) (int, error) {
 			break
 		}
 		if d.State == store.DeployInProgress {
-			return 0, fmt.Errorf("deployment %d is in progress; stop it instead (slipway deploy stop %d): %w", d.ID, d.ID, store.ErrConflict)
+			return 0, store.Conflictf("deployment %d is in progress; stop it instead (slipway deploy stop %d)", d.ID, d.ID)
 		}
 		if d.State != store.DeployCompleted {
 			continue

@@ -964,7 +964,7 @@ func (e *Engine) Retry(ctx context.Context, runID int64, stage string) error {
 		if stage != "" {
 			return fmt.Errorf("run %d has no stage %q: %w", runID, stage, store.ErrNotFound)
 		}
-		return fmt.Errorf("run %d has nothing to retry: %w", runID, store.ErrConflict)
+		return store.Conflictf("run %d has nothing to retry", runID)
 	}
 	if err := e.Store.RetryRun(ctx, runID, idx); err != nil {
 		return err

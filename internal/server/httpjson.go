@@ -49,8 +49,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &ae):
 	case errors.Is(err, store.ErrNotFound):
 		ae = &apiError{Status: http.StatusNotFound, Code: "not_found", Message: err.Error()}
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrExists):
 		ae = &apiError{Status: http.StatusConflict, Code: "already_exists", Message: err.Error()}
+	case errors.Is(err, store.ErrConflict):
+		ae = &apiError{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
 	default:
 		s.log.Error("request failed", "request_id", requestID(r.Context()), "err", err)
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; see the server log for request " + requestID(r.Context())}

@@ -699,7 +699,9 @@ func TestDeleteRefusedWhileADeploymentRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, body := e.call("DELETE", "/api/v1/apps/shop", e.Admin, nil); code != 409 || !strings.Contains(errorField(body, "message"), fmt.Sprintf("run %d of app shop is waiting; cancel it first", run.ID)) {
+	// A state conflict is told as one: its code, and no "already exists" after it.
+	if code, body := e.call("DELETE", "/api/v1/apps/shop", e.Admin, nil); code != 409 || errorField(body, "code") != "conflict" ||
+		errorField(body, "message") != fmt.Sprintf("run %d of app shop is waiting; cancel it first (slipway run cancel %d)", run.ID, run.ID) {
 		t.Fatalf("DELETE the app while run %d waits: %d %v", run.ID, code, body)
 	}
 	if err := e.srv.db.SetRunState(ctx, run.ID, store.RunCancelled, "cancelled"); err != nil {

@@ -99,7 +99,7 @@ func (db *DB) StartRun(ctx context.Context, runID int64, mode string, actions []
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("run %d is no longer queued: %w", runID, ErrConflict)
+			return Conflictf("run %d is no longer queued", runID)
 		}
 		var existing int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM actions WHERE run_id = ?`, runID).Scan(&existing); err != nil {
@@ -135,7 +135,7 @@ func (db *DB) FinishRun(ctx context.Context, runID int64, state, reason string) 
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("run %d has already ended: %w", runID, ErrConflict)
+			return Conflictf("run %d has already ended", runID)
 		}
 		actionState := RunCancelled
 		if state == RunSuperseded {
@@ -328,7 +328,7 @@ func (db *DB) RetryRun(ctx context.Context, runID int64, stageIndex int) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("run %d has not failed or been cancelled; only those can be retried: %w", runID, ErrConflict)
+			return Conflictf("run %d has not failed or been cancelled; only those can be retried", runID)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = '', exit_code = NULL, started_at = NULL, ended_at = NULL
 			WHERE run_id = ? AND ((stage_index = ? AND state != ?) OR stage_index > ?)`, RunQueued, runID, stageIndex, RunSucceeded, stageIndex)

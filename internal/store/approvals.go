@@ -119,7 +119,7 @@ func (db *DB) DecideApproval(ctx context.Context, runID int64, state, by, commen
 		a, err = scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE run_id = ? AND state = ?
 			AND action_id IN (SELECT id FROM actions WHERE state = ?) ORDER BY id LIMIT 1`, runID, ApprovalPending, RunWaiting))
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("run %d is not waiting for an approval: %w", runID, ErrConflict)
+			return Conflictf("run %d is not waiting for an approval", runID)
 		}
 		if err != nil {
 			return err

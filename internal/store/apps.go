@@ -44,7 +44,7 @@ func (db *DB) CreateApp(ctx context.Context, a App) (App, error) {
 		return nil
 	})
 	if isUniqueViolation(err) {
-		return a, fmt.Errorf("app %q: %w", a.Name, ErrConflict)
+		return a, fmt.Errorf("app %q: %w", a.Name, ErrExists)
 	}
 	return a, err
 }
@@ -123,7 +123,7 @@ func (db *DB) DeleteApp(ctx context.Context, name string) error {
 		var state string
 		err := tx.QueryRowContext(ctx, `SELECT id, state FROM runs WHERE app = ? AND state IN (?, ?, ?) ORDER BY id LIMIT 1`, name, RunQueued, RunRunning, RunWaiting).Scan(&run, &state)
 		if err == nil {
-			return fmt.Errorf("run %d of app %s is %s; cancel it first (slipway run cancel %d): %w", run, name, state, run, ErrConflict)
+			return Conflictf("run %d of app %s is %s; cancel it first (slipway run cancel %d)", run, name, state, run)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err

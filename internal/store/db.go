@@ -17,8 +17,23 @@ import (
 // ErrNotFound is returned when the requested row does not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrConflict is returned when a unique key already exists.
-var ErrConflict = errors.New("already exists")
+// ErrConflict is a request the current state refuses (HTTP 409): a run
+// that is not waiting, a deployment still in progress, a name taken.
+var ErrConflict = errors.New("conflict")
+
+// ErrExists is the conflict of a unique key already taken.
+var ErrExists error = &conflict{msg: "already exists"}
+
+// Conflictf is an ErrConflict whose message is the formatted sentence
+// alone, without the sentinel's word after it.
+func Conflictf(format string, args ...any) error {
+	return &conflict{msg: fmt.Sprintf(format, args...)}
+}
+
+type conflict struct{ msg string }
+
+func (c *conflict) Error() string        { return c.msg }
+func (c *conflict) Is(target error) bool { return target == ErrConflict }
 
 // DB is the SQLite-backed store. Writes go through a single connection so
 // concurrent writers queue in Go instead of failing with SQLITE_BUSY; reads

@@ -94,7 +94,7 @@ func noDeploymentInProgress(ctx context.Context, tx *sql.Tx, where string, args 
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("deployment %d of service %s is still in progress; wait for it, or stop it with slipway deploy stop %d: %w", id, service, id, ErrConflict)
+	return Conflictf("deployment %d of service %s is still in progress; wait for it, or stop it with slipway deploy stop %d", id, service, id)
 }
 
 // CreateDeployment records a deployment, refusing a second one in progress for the service.

@@ -166,7 +166,7 @@ func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent
 		if ev.DeliveryID != "" {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries(delivery_id, app, received_at) VALUES (?, ?, ?)`, ev.DeliveryID, ev.App, toDB(ev.CreatedAt)); err != nil {
 				if isUniqueViolation(err) {
-					return fmt.Errorf("delivery %q: %w", ev.DeliveryID, ErrConflict)
+					return fmt.Errorf("delivery %q: %w", ev.DeliveryID, ErrExists)
 				}
 				return err
 			}

@@ -265,7 +265,7 @@ func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
 		return err
 	})
 	if isUniqueViolation(err) {
-		return s, fmt.Errorf("service %s in %s/%s: %w", s.Name, s.App, s.Env, ErrConflict)
+		return s, fmt.Errorf("service %s in %s/%s: %w", s.Name, s.App, s.Env, ErrExists)
 	}
 	return s, err
 }
@@ -431,7 +431,7 @@ func (db *DB) AutoScale(ctx context.Context, app, env, name string, from, to int
 			return err
 		}
 		if s.Desired != from {
-			return fmt.Errorf("service %s in %s/%s: desired count is %d, not %d: %w", name, app, env, s.Desired, from, ErrConflict)
+			return Conflictf("service %s in %s/%s: desired count is %d, not %d", name, app, env, s.Desired, from)
 		}
 		if s.Layout != nil {
 			s.Layout.ScaleServing(to)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -169,5 +170,25 @@ func TestAServiceMadeAgainStartsWithoutTheOldOnesEvents(t *testing.T) {
 	}
 	if evs, err := db.ListServiceEvents(ctx, "a", "production", "web", 50); err != nil || len(evs) != 1 {
 		t.Fatalf("events of the other environment's service: %v, %v", evs, err)
+	}
+}
+
+func TestConflictsAreToldApartFromTakenNames(t *testing.T) {
+	state := Conflictf("run %d is not waiting for an approval", 7)
+	taken := fmt.Errorf("app %q: %w", "shop", ErrExists)
+	cases := []struct {
+		err                 error
+		msg                 string
+		conflict, nameTaken bool
+	}{
+		{state, "run 7 is not waiting for an approval", true, false},
+		{fmt.Errorf("approve: %w", state), "approve: run 7 is not waiting for an approval", true, false},
+		{taken, `app "shop": already exists`, true, true},
+		{ErrNotFound, "not found", false, false},
+	}
+	for _, c := range cases {
+		if c.err.Error() != c.msg || errors.Is(c.err, ErrConflict) != c.conflict || errors.Is(c.err, ErrExists) != c.nameTaken {
+			t.Errorf("%q: conflict %v, name taken %v; want %q, %v, %v", c.err, errors.Is(c.err, ErrConflict), errors.Is(c.err, ErrExists), c.msg, c.conflict, c.nameTaken)
+		}
 	}
 }

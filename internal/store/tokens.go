@@ -66,7 +66,7 @@ func (db *DB) CreateToken(ctx context.Context, t Token, hash []byte) (Token, err
 		return err
 	})
 	if isUniqueViolation(err) {
-		return t, fmt.Errorf("token name %q: %w", t.Name, ErrConflict)
+		return t, fmt.Errorf("token name %q: %w", t.Name, ErrExists)
 	}
 	return t, err
 }
