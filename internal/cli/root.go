@@ -23,7 +23,27 @@ func NewRoot() *cobra.Command {
 	root.PersistentFlags().StringP("output", "o", "table", "output format of reads: table or json")
 	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), notifyCmd(), demoCmd())
 	root.AddCommand(approvalCmds()...)
+	showUsageOnArgErrors(root)
 	return root
+}
+
+// showUsageOnArgErrors adds the command's usage line to cobra's terse
+// argument errors ("accepts 2 arg(s), received 1"), so they name the
+// arguments the command wants.
+func showUsageOnArgErrors(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		showUsageOnArgErrors(c)
+	}
+	check := cmd.Args
+	if check == nil {
+		return
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if err := check(c, args); err != nil {
+			return fmt.Errorf("%w\nusage: %s", err, c.UseLine())
+		}
+		return nil
+	}
 }
 
 func versionCmd() *cobra.Command {

@@ -23,3 +23,21 @@ func TestStrayArgumentsNameTheFlagMeant(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingArgumentsShowTheUsageLine(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"notify", "add", "shop", "--type", "slack"}, "accepts 2 arg(s), received 1\nusage: slipway notify add APP NAME --type"},
+		{[]string{"run", "show"}, "usage: slipway run show ID"},
+		{[]string{"service", "scale", "web", "--app", "a", "--env", "staging"}, "usage: slipway service scale NAME N"},
+		{[]string{"run", "list", "hello"}, "use --app hello\nusage: slipway run list [--app APP]"},
+	}
+	for _, c := range cases {
+		_, _, err := slipway(t, "", c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("slipway %s: error %v, want it to contain %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
