@@ -33,6 +33,13 @@ func TestCLIApprovalsSecretsNotify(t *testing.T) {
 	if err != nil || !strings.Contains(out, "db") || strings.Contains(out, "hunter2") || strings.Contains(out, "from-file-value") {
 		t.Fatalf("secret list: %q %v", out, err)
 	}
+	// Removing it under the wrong scope names the scopes it has.
+	if _, _, err := slipway(t, "", "secret", "rm", "db"); err == nil || !strings.Contains(err.Error(), "db exists with: --app gate") {
+		t.Fatalf("secret rm in the wrong scope: %v", err)
+	}
+	if _, _, err := slipway(t, "", "secret", "rm", "db", "--env", "staging"); err == nil || !strings.Contains(err.Error(), "needs its app too") {
+		t.Fatalf("secret rm --env without --app: %v", err)
+	}
 	if _, _, err := slipway(t, "", "secret", "rm", "db", "--app", "gate"); err != nil {
 		t.Fatalf("secret rm: %v", err)
 	}

@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -82,6 +85,20 @@ func secretCmd() *cobra.Command {
 			}
 			q := url.Values{"app": {rmApp}, "env": {rmEnv}}
 			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/secrets/"+escapeName(args[0])+"?"+q.Encode(), nil, nil); err != nil {
+				// A secret is named with its scope: point at the scopes it has.
+				var list []store.Secret
+				var ce *client.Error
+				if errors.As(err, &ce) && ce.Status == http.StatusNotFound && c.Do(cmd.Context(), "GET", "/api/v1/secrets", nil, &list) == nil {
+					var hints []string
+					for _, sec := range list {
+						if sec.Name == args[0] {
+							hints = append(hints, scopeFlags(sec.App, sec.Env))
+						}
+					}
+					if len(hints) > 0 {
+						return fmt.Errorf("%w; %s exists with: %s", err, args[0], strings.Join(hints, "; "))
+					}
+				}
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Removed secret %s%s\n", args[0], scope(rmApp, rmEnv))
@@ -112,4 +129,19 @@ func scope(app, env string) string {
 		return " for app " + app
 	}
 	return " for app " + app + " environment " + env
+}
+
+// scopeFlags are the flags that name a secret's scope ("global" for none).
+func scopeFlags(app, env string) string {
+	var f []string
+	if app != "" {
+		f = append(f, "--app "+app)
+	}
+	if env != "" {
+		f = append(f, "--env "+env)
+	}
+	if len(f) == 0 {
+		return "no --app (global)"
+	}
+	return strings.Join(f, " ")
 }

@@ -89,6 +89,10 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name, app, env := r.PathValue("name"), q.Get("app"), q.Get("env")
+	if env != "" && app == "" {
+		s.writeError(w, r, errBadRequest("env", "an environment scope needs its app too (--app)"))
+		return
+	}
 	if err := s.db.DeleteSecret(r.Context(), name, app, env); err != nil {
 		s.writeError(w, r, err)
 		return
