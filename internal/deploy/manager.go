@@ -2,8 +2,11 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"reflect"
 	"sort"
 	"strings"
@@ -51,8 +54,11 @@ type Manager struct {
 	// serialises changes to the load balancer.
 	lastTasks []task.Task
 	lbMu      sync.Mutex
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
+	// unbound holds, under lbMu, the listeners the load balancer could not
+	// bind and why, so each failure is one service event, not one a pass.
+	unbound map[string]string
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type serviceState struct {
@@ -451,11 +457,71 @@ func (m *Manager) CreateService(ctx context.Context, svc store.Service) (store.S
 	if err := m.CheckSecrets(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
 		return svc, err
 	}
+	if err := m.CheckListeners(ctx, svc); err != nil {
+		return svc, err
+	}
 	svc, err := m.Store.CreateService(ctx, svc)
 	if err == nil {
 		m.Wake()
 	}
 	return svc, err
+}
+
+// ListenerError is a listener port that another service or another
+// program holds.
+type ListenerError struct {
+	Field  string // load_balancer.listener_port or load_balancer.test_listener_port
+	Detail string // what is wrong with the port, after the field
+}
+
+func (e *ListenerError) Error() string { return e.Field + ": " + e.Detail }
+
+// CheckListeners refuses listener ports of svc that another service
+// already listens on, or that another program on this machine holds (the
+// load balancer could not bind them, and one listener it cannot bind holds
+// back the routing table of every service). Ports svc listens on already
+// are its own.
+func (m *Manager) CheckListeners(ctx context.Context, svc store.Service) error {
+	l := svc.LoadBalancer
+	if l == nil {
+		return nil
+	}
+	services, err := m.Store.ListServices(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	ports := []struct {
+		field string
+		port  int
+	}{{"load_balancer.listener_port", l.ListenerPort}, {"load_balancer.test_listener_port", l.TestListenerPort}}
+	own := map[int]bool{}
+	for _, o := range services {
+		if o.LoadBalancer == nil {
+			continue
+		}
+		if o.App == svc.App && o.Env == svc.Env && o.Name == svc.Name {
+			own[o.LoadBalancer.ListenerPort], own[o.LoadBalancer.TestListenerPort] = true, true
+			continue
+		}
+		for _, theirs := range []int{o.LoadBalancer.ListenerPort, o.LoadBalancer.TestListenerPort} {
+			for _, p := range ports {
+				if theirs != 0 && theirs == p.port {
+					return &ListenerError{Field: p.field, Detail: fmt.Sprintf("port %d is already the listener of service %s in %s/%s", p.port, o.Name, o.App, o.Env)}
+				}
+			}
+		}
+	}
+	for _, p := range ports {
+		if p.port == 0 || own[p.port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
+		if err != nil {
+			return &ListenerError{Field: p.field, Detail: fmt.Sprintf("127.0.0.1:%d is in use by another program (%v); choose a free port", p.port, errors.Unwrap(err))}
+		}
+		ln.Close()
+	}
+	return nil
 }
 
 // CheckSecrets resolves every secret a task definition revision names in
@@ -574,6 +640,7 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 		return err
 	}
 	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
+	owner := map[string]store.Service{} // listener name → its service
 	for _, s := range services {
 		l := s.LoadBalancer
 		if l == nil {
@@ -615,8 +682,10 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 			prod = append(prod, lb.Route{TargetGroup: TargetGroupName(s, w.Group), Weight: w.Weight})
 		}
 		cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: prod}
+		owner[listenerName(s)] = s
 		if l.TestListenerPort != 0 {
 			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: []lb.Route{{TargetGroup: TargetGroupName(s, layout.Test), Weight: 100}}}
+			owner[testListenerName(s)] = s
 		}
 	}
 	m.mu.Lock()
@@ -628,15 +697,62 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 	if len(cfg.Listeners) == 0 && !m.Proxy.Running(ctx) {
 		return nil
 	}
-	if err := m.Proxy.Apply(ctx, cfg); err != nil {
+	applied, err := m.applyBindable(ctx, cfg, owner)
+	if err != nil {
 		return fmt.Errorf("configure the load balancer: %w", err)
 	}
 	m.mu.Lock()
-	m.lastLB = &cfg
+	m.lastLB = &applied
 	m.mu.Unlock()
 	return nil
 }
 
+// applyBindable applies cfg, leaving out each listener whose address
+// another program holds, so one taken port does not hold back the routes
+// of every other service; its service gets an event, and another when the
+// listener binds again. It returns the table in force.
+func (m *Manager) applyBindable(ctx context.Context, cfg lb.Config, owner map[string]store.Service) (lb.Config, error) {
+	applied := cfg
+	applied.Listeners = maps.Clone(cfg.Listeners)
+	failed := map[string]string{}
+	for {
+		m.mu.Lock()
+		inForce := len(failed) > 0 && m.lastLB != nil && reflect.DeepEqual(*m.lastLB, applied)
+		m.mu.Unlock()
+		if inForce { // what is left was applied by an earlier pass
+			break
+		}
+		err := m.Proxy.Apply(ctx, applied)
+		var le *lb.ListenError
+		if !errors.As(err, &le) || applied.Listeners[le.Listener].Addr == "" {
+			if err != nil {
+				return cfg, err
+			}
+			break
+		}
+		delete(applied.Listeners, le.Listener)
+		failed[le.Listener] = le.Addr + ": " + le.Reason
+	}
+	if m.unbound == nil {
+		m.unbound = map[string]string{}
+	}
+	for name, why := range failed {
+		if m.unbound[name] != why {
+			m.event(ctx, owner[name], "load balancer cannot listen on %s; another program holds the port: free it, or give the service another listener port", why)
+		}
+		m.unbound[name] = why
+	}
+	for name := range m.unbound {
+		if _, still := failed[name]; still {
+			continue
+		}
+		if l, ok := applied.Listeners[name]; ok {
+			m.event(ctx, owner[name], "load balancer listens on %s again", l.Addr)
+		}
+		delete(m.unbound, name)
+	}
+	return applied, nil
+}
 func healthCheckOf(l *store.LoadBalancer) lb.HealthCheck {
 	hc := lb.HealthCheck{Path: l.HealthCheckPath, HealthyThreshold: l.HealthyThreshold, UnhealthyThreshold: l.UnhealthyThreshold, Matcher: l.Matcher}
 	if d, err := time.ParseDuration(l.HealthCheckInterval); err == nil {

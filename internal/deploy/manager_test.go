@@ -1,6 +1,11 @@
 package deploy
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/store"
@@ -34,6 +39,67 @@ func TestSetFailuresAreCountedPerGeneration(t *testing.T) {
 	for _, c := range cases {
 		if got := m.SetFailures(c.svc, c.set); got != c.want {
 			t.Errorf("%s %s: %d failures, want %d", key(c.svc), c.set.Key(), got, c.want)
+		}
+	}
+}
+
+func TestCheckListenersRefusesPortsHeldElsewhere(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.CreateApp(ctx, store.App{Name: "a", RegistryRepo: "a", Environments: []string{"staging", "production"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Ports the store's services listen on; nothing binds them in this test.
+	port := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	webPort, webTest := port(), port()
+	if _, err := db.CreateService(ctx, store.Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1,
+		LoadBalancer: &store.LoadBalancer{ContainerName: "web", ContainerPort: 8080, ListenerPort: webPort, TestListenerPort: webTest}}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0") // another program's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	heldPort := held.Addr().(*net.TCPAddr).Port
+	free := port()
+	m := &Manager{Store: db}
+	svc := func(env, name string, listener, test int) store.Service {
+		return store.Service{App: "a", Env: env, Name: name, LoadBalancer: &store.LoadBalancer{ListenerPort: listener, TestListenerPort: test}}
+	}
+	cases := []struct {
+		name      string
+		svc       store.Service
+		wantField string
+		want      string
+	}{
+		{"free ports", svc("production", "web", free, 0), "", ""},
+		{"the service's own ports", svc("staging", "web", webPort, webTest), "", ""},
+		{"another service's listener", svc("production", "web", webPort, 0), "load_balancer.listener_port", fmt.Sprintf("port %d is already the listener of service web in a/staging", webPort)},
+		{"another service's test listener", svc("production", "web", free, webTest), "load_balancer.test_listener_port", fmt.Sprintf("port %d is already the listener of service web in a/staging", webTest)},
+		{"a port another program holds", svc("production", "web", heldPort, 0), "load_balancer.listener_port", fmt.Sprintf("127.0.0.1:%d is in use by another program", heldPort)},
+		{"a test port another program holds", svc("production", "web", free, heldPort), "load_balancer.test_listener_port", fmt.Sprintf("127.0.0.1:%d is in use by another program", heldPort)},
+		{"no load balancer", store.Service{App: "a", Env: "production", Name: "web"}, "", ""},
+	}
+	for _, c := range cases {
+		err := m.CheckListeners(ctx, c.svc)
+		var le *ListenerError
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && (!errors.As(err, &le) || le.Field != c.wantField || !strings.HasPrefix(le.Error(), c.wantField+": "+c.want)):
+			t.Errorf("%s: %v, want %s: %s…", c.name, err, c.wantField, c.want)
 		}
 	}
 }

@@ -325,6 +325,16 @@ func (l *listener) handler(b *Balancer) http.Handler {
 	})
 }
 
+// ListenError is a listener whose address could not be bound (another
+// program holds it): the table that named it was not applied.
+type ListenError struct {
+	Listener, Addr, Reason string
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("listeners.%s: cannot listen on %s: %s", e.Listener, e.Addr, e.Reason)
+}
+
 // Apply replaces the routing table. Ports that are new to the table are
 // bound before anything changes, so a port in use fails the whole change
 // and the old table keeps serving.
@@ -344,7 +354,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			for _, o := range opened {
 				o.Close()
 			}
-			return fmt.Errorf("listeners.%s: cannot listen on %s: %w", name, l.Addr, err)
+			return &ListenError{Listener: name, Addr: l.Addr, Reason: err.Error()}
 		}
 		opened[name] = ln
 	}

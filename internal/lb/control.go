@@ -138,6 +138,11 @@ func controlHandler(b *Balancer, statePath string, log *slog.Logger) http.Handle
 			return
 		}
 		if err := b.Apply(cfg); err != nil {
+			var le *ListenError
+			if errors.As(err, &le) {
+				writeJSON(w, 409, map[string]any{"error": err.Error(), "listen_error": le})
+				return
+			}
 			writeJSON(w, 400, map[string]string{"error": err.Error()})
 			return
 		}
@@ -228,8 +233,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		resp.Body.Close()
 	}()
 	if resp.StatusCode != 200 {
-		var e struct{ Error string }
+		var e struct {
+			Error       string
+			ListenError *ListenError `json:"listen_error"`
+		}
 		_ = json.NewDecoder(resp.Body).Decode(&e)
+		if e.ListenError != nil {
+			return e.ListenError
+		}
 		return errors.New(e.Error)
 	}
 	if out != nil {

@@ -173,6 +173,11 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 	set := svc.EffectiveLayout().Sets[0]
 	base := e.Deploys.Manager.SetFailures(svc, set)
 	if _, err := e.Deploys.Manager.CreateService(ctx, svc); err != nil {
+		var le *deploy.ListenerError
+		if errors.As(err, &le) { // named as slipway.yaml spells it
+			key := map[string]string{"load_balancer.listener_port": "listener-port", "load_balancer.test_listener_port": "test-listener-port"}[le.Field]
+			return fmt.Sprintf("%s: %s", key, le.Detail)
+		}
 		return err.Error()
 	}
 	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d\n", a.Service, a.Environment, desired, rev.Family, rev.Revision)

@@ -180,19 +180,11 @@ func (s *Server) resolveService(r *http.Request, svc *store.Service, req Service
 			field, _, _ := strings.Cut(err.Error(), " ")
 			return errBadRequest(strings.TrimSuffix(field, ":"), "%v", err)
 		}
-		others, err := s.db.ListServices(r.Context(), "", "")
-		if err != nil {
+		var le *deploy.ListenerError
+		if err := s.deploy.CheckListeners(r.Context(), *svc); errors.As(err, &le) {
+			return errBadRequest(le.Field, "%v", le)
+		} else if err != nil {
 			return err
-		}
-		for _, o := range others {
-			if o.LoadBalancer == nil || (o.App == svc.App && o.Env == svc.Env && o.Name == svc.Name) {
-				continue
-			}
-			for _, p := range []int{o.LoadBalancer.ListenerPort, o.LoadBalancer.TestListenerPort} {
-				if p != 0 && (p == svc.LoadBalancer.ListenerPort || p == svc.LoadBalancer.TestListenerPort) {
-					return errBadRequest("load_balancer.listener_port", "port %d is already the listener of service %s in %s/%s", p, o.Name, o.App, o.Env)
-				}
-			}
 		}
 	}
 	return nil

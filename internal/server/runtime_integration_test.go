@@ -747,3 +747,57 @@ func TestIntegrationAKilledProxyIsStartedAgainByTheNextCall(t *testing.T) {
 		t.Fatalf("state after the proxy was killed: %v", err)
 	}
 }
+
+// A listener port another program takes (here: held before the service's
+// row is written, past the API's check) holds back only its own service:
+// the other services' listeners are applied, the service gets one event,
+// and its listener binds once the port is free again.
+func TestIntegrationATakenListenerPortHoldsBackOnlyItsService(t *testing.T) {
+	dir := t.TempDir()
+	cleanupRuntime(t, "ports", dir)
+	e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t)})
+	e.createApp("ports")
+	rev := e.registerTaskDef(webTaskDef("ports-web", "127.0.0.1:1/ports:1", "1"))
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldPort := held.Addr().(*net.TCPAddr).Port
+	ctx := context.Background()
+	if _, err := e.srv.db.CreateService(ctx, store.Service{App: "ports", Env: "staging", Name: "blocked", Family: "ports-web", Revision: rev,
+		LoadBalancer: &store.LoadBalancer{ContainerName: "web", ContainerPort: 8080, ListenerPort: heldPort}}); err != nil {
+		t.Fatal(err)
+	}
+	okPort := freePort(t)
+	if code, body := e.call("POST", "/api/v1/apps/ports/envs/staging/services", e.Admin, map[string]any{"name": "open", "task_definition": fmt.Sprintf("ports-web:%d", rev), "desired_count": 0,
+		"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": okPort}}); code != 201 {
+		t.Fatalf("create the other service: %d %v", code, body)
+	}
+	answers := func(port int) bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !answers(okPort) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the other service's listener never bound; server events: %s", events(e.service("ports", "staging", "blocked")))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := fmt.Sprintf("load balancer cannot listen on 127.0.0.1:%d", heldPort)
+	e.waitService("ports", "staging", "blocked", 10*time.Second, "an event about its port", func(d map[string]any) bool { return strings.Contains(events(d), want) })
+	time.Sleep(2500 * time.Millisecond) // passes go on failing to bind it…
+	if n := strings.Count(events(e.service("ports", "staging", "blocked")), want); n != 1 {
+		t.Fatalf("%d events about the taken port, want 1: %s", n, events(e.service("ports", "staging", "blocked")))
+	}
+	held.Close() // …until the port is free
+	e.waitService("ports", "staging", "blocked", 10*time.Second, "its listener bound again", func(d map[string]any) bool {
+		return strings.Contains(events(d), fmt.Sprintf("load balancer listens on 127.0.0.1:%d again", heldPort))
+	})
+	if !answers(heldPort) {
+		t.Fatalf("port %d does not answer after it was freed", heldPort)
+	}
+}

@@ -713,3 +713,29 @@ func TestDeleteRefusedWhileADeploymentRuns(t *testing.T) {
 		}
 	}
 }
+
+// A listener port another program holds is refused when the service is
+// made, naming the field, rather than accepted and then failing the load
+// balancer's routing table for every service.
+func TestServiceOnAListenerPortInUseIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("shop")
+	rev := e.registerTaskDef(webTaskDef("shop-web", "127.0.0.1:1/shop:1", "1"))
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := held.Addr().(*net.TCPAddr).Port
+	for _, field := range []string{"listener_port", "test_listener_port"} {
+		lb := map[string]any{"container_name": "web", "container_port": 8080, "listener_port": freePort(t)}
+		lb[field] = port
+		code, body := e.call("POST", "/api/v1/apps/shop/envs/staging/services", e.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("shop-web:%d", rev), "desired_count": 0, "load_balancer": lb})
+		if code != 400 || errorField(body, "field") != "load_balancer."+field || !strings.Contains(errorField(body, "message"), fmt.Sprintf("127.0.0.1:%d is in use by another program", port)) {
+			t.Fatalf("%s on a port in use: %d %v", field, code, body)
+		}
+	}
+	if code, _ := e.call("GET", "/api/v1/apps/shop/envs/staging/services/web", e.Admin, nil); code != 404 {
+		t.Fatalf("the refused service exists: %d", code)
+	}
+}
