@@ -747,7 +747,11 @@ func (m *Manager) applyBindable(ctx context.Context, cfg lb.Config, owner map[st
 			continue
 		}
 		if l, ok := applied.Listeners[name]; ok {
-			m.event(ctx, owner[name], "load balancer listens on %s again", l.Addr)
+			if before, _, _ := strings.Cut(m.unbound[name], ": "); before == l.Addr {
+				m.event(ctx, owner[name], "load balancer listens on %s again", l.Addr)
+			} else {
+				m.event(ctx, owner[name], "load balancer listens on %s (not on %s)", l.Addr, before)
+			}
 		}
 		delete(m.unbound, name)
 	}

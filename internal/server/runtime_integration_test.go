@@ -800,4 +800,25 @@ func TestIntegrationATakenListenerPortHoldsBackOnlyItsService(t *testing.T) {
 	if !answers(heldPort) {
 		t.Fatalf("port %d does not answer after it was freed", heldPort)
 	}
+	// Or the service moves to a free port, and the event says so.
+	held, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := e.srv.db.CreateService(ctx, store.Service{App: "ports", Env: "production", Name: "moved", Family: "ports-web", Revision: rev,
+		LoadBalancer: &store.LoadBalancer{ContainerName: "web", ContainerPort: 8080, ListenerPort: held.Addr().(*net.TCPAddr).Port}}); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.deploy.Wake()
+	e.waitService("ports", "production", "moved", 10*time.Second, "an event about its port", func(d map[string]any) bool {
+		return strings.Contains(events(d), "load balancer cannot listen on "+held.Addr().String())
+	})
+	newPort := freePort(t)
+	if code, body := e.call("PATCH", "/api/v1/apps/ports/envs/production/services/moved", e.Admin, map[string]any{"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": newPort}}); code != 200 {
+		t.Fatalf("move the service: %d %v", code, body)
+	}
+	e.waitService("ports", "production", "moved", 10*time.Second, "its listener on the new port", func(d map[string]any) bool {
+		return strings.Contains(events(d), fmt.Sprintf("load balancer listens on 127.0.0.1:%d (not on %s)", newPort, held.Addr()))
+	})
 }
