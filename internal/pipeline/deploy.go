@@ -165,7 +165,8 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			return err.Error()
 		}
 	}
-	// Events of an earlier service of this name outlive it: only newer ones tell.
+	// Only events after the creation tell: a deleted predecessor of this
+	// name may still get one while its tasks drain.
 	seen := int64(0)
 	if evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 1); err == nil && len(evs) > 0 {
 		seen = evs[0].ID
