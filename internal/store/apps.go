@@ -135,8 +135,20 @@ func (db *DB) DeleteApp(ctx context.Context, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("app %q: %w", name, ErrNotFound)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE app = ?`, name)
-		return err
+		// What is the app's without a foreign key goes too, so an app made
+		// again under this name starts afresh: no old service events,
+		// deployments to roll back into, or secrets injected into its tasks.
+		for _, q := range []string{
+			`DELETE FROM webhook_deliveries WHERE app = ?`,
+			`DELETE FROM service_events WHERE app = ?`,
+			`DELETE FROM deployments WHERE app = ?`,
+			`DELETE FROM secrets WHERE app = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -192,3 +192,63 @@ func TestConflictsAreToldApartFromTakenNames(t *testing.T) {
 		}
 	}
 }
+
+func TestAnAppMadeAgainStartsAfresh(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, app := range []string{"shop", "blog"} {
+		if _, err := db.CreateApp(ctx, App{Name: app, RegistryRepo: app, Environments: []string{"staging"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.CreateService(ctx, Service{App: app, Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.AddServiceEvent(ctx, app, "staging", "web", "(service web) has reached a steady state"); err != nil {
+			t.Fatal(err)
+		}
+		d, err := db.CreateDeployment(ctx, Deployment{App: app, Env: "staging", Service: "web", Strategy: "rolling", FromFamily: "web", FromRevision: 1, ToFamily: "web", ToRevision: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.State = DeployCompleted // an app with a deployment in progress is not deleted
+		if err := db.UpdateDeployment(ctx, d, "completed"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.PutSecret(ctx, Secret{Name: "db", App: app, UpdatedBy: "t"}, []byte("sealed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.PutSecret(ctx, Secret{Name: "global", UpdatedBy: "t"}, []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteApp(ctx, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateApp(ctx, App{Name: "shop", RegistryRepo: "shop", Environments: []string{"staging"}}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(app string) (events, deployments, secrets int) {
+		evs, _ := db.ListServiceEvents(ctx, app, "staging", "web", 50)
+		ds, _ := db.ListDeployments(ctx, app, "staging", "web", 50)
+		ss, _ := db.ListSecrets(ctx, app)
+		for _, s := range ss {
+			if s.App == app {
+				secrets++
+			}
+		}
+		return len(evs), len(ds), secrets
+	}
+	if e, d, s := count("shop"); e != 0 || d != 0 || s != 0 {
+		t.Fatalf("the app made again has %d events, %d deployments, %d secrets of the deleted one", e, d, s)
+	}
+	if e, d, s := count("blog"); e != 1 || d != 1 || s != 1 {
+		t.Fatalf("another app lost its own: %d events, %d deployments, %d secrets", e, d, s)
+	}
+	if ss, _ := db.ListSecrets(ctx, ""); len(ss) != 2 { // blog's and the global one
+		t.Fatalf("secrets left: %+v", ss)
+	}
+}
