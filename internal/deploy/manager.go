@@ -88,6 +88,16 @@ func (m *Manager) Start(ctx context.Context) {
 	m.setStatus = map[string]SetStatus{}
 	m.usage = map[string][]usageSample{}
 	ctx, m.stop = context.WithCancel(ctx)
+	if m.Proxy != nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if info, stale := m.Proxy.StaleBuild(ctx); stale {
+				m.Log.Warn("the load balancer runs another slipway build than this server and keeps serving with it; restart it at a quiet moment to upgrade it",
+					"pid", info.PID, "restart", fmt.Sprintf("kill %d (this server starts the new build within a second; new connections are refused meanwhile)", info.PID))
+			}
+		}()
+	}
 	m.every(ctx, time.Second, m.wake, "reconcile services", m.Reconcile)
 	m.every(ctx, autoscaleEvery, nil, "auto scaling", m.autoscale)
 }

@@ -74,12 +74,9 @@ func (p *Proxy) Ensure(ctx context.Context) error {
 	if _, err := p.client.Ping(ctx); err == nil {
 		return nil
 	}
-	bin := p.Binary
-	if bin == "" {
-		var err error
-		if bin, err = os.Executable(); err != nil {
-			return fmt.Errorf("find the slipway executable to start the proxy: %w", err)
-		}
+	bin, err := p.executable()
+	if err != nil {
+		return fmt.Errorf("find the slipway executable to start the proxy: %w", err)
 	}
 	logFile, err := os.OpenFile(filepath.Join(p.DataDir, "proxy.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -101,6 +98,26 @@ func (p *Proxy) Ensure(ctx context.Context) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("the load balancer did not answer on %s within 10s; see %s", filepath.Join(p.DataDir, "proxy.sock"), filepath.Join(p.DataDir, "proxy.log"))
+}
+
+// executable is the slipway binary this server starts proxies from.
+func (p *Proxy) executable() (string, error) {
+	if p.Binary != "" {
+		return p.Binary, nil
+	}
+	return os.Executable()
+}
+
+// StaleBuild reports a running proxy whose executable is another build
+// than the one this server starts proxies from: proxies outlive servers, so
+// after an upgrade the old one keeps serving with the old code.
+func (p *Proxy) StaleBuild(ctx context.Context) (lb.Info, bool) {
+	info, err := p.client.Info(ctx)
+	if err != nil {
+		return info, false
+	}
+	own := lb.BuildOf(p.executable)
+	return info, own != "" && info.Build != own
 }
 
 // Running reports whether a proxy answers.

@@ -2,6 +2,8 @@ package lb
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/datadir"
@@ -20,6 +23,11 @@ import (
 // Run is the `slipway proxy` process: it restores the routing table from
 // statePath, then serves the control API on socketPath until ctx ends.
 func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) error {
+	// Hashing the executable takes a fifth of a second: start at once, so
+	// it overlaps taking the lock and restoring the routing table.
+	builds := make(chan string, 1)
+	go func() { builds <- BuildOf(os.Executable) }()
+	build := sync.OnceValue(func() string { return <-builds })
 	unlock, err := lockDataDir(ctx, socketPath)
 	if err != nil {
 		return err
@@ -62,7 +70,7 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 	}
 	pidFile := filepath.Join(filepath.Dir(socketPath), "proxy.pid")
 	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
-	srv := &http.Server{Handler: controlHandler(b, statePath, log), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: controlHandler(b, statePath, build, log), ReadHeaderTimeout: 5 * time.Second}
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
@@ -116,7 +124,9 @@ func dialControl(socket string) (net.Conn, error) {
 	return net.DialTimeout("unix", socket, 500*time.Millisecond)
 }
 
-func controlHandler(b *Balancer, statePath string, log *slog.Logger) http.Handler {
+// controlHandler serves the control API; build names the executable (see
+// BuildOf), and may block until it is known.
+func controlHandler(b *Balancer, statePath string, build func() string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -124,7 +134,7 @@ func controlHandler(b *Balancer, statePath string, log *slog.Logger) http.Handle
 		_ = json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]int{"pid": os.Getpid()})
+		writeJSON(w, 200, Info{PID: os.Getpid(), Build: build()})
 	})
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, b.Config())
@@ -249,11 +259,45 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// Info is what a proxy says of itself.
+type Info struct {
+	PID int `json:"pid"`
+	// Build identifies the executable the proxy runs (empty from proxies
+	// older than the field).
+	Build string `json:"build,omitempty"`
+}
+
+// BuildOf names an executable by the SHA-256 of its bytes: the proxy
+// outlives servers, so after an upgrade it may run another build than the
+// server that adopts it. Empty when the file cannot be read.
+func BuildOf(executable func() (string, error)) string {
+	path, err := executable()
+	if err != nil {
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 // Ping reports the proxy's pid, or an error when none answers.
 func (c *Client) Ping(ctx context.Context) (int, error) {
-	var p struct{ PID int }
-	err := c.do(ctx, "GET", "/v1/ping", nil, &p)
-	return p.PID, err
+	info, err := c.Info(ctx)
+	return info.PID, err
+}
+
+// Info reports the proxy's pid and build.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var info Info
+	err := c.do(ctx, "GET", "/v1/ping", nil, &info)
+	return info, err
 }
 
 // Apply replaces the proxy's routing table.

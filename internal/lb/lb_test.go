@@ -520,7 +520,7 @@ func TestControlClientKeepsItsConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dialled atomic.Int32
-	srv := &http.Server{Handler: controlHandler(New(context.Background(), quiet()), filepath.Join(filepath.Dir(socket), "proxy.json"), quiet()),
+	srv := &http.Server{Handler: controlHandler(New(context.Background(), quiet()), filepath.Join(filepath.Dir(socket), "proxy.json"), func() string { return "test" }, quiet()),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
 				dialled.Add(1)
@@ -541,5 +541,26 @@ func TestControlClientKeepsItsConnection(t *testing.T) {
 	}
 	if n := dialled.Load(); n != 1 {
 		t.Fatalf("30 control calls opened %d connections, want 1", n)
+	}
+}
+
+func TestBuildOfNamesAnExecutableByItsBytes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) func() (string, error) {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return func() (string, error) { return p, nil }
+	}
+	a, sameAsA, b := BuildOf(write("a", "one build")), BuildOf(write("copy-of-a", "one build")), BuildOf(write("b", "another build"))
+	if a == "" || a != sameAsA || a == b {
+		t.Fatalf("builds: a %q, a copy of a %q, b %q", a, sameAsA, b)
+	}
+	if got := BuildOf(func() (string, error) { return filepath.Join(dir, "missing"), nil }); got != "" {
+		t.Fatalf("a missing file's build: %q", got)
+	}
+	if got := BuildOf(func() (string, error) { return "", errors.New("no executable") }); got != "" {
+		t.Fatalf("no executable's build: %q", got)
 	}
 }

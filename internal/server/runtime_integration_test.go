@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -821,4 +822,53 @@ func TestIntegrationATakenListenerPortHoldsBackOnlyItsService(t *testing.T) {
 	e.waitService("ports", "production", "moved", 10*time.Second, "its listener on the new port", func(d map[string]any) bool {
 		return strings.Contains(events(d), fmt.Sprintf("load balancer listens on 127.0.0.1:%d (not on %s)", newPort, held.Addr()))
 	})
+}
+
+// A server that adopts a proxy started from another build (as after an
+// upgrade of the binary) says so, with how to restart it; one started from
+// its own build passes without a word.
+func TestIntegrationAProxyOfAnotherBuildIsReported(t *testing.T) {
+	bin := slipwayBinary(t)
+	other := filepath.Join(t.TempDir(), "slipway-other")
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same program with other bytes: an ELF file runs with data after its end.
+	if err := os.WriteFile(other, append(b, []byte("another build")...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, proxyBin string
+		warned         bool
+	}{{"another build", other, true}, {"the same build", bin, false}} {
+		dir := t.TempDir()
+		cleanupRuntime(t, "none", dir)
+		proxy := exec.Command(c.proxyBin, "proxy", "--data", dir)
+		if err := proxy.Start(); err != nil {
+			t.Fatal(err)
+		}
+		client := lb.NewClient(filepath.Join(dir, "proxy.sock"))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := client.Ping(context.Background()); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the proxy does not answer", c.name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		var logs syncBuffer
+		e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: bin, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		want := "the load balancer runs another slipway build than this server"
+		wantPID := fmt.Sprintf("pid=%d", proxy.Process.Pid)
+		time.Sleep(time.Second) // the check runs beside the server's start
+		if got := logs.String(); strings.Contains(got, want) != c.warned || (c.warned && !strings.Contains(got, wantPID)) {
+			t.Errorf("%s: warned %v, want %v:\n%s", c.name, strings.Contains(got, want), c.warned, got)
+		}
+		e.stop()
+		proxy.Process.Kill()
+		proxy.Wait()
+	}
 }
