@@ -230,6 +230,19 @@ const LabelApp = "slipway.app"
 // their cleanups, tell theirs apart.
 const LabelInstallation = "slipway.installation"
 
+// Labels are what Slipway puts on a container or image it makes for app:
+// the app, the installation when known, and the pairs in more (key, value, …).
+func Labels(app, installation string, more ...string) map[string]string {
+	l := map[string]string{LabelApp: app}
+	if installation != "" {
+		l[LabelInstallation] = installation
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		l[more[i]] = more[i+1]
+	}
+	return l
+}
+
 // RemoveRegistryImages removes the engine's copies of images that Slipway
 // built (they carry the slipway.app label) and tagged under a registry
 // host, for when that registry goes away with its data directory.

@@ -831,7 +831,7 @@ func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.S
 		if eng, err = container.Connect(hctx); err == nil {
 			var code int
 			code, err = eng.RunScript(hctx, container.ScriptJob{Image: h.Image, HostDir: os.TempDir(), MountPath: "/tmp/slipway-hook", WorkDir: "/",
-				Script: h.Command, Env: env, Log: &out, Labels: c.hookLabels(d)})
+				Script: h.Command, Env: env, Log: &out, Labels: container.Labels(d.App, c.Installation, "slipway.deployment", fmt.Sprint(d.ID))})
 			if err == nil && code != 0 {
 				err = fmt.Errorf("exit code %d", code)
 			}
@@ -896,13 +896,4 @@ func tasks(n int) string {
 		return "1 task"
 	}
 	return fmt.Sprintf("%d tasks", n)
-}
-
-// hookLabels mark a hook's container as this installation's, like its tasks.
-func (c *Controller) hookLabels(d *store.Deployment) map[string]string {
-	l := map[string]string{container.LabelApp: d.App, "slipway.deployment": fmt.Sprint(d.ID)}
-	if c.Installation != "" {
-		l[container.LabelInstallation] = c.Installation
-	}
-	return l
 }

@@ -629,7 +629,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 		srcDir = build.ContainerRoot + "/src"
 		containerSpec = &build.ContainerSpec{Engine: eng, Image: a.Image,
-			Labels: e.labels(r.App, "slipway.run", strconv.FormatInt(r.ID, 10), "slipway.action", a.Name)}
+			Labels: container.Labels(r.App, e.Installation, "slipway.run", strconv.FormatInt(r.ID, 10), "slipway.action", a.Name)}
 	} else {
 		dockerVars, err := e.dockerEnv(r, filepath.Dir(dir))
 		if err != nil {

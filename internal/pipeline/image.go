@@ -101,7 +101,7 @@ func (e *Engine) performImage(ctx context.Context, r store.Run, a Action, row st
 	fmt.Fprintf(logs, "[slipway] Building %s from %s (%s)\n", strings.Join(refs, ", "), input, a.Dockerfile)
 	_, err = eng.Build(ctx, ctxTar, container.BuildOptions{
 		Dockerfile: a.Dockerfile, Target: a.Target, BuildArgs: a.BuildArgs, Tags: refs,
-		Labels: e.labels(r.App, "slipway.commit", r.Commit),
+		Labels: container.Labels(r.App, e.Installation, "slipway.commit", r.Commit),
 	}, logs)
 	if err != nil {
 		return nil, err.Error()
@@ -191,17 +191,4 @@ func (e *Engine) CurrentRegistry() Registry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.Registry
-}
-
-// labels are what the engine puts on what it makes on Docker: the app, the
-// installation when known, and the pairs in more (key, value, …).
-func (e *Engine) labels(app string, more ...string) map[string]string {
-	l := map[string]string{container.LabelApp: app}
-	if e.Installation != "" {
-		l[container.LabelInstallation] = e.Installation
-	}
-	for i := 0; i+1 < len(more); i += 2 {
-		l[more[i]] = more[i+1]
-	}
-	return l
 }
