@@ -55,8 +55,8 @@ type Manager struct {
 	lastTasks []task.Task
 	lbMu      sync.Mutex
 	// unbound holds, under lbMu, the listeners the load balancer could not
-	// bind and why, so each failure is one service event, not one a pass.
-	unbound map[string]string
+	// bind, so each failure is one service event, not one a pass.
+	unbound map[string]lb.ListenError
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -724,7 +724,7 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 func (m *Manager) applyBindable(ctx context.Context, cfg lb.Config, owner map[string]store.Service) (lb.Config, error) {
 	applied := cfg
 	applied.Listeners = maps.Clone(cfg.Listeners)
-	failed := map[string]string{}
+	failed := map[string]lb.ListenError{}
 	for {
 		m.mu.Lock()
 		inForce := len(failed) > 0 && m.lastLB != nil && reflect.DeepEqual(*m.lastLB, applied)
@@ -741,26 +741,26 @@ func (m *Manager) applyBindable(ctx context.Context, cfg lb.Config, owner map[st
 			break
 		}
 		delete(applied.Listeners, le.Listener)
-		failed[le.Listener] = le.Addr + ": " + le.Reason
+		failed[le.Listener] = *le
 	}
 	if m.unbound == nil {
-		m.unbound = map[string]string{}
+		m.unbound = map[string]lb.ListenError{}
 	}
-	for name, why := range failed {
-		if m.unbound[name] != why {
-			m.event(ctx, owner[name], "load balancer cannot listen on %s; another program holds the port: free it, or give the service another listener port", why)
+	for name, le := range failed {
+		if m.unbound[name] != le {
+			m.event(ctx, owner[name], "load balancer cannot listen on %s: %s; another program holds the port: free it, or give the service another listener port", le.Addr, le.Reason)
 		}
-		m.unbound[name] = why
+		m.unbound[name] = le
 	}
-	for name := range m.unbound {
+	for name, was := range m.unbound {
 		if _, still := failed[name]; still {
 			continue
 		}
 		if l, ok := applied.Listeners[name]; ok {
-			if before, _, _ := strings.Cut(m.unbound[name], ": "); before == l.Addr {
+			if l.Addr == was.Addr {
 				m.event(ctx, owner[name], "load balancer listens on %s again", l.Addr)
 			} else {
-				m.event(ctx, owner[name], "load balancer listens on %s (not on %s)", l.Addr, before)
+				m.event(ctx, owner[name], "load balancer listens on %s (not on %s)", l.Addr, was.Addr)
 			}
 		}
 		delete(m.unbound, name)

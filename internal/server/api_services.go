@@ -180,12 +180,6 @@ func (s *Server) resolveService(r *http.Request, svc *store.Service, req Service
 			field, _, _ := strings.Cut(err.Error(), " ")
 			return errBadRequest(strings.TrimSuffix(field, ":"), "%v", err)
 		}
-		var le *deploy.ListenerError
-		if err := s.deploy.CheckListeners(r.Context(), *svc); errors.As(err, &le) {
-			return errBadRequest(le.Field, "%v", le)
-		} else if err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -227,6 +221,11 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// A service made anew has its ports checked by the manager as it makes it.
+	if err := s.deploy.CheckListeners(r.Context(), svc); err != nil {
+		s.writeError(w, r, deployError(err))
+		return
+	}
 	// A new revision is a deployment (rolling, ECS defaults), not a silent swap.
 	newFamily, newRevision := svc.Family, svc.Revision
 	svc.Family, svc.Revision = before.Family, before.Revision
@@ -263,6 +262,10 @@ func (s *Server) rollOut(r *http.Request, svc store.Service, family string, revi
 func deployError(err error) error {
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	var le *deploy.ListenerError
+	if errors.As(err, &le) {
+		return errBadRequest(le.Field, "%v", le)
 	}
 	msg := err.Error()
 	field := ""

@@ -822,6 +822,11 @@ func TestIntegrationATakenListenerPortHoldsBackOnlyItsService(t *testing.T) {
 	e.waitService("ports", "production", "moved", 10*time.Second, "its listener on the new port", func(d map[string]any) bool {
 		return strings.Contains(events(d), fmt.Sprintf("load balancer listens on 127.0.0.1:%d (not on %s)", newPort, held.Addr()))
 	})
+	// Changing a service onto a port another program holds is refused too.
+	code, body := e.call("PATCH", "/api/v1/apps/ports/envs/staging/services/open", e.Admin, map[string]any{"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": held.Addr().(*net.TCPAddr).Port}})
+	if code != 400 || errorField(body, "field") != "load_balancer.listener_port" || !strings.Contains(errorField(body, "message"), held.Addr().String()+" is in use by another program") {
+		t.Fatalf("update onto a port in use: %d %v", code, body)
+	}
 }
 
 // A server that adopts a proxy started from another build (as after an
