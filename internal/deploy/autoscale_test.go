@@ -185,11 +185,7 @@ func TestValidateAutoscalingSpellsKeysAsTheirWriter(t *testing.T) {
 // task definition that reserves no memory is refused, in the writer's keys.
 func TestCheckReservationNeedsMemoryForAMemoryTarget(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storeWithApp(t, t.TempDir(), "")
 	m := &Manager{Store: db}
 	keys := ScalingKeys{Names: map[string]string{"target_memory_percent": "target-memory-percent", "target_cpu_percent": "target-cpu-percent", "target_requests_per_second": "target-requests-per-second"}}
 	for _, c := range []struct {
@@ -219,14 +215,7 @@ func TestCheckReservationNeedsMemoryForAMemoryTarget(t *testing.T) {
 func TestAutoscaleLeavesTheCountWhenTheLoadBalancerIsDown(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.CreateApp(ctx, store.App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
-		t.Fatal(err)
-	}
+	db := storeWithApp(t, dir, "a")
 	if _, err := db.CreateService(ctx, store.Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 3,
 		LoadBalancer: &store.LoadBalancer{ContainerName: "web", ContainerPort: 8080, ListenerPort: 8081}}); err != nil {
 		t.Fatal(err)

@@ -45,14 +45,7 @@ func TestSetFailuresAreCountedPerGeneration(t *testing.T) {
 
 func TestCheckListenersRefusesPortsHeldElsewhere(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.CreateApp(ctx, store.App{Name: "a", RegistryRepo: "a", Environments: []string{"staging", "production"}}); err != nil {
-		t.Fatal(err)
-	}
+	db := storeWithApp(t, t.TempDir(), "a")
 	// Ports the store's services listen on; nothing binds them in this test.
 	port := func() int {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -102,4 +95,21 @@ func TestCheckListenersRefusesPortsHeldElsewhere(t *testing.T) {
 			t.Errorf("%s: %v, want %s: %s…", c.name, err, c.wantField, c.want)
 		}
 	}
+}
+
+// storeWithApp opens a store in dir, closed when the test ends, holding
+// app with its staging and production environments ("" for no app).
+func storeWithApp(t *testing.T, dir, app string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if app != "" {
+		if _, err := db.CreateApp(context.Background(), store.App{Name: app, RegistryRepo: app, Environments: []string{"staging", "production"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
 }

@@ -9,14 +9,7 @@ import (
 
 func TestAutoScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.CreateApp(ctx, App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
-		t.Fatal(err)
-	}
+	db := openWithApps(t, "a")
 	svc, err := db.CreateService(ctx, Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 2, Desired: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -138,14 +131,7 @@ func TestUpgradeAddsScalingTimesToExistingServices(t *testing.T) {
 
 func TestAServiceMadeAgainStartsWithoutTheOldOnesEvents(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.CreateApp(ctx, App{Name: "a", RegistryRepo: "a", Environments: []string{"staging"}}); err != nil {
-		t.Fatal(err)
-	}
+	db := openWithApps(t, "a")
 	svc := Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 1}
 	if _, err := db.CreateService(ctx, svc); err != nil {
 		t.Fatal(err)
@@ -195,15 +181,8 @@ func TestConflictsAreToldApartFromTakenNames(t *testing.T) {
 
 func TestAnAppMadeAgainStartsAfresh(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openWithApps(t, "shop", "blog")
 	for _, app := range []string{"shop", "blog"} {
-		if _, err := db.CreateApp(ctx, App{Name: app, RegistryRepo: app, Environments: []string{"staging"}}); err != nil {
-			t.Fatal(err)
-		}
 		if _, err := db.CreateService(ctx, Service{App: app, Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 1}); err != nil {
 			t.Fatal(err)
 		}
@@ -251,4 +230,21 @@ func TestAnAppMadeAgainStartsAfresh(t *testing.T) {
 	if ss, _ := db.ListSecrets(ctx, ""); len(ss) != 2 { // blog's and the global one
 		t.Fatalf("secrets left: %+v", ss)
 	}
+}
+
+// openWithApps opens a store in a temporary directory, closed when the test
+// ends, holding apps with a staging environment each.
+func openWithApps(t *testing.T, apps ...string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, app := range apps {
+		if _, err := db.CreateApp(context.Background(), App{Name: app, RegistryRepo: app, Environments: []string{"staging"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
 }
