@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -16,7 +17,7 @@ func TestIntegrationPushBuildImageDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := func(version string, crash bool) map[string]string {
+	files := func(version string, crash bool, prodPort int) map[string]string {
 		return map[string]string{
 			"main.go":    string(webSource),
 			"go.mod":     "module webapp\n\ngo 1.22\n",
@@ -71,7 +72,7 @@ stages:
 		}
 	}
 	w := newWork(t)
-	w.commit("v1", files("1", false))
+	w.commit("v1", files("1", false, prodPort))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run := srv.waitRun(1, 240*time.Second)
 	if run["state"] != "succeeded" {
@@ -90,7 +91,7 @@ stages:
 		t.Fatalf("auto scaling events: %s", ev)
 	}
 	l := startLoad(t, url)
-	w.commit("v2", files("2", false))
+	w.commit("v2", files("2", false, prodPort))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run = srv.waitRun(2, 240*time.Second)
 	l.Stop()
@@ -117,7 +118,7 @@ stages:
 	if code, body := srv.call("DELETE", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, nil); code != 200 && code != 204 {
 		t.Fatalf("delete the service: %d %v", code, body)
 	}
-	w.commit("v3", files("3", true))
+	w.commit("v3", files("3", true, prodPort))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	run = srv.waitRun(3, 240*time.Second)
 	logs = srv.logText(3)
@@ -126,5 +127,22 @@ stages:
 	}
 	if strings.Contains(logs, "has reached a steady state") {
 		t.Fatalf("the new service passed for steady:\n%s", logs)
+	}
+
+	// A service the action would make on a port another program holds is
+	// refused before anything starts, in slipway.yaml's words.
+	if code, body := srv.call("DELETE", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, nil); code != 200 && code != 204 {
+		t.Fatalf("delete the service: %d %v", code, body)
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	w.commit("v4", files("4", false, held.Addr().(*net.TCPAddr).Port))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	run = srv.waitRun(4, 240*time.Second)
+	if want := "listener-port: " + held.Addr().String() + " is in use by another program"; run["state"] != "failed" || !strings.Contains(fmt.Sprint(run["reason"]), want) {
+		t.Fatalf("run onto a port in use %v: %v, want %q\n%s", run["state"], run["reason"], want, srv.logText(4))
 	}
 }
