@@ -77,11 +77,11 @@ func appCmd() *cobra.Command {
 	var yes bool
 	del := &cobra.Command{
 		Use:   "delete NAME --yes",
-		Short: "Delete an app, its repository, events and runs",
+		Short: "Delete an app, its git and registry repositories, runs, services and secrets",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !yes {
-				return fmt.Errorf("deleting app %s removes its repository and history; repeat with --yes to confirm", args[0])
+				return fmt.Errorf("deleting app %s removes its git and registry repositories, history, services and secrets; repeat with --yes to confirm", args[0])
 			}
 			c, _, err := setup(cmd)
 			if err != nil {

@@ -266,3 +266,30 @@ func (reg *Registry) Remove(ctx context.Context, repo, ref string) (string, erro
 	}
 	return "deleted " + repo + ":" + ref + " (" + d + ")", reg.deleteManifest(ctx, repo, img)
 }
+
+// DeleteRepositories removes the repositories of an app that is being
+// deleted (APP and every APP/NAME): their manifests, tags and policies, so
+// an app made again under the name starts with an empty registry. Their
+// blobs go at the next garbage collection. It returns the repositories
+// removed.
+func (reg *Registry) DeleteRepositories(ctx context.Context, app string) ([]string, error) {
+	reg.gc.Lock()
+	defer reg.gc.Unlock()
+	repos, err := reg.repositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, repo := range repos {
+		if repo != app && !strings.HasPrefix(repo, app+"/") {
+			continue
+		}
+		var notFound storagedriver.PathNotFoundError
+		// Deleting APP also took APP/NAME with it.
+		if err := reg.driver.Delete(ctx, "/docker/registry/v2/repositories/"+repo); err != nil && !errors.As(err, &notFound) {
+			return removed, fmt.Errorf("delete repository %s: %w", repo, err)
+		}
+		removed = append(removed, repo)
+	}
+	return removed, reg.store.DeleteRepositories(ctx, app)
+}

@@ -222,6 +222,12 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, repo, r
 
 	reg.gc.RLock()
 	defer reg.gc.RUnlock()
+	// Checked again under the lock: an app deleted since Serve checked has
+	// had its repositories removed, and nothing may land in them now.
+	if err := reg.checkRepo(r.Context(), repo); err != nil {
+		ociError(w, http.StatusNotFound, "NAME_UNKNOWN", err.Error())
+		return
+	}
 	if isTag {
 		if err := reg.checkImmutable(r.Context(), repo, ref, dgst); err != nil {
 			ociError(w, http.StatusConflict, "DENIED", err.Error())

@@ -145,6 +145,14 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	repos, err := s.reg.DeleteRepositories(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(repos) > 0 {
+		s.log.Info("deleted the app's registry repositories; their layers go at the next image gc", "app", name, "repositories", repos)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

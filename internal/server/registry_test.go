@@ -456,3 +456,68 @@ func TestIntegrationDockerLoginPushPull(t *testing.T) {
 		t.Fatalf("tag: %s", out)
 	}
 }
+
+// Deleting an app removes its registry repositories, nested ones too, and
+// nothing of an app whose name merely starts the same: an app made again
+// under the name starts with no images, tags or policy, and the old layers
+// go at the next collection.
+func TestIntegrationAppDeleteRemovesItsRepositories(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("shop")
+	e.createApp("shop-two")
+	o := &oci{t: t, base: e.URL, token: e.Admin}
+	oldDigest, oldManifest := o.pushImage("shop", "v1")
+	o.pushImage("shop/api", "v1")
+	_, neighbour := o.pushImage("shop-two", "v1")
+	if code, body := e.call("PUT", "/api/v1/images/policy", e.Admin, map[string]any{"repository": "shop", "immutable_tags": true}); code != 200 {
+		t.Fatalf("policy: %d %v", code, body)
+	}
+
+	if code, body := e.call("DELETE", "/api/v1/apps/shop", e.Admin, nil); code != 204 {
+		t.Fatalf("delete app: %d %v", code, body)
+	}
+	imagesOf := func(repo string) int {
+		t.Helper()
+		resp, body := o.do("GET", "/api/v1/images?repository="+repo, nil, map[string]string{"Authorization": "Bearer " + e.Admin})
+		var imgs []map[string]any
+		if resp.StatusCode != 200 || json.Unmarshal(body, &imgs) != nil {
+			t.Fatalf("list %s: %d %s", repo, resp.StatusCode, body)
+		}
+		return len(imgs)
+	}
+	if n, nested, other := imagesOf("shop"), imagesOf("shop/api"), imagesOf("shop-two"); n != 0 || nested != 0 || other != 1 {
+		t.Fatalf("images after delete: shop %d, shop/api %d, shop-two %d; want 0, 0, 1", n, nested, other)
+	}
+	if resp, body := o.do("GET", "/v2/shop/manifests/v1", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("pull from a deleted app: %d %s", resp.StatusCode, body)
+	}
+
+	e.createApp("shop")
+	if resp, body := o.do("GET", "/v2/shop/manifests/"+oldDigest, nil, nil); resp.StatusCode != 404 || ociCode(body) != "MANIFEST_UNKNOWN" {
+		t.Fatalf("the old app's manifest in the new one: %d %s", resp.StatusCode, body)
+	}
+	if code, body := e.call("GET", "/api/v1/images/policy?repository=shop", e.Admin, nil); code != 200 || body["immutable_tags"] == true {
+		t.Fatalf("the old app's policy in the new one: %d %v", code, body)
+	}
+	newDigest, _ := o.pushImage("shop", "v1")
+	if resp, body := o.do("GET", "/v2/shop/tags/list", nil, nil); resp.StatusCode != 200 || !strings.Contains(string(body), `"v1"`) || newDigest == oldDigest {
+		t.Fatalf("tags of the new app: %d %s", resp.StatusCode, body)
+	}
+
+	code, report := e.call("POST", "/api/v1/images/gc", e.Admin, map[string]any{"grace": "0s"})
+	if code != 200 {
+		t.Fatalf("gc: %d %v", code, report)
+	}
+	var layers struct {
+		Layers []struct{ Digest string } `json:"layers"`
+	}
+	_ = json.Unmarshal(oldManifest, &layers)
+	deleted := fmt.Sprint(report["deleted_blobs"])
+	if !strings.Contains(deleted, layers.Layers[0].Digest) {
+		t.Fatalf("the deleted app's layer %s survived gc: %v", layers.Layers[0].Digest, report)
+	}
+	_ = json.Unmarshal(neighbour, &layers)
+	if resp, _ := o.do("HEAD", "/v2/shop-two/blobs/"+layers.Layers[0].Digest, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("shop-two's layer after gc: %d", resp.StatusCode)
+	}
+}

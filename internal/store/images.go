@@ -42,6 +42,7 @@ type ImageStore interface {
 	Referrers(ctx context.Context, repo, subject string) ([]Image, error)
 	GetPolicy(ctx context.Context, repo string) (RepoPolicy, error)
 	SetPolicy(ctx context.Context, p RepoPolicy) error
+	DeleteRepositories(ctx context.Context, app string) error
 }
 
 var _ ImageStore = (*DB)(nil)
@@ -150,6 +151,21 @@ func (db *DB) DeleteImage(ctx context.Context, repo, digest string) error {
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM images WHERE repo = ? AND digest = ?`, repo, digest)
 		return err
+	})
+}
+
+// DeleteRepositories forgets the images, tags and policies of app's
+// repositories: APP and every APP/NAME.
+func (db *DB) DeleteRepositories(ctx context.Context, app string) error {
+	// App names hold no LIKE wildcard (% or _), so the prefix matches only
+	// repositories nested under this app.
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		for _, table := range []string{"image_tags", "images", "repo_policies"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE repo = ? OR repo LIKE ?`, app, app+"/%"); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
