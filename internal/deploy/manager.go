@@ -42,7 +42,10 @@ type Manager struct {
 	passMu   sync.Mutex // one reconcile pass at a time
 	mu       sync.Mutex
 	state    map[string]*serviceState
-	stopping map[string]bool // task ids being drained and stopped
+	// stopping holds the tasks being drained and stopped (zero time), and
+	// for a minute those stopped (when): a pass that listed a task before
+	// it was removed must not take it for a task that just stopped.
+	stopping map[string]time.Time
 	// setFailures counts failed launches per task set; setStatus holds each
 	// set's running and healthy counts as of the last pass.
 	setFailures map[string]int
@@ -83,7 +86,7 @@ func testListenerName(s store.Service) string {
 func (m *Manager) Start(ctx context.Context) {
 	m.wake = make(chan struct{}, 1)
 	m.state = map[string]*serviceState{}
-	m.stopping = map[string]bool{}
+	m.stopping = map[string]time.Time{}
 	m.setFailures = map[string]int{}
 	m.setStatus = map[string]SetStatus{}
 	m.usage = map[string][]usageSample{}
@@ -592,18 +595,19 @@ func (m *Manager) drainDelay(s store.Service) time.Duration {
 func (m *Manager) isStopping(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.stopping[id]
+	_, ok := m.stopping[id]
+	return ok
 }
 
 // stopTask takes the task out of the load balancer at once, lets its
 // in-flight requests finish for up to delay, then stops it.
 func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Service, t task.Task, delay time.Duration, why string) {
 	m.mu.Lock()
-	if m.stopping[t.ID] {
+	if _, ok := m.stopping[t.ID]; ok {
 		m.mu.Unlock()
 		return
 	}
-	m.stopping[t.ID] = true
+	m.stopping[t.ID] = time.Time{}
 	m.mu.Unlock()
 	go func() {
 		ctx := context.WithoutCancel(ctx)
@@ -617,13 +621,24 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 				}
 			}
 		}
-		if err := rt.Stop(ctx, t.ID); err != nil {
+		err := rt.Stop(ctx, t.ID)
+		if err != nil {
 			m.Log.Error("stop task", "task", t.ID, "err", err)
 		} else if why != "stopped" {
 			m.event(ctx, s, "stopped task %s (%s)", t.ID, why)
 		}
 		m.mu.Lock()
-		delete(m.stopping, t.ID)
+		now := time.Now()
+		for id, at := range m.stopping {
+			if !at.IsZero() && now.Sub(at) > time.Minute {
+				delete(m.stopping, id)
+			}
+		}
+		if err != nil {
+			delete(m.stopping, t.ID) // still there: the next pass tries again
+		} else {
+			m.stopping[t.ID] = now
+		}
 		m.mu.Unlock()
 		m.Wake()
 	}()
