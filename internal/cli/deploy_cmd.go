@@ -98,7 +98,7 @@ func deployCmd() *cobra.Command {
 			if p.json && !wait {
 				return p.emit(d, nil)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deployment %d: %s %s:%d → %s:%d (%s)\n", d.ID, d.Strategy, d.FromFamily, d.FromRevision, d.ToFamily, d.ToRevision, d.Config)
+			fmt.Fprintf(cmd.OutOrStdout(), "Deployment %d: %s %s → %s:%d (%s)\n", d.ID, d.Strategy, d.From(), d.ToFamily, d.ToRevision, d.Config)
 			if wait {
 				return waitDeployment(cmd, c, d.ID)
 			}
@@ -144,7 +144,7 @@ func deployCmd() *cobra.Command {
 			return p.emit(ds, func(w *tabwriter.Writer) {
 				row(w, "ID", "SERVICE", "STRATEGY", "FROM", "TO", "STATE", "PHASE", "GREEN %", "STARTED")
 				for _, d := range ds {
-					row(w, d.ID, d.App+"/"+d.Env+"/"+d.Service, d.Strategy, fmt.Sprintf("%s:%d", d.FromFamily, d.FromRevision), fmt.Sprintf("%s:%d", d.ToFamily, d.ToRevision), d.State, d.Phase, d.GreenWeight, humanTime(d.CreatedAt))
+					row(w, d.ID, d.App+"/"+d.Env+"/"+d.Service, d.Strategy, d.From(), fmt.Sprintf("%s:%d", d.ToFamily, d.ToRevision), d.State, d.Phase, d.GreenWeight, humanTime(d.CreatedAt))
 				}
 			})
 		},
@@ -162,7 +162,7 @@ func deployCmd() *cobra.Command {
 				row(w, "Deployment:", d.ID)
 				row(w, "Service:", d.App+"/"+d.Env+"/"+d.Service)
 				row(w, "Strategy:", d.Strategy+" ("+d.Config+")")
-				row(w, "From → to:", fmt.Sprintf("%s:%d → %s:%d", d.FromFamily, d.FromRevision, d.ToFamily, d.ToRevision))
+				row(w, "From → to:", fmt.Sprintf("%s → %s:%d", d.From(), d.ToFamily, d.ToRevision))
 				row(w, "State:", d.State+" / "+d.Phase)
 				if d.Reason != "" {
 					row(w, "Reason:", d.Reason)

@@ -28,8 +28,12 @@ func TestCLIServiceUpdateStartsDeployments(t *testing.T) {
 		}
 	}
 	svc := []string{"--app", "shop", "--env", "staging"}
-	if _, _, err := slipway(t, "", append([]string{"service", "create", "web", "--taskdef", "shop-web:1", "--desired", "0"}, svc...)...); err != nil {
-		t.Fatal(err)
+	out, _, err := slipway(t, "", append([]string{"service", "create", "web", "--taskdef", "shop-web:1", "--desired", "0", "--wait"}, svc...)...)
+	if err != nil || !strings.Contains(out, "(deployment 1 rolls it out") || !strings.Contains(out, "rollout COMPLETED: 0 tasks of shop-web:1 healthy") {
+		t.Fatalf("create, following the first rollout: %q %v", out, err)
+	}
+	if out, _, err := slipway(t, "", "deploy", "show", "1"); err != nil || !strings.Contains(out, "(new service) → shop-web:1") {
+		t.Fatalf("the first rollout: %q %v", out, err)
 	}
 	cases := []struct {
 		name     string
@@ -38,8 +42,8 @@ func TestCLIServiceUpdateStartsDeployments(t *testing.T) {
 		wantRev  float64
 		wantFrom float64
 	}{
-		{"a new revision", []string{"--taskdef", "shop-web:2"}, "Deployment 1:", 2, 1},
-		{"the same revision, forced", []string{"--force-new-deployment"}, "Deployment 2:", 2, 2},
+		{"a new revision", []string{"--taskdef", "shop-web:2"}, "Deployment 2:", 2, 1},
+		{"the same revision, forced", []string{"--force-new-deployment"}, "Deployment 3:", 2, 2},
 		{"a count alone", []string{"--desired", "0"}, "", 0, 0},
 	}
 	for _, c := range cases {
@@ -77,9 +81,9 @@ func TestCLIServiceUpdateStartsDeployments(t *testing.T) {
 		}
 	}
 	// JSON output is the server's answer: the service and the deployment.
-	out, _, err := slipway(t, "", append([]string{"service", "update", "web", "--force-new-deployment", "-o", "json"}, svc...)...)
+	out, _, err = slipway(t, "", append([]string{"service", "update", "web", "--force-new-deployment", "-o", "json"}, svc...)...)
 	var started map[string]map[string]any
-	if err != nil || json.Unmarshal([]byte(out), &started) != nil || started["deployment"]["id"] != 3.0 || started["service"]["name"] != "web" {
+	if err != nil || json.Unmarshal([]byte(out), &started) != nil || started["deployment"]["id"] != 4.0 || started["service"]["name"] != "web" {
 		t.Fatalf("update -o json: %q %v", out, err)
 	}
 }

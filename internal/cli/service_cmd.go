@@ -217,9 +217,10 @@ func serviceCmd() *cobra.Command {
 	var ref serviceRef
 	var td string
 	var desired int
+	var wait bool
 	var lbf lbFlags
 	create := &cobra.Command{
-		Use:   "create NAME --app A --env E --taskdef FAMILY[:REV] [--desired N] [--lb-container C --lb-container-port P --listener-port L]",
+		Use:   "create NAME --app A --env E --taskdef FAMILY[:REV] [--desired N] [--lb-container C --lb-container-port P --listener-port L] [--wait]",
 		Short: "Create a service",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -231,16 +232,22 @@ func serviceCmd() *cobra.Command {
 			if l := lbf.value(cmd); l != nil {
 				body["load_balancer"] = l
 			}
-			var s store.Service
+			var s struct {
+				store.Service
+				DeploymentID int64 `json:"deployment_id"`
+			}
 			if err := c.Do(cmd.Context(), "POST", ref.path(""), body, &s); err != nil {
 				return err
 			}
 			if p.json {
 				return p.emit(s, nil)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Created service %s in %s/%s: %d × %s:%d\n", s.Name, s.App, s.Env, s.Desired, s.Family, s.Revision)
+			fmt.Fprintf(cmd.OutOrStdout(), "Created service %s in %s/%s: %d × %s:%d (deployment %d rolls it out: slipway deploy show %d)\n", s.Name, s.App, s.Env, s.Desired, s.Family, s.Revision, s.DeploymentID, s.DeploymentID)
 			if s.LoadBalancer != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "  serving on http://127.0.0.1:%d\n", s.LoadBalancer.ListenerPort)
+			}
+			if wait {
+				return waitDeployment(cmd, c, s.DeploymentID)
 			}
 			return nil
 		},
@@ -248,6 +255,7 @@ func serviceCmd() *cobra.Command {
 	ref.flags(create)
 	create.Flags().StringVar(&td, "taskdef", "", "task definition FAMILY or FAMILY:REVISION (required)")
 	create.Flags().IntVar(&desired, "desired", 1, "desired task count")
+	create.Flags().BoolVar(&wait, "wait", false, "follow the first rollout until every task is healthy; exit 0 only then")
 	lbf.add(create)
 
 	var uref serviceRef

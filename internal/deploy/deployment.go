@@ -70,6 +70,10 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	for _, d := range active {
+		if d.First() { // nothing to roll back to: wait on
+			c.launch(d, func(ctx context.Context, d *store.Deployment) error { return c.firstRollout(ctx, d, nil) })
+			continue
+		}
 		if resumable(d) {
 			c.launch(d, c.run)
 			continue
@@ -218,6 +222,133 @@ func (c *Controller) Create(ctx context.Context, req Request) (store.Deployment,
 	}
 	c.launch(d, c.run)
 	return d, nil
+}
+
+// CreateService creates a service and records its first rollout, as ECS
+// records a service's first deployment: it completes once every desired
+// task runs and passes its health checks, and fails when the circuit
+// breaker trips (the service has no earlier revision to roll back to, and
+// keeps retrying with backoff). It holds nothing back: a deployment, a new
+// count or a delete of the service ends it.
+func (c *Controller) CreateService(ctx context.Context, svc store.Service, by string) (store.Service, store.Deployment, error) {
+	// Failures counted before this service (one of the same name, deleted
+	// since) are not its own.
+	base := c.Manager.SetFailures(svc, svc.EffectiveLayout().Sets[0])
+	svc, err := c.Manager.CreateService(ctx, svc)
+	if err != nil {
+		return svc, store.Deployment{}, err
+	}
+	settings, _ := json.Marshal(Settings{CircuitBreaker: true})
+	d, err := c.Store.CreateDeployment(ctx, store.Deployment{App: svc.App, Env: svc.Env, Service: svc.Name, Strategy: "rolling",
+		ToFamily: svc.Family, ToRevision: svc.Revision, Settings: settings, Phase: "Created", CreatedBy: by})
+	if err != nil {
+		return svc, d, fmt.Errorf("service %s created, but its first rollout was not recorded: %w", svc.Name, err)
+	}
+	c.launch(d, func(ctx context.Context, d *store.Deployment) error { return c.firstRollout(ctx, d, &base) })
+	return svc, d, nil
+}
+
+// firstRolloutTimeout bounds the wait for a new service's tasks, and
+// firstRolloutSettle is how long the tasks of a service without a load
+// balancer must run (two reconcile passes) to count.
+const (
+	firstRolloutTimeout = 15 * time.Minute
+	firstRolloutSettle  = 2500 * time.Millisecond
+)
+
+// firstRollout follows a new service until its tasks are healthy, counting
+// failed launches from base (nil: from now, after a restart).
+func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base *int) error {
+	svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
+	for err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return c.endFirst(ctx, d, store.DeployStopped, "the service was deleted", "")
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+		svc, err = c.Store.GetService(ctx, d.App, d.Env, d.Service)
+	}
+	set := svc.EffectiveLayout().Sets[0]
+	if base == nil {
+		n := c.Manager.SetFailures(svc, set)
+		base = &n
+	}
+	threshold := CircuitBreakerThreshold(svc.Desired)
+	if d.Phase == "Rolling" {
+		c.note(ctx, d, "Rolling", "control plane restarted: waiting again for %s of %s:%d", tasks(svc.Desired), d.ToFamily, d.ToRevision)
+	} else {
+		c.note(ctx, d, "Rolling", "starting %s of %s:%d for the new service; circuit breaker after %d failed launches", tasks(svc.Desired), d.ToFamily, d.ToRevision, threshold)
+	}
+	deadline := time.Now().Add(firstRolloutTimeout)
+	var healthySince time.Time
+	for {
+		if why := c.stopRequested(d.ID); why != "" {
+			return c.endFirst(ctx, d, store.DeployStopped, why, "; a new service has no earlier revision to return to: its tasks stay (delete the service or deploy another revision)")
+		}
+		cur, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && cur.CreatedAt.After(d.CreatedAt)) {
+			return c.endFirst(ctx, d, store.DeployStopped, "the service was deleted", "")
+		}
+		if err == nil {
+			svc = cur
+			if latest, err := c.Store.ListDeployments(ctx, d.App, d.Env, d.Service, 1); err == nil && len(latest) == 1 && latest[0].ID != d.ID {
+				return c.endFirst(ctx, d, store.DeployStopped, fmt.Sprintf("deployment %d took over the service", latest[0].ID), "")
+			}
+			if svc.Family != d.ToFamily || svc.Revision != d.ToRevision {
+				return c.endFirst(ctx, d, store.DeployStopped, fmt.Sprintf("the service was changed to %s:%d", svc.Family, svc.Revision), "")
+			}
+			if s := c.Manager.Status(svc)[set.Key()]; s.Healthy < svc.Desired {
+				healthySince = time.Time{}
+			} else if healthySince.IsZero() {
+				healthySince = time.Now()
+			}
+			// Without the load balancer's checks, a running task counts as
+			// healthy, and one that crashes at once runs for a moment after
+			// each start: it must keep running past a reconcile pass.
+			if !healthySince.IsZero() && (svc.LoadBalancer != nil || svc.Desired == 0 || time.Since(healthySince) >= firstRolloutSettle) {
+				d.GreenWeight = 100
+				return c.endFirst(ctx, d, store.DeployCompleted, "", fmt.Sprintf("rollout COMPLETED: %s of %s:%d healthy", tasks(svc.Desired), d.ToFamily, d.ToRevision))
+			}
+			if f := c.Manager.SetFailures(svc, set) - *base; f >= threshold {
+				return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state (last event: %s)",
+					f, d.ToFamily, d.ToRevision, d.Service, c.lastTaskEvent(ctx, svc)), "; it keeps retrying with backoff until a fixed revision is deployed or it is deleted")
+			}
+		}
+		if time.Now().After(deadline) {
+			return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("the new service's tasks were not all healthy after %s", firstRolloutTimeout), "")
+		}
+		c.Manager.Wake()
+		if err := sleep(ctx, 300*time.Millisecond); err != nil {
+			return err // the server is stopping: the next start waits again
+		}
+	}
+}
+
+// endFirst ends a first rollout in state with a reason (for a state other
+// than COMPLETED) and a note that may say more than the reason.
+func (c *Controller) endFirst(ctx context.Context, d *store.Deployment, state, reason, more string) error {
+	d.State, d.Reason = state, reason
+	if state == store.DeployCompleted {
+		c.note(ctx, d, "Done", "%s", more)
+		return nil
+	}
+	c.note(ctx, d, map[string]string{store.DeployFailed: "Failed", store.DeployStopped: "Stopped"}[state], "first rollout %s: %s%s", strings.ToLower(state), reason, more)
+	return nil
+}
+
+// lastTaskEvent is the newest event of svc that is not a deployment's own.
+func (c *Controller) lastTaskEvent(ctx context.Context, svc store.Service) string {
+	evs, err := c.Store.ListServiceEvents(ctx, svc.App, svc.Env, svc.Name, 10)
+	if err != nil {
+		return err.Error()
+	}
+	for _, ev := range evs {
+		if msg := strings.TrimPrefix(ev.Message, "(service "+svc.Name+") "); !strings.HasPrefix(msg, "deployment ") {
+			return msg
+		}
+	}
+	return "none"
 }
 
 func (c *Controller) launch(d store.Deployment, fn func(context.Context, *store.Deployment) error) {
@@ -768,7 +899,7 @@ func (c *Controller) Rollback(ctx context.Context, app, env, service, by string)
 // same name, deleted since: their revisions are not this one's to return to.
 func rollbackTarget(ds []store.Deployment, since time.Time) (int, error) {
 	for i, d := range ds {
-		if d.CreatedAt.Before(since) {
+		if d.CreatedAt.Before(since) || d.First() {
 			break
 		}
 		if d.State == store.DeployInProgress {

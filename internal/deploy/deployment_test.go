@@ -102,6 +102,10 @@ func TestRollbackTarget(t *testing.T) {
 		d.CreatedAt = created.Add(-time.Second)
 		return d
 	}
+	firstRollout := func(d store.Deployment) store.Deployment {
+		d.FromFamily, d.FromRevision = "", 0
+		return d
+	}
 	done := store.DeployCompleted
 	cases := []struct {
 		name   string
@@ -116,6 +120,9 @@ func TestRollbackTarget(t *testing.T) {
 		{"one in progress", []store.Deployment{dep(4, store.DeployInProgress, "Install", 3, 4), dep(3, done, "Done", 2, 3)}, 0, store.ErrConflict},
 		{"only redeployments", []store.Deployment{dep(2, done, "Done", 1, 1)}, 0, store.ErrNotFound},
 		{"none", nil, 0, store.ErrNotFound},
+		{"only the first rollout", []store.Deployment{firstRollout(dep(1, done, "Done", 0, 1))}, 0, store.ErrNotFound},
+		{"not past the first rollout", []store.Deployment{dep(3, store.DeployRolledBack, "Done", 1, 2), firstRollout(dep(1, done, "Done", 0, 1))}, 0, store.ErrNotFound},
+		{"the first update", []store.Deployment{dep(2, done, "Done", 1, 2), firstRollout(dep(1, done, "Done", 0, 1))}, 2, nil},
 		{"none since the service was made anew", []store.Deployment{ofEarlierService(dep(2, done, "Done", 1, 2))}, 0, store.ErrNotFound},
 		{"the newest of the new service's", []store.Deployment{dep(5, done, "Done", 4, 5), ofEarlierService(dep(2, done, "BlueKept", 1, 2))}, 5, nil},
 		{"past a rolled-back one, not into the earlier service's", []store.Deployment{dep(5, store.DeployRolledBack, "Done", 4, 5), ofEarlierService(dep(2, done, "Done", 1, 2))}, 0, store.ErrNotFound},

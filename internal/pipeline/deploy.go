@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
@@ -171,9 +172,8 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 	if evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 1); err == nil && len(evs) > 0 {
 		seen = evs[0].ID
 	}
-	set := svc.EffectiveLayout().Sets[0]
-	base := e.Deploys.Manager.SetFailures(svc, set)
-	if _, err := e.Deploys.Manager.CreateService(ctx, svc); err != nil {
+	_, d, err := e.Deploys.CreateService(ctx, svc, "run "+fmt.Sprint(r.ID))
+	if err != nil {
 		var le *deploy.ListenerError
 		if errors.As(err, &le) { // named as slipway.yaml spells it
 			key := map[string]string{"load_balancer.listener_port": "listener-port", "load_balancer.test_listener_port": "test-listener-port"}[le.Field]
@@ -181,36 +181,38 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 		}
 		return err.Error()
 	}
-	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d\n", a.Service, a.Environment, desired, rev.Family, rev.Revision)
+	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d (deployment %d)\n", a.Service, a.Environment, desired, rev.Family, rev.Revision, d.ID)
 	if msg := e.applyAutoscaling(ctx, r, svc, a, logs); msg != "" {
 		return msg
 	}
-	// Wait until the new service is steady, as a first deployment would,
-	// and fail as its circuit breaker would when its tasks keep failing.
-	threshold := deploy.CircuitBreakerThreshold(desired)
-	steady := fmt.Sprintf("(service %s) has reached a steady state", a.Service)
-	last := ""
+	// The service's events, its first rollout's among them, tell how the
+	// tasks fare until the rollout ends.
 	for {
-		evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50)
+		if evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50); err == nil {
+			for i := len(evs) - 1; i >= 0; i-- {
+				if evs[i].ID > seen {
+					seen = evs[i].ID
+					fmt.Fprintln(logs, "[slipway] "+evs[i].Message)
+				}
+			}
+		}
+		cur, err := e.DeployStore.GetDeployment(context.WithoutCancel(ctx), d.ID)
 		if err != nil {
 			return err.Error()
 		}
-		for i := len(evs) - 1; i >= 0; i-- {
-			if evs[i].ID <= seen {
-				continue
+		switch cur.State {
+		case store.DeployCompleted:
+			return ""
+		case store.DeployFailed, store.DeployStopped:
+			msg := cur.Reason
+			if cur.State == store.DeployFailed && strings.HasPrefix(msg, "circuit breaker") {
+				msg += "; it keeps retrying with backoff until a fixed revision is deployed or it is deleted"
 			}
-			seen, last = evs[i].ID, evs[i].Message
-			fmt.Fprintln(logs, "[slipway] "+last)
-			if last == steady {
-				return ""
-			}
-		}
-		if f := e.Deploys.Manager.SetFailures(svc, set) - base; f >= threshold {
-			return fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state (last event: %s); it keeps retrying with backoff until a fixed revision is deployed or it is deleted",
-				f, rev.Family, rev.Revision, a.Service, last)
+			return msg
 		}
 		select {
 		case <-ctx.Done():
+			_ = e.Deploys.Stop(context.WithoutCancel(ctx), d.ID)
 			return "the service did not reach a steady state before the action's timeout"
 		case <-time.After(300 * time.Millisecond):
 		}

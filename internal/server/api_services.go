@@ -183,6 +183,13 @@ func (s *Server) resolveService(r *http.Request, svc *store.Service, req Service
 	}
 	return nil
 }
+
+// createdService is a new service and the deployment that rolls it out.
+type createdService struct {
+	store.Service
+	DeploymentID int64 `json:"deployment_id"`
+}
+
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 	var req ServiceRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -198,12 +205,13 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	svc, err := s.deploy.CreateService(r.Context(), svc)
+	tok, _ := Caller(r.Context())
+	svc, d, err := s.deploys.CreateService(r.Context(), svc, tok.Name)
 	if err != nil {
 		s.writeError(w, r, deployError(err))
 		return
 	}
-	writeJSON(w, http.StatusCreated, svc)
+	writeJSON(w, http.StatusCreated, createdService{Service: svc, DeploymentID: d.ID})
 }
 
 func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {

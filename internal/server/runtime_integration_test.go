@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -346,13 +347,23 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/qa/services", srv.Admin, map[string]any{"name": "web", "task_definition": app}); code != 404 {
 		t.Fatalf("unknown environment: %d %v", code, body)
 	}
-	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1),
-		"desired_count": 2, "load_balancer": lbSettings}); code != 201 {
-		t.Fatalf("create service: %d %v", code, body)
+	code, created := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("%s:%d", app, rev1),
+		"desired_count": 2, "load_balancer": lbSettings})
+	if code != 201 || created["deployment_id"] == nil {
+		t.Fatalf("create service: %d %v", code, created)
 	}
 	d := srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool {
 		return runningOf(d, rev1) == 2 && strings.Contains(events(d), "has reached a steady state")
 	})
+	// Its first rollout is a deployment of its own, with nothing before it
+	// to roll back to.
+	first := srv.waitDeployment(int(created["deployment_id"].(float64)), "COMPLETED", 10*time.Second)
+	if first["from_family"] != "" || first["to_revision"] != float64(rev1) || !strings.Contains(fmt.Sprint(first["events"]), "rollout COMPLETED: 2 tasks") {
+		t.Fatalf("first rollout: %v", first)
+	}
+	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services/web/rollback", srv.Admin, nil); code != 404 || !strings.Contains(errorField(body, "message"), "no completed deployment of another revision") {
+		t.Fatalf("rollback of a new service: %d %v", code, body)
+	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", listener)
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
 		t.Fatalf("through the load balancer: %d %s", code, body)
@@ -547,16 +558,24 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 		t.Fatalf("channel: %d %v", code, body)
 	}
 	revCrash := srv.registerTaskDef(webTaskDef(app, image, "crash", "CRASH=1"))
-	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/production/services", srv.Admin, map[string]any{"name": "crasher", "task_definition": fmt.Sprintf("%s:%d", app, revCrash), "desired_count": 1}); code != 201 {
-		t.Fatalf("crasher: %d %v", code, body)
+	code, created = srv.call("POST", "/api/v1/apps/"+app+"/envs/production/services", srv.Admin, map[string]any{"name": "crasher", "task_definition": fmt.Sprintf("%s:%d", app, revCrash), "desired_count": 1})
+	if code != 201 {
+		t.Fatalf("crasher: %d %v", code, created)
 	}
+	// A task's own stop, not a deployment's note quoting one.
+	taskStop := regexp.MustCompile(`(?m)^\(service crasher\) task \S+ stopped: essential container web exited with code 2$`)
 	d = srv.waitService(app, "production", "crasher", 90*time.Second, "restarted the crashing task four times", func(d map[string]any) bool {
-		return strings.Count(events(d), "exited with code 2") >= 4
+		return len(taskStop.FindAllString(events(d), -1)) >= 4
 	})
+	// The first rollout fails by its circuit breaker (3 failed launches for
+	// one task) while the service keeps retrying.
+	if first := srv.waitDeployment(int(created["deployment_id"].(float64)), "FAILED", 10*time.Second); !strings.Contains(fmt.Sprint(first["reason"]), "circuit breaker: 3 failed launches") || !strings.Contains(fmt.Sprint(first["reason"]), "exited with code 2") {
+		t.Fatalf("first rollout of a crashing revision: %v", first)
+	}
 	var stops []time.Time
 	for _, e := range d["events"].([]any) {
 		em := e.(map[string]any)
-		if strings.Contains(em["message"].(string), "exited with code 2") {
+		if taskStop.MatchString(em["message"].(string)) {
 			at, _ := time.Parse(time.RFC3339Nano, em["at"].(string))
 			stops = append([]time.Time{at}, stops...)
 		}
@@ -564,7 +583,7 @@ func TestIntegrationServicesOnDocker(t *testing.T) {
 	// Backoff doubles (1 s, 2 s, 4 s …); reconcile passes are a second apart,
 	// so compare gaps two doublings apart.
 	if gap1, gap3 := stops[1].Sub(stops[0]), stops[3].Sub(stops[2]); gap3 < gap1+time.Second {
-		t.Fatalf("no backoff between restarts: %s, then %s", gap1, gap3)
+		t.Fatalf("no backoff between restarts: %s, then %s\n%s", gap1, gap3, events(d))
 	}
 	var unhealthy []string
 	for _, r := range inbox.Requests() {

@@ -644,10 +644,10 @@ func TestUIReplaceTasks(t *testing.T) {
 	}
 	resp := post(admin, csrf, "web")
 	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/deployments/1?") || !strings.Contains(loc, "replaces+the+tasks") {
-		t.Fatalf("replace tasks: %d %s", resp.StatusCode, loc)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/deployments/2?") || !strings.Contains(loc, "replaces+the+tasks") {
+		t.Fatalf("replace tasks (deployment 1 was the service's first rollout): %d %s", resp.StatusCode, loc)
 	}
-	d := e.waitDeployment(1, "COMPLETED", 20*time.Second)
+	d := e.waitDeployment(2, "COMPLETED", 20*time.Second)
 	if d["strategy"] != "rolling" || d["from_revision"] != float64(rev) || d["to_revision"] != float64(rev) || d["created_by"] != "admin" {
 		t.Fatalf("deployment: %v", d)
 	}

@@ -441,7 +441,7 @@ func (s *Server) deploymentView(ctx context.Context, id int64) (deploymentView, 
 		}
 	}
 	if d.State == store.DeployCompleted {
-		if latest, err := s.db.ListDeployments(ctx, d.App, d.Env, d.Service, 1); err == nil && len(latest) == 1 && latest[0].ID == d.ID {
+		if latest, err := s.db.ListDeployments(ctx, d.App, d.Env, d.Service, 1); err == nil && len(latest) == 1 && latest[0].ID == d.ID && !d.First() {
 			v.CanRollback = true
 		}
 	}

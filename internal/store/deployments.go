@@ -41,6 +41,26 @@ type Deployment struct {
 	EndedAt      *time.Time      `json:"ended_at,omitempty"`
 }
 
+// First reports a service's first rollout: the deployment recorded when
+// the service was created, which starts from nothing.
+func (d Deployment) First() bool { return d.FromFamily == "" }
+
+// From names the revision the deployment starts from, or says there is none.
+func (d Deployment) From() string {
+	if d.First() {
+		return "(new service)"
+	}
+	return fmt.Sprintf("%s:%d", d.FromFamily, d.FromRevision)
+}
+
+// createdMessage opens a deployment's timeline.
+func createdMessage(d Deployment) string {
+	if d.First() {
+		return fmt.Sprintf("service created: rolling out %s:%d", d.ToFamily, d.ToRevision)
+	}
+	return fmt.Sprintf("deployment created: %s %s → %s:%d (%s)", d.Strategy, d.From(), d.ToFamily, d.ToRevision, d.Config)
+}
+
 // DeploymentEvent is one step of a deployment's timeline.
 type DeploymentEvent struct {
 	At          time.Time `json:"at"`
@@ -83,11 +103,13 @@ func scanDeployment(row scanner) (Deployment, error) {
 // noDeploymentInProgress refuses a change while a deployment matching where
 // runs: one deployment per service at a time, and a service (or app) goes
 // only once its deployment has ended, or that deployment would be left in
-// progress with nobody to finish it.
+// progress with nobody to finish it. A service's first rollout holds
+// nothing back: it has no earlier revision to protect, and it ends itself
+// when the service changes under it (a deployment, a new count, a delete).
 func noDeploymentInProgress(ctx context.Context, tx *sql.Tx, where string, args ...any) error {
 	var id int64
 	var service string
-	err := tx.QueryRowContext(ctx, `SELECT id, service FROM deployments WHERE state = ? AND `+where+` LIMIT 1`, append([]any{DeployInProgress}, args...)...).Scan(&id, &service)
+	err := tx.QueryRowContext(ctx, `SELECT id, service FROM deployments WHERE state = ? AND from_family != '' AND `+where+` LIMIT 1`, append([]any{DeployInProgress}, args...)...).Scan(&id, &service)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
@@ -115,7 +137,7 @@ func (db *DB) CreateDeployment(ctx context.Context, d Deployment) (Deployment, e
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO deployment_events(deployment_id, at, phase, green_weight, message) VALUES (?, ?, ?, 0, ?)`,
-			d.ID, toDB(d.CreatedAt), d.Phase, fmt.Sprintf("deployment created: %s %s:%d → %s:%d (%s)", d.Strategy, d.FromFamily, d.FromRevision, d.ToFamily, d.ToRevision, d.Config))
+			d.ID, toDB(d.CreatedAt), d.Phase, createdMessage(d))
 		return err
 	})
 	return d, err
