@@ -38,10 +38,10 @@ type Manager struct {
 	// Notifier tells the app's channels when a service turns unhealthy.
 	Notifier *notify.Notifier
 
-	wake     chan struct{}
-	passMu   sync.Mutex // one reconcile pass at a time
-	mu       sync.Mutex
-	state    map[string]*serviceState
+	wake   chan struct{}
+	passMu sync.Mutex // one reconcile pass at a time
+	mu     sync.Mutex
+	state  map[string]*serviceState
 	// stopping holds the tasks being drained and stopped (zero time), and
 	// for a minute those stopped (when): a pass that listed a task before
 	// it was removed must not take it for a task that just stopped.
