@@ -244,6 +244,9 @@ func (c *Controller) CreateService(ctx context.Context, svc store.Service, by st
 	if err != nil {
 		return svc, d, fmt.Errorf("service %s created, but its first rollout was not recorded: %w", svc.Name, err)
 	}
+	// Said here, not by the runner: a delete may follow at once, and no
+	// event may outlive the service.
+	c.note(ctx, &d, "Rolling", "starting %s of %s:%d for the new service; circuit breaker after %d failed launches", tasks(svc.Desired), d.ToFamily, d.ToRevision, CircuitBreakerThreshold(svc.Desired))
 	c.launch(d, func(ctx context.Context, d *store.Deployment) error { return c.firstRollout(ctx, d, &base) })
 	return svc, d, nil
 }
@@ -262,7 +265,7 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 	svc, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
 	for err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return c.endFirst(ctx, d, store.DeployStopped, "the service was deleted", "")
+			return c.endDeleted(ctx, d)
 		}
 		if err := sleep(ctx, time.Second); err != nil {
 			return err
@@ -270,15 +273,14 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 		svc, err = c.Store.GetService(ctx, d.App, d.Env, d.Service)
 	}
 	set := svc.EffectiveLayout().Sets[0]
-	if base == nil {
+	resumed := base == nil
+	if resumed {
 		n := c.Manager.SetFailures(svc, set)
 		base = &n
 	}
 	threshold := CircuitBreakerThreshold(svc.Desired)
-	if d.Phase == "Rolling" {
+	if d.Phase == "Rolling" && resumed {
 		c.note(ctx, d, "Rolling", "control plane restarted: waiting again for %s of %s:%d", tasks(svc.Desired), d.ToFamily, d.ToRevision)
-	} else {
-		c.note(ctx, d, "Rolling", "starting %s of %s:%d for the new service; circuit breaker after %d failed launches", tasks(svc.Desired), d.ToFamily, d.ToRevision, threshold)
 	}
 	deadline := time.Now().Add(firstRolloutTimeout)
 	var healthySince time.Time
@@ -288,7 +290,7 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 		}
 		cur, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && cur.CreatedAt.After(d.CreatedAt)) {
-			return c.endFirst(ctx, d, store.DeployStopped, "the service was deleted", "")
+			return c.endDeleted(ctx, d)
 		}
 		if err == nil {
 			svc = cur
@@ -334,6 +336,16 @@ func (c *Controller) endFirst(ctx context.Context, d *store.Deployment, state, r
 		return nil
 	}
 	c.note(ctx, d, map[string]string{store.DeployFailed: "Failed", store.DeployStopped: "Stopped"}[state], "first rollout %s: %s%s", strings.ToLower(state), reason, more)
+	return nil
+}
+
+// endDeleted ends the first rollout of a service deleted under it. No
+// service event says so: it would outlive the service and show among the
+// events of a new one of the same name. (With the app gone, the
+// deployment is gone too, and nothing is left to record.)
+func (c *Controller) endDeleted(ctx context.Context, d *store.Deployment) error {
+	d.State, d.Reason, d.Phase = store.DeployStopped, "the service was deleted", "Stopped"
+	_ = c.Store.UpdateDeployment(ctx, *d, "first rollout stopped: the service was deleted")
 	return nil
 }
 

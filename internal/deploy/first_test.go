@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -44,6 +45,11 @@ func TestFirstRolloutEnds(t *testing.T) {
 				t.Fatalf("delete during the first rollout: %v", err)
 			}
 		}, store.DeployStopped, "the service was deleted"},
+		{"the app is deleted", func(t *testing.T, c *Controller, svc store.Service, d store.Deployment) {
+			if err := c.Store.(*store.DB).DeleteApp(context.Background(), "a"); err != nil {
+				t.Fatalf("app delete during the first rollout: %v", err)
+			}
+		}, "", ""},
 		{"someone stops it", func(t *testing.T, c *Controller, svc store.Service, d store.Deployment) {
 			if err := c.Stop(context.Background(), d.ID); err != nil {
 				t.Fatal(err)
@@ -54,7 +60,18 @@ func TestFirstRolloutEnds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, svc, d := startFirstRollout(t)
 			tc.then(t, c, svc, d)
+			if tc.wantState == "" { // gone with its app: the runner ends all the same
+				c.Close()
+				if _, err := c.Store.GetDeployment(context.Background(), d.ID); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("the deployment of a deleted app: %v", err)
+				}
+				return
+			}
 			got := waitEnded(t, c.Store, d.ID)
+			// Nothing is said of a deleted service among service events.
+			if evs, _ := c.Store.ListServiceEvents(context.Background(), "a", "staging", "web", 10); tc.wantReason == "the service was deleted" && len(evs) != 0 {
+				t.Fatalf("events of the deleted service: %+v", evs)
+			}
 			if got.State != tc.wantState || !strings.Contains(got.Reason, tc.wantReason) {
 				t.Fatalf("ended %s (%q), want %s (%q)", got.State, got.Reason, tc.wantState, tc.wantReason)
 			}
