@@ -358,20 +358,28 @@ func (b *Balancer) Apply(cfg Config) error {
 		}
 		opened[name] = ln
 	}
+	// Targets join first and leave last, around the routes' switch: a
+	// request between two steps must never find its route's group already
+	// emptied while the new route is not yet in place (a rollback moves all
+	// weight back to blue and drains green in one table).
 	for name, tc := range cfg.TargetGroups {
 		g, ok := b.groups[name]
 		if !ok {
 			g = &group{name: name, all: map[string]*target{}, stats: newStats()}
 			b.groups[name] = g
 		}
-		b.updateGroup(g, tc)
+		b.addTargets(g, tc)
 	}
-	for name, g := range b.groups {
-		if _, ok := cfg.TargetGroups[name]; !ok {
-			b.updateGroup(g, TargetGroup{DeregistrationDelay: g.cfg.DeregistrationDelay, HealthCheck: g.cfg.HealthCheck})
-			delete(b.groups, name)
+	defer func() {
+		for name, g := range b.groups {
+			tc, ok := cfg.TargetGroups[name]
+			if !ok {
+				tc = TargetGroup{DeregistrationDelay: g.cfg.DeregistrationDelay}
+				delete(b.groups, name)
+			}
+			b.dropTargets(g, tc)
 		}
-	}
+	}()
 	// A listener keeps its socket while its address is still wanted (under
 	// any name); others stop accepting at once and finish in-flight requests.
 	byAddr := map[string]*listener{}
@@ -423,31 +431,23 @@ func (b *Balancer) listenerAt(addr string) *listener {
 	return nil
 }
 
-// updateGroup registers new targets (health checks start at once) and
-// drains removed ones: no new requests, in-flight ones finish, and the
-// target is dropped when idle or when the deregistration delay ends.
-func (b *Balancer) updateGroup(g *group, tc TargetGroup) {
+// addTargets gives g its new settings and registers the targets it lacks
+// (health checks start at once); dropTargets, once the routes have
+// switched, drains the targets tc no longer names: no new requests,
+// in-flight ones finish, and each is dropped when idle or when the
+// deregistration delay ends.
+func (b *Balancer) addTargets(g *group, tc TargetGroup) {
 	tc.HealthCheck.defaults()
 	match, _ := parseMatcher(tc.HealthCheck.Matcher)
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	restartChecks := g.cfg.HealthCheck != tc.HealthCheck
 	g.cfg, g.match = tc, match
-	want := map[string]bool{}
-	for _, a := range tc.Targets {
-		want[a] = true
-	}
-	var live []*target
-	for _, t := range g.live {
-		if want[t.addr] {
-			live = append(live, t)
-			if restartChecks {
-				t.cancel()
-				b.startChecks(g, t)
-			}
-			continue
+	if restartChecks {
+		for _, t := range g.live {
+			t.cancel()
+			b.startChecks(g, t)
 		}
-		t.state.Store(StateDraining)
-		go b.drain(g, t, tc.DeregistrationDelay.Duration)
 	}
 	for _, a := range tc.Targets {
 		if t, ok := g.all[a]; ok && t.get() != StateDraining {
@@ -456,11 +456,28 @@ func (b *Balancer) updateGroup(g *group, tc TargetGroup) {
 		t := &target{addr: a}
 		t.state.Store(StateInitial)
 		g.all[a] = t
-		live = append(live, t)
+		g.live = append(g.live, t)
 		b.startChecks(g, t)
 	}
+}
+
+func (b *Balancer) dropTargets(g *group, tc TargetGroup) {
+	want := map[string]bool{}
+	for _, a := range tc.Targets {
+		want[a] = true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var live []*target
+	for _, t := range g.live {
+		if want[t.addr] {
+			live = append(live, t)
+			continue
+		}
+		t.state.Store(StateDraining)
+		go b.drain(g, t, tc.DeregistrationDelay.Duration)
+	}
 	g.live = live
-	g.mu.Unlock()
 }
 
 func (b *Balancer) drain(g *group, t *target, delay time.Duration) {

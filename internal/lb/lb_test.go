@@ -564,3 +564,80 @@ func TestBuildOfNamesAnExecutableByItsBytes(t *testing.T) {
 		t.Fatalf("no executable's build: %q", got)
 	}
 }
+
+// TestRollbackTableNeverLeavesARouteEmpty: one table that moves all weight
+// back to blue and empties green (a blue/green rollback) must switch the
+// routes before green's targets leave; in between, a request would find
+// its route's group empty and get a 503 although blue serves.
+func TestRollbackTableNeverLeavesARouteEmpty(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := New(ctx, quiet())
+	defer b.Close(context.Background())
+	blue, green := backend(t, "blue", nil), backend(t, "green", nil)
+	addr := freeAddr(t)
+	// Quick to turn healthy, slow to turn unhealthy: the spinning pickers
+	// take both cores, and a late check must not pass for the bug.
+	check := HealthCheck{Path: "/health", Interval: Duration{100 * time.Millisecond}, Timeout: Duration{90 * time.Millisecond}, HealthyThreshold: 1, UnhealthyThreshold: 10}
+	table := func(to string, greenTargets ...string) Config {
+		return Config{
+			TargetGroups: map[string]TargetGroup{
+				"blue":  {Targets: []string{hostOf(blue)}, HealthCheck: check},
+				"green": {Targets: greenTargets, HealthCheck: check},
+			},
+			Listeners: map[string]Listener{"web": {Addr: addr, Routes: []Route{{to, 100}}}},
+		}
+	}
+	var misses, picks atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				b.mu.Lock()
+				l := b.listeners["web"]
+				b.mu.Unlock()
+				if l == nil {
+					continue
+				}
+				for range 1000 {
+					picks.Add(1)
+					if l.pick() == nil {
+						misses.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	for range 20 {
+		if err := b.Apply(table("blue", hostOf(green))); err != nil {
+			t.Fatal(err)
+		}
+		waitHealthy(t, b, "blue", 1)
+		waitHealthy(t, b, "green", 1)
+		if err := b.Apply(table("green", hostOf(green))); err != nil {
+			t.Fatal(err)
+		}
+		misses.Store(0) // only the rollback's switch counts
+		if err := b.Apply(table("blue")); err != nil {
+			t.Fatal(err)
+		}
+		if n := misses.Load(); n != 0 {
+			close(done)
+			wg.Wait()
+			t.Fatalf("%d picks found no healthy group during a rollback's table", n)
+		}
+	}
+	close(done)
+	wg.Wait()
+	if picks.Load() == 0 {
+		t.Fatal("no request was routed during the switches")
+	}
+}
