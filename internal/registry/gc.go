@@ -279,14 +279,13 @@ func (reg *Registry) DeleteRepositories(ctx context.Context, app string) ([]stri
 	if err != nil {
 		return nil, err
 	}
+	vacuum := storage.NewVacuum(ctx, reg.driver)
 	var removed []string
 	for _, repo := range repos {
 		if repo != app && !strings.HasPrefix(repo, app+"/") {
 			continue
 		}
-		var notFound storagedriver.PathNotFoundError
-		// Deleting APP also took APP/NAME with it.
-		if err := reg.driver.Delete(ctx, "/docker/registry/v2/repositories/"+repo); err != nil && !errors.As(err, &notFound) {
+		if err := vacuum.RemoveRepository(repo); err != nil {
 			return removed, fmt.Errorf("delete repository %s: %w", repo, err)
 		}
 		removed = append(removed, repo)
