@@ -286,7 +286,7 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 	var healthySince time.Time
 	for {
 		if why := c.stopRequested(d.ID); why != "" {
-			return c.endFirst(ctx, d, store.DeployStopped, why, "; a new service has no earlier revision to return to: its tasks stay (delete the service or deploy another revision)")
+			return c.endFirst(ctx, d, store.DeployStopped, why+"; a new service has no earlier revision to return to: its tasks stay (delete the service or deploy another revision)")
 		}
 		cur, err := c.Store.GetService(ctx, d.App, d.Env, d.Service)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && cur.CreatedAt.After(d.CreatedAt)) {
@@ -295,10 +295,10 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 		if err == nil {
 			svc = cur
 			if latest, err := c.Store.ListDeployments(ctx, d.App, d.Env, d.Service, 1); err == nil && len(latest) == 1 && latest[0].ID != d.ID {
-				return c.endFirst(ctx, d, store.DeployStopped, fmt.Sprintf("deployment %d took over the service", latest[0].ID), "")
+				return c.endFirst(ctx, d, store.DeployStopped, fmt.Sprintf("deployment %d took over the service", latest[0].ID))
 			}
 			if svc.Family != d.ToFamily || svc.Revision != d.ToRevision {
-				return c.endFirst(ctx, d, store.DeployStopped, fmt.Sprintf("the service was changed to %s:%d", svc.Family, svc.Revision), "")
+				return c.endFirst(ctx, d, store.DeployStopped, fmt.Sprintf("the service was changed to %s:%d", svc.Family, svc.Revision))
 			}
 			if s := c.Manager.Status(svc)[set.Key()]; s.Healthy < svc.Desired {
 				healthySince = time.Time{}
@@ -309,16 +309,17 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 			// healthy, and one that crashes at once runs for a moment after
 			// each start: it must keep running past a reconcile pass.
 			if !healthySince.IsZero() && (svc.LoadBalancer != nil || svc.Desired == 0 || time.Since(healthySince) >= firstRolloutSettle) {
-				d.GreenWeight = 100
-				return c.endFirst(ctx, d, store.DeployCompleted, "", fmt.Sprintf("rollout COMPLETED: %s of %s:%d healthy", tasks(svc.Desired), d.ToFamily, d.ToRevision))
+				d.State, d.GreenWeight = store.DeployCompleted, 100
+				c.note(ctx, d, "Done", "rollout COMPLETED: %s of %s:%d healthy", tasks(svc.Desired), d.ToFamily, d.ToRevision)
+				return nil
 			}
 			if f := c.Manager.SetFailures(svc, set) - *base; f >= threshold {
-				return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state (last event: %s)",
-					f, d.ToFamily, d.ToRevision, d.Service, c.lastTaskEvent(ctx, svc)), "; it keeps retrying with backoff until a fixed revision is deployed or it is deleted")
+				return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state (last event: %s); it keeps retrying with backoff until a fixed revision is deployed or it is deleted",
+					f, d.ToFamily, d.ToRevision, d.Service, c.lastTaskEvent(ctx, svc)))
 			}
 		}
 		if time.Now().After(deadline) {
-			return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("the new service's tasks were not all healthy after %s", firstRolloutTimeout), "")
+			return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("the new service's tasks were not all healthy after %s", firstRolloutTimeout))
 		}
 		c.Manager.Wake()
 		if err := sleep(ctx, 300*time.Millisecond); err != nil {
@@ -327,15 +328,10 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 	}
 }
 
-// endFirst ends a first rollout in state with a reason (for a state other
-// than COMPLETED) and a note that may say more than the reason.
-func (c *Controller) endFirst(ctx context.Context, d *store.Deployment, state, reason, more string) error {
+// endFirst ends a first rollout FAILED or STOPPED, for reason.
+func (c *Controller) endFirst(ctx context.Context, d *store.Deployment, state, reason string) error {
 	d.State, d.Reason = state, reason
-	if state == store.DeployCompleted {
-		c.note(ctx, d, "Done", "%s", more)
-		return nil
-	}
-	c.note(ctx, d, map[string]string{store.DeployFailed: "Failed", store.DeployStopped: "Stopped"}[state], "first rollout %s: %s%s", strings.ToLower(state), reason, more)
+	c.note(ctx, d, map[string]string{store.DeployFailed: "Failed", store.DeployStopped: "Stopped"}[state], "first rollout %s: %s", strings.ToLower(state), reason)
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
@@ -137,7 +136,7 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	if err != nil {
 		return nil, err.Error()
 	}
-	return nil, e.follow(ctx, d.ID, logs)
+	return nil, e.follow(ctx, d.ID, e.timelineTo(ctx, d.ID, logs))
 }
 
 // createService makes the service the action names, at the new revision.
@@ -185,59 +184,26 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 	if msg := e.applyAutoscaling(ctx, r, svc, a, logs); msg != "" {
 		return msg
 	}
-	// The service's events, its first rollout's among them, tell how the
-	// tasks fare until the rollout ends.
-	for {
-		if evs, err := e.DeployStore.ListServiceEvents(ctx, r.App, a.Environment, a.Service, 50); err == nil {
-			for i := len(evs) - 1; i >= 0; i-- {
-				if evs[i].ID > seen {
-					seen = evs[i].ID
-					fmt.Fprintln(logs, "[slipway] "+evs[i].Message)
-				}
-			}
-		}
-		cur, err := e.DeployStore.GetDeployment(context.WithoutCancel(ctx), d.ID)
-		if err != nil {
-			return err.Error()
-		}
-		switch cur.State {
-		case store.DeployCompleted:
-			return ""
-		case store.DeployFailed, store.DeployStopped:
-			msg := cur.Reason
-			if cur.State == store.DeployFailed && strings.HasPrefix(msg, "circuit breaker") {
-				msg += "; it keeps retrying with backoff until a fixed revision is deployed or it is deleted"
-			}
-			return msg
-		}
-		select {
-		case <-ctx.Done():
-			_ = e.Deploys.Stop(context.WithoutCancel(ctx), d.ID)
-			return "the service did not reach a steady state before the action's timeout"
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+	// The service's events, its first rollout's notes among them beside
+	// each task's start and stop, tell how the tasks fare.
+	return e.follow(ctx, d.ID, e.serviceEventsTo(ctx, r.App, a.Environment, a.Service, seen, logs))
 }
 
-// follow copies a deployment's timeline into the log until it ends.
-func (e *Engine) follow(ctx context.Context, id int64, logs io.Writer) string {
-	seen := 0
+// follow waits for a deployment to end, calling report before each look
+// so that the log keeps up with it.
+func (e *Engine) follow(ctx context.Context, id int64, report func()) string {
 	for {
-		evs, err := e.DeployStore.DeploymentEvents(context.WithoutCancel(ctx), id)
-		if err == nil {
-			for _, ev := range evs[seen:] {
-				fmt.Fprintf(logs, "[deploy %d] %-16s green %3d%%  %s\n", id, ev.Phase, ev.GreenWeight, ev.Message)
-			}
-			seen = len(evs)
-		}
+		report()
 		d, err := e.DeployStore.GetDeployment(context.WithoutCancel(ctx), id)
 		if err != nil {
 			return err.Error()
 		}
 		switch d.State {
 		case store.DeployCompleted:
+			report() // what the end wrote after the last look
 			return ""
 		case store.DeployFailed, store.DeployRolledBack, store.DeployStopped:
+			report()
 			return fmt.Sprintf("deployment %d %s: %s", id, d.State, d.Reason)
 		}
 		select {
@@ -245,6 +211,37 @@ func (e *Engine) follow(ctx context.Context, id int64, logs io.Writer) string {
 			_ = e.Deploys.Stop(context.WithoutCancel(ctx), id)
 			return fmt.Sprintf("deployment %d stopped: the action ended (%v)", id, ctx.Err())
 		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// timelineTo copies deployment id's new timeline entries to logs.
+func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer) func() {
+	seen := 0
+	return func() {
+		evs, err := e.DeployStore.DeploymentEvents(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return
+		}
+		for _, ev := range evs[seen:] {
+			fmt.Fprintf(logs, "[deploy %d] %-16s green %3d%%  %s\n", id, ev.Phase, ev.GreenWeight, ev.Message)
+		}
+		seen = len(evs)
+	}
+}
+
+// serviceEventsTo copies a service's events newer than event after to logs.
+func (e *Engine) serviceEventsTo(ctx context.Context, app, env, service string, after int64, logs io.Writer) func() {
+	return func() {
+		evs, err := e.DeployStore.ListServiceEvents(context.WithoutCancel(ctx), app, env, service, 50)
+		if err != nil {
+			return
+		}
+		for i := len(evs) - 1; i >= 0; i-- { // newest first
+			if evs[i].ID > after {
+				after = evs[i].ID
+				fmt.Fprintln(logs, "[slipway] "+evs[i].Message)
+			}
 		}
 	}
 }
