@@ -358,7 +358,7 @@ func (b *Balancer) Apply(cfg Config) error {
 		}
 		opened[name] = ln
 	}
-	// Targets join first and leave last, around the routes' switch: a
+	// Targets join here and leave only once the routes below have switched: a
 	// request between two steps must never find its route's group already
 	// emptied while the new route is not yet in place (a rollback moves all
 	// weight back to blue and drains green in one table).
@@ -370,16 +370,6 @@ func (b *Balancer) Apply(cfg Config) error {
 		}
 		b.addTargets(g, tc)
 	}
-	defer func() {
-		for name, g := range b.groups {
-			tc, ok := cfg.TargetGroups[name]
-			if !ok {
-				tc = TargetGroup{DeregistrationDelay: g.cfg.DeregistrationDelay}
-				delete(b.groups, name)
-			}
-			b.dropTargets(g, tc)
-		}
-	}()
 	// A listener keeps its socket while its address is still wanted (under
 	// any name); others stop accepting at once and finish in-flight requests.
 	byAddr := map[string]*listener{}
@@ -417,6 +407,14 @@ func (b *Balancer) Apply(cfg Config) error {
 		}
 		cur.routes.Store(&rs)
 		b.listeners[name] = cur
+	}
+	for name, g := range b.groups {
+		tc, ok := cfg.TargetGroups[name]
+		if !ok {
+			tc = TargetGroup{DeregistrationDelay: g.cfg.DeregistrationDelay}
+			delete(b.groups, name)
+		}
+		b.dropTargets(g, tc)
 	}
 	b.cfg = cfg
 	return nil
