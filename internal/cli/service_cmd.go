@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 	"github.com/spf13/cobra"
@@ -232,10 +233,7 @@ func serviceCmd() *cobra.Command {
 			if l := lbf.value(cmd); l != nil {
 				body["load_balancer"] = l
 			}
-			var s struct {
-				store.Service
-				DeploymentID int64 `json:"deployment_id"`
-			}
+			var s server.CreatedService
 			if err := c.Do(cmd.Context(), "POST", ref.path(""), body, &s); err != nil {
 				return err
 			}

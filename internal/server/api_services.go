@@ -184,8 +184,8 @@ func (s *Server) resolveService(r *http.Request, svc *store.Service, req Service
 	return nil
 }
 
-// createdService is a new service and the deployment that rolls it out.
-type createdService struct {
+// CreatedService is a new service and the deployment that rolls it out.
+type CreatedService struct {
 	store.Service
 	DeploymentID int64 `json:"deployment_id"`
 }
@@ -211,7 +211,7 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, deployError(err))
 		return
 	}
-	writeJSON(w, http.StatusCreated, createdService{Service: svc, DeploymentID: d.ID})
+	writeJSON(w, http.StatusCreated, CreatedService{Service: svc, DeploymentID: d.ID})
 }
 
 func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
