@@ -32,12 +32,15 @@ type Controller struct {
 	Manager *Manager
 	// Installation labels hook containers as the runtime labels tasks.
 	Installation string
-	mu           sync.Mutex
-	termMu       sync.Mutex // orders ending a termination wait against starting a deployment
-	running      map[int64]context.CancelFunc
-	stopped      map[int64]string // deployment → why someone stopped it
-	wg           sync.WaitGroup
-	ctx          context.Context
+	// FirstRolloutTimeout bounds the wait for a new service's tasks
+	// (default 15 minutes).
+	FirstRolloutTimeout time.Duration
+	mu                  sync.Mutex
+	termMu              sync.Mutex // orders ending a termination wait against starting a deployment
+	running             map[int64]context.CancelFunc
+	stopped             map[int64]string // deployment → why someone stopped it
+	wg                  sync.WaitGroup
+	ctx                 context.Context
 }
 
 // Request starts a deployment.
@@ -251,13 +254,9 @@ func (c *Controller) CreateService(ctx context.Context, svc store.Service, by st
 	return svc, d, nil
 }
 
-// firstRolloutTimeout bounds the wait for a new service's tasks, and
 // firstRolloutSettle is how long the tasks of a service without a load
 // balancer must run (two reconcile passes) to count.
-const (
-	firstRolloutTimeout = 15 * time.Minute
-	firstRolloutSettle  = 2500 * time.Millisecond
-)
+const firstRolloutSettle = 2500 * time.Millisecond
 
 // firstRollout follows a new service until its tasks are healthy, counting
 // failed launches from base (nil: from now, after a restart).
@@ -282,7 +281,11 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 	if d.Phase == "Rolling" && resumed {
 		c.note(ctx, d, "Rolling", "control plane restarted: waiting again for %s of %s:%d", tasks(svc.Desired), d.ToFamily, d.ToRevision)
 	}
-	deadline := time.Now().Add(firstRolloutTimeout)
+	timeout := c.FirstRolloutTimeout
+	if timeout == 0 {
+		timeout = 15 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
 	var healthySince time.Time
 	for {
 		if why := c.stopRequested(d.ID); why != "" {
@@ -319,7 +322,7 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 			}
 		}
 		if time.Now().After(deadline) {
-			return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("the new service's tasks were not all healthy after %s", firstRolloutTimeout))
+			return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("the new service's tasks were not all healthy after %s", timeout))
 		}
 		c.Manager.Wake()
 		if err := sleep(ctx, 300*time.Millisecond); err != nil {

@@ -79,6 +79,16 @@ func TestFirstRolloutEnds(t *testing.T) {
 	}
 }
 
+// Tasks that never turn healthy, without failing either (a health check
+// that never passes, an image that takes for ever), fail the first
+// rollout at its timeout.
+func TestFirstRolloutTimesOut(t *testing.T) {
+	c, _, d := startFirstRolloutWith(t, 500*time.Millisecond)
+	if got := waitEnded(t, c.Store, d.ID); got.State != store.DeployFailed || got.Reason != "the new service's tasks were not all healthy after 500ms" {
+		t.Fatalf("ended %s (%q)", got.State, got.Reason)
+	}
+}
+
 func TestFirstRolloutWaitsOnAfterARestart(t *testing.T) {
 	c, svc, d := startFirstRollout(t)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -114,13 +124,20 @@ func TestFirstRolloutWaitsOnAfterARestart(t *testing.T) {
 // whose manager has no engine.
 func startFirstRollout(t *testing.T) (*Controller, store.Service, store.Deployment) {
 	t.Helper()
+	return startFirstRolloutWith(t, 0)
+}
+
+// startFirstRolloutWith is startFirstRollout with a first-rollout timeout
+// (0: the default).
+func startFirstRolloutWith(t *testing.T, timeout time.Duration) (*Controller, store.Service, store.Deployment) {
+	t.Helper()
 	ctx := context.Background()
 	db := storeWithApp(t, t.TempDir(), "a")
 	if _, err := db.RegisterTaskDef(ctx, "web", []byte(`{"family":"web","containerDefinitions":[{"name":"web","image":"x"}]}`), "test"); err != nil {
 		t.Fatal(err)
 	}
 	m := &Manager{Store: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), setFailures: map[string]int{}, setStatus: map[string]SetStatus{}}
-	c := &Controller{Store: db, Manager: m}
+	c := &Controller{Store: db, Manager: m, FirstRolloutTimeout: timeout}
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
