@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
-	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/specfile"
 )
 
@@ -58,18 +57,20 @@ type Job struct {
 	// server's successor can kill what it left behind.
 	Started func(pgid int)
 	// VarsFile receives the final values of env.exported-variables; it must
-	// sit in Dir's parent so a container executor can reach it too.
+	// sit in Dir's parent so a sandbox can reach it too.
 	VarsFile string
-	// Container, when set, runs the phases in a container instead of on the host.
-	Container *ContainerSpec
+	// Box, when set, runs the phases in the build's container (Dir's parent
+	// mounted at ContainerRoot) instead of on the host.
+	Box Box
+	// Shell runs the commands when the buildspec names none ("": bash if
+	// the host has it, else sh).
+	Shell string
 }
 
-// ContainerSpec selects the container executor: the workspace (Dir's
-// parent) is mounted at ContainerRoot and the phases run in ContainerRoot/src.
-type ContainerSpec struct {
-	Engine *container.Engine
-	Image  string
-	Labels map[string]string
+// Box is the container a build's phases run in, one after another.
+type Box interface {
+	// Exec runs args with env; when ctx ends it kills everything in the box.
+	Exec(ctx context.Context, args, env []string, log io.Writer) (int, error)
 }
 
 // ContainerRoot is where the action's workspace appears inside its container.
@@ -81,9 +82,12 @@ const ContainerRoot = "/slipway"
 func Run(ctx context.Context, job Job) Result {
 	shell := job.Spec.Env.Shell
 	if shell == "" {
+		shell = job.Shell
+	}
+	if shell == "" {
 		shell = "bash"
-		if _, err := exec.LookPath("bash"); err != nil || job.Container != nil {
-			shell = "sh" // images often carry only a POSIX shell
+		if _, err := exec.LookPath("bash"); err != nil {
+			shell = "sh"
 		}
 	}
 	phases := []struct {
@@ -169,7 +173,7 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 		return Succeeded, 0
 	}
 	varsFile := job.VarsFile
-	if job.Container != nil && varsFile != "" {
+	if job.Box != nil && varsFile != "" {
 		varsFile = ContainerRoot + "/" + filepath.Base(varsFile)
 	}
 	var script strings.Builder
@@ -185,8 +189,8 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 	for _, c := range commands {
 		fmt.Fprintf(&script, "printf '%%s\\n' %s\n%s\n", shellQuote("[slipway] Running command "+c), c)
 	}
-	if job.Container != nil {
-		return runInContainer(ctx, shell, script.String(), job, env)
+	if job.Box != nil {
+		return runInBox(ctx, shell, script.String(), job, env)
 	}
 	cmd := exec.Command(shell, "-c", script.String())
 	cmd.Dir = job.Dir
@@ -233,11 +237,16 @@ func runCommands(ctx context.Context, shell string, job Job, env []string, comma
 	return Failed, 1
 }
 
-func runInContainer(ctx context.Context, shell, script string, job Job, env []string) (string, int) {
-	code, err := job.Container.Engine.RunScript(ctx, container.ScriptJob{
-		Image: job.Container.Image, HostDir: filepath.Dir(job.Dir), MountPath: ContainerRoot, WorkDir: ContainerRoot + "/src",
-		Shell: shell, Script: script, Env: env, Labels: job.Container.Labels, Log: job.Log,
-	})
+// runInBox runs the script from a file in the workspace, so neither the
+// commands nor the environment show in the engine's or the host's process
+// listings.
+func runInBox(ctx context.Context, shell, script string, job Job, env []string) (string, int) {
+	file := filepath.Join(filepath.Dir(job.Dir), ".phase.sh")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		fmt.Fprintf(job.Log, "[slipway] write the phase script: %v\n", err)
+		return Failed, 1
+	}
+	code, err := job.Box.Exec(ctx, []string{shell, ContainerRoot + "/.phase.sh"}, env, job.Log)
 	if ctx.Err() != nil {
 		return Failed, code // Run turns this into TIMED_OUT or STOPPED
 	}
@@ -268,18 +277,35 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Collect lists the files an artifacts section selects, with their names in the artifact.
+// Collect lists the files an artifacts section selects, with their names
+// in the artifact. Everything is resolved inside dir: a symbolic link that
+// leads out of it (made by a build, or committed to git) is refused, so an
+// artifact, report or cache never carries a file from elsewhere on the host.
 func Collect(dir string, a Artifacts) ([]artifact.File, error) {
-	base := dir
+	if len(a.Files) == 0 {
+		return nil, errors.New("artifacts.files is empty; list the files to keep, e.g. '**/*'")
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("collect artifacts: %s is not a directory", dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("collect artifacts: %w", err)
+	}
+	defer root.Close()
+	baseRel := "."
 	if a.BaseDirectory != "" {
 		if !filepath.IsLocal(a.BaseDirectory) {
 			return nil, fmt.Errorf("artifacts.base-directory %q must be inside the source directory", a.BaseDirectory)
 		}
-		base = filepath.Join(dir, a.BaseDirectory)
+		baseRel = filepath.Clean(a.BaseDirectory)
 	}
-	if len(a.Files) == 0 {
-		return nil, errors.New("artifacts.files is empty; list the files to keep, e.g. '**/*'")
+	base, err := root.OpenRoot(baseRel)
+	if err != nil {
+		return nil, fmt.Errorf("artifacts.base-directory %q: %w", a.BaseDirectory, err)
 	}
+	defer base.Close()
+	baseDir := filepath.Join(dir, baseRel)
 	var files []artifact.File
 	seen := map[string]bool{}
 	for _, pattern := range a.Files {
@@ -288,16 +314,22 @@ func Collect(dir string, a Artifacts) ([]artifact.File, error) {
 			return nil, fmt.Errorf("artifacts.files %q: %w", pattern, err)
 		}
 		matched := false
-		err = filepath.WalkDir(base, func(path string, d fs.DirEntry, err error) error {
+		err = fs.WalkDir(base.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() {
+			if d.IsDir() || !re.MatchString(rel) {
 				return nil
 			}
-			rel, _ := filepath.Rel(base, path)
-			rel = filepath.ToSlash(rel)
-			if !re.MatchString(rel) {
+			if d.Type()&fs.ModeSymlink != 0 {
+				fi, err := base.Stat(rel)
+				if err != nil {
+					return fmt.Errorf("artifacts.files %q: %s is a symbolic link that leads outside %s: %w", pattern, rel, orDot(a.BaseDirectory), err)
+				}
+				if fi.IsDir() {
+					return nil // as for directories met on the walk: their files are matched by path
+				}
+			} else if !d.Type().IsRegular() {
 				return nil
 			}
 			matched = true
@@ -307,7 +339,7 @@ func Collect(dir string, a Artifacts) ([]artifact.File, error) {
 			}
 			if !seen[name] {
 				seen[name] = true
-				files = append(files, artifact.File{Name: name, Path: path})
+				files = append(files, artifact.File{Name: name, Path: filepath.Join(baseDir, filepath.FromSlash(rel))})
 			}
 			return nil
 		})

@@ -69,6 +69,7 @@ func appCmd() *cobra.Command {
 				row(w, "Environments:", strings.Join(a.Environments, ", "))
 				row(w, "Source URL:", orDash(a.SourceURL))
 				row(w, "Webhook:", webhookLine(c.URL(), a))
+				row(w, "Builds:", buildLine(a.Build))
 				row(w, "Created:", humanTime(a.CreatedAt))
 			})
 		},
@@ -194,7 +195,7 @@ func appCmd() *cobra.Command {
 	transition.Flags().BoolVar(&disable, "disable", false, "hold runs before the stage")
 	transition.Flags().BoolVar(&enable, "enable", false, "let held runs continue")
 
-	cmd.AddCommand(create, list, show, del, setSource, events, transition)
+	cmd.AddCommand(create, list, show, del, setSource, appSetBuildCmd(), events, transition)
 	return cmd
 }
 

@@ -17,12 +17,10 @@ import (
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
-	ctr "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // Engine is a connection to the Docker engine.
@@ -272,70 +270,4 @@ func (e *Engine) RemoveRegistryImages(ctx context.Context, host string) error {
 // what was made, checks ctx between steps.
 func CreateContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-}
-
-// ScriptJob runs a shell script in a container with a host directory mounted.
-type ScriptJob struct {
-	Image     string
-	HostDir   string // mounted read-write at MountPath
-	MountPath string
-	WorkDir   string
-	Shell     string
-	Script    string
-	Env       []string
-	Labels    map[string]string
-	Log       io.Writer
-}
-
-// RunScript runs the job's script to completion (or until ctx ends, when the
-// container is killed) and returns its exit code. The container is always removed.
-func (e *Engine) RunScript(ctx context.Context, job ScriptJob) (int, error) {
-	shell := job.Shell
-	if shell == "" {
-		shell = "sh"
-	}
-	create, cancel := CreateContext(ctx)
-	defer cancel()
-	created, err := e.cli.ContainerCreate(create, &ctr.Config{
-		Image: job.Image, Cmd: []string{shell, "-c", job.Script}, Env: job.Env,
-		WorkingDir: job.WorkDir, Labels: job.Labels,
-	}, &ctr.HostConfig{
-		Binds: []string{job.HostDir + ":" + job.MountPath},
-	}, nil, nil, "")
-	if err != nil {
-		return 127, fmt.Errorf("create container from %s: %w", job.Image, err)
-	}
-	// Removal must happen even when ctx is already cancelled.
-	defer e.cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, ctr.RemoveOptions{Force: true})
-	if err := ctx.Err(); err != nil {
-		return 137, err
-	}
-	waitC, errC := e.cli.ContainerWait(context.WithoutCancel(ctx), created.ID, ctr.WaitConditionNextExit)
-	if err := e.cli.ContainerStart(ctx, created.ID, ctr.StartOptions{}); err != nil {
-		return 127, fmt.Errorf("start container: %w", err)
-	}
-	logs, err := e.cli.ContainerLogs(context.WithoutCancel(ctx), created.ID, ctr.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
-	if err != nil {
-		return 1, fmt.Errorf("container logs: %w", err)
-	}
-	copied := make(chan struct{})
-	go func() {
-		_, _ = stdcopy.StdCopy(job.Log, job.Log, logs)
-		close(copied)
-	}()
-	defer logs.Close()
-	select {
-	case <-ctx.Done():
-		_ = e.cli.ContainerKill(context.WithoutCancel(ctx), created.ID, "KILL")
-		<-copied
-		return 137, ctx.Err()
-	case err := <-errC:
-		return 1, fmt.Errorf("wait for container: %w", err)
-	case res := <-waitC:
-		<-copied
-		if res.Error != nil && res.Error.Message != "" {
-			return int(res.StatusCode), errors.New(res.Error.Message)
-		}
-		return int(res.StatusCode), nil
-	}
 }

@@ -14,9 +14,19 @@ import (
 	"github.com/slipway-dev/slipway/internal/container/containertest"
 )
 
-// A script job cancelled at any moment, even while its container is being
+// runInBox is how callers use a box: start, exec, remove.
+func runInBox(ctx context.Context, eng *Engine, spec BoxSpec, script string, log io.Writer) (int, error) {
+	box, err := eng.StartBox(ctx, spec)
+	if err != nil {
+		return 127, err
+	}
+	defer box.Remove()
+	return box.Exec(ctx, []string{"sh", "-c", script}, nil, log)
+}
+
+// A box cancelled at any moment, even while its container is being
 // created, leaves no container behind.
-func TestIntegrationRunScriptCancelledLeavesNoContainer(t *testing.T) {
+func TestIntegrationBoxCancelledLeavesNoContainer(t *testing.T) {
 	image := containertest.BusyboxImage(t)
 	label := fmt.Sprintf("slipway.test.runscript=%d", time.Now().UnixNano())
 	k, v, _ := strings.Cut(label, "=")
@@ -36,12 +46,11 @@ func TestIntegrationRunScriptCancelledLeavesNoContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := ScriptJob{Image: image, HostDir: t.TempDir(), MountPath: "/src", WorkDir: "/src",
-		Script: "echo ran; sleep 60", Labels: map[string]string{k: v}}
+	spec := BoxSpec{Image: image, WorkDir: "/", Labels: map[string]string{k: v}}
+	const script = "echo ran; sleep 60"
 	// The first run is cancelled once its output shows it started; the
 	// others at tenths of that time, from before the create onwards.
 	logR, logW := io.Pipe()
-	job.Log = logW
 	begin := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -49,7 +58,7 @@ func TestIntegrationRunScriptCancelledLeavesNoContainer(t *testing.T) {
 		cancel()
 		_, _ = io.Copy(io.Discard, logR)
 	}()
-	code, err := eng.RunScript(ctx, job)
+	code, err := runInBox(ctx, eng, spec, script, logW)
 	full := time.Since(begin)
 	logW.Close()
 	if code != 137 || err == nil {
@@ -59,8 +68,7 @@ func TestIntegrationRunScriptCancelledLeavesNoContainer(t *testing.T) {
 	for i := 0; i < steps; i++ {
 		delay := full * time.Duration(i) / steps
 		ctx, cancel := context.WithTimeout(context.Background(), delay)
-		job.Log = &bytes.Buffer{}
-		_, err := eng.RunScript(ctx, job)
+		_, err := runInBox(ctx, eng, spec, script, &bytes.Buffer{})
 		cancel()
 		if err == nil {
 			t.Fatalf("cancelled after %v: the script's sleep 60 cannot have finished", delay)

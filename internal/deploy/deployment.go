@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/notify"
+	"github.com/slipway-dev/slipway/internal/sandbox"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -32,6 +34,11 @@ type Controller struct {
 	Manager *Manager
 	// Installation labels hook containers as the runtime labels tasks.
 	Installation string
+	// Apps tells where an app's hooks run (its build settings); nil: in
+	// the sandbox.
+	Apps interface {
+		GetApp(ctx context.Context, name string) (store.App, error)
+	}
 	// FirstRolloutTimeout bounds the wait for a new service's tasks
 	// (default 15 minutes).
 	FirstRolloutTimeout time.Duration
@@ -968,21 +975,8 @@ func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.S
 	switch {
 	case h.URL != "":
 		err = httpCheck(hctx, os.Expand(h.URL, func(k string) string { return lookup(env, k) }), h.ExpectStatus, &out)
-	case h.Image != "":
-		var eng *container.Engine
-		if eng, err = container.Connect(hctx); err == nil {
-			var code int
-			code, err = eng.RunScript(hctx, container.ScriptJob{Image: h.Image, HostDir: os.TempDir(), MountPath: "/tmp/slipway-hook", WorkDir: "/",
-				Script: h.Command, Env: env, Log: &out, Labels: container.Labels(d.App, c.Installation, "slipway.deployment", fmt.Sprint(d.ID))})
-			if err == nil && code != 0 {
-				err = fmt.Errorf("exit code %d", code)
-			}
-		}
 	default:
-		cmd := exec.CommandContext(hctx, "sh", "-c", h.Command)
-		cmd.Env = append(os.Environ(), env...)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err = cmd.Run()
+		err = c.runHook(hctx, d, h, env, &out)
 	}
 	if hctx.Err() == context.DeadlineExceeded {
 		err = fmt.Errorf("timed out after %s", timeout)
@@ -994,13 +988,72 @@ func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.S
 	return nil
 }
 
+// runHook runs a hook's command in the sandbox, as builds run (on the
+// host only when an admin set the app's executor to host), with a fresh
+// empty directory as its workspace.
+func (c *Controller) runHook(ctx context.Context, d *store.Deployment, h Hook, env []string, out io.Writer) error {
+	if h.Image == "" && c.Apps != nil {
+		app, err := c.Apps.GetApp(ctx, d.App)
+		if err != nil {
+			return err
+		}
+		if app.Build.Executor == store.ExecutorHost {
+			cmd := exec.CommandContext(ctx, "sh", "-c", h.Command)
+			cmd.Env = append(hostEnv(), env...)
+			cmd.Stdout, cmd.Stderr = out, out
+			return cmd.Run()
+		}
+	}
+	eng, err := container.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "slipway-hook-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Mkdir(filepath.Join(dir, "src"), 0o755); err != nil {
+		return err
+	}
+	box, err := sandbox.Start(ctx, eng, sandbox.Options{Image: h.Image, Workspace: dir,
+		Labels: container.Labels(d.App, c.Installation, "slipway.deployment", fmt.Sprint(d.ID))})
+	if err != nil {
+		return err
+	}
+	defer box.Remove()
+	if h.Image == "" {
+		env = append([]string{"HOME=/tmp", "PATH=" + os.Getenv("PATH")}, env...)
+	}
+	code, err := box.Exec(ctx, []string{"sh", "-c", h.Command}, env, out)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit code %d", code)
+	}
+	return err
+}
+
+// hostEnv is what a hook on the host inherits from the server: its PATH and
+// locale, not its secrets (SLIPWAY_MASTER_KEY and the like).
+func hostEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// lookup expands a hook URL's ${VAR} from the hook's own variables only:
+// the URL comes from the repository, the server's environment must not
+// reach it (SLIPWAY_MASTER_KEY in a query string).
 func lookup(env []string, k string) string {
 	for _, kv := range env {
 		if strings.HasPrefix(kv, k+"=") {
 			return kv[len(k)+1:]
 		}
 	}
-	return os.Getenv(k)
+	return ""
 }
 
 func lastLines(s string, n int) string {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -41,6 +42,10 @@ type Store interface {
 	store.OutputStore
 	store.ApprovalStore
 	GetImage(ctx context.Context, repo, digest string) (store.Image, error)
+	GetApp(ctx context.Context, name string) (store.App, error)
+	CreateToken(ctx context.Context, t store.Token, hash []byte) (store.Token, error)
+	DeleteToken(ctx context.Context, id string) error
+	DeleteTokensNamed(ctx context.Context, prefix string) (int, error)
 }
 
 // Source reads an app's repository at a commit.
@@ -52,11 +57,16 @@ type Source interface {
 // Engine executes queued runs: stages in order, actions of one run-order in
 // parallel, at most MaxParallel actions at a time across all runs.
 type Engine struct {
-	Store       Store
-	Source      Source
-	Artifacts   *artifact.FS
-	WorkRoot    string
-	CacheRoot   string
+	Store     Store
+	Source    Source
+	Artifacts *artifact.FS
+	WorkRoot  string
+	CacheRoot string
+	// HomeRoot holds each app's build home (HomeRoot/APP).
+	HomeRoot string
+	// DataDir is kept out of every sandbox, even one whose host mounts
+	// would contain it.
+	DataDir     string
 	MaxParallel int
 	Log         *slog.Logger
 	// Registry is where image actions push; see SetRegistry.
@@ -105,6 +115,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.Log.Warn("ended runs left running by the previous server", "runs", n, "reason", RestartReason)
 	}
 	killLeftovers(e.WorkRoot, e.Log)
+	e.removeLeftovers(ctx)
 	_ = os.RemoveAll(e.WorkRoot) // workspaces of interrupted actions
 	ctx, e.stop = context.WithCancel(ctx)
 	// Runs left waiting for an approval pick their wait up again.
@@ -620,26 +631,34 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		fmt.Fprintf(logs, "[slipway] %v\n", err)
 		return nil, err.Error()
 	}
-	srcDir := dir // CODEBUILD_SRC_DIR as the build sees it
-	var containerSpec *build.ContainerSpec
-	if a.Image != "" {
-		eng, err := container.Connect(ctx)
-		if err != nil {
-			return nil, err.Error()
-		}
-		srcDir = build.ContainerRoot + "/src"
-		containerSpec = &build.ContainerSpec{Engine: eng, Image: a.Image,
-			Labels: container.Labels(r.App, e.Installation, "slipway.run", strconv.FormatInt(r.ID, 10), "slipway.action", a.Name)}
-	} else {
-		dockerVars, err := e.dockerEnv(r, filepath.Dir(dir))
-		if err != nil {
-			return nil, err.Error()
-		}
-		for _, kv := range dockerVars {
-			k, v, _ := strings.Cut(kv, "=")
-			if _, set := vars[k]; !set {
-				vars[k] = v
-			}
+	app, err := e.Store.GetApp(ctx, r.App)
+	if err != nil {
+		return nil, err.Error()
+	}
+	onHost := a.Image == "" && app.Build.Executor == store.ExecutorHost
+	workspace := filepath.Dir(dir)
+	visible := build.ContainerRoot // the workspace as the build sees it
+	if onHost {
+		visible = workspace
+		fmt.Fprintf(logs, "[slipway] Running on the host as the server's user (app setting executor=host)\n")
+	}
+	srcDir := path.Join(visible, "src") // CODEBUILD_SRC_DIR as the build sees it
+	token, dropToken, err := e.buildToken(ctx, r, row)
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer dropToken()
+	if m, ok := logs.(interface{ AddSecrets(...string) }); ok {
+		m.AddSecrets(token)
+	}
+	dockerVars, err := e.dockerEnv(r, workspace, visible, token)
+	if err != nil {
+		return nil, err.Error()
+	}
+	for _, kv := range append(dockerVars, e.sandboxEnv(a, onHost)...) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, set := vars[k]; !set {
+			vars[k] = v
 		}
 	}
 	buildID := fmt.Sprintf("%s:%d-%d", r.App, r.ID, row.ID)
@@ -653,7 +672,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		vars[k] = v
 	}
 	for _, in := range a.Inputs[min(1, len(a.Inputs)):] {
-		vars["CODEBUILD_SRC_DIR_"+in] = filepath.Join(filepath.Dir(srcDir), "src_"+in)
+		vars["CODEBUILD_SRC_DIR_"+in] = path.Join(visible, "src_"+in)
 	}
 	env := make([]string, 0, len(vars))
 	for k, v := range vars {
@@ -664,10 +683,32 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	if spec.Cache != nil {
 		restoreCache(cacheDir, dir, spec.Cache.Paths, logs)
 	}
-	pgidFile := filepath.Join(filepath.Dir(dir), "pgid")
-	started := func(pgid int) { _ = os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)), 0o600) }
-	varsFile := filepath.Join(filepath.Dir(dir), "exported")
-	res := build.Run(ctx, build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, Started: started, VarsFile: varsFile, Container: containerSpec})
+	varsFile := filepath.Join(workspace, "exported")
+	if err := os.WriteFile(varsFile, nil, 0o600); err != nil { // made here so the sandbox's user is handed it
+		return nil, err.Error()
+	}
+	job := build.Job{Spec: spec, Dir: dir, Env: env, Log: logs, Stopped: ar.cancelled.Load, VarsFile: varsFile}
+	if onHost {
+		pgidFile := filepath.Join(workspace, "pgid")
+		job.Started = func(pgid int) { _ = os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)), 0o600) }
+	} else {
+		box, err := e.startSandbox(ctx, r, a, app, workspace, logs)
+		if err != nil {
+			fmt.Fprintf(logs, "[slipway] %v\n", err)
+			return nil, err.Error()
+		}
+		defer box.Remove()
+		job.Box = box
+		if a.Image != "" {
+			job.Shell = "sh" // images often carry only a POSIX shell
+		}
+	}
+	res := build.Run(ctx, job)
+	if job.Box != nil {
+		// Nothing the build left in the background may touch the workspace
+		// while its artifacts, reports and caches are read.
+		job.Box.(*container.Box).Remove()
+	}
 	code := res.ExitCode
 	reason := res.Reason
 	if len(res.Exported) > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -166,9 +167,10 @@ func (e *Engine) openArtifact(ctx context.Context, runID int64, name string) (io
 	return nil, fmt.Errorf("input artifact %s was not produced", name)
 }
 
-// dockerEnv logs a build's own docker commands in to the built-in registry,
-// as CodeBuild's environment is logged in to ECR, and names the repository.
-func (e *Engine) dockerEnv(r store.Run, workspace string) ([]string, error) {
+// dockerEnv logs a build's own docker commands in to the built-in registry
+// with the build's token (its app's repositories only): DOCKER_CONFIG is
+// workspace/docker on the host, seen as visible/docker by the build.
+func (e *Engine) dockerEnv(r store.Run, workspace, visible, token string) ([]string, error) {
 	reg, err := e.registry()
 	if err != nil {
 		return nil, nil // no registry yet: builds still run, without docker credentials
@@ -177,12 +179,12 @@ func (e *Engine) dockerEnv(r store.Run, workspace string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + reg.Token))
+	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + token))
 	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{"auth": auth}}})
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
 		return nil, err
 	}
-	return []string{"DOCKER_CONFIG=" + dir, "REPOSITORY_URI=" + reg.Host + "/" + r.App, "IMAGE_REPO_NAME=" + r.App,
+	return []string{"DOCKER_CONFIG=" + path.Join(visible, "docker"), "REPOSITORY_URI=" + reg.Host + "/" + r.App, "IMAGE_REPO_NAME=" + r.App,
 		"IMAGE_TAG=" + r.Commit, "SLIPWAY_REGISTRY=" + reg.Host}, nil
 }
 

@@ -54,6 +54,9 @@ func (s *Server) issueToken(ctx context.Context, name, roleName string) (Created
 	if name == "" || len(name) > 64 {
 		return CreatedToken{}, errBadRequest("name", "name is required and at most 64 characters")
 	}
+	if strings.HasPrefix(name, "system:") {
+		return CreatedToken{}, errBadRequest("name", "token names starting with system: are the server's own; choose another name")
+	}
 	role, err := auth.ParseRole(roleName)
 	if err != nil {
 		return CreatedToken{}, errBadRequest("role", "%v", err)

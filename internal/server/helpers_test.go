@@ -175,6 +175,15 @@ func (e *testEnv) createApp(name string) {
 	}
 }
 
+// buildOnHost makes app's builds run on the host executor (an admin's
+// choice), for tests of host processes and paths.
+func (e *testEnv) buildOnHost(app string) {
+	e.t.Helper()
+	if code, body := e.call("PUT", "/api/v1/apps/"+app+"/build", e.Admin, map[string]string{"executor": "host"}); code != http.StatusOK {
+		e.t.Fatalf("set %s's executor to host: %d %v", app, code, body)
+	}
+}
+
 func errorField(body map[string]any, key string) string {
 	e, _ := body["error"].(map[string]any)
 	s, _ := e[key].(string)

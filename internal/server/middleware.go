@@ -152,6 +152,10 @@ func (s *Server) authorize(rt Route, next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if err := requireScope(tok, rt, r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

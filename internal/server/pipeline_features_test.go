@@ -115,6 +115,7 @@ func withEnv(files map[string]string, result string) map[string]string {
 func TestIntegrationRetryAndTransitions(t *testing.T) {
 	e := newEnv(t)
 	e.createApp("brake")
+	e.buildOnHost("brake") // the flaky action reads a flag file the test makes on the host
 	flag := t.TempDir() + "/ok"
 	e.pushPipeline("brake", "main", map[string]string{
 		"slipway.yaml": manualOnly + `stages:

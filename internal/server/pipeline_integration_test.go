@@ -331,6 +331,7 @@ func sleeperPipeline(pidFile string) map[string]string {
 func TestIntegrationCancelKillsProcessTreeAndLogsFollow(t *testing.T) {
 	e := newEnv(t)
 	e.createApp("slow")
+	e.buildOnHost("slow") // the host executor's process groups: the sandbox's container is tested in sandbox_integration_test.go
 	pidFile := filepath.Join(t.TempDir(), "sleeper.pid")
 	e.pushPipeline("slow", "main", sleeperPipeline(pidFile))
 	pid := readPID(t, pidFile)
@@ -422,6 +423,7 @@ func TestIntegrationRestartLeavesNoRunStuck(t *testing.T) {
 	p := startProcServer(t, bin, data, "")
 	e := p.testEnv
 	e.createApp("crash")
+	e.buildOnHost("crash") // orphaned host process groups; TestIntegrationRestartRemovesSandbox covers the sandbox
 	pidFile := filepath.Join(t.TempDir(), "sleeper.pid")
 	e.pushPipeline("crash", "main", sleeperPipeline(pidFile))
 	pid := readPID(t, pidFile)

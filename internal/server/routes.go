@@ -41,6 +41,7 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/api/v1/apps/{app}", Role: auth.Viewer, handler: s.showApp},
 		{Method: "DELETE", Pattern: "/api/v1/apps/{app}", Role: auth.Admin, handler: s.deleteApp},
 		{Method: "PUT", Pattern: "/api/v1/apps/{app}/source", Role: auth.Admin, handler: s.setAppSource},
+		{Method: "PUT", Pattern: "/api/v1/apps/{app}/build", Role: auth.Admin, handler: s.setBuildSettings},
 		{Method: "GET", Pattern: "/api/v1/apps/{app}/events", Role: auth.Viewer, handler: s.listEvents},
 
 		{Method: "GET", Pattern: "/api/v1/runs", Role: auth.Viewer, handler: s.listRuns},

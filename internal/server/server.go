@@ -145,6 +145,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Artifacts: &artifact.FS{Root: filepath.Join(cfg.DataDir, "artifacts")},
 		WorkRoot:  filepath.Join(cfg.DataDir, "work"),
 		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
+		HomeRoot:  filepath.Join(cfg.DataDir, "homes"),
+		DataDir:   cfg.DataDir,
 		Notifier:  s.notify, Secrets: s.vault, Installation: s.installation,
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
@@ -165,7 +167,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
 	s.notify.Start(context.WithoutCancel(ctx))
 	s.deploy.Start(context.WithoutCancel(ctx))
-	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation}
+	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation, Apps: db}
 	s.metrics.registry.MustRegister(newFleetCollector(s))
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
 	// The pipeline engine starts last: a recovered run may deploy at once.

@@ -10,12 +10,29 @@ import (
 
 // App is a repository and what it deploys.
 type App struct {
-	Name         string    `json:"name"`
-	RegistryRepo string    `json:"registry_repository"`
-	SourceURL    string    `json:"source_url,omitempty"`
-	HasWebhook   bool      `json:"webhook_secret_set"`
-	Environments []string  `json:"environments"`
-	CreatedAt    time.Time `json:"created_at"`
+	Name         string        `json:"name"`
+	RegistryRepo string        `json:"registry_repository"`
+	SourceURL    string        `json:"source_url,omitempty"`
+	HasWebhook   bool          `json:"webhook_secret_set"`
+	Environments []string      `json:"environments"`
+	CreatedAt    time.Time     `json:"created_at"`
+	Build        BuildSettings `json:"build"`
+}
+
+// Build executors: where an app's build phases, invoke commands and hooks run.
+const (
+	// ExecutorSandbox is a container that sees only the build's workspace (default).
+	ExecutorSandbox = "sandbox"
+	// ExecutorHost runs on the host as the server's user: an admin's explicit choice.
+	ExecutorHost = "host"
+)
+
+// BuildSettings are an app's admin-only build settings.
+type BuildSettings struct {
+	Executor string `json:"executor"`
+	// DockerAccess gives builds the Docker engine (CodeBuild's privileged
+	// mode): equivalent to root on the host.
+	DockerAccess bool `json:"docker_access"`
 }
 
 // AppStore keeps apps and their environments.
@@ -26,6 +43,7 @@ type AppStore interface {
 	DeleteApp(ctx context.Context, name string) error
 	SetAppSource(ctx context.Context, name, url string, sealedSecret []byte, keepSecret bool) (App, error)
 	AppWebhookSecret(ctx context.Context, name string) ([]byte, error)
+	SetBuildSettings(ctx context.Context, name string, b BuildSettings) (App, error)
 }
 
 var _ AppStore = (*DB)(nil)
@@ -53,8 +71,8 @@ func (db *DB) GetApp(ctx context.Context, name string) (App, error) {
 	var a App
 	var created sql.NullInt64
 	var secret []byte
-	err := db.read.QueryRowContext(ctx, `SELECT name, registry_repo, source_url, webhook_secret, created_at FROM apps WHERE name = ?`, name).
-		Scan(&a.Name, &a.RegistryRepo, &a.SourceURL, &secret, &created)
+	err := db.read.QueryRowContext(ctx, `SELECT name, registry_repo, source_url, webhook_secret, created_at, build_executor, build_docker FROM apps WHERE name = ?`, name).
+		Scan(&a.Name, &a.RegistryRepo, &a.SourceURL, &secret, &created, &a.Build.Executor, &a.Build.DockerAccess)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("app %q: %w", name, ErrNotFound)
 	}
@@ -185,4 +203,23 @@ func (db *DB) AppWebhookSecret(ctx context.Context, name string) ([]byte, error)
 		return nil, fmt.Errorf("app %q: %w", name, ErrNotFound)
 	}
 	return secret, err
+}
+
+// SetBuildSettings sets where an app's builds run and whether they reach
+// the Docker engine.
+func (db *DB) SetBuildSettings(ctx context.Context, name string, b BuildSettings) (App, error) {
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE apps SET build_executor = ?, build_docker = ? WHERE name = ?`, b.Executor, b.DockerAccess, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("app %q: %w", name, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return App{}, err
+	}
+	return db.GetApp(ctx, name)
 }

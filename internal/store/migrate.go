@@ -287,6 +287,12 @@ var migrations = []string{
 	// cooldowns outlast a restart
 	`ALTER TABLE services ADD COLUMN autoscaled_out_at INTEGER;
 	 ALTER TABLE services ADD COLUMN autoscaled_in_at INTEGER;`,
+	// 12: where an app's builds run and whether they reach the Docker
+	// engine (admin settings); tokens limited to one app, and to the registry
+	`ALTER TABLE apps ADD COLUMN build_executor TEXT NOT NULL DEFAULT 'sandbox';
+	 ALTER TABLE apps ADD COLUMN build_docker INTEGER NOT NULL DEFAULT 0;
+	 ALTER TABLE tokens ADD COLUMN app TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE tokens ADD COLUMN registry_only INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

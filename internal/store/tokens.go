@@ -17,6 +17,10 @@ type Token struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	// App limits the token to one app's repositories and objects ("": all).
+	App string `json:"app,omitempty"`
+	// RegistryOnly limits the token to the OCI registry (a build's token).
+	RegistryOnly bool `json:"registry_only,omitempty"`
 }
 
 // TokenStore keeps API tokens.
@@ -27,16 +31,18 @@ type TokenStore interface {
 	RevokeToken(ctx context.Context, idOrName string) (Token, error)
 	TouchToken(ctx context.Context, id string, at time.Time) error
 	CountTokens(ctx context.Context) (int, error)
+	DeleteToken(ctx context.Context, id string) error
+	DeleteTokensNamed(ctx context.Context, prefix string) (int, error)
 }
 
 var _ TokenStore = (*DB)(nil)
 
-const tokenCols = `id, name, role, created_at, last_used_at, revoked_at`
+const tokenCols = `id, name, role, created_at, last_used_at, revoked_at, app, registry_only`
 
 func scanToken(row scanner) (Token, error) {
 	var t Token
 	var created, used, revoked sql.NullInt64
-	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &t.App, &t.RegistryOnly); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return t, ErrNotFound
 		}
@@ -61,8 +67,8 @@ func isUniqueViolation(err error) bool {
 func (db *DB) CreateToken(ctx context.Context, t Token, hash []byte) (Token, error) {
 	t.CreatedAt = now()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at, app, registry_only) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt), t.App, t.RegistryOnly)
 		return err
 	})
 	if isUniqueViolation(err) {
@@ -173,4 +179,27 @@ func (db *DB) ReplaceToken(ctx context.Context, t Token, hash []byte) (Token, er
 		return err
 	})
 	return t, err
+}
+
+// DeleteToken removes a token outright (a build's token when the build ends).
+func (db *DB) DeleteToken(ctx context.Context, id string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE id = ?`, id)
+		return err
+	})
+}
+
+// DeleteTokensNamed removes the tokens whose name starts with prefix (the
+// build tokens a stopped server left) and says how many went.
+func (db *DB) DeleteTokensNamed(ctx context.Context, prefix string) (int, error) {
+	var n int64
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE substr(name, 1, length(?)) = ?`, prefix, prefix)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
 }

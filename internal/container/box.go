@@ -1,0 +1,180 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	ctr "github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// BoxSpec describes a container that commands run in one after another: a
+// build's phases, an invoke command, a deployment hook.
+type BoxSpec struct {
+	Image  string
+	Shell  string // keeps the container alive; must exist in the image
+	Mounts []mount.Mount
+	// User is uid:gid ("": the image's user).
+	User     string
+	GroupAdd []string
+	WorkDir  string
+	Labels   map[string]string
+	// HostNetwork shares the host's network, so commands reach the
+	// registry and the services' listeners on loopback as the host does.
+	HostNetwork bool
+	// DropAllCaps drops every capability: nothing in the box needs one,
+	// and the host's setuid programs (under a mounted /usr) stay inert.
+	DropAllCaps bool
+}
+
+// Box is a running container made by StartBox; Remove it when done.
+type Box struct {
+	e    *Engine
+	ID   string
+	spec BoxSpec
+}
+
+// StartBox creates and starts a container that idles until commands are
+// executed in it. Its main process is the shell waiting on an open stdin,
+// so the image needs nothing but the shell.
+func (e *Engine) StartBox(ctx context.Context, spec BoxSpec) (*Box, error) {
+	shell := spec.Shell
+	if shell == "" {
+		shell = "sh"
+	}
+	pids := int64(4096) // a fork bomb stops here, not at the host's limit
+	hc := &ctr.HostConfig{
+		Mounts:      spec.Mounts,
+		GroupAdd:    spec.GroupAdd,
+		SecurityOpt: []string{"no-new-privileges"},
+		Resources:   ctr.Resources{PidsLimit: &pids},
+		Init:        boolPtr(false),
+	}
+	if spec.HostNetwork {
+		hc.NetworkMode = "host"
+	}
+	if spec.DropAllCaps {
+		hc.CapDrop = []string{"ALL"}
+	}
+	create, cancel := CreateContext(ctx)
+	defer cancel()
+	created, err := e.cli.ContainerCreate(create, &ctr.Config{
+		Image: spec.Image, Cmd: []string{shell, "-c", "read -r _"}, OpenStdin: true,
+		User: spec.User, WorkingDir: spec.WorkDir, Labels: spec.Labels,
+	}, hc, nil, nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("create container from %s: %w", spec.Image, err)
+	}
+	b := &Box{e: e, ID: created.ID, spec: spec}
+	if err := ctx.Err(); err != nil {
+		b.Remove()
+		return nil, err
+	}
+	if err := e.cli.ContainerStart(create, created.ID, ctr.StartOptions{}); err != nil {
+		b.Remove()
+		return nil, fmt.Errorf("start container from %s: %w", spec.Image, err)
+	}
+	return b, nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// Exec runs args in the box with env and copies their output to log. When
+// ctx ends first, the whole box is killed (every process in it) and Exec
+// returns 137 with ctx's error.
+func (b *Box) Exec(ctx context.Context, args, env []string, log io.Writer) (int, error) {
+	bg := context.WithoutCancel(ctx)
+	ex, err := b.e.cli.ContainerExecCreate(bg, b.ID, ctr.ExecOptions{
+		User: b.spec.User, Env: env, WorkingDir: b.spec.WorkDir, Cmd: args,
+		AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return 127, fmt.Errorf("exec in container: %w", err)
+	}
+	att, err := b.e.cli.ContainerExecAttach(bg, ex.ID, ctr.ExecAttachOptions{})
+	if err != nil {
+		return 127, fmt.Errorf("attach to exec: %w", err)
+	}
+	defer att.Close()
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(log, log, att.Reader)
+		copied <- err
+	}()
+	// A process the commands left in the background may hold the output
+	// open after they end: the exec's own state says when they are done.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = b.e.cli.ContainerKill(bg, b.ID, "KILL")
+			att.Close()
+			<-copied
+			return 137, ctx.Err()
+		case err := <-copied:
+			if err != nil && !errors.Is(err, io.EOF) {
+				return 1, fmt.Errorf("read exec output: %w", err)
+			}
+			return b.exitCode(bg, ex.ID)
+		case <-tick.C:
+			ins, err := b.e.cli.ContainerExecInspect(bg, ex.ID)
+			if err != nil || ins.Running {
+				continue
+			}
+			select {
+			case <-copied:
+			case <-time.After(200 * time.Millisecond):
+				att.Close() // what the background process writes later is not the phase's
+				<-copied
+			}
+			return ins.ExitCode, nil
+		}
+	}
+}
+
+func (b *Box) exitCode(ctx context.Context, execID string) (int, error) {
+	for range 50 {
+		ins, err := b.e.cli.ContainerExecInspect(ctx, execID)
+		if err != nil {
+			return 1, fmt.Errorf("inspect exec: %w", err)
+		}
+		if !ins.Running {
+			return ins.ExitCode, nil
+		}
+		time.Sleep(20 * time.Millisecond) // the stream can close a moment before the engine records the exit
+	}
+	return 1, errors.New("exec output ended but its process still runs")
+}
+
+// Remove kills and removes the box, even when the caller's context ended.
+func (b *Box) Remove() {
+	ctx, cancel := CreateContext(context.Background())
+	defer cancel()
+	_ = b.e.cli.ContainerRemove(ctx, b.ID, ctr.RemoveOptions{Force: true})
+}
+
+// RemoveLabelled removes every container that carries all the labels
+// given (each "key" or "key=value") and says how many went.
+func (e *Engine) RemoveLabelled(ctx context.Context, labels ...string) (int, error) {
+	f := filters.NewArgs()
+	for _, l := range labels {
+		f.Add("label", l)
+	}
+	cs, err := e.cli.ContainerList(ctx, ctr.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return 0, fmt.Errorf("list containers: %w", err)
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := e.cli.ContainerRemove(ctx, c.ID, ctr.RemoveOptions{Force: true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(cs) - len(errs), errors.Join(errs...)
+}

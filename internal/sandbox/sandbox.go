@@ -1,0 +1,179 @@
+// Package sandbox runs what a repository's files make Slipway execute —
+// build phases, invoke commands, deployment hooks — in a container that
+// sees only its own workspace, its app's build home and, read-only, the
+// host's toolchains. It never sees the data directory (tokens, master key,
+// database, other apps' workspaces, artifacts, caches), the server's
+// process or the Docker engine, unless an admin gave the app Docker access.
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/docker/docker/api/types/mount"
+	"github.com/slipway-dev/slipway/internal/container"
+)
+
+// Paths inside the sandbox.
+const (
+	// Root is where the workspace (the action's directory) is mounted.
+	Root = "/slipway"
+	// Home is the app's build home: caches a build keeps (Go's module and
+	// build caches, ~/.npm …) persist there between that app's builds only.
+	Home = "/home/build"
+)
+
+// BuildUID is the identity commands run as when the server runs as root:
+// nobody, which owns nothing on the host.
+const BuildUID = 65534
+
+// Options say what one sandbox may reach.
+type Options struct {
+	// Image is the action's own image; "" is Slipway's default build image
+	// with the host's toolchains mounted read-only.
+	Image string
+	// Workspace is the host directory mounted read-write at Root.
+	Workspace string
+	// HomeDir is the host directory mounted read-write at Home ("": none).
+	HomeDir string
+	// Docker mounts the engine's socket: equivalent to root on the host,
+	// so only an admin's per-app setting turns it on.
+	Docker bool
+	// Hide lists host paths masked with an empty directory should a
+	// mounted host directory contain them (the data directory).
+	Hide   []string
+	Labels map[string]string
+}
+
+// Start makes the sandbox: it hands the workspace's contents and the home
+// to the build identity and starts the container. Remove the box when done.
+func Start(ctx context.Context, eng *container.Engine, o Options) (*container.Box, error) {
+	image := o.Image
+	if image == "" {
+		var err error
+		if image, err = DefaultImage(ctx, eng); err != nil {
+			return nil, err
+		}
+	}
+	if err := handOver(o.Workspace, o.HomeDir); err != nil {
+		return nil, err
+	}
+	mounts := []mount.Mount{{Type: mount.TypeBind, Source: o.Workspace, Target: Root}}
+	if o.HomeDir != "" {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: o.HomeDir, Target: Home})
+	}
+	var sources []string
+	if o.Image == "" {
+		for _, p := range hostTools() {
+			mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: p, Target: p, ReadOnly: true})
+			sources = append(sources, p)
+		}
+	}
+	for _, h := range o.Hide {
+		for _, s := range sources {
+			if h == s || strings.HasPrefix(h, s+"/") {
+				mounts = append(mounts, mount.Mount{Type: mount.TypeTmpfs, Target: h, TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 1 << 20}})
+				break
+			}
+		}
+	}
+	spec := container.BoxSpec{Image: image, Mounts: mounts, WorkDir: Root + "/src", Labels: o.Labels, HostNetwork: true}
+	if o.Image == "" {
+		spec.User, spec.DropAllCaps = User(), true
+	}
+	if o.Docker {
+		sock, gid, err := dockerSocket()
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: sock, Target: "/var/run/docker.sock"})
+		spec.Mounts = mounts
+		spec.GroupAdd = []string{fmt.Sprint(gid)}
+	} else {
+		spec.Mounts = mounts
+	}
+	return eng.StartBox(ctx, spec)
+}
+
+// User is the uid:gid commands run as: nobody when the server is root
+// (which then hands the workspace over), else the server's own user, the
+// only one whose files it can give.
+func User() string {
+	if os.Geteuid() == 0 {
+		return fmt.Sprintf("%d:%d", BuildUID, BuildUID)
+	}
+	return fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid())
+}
+
+// handOver gives the workspace's contents (not the directory itself, so a
+// build cannot swap its src for a link the server would then follow) and
+// the home directory to the build identity.
+func handOver(workspace, home string) error {
+	if err := os.Chmod(workspace, 0o755); err != nil {
+		return err
+	}
+	if home != "" {
+		if err := os.MkdirAll(home, 0o700); err != nil {
+			return fmt.Errorf("build home: %w", err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	chown := func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == workspace {
+			return nil
+		}
+		return os.Lchown(path, BuildUID, BuildUID)
+	}
+	if err := filepath.WalkDir(workspace, chown); err != nil {
+		return fmt.Errorf("hand the workspace to the build user: %w", err)
+	}
+	if home == "" {
+		return nil
+	}
+	if fi, err := os.Stat(home); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == BuildUID {
+			return nil // handed over by an earlier build; its files are the build's
+		}
+	}
+	home = filepath.Clean(home)
+	if err := filepath.WalkDir(home, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, BuildUID, BuildUID)
+	}); err != nil {
+		return fmt.Errorf("hand the build home to the build user: %w", err)
+	}
+	return nil
+}
+
+// dockerSocket is the engine's Unix socket and its group.
+func dockerSocket() (string, uint32, error) {
+	sock := "/var/run/docker.sock"
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		p, ok := strings.CutPrefix(h, "unix://")
+		if !ok {
+			return "", 0, fmt.Errorf("docker access for builds needs the engine on a Unix socket; DOCKER_HOST is %s", h)
+		}
+		sock = p
+	}
+	fi, err := os.Stat(sock)
+	if err != nil {
+		return "", 0, fmt.Errorf("docker access for builds: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", 0, fmt.Errorf("docker access for builds: cannot read the owner of %s", sock)
+	}
+	return sock, st.Gid, nil
+}
