@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +119,7 @@ type ctxKey int
 const (
 	ctxGroup ctxKey = iota
 	ctxListener
+	ctxBody // the *clientBody: ReverseProxy gives ErrorHandler a request with its own wrapper
 )
 
 // New makes an empty balancer; ctx ends its health checks.
@@ -137,6 +139,8 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 			r.Out.URL.Scheme = "http"
 			r.Out.URL.Host = "target.invalid" // chosen per attempt by the transport
 			r.Out.Host = r.In.Host
+			dropUnderscoreHeaders(r.Out.Header)
+			dropUnderscoreHeaders(r.Out.Trailer)
 		},
 		Transport: &retrying{b: b},
 		// FlushInterval stays 0: ReverseProxy already flushes at once for streamed
@@ -144,6 +148,13 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				return // the client went away; there is no one to answer
+			}
+			if body, ok := r.Context().Value(ctxBody).(*clientBody); ok && body.failedWith(err) {
+				// The client's body could not be read (bad chunking, cut
+				// short): its fault, not the target's, as for a bad head.
+				w.Header().Set("Connection", "close")
+				http.Error(w, "load balancer: request body: "+err.Error(), http.StatusBadRequest)
+				return
 			}
 			status := http.StatusBadGateway
 			if errors.Is(err, errNoTarget) {
@@ -310,6 +321,52 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// clientBody is a request body as the net/http server reads it from the
+// client. It keeps the first error of a read, so the proxy can tell a
+// request that failed because the client's body was refused (net/http reads
+// chunked bodies lazily, so a malformed one fails only as it is forwarded)
+// from one the target failed.
+type clientBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failedWith reports whether err is the body's own read error, and not,
+// say, a read after the transport closed it for a failure of the target's.
+func (b *clientBody) failedWith(err error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err != nil && errors.Is(err, b.err)
+}
+
+// dropUnderscoreHeaders removes every header whose name has a '_', as
+// nginx does by default (underscores_in_headers off) and gunicorn since 22.
+// CGI, WSGI, PHP and Rack servers fold '-' and '_' into one name, so
+// Content_Length or Transfer_Encoding may frame the body there, and
+// X_Forwarded_For may stand for the X-Forwarded-For this proxy sets. Any
+// header the proxy handles, or a target trusts, can be spoofed this way;
+// listing them all is a losing game, and standard headers never have a '_'.
+func dropUnderscoreHeaders(h http.Header) {
+	for name := range h {
+		if strings.Contains(name, "_") {
+			delete(h, name)
+		}
+	}
+}
+
 func (l *listener) handler(b *Balancer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g := l.pick()
@@ -320,6 +377,11 @@ func (l *listener) handler(b *Balancer) http.Handler {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		ctx := context.WithValue(context.WithValue(r.Context(), ctxGroup, g), ctxListener, l)
+		if r.Body != nil && r.Body != http.NoBody {
+			body := &clientBody{ReadCloser: r.Body}
+			r.Body = body
+			ctx = context.WithValue(ctx, ctxBody, body)
+		}
 		b.proxy.ServeHTTP(rec, r.WithContext(ctx))
 		g.stats.record(rec.status, time.Since(start))
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -484,6 +485,9 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 		if !ok {
 			return r, errHandOff
 		}
+		if bytes.IndexByte(name, '_') >= 0 {
+			continue // see dropUnderscoreHeaders
+		}
 		switch {
 		case eqFold(name, "host"):
 			if sawHost {
@@ -607,11 +611,9 @@ func (c *clientConn) fail(req request, status int, msg string) (bool, error) {
 // whether any of the response reached the client (no retry then).
 func (c *clientConn) exchange(t *target, req request, closeClient bool) (status int, keep, wrote bool, err error) {
 	tc := t.pool.get()
-	if tc != nil && !req.idempotent && !alive(tc.nc) {
-		// A request that cannot be retried gets no connection the target
-		// may have closed while it sat idle.
+	for tc != nil && !idleClean(tc) {
 		tc.nc.Close()
-		tc = nil
+		tc = t.pool.get()
 	}
 	if tc != nil {
 		var reuse bool
@@ -631,6 +633,19 @@ func (c *clientConn) exchange(t *target, req request, closeClient bool) (status 
 	status, keep, wrote, reuse, err = c.exchangeOn(tc, req, closeClient)
 	t.release(tc, reuse && err == nil)
 	return status, keep, wrote, err
+}
+
+// idleClean reports whether a pooled connection may carry a request: open,
+// and with nothing from the target since its last response. Bytes written
+// after a response (a body on a HEAD response, more than Content-Length
+// said) would be read as the next request's response, and every later
+// client on the connection would get the one before theirs; Go's transport
+// (through its read loop) and nginx drop such connections too. The peek
+// also spares a request that cannot be retried a connection the target
+// closed while it sat idle. Bytes that arrive after the peek are a race
+// every HTTP/1.1 client has.
+func idleClean(tc *targetConn) bool {
+	return tc.br.Buffered() == 0 && alive(tc.nc)
 }
 
 func (t *target) release(tc *targetConn, reuse bool) {
@@ -846,9 +861,27 @@ func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) (int64, error) {
 	return copied, nil
 }
 
+// Limits net/http's chunked reader (net/http/internal) sets, kept here so
+// that no body ends where net/http would not end it.
+const (
+	// maxChunkLine bounds a chunk-size line, extensions included, without
+	// its CRLF.
+	maxChunkLine = 4096
+	// maxChunkExcess bounds the framing beyond 16 bytes a chunk plus twice
+	// its data: tiny chunks with long extensions are refused.
+	maxChunkExcess = 16 << 10
+)
+
+// errBadChunked is chunked framing net/http refuses.
+var errBadChunked = errors.New("malformed chunked body")
+
 // copyChunked passes a chunked body through as it is, trailers included,
-// reading its framing only to know where it ends.
+// reading its framing only to know where it ends. It reads that framing as
+// strictly as net/http does (errBadChunked): where the proxy and the target,
+// or the proxy and the client, end a body at different bytes, what is left
+// is taken for the next response.
 func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+	var excess int64
 	for {
 		if src.Buffered() == 0 {
 			// Nothing more is buffered: let the client have what it has.
@@ -860,45 +893,117 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if err != nil {
 			return err
 		}
+		if len(line)-2 >= maxChunkLine {
+			return errBadChunked
+		}
+		n, ok := parseChunkSize(line[:len(line)-2])
+		if !ok {
+			return errBadChunked
+		}
+		// As net/http counts it; n >= excess clears it without 2*n overflowing.
+		excess += int64(len(line))
+		if n >= excess {
+			excess = 0
+		} else {
+			excess = max(excess-16-2*n, 0)
+		}
+		if excess > maxChunkExcess {
+			return errBadChunked
+		}
 		dst.Write(line)
-		size := line[:len(line)-2]
-		if i := bytes.IndexByte(size, ';'); i >= 0 {
-			size = size[:i]
-		}
-		n, err := strconv.ParseInt(string(bytes.TrimRight(size, " \t")), 16, 64)
-		if err != nil || n < 0 {
-			return errBadResponse
-		}
 		if n == 0 {
-			for { // trailers, then the blank line
-				line, err := readLine(src)
-				if err != nil {
-					return err
-				}
-				dst.Write(line)
-				if len(line) == 2 {
-					return nil
-				}
+			return copyTrailers(dst, src)
+		}
+		if _, err := copyN(dst, src, n); err != nil {
+			return err
+		}
+		if src.Buffered() < 2 {
+			if err := dst.Flush(); err != nil {
+				return err
 			}
 		}
-		if _, err := copyN(dst, src, n+2); err != nil {
+		end, err := src.Peek(2)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
 			return err
+		}
+		if !bytes.Equal(end, crlf) {
+			return errBadChunked // the data is not the size the line gave
+		}
+		dst.Write(end)
+		src.Discard(2)
+	}
+}
+
+// copyTrailers passes a chunked body's trailer section through, through its
+// empty line. Each field must read as a head's would: net/http reads
+// trailers as a header (textproto), and no obsolete folding.
+func copyTrailers(dst *bufio.Writer, src *bufio.Reader) error {
+	for {
+		line, err := readLine(src)
+		if err != nil {
+			return err
+		}
+		if len(line) > 2 {
+			if _, _, ok := splitHeader(line[:len(line)-2]); !ok {
+				return errBadChunked
+			}
+		}
+		dst.Write(line)
+		if len(line) == 2 {
+			return nil
 		}
 	}
 }
 
-// readLine returns one CRLF-terminated line; it stays valid until the next
-// read from src.
+// parseChunkSize reads the size of a chunk-size line (without its CRLF) as
+// net/http does: trailing spaces and tabs and any extension dropped, then
+// 1 to 16 hex digits and nothing else (no sign, no "0x", no space before
+// the ';'), which must fit an int64 here.
+func parseChunkSize(line []byte) (int64, bool) {
+	size, _, _ := bytes.Cut(bytes.TrimRight(line, " \t"), []byte(";"))
+	if len(size) == 0 || len(size) > 16 {
+		return 0, false
+	}
+	var n uint64
+	for _, ch := range size {
+		var d byte
+		switch {
+		case ch >= '0' && ch <= '9':
+			d = ch - '0'
+		case ch >= 'a' && ch <= 'f':
+			d = ch - 'a' + 10
+		case ch >= 'A' && ch <= 'F':
+			d = ch - 'A' + 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | uint64(d)
+	}
+	if n > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(n), true
+}
+
+// readLine returns one line of chunked framing; it stays valid until the
+// next read from src. It must end in CRLF with no other CR in it: RFC 9112
+// allows no bare LF there (erratum 7633), and a bare CR is read as a line
+// end by some parsers and not by others.
 func readLine(src *bufio.Reader) ([]byte, error) {
 	line, err := src.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, io.ErrUnexpectedEOF
+	case errors.Is(err, bufio.ErrBufferFull):
+		return nil, errBadChunked
+	case err != nil:
 		return nil, err
 	}
-	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, errBadResponse
+	if len(line) < 2 || bytes.IndexByte(line, '\r') != len(line)-2 {
+		return nil, errBadChunked
 	}
 	return line, nil
 }

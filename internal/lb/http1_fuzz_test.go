@@ -3,7 +3,11 @@ package lb
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/textproto"
 	"testing"
 
 	"golang.org/x/net/http/httpguts"
@@ -118,6 +122,92 @@ func FuzzParseResponse(f *testing.F) {
 			t.Fatalf("keep-alive %v, net/http close %v:\n%q", r.keepAlive, resp.Close, head)
 		}
 	})
+}
+
+// FuzzChunked holds copyChunked to net/http's reading of a chunked body
+// (its chunked reader, then its trailer reader): a body copyChunked takes,
+// net/http takes too, ending at the same byte, and copyChunked passes it on
+// unchanged; a body net/http takes without trailers, copyChunked takes. A
+// proxy that ends a body elsewhere than the target meant reads the rest as
+// the next response.
+func FuzzChunked(f *testing.F) {
+	for _, seed := range []string{
+		"5\r\nhello\r\n0\r\n\r\n",
+		"5;ext=1\r\nhello\r\n0;x=\"y\"\r\n\r\n",
+		"A\r\n0123456789\r\na \t\r\n0123456789\r\n0\r\n\r\n",
+		"5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Other:  a b \r\n\r\nHTTP/1.1 200 OK\r\n",
+		"0000000000000005\r\nhello\r\n0\r\n\r\n",
+		"+5\r\nhello\r\n0\r\n\r\n",
+		"-0\r\n\r\n",
+		"00000000000000005\r\nhello\r\n0\r\n\r\n",
+		"5\r\nhelloXX0\r\n\r\n",
+		"5;a\rb\r\nhello\r\n0\r\n\r\n",
+		"5\nhello\n0\n\n",
+		"5 ;a\r\nhello\r\n0\r\n\r\n",
+		"zz\r\nhello\r\n0\r\n\r\n",
+		"0\r\nX-Sum: 1\r\n 2\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		in := bytes.NewReader(data)
+		br := bufio.NewReaderSize(in, targetBufSize)
+		err := copyChunked(w, br)
+		w.Flush()
+		took := len(data) - in.Len() - br.Buffered()
+
+		// net/http, with a buffer that holds all of data, so its trailer
+		// reader's look-ahead is not what limits it.
+		refIn := bytes.NewReader(data)
+		ref := bufio.NewReaderSize(refIn, len(data)+16)
+		body, refErr := io.ReadAll(httputil.NewChunkedReader(ref))
+		trailers := false
+		if refErr == nil {
+			trailers, refErr = readTrailer(ref)
+		}
+		refTook := len(data) - refIn.Len() - ref.Buffered()
+
+		if err == nil {
+			if refErr != nil {
+				t.Fatalf("copyChunked took a body net/http refuses (%v):\n%q", refErr, data)
+			}
+			if took != refTook {
+				t.Fatalf("copyChunked ended the body after %d bytes, net/http after %d:\n%q", took, refTook, data)
+			}
+			if !bytes.Equal(out.Bytes(), data[:took]) {
+				t.Fatalf("copyChunked passed on %q for %q", out.Bytes(), data[:took])
+			}
+			// What a client decodes from what was passed on is the body.
+			if got, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(out.Bytes()))); err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("passed on a body of %q (%v), net/http read %q:\n%q", got, err, body, data)
+			}
+			return
+		}
+		if refErr == nil && !trailers {
+			t.Fatalf("copyChunked refused a body net/http takes (%v):\n%q", err, data)
+		}
+	})
+}
+
+// readTrailer reads a chunked body's trailer section as net/http's body
+// reader does; trailers tells whether there was any.
+func readTrailer(r *bufio.Reader) (trailers bool, err error) {
+	buf, err := r.Peek(2)
+	if bytes.Equal(buf, crlf) {
+		r.Discard(2)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	all, _ := r.Peek(r.Buffered())
+	if !bytes.Contains(all, crlfcrlf) {
+		return true, errors.New("trailer without an end")
+	}
+	_, err = textproto.NewReader(r).ReadMIMEHeader()
+	return true, err
 }
 
 // fuzzHead is the head the proxy would read from data, if there is one.
