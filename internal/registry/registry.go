@@ -61,6 +61,18 @@ type Registry struct {
 	// gc is held exclusively while garbage collection marks and sweeps, and
 	// shared by manifest pushes, so no manifest can commit mid-sweep.
 	gc sync.RWMutex
+	// tagLocks holds a *sync.Mutex per repository. A tag push holds it from
+	// the immutability check to the recorded write: two pushes to one new
+	// tag would otherwise both see it absent and both land.
+	tagLocks sync.Map
+}
+
+// lockTags serialises tag writes in repo; call the result to unlock.
+func (reg *Registry) lockTags(repo string) func() {
+	m, _ := reg.tagLocks.LoadOrStore(repo, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // New builds the registry. distribution panics on a bad configuration; that
@@ -229,6 +241,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, repo, r
 		return
 	}
 	if isTag {
+		// Held until the tag is recorded, so the storage and the index
+		// also agree on which of two concurrent pushes came last.
+		defer reg.lockTags(repo)()
 		if err := reg.checkImmutable(r.Context(), repo, ref, dgst); err != nil {
 			ociError(w, http.StatusConflict, "DENIED", err.Error())
 			return
@@ -281,7 +296,11 @@ func (reg *Registry) checkImmutable(ctx context.Context, repo, tag string, dgst 
 		return err
 	}
 	current, err := reg.tagDigest(ctx, repo, tag)
-	if err != nil || current == "" || current == dgst {
+	if err != nil {
+		// Refused rather than allowed: an unreadable tag may well exist.
+		return fmt.Errorf("cannot read tag %s of repository %s to check that its tags are immutable: %w; push again", tag, repo, err)
+	}
+	if current == "" || current == dgst {
 		return nil // a new tag, or the same content again
 	}
 	return fmt.Errorf("tag %s already exists in repository %s and its tags are immutable; push a new tag (or turn immutability off: slipway image policy %s --immutable-tags=false)", tag, repo, repo)

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/slipway-dev/slipway/internal/auth"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -157,7 +159,11 @@ func back(w http.ResponseWriter, r *http.Request, path, msg, errMsg string) {
 func (s *Server) uiSigninForm(w http.ResponseWriter, r *http.Request) {
 	csrf := randomID()
 	s.setCookie(w, r, signinCookie, csrf, 10*time.Minute)
+	// The form carries next back; a foreign one is dropped here already.
 	next := r.URL.Query().Get("next")
+	if next != "" {
+		next = localNext(next)
+	}
 	p := uiPage{Title: "Sign in", CSRF: csrf, Data: next, Error: r.URL.Query().Get("err")}
 	s.ui.Page(w, http.StatusOK, "signin", p)
 }
@@ -182,12 +188,28 @@ func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
 	s.setCookie(w, r, sessionCookie, id, sessionTTL)
 	s.setCookie(w, r, signinCookie, "", -1)
 	s.log.Info("web sign-in", "token", tok.Name)
-	next := r.PostFormValue("next")
-	// Only local paths: never an open redirect.
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
-		next = "/apps"
+	http.Redirect(w, r, localNext(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+// localNext returns next when it is a path on this site, else /apps, so
+// sign-in is never an open redirect. Browsers drop tabs and newlines from
+// a URL and read a backslash as a slash, so "/\t/evil.example", or
+// "/./\evil.example" (http.Redirect cleans it to "/\evil.example"), would
+// leave the site: a control character or backslash anywhere is refused,
+// as is a second leading slash.
+func localNext(next string) string {
+	const fallback = "/apps"
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') {
+		return fallback
 	}
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	if strings.ContainsFunc(next, unicode.IsControl) || !utf8.ValidString(next) {
+		return fallback
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return fallback
+	}
+	return next
 }
 
 func (s *Server) uiSignout(w http.ResponseWriter, r *http.Request) {

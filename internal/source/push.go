@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -39,7 +40,11 @@ func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate
 		return nil, outcome{store.OutcomeFiltered, fmt.Sprintf("%s does not point at a commit", up.Ref)}
 	}
 	commit := strings.TrimSpace(string(commitOut))
-	data, err := s.git(ctx, app, "show", commit+":"+pipeline.FileName)
+	data, err := s.ReadFile(ctx, app, commit, pipeline.FileName)
+	var tooLarge *FileTooLargeError
+	if errors.As(err, &tooLarge) {
+		return nil, outcome{store.OutcomeError, err.Error()}
+	}
 	if err != nil {
 		return nil, outcome{store.OutcomeFiltered, fmt.Sprintf("no %s at commit %s; add one to start runs", pipeline.FileName, short(commit))}
 	}

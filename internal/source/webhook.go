@@ -3,13 +3,17 @@ package source
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/store"
 )
@@ -74,29 +78,61 @@ func VerifySignature(secret, body []byte, header string) bool {
 	return hmac.Equal(got, mac.Sum(nil))
 }
 
-// HandleGitHub verifies and processes a webhook delivery.
-func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult, error) {
+// refusedMessage is the answer to every delivery that cannot be verified.
+const refusedMessage = "X-Hub-Signature-256 does not verify: GitHub must sign the payload with the webhook secret of the app named in the URL; " +
+	"check the URL and set the secret with: slipway app set-source APP --url URL --webhook-secret-stdin"
+
+// decoyKey is what a delivery for an app without a secret (or no app at
+// all) is checked against, so that it takes the time a real check takes.
+var decoyKey = func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}()
+
+// verify returns the app when d is signed with its webhook secret. An
+// unknown app, an app without a secret and a missing or wrong signature
+// all get one answer (same status, same body), so the endpoint cannot be
+// used to learn which apps exist; the log says which it was.
+func (s *Service) verify(ctx context.Context, d Delivery) (store.App, error) {
+	refuse := func(why string) (store.App, error) {
+		s.Log.Warn("webhook delivery refused", "app", d.App, "delivery", d.ID, "reason", why)
+		return store.App{}, &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "X-Hub-Signature-256", Message: refusedMessage}
+	}
 	app, err := s.Store.GetApp(ctx, d.App)
+	if errors.Is(err, store.ErrNotFound) {
+		VerifySignature(decoyKey, d.Body, d.Signature)
+		return refuse("no such app")
+	}
 	if err != nil {
-		return DeliveryResult{}, err
+		return app, err
 	}
 	sealed, err := s.Store.AppWebhookSecret(ctx, d.App)
 	if err != nil {
-		return DeliveryResult{}, err
+		return app, err
 	}
 	if len(sealed) == 0 {
-		return DeliveryResult{}, &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated",
-			Message: "app " + d.App + " has no webhook secret; set one with: slipway app set-source " + d.App + " --url URL --webhook-secret-stdin"}
+		VerifySignature(decoyKey, d.Body, d.Signature)
+		return refuse("the app has no webhook secret")
 	}
 	key, err := s.Keys.Open(sealed)
 	if err != nil {
-		return DeliveryResult{}, fmt.Errorf("open webhook secret: %w", err)
+		return app, fmt.Errorf("open webhook secret: %w", err)
 	}
 	if d.Signature == "" {
-		return DeliveryResult{}, &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "X-Hub-Signature-256", Message: "missing X-Hub-Signature-256 header"}
+		return refuse("no X-Hub-Signature-256 header")
 	}
 	if !VerifySignature(key, d.Body, d.Signature) {
-		return DeliveryResult{}, &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "X-Hub-Signature-256", Message: "X-Hub-Signature-256 does not match the payload signed with the app's webhook secret"}
+		return refuse("X-Hub-Signature-256 does not match")
+	}
+	return app, nil
+}
+
+// HandleGitHub verifies and processes a webhook delivery.
+func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult, error) {
+	app, err := s.verify(ctx, d)
+	if err != nil {
+		return DeliveryResult{}, err
 	}
 	switch d.Event {
 	case "ping":
@@ -140,13 +176,36 @@ func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult,
 
 	unlock := s.lock(d.App)
 	defer unlock()
+	// GitHub signs the body, not the delivery id: the same signed push can
+	// come again under a new id. It is acted on once.
+	payload := payloadKey{app: d.App, digest: sha256.Sum256(d.Body)}
+	if s.payloads.contains(payload, time.Now()) {
+		return DeliveryResult{}, &HTTPError{Status: http.StatusConflict, Code: "duplicate_delivery",
+			Message: fmt.Sprintf("this push payload (sha256 %x) was already accepted as another delivery; a push is acted on once", payload.digest)}
+	}
+	// record stores an event that starts no run.
+	record := func(outcome, reason string) (store.PushEvent, error) {
+		ev, err := s.Store.RecordPush(ctx, store.PushEvent{App: d.App, Source: "github", Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New,
+			PushedBy: pusher, DeliveryID: d.ID, Outcome: outcome, Reason: reason}, nil)
+		if errors.Is(err, store.ErrConflict) {
+			return ev, replayed
+		}
+		return ev, err
+	}
 	if !p.Deleted && up.New != ZeroSHA {
 		if err := s.fetch(ctx, app, up); err != nil {
-			ev, recErr := s.Store.RecordPush(ctx, store.PushEvent{App: d.App, Source: "github", Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New,
-				PushedBy: pusher, DeliveryID: d.ID, Outcome: store.OutcomeError, Reason: err.Error()}, nil)
-			if errors.Is(recErr, store.ErrConflict) {
-				return DeliveryResult{}, replayed
+			var moved *RefMovedError
+			if errors.As(err, &moved) {
+				// Not a failure: an old push; the one that moved the ref is built.
+				ev, recErr := record(store.OutcomeFiltered, err.Error())
+				if recErr != nil {
+					return DeliveryResult{}, recErr
+				}
+				s.payloads.add(payload, time.Now())
+				s.Log.Info("push", "app", d.App, "ref", up.Ref, "new", short(up.New), "by", pusher, "outcome", ev.Outcome, "reason", ev.Reason)
+				return DeliveryResult{Status: http.StatusCreated, Message: "push recorded: " + ev.Outcome, Event: &ev}, nil
 			}
+			ev, recErr := record(store.OutcomeError, err.Error())
 			if recErr != nil {
 				return DeliveryResult{}, recErr
 			}
@@ -162,6 +221,7 @@ func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult,
 	if err != nil {
 		return DeliveryResult{}, err
 	}
+	s.payloads.add(payload, time.Now())
 	msg := "push recorded: " + ev.Outcome
 	if ev.RunID != 0 {
 		msg = fmt.Sprintf("push recorded: run %d queued", ev.RunID)
@@ -195,19 +255,130 @@ func isSHA(s string) bool {
 	return err == nil
 }
 
+// RefMovedError is a delivery whose ref no longer points, on the source,
+// at the commit it announces: an out-of-date or replayed push.
+type RefMovedError struct {
+	Ref       string
+	Announced string // the payload's "after"
+	Current   string // what the ref points at on the source now
+}
+
+func (e *RefMovedError) Error() string {
+	return fmt.Sprintf("%s points at %s on the source now, not at %s as this delivery says: the delivery is out of date or replayed, so it starts no run (the push that moved the ref starts its own)",
+		e.Ref, short(e.Current), short(e.Announced))
+}
+
 // fetch brings the pushed ref from the app's source URL into the hosted
-// repository, then checks the announced commit is there.
+// repository, then checks the ref points at the announced commit: only
+// what the source's ref points at now is built, never an older commit a
+// replayed payload names. A moved ref is a *RefMovedError.
 func (s *Service) fetch(ctx context.Context, app store.App, up RefUpdate) error {
 	if app.SourceURL == "" {
 		return errors.New("app has no source URL to fetch from; set one with slipway app set-source")
 	}
+	from := displayURL(app.SourceURL)
 	if _, err := s.git(ctx, app.Name, "fetch", "--quiet", "--no-tags", "--force", "--", app.SourceURL, "+"+up.Ref+":"+up.Ref); err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", up.Ref, app.SourceURL, err)
+		return fmt.Errorf("fetch %s from %s: %w", up.Ref, from, err)
 	}
 	if _, err := s.git(ctx, app.Name, "cat-file", "-e", up.New+"^{commit}"); err != nil {
-		return fmt.Errorf("commit %s announced by the webhook is not in %s after fetching %s", short(up.New), app.SourceURL, up.Ref)
+		return fmt.Errorf("commit %s announced by the webhook is not in %s after fetching %s", short(up.New), from, up.Ref)
+	}
+	// The ref itself and, for an annotated tag, the commit it names: a
+	// payload may announce either.
+	out, err := s.git(ctx, app.Name, "rev-parse", up.Ref, up.Ref+"^{commit}")
+	if err != nil {
+		return fmt.Errorf("read %s after fetching it from %s: %w", up.Ref, from, err)
+	}
+	got := strings.Fields(string(out))
+	if len(got) != 2 {
+		return fmt.Errorf("read %s after fetching it from %s: git rev-parse printed %q", up.Ref, from, out)
+	}
+	if got[0] != up.New && got[1] != up.New {
+		return &RefMovedError{Ref: up.Ref, Announced: up.New, Current: got[0]}
 	}
 	return nil
+}
+
+// displayURL is a source URL fit for an event's reason, which viewers
+// read: a password in it is masked.
+func displayURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
+}
+
+// Accepted push payloads are remembered by digest for replayWindow, at
+// most replayMaxPayloads of them. The memory is in-process: a restart
+// forgets it, and then fetch's check that the ref still points at the
+// announced commit is what keeps an old commit from being built again.
+const (
+	replayWindow      = 72 * time.Hour
+	replayMaxPayloads = 10000
+)
+
+type payloadKey struct {
+	app    string
+	digest [sha256.Size]byte
+}
+
+type seenPayload struct {
+	key payloadKey
+	at  time.Time
+}
+
+// payloadMemo is a bounded set of payload digests. Its zero value is ready;
+// window and limit default to replayWindow and replayMaxPayloads.
+type payloadMemo struct {
+	mu     sync.Mutex
+	seen   map[payloadKey]time.Time
+	order  []seenPayload // oldest first
+	window time.Duration
+	limit  int
+}
+
+// prune drops what is older than the window or over the count. m.mu is held.
+func (m *payloadMemo) prune(now time.Time) {
+	window, limit := m.window, m.limit
+	if window <= 0 {
+		window = replayWindow
+	}
+	if limit <= 0 {
+		limit = replayMaxPayloads
+	}
+	// order has an entry per add, so capping it caps the map too.
+	for len(m.order) > 0 && (now.Sub(m.order[0].at) > window || len(m.order) > limit) {
+		old := m.order[0]
+		m.order = m.order[1:]
+		if at, ok := m.seen[old.key]; ok && at.Equal(old.at) { // not added again since
+			delete(m.seen, old.key)
+		}
+	}
+}
+
+func (m *payloadMemo) contains(k payloadKey, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.prune(now)
+	_, ok := m.seen[k]
+	return ok
+}
+
+func (m *payloadMemo) add(k payloadKey, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen == nil {
+		m.seen = map[payloadKey]time.Time{}
+	}
+	m.seen[k] = now
+	m.order = append(m.order, seenPayload{k, now})
+	m.prune(now)
+}
+
+func (m *payloadMemo) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.seen)
 }
 
 // ValidSourceURL refuses URLs git would read as an option.

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ type DB struct {
 // Open opens (creating if needed) the database file in dir and applies migrations.
 func Open(ctx context.Context, dir string) (*DB, error) {
 	path := filepath.Join(dir, "slipway.db")
+	if err := ownerOnly(path); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -67,7 +71,38 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	// Migrations have written, so SQLite has its WAL and SHM files now.
+	if err := ownerOnly(path); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+// dbFiles are the database and the files SQLite keeps beside it in WAL mode.
+var dbFiles = []string{"", "-wal", "-shm"}
+
+// ownerOnly makes the database files mode 0600: they hold token hashes and
+// sealed secrets. SQLite creates them 0644 less the umask, so each is
+// created here first (an empty file is what SQLite expects of a new one),
+// and chmod puts right a file an older version or another tool created.
+// SQLite gives a WAL or SHM file it creates later the database file's mode.
+func ownerOnly(path string) error {
+	for _, suffix := range dbFiles {
+		name := path + suffix
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+		err = f.Chmod(0o600)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("make %s readable by its owner only (mode 0600): %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Close releases both pools.
