@@ -10,9 +10,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // FS stores blobs under Root/sha256/ab/abcdef….
@@ -65,47 +69,157 @@ func (s *FS) path(sum string) string {
 	return filepath.Join(s.Root, "sha256", sum[:2], sum)
 }
 
-// File is one file to pack: its path inside the archive and on disk.
+// maxNameLen is the longest artifact name, as in CodePipeline.
+const maxNameLen = 100
+
+var nameChars = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ValidName checks an artifact name against CodePipeline's rule: letters,
+// digits, _ and -, at most 100 characters. Names become directory names in
+// work directories, so the rule also keeps them from naming a path.
+func ValidName(name string) error {
+	if name == "" {
+		return fmt.Errorf("artifact name is empty; use letters, digits, _ and -, at most %d characters", maxNameLen)
+	}
+	if len(name) > maxNameLen || !nameChars.MatchString(name) {
+		return fmt.Errorf("artifact name %q is not valid; use letters, digits, _ and -, at most %d characters", name, maxNameLen)
+	}
+	return nil
+}
+
+// File is one file to pack: its name inside the archive and where to read
+// it (a host path for Pack, a name inside the root for PackRoot).
 type File struct{ Name, Path string }
 
-// Pack writes the files as a tar stream.
-func Pack(w io.Writer, files []File) error {
+// Pack writes the files as a tar stream, reading each File.Path on the
+// host. A symlink is stored as a link, never followed; but symlinks in the
+// directories above a Path are followed. When the files come from a
+// directory a build can write to, use PackRoot, so that a symlink the build
+// planted cannot make Pack read files outside that directory.
+func Pack(w io.Writer, files []File) error { return pack(w, hostFiles{}, files) }
+
+// PackRoot is Pack reading every File.Path as a name relative to root
+// (slash- or OS-separated). Like every os.Root method it follows a symlink
+// only while the symlink stays inside root, so a planted link to a
+// directory outside makes PackRoot fail instead of reading there:
+//
+//	root, err := os.OpenRoot(buildDir)
+//	if err != nil { ... }
+//	defer root.Close()
+//	err = artifact.PackRoot(w, root, files) // files[i].Path relative to buildDir
+func PackRoot(w io.Writer, root *os.Root, files []File) error { return pack(w, root, files) }
+
+// source is where pack reads files: the host (Pack) or an *os.Root (PackRoot).
+type source interface {
+	Lstat(name string) (fs.FileInfo, error)
+	Readlink(name string) (string, error)
+	Open(name string) (*os.File, error)
+}
+
+type hostFiles struct{}
+
+func (hostFiles) Lstat(name string) (fs.FileInfo, error) { return os.Lstat(name) }
+func (hostFiles) Readlink(name string) (string, error)   { return os.Readlink(name) }
+func (hostFiles) Open(name string) (*os.File, error)     { return os.Open(name) }
+
+func pack(w io.Writer, src source, files []File) error {
 	tw := tar.NewWriter(w)
 	for _, f := range files {
-		st, err := os.Lstat(f.Path)
-		if err != nil {
+		if err := packFile(tw, src, f); err != nil {
 			return err
-		}
-		hdr, err := tar.FileInfoHeader(st, "")
-		if err != nil {
-			return err
-		}
-		if st.Mode()&fs.ModeSymlink != 0 {
-			if hdr.Linkname, err = os.Readlink(f.Path); err != nil {
-				return err
-			}
-		}
-		hdr.Name = filepath.ToSlash(f.Name)
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if st.Mode().IsRegular() {
-			in, err := os.Open(f.Path)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, in)
-			in.Close()
-			if err != nil {
-				return err
-			}
 		}
 	}
 	return tw.Close()
 }
 
-// Unpack extracts a tar stream into dir, refusing entries that would land outside it.
-func Unpack(r io.Reader, dir string) error {
+func packFile(tw *tar.Writer, src source, f File) error {
+	st, err := src.Lstat(f.Path)
+	if err != nil {
+		return err
+	}
+	// Unpack refuses anything else; failing here names the action that made it.
+	if st.Mode()&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket|fs.ModeIrregular) != 0 {
+		return fmt.Errorf("pack %s: it is a %s; artifacts hold files, directories and links only", f.Path, fileKind(st.Mode()))
+	}
+	hdr, err := tar.FileInfoHeader(st, "")
+	if err != nil {
+		return err
+	}
+	hdr.Name = filepath.ToSlash(f.Name)
+	if st.Mode()&fs.ModeSymlink != 0 {
+		if hdr.Linkname, err = src.Readlink(f.Path); err != nil {
+			return err
+		}
+	}
+	if !st.Mode().IsRegular() {
+		return tw.WriteHeader(hdr)
+	}
+	in, err := src.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// A build still running could swap the file for a symlink after Lstat;
+	// Open would follow it, so check that it opened what Lstat saw.
+	if ost, err := in.Stat(); err != nil || !os.SameFile(st, ost) {
+		return fmt.Errorf("pack %s: the file changed while it was being packed", f.Path)
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, in); err != nil {
+		return fmt.Errorf("pack %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
+}
+
+// EntryError is an archive entry Unpack refuses, and why.
+type EntryError struct {
+	Name   string // as the archive spells it
+	Reason string
+}
+
+func (e *EntryError) Error() string { return fmt.Sprintf("artifact entry %q %s", e.Name, e.Reason) }
+
+// Unpack extracts a tar stream into dir, creating dir if needed. Every file
+// operation goes through an os.Root at dir, so nothing outside dir is
+// written or followed; and entries are refused, with an *EntryError, when
+// they are absolute or climb out with "..", are devices or FIFOs, are hard
+// links to anything but a regular file inside, are symlinks that could
+// lead outside, or would be written through (or replace) a symlink,
+// whether the archive made it or it was there before.
+func Unpack(r io.Reader, dir string) (err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	u := &unpacker{root: root, dirs: map[string]bool{".": true}, links: map[string]string{}}
+	// A symlink that stayed inside when it was made may lead out through a
+	// symlink that was already in dir; check them all again at the end,
+	// even after an error, so that none is left behind.
+	defer func() {
+		if lerr := u.recheckLinks(); err == nil {
+			err = lerr
+		}
+	}()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -115,44 +229,250 @@ func Unpack(r io.Reader, dir string) error {
 		if err != nil {
 			return fmt.Errorf("read artifact: %w", err)
 		}
-		name := filepath.FromSlash(hdr.Name)
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("artifact entry %q points outside the workspace", hdr.Name)
-		}
-		dst := filepath.Join(dir, name)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(hdr.Mode)&0o777|0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if strings.HasPrefix(hdr.Linkname, "/") || !filepath.IsLocal(filepath.Join(filepath.Dir(name), hdr.Linkname)) {
-				return fmt.Errorf("artifact symlink %q points outside the workspace", hdr.Name)
-			}
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			if err := os.Symlink(hdr.Linkname, dst); err != nil {
-				return err
-			}
-		case tar.TypeXGlobalHeader:
-		default:
-			// git archive emits only the kinds above; skip devices and the like.
+		if err := u.entry(hdr, tr); err != nil {
+			return err
 		}
 	}
+}
+
+type unpacker struct {
+	root *os.Root
+	// dirs are paths known to be directories, not symlinks: those Unpack
+	// made or checked.
+	dirs map[string]bool
+	// links are the symlinks made, by path, with their entry names.
+	links map[string]string
+}
+
+func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
+	refuse := func(format string, args ...any) error {
+		return &EntryError{Name: hdr.Name, Reason: fmt.Sprintf(format, args...)}
+	}
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // git archive's commit id
+	}
+	raw := filepath.FromSlash(hdr.Name)
+	if !filepath.IsLocal(raw) {
+		return refuse("is not a relative path inside the target directory")
+	}
+	name := filepath.Clean(raw)
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := u.parents(hdr.Name, name); err != nil {
+			return err
+		}
+		if err := u.notSymlink(hdr.Name, name); err != nil {
+			return err
+		}
+		if err := u.root.MkdirAll(name, 0o755); err != nil {
+			return err
+		}
+		u.dirs[name] = true
+		return nil
+	case tar.TypeReg:
+		if err := u.prepare(hdr.Name, name); err != nil {
+			return err
+		}
+		// O_EXCL: a symlink that appeared since prepare is not followed.
+		f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(hdr.Mode)&0o777|0o600)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case tar.TypeSymlink:
+		if filepath.IsAbs(hdr.Linkname) || strings.HasPrefix(hdr.Linkname, "/") || filepath.VolumeName(hdr.Linkname) != "" {
+			return refuse("is a symlink to the absolute path %q", hdr.Linkname)
+		}
+		if reason := linkTargetProblem(name, hdr.Linkname); reason != "" {
+			return refuse("is a symlink to %q, %s", hdr.Linkname, reason)
+		}
+		if err := u.parents(hdr.Name, name); err != nil {
+			return err
+		}
+		if err := u.notSymlink(hdr.Name, name); err != nil {
+			return err
+		}
+		if err := u.root.Symlink(hdr.Linkname, name); err != nil {
+			return err
+		}
+		u.links[name] = hdr.Name
+		return u.checkLink(name, hdr.Name)
+	case tar.TypeLink:
+		old := filepath.FromSlash(hdr.Linkname)
+		if !filepath.IsLocal(old) {
+			return refuse("is a hard link to %q, outside the target directory", hdr.Linkname)
+		}
+		old = filepath.Clean(old)
+		link, err := u.symlinkAbove(old)
+		if err != nil {
+			return err
+		}
+		if link != "" {
+			return refuse("is a hard link through the symlink %q", filepath.ToSlash(link))
+		}
+		if st, err := u.root.Lstat(old); err != nil {
+			return fmt.Errorf("artifact entry %q: %w", hdr.Name, err)
+		} else if !st.Mode().IsRegular() {
+			return refuse("is a hard link to %q, which is not a regular file", hdr.Linkname)
+		}
+		if err := u.prepare(hdr.Name, name); err != nil {
+			return err
+		}
+		return u.root.Link(old, name)
+	case tar.TypeChar:
+		return refuse("is a character device; artifacts hold files, directories and links only")
+	case tar.TypeBlock:
+		return refuse("is a block device; artifacts hold files, directories and links only")
+	case tar.TypeFifo:
+		return refuse("is a FIFO; artifacts hold files, directories and links only")
+	default:
+		return refuse("has the unsupported type %q; artifacts hold files, directories and links only", hdr.Typeflag)
+	}
+}
+
+// prepare makes name's directories and clears the way for a new file
+// there: an earlier file of that name is removed, so that a hard link to
+// it is not written through; a symlink or a directory is refused.
+func (u *unpacker) prepare(entry, name string) error {
+	if err := u.parents(entry, name); err != nil {
+		return err
+	}
+	st, err := u.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case st.Mode()&fs.ModeSymlink != 0:
+		return &EntryError{Name: entry, Reason: "would replace the symlink already there"}
+	case st.IsDir():
+		return &EntryError{Name: entry, Reason: "would replace the directory already there"}
+	}
+	return u.root.Remove(name)
+}
+
+// notSymlink refuses an entry whose path is already a symlink.
+func (u *unpacker) notSymlink(entry, name string) error {
+	st, err := u.root.Lstat(name)
+	if err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return &EntryError{Name: entry, Reason: "would replace the symlink already there"}
+	}
+	return nil
+}
+
+// parents refuses an entry with a symlink among the directories above it,
+// then makes the missing ones.
+func (u *unpacker) parents(entry, name string) error {
+	parent := filepath.Dir(name)
+	if u.dirs[parent] {
+		return nil
+	}
+	link, err := u.symlinkAbove(name)
+	if err != nil {
+		return err
+	}
+	if link != "" {
+		return &EntryError{Name: entry, Reason: fmt.Sprintf("would be written through the symlink %q", filepath.ToSlash(link))}
+	}
+	if err := u.root.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("artifact entry %q: %w", entry, err)
+	}
+	for p := parent; p != "."; p = filepath.Dir(p) {
+		u.dirs[p] = true
+	}
+	return nil
+}
+
+// symlinkAbove returns the first symlink among the directories above name,
+// or "" if there is none up to the first one missing.
+func (u *unpacker) symlinkAbove(name string) (string, error) {
+	parent := filepath.Dir(name)
+	if parent == "." {
+		return "", nil
+	}
+	p := ""
+	for part := range strings.SplitSeq(parent, string(filepath.Separator)) {
+		p = filepath.Join(p, part)
+		if u.dirs[p] {
+			continue
+		}
+		st, err := u.root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil // MkdirAll makes the rest as directories
+		}
+		if err != nil {
+			return "", err
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return p, nil
+		}
+		if st.IsDir() {
+			u.dirs[p] = true
+		}
+	}
+	return "", nil
+}
+
+// linkTargetProblem says why a symlink at name to the relative path target
+// could lead outside the target directory, judging the text alone, or "" if it stays
+// inside. Every ".." must come first, so that it climbs from the link's
+// own directory (which holds no symlink: parents sees to that) and not
+// from wherever a symlink on the way leads: with a -> ., "a/.." is the
+// parent of the target directory. The names after the ".." only descend,
+// and a symlink among them was itself checked when it was made.
+func linkTargetProblem(name, target string) string {
+	if target == "" {
+		return "which is empty"
+	}
+	ups, descended := 0, false
+	for part := range strings.SplitSeq(filepath.FromSlash(target), string(filepath.Separator)) {
+		switch part {
+		case "", ".":
+		case "..":
+			if descended {
+				return "which climbs after descending; write ../b rather than a/../../b, as a symlink on the way could lead anywhere"
+			}
+			ups++
+		default:
+			descended = true
+		}
+	}
+	depth := 0
+	if d := filepath.Dir(name); d != "." {
+		depth = strings.Count(d, string(filepath.Separator)) + 1
+	}
+	if ups > depth {
+		return "outside the target directory"
+	}
+	return ""
+}
+
+// checkLink removes the symlink at name and refuses its entry if os.Root
+// cannot follow it without leaving the directory.
+func (u *unpacker) checkLink(name, entry string) error {
+	target, _ := u.root.Readlink(name)
+	_, err := u.root.Stat(name)
+	// Nothing found at the end, a loop, or a file used as a directory:
+	// the link reaches nothing, inside or out.
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return nil
+	}
+	u.root.Remove(name)
+	delete(u.links, name)
+	return &EntryError{Name: entry, Reason: fmt.Sprintf("is a symlink to %q, which leads outside the target directory (%v)", target, err)}
+}
+
+// recheckLinks runs checkLink on every symlink made, in order of name.
+func (u *unpacker) recheckLinks() error {
+	var first error
+	for _, name := range slices.Sorted(maps.Keys(u.links)) {
+		if err := u.checkLink(name, u.links[name]); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

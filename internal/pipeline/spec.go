@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/specfile"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -229,6 +230,18 @@ func (s *Spec) validate(doc *yaml.Node) error {
 			actionNames[a.Name] = true
 			if !slices.Contains(ActionTypes, a.Type) {
 				return fail(at("stages", si, "actions", ai, "type"), af+".type", "%q is not an action type; use one of %s", a.Type, strings.Join(ActionTypes, ", "))
+			}
+			// Artifact names become directory names in work directories:
+			// CodePipeline's rule keeps them from naming a path.
+			for _, list := range []struct {
+				key   string
+				names []string
+			}{{"inputs", a.Inputs}, {"outputs", a.Outputs}} {
+				for i, n := range list.names {
+					if err := artifact.ValidName(n); err != nil {
+						return fail(at("stages", si, "actions", ai, list.key, i), fmt.Sprintf("%s.%s[%d]", af, list.key, i), "%v", err)
+					}
+				}
 			}
 			if a.RunOrder == 0 {
 				a.RunOrder = 1

@@ -145,3 +145,42 @@ func TestMatchPush(t *testing.T) {
 		})
 	}
 }
+
+// TestParseArtifactNames: inputs and outputs follow CodePipeline's rule for
+// artifact names, and an error points at the name.
+func TestParseArtifactNames(t *testing.T) {
+	long := strings.Repeat("a", 101)
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"output with a space", "stages:\n  - name: B\n    actions:\n      - name: a\n        type: build\n        outputs: [\"my output\"]\n",
+			`slipway.yaml:6:19: stages[0].actions[0].outputs[0]: artifact name "my output" is not valid; use letters, digits, _ and -, at most 100 characters`},
+		{"output a path", "stages:\n  - name: B\n    actions:\n      - name: a\n        type: build\n        outputs:\n          - ok\n          - ../../etc\n",
+			`slipway.yaml:8:13: stages[0].actions[0].outputs[1]: artifact name "../../etc" is not valid`},
+		{"output with a dot", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, outputs: [build.out]}\n",
+			`stages[0].actions[0].outputs[0]: artifact name "build.out" is not valid`},
+		{"output too long", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, outputs: [" + long + "]}\n",
+			`stages[0].actions[0].outputs[0]: artifact name "` + long + `" is not valid`},
+		{"output empty", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, outputs: [\"\"]}\n",
+			`stages[0].actions[0].outputs[0]: artifact name is empty`},
+		{"input a path", "stages:\n  - name: B\n    actions:\n      - name: a\n        type: build\n        inputs: [SourceArtifact, ../x]\n",
+			`slipway.yaml:6:34: stages[0].actions[0].inputs[1]: artifact name "../x" is not valid; use letters, digits, _ and -`},
+		{"input non-ASCII", "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, inputs: [Artéfact]}\n",
+			`stages[0].actions[0].inputs[0]: artifact name "Artéfact" is not valid`},
+		{"deploy input", "stages:\n  - name: B\n    actions:\n      - {name: a, type: deploy, environment: s, service: w, inputs: [\"a b\"]}\n",
+			`stages[0].actions[0].inputs[0]: artifact name "a b" is not valid`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v does not contain %q", err, c.want)
+			}
+		})
+	}
+	ok := "stages:\n  - name: B\n    actions:\n      - {name: a, type: build, inputs: [SourceArtifact], outputs: [build_out-1, " + strings.Repeat("b", 100) + "]}\n" +
+		"      - {name: c, type: test, run-order: 2, inputs: [build_out-1, " + strings.Repeat("b", 100) + "]}\n"
+	if _, err := Parse([]byte(ok)); err != nil {
+		t.Fatalf("valid names: %v", err)
+	}
+}

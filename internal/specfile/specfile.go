@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -244,10 +245,17 @@ func NodeAt(n *yaml.Node, path ...any) *yaml.Node {
 	return cur
 }
 
-// Glob compiles a path glob: "*" matches within one path segment, "**" across segments, "?" one character.
+// Glob compiles a path glob: "*" matches within one path segment, "**"
+// across segments, "?" one character (a whole multi-byte one too). The
+// glob must be valid UTF-8, as the regexp it becomes must be.
 func Glob(glob string) (*regexp.Regexp, error) {
+	if !utf8.ValidString(glob) {
+		return nil, fmt.Errorf("glob %q is not valid UTF-8", glob)
+	}
 	var b strings.Builder
-	b.WriteString("^")
+	// (?s): "**" crosses newlines too, which file names may hold, as
+	// "*" and "?" already do.
+	b.WriteString("(?s)^")
 	for i := 0; i < len(glob); i++ {
 		c := glob[i]
 		switch {
@@ -264,7 +272,10 @@ func Glob(glob string) (*regexp.Regexp, error) {
 		case c == '?':
 			b.WriteString("[^/]")
 		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
+			// The byte itself: string(c) would make each byte of a
+			// multi-byte character a character of its own. QuoteMeta
+			// leaves such bytes alone, so characters stay whole.
+			b.WriteString(regexp.QuoteMeta(glob[i : i+1]))
 		}
 	}
 	b.WriteString("$")

@@ -108,3 +108,50 @@ func TestAliasesAreCheckedOnce(t *testing.T) {
 		t.Fatalf("the check decoded %d values of a 3 KB file", decodedCounted)
 	}
 }
+
+func TestGlob(t *testing.T) {
+	cases := []struct {
+		glob  string
+		match []string
+		miss  []string
+	}{
+		{"*.go", []string{"main.go", ".go"}, []string{"a/main.go", "main.gox"}},
+		{"src/**", []string{"src/a", "src/a/b/c.go"}, []string{"src", "lib/src/a"}},
+		{"**/*.md", []string{"a.md", "docs/a.md", "a/b/c.md"}, []string{"a.mdx"}},
+		{"release/**/final", []string{"release/final", "release/1/2/final"}, []string{"release/1/final2"}},
+		{"v?", []string{"v1", "vé", "v日"}, []string{"v", "v10", "v/"}},
+		{"a.b+c(d)[e]{f}|^$", []string{"a.b+c(d)[e]{f}|^$"}, []string{"aXb+c(d)[e]{f}|^$"}},
+		{"dóc/*.md", []string{"dóc/a.md", "dóc/ñ.md"}, []string{"doc/a.md", "dóc/a/b.md", "dÃ³c/a.md"}},
+		{"日本/**", []string{"日本/a", "日本/語/b.txt"}, []string{"日本", "日/本/a"}},
+		{"**/über-*", []string{"über-x", "a/b/über-y"}, []string{"uber-x"}},
+		{"d?c", []string{"dóc", "d日c", "dxc"}, []string{"dc", "dóóc", "d/c"}},
+		{"??", []string{"日本", "éé", "ab"}, []string{"日", "日本語"}},
+		{"src/**/*.go", []string{"src/new\nline/a.go"}, []string{"src/a.go\n"}},
+		{"emoji-🚀-*", []string{"emoji-🚀-launch"}, []string{"emoji-?-launch"}},
+	}
+	for _, c := range cases {
+		re, err := Glob(c.glob)
+		if err != nil {
+			t.Errorf("Glob(%q): %v", c.glob, err)
+			continue
+		}
+		for _, s := range c.match {
+			if !re.MatchString(s) {
+				t.Errorf("Glob(%q) = %s does not match %q", c.glob, re, s)
+			}
+		}
+		for _, s := range c.miss {
+			if re.MatchString(s) {
+				t.Errorf("Glob(%q) = %s matches %q", c.glob, re, s)
+			}
+		}
+	}
+}
+
+func TestGlobRefusesInvalidUTF8(t *testing.T) {
+	for _, g := range []string{"\xff", "a/\xc3", "日\x80本/*"} {
+		if re, err := Glob(g); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("Glob(%q) = %v, %v; want an error about UTF-8", g, re, err)
+		}
+	}
+}
