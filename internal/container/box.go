@@ -113,10 +113,7 @@ func (b *Box) Exec(ctx context.Context, args, env []string, log io.Writer) (int,
 	for {
 		select {
 		case <-ctx.Done():
-			_ = b.e.cli.ContainerKill(bg, b.ID, "KILL")
-			att.Close()
-			<-copied
-			return 137, ctx.Err()
+			return b.stop(bg, ex.ID, att.Close, copied), ctx.Err()
 		case err := <-copied:
 			if err != nil && !errors.Is(err, io.EOF) {
 				return 1, fmt.Errorf("read exec output: %w", err)
@@ -137,6 +134,37 @@ func (b *Box) Exec(ctx context.Context, args, env []string, log io.Writer) (int,
 		}
 	}
 }
+
+// stop ends the exec as a timeout ends a host build: SIGTERM to every
+// process in the box but its idle main one (which signals cannot reach),
+// then, after a grace period, SIGKILL to the whole box. It returns the
+// exec's exit code: 143 when the commands ended on the SIGTERM.
+func (b *Box) stop(ctx context.Context, execID string, closeStream func(), copied <-chan error) int {
+	shell := b.spec.Shell
+	if shell == "" {
+		shell = "sh"
+	}
+	if term, err := b.e.cli.ContainerExecCreate(ctx, b.ID, ctr.ExecOptions{User: b.spec.User, Cmd: []string{shell, "-c", "kill -TERM -1"}}); err == nil {
+		_ = b.e.cli.ContainerExecStart(ctx, term.ID, ctr.ExecStartOptions{Detach: true})
+	}
+	select {
+	case <-copied:
+	case <-time.After(StopGrace):
+	}
+	_ = b.e.cli.ContainerKill(ctx, b.ID, "KILL")
+	closeStream()
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+	}
+	if ins, err := b.e.cli.ContainerExecInspect(ctx, execID); err == nil && !ins.Running && ins.ExitCode != 0 {
+		return ins.ExitCode
+	}
+	return 137
+}
+
+// StopGrace is how long processes have between SIGTERM and SIGKILL.
+var StopGrace = 3 * time.Second
 
 func (b *Box) exitCode(ctx context.Context, execID string) (int, error) {
 	for range 50 {

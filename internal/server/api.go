@@ -26,6 +26,8 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 type createTokenRequest struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
+	// App limits the token to one app's repositories and objects.
+	App string `json:"app"`
 }
 
 // CreatedToken is the only response that ever carries a token's secret.
@@ -40,7 +42,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	created, err := s.issueToken(r.Context(), req.Name, req.Role)
+	created, err := s.issueTokenFor(r.Context(), req.Name, req.Role, req.App)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -48,8 +50,14 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, created)
 }
 
-// issueToken validates and creates a token; its secret is in the result only.
+// issueToken validates and creates a token for every app; its secret is in
+// the result only.
 func (s *Server) issueToken(ctx context.Context, name, roleName string) (CreatedToken, error) {
+	return s.issueTokenFor(ctx, name, roleName, "")
+}
+
+// issueTokenFor is issueToken limited to app ("": every app).
+func (s *Server) issueTokenFor(ctx context.Context, name, roleName, app string) (CreatedToken, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 64 {
 		return CreatedToken{}, errBadRequest("name", "name is required and at most 64 characters")
@@ -61,8 +69,16 @@ func (s *Server) issueToken(ctx context.Context, name, roleName string) (Created
 	if err != nil {
 		return CreatedToken{}, errBadRequest("role", "%v", err)
 	}
+	if app != "" {
+		if role == auth.Admin {
+			return CreatedToken{}, errBadRequest("app", "an admin token manages every app and cannot be limited to one; give role deployer or viewer")
+		}
+		if _, err := s.db.GetApp(ctx, app); err != nil {
+			return CreatedToken{}, errBadRequest("app", "app %q does not exist", app)
+		}
+	}
 	plain, hash := auth.NewToken()
-	tok, err := s.db.CreateToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String()}, hash)
+	tok, err := s.db.CreateToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String(), App: app}, hash)
 	return CreatedToken{Token: tok, Secret: plain}, err
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,7 +45,8 @@ func TestIntegrationBlueGreenDeployments(t *testing.T) {
 	}
 
 	// A canary with hooks: the test listener reaches green first, then 20% of production for 4 s, then all.
-	marker := filepath.Join(t.TempDir(), "before-allow-traffic")
+	// The BeforeAllowTraffic hook runs in the sandbox: it fails unless it
+	// sees green on the test listener, and it cannot read the data directory.
 	appspec := fmt.Sprintf(`version: 0.0
 Resources:
   - TargetService:
@@ -61,8 +61,8 @@ Hooks:
       url: ${SLIPWAY_TEST_URL}/health
       expect-status: 200
       timeout: 10s
-  - BeforeAllowTraffic: "curl -sf $SLIPWAY_TEST_URL/ | grep -q version=2 && touch %s"
-`, marker)
+  - BeforeAllowTraffic: "curl -sf $SLIPWAY_TEST_URL/ | grep -q version=2 && ! test -e %s"
+`, filepath.Join(srv.data, AdminTokenFile))
 	id := deploy(map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev2), "config": "Canary20Percent4Seconds", "appspec": appspec, "settings": map[string]any{"termination_wait": "60s"}})
 	// Sample the split while the canary holds.
 	for {
@@ -84,8 +84,8 @@ Hooks:
 		t.Fatalf("green got %.1f%% of production traffic during a 20%% canary", share*100)
 	}
 	d := srv.waitDeployment(id, "COMPLETED", 60*time.Second)
-	if _, err := os.Stat(marker); err != nil {
-		t.Fatal("BeforeAllowTraffic hook did not run (or saw blue on the test listener)")
+	if !strings.Contains(fmt.Sprint(d["events"]), "hook BeforeAllowTraffic succeeded") {
+		t.Fatal("BeforeAllowTraffic hook did not run")
 	}
 	var phases []string
 	for _, e := range d["events"].([]any) {

@@ -99,7 +99,15 @@ phases:
       - echo "credentials $(grep -o '"auth":"[^"]*"' $DOCKER_CONFIG/config.json | cut -d'"' -f4 | base64 -d)"
 `,
 	})
+	// Without the admin's docker-access setting the sandbox has no engine.
 	id := e.startRun(app, "main")
+	if run := e.waitRun(id, 120*time.Second); run["state"] != "failed" || !strings.Contains(e.logText(id), "Cannot connect to the Docker daemon") {
+		t.Fatalf("a build without docker access: %v %v\n%s", run["state"], run["reason"], e.logText(id))
+	}
+	if code, body := e.call("PUT", "/api/v1/apps/"+app+"/build", e.Admin, map[string]any{"docker_access": true}); code != 200 {
+		t.Fatalf("turn on docker access: %d %v", code, body)
+	}
+	id = e.startRun(app, "main")
 	run := e.waitRun(id, 120*time.Second)
 	logs := e.logText(id)
 	if run["state"] != "succeeded" {
@@ -109,7 +117,7 @@ phases:
 	if !strings.Contains(logs, fmt.Sprintf("repo=%s/%s name=%s tag=%s", host, app, app, sha)) {
 		t.Fatalf("build environment:\n%s", logs)
 	}
-	// The pipeline's registry token never reaches the log.
+	// Neither the pipeline's token nor the build's reaches the log.
 	if strings.Contains(logs, e.srv.pipelineToken) || !strings.Contains(logs, "credentials slipway:***") {
 		t.Fatalf("token not masked:\n%s", logs)
 	}
@@ -146,9 +154,9 @@ phases:
 	if !strings.Contains(logs, "deploying "+detail.ImageURI) {
 		t.Fatalf("IMAGE_URI did not reach the next stage:\n%s", logs)
 	}
-	// The buildspec's own push landed too, pushed by the pipeline's identity.
+	// The buildspec's own push landed too, pushed by the build's own token.
 	_, list := e.call("GET", "/api/v1/images?repository="+app, e.Admin, nil)
-	if !strings.Contains(fmt.Sprint(list), "self-"+sha) || !strings.Contains(fmt.Sprint(list), PipelineTokenName) {
+	if !strings.Contains(fmt.Sprint(list), "self-"+sha) || !strings.Contains(fmt.Sprint(list), "system:build:"+app+":") {
 		t.Fatalf("images: %v", list)
 	}
 

@@ -152,7 +152,7 @@ func (s *Server) authorize(rt Route, next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := requireScope(tok, rt, r); err != nil {
+		if err := s.requireScope(tok, rt, r); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

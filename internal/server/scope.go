@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/store"
@@ -9,10 +11,12 @@ import (
 
 // requireScope refuses what a token limited to one app (and perhaps to the
 // registry) may not reach, as an ECR or ECS IAM policy scoped to resources
-// would. A limited token reaches only routes whose app it can tell from
-// the request: the registry by repository, git by repository, and API
-// routes with {app} in their pattern; everything else needs a global token.
-func requireScope(tok store.Token, rt Route, r *http.Request) error {
+// would. A limited token reaches only requests whose app the server can
+// tell: the registry and git by repository, API routes by {app}, a run's or
+// a deployment's id, or a list's ?app= (or ?repository=) filter, which it
+// must give. Everything else (tokens, task definitions, image gc, …) needs
+// a global token.
+func (s *Server) requireScope(tok store.Token, rt Route, r *http.Request) error {
 	if tok.App == "" && !tok.RegistryOnly {
 		return nil
 	}
@@ -23,26 +27,12 @@ func requireScope(tok store.Token, rt Route, r *http.Request) error {
 	if tok.App == "" {
 		return nil
 	}
-	var apps []string
-	switch {
-	case isRegistry:
-		repo, ok := registryRepo(r.URL.Path)
-		if !ok {
-			if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
-				return nil // the version check every client starts with
-			}
-			return scopeErr(tok, "may not list or reach registry paths outside its app's repositories")
-		}
-		apps = append(apps, repoApp(repo))
-		if from := r.URL.Query().Get("from"); from != "" { // a cross-repository blob mount reads from there
-			apps = append(apps, repoApp(from))
-		}
-	case strings.HasPrefix(rt.Pattern, "/git/"):
-		apps = append(apps, strings.TrimSuffix(r.PathValue("repo"), ".git"))
-	case strings.Contains(rt.Pattern, "{app}"):
-		apps = append(apps, r.PathValue("app"))
-	default:
-		return scopeErr(tok, "may only reach its app's objects")
+	apps, err := s.requestApps(r.Context(), rt, r)
+	if err != nil {
+		return err
+	}
+	if apps == nil {
+		return scopeErr(tok, "is limited to app "+tok.App+"; this needs a token for every app")
 	}
 	for _, a := range apps {
 		if a != tok.App {
@@ -52,12 +42,72 @@ func requireScope(tok store.Token, rt Route, r *http.Request) error {
 	return nil
 }
 
+// requestApps names the apps a request reaches; nil when it cannot tell,
+// and an empty list when the request reaches no app's objects.
+func (s *Server) requestApps(ctx context.Context, rt Route, r *http.Request) ([]string, error) {
+	q := r.URL.Query()
+	switch {
+	case strings.HasPrefix(rt.Pattern, "/v2/"):
+		if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
+			return []string{}, nil // the version check every client starts with
+		}
+		repo, ok := registryRepo(r.URL.Path)
+		if !ok {
+			return nil, nil // the catalog lists every app's repositories
+		}
+		apps := []string{repoApp(repo)}
+		if from := q.Get("from"); from != "" { // a cross-repository blob mount reads from there
+			apps = append(apps, repoApp(from))
+		}
+		return apps, nil
+	case strings.HasPrefix(rt.Pattern, "/git/"):
+		return []string{strings.TrimSuffix(r.PathValue("repo"), ".git")}, nil
+	case strings.Contains(rt.Pattern, "{app}"):
+		return []string{r.PathValue("app")}, nil
+	case strings.HasPrefix(rt.Pattern, "/api/v1/runs/{id}"):
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			return nil, errBadRequest("id", "run id %q must be a positive number", r.PathValue("id"))
+		}
+		run, err := s.db.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return []string{run.App}, nil
+	case strings.HasPrefix(rt.Pattern, "/api/v1/deployments/{id}"):
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			return nil, errBadRequest("id", "deployment id %q must be a positive number", r.PathValue("id"))
+		}
+		d, err := s.db.GetDeployment(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return []string{d.App}, nil
+	case r.Method == http.MethodGet && (rt.Pattern == "/api/v1/runs" || rt.Pattern == "/api/v1/deployments" ||
+		rt.Pattern == "/api/v1/services" || rt.Pattern == "/api/v1/secrets"):
+		if q.Get("app") == "" {
+			return nil, errBadRequest("app", "a token limited to one app lists only that app's objects: add ?app=APP")
+		}
+		return []string{q.Get("app")}, nil
+	case r.Method == http.MethodGet && (rt.Pattern == "/api/v1/images" || rt.Pattern == "/api/v1/images/policy"):
+		if q.Get("repository") == "" {
+			return nil, errBadRequest("repository", "a token limited to one app lists only that app's images: add ?repository=APP")
+		}
+		return []string{repoApp(q.Get("repository"))}, nil
+	case rt.Pattern == "/api/v1/whoami" || rt.Pattern == "/healthz":
+		return []string{}, nil
+	}
+	return nil, nil
+}
+
 func scopeErr(tok store.Token, msg string) error {
 	return &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: "token " + tok.Name + " " + msg}
 }
 
 // registryRepo reads the repository name from a distribution API path:
-// /v2/NAME/{blobs,manifests,tags,referrers}/…
+// /v2/NAME/{blobs,manifests,tags,referrers}/…, the last such segment
+// deciding, as distribution's router does (a name may contain them).
 func registryRepo(p string) (string, bool) {
 	rest, ok := strings.CutPrefix(p, "/v2/")
 	if !ok {
