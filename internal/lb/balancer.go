@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/httpguard"
 )
 
 // Target health states.
@@ -453,7 +455,15 @@ func (b *Balancer) Apply(cfg Config) error {
 		if cur == nil {
 			ln := opened[name]
 			cur = &listener{addr: l.Addr, ln: ln, conns: map[*clientConn]struct{}{}, fallback: newHandOff(ln.Addr())}
-			srv := &http.Server{Handler: cur.handler(b), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn)}
+			h := cur.handler(b)
+			srv := &http.Server{
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					httpguard.Defaults.Guard(w, r) // a trickling upload must not hold a target connection
+					h.ServeHTTP(w, r)
+				}),
+				ReadHeaderTimeout: httpguard.HeaderTimeout, IdleTimeout: httpguard.IdleTimeout, MaxHeaderBytes: httpguard.MaxHeaderBytes,
+				ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn),
+			}
 			var protocols http.Protocols
 			protocols.SetHTTP1(true)
 			protocols.SetUnencryptedHTTP2(true) // HTTP/2 to clients without TLS (h2c)

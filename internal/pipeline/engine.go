@@ -460,7 +460,7 @@ func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store
 	defer cancel()
 	var secrets []string
 	if reg, err := e.registry(); err == nil {
-		secrets = append(secrets, reg.Token)
+		secrets = append(secrets, e.credentialForms(reg.Token)...)
 	}
 	logs := newLogWriter(e.Store, row.ID, e.Log, secrets)
 	code, reason := e.perform(actx, r, a, row, logs, ar)
@@ -649,7 +649,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	}
 	defer dropToken()
 	if m, ok := logs.(interface{ AddSecrets(...string) }); ok {
-		m.AddSecrets(token)
+		m.AddSecrets(e.credentialForms(token)...)
 	}
 	dockerVars, err := e.dockerEnv(r, workspace, visible, token)
 	if err != nil {

@@ -179,8 +179,7 @@ func (e *Engine) dockerEnv(r store.Run, workspace, visible, token string) ([]str
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + token))
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{"auth": auth}}})
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{"auth": basicAuth(reg.User, token)}}})
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
 		return nil, err
 	}
@@ -193,4 +192,20 @@ func (e *Engine) CurrentRegistry() Registry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.Registry
+}
+
+// basicAuth is the "auth" of a Docker config: base64 of user:token. A build
+// that prints its config.json prints this, so logs mask it as well as the
+// token.
+func basicAuth(user, token string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + token))
+}
+
+// credentialForms are the forms of a registry credential a log may show.
+func (e *Engine) credentialForms(token string) []string {
+	forms := []string{token}
+	if reg, err := e.registry(); err == nil {
+		forms = append(forms, basicAuth(reg.User, token))
+	}
+	return forms
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/httpguard"
 	"github.com/slipway-dev/slipway/internal/source"
 )
 
@@ -108,13 +109,27 @@ func (s *Server) buildHandler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {
 		if rt.Session {
-			mux.Handle(rt.Method+" "+rt.Pattern, limitBody(rt.BodyLimit, s.authorizeSession(rt, rt.handler).ServeHTTP))
+			mux.Handle(rt.Method+" "+rt.Pattern, s.guardBody(limitBody(rt.BodyLimit, s.authorizeSession(rt, rt.handler).ServeHTTP)))
 			continue
 		}
-		mux.Handle(rt.Method+" "+rt.Pattern, s.authorize(rt, limitBody(rt.BodyLimit, rt.handler)))
+		mux.Handle(rt.Method+" "+rt.Pattern, s.guardBody(s.authorize(rt, limitBody(rt.BodyLimit, rt.handler))))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.unmatched(mux, w, r) })
 	return s.observe(mux)
+}
+
+// guardBody holds every request body to the server's pace limits, before
+// authentication: an unauthenticated client trickling a body in must not
+// hold a handler either.
+func (s *Server) guardBody(next http.Handler) http.Handler {
+	l := httpguard.Defaults
+	if s.cfg.BodyLimits != nil {
+		l = *s.cfg.BodyLimits
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.Guard(w, r)
+		next.ServeHTTP(w, r)
+	})
 }
 
 func limitBody(limit int64, next http.HandlerFunc) http.Handler {

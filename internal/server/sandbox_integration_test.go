@@ -42,6 +42,7 @@ phases:
       - echo "pid1=$(tr '\0' ' ' < /proc/1/cmdline)"
       - TOK=$(sed 's/.*"auth":"\([^"]*\)".*/\1/' "$DOCKER_CONFIG/config.json" | base64 -d | cut -d':' -f2-)
       - echo "token=$TOK"
+      - cat "$DOCKER_CONFIG/config.json"; echo
       - ` + status("apps", "GET", "/api/v1/apps") + `
       - ` + status("tokens", "GET", "/api/v1/tokens") + `
       - ` + status("secrets", "GET", "/api/v1/secrets") + `
@@ -83,12 +84,15 @@ phases:
 	adminToken, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
 	masterKey, _ := os.ReadFile(filepath.Join(data, "master.key"))
 	for name, leaked := range map[string]string{"admin token": strings.TrimSpace(string(adminToken)), "master key": strings.TrimSpace(string(masterKey)), "secret": secretValue} {
+		if leaked == "" {
+			t.Fatalf("test premise: the %s is empty", name)
+		}
 		if leaked != "" && strings.Contains(log, leaked) {
 			t.Errorf("the build printed the %s", name)
 		}
 	}
 	for _, want := range []string{"admin-token=unreachable", "master-key=unreachable", "data-directory=unreachable", "docker-socket=unreachable",
-		"token=***", "apps=403", "tokens=403", "secrets=403", "victim-push=403", "victim-mount=403", "catalog=403", "own-push=202"} {
+		"token=***", `"auth":"***"`, "apps=403", "tokens=403", "secrets=403", "victim-push=403", "victim-mount=403", "catalog=403", "own-push=202"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the build log lacks %q\n%s", want, log)
 		}

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,10 @@ func TestAuthMatrixScopedTokens(t *testing.T) {
 			t.Errorf("GET %s with a token limited to app mine: %d, want %d", c.path, got, c.want)
 		}
 	}
+	// The web console lists every app: a limited token cannot sign in.
+	if c, _ := e.signinRefused(mine["token"].(string)); c != http.StatusSeeOther {
+		t.Errorf("sign-in with a limited token: %d", c)
+	}
 	// Bad requests name the field: an admin token cannot be limited, an unknown app is refused.
 	for _, req := range []map[string]string{{"name": "x1", "role": "admin", "app": "hello"}, {"name": "x2", "role": "viewer", "app": "nope"}} {
 		if code, body := e.call("POST", "/api/v1/tokens", e.Admin, req); code != 400 || errorField(body, "field") != "app" {
@@ -103,4 +109,31 @@ func TestAuthMatrixScopedTokens(t *testing.T) {
 	if code, body := e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": "system:mine", "role": "viewer"}); code != 400 || errorField(body, "field") != "name" {
 		t.Errorf("a token named system:…: %d %v, want 400 naming name", code, body)
 	}
+}
+
+// signinRefused posts token to the sign-in form and returns the status and
+// where it sends the browser, failing the test unless it is back to the form.
+func (e *testEnv) signinRefused(token string) (int, string) {
+	e.t.Helper()
+	c, _ := e.signin("")
+	resp, err := c.Get(e.URL + "/signin")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfField.FindStringSubmatch(string(b))
+	if m == nil {
+		e.t.Fatal("no CSRF field on /signin")
+	}
+	resp, err = c.PostForm(e.URL+"/signin", url.Values{"csrf": {m[1]}, "token": {token}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "/signin") {
+		e.t.Errorf("sign-in with %s… went to %q, want back to /signin", token[:8], loc)
+	}
+	return resp.StatusCode, loc
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/auth"
 	"github.com/slipway-dev/slipway/internal/datadir"
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/httpguard"
 	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/registry"
@@ -49,6 +50,12 @@ type Config struct {
 	// NotifyBackoff is the wait before each retry of a failed notice
 	// (default notify.DefaultBackoff).
 	NotifyBackoff []time.Duration
+	// BodyLimits bound how slowly a request body may arrive (default
+	// httpguard.Defaults).
+	BodyLimits *httpguard.Limits
+	// IdleTimeout closes idle keep-alive connections (default
+	// httpguard.IdleTimeout).
+	IdleTimeout time.Duration
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -292,9 +299,15 @@ func (s *Server) Close() error {
 // Serve answers on ln until ctx ends, then stops accepting and lets
 // in-flight requests finish within the grace period.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	idle := s.cfg.IdleTimeout
+	if idle == 0 {
+		idle = httpguard.IdleTimeout
+	}
 	hs := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: httpguard.HeaderTimeout,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    httpguard.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.SetAddr(ln.Addr().String())

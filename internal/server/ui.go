@@ -180,6 +180,11 @@ func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
 		back(w, r, "/signin", "", "That token is not valid.")
 		return
 	}
+	if tok.App != "" || tok.RegistryOnly {
+		// The console's pages list every app; a limited token reaches one.
+		back(w, r, "/signin", "", "Token "+tok.Name+" is limited to app "+tok.App+"; the web console needs a token for every app. Use the CLI or API with this one.")
+		return
+	}
 	id := randomID()
 	if err := s.db.CreateSession(r.Context(), hashID(id), store.Session{TokenID: tok.ID, CSRF: randomID(), ExpiresAt: time.Now().Add(sessionTTL)}); err != nil {
 		s.uiFail(w, r, err)
