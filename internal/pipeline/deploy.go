@@ -31,11 +31,17 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	}
 	dir := filepath.Join(e.WorkRoot, fmt.Sprintf("run-%d", r.ID), fmt.Sprintf("action-%d", row.ID))
 	defer os.RemoveAll(dir)
+	// find reads name from the first input that has it; a file that is
+	// there but refused (too large, a link out) is an error, not skipped.
+	var findErr error
 	find := func(name string) ([]byte, string) {
 		for _, in := range a.Inputs {
-			p := filepath.Join(dir, in, name)
-			if b, err := os.ReadFile(p); err == nil {
+			b, err := readSpecFile(filepath.Join(dir, in), name)
+			if err == nil {
 				return b, in
+			}
+			if !isMissing(err) && findErr == nil {
+				findErr = fmt.Errorf("%s in %s: %w", name, in, err)
 			}
 		}
 		return nil, ""
@@ -52,12 +58,19 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 		}
 	}
 	tdData, from := find(a.TaskDef)
+	if findErr != nil {
+		return nil, findErr.Error()
+	}
 	if tdData == nil {
 		return nil, fmt.Sprintf("%s is in none of the inputs %v", a.TaskDef, a.Inputs)
 	}
 	fmt.Fprintf(logs, "[slipway] Task definition template %s from %s\n", a.TaskDef, from)
 	var imageURI string
-	if b, in := find("imageDetail.json"); b != nil {
+	b, in := find("imageDetail.json")
+	if findErr != nil {
+		return nil, findErr.Error()
+	}
+	if b != nil {
 		var d ImageDetail
 		if err := json.Unmarshal(b, &d); err != nil || d.ImageURI == "" {
 			return nil, "imageDetail.json in " + in + " has no ImageURI"
@@ -69,7 +82,9 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	if err != nil {
 		return nil, fmt.Sprintf("%s: %v", a.TaskDef, err)
 	}
-	if b, in := find("imagedefinitions.json"); b != nil && imageURI == "" {
+	if b, in := find("imagedefinitions.json"); findErr != nil {
+		return nil, findErr.Error()
+	} else if b != nil && imageURI == "" {
 		var defs []ImageDefinition
 		if err := json.Unmarshal(b, &defs); err != nil {
 			return nil, "imagedefinitions.json in " + in + ": " + err.Error()
@@ -93,6 +108,9 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	var appspec *deploy.AppSpec
 	if a.AppSpec != "" {
 		b, _ := find(a.AppSpec)
+		if findErr != nil {
+			return nil, findErr.Error()
+		}
 		if b == nil {
 			return nil, fmt.Sprintf("%s is in none of the inputs %v", a.AppSpec, a.Inputs)
 		}

@@ -542,7 +542,10 @@ func (e *Engine) performBuild(ctx context.Context, r store.Run, a Action, row st
 	if err != nil {
 		return nil, err.Error()
 	}
-	data, err := os.ReadFile(filepath.Join(dir, a.Buildspec))
+	data, err := readSpecFile(dir, a.Buildspec)
+	if err != nil && !isMissing(err) {
+		return nil, fmt.Sprintf("buildspec %s: %v", a.Buildspec, err)
+	}
 	if err != nil {
 		primary := SourceArtifact
 		if len(a.Inputs) > 0 {
@@ -921,10 +924,23 @@ func cacheFile(cacheDir, p string) string {
 // restoreCache unpacks each cache path kept from the app's last successful
 // build. Paths are relative to the source directory.
 func restoreCache(cacheDir, dir string, paths []string, logs io.Writer) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		fmt.Fprintf(logs, "[slipway] caches not restored: %v\n", err)
+		return
+	}
+	defer root.Close()
 	for _, p := range cachePaths(paths, logs) {
 		f, err := os.Open(cacheFile(cacheDir, p))
 		if err != nil {
 			continue // nothing cached yet
+		}
+		// The source may hold a link where the cache goes: it must lead
+		// to a directory inside the source directory.
+		if err := root.MkdirAll(p, 0o755); err != nil {
+			f.Close()
+			fmt.Fprintf(logs, "[slipway] cache %s not restored: %v\n", p, err)
+			continue
 		}
 		err = artifact.Unpack(f, filepath.Join(dir, p))
 		f.Close()
