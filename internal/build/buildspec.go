@@ -117,6 +117,19 @@ func Parse(file string, data []byte) (*Spec, error) {
 			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: fmt.Sprintf("env.exported-variables[%d]", i),
 				Message: fmt.Sprintf("%q must be a shell variable name (letters, digits, _) not starting with CODEBUILD_", name)}
 		}
+		// Exported values are stored with the run unsealed and shown to
+		// anyone who can read it; CodeBuild refuses exporting secrets too.
+		for _, section := range []string{"secrets-manager", "parameter-store"} {
+			refs := s.Env.SecretsManager
+			if section == "parameter-store" {
+				refs = s.Env.ParameterStore
+			}
+			if _, ok := refs[name]; ok {
+				n := specfile.NodeAt(doc, "env", "exported-variables", i)
+				return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: fmt.Sprintf("env.exported-variables[%d]", i),
+					Message: fmt.Sprintf("%q comes from env.%s and cannot be exported: exported variables are stored with the run in plain text; have the later action read the secret itself", name, section)}
+			}
+		}
 	}
 	for group, r := range s.Reports {
 		if r.FileFormat != "" && r.FileFormat != "JUNITXML" {

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/slipway-dev/slipway/internal/secret/redact"
 )
 
 // Event kinds.
@@ -135,12 +137,9 @@ func Target(typ string, s Settings) string {
 	case TypeEmail:
 		return fmt.Sprintf("smtp://%s:%d → %s", s.Host, s.Port, strings.Join(s.To, ", "))
 	}
-	u, err := url.Parse(s.URL)
-	if err != nil {
-		return ""
-	}
-	// Slack URLs carry their credential in the path.
-	return u.Scheme + "://" + u.Host + "/…"
+	// Slack URLs carry their credential in the path; other hooks may in
+	// theirs, their query or their user info.
+	return redact.URL(s.URL)
 }
 
 var errNoChannel = errors.New("channel no longer exists")

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	mail "github.com/wneessen/go-mail"
 
 	"github.com/slipway-dev/slipway/internal/secret"
+	"github.com/slipway-dev/slipway/internal/secret/redact"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -211,7 +213,9 @@ func (n *Notifier) attempt(ctx context.Context, d store.Delivery) {
 	}
 }
 
-func (n *Notifier) send(ctx context.Context, d store.Delivery) error {
+// send makes one delivery attempt. Its error is stored and logged, so once
+// the channel's settings are open it comes back redacted.
+func (n *Notifier) send(ctx context.Context, d store.Delivery) (err error) {
 	c, sealed, err := n.Store.SealedChannel(ctx, d.App, d.Channel)
 	if errors.Is(err, store.ErrNotFound) {
 		return errNoChannel
@@ -227,6 +231,11 @@ func (n *Notifier) send(ctx context.Context, d store.Delivery) error {
 	if err := json.Unmarshal(plain, &s); err != nil {
 		return fmt.Errorf("channel settings: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			err = hideCredentials(err, s)
+		}
+	}()
 	var ev Event
 	if err := json.Unmarshal([]byte(d.Payload), &ev); err != nil {
 		return fmt.Errorf("queued event: %w", err)
@@ -254,10 +263,10 @@ func (n *Notifier) send(ctx context.Context, d store.Delivery) error {
 	return fmt.Errorf("unknown channel type %q", c.Type)
 }
 
-func (n *Notifier) post(ctx context.Context, url string, body []byte, headers map[string]string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+func (n *Notifier) post(ctx context.Context, target string, body []byte, headers map[string]string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return withoutURL(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Slipway-Notifier")
@@ -266,14 +275,63 @@ func (n *Notifier) post(ctx context.Context, url string, body []byte, headers ma
 	}
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return err
+		return withoutURL(err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s answered %s", req.URL.Redacted(), resp.Status)
+		return fmt.Errorf("POST %s answered %s", redact.URL(target), resp.Status)
 	}
 	return nil
+}
+
+// withoutURL replaces the URL Go's HTTP client quotes in its errors (a
+// channel's URL, or where it redirected to) with its redacted form.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %q: %w", ue.Op, redact.URL(ue.URL), ue.Err)
+	}
+	return err
+}
+
+// redactedError is a delivery error as stored and logged: its text hides
+// the channel's credentials. It does not unwrap, as the error it replaces
+// may quote them.
+type redactedError string
+
+func (e redactedError) Error() string { return string(e) }
+
+// hideCredentials hides the channel's credentials in err's text: any URL
+// becomes scheme://host/…, and the URL's parts, the webhook key and the
+// SMTP password are masked wherever else they appear (an inner error
+// quoting a Location header, a server echoing the request).
+func hideCredentials(err error, s Settings) error {
+	msg := redact.URLs(withoutURL(err).Error())
+	if m := secret.Masker(credentials(s)); m != nil {
+		msg = m.Replace(msg)
+	}
+	return redactedError(msg)
+}
+
+// credentials lists the values of s that no message may show.
+func credentials(s Settings) []string {
+	c := []string{s.URL, s.Secret, s.Password}
+	u, err := url.Parse(s.URL)
+	if err != nil || s.URL == "" {
+		return c
+	}
+	c = append(c, u.Path, u.EscapedPath(), u.RawQuery, u.Fragment)
+	if u.User != nil {
+		c = append(c, u.User.String(), u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			c = append(c, p)
+		}
+	}
+	for _, vs := range u.Query() {
+		c = append(c, vs...)
+	}
+	return c
 }
 
 // fieldOrder puts the most useful details first in every rendering.

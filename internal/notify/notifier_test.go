@@ -25,6 +25,12 @@ import (
 
 func newNotifier(t *testing.T) (*Notifier, *store.DB) {
 	t.Helper()
+	return newNotifierLog(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// newNotifierLog is newNotifier logging to log.
+func newNotifierLog(t *testing.T, log *slog.Logger) (*Notifier, *store.DB) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	db, err := store.Open(ctx, dir)
@@ -39,7 +45,7 @@ func newNotifier(t *testing.T) (*Notifier, *store.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Notifier{Store: db, Keys: keys, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	n := &Notifier{Store: db, Keys: keys, Log: log,
 		Backoff: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}, AttemptTimeout: 2 * time.Second}
 	n.Start(ctx)
 	t.Cleanup(n.Close)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -22,6 +23,12 @@ type logWriter struct {
 	log      *slog.Logger
 	mask     *strings.Replacer
 	secrets  []string
+	// keep is how many bytes of an unterminated line stay buffered when
+	// a piece of it is stored: the longest masked form less one, so the
+	// start of a secret whose rest is still to come is never stored.
+	keep int
+	// forms are what mask replaces, longest first, by first byte.
+	forms [256][][]byte
 
 	mu      sync.Mutex
 	partial []byte
@@ -37,7 +44,8 @@ const (
 )
 
 func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger, secrets []string) *logWriter {
-	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, mask: masker(secrets), kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{})}
+	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{})}
+	w.setMask()
 	go w.loop()
 	return w
 }
@@ -48,7 +56,20 @@ func (w *logWriter) AddSecrets(values ...string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.secrets = append(w.secrets, values...)
-	w.mask = masker(w.secrets)
+	w.setMask()
+}
+
+// setMask rebuilds the masker and keep from w.secrets; w.mu is held or w
+// is not shared yet.
+func (w *logWriter) setMask() {
+	w.mask, w.keep, w.forms = masker(w.secrets), 0, [256][][]byte{}
+	forms := secret.Forms(w.secrets)
+	if len(forms) > 0 {
+		w.keep = len(forms[0]) - 1 // longest first
+	}
+	for _, f := range forms {
+		w.forms[f[0]] = append(w.forms[f[0]], []byte(f))
+	}
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -58,24 +79,98 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	for {
 		i := bytes.IndexByte(w.partial, '\n')
 		if i < 0 {
-			if len(w.partial) > maxLineBytes { // a line without end still gets stored
-				w.add(w.partial)
-				w.partial = nil
-			}
-			return len(p), nil
+			break
 		}
 		w.add(w.partial[:i])
 		w.partial = w.partial[i+1:]
 	}
+	if len(w.partial) > maxLineBytes+w.keep {
+		// A line without end still gets stored, in pieces. The last keep
+		// bytes stay raw, as they may begin a secret (or a longer form of
+		// one already complete) whose rest has not been written yet; the
+		// front is masked as a whole before it is cut, so no secret is
+		// split between two pieces where neither half would match.
+		cut := w.safeCut(w.partial, len(w.partial)-w.keep)
+		text := w.maskText(w.partial[:cut])
+		for len(text) > maxLineBytes {
+			end := pieceEnd(text)
+			w.queue(text[:end])
+			text = text[end:]
+		}
+		// The masked rest holds no secret and ends where the masker's
+		// choices end, so masking it again with what follows finds only
+		// secrets that start after it.
+		w.partial = append([]byte(text), w.partial[cut:]...)
+	}
+	return len(p), nil
 }
 
-// add stores one complete line. Masking works on whole lines, so a secret
-// the build wrote in two pieces is joined before it is masked.
-func (w *logWriter) add(line []byte) {
-	text := string(bytes.TrimSuffix(line, []byte("\r")))
-	if w.mask != nil {
-		text = w.mask.Replace(text)
+// safeCut moves a cut at at forward past the end of a secret that starts
+// before it, following the masker's own left-to-right, first-key-wins
+// choice of what to replace. Every form fits in b from a start before at
+// (at is len(b)-keep), so bytes still to come do not change these choices.
+func (w *logWriter) safeCut(b []byte, at int) int {
+	for p := 0; p < at; {
+		n := w.formAt(b[p:])
+		if n == 0 {
+			p++
+			continue
+		}
+		if p+n > at {
+			return p + n
+		}
+		p += n
 	}
+	return at
+}
+
+// formAt is the length of the form mask would replace at the start of b,
+// 0 if none: the first (longest) that matches, as strings.Replacer picks
+// the first key in argument order.
+func (w *logWriter) formAt(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	for _, f := range w.forms[b[0]] {
+		if bytes.HasPrefix(b, f) {
+			return len(f)
+		}
+	}
+	return 0
+}
+
+// add stores one complete line, in pieces of at most maxLineBytes. Masking
+// works on the whole line, so a secret the build wrote in two pieces is
+// joined before it is masked.
+func (w *logWriter) add(line []byte) {
+	text := w.maskText(bytes.TrimSuffix(line, []byte("\r")))
+	for len(text) > maxLineBytes {
+		cut := pieceEnd(text)
+		w.queue(text[:cut])
+		text = text[cut:]
+	}
+	w.queue(text)
+}
+
+func (w *logWriter) maskText(b []byte) string {
+	if w.mask == nil {
+		return string(b)
+	}
+	return w.mask.Replace(string(b))
+}
+
+// pieceEnd is where the first piece of a text over maxLineBytes ends: at
+// most maxLineBytes, not inside a UTF-8 sequence.
+func pieceEnd(text string) int {
+	cut := maxLineBytes
+	for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(text[cut]); i++ {
+		cut--
+	}
+	return cut
+}
+
+// queue queues one line for the next flush.
+func (w *logWriter) queue(text string) {
 	w.pending = append(w.pending, store.LogLine{At: time.Now().UTC(), Line: text})
 	select {
 	case w.kick <- struct{}{}:

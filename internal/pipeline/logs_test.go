@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -117,5 +119,107 @@ func TestLogMasking(t *testing.T) {
 	}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("stored lines:\n%q\nwant:\n%q", got, want)
+	}
+}
+
+// storedLines closes w and returns the action's stored lines.
+func storedLines(t *testing.T, db *store.DB, w *logWriter, runID int64) []string {
+	t.Helper()
+	w.Close()
+	lines, err := db.ListLog(context.Background(), runID, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Line)
+	}
+	return got
+}
+
+// TestLogMaskingPiecesAndEncodings: a secret, its base64 and its escaped
+// form are masked however the build's writes cut them.
+func TestLogMaskingPiecesAndEncodings(t *testing.T) {
+	const pw = "hunter2-password/+?"
+	b64 := base64.StdEncoding.EncodeToString([]byte(pw))
+	cases := []struct {
+		name   string
+		writes []string
+		want   []string
+	}{
+		{"byte by byte", strings.Split("pw="+pw+"!\n", ""), []string{"pw=***!"}},
+		{"base64 in two writes", []string{"Authorization: Basic " + b64[:5], b64[5:] + "\n"}, []string{"Authorization: Basic ***"}},
+		{"unpadded URL base64", []string{"token=" + base64.RawURLEncoding.EncodeToString([]byte(pw)) + "\n"}, []string{"token=***"}},
+		{"query escaped", []string{"GET /?p=" + url.QueryEscape(pw) + " 200\n"}, []string{"GET /?p=*** 200"}},
+		{"path escaped, no newline at the end", []string{"GET /u/" + url.PathEscape(pw)[:4], url.PathEscape(pw)[4:]}, []string{"GET /u/***"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			db, run, act := oneAction(t)
+			w := newLogWriter(db, act.ID, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			w.AddSecrets(pw) // as an action does once it has resolved its secrets
+			for _, p := range c.writes {
+				if _, err := io.WriteString(w, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := storedLines(t, db, w, run.ID); strings.Join(got, "|") != strings.Join(c.want, "|") {
+				t.Fatalf("stored %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestLogMaskingLongLine: a 1 MiB line is stored in pieces of at most
+// maxLineBytes, and no secret is split between two pieces (where neither
+// half would match), whether the line comes in one write or in many.
+func TestLogMaskingLongLine(t *testing.T) {
+	const pw = "hunter2-password"
+	b64 := base64.StdEncoding.EncodeToString([]byte(pw))
+	var line strings.Builder
+	for i := 0; line.Len() < 1<<20; i++ {
+		line.WriteString(strings.Repeat("x", i%97+1))
+		if i%5 == 0 {
+			line.WriteString(b64)
+		} else {
+			line.WriteString(pw)
+		}
+	}
+	// "hunter2" is a secret too: a cut right after it must not mask it
+	// alone and leave "-password" for the next piece.
+	secrets := []string{pw, "hunter2"}
+	want := strings.NewReplacer(b64, Mask, pw, Mask, "hunter2", Mask).Replace(line.String())
+	for _, piece := range []int{1 << 21, 4093, 16 << 10, 1000} {
+		t.Run(fmt.Sprintf("writes of %d bytes", piece), func(t *testing.T) {
+			db, run, act := oneAction(t)
+			w := newLogWriter(db, act.ID, slog.New(slog.NewTextHandler(io.Discard, nil)), secrets)
+			s := line.String() + "\n"
+			for len(s) > 0 {
+				n := min(piece, len(s))
+				if _, err := io.WriteString(w, s[:n]); err != nil {
+					t.Fatal(err)
+				}
+				s = s[n:]
+			}
+			got := storedLines(t, db, w, run.ID)
+			if strings.Contains(strings.Join(got, "\n"), "password") {
+				t.Fatal("part of a secret was stored")
+			}
+			if len(got) < 2 {
+				t.Fatalf("a 1 MiB line stored as %d lines", len(got))
+			}
+			for i, l := range got {
+				if len(l) > maxLineBytes {
+					t.Fatalf("piece %d has %d bytes, more than %d", i, len(l), maxLineBytes)
+				}
+			}
+			if joined := strings.Join(got, ""); joined != want {
+				i := 0
+				for i < min(len(joined), len(want)) && joined[i] == want[i] {
+					i++
+				}
+				t.Fatalf("pieces joined differ from the masked line at byte %d: %q", i, joined[max(i-40, 0):min(i+40, len(joined))])
+			}
+		})
 	}
 }

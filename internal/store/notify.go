@@ -7,10 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/secret/redact"
 )
 
 // Channel is a notification channel of an app. Its settings (URLs, keys,
 // passwords) are sealed; Target is a display form without credentials.
+// The store keeps and returns Target and a delivery's LastError with every
+// URL in them redacted (redact.URLs): the API and the web UI show
+// them as they come from here, and a Slack URL's path is its credential.
 type Channel struct {
 	App       string    `json:"app"`
 	Name      string    `json:"name"`
@@ -65,7 +70,7 @@ func (db *DB) PutChannel(ctx context.Context, c Channel, sealed []byte) error {
 		at := toDB(now())
 		_, err := tx.ExecContext(ctx, `INSERT INTO notify_channels(app, name, type, events, target, sealed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(app, name) DO UPDATE SET type = excluded.type, events = excluded.events, target = excluded.target, sealed = excluded.sealed, updated_at = excluded.updated_at`,
-			c.App, c.Name, c.Type, string(events), c.Target, sealed, at, at)
+			c.App, c.Name, c.Type, string(events), redact.URLs(c.Target), sealed, at, at)
 		return err
 	})
 }
@@ -77,6 +82,7 @@ func scanChannel(row scanner) (Channel, error) {
 	var events string
 	var created, updated sql.NullInt64
 	err := row.Scan(&c.App, &c.Name, &c.Type, &events, &c.Target, &created, &updated)
+	c.Target = redact.URLs(c.Target) // rows written before targets were scrubbed
 	_ = json.Unmarshal([]byte(events), &c.Events)
 	c.CreatedAt, c.UpdatedAt = fromDB(created), fromDB(updated)
 	return c, err
@@ -100,6 +106,7 @@ func (db *DB) SealedChannel(ctx context.Context, app, name string) (Channel, []b
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, nil, fmt.Errorf("notification channel %s of app %s: %w", name, app, ErrNotFound)
 	}
+	c.Target = redact.URLs(c.Target)
 	_ = json.Unmarshal([]byte(events), &c.Events)
 	c.CreatedAt, c.UpdatedAt = fromDB(created), fromDB(updated)
 	return c, sealed, err
@@ -137,6 +144,7 @@ func scanDelivery(row scanner) (Delivery, error) {
 	var d Delivery
 	var next, created, ended sql.NullInt64
 	err := row.Scan(&d.ID, &d.App, &d.Channel, &d.Event, &d.Payload, &d.State, &d.Attempts, &d.LastError, &next, &created, &ended)
+	d.LastError = redact.URLs(d.LastError) // rows written before errors were scrubbed
 	d.NextAt, d.CreatedAt = fromDB(next), fromDB(created)
 	if ended.Valid {
 		t := fromDB(ended)
@@ -169,7 +177,7 @@ func (db *DB) UpdateDelivery(ctx context.Context, d Delivery) error {
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE notify_deliveries SET state = ?, attempts = ?, last_error = ?, next_at = ?, ended_at = ? WHERE id = ?`,
-			d.State, d.Attempts, d.LastError, toDB(d.NextAt), ended, d.ID)
+			d.State, d.Attempts, redact.URLs(d.LastError), toDB(d.NextAt), ended, d.ID)
 		return err
 	})
 }
