@@ -9,6 +9,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,6 +49,10 @@ type Options struct {
 	// mounted host directory contain them (the data directory).
 	Hide   []string
 	Labels map[string]string
+	// GoCacheSeed seeds a new HomeDir's Go build cache (see GoCacheSeed).
+	GoCacheSeed string
+	// Log hears what Start did beyond starting the container.
+	Log io.Writer
 }
 
 // Start makes the sandbox: it hands the workspace's contents and the home
@@ -62,6 +67,15 @@ func Start(ctx context.Context, eng *container.Engine, o Options) (*container.Bo
 	}
 	if err := handOver(o.Workspace, o.HomeDir); err != nil {
 		return nil, err
+	}
+	if o.HomeDir != "" {
+		n, err := seedGoCache(o.HomeDir, o.GoCacheSeed)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 && o.Log != nil {
+			fmt.Fprintf(o.Log, "[slipway] New build home: its Go build cache starts from the server's (%d entries, shared read-only)\n", n)
+		}
 	}
 	mounts := []mount.Mount{{Type: mount.TypeBind, Source: o.Workspace, Target: Root}}
 	if o.HomeDir != "" {
@@ -150,11 +164,27 @@ func handOver(workspace, home string) error {
 		if err != nil {
 			return err
 		}
+		if linkedElsewhere(d) {
+			return nil // a seeded cache file: it must stay the server's, read-only to builds
+		}
 		return os.Lchown(path, BuildUID, BuildUID)
 	}); err != nil {
 		return fmt.Errorf("hand the build home to the build user: %w", err)
 	}
 	return nil
+}
+
+// linkedElsewhere is true for a regular file with more than one name.
+func linkedElsewhere(d fs.DirEntry) bool {
+	if !d.Type().IsRegular() {
+		return false
+	}
+	fi, err := d.Info()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
 }
 
 // dockerSocket is the engine's Unix socket and its group.
