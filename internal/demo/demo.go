@@ -231,7 +231,6 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "    notices go to a webhook channel the demo listens on (%s)\n", inbox)
 	fmt.Fprintf(d.out, "    builds run in the sandbox with no Docker access: the image action builds the image itself\n")
-	fmt.Fprintf(d.out, "    (the first build compiles Go's standard library into the app's fresh build home)\n")
 	work, err := os.MkdirTemp("", "slipway-demo-work-")
 	if err != nil {
 		return err

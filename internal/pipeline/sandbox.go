@@ -71,7 +71,7 @@ func (e *Engine) startSandbox(ctx context.Context, r store.Run, a Action, app st
 	}
 	return sandbox.Start(ctx, eng, sandbox.Options{
 		Image: a.Image, Workspace: workspace, HomeDir: filepath.Join(e.HomeRoot, r.App),
-		Docker: app.Build.DockerAccess, Hide: []string{e.DataDir},
+		Docker: app.Build.DockerAccess, Hide: []string{e.DataDir}, GoCacheSeed: sandbox.GoCacheSeed(), Log: logs,
 		Labels: container.Labels(r.App, e.Installation, "slipway.run", strconv.FormatInt(r.ID, 10), "slipway.action", a.Name),
 	})
 }

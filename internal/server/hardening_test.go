@@ -144,8 +144,9 @@ func TestIntegrationWebhookRefusalsDoNotRevealApps(t *testing.T) {
 }
 
 // A correctly signed push payload sent again must not build the commit it
-// names once more: not under a new delivery id, and not after a restart
-// (when the remembered digests are gone) if the ref has moved on.
+// names once more: not under a new delivery id, not after a restart (the
+// accepted digests are in the database), and a different payload naming an
+// old commit builds nothing once the ref has moved on.
 func TestIntegrationWebhookReplayBuildsNothingOld(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnvAt(t, dir)
@@ -176,18 +177,25 @@ func TestIntegrationWebhookReplayBuildsNothingOld(t *testing.T) {
 		t.Fatalf("second push: %d %v", code, body)
 	}
 
-	// After a restart the digests are forgotten; the replayed push of c1 is
-	// recorded with the reason it starts nothing, since main is now at c2.
+	// A restart does not forget the accepted payloads.
 	e.stop()
 	e = newEnvAt(t, dir)
 	code, body = e.deliver("hello", "push", "d-1-after-restart", sign(secret, p1), p1)
-	if code != http.StatusCreated {
+	if code != http.StatusConflict || errorField(body, "code") != "duplicate_delivery" || !strings.Contains(errorField(body, "message"), "already accepted") {
 		t.Fatalf("replay after restart: %d %v", code, body)
+	}
+
+	// Another payload announcing c1 (say, an old delivery redone) is
+	// recorded with the reason it starts nothing, since main is now at c2.
+	p1b := githubPayload("refs/heads/main", zero, c1, []string{"src/main.go"})
+	code, body = e.deliver("hello", "push", "d-1-other-payload", sign(secret, p1b), p1b)
+	if code != http.StatusCreated {
+		t.Fatalf("old commit in another payload: %d %v", code, body)
 	}
 	ev := body["event"].(map[string]any)
 	reason, _ := ev["reason"].(string)
 	if ev["outcome"] != "filtered" || ev["run_id"] != nil || !strings.Contains(reason, c2[:12]) || !strings.Contains(reason, c1[:12]) {
-		t.Fatalf("replay after restart recorded %v", ev)
+		t.Fatalf("old commit in another payload recorded %v", ev)
 	}
 	_, runs := e.call("GET", "/api/v1/runs?app=hello", e.Admin, nil)
 	perCommit := map[any]int{}
