@@ -43,7 +43,7 @@ func appCmd() *cobra.Command {
 			return read(cmd, "/api/v1/apps", func(w *tabwriter.Writer, apps []store.App) {
 				row(w, "NAME", "ENVIRONMENTS", "SOURCE", "CREATED")
 				for _, a := range apps {
-					row(w, a.Name, strings.Join(a.Environments, ","), orDash(a.SourceURL), humanTime(a.CreatedAt))
+					row(w, a.Name, strings.Join(a.Environments, ","), sourceLine(a), humanTime(a.CreatedAt))
 				}
 			})
 		},
@@ -67,7 +67,7 @@ func appCmd() *cobra.Command {
 				row(w, "Git:", c.URL()+"/git/"+a.Name+".git")
 				row(w, "Registry repository:", a.RegistryRepo)
 				row(w, "Environments:", strings.Join(a.Environments, ", "))
-				row(w, "Source URL:", orDash(a.SourceURL))
+				row(w, "Source URL:", sourceLine(a))
 				row(w, "Webhook:", webhookLine(c.URL(), a))
 				row(w, "Builds:", buildLine(a.Build))
 				row(w, "Created:", humanTime(a.CreatedAt))
@@ -127,7 +127,7 @@ func appCmd() *cobra.Command {
 			if p.json {
 				return p.emit(a, nil)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "App %s fetches from %s\nWebhook: %s\n", a.Name, a.SourceURL, webhookLine(c.URL(), a))
+			fmt.Fprintf(cmd.OutOrStdout(), "App %s fetches from %s\nWebhook: %s\n", a.Name, sourceLine(a), webhookLine(c.URL(), a))
 			return nil
 		},
 	}
@@ -197,6 +197,23 @@ func appCmd() *cobra.Command {
 
 	cmd.AddCommand(create, list, show, del, setSource, appSetBuildCmd(), events, transition)
 	return cmd
+}
+
+// sourceLine is the app's source URL and whether it has credentials, never
+// them: a server older than their sealing answers with them in the URL.
+func sourceLine(a store.App) string {
+	if a.SourceURL == "" {
+		return "-"
+	}
+	public, user, err := store.SplitSourceCredentials(a.SourceURL)
+	var ue *store.SourceURLError
+	if errors.As(err, &ue) {
+		public = ue.Public
+	}
+	if a.SourceCredentials || user != nil || err != nil {
+		return public + " (credentials set)"
+	}
+	return public
 }
 
 func webhookLine(base string, a store.App) string {

@@ -186,7 +186,9 @@ func (s *Server) setAppSource(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := source.ValidSourceURL(req.URL); err != nil {
+	// The URL's credentials are sealed apart; answers show it without them.
+	src, err := s.source.SealSource(req.URL)
+	if err != nil {
 		s.writeError(w, r, errBadRequest("url", "%v", err))
 		return
 	}
@@ -198,7 +200,7 @@ func (s *Server) setAppSource(w http.ResponseWriter, r *http.Request) {
 		}
 		sealed = s.keys.Seal([]byte(*req.WebhookSecret))
 	}
-	app, err := s.db.SetAppSource(r.Context(), r.PathValue("app"), req.URL, sealed, req.WebhookSecret == nil)
+	app, err := s.db.SetAppSource(r.Context(), r.PathValue("app"), src, sealed, req.WebhookSecret == nil)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -221,6 +223,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	// Reasons recorded by older versions may quote a source URL with its
+	// credentials (git's stderr); new ones are scrubbed when recorded.
+	for i := range evs {
+		evs[i].Reason = source.MaskURLUserinfo(evs[i].Reason)
 	}
 	writeJSON(w, http.StatusOK, evs)
 }

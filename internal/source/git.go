@@ -41,12 +41,13 @@ type Service struct {
 	// RunCreated is called after a push has started a run (the pipeline engine wakes on it).
 	RunCreated func(store.Run)
 
-	gitPath  string
-	locks    sync.Map    // app name → *sync.Mutex; serialises ref updates per repository
-	payloads payloadMemo // digests of accepted webhook pushes, against replays
+	gitPath string
+	locks   sync.Map // app name → *sync.Mutex; serialises ref updates per repository
 }
 
-// NewService checks that git is installed and prepares the repository root.
+// NewService checks that git is installed and prepares the repository
+// root. Source URL credentials stored in the clear by older versions are
+// sealed on the way.
 func NewService(st Store, root string, keys *secret.Keyring, log *slog.Logger) (*Service, error) {
 	gitPath, err := exec.LookPath("git")
 	if err != nil {
@@ -55,7 +56,11 @@ func NewService(st Store, root string, keys *secret.Keyring, log *slog.Logger) (
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create git root: %w", err)
 	}
-	return &Service{Store: st, Root: root, Keys: keys, Log: log, gitPath: gitPath}, nil
+	s := &Service{Store: st, Root: root, Keys: keys, Log: log, gitPath: gitPath}
+	if st != nil && keys != nil {
+		s.sealStoredCredentials(context.Background())
+	}
+	return s, nil
 }
 
 // AppNameRule is the rule app names follow; it appears in the error as is.
@@ -78,9 +83,14 @@ func (s *Service) lock(app string) func() {
 
 // git runs a git command in the app's repository and returns its stdout.
 func (s *Service) git(ctx context.Context, app string, args ...string) ([]byte, error) {
+	return s.gitEnv(ctx, app, nil, args...)
+}
+
+// gitEnv is git with env added to its environment (later entries win).
+func (s *Service) gitEnv(ctx context.Context, app string, env []string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, s.gitPath, args...)
 	cmd.Dir = s.RepoPath(app)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1"), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -221,7 +231,7 @@ func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher s
 		return
 	}
 	for _, up := range diffRefs(before, after) {
-		if _, err := s.recordPush(ctx, app, "git", pusher, "", up, nil); err != nil {
+		if _, err := s.recordPush(ctx, app, "git", pusher, "", nil, up, nil); err != nil {
 			s.Log.Error("record push", "app", app, "ref", up.Ref, "err", err)
 		}
 	}

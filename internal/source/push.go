@@ -11,11 +11,12 @@ import (
 )
 
 // recordPush evaluates the app's triggers for one updated ref and stores the
-// event (and the run it starts) in one transaction. fallbackChanged is used
-// when git cannot compute the changed paths (a webhook whose "before" commit
+// event (and the run it starts) in one transaction, with the digest of the
+// webhook payload that announced it, if any. fallbackChanged is used when
+// git cannot compute the changed paths (a webhook whose "before" commit
 // was never fetched).
-func (s *Service) recordPush(ctx context.Context, app, source, pusher, delivery string, up RefUpdate, fallbackChanged []string) (store.PushEvent, error) {
-	ev := store.PushEvent{App: app, Source: source, Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New, PushedBy: pusher, DeliveryID: delivery}
+func (s *Service) recordPush(ctx context.Context, app, source, pusher, delivery string, payload []byte, up RefUpdate, fallbackChanged []string) (store.PushEvent, error) {
+	ev := store.PushEvent{App: app, Source: source, Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New, PushedBy: pusher, DeliveryID: delivery, PayloadSHA256: payload}
 	run, decision := s.evaluate(ctx, app, source, up, fallbackChanged)
 	ev.Outcome, ev.Reason = decision.outcome, decision.reason
 	ev, err := s.Store.RecordPush(ctx, ev, run)

@@ -10,10 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/slipway-dev/slipway/internal/store"
 )
@@ -177,35 +174,50 @@ func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult,
 	unlock := s.lock(d.App)
 	defer unlock()
 	// GitHub signs the body, not the delivery id: the same signed push can
-	// come again under a new id. It is acted on once.
-	payload := payloadKey{app: d.App, digest: sha256.Sum256(d.Body)}
-	if s.payloads.contains(payload, time.Now()) {
-		return DeliveryResult{}, &HTTPError{Status: http.StatusConflict, Code: "duplicate_delivery",
-			Message: fmt.Sprintf("this push payload (sha256 %x) was already accepted as another delivery; a push is acted on once", payload.digest)}
+	// come again under a new id. It is acted on once: its digest is stored
+	// with the event it made (a restart does not forget it), and refused
+	// here before anything is fetched.
+	digest := sha256.Sum256(d.Body)
+	payloadReplayed := &HTTPError{Status: http.StatusConflict, Code: "duplicate_delivery",
+		Message: fmt.Sprintf("this push payload (sha256 %x) was already accepted as another delivery; a push is acted on once", digest)}
+	if seen, err := s.Store.PayloadAccepted(ctx, d.App, digest[:]); err != nil {
+		return DeliveryResult{}, err
+	} else if seen {
+		return DeliveryResult{}, payloadReplayed
 	}
-	// record stores an event that starts no run.
-	record := func(outcome, reason string) (store.PushEvent, error) {
-		ev, err := s.Store.RecordPush(ctx, store.PushEvent{App: d.App, Source: "github", Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New,
-			PushedBy: pusher, DeliveryID: d.ID, Outcome: outcome, Reason: reason}, nil)
-		if errors.Is(err, store.ErrConflict) {
-			return ev, replayed
+	// conflict turns the store's refusal of a repeat into the answer.
+	conflict := func(err error) error {
+		var rp *store.ReplayedPayloadError
+		if errors.As(err, &rp) {
+			return payloadReplayed
 		}
-		return ev, err
+		if errors.Is(err, store.ErrConflict) {
+			return replayed
+		}
+		return err
+	}
+	// record stores an event that starts no run; payload is the digest to
+	// accept, nil to leave the payload deliverable again.
+	record := func(outcome, reason string, payload []byte) (store.PushEvent, error) {
+		ev, err := s.Store.RecordPush(ctx, store.PushEvent{App: d.App, Source: "github", Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New,
+			PushedBy: pusher, DeliveryID: d.ID, Outcome: outcome, Reason: reason, PayloadSHA256: payload}, nil)
+		return ev, conflict(err)
 	}
 	if !p.Deleted && up.New != ZeroSHA {
 		if err := s.fetch(ctx, app, up); err != nil {
 			var moved *RefMovedError
 			if errors.As(err, &moved) {
 				// Not a failure: an old push; the one that moved the ref is built.
-				ev, recErr := record(store.OutcomeFiltered, err.Error())
+				ev, recErr := record(store.OutcomeFiltered, err.Error(), digest[:])
 				if recErr != nil {
 					return DeliveryResult{}, recErr
 				}
-				s.payloads.add(payload, time.Now())
 				s.Log.Info("push", "app", d.App, "ref", up.Ref, "new", short(up.New), "by", pusher, "outcome", ev.Outcome, "reason", ev.Reason)
 				return DeliveryResult{Status: http.StatusCreated, Message: "push recorded: " + ev.Outcome, Event: &ev}, nil
 			}
-			ev, recErr := record(store.OutcomeError, err.Error())
+			// Not accepted: once the source is fixed, GitHub's redelivery of
+			// this payload is fetched again.
+			ev, recErr := record(store.OutcomeError, err.Error(), nil)
 			if recErr != nil {
 				return DeliveryResult{}, recErr
 			}
@@ -214,14 +226,10 @@ func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult,
 	} else {
 		up.New = ZeroSHA
 	}
-	ev, err := s.recordPush(ctx, d.App, "github", pusher, d.ID, up, changed)
-	if errors.Is(err, store.ErrConflict) {
-		return DeliveryResult{}, replayed
-	}
+	ev, err := s.recordPush(ctx, d.App, "github", pusher, d.ID, digest[:], up, changed)
 	if err != nil {
-		return DeliveryResult{}, err
+		return DeliveryResult{}, conflict(err)
 	}
-	s.payloads.add(payload, time.Now())
 	msg := "push recorded: " + ev.Outcome
 	if ev.RunID != 0 {
 		msg = fmt.Sprintf("push recorded: run %d queued", ev.RunID)
@@ -271,14 +279,28 @@ func (e *RefMovedError) Error() string {
 // fetch brings the pushed ref from the app's source URL into the hosted
 // repository, then checks the ref points at the announced commit: only
 // what the source's ref points at now is built, never an older commit a
-// replayed payload names. A moved ref is a *RefMovedError.
+// replayed payload names. A moved ref is a *RefMovedError. The source's
+// credentials go to git through its environment, and never appear in an
+// error, which becomes an event's reason.
 func (s *Service) fetch(ctx context.Context, app store.App, up RefUpdate) error {
-	if app.SourceURL == "" {
+	src, err := s.Store.GetAppSource(ctx, app.Name)
+	if err != nil {
+		return err
+	}
+	if src.URL == "" {
 		return errors.New("app has no source URL to fetch from; set one with slipway app set-source")
 	}
-	from := displayURL(app.SourceURL)
-	if _, err := s.git(ctx, app.Name, "fetch", "--quiet", "--no-tags", "--force", "--", app.SourceURL, "+"+up.Ref+":"+up.Ref); err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", up.Ref, from, err)
+	from, creds, err := s.openSource(src)
+	if err != nil {
+		return err
+	}
+	env, err := creds.env(from)
+	if err != nil {
+		return fmt.Errorf("source URL %s: %w", from, err)
+	}
+	if _, err := s.gitEnv(ctx, app.Name, env, "fetch", "--quiet", "--no-tags", "--force", "--", from, "+"+up.Ref+":"+up.Ref); err != nil {
+		// Not wrapped: the message is scrubbed, and the error under it is not.
+		return errors.New(creds.scrub(fmt.Sprintf("fetch %s from %s: %v", up.Ref, from, err)))
 	}
 	if _, err := s.git(ctx, app.Name, "cat-file", "-e", up.New+"^{commit}"); err != nil {
 		return fmt.Errorf("commit %s announced by the webhook is not in %s after fetching %s", short(up.New), from, up.Ref)
@@ -295,96 +317,6 @@ func (s *Service) fetch(ctx context.Context, app store.App, up RefUpdate) error 
 	}
 	if got[0] != up.New && got[1] != up.New {
 		return &RefMovedError{Ref: up.Ref, Announced: up.New, Current: got[0]}
-	}
-	return nil
-}
-
-// displayURL is a source URL fit for an event's reason, which viewers
-// read: a password in it is masked.
-func displayURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return raw
-}
-
-// Accepted push payloads are remembered by digest for replayWindow, at
-// most replayMaxPayloads of them. The memory is in-process: a restart
-// forgets it, and then fetch's check that the ref still points at the
-// announced commit is what keeps an old commit from being built again.
-const (
-	replayWindow      = 72 * time.Hour
-	replayMaxPayloads = 10000
-)
-
-type payloadKey struct {
-	app    string
-	digest [sha256.Size]byte
-}
-
-type seenPayload struct {
-	key payloadKey
-	at  time.Time
-}
-
-// payloadMemo is a bounded set of payload digests. Its zero value is ready;
-// window and limit default to replayWindow and replayMaxPayloads.
-type payloadMemo struct {
-	mu     sync.Mutex
-	seen   map[payloadKey]time.Time
-	order  []seenPayload // oldest first
-	window time.Duration
-	limit  int
-}
-
-// prune drops what is older than the window or over the count. m.mu is held.
-func (m *payloadMemo) prune(now time.Time) {
-	window, limit := m.window, m.limit
-	if window <= 0 {
-		window = replayWindow
-	}
-	if limit <= 0 {
-		limit = replayMaxPayloads
-	}
-	// order has an entry per add, so capping it caps the map too.
-	for len(m.order) > 0 && (now.Sub(m.order[0].at) > window || len(m.order) > limit) {
-		old := m.order[0]
-		m.order = m.order[1:]
-		if at, ok := m.seen[old.key]; ok && at.Equal(old.at) { // not added again since
-			delete(m.seen, old.key)
-		}
-	}
-}
-
-func (m *payloadMemo) contains(k payloadKey, now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.prune(now)
-	_, ok := m.seen[k]
-	return ok
-}
-
-func (m *payloadMemo) add(k payloadKey, now time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.seen == nil {
-		m.seen = map[payloadKey]time.Time{}
-	}
-	m.seen[k] = now
-	m.order = append(m.order, seenPayload{k, now})
-	m.prune(now)
-}
-
-func (m *payloadMemo) len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.seen)
-}
-
-// ValidSourceURL refuses URLs git would read as an option.
-func ValidSourceURL(u string) error {
-	if u == "" || strings.HasPrefix(u, "-") || strings.ContainsAny(u, "\n\r") {
-		return fmt.Errorf("source URL %q is not a git URL (https://…, ssh://…, file://… or a path)", u)
 	}
 	return nil
 }

@@ -49,7 +49,28 @@ type PushEvent struct {
 	Reason     string    `json:"reason,omitempty"`
 	RunID      int64     `json:"run_id,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
+	// PayloadSHA256, when set, is the digest of the webhook payload that
+	// announced the push: RecordPush keeps it to refuse the payload again.
+	PayloadSHA256 []byte `json:"-"`
 }
+
+// PayloadReplayWindow is how long an accepted webhook payload is refused
+// if it comes again: GitHub redelivers deliveries up to 3 days old. After
+// it, a replay is still checked against where the ref points on the source.
+const PayloadReplayWindow = 72 * time.Hour
+
+// ReplayedPayloadError is a webhook payload already accepted for the app
+// within PayloadReplayWindow. It is an ErrConflict.
+type ReplayedPayloadError struct {
+	App    string
+	SHA256 []byte
+}
+
+func (e *ReplayedPayloadError) Error() string {
+	return fmt.Sprintf("push payload sha256 %x was already accepted for app %s", e.SHA256, e.App)
+}
+
+func (e *ReplayedPayloadError) Is(target error) bool { return target == ErrConflict }
 
 // Push event outcomes.
 const (
@@ -65,11 +86,12 @@ type RunStore interface {
 	ListRuns(ctx context.Context, app string, p Page) ([]Run, error)
 }
 
-// EventStore keeps push events and webhook delivery ids.
+// EventStore keeps push events, webhook delivery ids and payload digests.
 type EventStore interface {
 	RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error)
 	ListPushEvents(ctx context.Context, app string, p Page) ([]PushEvent, error)
 	DeliverySeen(ctx context.Context, deliveryID string) (bool, error)
+	PayloadAccepted(ctx context.Context, app string, sha256 []byte) (bool, error)
 }
 
 var (
@@ -158,8 +180,10 @@ func (db *DB) LatestRuns(ctx context.Context) (map[string]Run, error) {
 }
 
 // RecordPush stores a push event and, when run is not nil, the run it
-// started, in one transaction: a push is never recorded without its run.
-// A repeated webhook delivery id fails with ErrConflict.
+// started, in one transaction: a push is never recorded without its run,
+// nor its payload accepted without its event. A repeated webhook delivery
+// id fails with ErrExists, a payload accepted within PayloadReplayWindow
+// with a *ReplayedPayloadError; both are ErrConflict.
 func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error) {
 	ev.CreatedAt = now()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
@@ -167,6 +191,19 @@ func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent
 			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries(delivery_id, app, received_at) VALUES (?, ?, ?)`, ev.DeliveryID, ev.App, toDB(ev.CreatedAt)); err != nil {
 				if isUniqueViolation(err) {
 					return fmt.Errorf("delivery %q: %w", ev.DeliveryID, ErrExists)
+				}
+				return err
+			}
+		}
+		if len(ev.PayloadSHA256) > 0 {
+			// Pruning here bounds the table without a sweeper: only signed
+			// payloads add rows, and each one clears what has expired.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_payloads WHERE accepted_at < ?`, toDB(ev.CreatedAt.Add(-PayloadReplayWindow))); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_payloads(app, sha256, accepted_at) VALUES (?, ?, ?)`, ev.App, ev.PayloadSHA256, toDB(ev.CreatedAt)); err != nil {
+				if isUniqueViolation(err) {
+					return &ReplayedPayloadError{App: ev.App, SHA256: ev.PayloadSHA256}
 				}
 				return err
 			}
@@ -212,6 +249,18 @@ func (db *DB) ListPushEvents(ctx context.Context, app string, p Page) ([]PushEve
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// PayloadAccepted reports whether a webhook payload with this digest was
+// accepted for app within PayloadReplayWindow.
+func (db *DB) PayloadAccepted(ctx context.Context, app string, sha256 []byte) (bool, error) {
+	var one int
+	err := db.read.QueryRowContext(ctx, `SELECT 1 FROM webhook_payloads WHERE app = ? AND sha256 = ? AND accepted_at >= ?`,
+		app, sha256, toDB(now().Add(-PayloadReplayWindow))).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (db *DB) DeliverySeen(ctx context.Context, deliveryID string) (bool, error) {
