@@ -1,4 +1,4 @@
-// Package build runs CodeBuild buildspec.yml (version 0.2) phases.
+// Package build runs CodeBuild buildspec.yml phases (versions 0.2 and 0.1).
 package build
 
 import (
@@ -98,9 +98,9 @@ func Parse(file string, data []byte) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Version != "0.2" {
+	if s.Version != "0.2" && s.Version != "0.1" {
 		n := specfile.NodeAt(doc, "version")
-		return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "version", Message: fmt.Sprintf("version %q is not supported; use version: 0.2", s.Version)}
+		return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "version", Message: fmt.Sprintf("version %q is not a buildspec version; use version: 0.2 (0.1 runs each command in a shell of its own)", s.Version)}
 	}
 	for _, p := range []struct {
 		name string

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
@@ -67,10 +66,11 @@ type Job struct {
 	Shell string
 }
 
-// Box is the container a build's phases run in, one after another.
+// Box is the container a build's shell runs in.
 type Box interface {
-	// Exec runs args with env; when ctx ends it kills everything in the box.
-	Exec(ctx context.Context, args, env []string, log io.Writer) (int, error)
+	// ExecInput runs args with env and stdin read from in; when ctx ends
+	// it stops everything in the box.
+	ExecInput(ctx context.Context, args, env []string, in io.Reader, log io.Writer) (int, error)
 }
 
 // ContainerRoot is where the action's workspace appears inside its container.
@@ -78,7 +78,9 @@ const ContainerRoot = "/slipway"
 
 // Run runs the phases in order with CodeBuild's failure flow: a failed
 // install or pre_build skips the later phases; post_build still runs after a
-// failed build with CODEBUILD_BUILD_SUCCEEDING=0; on-failure: CONTINUE goes on.
+// failed build with CODEBUILD_BUILD_SUCCEEDING=0; on-failure: CONTINUE goes
+// on, on-failure: ABORT (said explicitly) stops there. Version 0.2 runs
+// every command in one shell; 0.1 each command in a shell of its own.
 func Run(ctx context.Context, job Job) Result {
 	shell := job.Spec.Env.Shell
 	if shell == "" {
@@ -94,6 +96,8 @@ func Run(ctx context.Context, job Job) Result {
 		name string
 		p    *Phase
 	}{{"install", job.Spec.Phases.Install}, {"pre_build", job.Spec.Phases.PreBuild}, {"build", job.Spec.Phases.Build}, {"post_build", job.Spec.Phases.PostBuild}}
+	sess := newSession(job, shell)
+	defer sess.end()
 	res := Result{Succeeded: true}
 	skipRest := false
 	for _, ph := range phases {
@@ -104,16 +108,11 @@ func Run(ctx context.Context, job Job) Result {
 			res.Phases = append(res.Phases, PhaseResult{Name: ph.name, Status: Skipped})
 			continue
 		}
-		succeeding := "1"
-		if !res.Succeeded {
-			succeeding = "0"
-		}
-		env := append(append([]string{}, job.Env...), "CODEBUILD_BUILD_SUCCEEDING="+succeeding)
-		fmt.Fprintf(job.Log, "[slipway] Entering phase %s\n", strings.ToUpper(ph.name))
+		sess.out.note("[slipway] Entering phase %s", strings.ToUpper(ph.name))
 		start := time.Now()
-		status, code := runCommands(ctx, shell, job, env, ph.p.Commands)
-		if len(ph.p.Finally) > 0 && status != Stopped && status != TimedOut {
-			fStatus, fCode := runCommands(ctx, shell, job, env, ph.p.Finally)
+		status, code := runCommands(ctx, sess, ph.p.Commands)
+		if len(ph.p.Finally) > 0 && status != Stopped && status != TimedOut && ctx.Err() == nil {
+			fStatus, fCode := runCommands(ctx, sess, ph.p.Finally)
 			if status == Succeeded && fStatus != Succeeded {
 				status, code = fStatus, fCode
 			}
@@ -126,7 +125,7 @@ func Run(ctx context.Context, job Job) Result {
 		}
 		pr := PhaseResult{Name: ph.name, Status: status, ExitCode: code, Duration: time.Since(start)}
 		res.Phases = append(res.Phases, pr)
-		fmt.Fprintf(job.Log, "[slipway] Phase %s %s (exit %d) in %s\n", strings.ToUpper(ph.name), status, code, pr.Duration.Round(time.Millisecond))
+		sess.out.note("[slipway] Phase %s %s (exit %d) in %s", strings.ToUpper(ph.name), status, code, pr.Duration.Round(time.Millisecond))
 		if status == Succeeded {
 			continue
 		}
@@ -134,20 +133,24 @@ func Run(ctx context.Context, job Job) Result {
 			res.Succeeded = false
 			res.ExitCode = code
 			res.Reason = fmt.Sprintf("phase %s %s with exit code %d", ph.name, strings.ToLower(status), code)
+			sess.setEnv(ctx, "CODEBUILD_BUILD_SUCCEEDING", "0")
 		}
 		switch {
 		case status == TimedOut || status == Stopped:
 			skipRest = true
 		case ph.p.OnFailure == "CONTINUE":
+		case ph.p.OnFailure == "ABORT":
+			skipRest = true
 		case ph.name == "install" || ph.name == "pre_build":
 			skipRest = true
 		}
 	}
+	sess.end()
 	res.Exported = readExported(job)
 	return res
 }
 
-// readExported reads the NAME=VALUE\x00 records the phase shells appended; the last value wins.
+// readExported reads the NAME=VALUE\x00 records the shells appended; the last value wins.
 func readExported(job Job) map[string]string {
 	if job.VarsFile == "" || len(job.Spec.Env.ExportedVariables) == 0 {
 		return nil
@@ -165,100 +168,28 @@ func readExported(job Job) map[string]string {
 	return out
 }
 
-// runCommands runs commands in one shell, stopping at the first failure. The
-// shell leads a process group of its own so a timeout or cancel kills every
-// process the build started, and nothing outlives the phase.
-func runCommands(ctx context.Context, shell string, job Job, env []string, commands []string) (string, int) {
-	if len(commands) == 0 {
-		return Succeeded, 0
-	}
-	varsFile := job.VarsFile
-	if job.Box != nil && varsFile != "" {
-		varsFile = ContainerRoot + "/" + filepath.Base(varsFile)
-	}
-	var script strings.Builder
-	if varsFile != "" && len(job.Spec.Env.ExportedVariables) > 0 {
-		// On every exit, even a failing one, record the exported variables' values.
-		script.WriteString("__slipway_export() {\n")
-		for _, name := range job.Spec.Env.ExportedVariables {
-			fmt.Fprintf(&script, "  printf '%%s=%%s\\000' %s \"${%s-}\" >> %s\n", name, name, shellQuote(varsFile))
-		}
-		script.WriteString("}\ntrap __slipway_export EXIT\n")
-	}
-	script.WriteString("set -e\n")
+// runCommands runs commands one by one in the build's shell and stops at
+// the first whose exit status is not 0.
+func runCommands(ctx context.Context, sess *session, commands []string) (string, int) {
 	for _, c := range commands {
-		fmt.Fprintf(&script, "printf '%%s\\n' %s\n%s\n", shellQuote("[slipway] Running command "+c), c)
-	}
-	if job.Box != nil {
-		return runInBox(ctx, shell, script.String(), job, env)
-	}
-	cmd := exec.Command(shell, "-c", script.String())
-	cmd.Dir = job.Dir
-	cmd.Env = append(baseEnv(), env...)
-	cmd.Stdout = job.Log
-	cmd.Stderr = job.Log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(job.Log, "[slipway] cannot start %s: %v\n", shell, err)
-		return Failed, 127
-	}
-	pgid := cmd.Process.Pid
-	if job.Started != nil {
-		job.Started(pgid)
-	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(3 * time.Second):
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		sess.out.note("[slipway] Running command %s", c)
+		code, err := sess.run(ctx, c)
+		if sess.job.Spec.Version == "0.1" {
+			sess.end() // each command in a shell of its own
+			sess.stdin = nil
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				sess.out.note("[slipway] %v", err)
 			}
-		case <-done:
+			if code == 0 {
+				code = 1
+			}
+			return Failed, code
 		}
-	}()
-	err := cmd.Wait()
-	close(done)
-	_ = syscall.Kill(-pgid, syscall.SIGKILL) // background children of the phase
-	if err == nil {
-		return Succeeded, 0
-	}
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		code := exitErr.ExitCode()
-		if code < 0 {
-			code = 128 + int(exitErr.Sys().(syscall.WaitStatus).Signal())
+		if code != 0 {
+			return Failed, code
 		}
-		return Failed, code
-	}
-	fmt.Fprintf(job.Log, "[slipway] %v\n", err)
-	return Failed, 1
-}
-
-// runInBox runs the script from a file in the workspace, so neither the
-// commands nor the environment show in the engine's or the host's process
-// listings.
-func runInBox(ctx context.Context, shell, script string, job Job, env []string) (string, int) {
-	file := filepath.Join(filepath.Dir(job.Dir), ".phase.sh")
-	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
-		fmt.Fprintf(job.Log, "[slipway] write the phase script: %v\n", err)
-		return Failed, 1
-	}
-	code, err := job.Box.Exec(ctx, []string{shell, ContainerRoot + "/.phase.sh"}, env, job.Log)
-	if ctx.Err() != nil {
-		return Failed, code // Run turns this into TIMED_OUT or STOPPED
-	}
-	if err != nil {
-		fmt.Fprintf(job.Log, "[slipway] %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-		return Failed, code
-	}
-	if code != 0 {
-		return Failed, code
 	}
 	return Succeeded, 0
 }

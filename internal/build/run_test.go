@@ -149,7 +149,7 @@ phases:
 
 func TestParseBuildspecErrors(t *testing.T) {
 	cases := map[string]string{
-		"version: 0.1\n": "buildspec.yml:1:10: version",
+		"version: 0.3\n": "buildspec.yml:1:10: version",
 		"version: 0.2\nphases:\n  biuld: {commands: [x]}\n":                "buildspec.yml:3:3: phases.biuld: unknown key",
 		"version: 0.2\nphases:\n  build: {on-failure: RETRY}\n":            "must be ABORT or CONTINUE",
 		"version: 0.2\nenv:\n  secrets-manager: {A: \"arn:aws:s3:::b\"}\n": "buildspec.yml:3:24: env.secrets-manager.A: \"arn:aws:s3:::b\": only Secrets Manager and SSM",

@@ -88,10 +88,16 @@ func boolPtr(b bool) *bool { return &b }
 // ctx ends first, the whole box is killed (every process in it) and Exec
 // returns 137 with ctx's error.
 func (b *Box) Exec(ctx context.Context, args, env []string, log io.Writer) (int, error) {
+	return b.ExecInput(ctx, args, env, nil, log)
+}
+
+// ExecInput is Exec with stdin read from in (nil: none): a build's shell
+// reads its commands there.
+func (b *Box) ExecInput(ctx context.Context, args, env []string, in io.Reader, log io.Writer) (int, error) {
 	bg := context.WithoutCancel(ctx)
 	ex, err := b.e.cli.ContainerExecCreate(bg, b.ID, ctr.ExecOptions{
 		User: b.spec.User, Env: env, WorkingDir: b.spec.WorkDir, Cmd: args,
-		AttachStdout: true, AttachStderr: true,
+		AttachStdout: true, AttachStderr: true, AttachStdin: in != nil,
 	})
 	if err != nil {
 		return 127, fmt.Errorf("exec in container: %w", err)
@@ -101,6 +107,12 @@ func (b *Box) Exec(ctx context.Context, args, env []string, log io.Writer) (int,
 		return 127, fmt.Errorf("attach to exec: %w", err)
 	}
 	defer att.Close()
+	if in != nil {
+		go func() {
+			_, _ = io.Copy(att.Conn, in)
+			_ = att.CloseWrite() // end of input: the shell reads EOF
+		}()
+	}
 	copied := make(chan error, 1)
 	go func() {
 		_, err := stdcopy.StdCopy(log, log, att.Reader)

@@ -131,3 +131,31 @@ func TestIntegrationSeededGoCacheIsReadOnly(t *testing.T) {
 		t.Errorf("the seed's mode changed: %v", fi.Mode())
 	}
 }
+
+// Two actions of one app starting at once both get the seeded cache.
+func TestSeedGoCacheConcurrently(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("seeding happens only when the server runs as root")
+	}
+	parent := t.TempDir()
+	seed := filepath.Join(parent, "seed")
+	os.MkdirAll(filepath.Join(seed, "ab"), 0o755)
+	os.WriteFile(filepath.Join(seed, "ab", "x-d"), []byte("x"), 0o644)
+	home := filepath.Join(parent, "home")
+	os.MkdirAll(home, 0o700)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { _, err := seedGoCache(home, seed); errs <- err }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(home, ".cache", "go-build", "ab", "x-d")); err != nil || string(b) != "x" {
+		t.Fatalf("seeded entry: %q %v", b, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(home, ".cache", "go-build.seed-*")); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

@@ -50,10 +50,20 @@ func seedGoCache(home, seed string) (int, error) {
 		}
 		return os.Lchown(p, BuildUID, BuildUID)
 	}
-	for _, p := range []string{filepath.Join(home, ".cache"), dst + ".tmp"} {
-		if err := mkdir(p); err != nil {
-			return 0, fmt.Errorf("seed the Go build cache: %w", err)
-		}
+	if err := mkdir(filepath.Join(home, ".cache")); err != nil {
+		return 0, fmt.Errorf("seed the Go build cache: %w", err)
+	}
+	// Two actions of one app may start at once: each fills a directory of
+	// its own and the first rename wins.
+	tmp, err := os.MkdirTemp(filepath.Join(home, ".cache"), "go-build.seed-")
+	if err != nil {
+		return 0, fmt.Errorf("seed the Go build cache: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return 0, err
+	}
+	if err := os.Lchown(tmp, BuildUID, BuildUID); err != nil {
+		return 0, err
 	}
 	n := 0
 	err = filepath.WalkDir(seed, func(path string, d fs.DirEntry, err error) error {
@@ -61,7 +71,7 @@ func seedGoCache(home, seed string) (int, error) {
 			return nil // a cache being trimmed meanwhile: what is left still helps
 		}
 		rel, _ := filepath.Rel(seed, path)
-		target := filepath.Join(dst+".tmp", rel)
+		target := filepath.Join(tmp, rel)
 		switch {
 		case d.IsDir():
 			if rel == "." {
@@ -81,10 +91,17 @@ func seedGoCache(home, seed string) (int, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return n, fmt.Errorf("seed the Go build cache: %w", err)
+	if err == nil {
+		err = os.Rename(tmp, dst)
 	}
-	return n, os.Rename(dst+".tmp", dst)
+	if err != nil {
+		os.RemoveAll(tmp)
+		if _, serr := os.Lstat(dst); serr == nil {
+			return 0, nil // another action of the app seeded it first
+		}
+		return 0, fmt.Errorf("seed the Go build cache: %w", err)
+	}
+	return n, nil
 }
 
 func sameDevice(fi fs.FileInfo, other string) bool {
