@@ -11,7 +11,7 @@ import (
 // Where CodeBuild documents the behaviour each case checks.
 const (
 	docShells = "https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-cmd.html" // 0.1: each command in its own shell; 0.2: not
-	docSpec   = "https://docs.aws.amazon.com/codebuild/latest/userguide/build-spec-ref.html"   // phases, finally, on-failure, CODEBUILD_BUILD_SUCCEEDING
+	docSpec   = "https://docs.aws.amazon.com/codebuild/latest/userguide/build-spec-ref.html"    // phases, finally, on-failure, CODEBUILD_BUILD_SUCCEEDING
 	docPhases = "https://docs.aws.amazon.com/codebuild/latest/userguide/view-build-details-phases.html"
 	docECS    = "https://docs.aws.amazon.com/codepipeline/latest/userguide/ecs-cd-pipeline.html" // the ECS tutorial's buildspec
 )
@@ -120,7 +120,7 @@ phases:
 		{
 			name: "a multi-line command is one command line", cite: docSpec,
 			buildspec: "version: 0.2\nphases:\n  build:\n    commands:\n      - |\n        if [ -n \"$HOME\" ]; then\n          echo multi-line\n        fi\n      - echo after\n",
-			phases: "build:SUCCEEDED", logHas: []string{"multi-line", "after"},
+			phases:    "build:SUCCEEDED", logHas: []string{"multi-line", "after"},
 		},
 		{
 			name: "set -e in one command and a failure in the next: the shell ends, the phase fails", cite: docSpec,
