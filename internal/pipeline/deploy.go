@@ -78,9 +78,15 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 		imageURI = d.ImageURI
 		tdData = taskdef.FillPlaceholders(tdData, imageURI)
 	}
-	td, _, err := taskdef.Parse(tdData)
+	td, ignored, err := taskdef.Parse(tdData)
 	if err != nil {
 		return nil, fmt.Sprintf("%s: %v", a.TaskDef, err)
+	}
+	for _, f := range ignored {
+		fmt.Fprintf(logs, "[slipway] %s: %s ignored (no meaning on this platform)\n", a.TaskDef, f)
+	}
+	for _, n := range td.Adjustments() {
+		fmt.Fprintf(logs, "[slipway] %s: %s\n", a.TaskDef, n)
 	}
 	if b, in := find("imagedefinitions.json"); findErr != nil {
 		return nil, findErr.Error()
@@ -233,6 +239,11 @@ func (e *Engine) follow(ctx context.Context, id int64, report func()) string {
 	}
 }
 
+// logTime stamps the deployment and service lines a deploy action copies
+// into its log with when they happened (the log's own time is when they
+// were copied, up to a poll later).
+const logTime = "15:04:05.000Z"
+
 // timelineTo copies deployment id's new timeline entries to logs.
 func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer) func() {
 	seen := 0
@@ -242,7 +253,7 @@ func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer) func(
 			return
 		}
 		for _, ev := range evs[seen:] {
-			fmt.Fprintf(logs, "[deploy %d] %-16s green %3d%%  %s\n", id, ev.Phase, ev.GreenWeight, ev.Message)
+			fmt.Fprintf(logs, "[deploy %d] %s %-16s green %3d%%  %s\n", id, ev.At.UTC().Format(logTime), ev.Phase, ev.GreenWeight, ev.Message)
 		}
 		seen = len(evs)
 	}
@@ -258,7 +269,7 @@ func (e *Engine) serviceEventsTo(ctx context.Context, app, env, service string, 
 		for i := len(evs) - 1; i >= 0; i-- { // newest first
 			if evs[i].ID > after {
 				after = evs[i].ID
-				fmt.Fprintln(logs, "[slipway] "+evs[i].Message)
+				fmt.Fprintf(logs, "[slipway] %s %s\n", evs[i].At.UTC().Format(logTime), evs[i].Message)
 			}
 		}
 	}

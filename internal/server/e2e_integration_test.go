@@ -78,6 +78,12 @@ stages:
 	if run["state"] != "succeeded" {
 		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], srv.logText(1))
 	}
+	// The deploy action's log says what the task definition had that means
+	// nothing here, and when each copied deployment line happened.
+	if log := srv.logText(1); !strings.Contains(log, "taskdef.json: requiresCompatibilities ignored") ||
+		!regexp.MustCompile(`\[slipway\] \d\d:\d\d:\d\d\.\d{3}Z `).MatchString(log) {
+		t.Errorf("deploy action log:\n%s", log)
+	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", prodPort)
 	if code, body := getURL(t, url); code != 200 || !strings.HasPrefix(body, "version=1") {
 		t.Fatalf("staging after the first run: %d %s", code, body)

@@ -337,3 +337,23 @@ var placeholder = regexp.MustCompile(`<IMAGE[0-9]*_NAME>`)
 func FillPlaceholders(data []byte, imageURI string) []byte {
 	return placeholder.ReplaceAll(data, []byte(imageURI))
 }
+
+// Adjustments say what Slipway changes in running the task definition, for
+// logs: a port mapping whose hostPort repeats the container port (as
+// awsvpc task definitions write it) is published on an ephemeral port of
+// 127.0.0.1, since two tasks cannot hold one host port; the load balancer
+// finds the port the engine chose.
+func (td *TaskDef) Adjustments() []string {
+	var out []string
+	for i, c := range td.ContainerDefinitions {
+		for j, pm := range c.PortMappings {
+			switch {
+			case pm.HostPort != 0 && pm.HostPort == pm.ContainerPort:
+				out = append(out, fmt.Sprintf("containerDefinitions[%d].portMappings[%d]: hostPort %d is published on an ephemeral port of 127.0.0.1 (tasks share the host; the load balancer finds the port)", i, j, pm.HostPort))
+			case pm.HostPort != 0:
+				out = append(out, fmt.Sprintf("containerDefinitions[%d].portMappings[%d]: hostPort %d is published on 127.0.0.1 only; a second task of the service cannot take the same port", i, j, pm.HostPort))
+			}
+		}
+	}
+	return out
+}

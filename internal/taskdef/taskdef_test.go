@@ -87,3 +87,28 @@ func TestParseErrorsNamePath(t *testing.T) {
 		})
 	}
 }
+
+func TestAdjustments(t *testing.T) {
+	for _, c := range []struct {
+		mappings string
+		want     []string
+	}{
+		{`[{"containerPort": 8080}]`, nil},
+		{`[{"containerPort": 8080, "hostPort": 8080}]`, []string{"portMappings[0]: hostPort 8080 is published on an ephemeral port"}},
+		{`[{"containerPort": 8080, "hostPort": 9000}]`, []string{"portMappings[0]: hostPort 9000 is published on 127.0.0.1 only"}},
+	} {
+		td, _, err := Parse([]byte(`{"family": "f", "containerDefinitions": [{"name": "web", "image": "x", "memory": 64, "portMappings": ` + c.mappings + `}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := td.Adjustments()
+		if len(got) != len(c.want) {
+			t.Fatalf("%s: %v, want %v", c.mappings, got, c.want)
+		}
+		for i := range got {
+			if !strings.Contains(got[i], c.want[i]) {
+				t.Errorf("%s: %q, want %q", c.mappings, got[i], c.want[i])
+			}
+		}
+	}
+}
