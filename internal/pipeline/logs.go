@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -30,6 +31,11 @@ type logWriter struct {
 	// forms are what mask replaces, longest first, by first byte.
 	forms [256][][]byte
 
+	// limit caps the bytes of log kept for the action (MaxLogBytes);
+	// kept counts them. Past the limit the action runs on, unlogged.
+	limit, kept int64
+	cut         bool
+
 	mu      sync.Mutex
 	partial []byte
 	pending []store.LogLine
@@ -43,8 +49,14 @@ const (
 	maxLineBytes  = 16 << 10
 )
 
+// MaxLogBytes is how much of one action's output is kept: a build that
+// prints a gigabyte must not fill the database (nor, while lines wait to
+// be stored, the server's memory).
+const MaxLogBytes = 64 << 20
+
 func newLogWriter(st store.ExecStore, actionID int64, log *slog.Logger, secrets []string) *logWriter {
-	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{})}
+	w := &logWriter{store: st, actionID: actionID, log: log, secrets: secrets, limit: MaxLogBytes,
+		kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{})}
 	w.setMask()
 	go w.loop()
 	return w
@@ -169,8 +181,16 @@ func pieceEnd(text string) int {
 	return cut
 }
 
-// queue queues one line for the next flush.
+// queue queues one line for the next flush, until the log reaches its
+// limit, which the last kept line says.
 func (w *logWriter) queue(text string) {
+	if w.cut {
+		return
+	}
+	if w.kept += int64(len(text)) + 1; w.kept > w.limit {
+		w.cut = true
+		text = fmt.Sprintf("[slipway] The log reached %d MiB: what the action prints from here on is not kept (the action goes on)", w.limit>>20)
+	}
 	w.pending = append(w.pending, store.LogLine{At: time.Now().UTC(), Line: text})
 	select {
 	case w.kick <- struct{}{}:

@@ -223,3 +223,24 @@ func TestLogMaskingLongLine(t *testing.T) {
 		})
 	}
 }
+
+// TestLogIsCapped: an action printing far more than the limit keeps the
+// first part and a line saying the rest was not kept.
+func TestLogIsCapped(t *testing.T) {
+	db, run, act := oneAction(t)
+	w := newLogWriter(db, act.ID, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	w.limit = 1 << 20
+	line := strings.Repeat("x", 1023) + "\n"
+	for range 20 << 10 { // 20 MiB in 1 KiB lines
+		if _, err := io.WriteString(w, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := storedLines(t, db, w, run.ID)
+	if n := len(got); n < 1000 || n > 1100 {
+		t.Fatalf("kept %d lines of 1 KiB under a 1 MiB limit", n)
+	}
+	if last := got[len(got)-1]; !strings.Contains(last, "The log reached 1 MiB") {
+		t.Fatalf("last line %q", last)
+	}
+}
