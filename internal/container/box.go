@@ -1,9 +1,13 @@
 package container
 
 import (
+	"strings"
+
 	"context"
 	"errors"
 	"fmt"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/image"
 	"io"
 	"time"
 
@@ -217,4 +221,40 @@ func (e *Engine) RemoveLabelled(ctx context.Context, labels ...string) (int, err
 		}
 	}
 	return len(cs) - len(errs), errors.Join(errs...)
+}
+
+// RemoveAppImages removes the engine's images of app made by this
+// installation (they carry both labels: the image action's and, through
+// the docker shim, a buildspec's own docker build) and those tagged under
+// registryHost/app, and says how many went.
+func (e *Engine) RemoveAppImages(ctx context.Context, app, installation, registryHost string) (int, error) {
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{All: true})
+	if err != nil {
+		return 0, fmt.Errorf("list images: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, img := range imgs {
+		ours := img.Labels[LabelApp] == app && img.Labels[LabelInstallation] == installation && installation != ""
+		var refs []string
+		for _, tag := range img.RepoTags {
+			if registryHost != "" && (strings.HasPrefix(tag, registryHost+"/"+app+":") || strings.HasPrefix(tag, registryHost+"/"+app+"/")) {
+				refs = append(refs, tag)
+			}
+		}
+		switch {
+		case ours:
+			refs = []string{img.ID} // every tag of it
+		case len(refs) == 0:
+			continue
+		}
+		for _, ref := range refs {
+			if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove image %s: %w", ref, err))
+				continue
+			}
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }

@@ -658,7 +658,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	if err != nil {
 		return nil, err.Error()
 	}
-	for _, kv := range append(dockerVars, e.sandboxEnv(a, onHost)...) {
+	for _, kv := range append(dockerVars, e.sandboxEnv(a, app, onHost)...) {
 		k, v, _ := strings.Cut(kv, "=")
 		if _, set := vars[k]; !set {
 			vars[k] = v

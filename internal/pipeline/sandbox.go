@@ -42,15 +42,17 @@ var passThrough = []string{"LANG", "TZ", "GOPROXY", "GOSUMDB", "GONOSUMDB", "GOP
 
 // sandboxEnv is the base environment of a sandboxed build (the host
 // executor inherits the server's PATH and HOME instead).
-func (e *Engine) sandboxEnv(a Action, onHost bool) []string {
+func (e *Engine) sandboxEnv(a Action, app store.App, onHost bool) []string {
 	if onHost {
 		return nil
 	}
 	env := []string{"HOME=" + sandbox.Home}
 	if a.Image == "" { // the host's toolchains, under the host's PATH
-		if p := os.Getenv("PATH"); p != "" {
-			env = append(env, "PATH="+p)
+		path := os.Getenv("PATH")
+		if app.Build.DockerAccess {
+			path = sandbox.ShimDir + ":" + path // docker build labels what it makes as the app's
 		}
+		env = append(env, "PATH="+path)
 		for _, k := range passThrough {
 			if v, ok := os.LookupEnv(k); ok {
 				env = append(env, k+"="+v)

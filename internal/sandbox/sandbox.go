@@ -65,6 +65,11 @@ func Start(ctx context.Context, eng *container.Engine, o Options) (*container.Bo
 			return nil, err
 		}
 	}
+	if o.Docker {
+		if err := writeDockerShim(o.Workspace, o.Labels); err != nil {
+			return nil, err
+		}
+	}
 	if err := handOver(o.Workspace, o.HomeDir); err != nil {
 		return nil, err
 	}

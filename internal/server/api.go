@@ -172,6 +172,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	if len(repos) > 0 {
 		s.log.Info("deleted the app's registry repositories; their layers go at the next image gc", "app", name, "repositories", repos)
 	}
+	s.removeAppLeftovers(r.Context(), name)
 	w.WriteHeader(http.StatusNoContent)
 }
 

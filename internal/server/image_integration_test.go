@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +185,24 @@ phases:
 	run = e.waitRun(e.startRun(app, "broken"), 60*time.Second)
 	if run["state"] != "failed" || !strings.Contains(run["reason"].(string), "missing-file.txt") {
 		t.Fatalf("broken Dockerfile: %v %v", run["state"], run["reason"])
+	}
+
+	// The buildspec's own docker build is labelled as the app's; deleting
+	// the app leaves none of its images in the engine.
+	labels, err = exec.Command("docker", "image", "inspect", "-f", `{{index .Config.Labels "slipway.app"}}`, host+"/"+app+":self-"+sha).Output()
+	if err != nil || strings.TrimSpace(string(labels)) != app {
+		t.Fatalf("the buildspec's image is not labelled as the app's: %q %v", labels, err)
+	}
+	if code, body := e.call("DELETE", "/api/v1/apps/"+app, e.Admin, nil); code != http.StatusNoContent {
+		t.Fatalf("delete app: %d %v", code, body)
+	}
+	left, _ := exec.Command("docker", "images", "-q", "--filter", "label=slipway.app="+app, "--filter", "label=slipway.installation="+e.srv.installation).Output()
+	tags, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	if len(strings.TrimSpace(string(left))) > 0 || strings.Contains(string(tags), host+"/"+app+":") {
+		t.Fatalf("images left after app delete: %q\n%s", left, tags)
+	}
+	if _, err := os.Stat(filepath.Join(e.srv.DataDir(), "homes", app)); !os.IsNotExist(err) {
+		t.Fatalf("the app's build home outlived it: %v", err)
 	}
 }
 

@@ -1,0 +1,33 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/slipway-dev/slipway/internal/container"
+)
+
+// removeAppLeftovers removes what an app's builds left outside the store:
+// its build home and caches on disk, and the images the engine holds for
+// it (the image action's, a buildspec's own docker build's, and copies
+// tagged under the registry), so an app made again under the name starts
+// afresh and nothing Slipway caused stays in the engine.
+func (s *Server) removeAppLeftovers(ctx context.Context, app string) {
+	for _, dir := range []string{filepath.Join(s.cfg.DataDir, "homes", app), filepath.Join(s.cfg.DataDir, "cache", app)} {
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("remove a deleted app's files", "app", app, "dir", dir, "err", err)
+		}
+	}
+	eng, err := container.Connect(ctx)
+	if err != nil {
+		return // no engine: no images either
+	}
+	n, err := eng.RemoveAppImages(ctx, app, s.installation, s.engine.CurrentRegistry().Host)
+	if err != nil {
+		s.log.Warn("remove a deleted app's images", "app", app, "err", err)
+	}
+	if n > 0 {
+		s.log.Info("removed a deleted app's images from the engine", "app", app, "images", n)
+	}
+}
