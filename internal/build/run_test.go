@@ -185,3 +185,48 @@ func TestCollectArtifacts(t *testing.T) {
 		t.Fatal("base-directory outside the source dir accepted")
 	}
 }
+
+// TestCollectRefusesLinksOut: a link a build made (or git carried) that
+// leads out of the source directory never brings a host file into an
+// artifact, report or cache: it is refused, naming it.
+func TestCollectRefusesLinksOut(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "admin.token"), []byte("slw_secret"), 0o600)
+	for _, c := range []struct {
+		name   string
+		setup  func(dir string)
+		a      Artifacts
+		refuse string
+	}{
+		{"absolute link", func(d string) { os.Symlink(filepath.Join(outside, "admin.token"), filepath.Join(d, "out.txt")) },
+			Artifacts{Files: []string{"out.txt"}}, "out.txt is a symbolic link that leads outside"},
+		{"relative chain", func(d string) {
+			os.Mkdir(filepath.Join(d, "a"), 0o755)
+			os.Symlink("..", filepath.Join(d, "a", "up"))
+			os.Symlink("a/up/../"+filepath.Base(outside)+"/admin.token", filepath.Join(d, "x"))
+		}, Artifacts{Files: []string{"x"}}, "x is a symbolic link that leads outside"},
+		{"base-directory through a link", func(d string) { os.Symlink(outside, filepath.Join(d, "dist")) },
+			Artifacts{Files: []string{"**/*"}, BaseDirectory: "dist"}, "artifacts.base-directory"},
+		{"base-directory ../", func(string) {}, Artifacts{Files: []string{"*"}, BaseDirectory: "../" + filepath.Base(outside)}, "must be inside"},
+		{"a link inside is kept", func(d string) {
+			os.WriteFile(filepath.Join(d, "real.txt"), []byte("ok"), 0o644)
+			os.Symlink("real.txt", filepath.Join(d, "alias.txt"))
+		}, Artifacts{Files: []string{"alias.txt"}}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "src")
+			os.Mkdir(dir, 0o755)
+			c.setup(dir)
+			files, err := Collect(dir, c.a)
+			if c.refuse == "" {
+				if err != nil || len(files) != 1 {
+					t.Fatalf("%v %v", files, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.refuse) {
+				t.Fatalf("got %v %v, want a refusal saying %q", files, err, c.refuse)
+			}
+		})
+	}
+}

@@ -188,3 +188,24 @@ func TestIntegrationRestartRemovesSandbox(t *testing.T) {
 		t.Errorf("the interrupted build's token survived the restart: %v", toks)
 	}
 }
+
+// A link made inside the build container to a host path (the data
+// directory's admin token) is refused when the artifact is collected:
+// the server reads the workspace on the host, where the link would lead.
+func TestIntegrationBuildLinkOutIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("linker")
+	token := filepath.Join(e.srv.DataDir(), AdminTokenFile)
+	e.pushPipeline("linker", "main", map[string]string{
+		"slipway.yaml":  manualOnly + "stages:\n  - name: Build\n    actions:\n      - {name: link, type: build, outputs: [Out]}\n",
+		"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands:\n      - ln -s " + token + " token.txt\nartifacts:\n  files: [token.txt]\n",
+	})
+	id := e.startRun("linker", "main")
+	run := e.waitRun(id, 60*time.Second)
+	if run["state"] != "failed" || !strings.Contains(fmt.Sprint(run["reason"]), "token.txt is a symbolic link that leads outside") {
+		t.Fatalf("run %v: %v\n%s", run["state"], run["reason"], e.logText(id))
+	}
+	if arts, _ := run["artifacts"].([]any); len(arts) != 1 { // SourceArtifact only
+		t.Fatalf("artifacts: %v", run["artifacts"])
+	}
+}
