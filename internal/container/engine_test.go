@@ -27,6 +27,8 @@ func runInBox(ctx context.Context, eng *Engine, spec BoxSpec, script string, log
 // A box cancelled at any moment, even while its container is being
 // created, leaves no container behind.
 func TestIntegrationBoxCancelledLeavesNoContainer(t *testing.T) {
+	defer func(g time.Duration) { StopGrace = g }(StopGrace)
+	StopGrace = 300 * time.Millisecond // what is tested is that nothing is left, not the grace
 	image := containertest.BusyboxImage(t)
 	label := fmt.Sprintf("slipway.test.runscript=%d", time.Now().UnixNano())
 	k, v, _ := strings.Cut(label, "=")
