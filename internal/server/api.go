@@ -639,7 +639,9 @@ func (s *Server) gitUploadPack(w http.ResponseWriter, r *http.Request) {
 func (s *Server) gitReceivePack(w http.ResponseWriter, r *http.Request) {
 	if app, ok := s.gitApp(w, r); ok {
 		tok, _ := Caller(r.Context())
-		s.source.ServeGit(w, r, app, tok.Name, true)
+		// The pusher's terminal links runs as notices do, at the public URL.
+		runURL := func(id int64) string { return s.notify.Link(fmt.Sprintf("/runs/%d", id)) }
+		s.source.ServePush(w, r, app, tok.Name, runURL)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,8 @@ func diffRefs(before, after map[string]string) []RefUpdate {
 			ups = append(ups, RefUpdate{Ref: ref, Old: o, New: ZeroSHA})
 		}
 	}
+	// In ref order, for events and messages in the same order at every push.
+	slices.SortFunc(ups, func(a, b RefUpdate) int { return strings.Compare(a.Ref, b.Ref) })
 	return ups
 }
 
@@ -170,7 +173,19 @@ const MaxFetchRequestBytes = 10 << 20
 // ServeGit answers a smart-HTTP request for an app's repository through git
 // http-backend. For a push it compares the refs before and after, under the
 // repository's lock, so every updated ref becomes exactly one push event.
+// A push is ServePush with runs linked by their path alone.
 func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher string, push bool) {
+	s.serveGit(w, r, app, pusher, push, nil)
+}
+
+// ServePush answers a push (git-receive-pack) as ServeGit does, and tells
+// the pusher on git's sideband what each updated ref started, or why
+// nothing; runURL makes a run's link for them (see sideband.go).
+func (s *Service) ServePush(w http.ResponseWriter, r *http.Request, app, pusher string, runURL func(id int64) string) {
+	s.serveGit(w, r, app, pusher, true, runURL)
+}
+
+func (s *Service) serveGit(w http.ResponseWriter, r *http.Request, app, pusher string, push bool, runURL func(id int64) string) {
 	h := &cgi.Handler{
 		Path: s.gitPath,
 		Args: []string{"http-backend"},
@@ -222,18 +237,23 @@ func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher s
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	h.ServeHTTP(w, r)
+	rw := newReportWriter(w, pushSideband(r))
+	h.ServeHTTP(rw, r)
 	// The push is complete on disk; record it even if the client has gone away.
 	ctx := context.WithoutCancel(r.Context())
+	var messages []string
+	defer func() { rw.finish(messages) }() // always ends the response, with or without messages
 	after, err := s.refs(ctx, app)
 	if err != nil {
 		s.Log.Error("read refs after push", "app", app, "err", err)
 		return
 	}
 	for _, up := range diffRefs(before, after) {
-		if _, err := s.recordPush(ctx, app, "git", pusher, "", nil, up, nil); err != nil {
+		ev, err := s.recordPush(ctx, app, "git", pusher, "", nil, up, nil)
+		if err != nil {
 			s.Log.Error("record push", "app", app, "ref", up.Ref, "err", err)
 		}
+		messages = append(messages, pushMessages(up, ev, err, runURL)...)
 	}
 }
 
