@@ -278,14 +278,17 @@ func (db *DB) DeleteApp(ctx context.Context, name string) error {
 // credentials too. src.Credentials and sealedSecret are already encrypted;
 // keepSecret leaves the stored webhook secret untouched.
 func (db *DB) SetAppSource(ctx context.Context, name string, src AppSource, sealedSecret []byte, keepSecret bool) (App, error) {
+	if keepSecret {
+		return db.updateApp(ctx, name, `UPDATE apps SET source_url = ?, source_credentials = ? WHERE name = ?`, src.URL, nilIfEmpty(src.Credentials), name)
+	}
+	return db.updateApp(ctx, name, `UPDATE apps SET source_url = ?, source_credentials = ?, webhook_secret = ? WHERE name = ?`, src.URL, nilIfEmpty(src.Credentials), sealedSecret, name)
+}
+
+// updateApp runs one UPDATE of app name's row and returns the app as it
+// is now; an app that is not there is ErrNotFound.
+func (db *DB) updateApp(ctx context.Context, name, query string, args ...any) (App, error) {
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		var res sql.Result
-		var err error
-		if keepSecret {
-			res, err = tx.ExecContext(ctx, `UPDATE apps SET source_url = ?, source_credentials = ? WHERE name = ?`, src.URL, nilIfEmpty(src.Credentials), name)
-		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE apps SET source_url = ?, source_credentials = ?, webhook_secret = ? WHERE name = ?`, src.URL, nilIfEmpty(src.Credentials), sealedSecret, name)
-		}
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -368,18 +371,5 @@ func (db *DB) AppWebhookSecret(ctx context.Context, name string) ([]byte, error)
 // SetBuildSettings sets where an app's builds run and whether they reach
 // the Docker engine.
 func (db *DB) SetBuildSettings(ctx context.Context, name string, b BuildSettings) (App, error) {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE apps SET build_executor = ?, build_docker = ? WHERE name = ?`, b.Executor, b.DockerAccess, name)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("app %q: %w", name, ErrNotFound)
-		}
-		return nil
-	})
-	if err != nil {
-		return App{}, err
-	}
-	return db.GetApp(ctx, name)
+	return db.updateApp(ctx, name, `UPDATE apps SET build_executor = ?, build_docker = ? WHERE name = ?`, b.Executor, b.DockerAccess, name)
 }
