@@ -4,6 +4,7 @@ package build
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/secret"
@@ -83,6 +84,7 @@ func (y *YesNo) UnmarshalYAML(n *yaml.Node) error {
 	case "no", "false", "No", "False", "":
 		*y = false
 	default:
+		// Decode puts in the name of the file being read.
 		return &specfile.Error{File: FileName, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("%q must be yes or no", n.Value)}
 	}
 	return nil
@@ -91,31 +93,33 @@ func (y *YesNo) UnmarshalYAML(n *yaml.Node) error {
 // FileName is the default buildspec path.
 const FileName = "buildspec.yml"
 
-// Parse reads a buildspec; file names it in errors.
+// onFailure are the values a phase's on-failure may take.
+var onFailure = []string{"ABORT", "CONTINUE"}
+
+// Parse reads a buildspec; file names it in errors. Every problem found is
+// reported at once, as specfile.Errors (one line each, in file order).
 func Parse(file string, data []byte) (*Spec, error) {
 	var s Spec
 	doc, err := specfile.Decode(file, data, &s)
-	if err != nil {
+	if doc == nil {
 		return nil, err
 	}
+	r := specfile.NewReport(file, doc, err)
 	if s.Version != "0.2" && s.Version != "0.1" {
-		n := specfile.NodeAt(doc, "version")
-		return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "version", Message: fmt.Sprintf("version %q is not a buildspec version; use version: 0.2 (0.1 runs each command in a shell of its own)", s.Version)}
+		r.Addf([]any{"version"}, "version %q is not a buildspec version; use version: 0.2 (0.1 runs each command in a shell of its own)", s.Version)
 	}
 	for _, p := range []struct {
 		name string
 		ph   *Phase
 	}{{"install", s.Phases.Install}, {"pre_build", s.Phases.PreBuild}, {"build", s.Phases.Build}, {"post_build", s.Phases.PostBuild}} {
-		if p.ph != nil && p.ph.OnFailure != "" && p.ph.OnFailure != "ABORT" && p.ph.OnFailure != "CONTINUE" {
-			n := specfile.NodeAt(doc, "phases", p.name, "on-failure")
-			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "phases." + p.name + ".on-failure", Message: fmt.Sprintf("%q must be ABORT or CONTINUE", p.ph.OnFailure)}
+		if p.ph != nil && p.ph.OnFailure != "" && !slices.Contains(onFailure, p.ph.OnFailure) {
+			r.Addf([]any{"phases", p.name, "on-failure"}, "%s", specfile.Unknown(fmt.Sprintf("%q must be ABORT or CONTINUE", p.ph.OnFailure), p.ph.OnFailure, onFailure, ""))
 		}
 	}
 	for i, name := range s.Env.ExportedVariables {
 		if !envName.MatchString(name) || strings.HasPrefix(name, "CODEBUILD_") {
-			n := specfile.NodeAt(doc, "env", "exported-variables", i)
-			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: fmt.Sprintf("env.exported-variables[%d]", i),
-				Message: fmt.Sprintf("%q must be a shell variable name (letters, digits, _) not starting with CODEBUILD_", name)}
+			r.Addf([]any{"env", "exported-variables", i}, "%q must be a shell variable name (letters, digits, _) not starting with CODEBUILD_", name)
+			continue
 		}
 		// Exported values are stored with the run unsealed and shown to
 		// anyone who can read it; CodeBuild refuses exporting secrets too.
@@ -125,17 +129,14 @@ func Parse(file string, data []byte) (*Spec, error) {
 				refs = s.Env.ParameterStore
 			}
 			if _, ok := refs[name]; ok {
-				n := specfile.NodeAt(doc, "env", "exported-variables", i)
-				return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: fmt.Sprintf("env.exported-variables[%d]", i),
-					Message: fmt.Sprintf("%q comes from env.%s and cannot be exported: exported variables are stored with the run in plain text; have the later action read the secret itself", name, section)}
+				r.Addf([]any{"env", "exported-variables", i},
+					"%q comes from env.%s and cannot be exported: exported variables are stored with the run in plain text; have the later action read the secret itself", name, section)
 			}
 		}
 	}
-	for group, r := range s.Reports {
-		if r.FileFormat != "" && r.FileFormat != "JUNITXML" {
-			n := specfile.NodeAt(doc, "reports", group, "file-format")
-			return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "reports." + group + ".file-format",
-				Message: fmt.Sprintf("%q is not supported; Slipway reads JUNITXML", r.FileFormat)}
+	for group, rep := range s.Reports {
+		if rep.FileFormat != "" && rep.FileFormat != "JUNITXML" {
+			r.Addf([]any{"reports", group, "file-format"}, "%q is not supported; Slipway reads JUNITXML", rep.FileFormat)
 		}
 	}
 	for _, section := range []string{"secrets-manager", "parameter-store"} {
@@ -145,10 +146,12 @@ func Parse(file string, data []byte) (*Spec, error) {
 		}
 		for name, ref := range refs {
 			if _, err := secret.ParseRef(ref); err != nil {
-				n := specfile.NodeAt(doc, "env", section, name)
-				return nil, &specfile.Error{File: file, Line: n.Line, Column: n.Column, Field: "env." + section + "." + name, Message: err.Error()}
+				r.Addf([]any{"env", section, name}, "%s", err.Error())
 			}
 		}
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/specfile"
 	"gopkg.in/yaml.v3"
 )
 
@@ -52,8 +53,57 @@ var Predefined = map[string]Shift{
 
 var custom = regexp.MustCompile(`^(Canary|Linear)(\d{1,2})Percent(?:Every)?(\d+)(Seconds|Minutes)$`)
 
+// customFold is custom written in any case, to suggest its spelling.
+var customFold = regexp.MustCompile(`(?i)^(canary|linear)(\d{1,2})percent(every)?(\d+)(seconds|minutes)$`)
+
+// MaxShiftInterval bounds a custom configuration's interval, as the
+// termination wait is bounded: a longer hold is a mistake, and a long
+// number would overflow the interval.
+const MaxShiftInterval = 2880 * time.Minute
+
+// ConfigError is a deployment configuration name that names none.
+type ConfigError struct {
+	Name string
+	// Suggestion is the valid name closest to Name, when one is close.
+	Suggestion string
+	// Reason says what is wrong with a custom name of the right form; it
+	// is empty for a name that is not one.
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("deployment configuration %q: %s", e.Name, e.Reason)
+	}
+	msg := fmt.Sprintf("unknown deployment configuration %q", e.Name)
+	allowed := "use one of " + strings.Join(ConfigNames(), ", ") + ", or a custom Canary<P>Percent<N>Seconds or Linear<P>PercentEvery<N>Minutes"
+	if e.Suggestion != "" {
+		return fmt.Sprintf("%s; did you mean %s? (%s)", msg, e.Suggestion, allowed)
+	}
+	return msg + "; " + allowed
+}
+
+// ConfigNames are the predefined configurations' names, sorted.
+func ConfigNames() []string {
+	names := make([]string, 0, len(Predefined))
+	for n := range Predefined {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ValidateConfig checks a deployment configuration name ("" is the
+// default, all at once) before a deployment needs it: the pipeline file
+// is checked with it when it is read. Its error is a *ConfigError.
+func ValidateConfig(name string) error {
+	_, err := ParseConfig(name)
+	return err
+}
+
 // ParseConfig resolves a configuration name: a predefined one, or a custom
 // Canary<P>Percent<N>Seconds|Minutes / Linear<P>PercentEvery<N>Seconds|Minutes.
+// Its error is a *ConfigError.
 func ParseConfig(name string) (Shift, error) {
 	if name == "" {
 		name = "CodeDeployDefault.ECSAllAtOnce"
@@ -63,21 +113,31 @@ func ParseConfig(name string) (Shift, error) {
 	}
 	m := custom.FindStringSubmatch(name)
 	if m == nil {
-		names := make([]string, 0, len(Predefined))
-		for n := range Predefined {
-			names = append(names, n)
+		suggestion := specfile.Suggest(name, ConfigNames())
+		if f := customFold.FindStringSubmatch(name); f != nil {
+			// The custom form in the wrong case: its spelling is known.
+			kind := strings.ToUpper(f[1][:1]) + strings.ToLower(f[1][1:])
+			every := ""
+			if kind == "Linear" {
+				every = "Every"
+			}
+			spelt := kind + f[2] + "Percent" + every + f[4] + strings.ToUpper(f[5][:1]) + strings.ToLower(f[5][1:])
+			if _, err := ParseConfig(spelt); err == nil {
+				suggestion = spelt
+			}
 		}
-		slices.Sort(names)
-		return Shift{}, fmt.Errorf("unknown deployment configuration %q; use one of %s, or a custom Canary<P>Percent<N>Seconds or Linear<P>PercentEvery<N>Minutes", name, strings.Join(names, ", "))
+		return Shift{}, &ConfigError{Name: name, Suggestion: suggestion}
 	}
 	pct, _ := strconv.Atoi(m[2])
-	n, _ := strconv.Atoi(m[3])
 	unit := time.Second
 	if m[4] == "Minutes" {
 		unit = time.Minute
 	}
-	if pct < 1 || pct > 99 || n < 1 {
-		return Shift{}, fmt.Errorf("deployment configuration %q: the percent must be 1–99 and the interval at least 1", name)
+	// ParseInt fails for a number past int64; it is past the bound too.
+	n, err := strconv.ParseInt(m[3], 10, 64)
+	if pct < 1 || pct > 99 || err != nil || n < 1 || n > int64(MaxShiftInterval/unit) {
+		return Shift{}, &ConfigError{Name: name, Reason: fmt.Sprintf("the percent must be 1–99 and the interval 1 to %d minutes (%d seconds)",
+			int64(MaxShiftInterval/time.Minute), int64(MaxShiftInterval/time.Second))}
 	}
 	return Shift{Kind: strings.ToLower(m[1]), Percent: pct, Interval: time.Duration(n) * unit}, nil
 }
@@ -140,6 +200,10 @@ type Settings struct {
 	Alarms            []Alarm         `json:"alarms,omitempty"`
 }
 
+// MaxTerminationWait is the longest blue is kept after a blue/green
+// deployment, as on CodeDeploy (2880 minutes).
+const MaxTerminationWait = 2880 * time.Minute
+
 // LifecycleEvents that run hooks, in order.
 var LifecycleEvents = []string{"BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "BeforeAllowTraffic", "AfterAllowTraffic"}
 
@@ -163,7 +227,7 @@ func (s *Settings) Defaults(strategy string) error {
 	if strategy == "blue-green" && s.TerminationWait.Duration == 0 {
 		s.TerminationWait.Duration = 5 * time.Minute
 	}
-	if s.TerminationWait.Duration < 0 || s.TerminationWait.Duration > 2880*time.Minute {
+	if s.TerminationWait.Duration < 0 || s.TerminationWait.Duration > MaxTerminationWait {
 		return fmt.Errorf("termination_wait must be 0 to 2880 minutes")
 	}
 	if s.Timeout.Duration == 0 {

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"os"
 	"testing"
 )
@@ -24,14 +25,28 @@ func FuzzParseAppSpec(f *testing.F) {
 }
 
 // FuzzParseConfig: any deployment configuration name is one of the known
-// ones, a valid custom one, or refused with a message, never a panic.
+// ones, a valid custom one, or refused with a message, never a panic. A
+// shift's steps hold green for a positive interval within the bound, and
+// a suggestion is itself a valid name.
 func FuzzParseConfig(f *testing.F) {
-	for _, name := range []string{"CodeDeployDefault.ECSAllAtOnce", "CodeDeployDefault.ECSCanary10Percent5Minutes", "Canary20Percent4Seconds", "Linear50PercentEvery4Seconds", "Linear0PercentEvery0Seconds"} {
+	for _, name := range []string{"CodeDeployDefault.ECSAllAtOnce", "CodeDeployDefault.ECSCanary10Percent5Minutes", "Canary20Percent4Seconds", "Linear50PercentEvery4Seconds", "Linear0PercentEvery0Seconds",
+		"Canary10Percent99999999999999999999Minutes", "canary10percent5minutes", "CodeDeployDefault.ECSAllAtOnse"} {
 		f.Add(name)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		if _, err := ParseConfig(name); err != nil && err.Error() == "" {
-			t.Fatal("an error without a message")
+		s, err := ParseConfig(name)
+		if err != nil {
+			var ce *ConfigError
+			if err.Error() == "" || !errors.As(err, &ce) {
+				t.Fatalf("error %v: want a *ConfigError with a message", err)
+			}
+			if ce.Suggestion != "" && ValidateConfig(ce.Suggestion) != nil {
+				t.Fatalf("%q suggests %q, which is not valid", name, ce.Suggestion)
+			}
+			return
+		}
+		if s.Kind != "all-at-once" && (s.Interval <= 0 || s.Interval > MaxShiftInterval) {
+			t.Fatalf("%q: interval %v", name, s.Interval)
 		}
 	})
 }

@@ -44,7 +44,7 @@ func TestDecodeNamesTheFieldOfAWrongValue(t *testing.T) {
 		{"env: [A=1]\n", `f.yml:1:6: env: must be a mapping of keys to values`},
 		{"env:\n  A: {b: 1}\n", `f.yml:2:6: env.A: must be a single value, not a mapping`},
 		{"items:\n  - id: 1\n  - id: x\n", `f.yml:3:9: items[1].id: must be a whole number, not "x"`},
-		{"items:\n  - idd: 1\n", `f.yml:2:5: items[0].idd: unknown key "idd"; allowed here: id`},
+		{"items:\n  - idd: 1\n", `f.yml:2:5: items[0].idd: unknown key "idd"; did you mean id? (allowed here: id)`},
 		{"items: 3\n", `f.yml:1:8: items: must be a list`},
 	}
 	for _, c := range cases {
