@@ -165,7 +165,15 @@ func deployCmd() *cobra.Command {
 				row(w, "From → to:", fmt.Sprintf("%s → %s:%d", d.From(), d.ToFamily, d.ToRevision))
 				row(w, "State:", d.State+" / "+d.Phase)
 				if d.Reason != "" {
-					row(w, "Reason:", d.Reason)
+					reason, output := splitLastOutput(d.Reason)
+					row(w, "Reason:", reason)
+					for i, l := range output {
+						label := ""
+						if i == 0 {
+							label = "Last output:"
+						}
+						row(w, label, l)
+					}
 				}
 				row(w, "Traffic:", trafficLine(d.Layout))
 				row(w, "")
@@ -186,6 +194,16 @@ func deployCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, show, stop)
 	return cmd
+}
+
+// splitLastOutput parts a failure's reason from the container's last
+// output it quotes ("…; last output: A | B"), so each line shows on its own.
+func splitLastOutput(reason string) (string, []string) {
+	head, output, ok := strings.Cut(reason, "; last output: ")
+	if !ok {
+		return reason, nil
+	}
+	return head, strings.Split(output, " | ")
 }
 
 func trafficLine(l store.Layout) string {

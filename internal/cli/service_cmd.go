@@ -435,7 +435,14 @@ after any. A deployment in progress holds the count until it ends.`,
 				row(w, "")
 				row(w, "EVENTS")
 				for _, e := range d.Events {
-					row(w, humanTime(e.At), e.Message)
+					// A task's stop says its last output on a line of its own.
+					first, rest, _ := strings.Cut(e.Message, "\n")
+					row(w, humanTime(e.At), first)
+					for _, l := range strings.Split(rest, "\n") {
+						if l != "" {
+							row(w, "", "  "+l)
+						}
+					}
 				}
 			})
 		},
@@ -526,44 +533,70 @@ after any. A deployment in progress holds the count until it ends.`,
 
 	var logref serviceRef
 	var follow bool
+	var since, taskID string
 	logs := &cobra.Command{
-		Use:   "logs NAME --app A --env E [--follow]",
-		Short: "Print the service's container logs",
-		Args:  cobra.ExactArgs(1),
+		Use:   "logs NAME --app A --env E [--since 10m] [--task ID] [--follow]",
+		Short: "Print the service's container output, a stopped or crashed task's too",
+		Long: `Print the output of the service's task containers as Slipway keeps it (CloudWatch
+Logs style: a log group per service or awslogs-group, a stream per container
+of a task), oldest first, for as long as the server's retention keeps it
+(7 days by default): a task that crashed or was replaced still shows.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient()
 			if err != nil {
 				return err
 			}
-			path := logref.path(args[0]) + "/logs"
+			q := url.Values{}
 			if follow {
-				path += "?follow=true"
+				q.Set("follow", "true")
+			}
+			if since != "" {
+				if _, err := server.ParseSince(since, time.Now()); err != nil {
+					return fmt.Errorf("--%w", err) // refused before the server is asked
+				}
+				q.Set("since", since)
+			}
+			if taskID != "" {
+				q.Set("task", taskID)
+			}
+			path := logref.path(args[0]) + "/logs"
+			if len(q) > 0 {
+				path += "?" + q.Encode()
 			}
 			p, err := outputOf(cmd)
 			if err != nil {
 				return err
 			}
-			resp, err := c.Stream(cmd.Context(), path, "")
+			accept := ""
+			if p.json {
+				accept = "application/x-ndjson"
+			}
+			resp, err := c.Stream(cmd.Context(), path, accept)
 			if err != nil {
 				return err
 			}
 			defer resp.Body.Close()
-			if !p.json {
-				_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
-				return err
-			}
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				if err := p.jsonLine(parseTaskLogLine(sc.Text())); err != nil {
-					return err
+			if p.json && resp.Header.Get("Content-Type") != "application/x-ndjson" {
+				// A server that answers text only: its lines are parsed.
+				sc := bufio.NewScanner(resp.Body)
+				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				for sc.Scan() {
+					if err := p.jsonLine(parseTaskLogLine(sc.Text())); err != nil {
+						return err
+					}
 				}
+				return sc.Err()
 			}
-			return sc.Err()
+			// Text for people, or one JSON object a line: handed on as it comes.
+			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
+			return err
 		},
 	}
 	logref.flags(logs)
-	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming")
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new lines")
+	logs.Flags().StringVar(&since, "since", "", "only lines from this long ago on (10m, 2h, 2d) or since an RFC 3339 time")
+	logs.Flags().StringVar(&taskID, "task", "", "only this task's lines")
 
 	cmd.AddCommand(create, update, scale, autoscale, show, ps, list, del, logs)
 	return cmd

@@ -324,8 +324,13 @@ func (c *Controller) firstRollout(ctx context.Context, d *store.Deployment, base
 				return nil
 			}
 			if f := c.Manager.SetFailures(svc, set) - *base; f >= threshold {
-				return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state (last event: %s); it keeps retrying with backoff until a fixed revision is deployed or it is deleted",
-					f, d.ToFamily, d.ToRevision, d.Service, c.lastTaskEvent(ctx, svc)))
+				reason := fmt.Sprintf("circuit breaker: %d failed launches of %s:%d before the new service %s reached a steady state", f, d.ToFamily, d.ToRevision, d.Service)
+				const retrying = "it keeps retrying with backoff until a fixed revision is deployed or it is deleted"
+				// The cause, quoting the container's output, comes last.
+				if why := c.Manager.SetFailureCause(svc, set); why != "" {
+					return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("%s; %s; last failure: %s", reason, retrying, why))
+				}
+				return c.endFirst(ctx, d, store.DeployFailed, fmt.Sprintf("%s (last event: %s); %s", reason, c.lastTaskEvent(ctx, svc), retrying))
 			}
 		}
 		if time.Now().After(deadline) {
@@ -587,13 +592,39 @@ func restoreBound(l *store.LoadBalancer) time.Duration {
 	return max(least, 2*time.Duration(hc.HealthyThreshold)*hc.Interval.Duration+time.Minute)
 }
 
+// because ends a reason about failed launches of set with why the newest
+// failed (the engine's error, the exit code, the last output), when known.
+func (c *Controller) because(svc store.Service, set store.TaskSet, reason string) string {
+	if why := c.Manager.SetFailureCause(svc, set); why != "" {
+		return reason + ": " + why
+	}
+	return reason
+}
+
+// lastFailureOf adds to a timeout why set's newest launch failed, if one
+// failed since the deployment counted base failures: a rollout without a
+// circuit breaker times out on tasks that crash.
+func (c *Controller) lastFailureOf(err error, svc store.Service, set store.TaskSet, base int) error {
+	var rb errRollback
+	if !errors.As(err, &rb) || rb.reason != errTimedOut || c.Manager.SetFailures(svc, set) <= base {
+		return err
+	}
+	if why := c.Manager.SetFailureCause(svc, set); why != "" {
+		return errRollback{rb.reason + "; last failure of the new tasks: " + why}
+	}
+	return err
+}
+
+// errTimedOut is the reason of a deployment that ran out of time.
+const errTimedOut = "deployment timed out"
+
 // check ends a step early when someone stopped the deployment or it ran out of time.
 func (c *Controller) check(d *store.Deployment, deadline time.Time) error {
 	if why := c.stopRequested(d.ID); why != "" {
 		return errRollback{why}
 	}
 	if time.Now().After(deadline) {
-		return errRollback{"deployment timed out"}
+		return errRollback{errTimedOut}
 	}
 	return nil
 }
@@ -621,13 +652,13 @@ func (c *Controller) rolling(ctx context.Context, d *store.Deployment, svc *stor
 	}
 	for {
 		if err := c.check(d, deadline); err != nil {
-			return err
+			return c.lastFailureOf(err, *svc, next, base)
 		}
 		status := c.Manager.Status(*svc)
 		newSt, oldSt := status[next.Key()], status[old.Key()]
 		if st.CircuitBreaker {
 			if f := c.Manager.SetFailures(*svc, next) - base; f >= threshold {
-				return errRollback{fmt.Sprintf("circuit breaker: %s of %s:%d failed to launch or stay healthy", tasks(f), next.Family, next.Revision)}
+				return errRollback{c.because(*svc, next, fmt.Sprintf("circuit breaker: %s of %s:%d failed to launch or stay healthy", tasks(f), next.Family, next.Revision))}
 			}
 		}
 		if newSt.Healthy >= want && old.Desired == 0 {
@@ -730,10 +761,10 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 func (c *Controller) waitGreenHealthy(ctx context.Context, d *store.Deployment, svc *store.Service, green store.TaskSet, base int, deadline time.Time) error {
 	for {
 		if err := c.check(d, deadline); err != nil {
-			return err
+			return c.lastFailureOf(err, *svc, green, base)
 		}
 		if f := c.Manager.SetFailures(*svc, green) - base; f > 0 {
-			return errRollback{fmt.Sprintf("green task failed (%d failed launches or health checks)", f)}
+			return errRollback{c.because(*svc, green, fmt.Sprintf("green task failed (%d failed launches or health checks)", f))}
 		}
 		if s := c.Manager.Status(*svc)[green.Key()]; s.Healthy >= green.Desired {
 			return nil
@@ -789,7 +820,7 @@ func (c *Controller) watchGreen(ctx context.Context, d *store.Deployment, svc *s
 			return err
 		}
 		if f := c.Manager.SetFailures(*svc, green) - base; f > 0 {
-			return errRollback{fmt.Sprintf("green task failed during traffic shifting (%d failures)", f)}
+			return errRollback{c.because(*svc, green, fmt.Sprintf("green task failed during traffic shifting (%d failures)", f))}
 		}
 		if s := c.Manager.Status(*svc)[green.Key()]; s.Healthy < green.Desired {
 			return errRollback{fmt.Sprintf("green is unhealthy: %d of %d tasks pass health checks", s.Healthy, green.Desired)}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/notify"
+	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
 	"github.com/slipway-dev/slipway/internal/taskdef"
@@ -23,7 +24,19 @@ import (
 // Store is what the service manager needs from the state store.
 type Store interface {
 	store.RuntimeStore
+	store.TaskLogStore
 }
+
+// DefaultLogRetention is how long task output is kept unless the manager
+// says otherwise.
+const DefaultLogRetention = 7 * 24 * time.Hour
+
+// logRetentionEvery is how often output past its retention is deleted.
+const logRetentionEvery = time.Hour
+
+// logDrainWait bounds how long a stopping task's containers stay for the
+// collector to read their last lines.
+const logDrainWait = 5 * time.Second
 
 // SecretResolver turns a container's secrets into values (nil: none allowed).
 type SecretResolver func(ctx context.Context, app, env string, c taskdef.Container) (map[string]string, error)
@@ -37,6 +50,8 @@ type Manager struct {
 	Log     *slog.Logger
 	// Notifier tells the app's channels when a service turns unhealthy.
 	Notifier *notify.Notifier
+	// LogRetention is how long task output is kept (0: DefaultLogRetention).
+	LogRetention time.Duration
 
 	wake   chan struct{}
 	passMu sync.Mutex // one reconcile pass at a time
@@ -46,13 +61,17 @@ type Manager struct {
 	// for a minute those stopped (when): a pass that listed a task before
 	// it was removed must not take it for a task that just stopped.
 	stopping map[string]time.Time
-	// setFailures counts failed launches per task set; setStatus holds each
-	// set's running and healthy counts as of the last pass.
+	// setFailures counts failed launches per task set, and setCauses says
+	// why the newest failed; setStatus holds each set's running and
+	// healthy counts as of the last pass.
 	setFailures map[string]int
+	setCauses   map[string]string
 	setStatus   map[string]SetStatus
-	usage       map[string][]usageSample // each task's CPU time samples over its auto scaling window
-	use         map[string]Utilization   // each service's CPU and memory as last measured
-	lastLB      *lb.Config
+	// logs keeps the tasks' output in the store.
+	logs   *task.Collector
+	usage  map[string][]usageSample // each task's CPU time samples over its auto scaling window
+	use    map[string]Utilization   // each service's CPU and memory as last measured
+	lastLB *lb.Config
 	// lastTasks is the newest listing of tasks from the engine; lbMu
 	// serialises changes to the load balancer.
 	lastTasks []task.Task
@@ -91,6 +110,10 @@ func (m *Manager) Start(ctx context.Context) {
 	m.setStatus = map[string]SetStatus{}
 	m.usage = map[string][]usageSample{}
 	ctx, m.stop = context.WithCancel(ctx)
+	m.logs = &task.Collector{Sink: logSink{m.Store}, Log: m.Log, Mask: func(ctx context.Context, t task.Task) *strings.Replacer {
+		return m.secretMasker(ctx, t.App, t.Env, t.Family, t.Revision)
+	}}
+	m.logs.Start(context.WithoutCancel(ctx))
 	if m.Proxy != nil {
 		m.wg.Add(1)
 		go func() {
@@ -103,6 +126,7 @@ func (m *Manager) Start(ctx context.Context) {
 	}
 	m.every(ctx, time.Second, m.wake, "reconcile services", m.Reconcile)
 	m.every(ctx, autoscaleEvery, nil, "auto scaling", m.autoscale)
+	m.every(ctx, logRetentionEvery, nil, "task log retention", m.expireTaskLogs)
 }
 
 // every runs step now and then each interval, or sooner when wake fires
@@ -132,6 +156,7 @@ func (m *Manager) Close() {
 	if m.stop != nil {
 		m.stop()
 		m.wg.Wait()
+		m.logs.Close()
 	}
 }
 
@@ -180,6 +205,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	m.mu.Lock()
 	m.lastTasks = all
 	m.mu.Unlock()
+	// Before any task of this listing is stopped and removed, so its last
+	// lines are read first.
+	m.logs.Sync(rt, all)
 	var lbState lb.State
 	needLB := false
 	for _, s := range services {
@@ -290,9 +318,30 @@ func (m *Manager) SetFailures(s store.Service, set store.TaskSet) int {
 }
 
 func (m *Manager) setFailed(s store.Service, set store.TaskSet) {
+	m.setFailedBecause(s, set, "")
+}
+
+// setFailedBecause counts a failed launch of set and, when why is said,
+// keeps it as the set's newest failure.
+func (m *Manager) setFailedBecause(s store.Service, set store.TaskSet, why string) {
 	m.mu.Lock()
-	m.setFailures[key(s)+"/"+set.Key()]++
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	k := key(s) + "/" + set.Key()
+	m.setFailures[k]++
+	if why != "" {
+		if m.setCauses == nil {
+			m.setCauses = map[string]string{}
+		}
+		m.setCauses[k] = why
+	}
+}
+
+// SetFailureCause says why the newest failed launch of a task set failed
+// ("" when none did, or it was not told): what a deployment's reason quotes.
+func (m *Manager) SetFailureCause(s store.Service, set store.TaskSet) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.setCauses[key(s)+"/"+set.Key()]
 }
 
 // setOf is the task set t was started for.
@@ -334,9 +383,17 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			continue
 		}
 		if t.Status() == "STOPPED" {
-			m.event(ctx, s, "task %s stopped: %s", t.ID, t.StoppedReason())
-			m.failed(ctx, s, ss, fmt.Sprintf("task %s stopped: %s", t.ID, t.StoppedReason()))
-			m.setFailed(s, setOf(t))
+			f := m.failureOf(ctx, rt, t)
+			headline := t.StoppedReason()
+			if f != nil {
+				headline = f.Headline()
+			}
+			// The headline stands alone on the event's first line; the
+			// output follows on the next.
+			m.event(ctx, s, "task %s stopped: %s%s", t.ID, headline, outputLine(f))
+			why := fmt.Sprintf("task %s stopped: %s%s", t.ID, headline, lastOutput(f))
+			m.failed(ctx, s, ss, why)
+			m.setFailedBecause(s, setOf(t), why)
 			m.stopTask(ctx, rt, s, t, 0, "stopped")
 			continue
 		}
@@ -350,9 +407,15 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			continue
 		}
 		if t.Health() == "UNHEALTHY" {
-			m.event(ctx, s, "task %s failed its container health check; replacing it", t.ID)
-			m.failed(ctx, s, ss, fmt.Sprintf("task %s failed its container health check", t.ID))
-			m.setFailed(s, setOf(t))
+			f := m.failureOf(ctx, rt, t)
+			check := ""
+			if f != nil && f.Health != "" {
+				check = fmt.Sprintf(" (container %s: %s)", f.Container, f.Health)
+			}
+			m.event(ctx, s, "task %s failed its container health check%s; replacing it%s", t.ID, check, outputLine(f))
+			why := fmt.Sprintf("task %s failed its container health check%s%s", t.ID, check, lastOutput(f))
+			m.failed(ctx, s, ss, why)
+			m.setFailedBecause(s, setOf(t), why)
 			m.stopTask(ctx, rt, s, t, m.drainDelay(s), "unhealthy")
 			continue
 		}
@@ -387,9 +450,12 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			if err != nil {
 				m.event(ctx, s, "unable to start a task: %v", err)
 				m.failed(ctx, s, ss, fmt.Sprintf("unable to start a task: %v", err))
-				m.setFailed(s, set)
+				m.setFailedBecause(s, set, fmt.Sprintf("unable to start a task: %v", err))
 			} else {
 				m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, set.Family, set.Revision)
+				// Followed at once: a task that writes and exits before the
+				// next pass keeps its output too.
+				m.logs.Follow(rt, t)
 				running = append(running, t)
 				m.Wake()
 			}
@@ -436,6 +502,100 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	}
 	ss.steady = steady
 	return nil
+}
+
+// failureOf reads from the engine why task t failed, its secrets masked;
+// nil when the engine cannot tell.
+func (m *Manager) failureOf(ctx context.Context, rt *task.Runtime, t task.Task) *task.Failure {
+	f := rt.Failure(ctx, t)
+	if f != nil {
+		f.Mask(m.secretMasker(ctx, t.App, t.Env, t.Family, t.Revision))
+	}
+	return f
+}
+
+// outputLine is a failure's last output as a service event's second line.
+func outputLine(f *task.Failure) string {
+	if f == nil || len(f.Output) == 0 {
+		return ""
+	}
+	return "\nlast output: " + f.OutputText()
+}
+
+// lastOutput is a failure's last output, to end a one-line reason.
+func lastOutput(f *task.Failure) string {
+	if f == nil || len(f.Output) == 0 {
+		return ""
+	}
+	return "; last output: " + f.OutputText()
+}
+
+// secretMasker masks the secrets a revision's containers get in app's
+// environment (nil: none). A secret that no longer resolves cannot be
+// masked, and is left out.
+func (m *Manager) secretMasker(ctx context.Context, app, env, family string, revision int) *strings.Replacer {
+	if m.Secrets == nil {
+		return nil
+	}
+	rev, err := m.Store.GetTaskDef(ctx, family, revision)
+	if err != nil {
+		return nil
+	}
+	def, _, err := taskdef.Parse(rev.Body)
+	if err != nil {
+		return nil
+	}
+	var values []string
+	for _, c := range def.ContainerDefinitions {
+		if len(c.Secrets) == 0 {
+			continue
+		}
+		vals, err := m.Secrets(ctx, app, env, c)
+		if err != nil {
+			m.Log.Warn("secrets of a task's output cannot be masked", "app", app, "env", env, "container", c.Name, "err", err)
+			continue
+		}
+		for _, v := range vals {
+			values = append(values, v)
+		}
+	}
+	return secret.Masker(values)
+}
+
+// FlushTaskLogs returns once the output read from tasks so far is in the store.
+func (m *Manager) FlushTaskLogs(ctx context.Context) error { return m.logs.Flush(ctx) }
+
+// TaskLogsAppended returns a channel closed the next time task output is
+// stored (nil, never closed, when the manager does not collect it).
+func (m *Manager) TaskLogsAppended() <-chan struct{} { return m.logs.Appended() }
+
+// expireTaskLogs deletes task output older than the retention.
+func (m *Manager) expireTaskLogs(ctx context.Context) error {
+	keep := m.LogRetention
+	if keep <= 0 {
+		keep = DefaultLogRetention
+	}
+	n, err := m.Store.DeleteTaskLogsBefore(ctx, time.Now().Add(-keep))
+	if n > 0 {
+		m.Log.Info("task log retention", "deleted_lines", n, "older_than", keep.String())
+	}
+	return err
+}
+
+// logSink keeps collected task output in the store.
+type logSink struct{ store store.TaskLogStore }
+
+func (s logSink) AppendLogs(ctx context.Context, lines []task.LogLine) error {
+	rows := make([]store.TaskLogLine, len(lines))
+	for i, l := range lines {
+		rows[i] = store.TaskLogLine{App: l.App, Env: l.Env, Service: l.Service, Task: l.Task, Container: l.Container,
+			Group: l.Group, Stream: l.Stream, Source: l.Source, At: l.At, Line: l.Text}
+	}
+	return s.store.AppendTaskLogs(ctx, rows)
+}
+
+func (s logSink) LastLogAt(ctx context.Context, taskID, container string) (time.Time, error) {
+	return s.store.LastTaskLogAt(ctx, taskID, container)
 }
 
 func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet) (task.Task, error) {
@@ -621,7 +781,12 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 				}
 			}
 		}
-		err := rt.Stop(ctx, t.ID)
+		// Stopped first and removed once its last lines are read.
+		err := rt.Halt(ctx, t.ID)
+		if err == nil {
+			m.logs.Wait(t.ID, logDrainWait)
+			err = rt.Remove(ctx, t.ID)
+		}
 		if err != nil {
 			m.Log.Error("stop task", "task", t.ID, "err", err)
 		} else if why != "stopped" {

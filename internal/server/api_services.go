@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
@@ -51,9 +50,8 @@ func (s *Server) registerTaskDef(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if ignored == nil {
-		ignored = []string{}
-	}
+	// Its awslogs group and stream prefix name where the output is kept.
+	ignored = task.IgnoredLogConfiguration(td, ignored)
 	writeJSON(w, http.StatusCreated, RegisteredTaskDef{TaskDefRevision: rev, Ignored: ignored})
 }
 func (s *Server) listTaskDefs(w http.ResponseWriter, r *http.Request) {
@@ -383,68 +381,139 @@ func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// serviceLogs answers a service's task output from the log store, oldest
+// first: every task's within the retention, one that crashed or stopped
+// long ago too. since (a duration back such as 10m or 2d, or an RFC 3339
+// time) and task select; follow=true goes on with lines as they are
+// stored. Each line reads "TASK/CONTAINER | TIME TEXT", or is a JSON object
+// when the request accepts application/x-ndjson.
 func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.db.GetService(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
+	ctx := r.Context()
+	svc, err := s.db.GetService(ctx, r.PathValue("app"), r.PathValue("env"), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	tasks, err := s.tasksOf(r, svc)
+	q := r.URL.Query()
+	since, err := ParseSince(q.Get("since"), time.Now())
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, errBadRequest("since", "%v", err))
 		return
 	}
-	follow := r.URL.Query().Get("follow") == "true"
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	follow := q.Get("follow") == "true"
+	ndjson := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
+	// Kept masked already; masked again with the secrets as they are now.
+	mask := s.taskSecretMasker(ctx, svc, s.revisionsOf(r, svc))
+	// What the collector has read from the containers is stored before the first look.
+	_ = s.deploy.FlushTaskLogs(ctx)
+	if ndjson {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
 	w.WriteHeader(http.StatusOK)
-	fw := &flushWriter{w: w, rc: http.NewResponseController(w), mask: s.taskSecretMasker(r.Context(), svc, tasks)}
-	errc := make(chan error, len(tasks))
-	for _, t := range tasks {
-		go func(id string) { errc <- s.runtime.Logs(r.Context(), id, follow, fw) }(t.ID)
-	}
-	for range tasks {
-		<-errc
+	rc := http.NewResponseController(w)
+	// A page at a time: at most 256 lines of at most 16 KiB are held.
+	query := store.TaskLogQuery{App: svc.App, Env: svc.Env, Service: svc.Name, Task: q.Get("task"), Since: since, Limit: 256}
+	enc := json.NewEncoder(w)
+	for {
+		appended := s.deploy.TaskLogsAppended() // taken before the look, so no line slips between
+		lines, err := s.db.ListTaskLogs(ctx, query)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("read task logs", "service", svc.App+"/"+svc.Env+"/"+svc.Name, "err", err)
+			}
+			return
+		}
+		for _, l := range lines {
+			if mask != nil {
+				l.Line = mask.Replace(l.Line)
+			}
+			if ndjson {
+				err = enc.Encode(l)
+			} else {
+				_, err = fmt.Fprintf(w, "%s/%s | %s %s\n", l.Task, l.Container, l.At.Format(logTime), l.Line)
+			}
+			if err != nil {
+				return // the client left
+			}
+			query.AfterID = l.ID
+		}
+		if len(lines) > 0 {
+			_ = rc.Flush()
+		}
+		if len(lines) == query.Limit {
+			continue // the next page at once
+		}
+		if !follow {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-appended:
+		case <-time.After(5 * time.Second): // lines stored by another writer
+		}
 	}
 }
 
-type flushWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	rc   *http.ResponseController
-	mask *strings.Replacer
+// logTime dates a log line as the engine does: nanoseconds, fixed width.
+const logTime = "2006-01-02T15:04:05.000000000Z07:00"
+
+// ParseSince reads a logs request's since: a duration back from now (10m,
+// 2h, or whole days as 2d) or an RFC 3339 time; "" is no bound.
+func ParseSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("since %q must be a duration back such as 10m, 2h or 2d, or an RFC 3339 time", v)
 }
 
-// Write masks secrets in each chunk (the engine hands over whole log
-// frames) and flushes, so a follower sees lines as they come.
-func (f *flushWriter) Write(b []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := b
-	if f.mask != nil {
-		out = []byte(f.mask.Replace(string(b)))
+// revisionsOf lists the task definition revisions whose output a service's
+// log may hold: the service's, its layout's, and its tasks' (when the
+// engine answers).
+func (s *Server) revisionsOf(r *http.Request, svc store.Service) []string {
+	refs := []string{fmt.Sprintf("%s:%d", svc.Family, svc.Revision)}
+	for _, set := range svc.EffectiveLayout().Sets {
+		refs = append(refs, fmt.Sprintf("%s:%d", set.Family, set.Revision))
 	}
-	if _, err := f.w.Write(out); err != nil {
-		return 0, err
+	if tasks, err := s.tasksOf(r, svc); err == nil {
+		for _, t := range tasks {
+			refs = append(refs, fmt.Sprintf("%s:%d", t.Family, t.Revision))
+		}
 	}
-	_ = f.rc.Flush()
-	return len(b), nil
+	return refs
 }
 
-// taskSecretMasker masks the values of every secret the tasks' revisions inject.
-func (s *Server) taskSecretMasker(ctx context.Context, svc store.Service, tasks []TaskView) *strings.Replacer {
+// taskSecretMasker masks the values of every secret the revisions (FAMILY:REVISION) inject.
+func (s *Server) taskSecretMasker(ctx context.Context, svc store.Service, refs []string) *strings.Replacer {
 	var values []string
 	seen := map[string]bool{}
-	for _, t := range tasks {
-		ref := fmt.Sprintf("%s:%d", t.Family, t.Revision)
+	for _, ref := range refs {
 		if seen[ref] {
 			continue
 		}
 		seen[ref] = true
-		rev, err := s.db.GetTaskDef(ctx, t.Family, t.Revision)
+		family, rev, err := parseTaskDefRef(ref)
 		if err != nil {
 			continue
 		}
-		def, _, err := taskdef.Parse(rev.Body)
+		td, err := s.db.GetTaskDef(ctx, family, rev)
+		if err != nil {
+			continue
+		}
+		def, _, err := taskdef.Parse(td.Body)
 		if err != nil {
 			continue
 		}

@@ -26,7 +26,6 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 
 	"github.com/slipway-dev/slipway/internal/container"
@@ -55,6 +54,10 @@ const (
 	// dates containers to the second), so "newest first" holds for tasks
 	// started within one second.
 	LabelCreated = "slipway.created"
+	// LabelLogGroup and LabelLogStream name where a container's output is
+	// kept (see LogNames).
+	LabelLogGroup  = "slipway.log-group"
+	LabelLogStream = "slipway.log-stream"
 )
 
 // Spec is a task to start.
@@ -80,6 +83,9 @@ type ContainerState struct {
 	Essential bool   `json:"essential"`
 	// Ports maps "containerPort/tcp" to the loopback host address.
 	Ports map[string]string `json:"ports,omitempty"`
+	// LogGroup and LogStream name where its output is kept.
+	LogGroup  string `json:"log_group,omitempty"`
+	LogStream string `json:"log_stream,omitempty"`
 }
 
 // Task is a running (or stopped) task as the engine reports it.
@@ -229,7 +235,15 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 				continue
 			}
 			for _, d := range c.DependsOn {
-				if err := r.waitCondition(ctx, ids[d.ContainerName], d); err != nil {
+				dep := taskdef.Container{Name: d.ContainerName}
+				if def, ok := spec.Def.Container(d.ContainerName); ok {
+					dep = *def
+				}
+				if err := r.waitCondition(ctx, id, ids[d.ContainerName], dep, d); err != nil {
+					var f *Failure
+					if errors.As(err, &f) {
+						f.Mask(secretMasker(spec.Secrets))
+					}
 					return t, fmt.Errorf("container %s waits for %s to be %s: %w", c.Name, d.ContainerName, d.Condition, err)
 				}
 			}
@@ -237,7 +251,14 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 				return t, err
 			}
 			if err := r.cli.ContainerStart(create, ids[c.Name], ctr.StartOptions{}); err != nil {
-				return t, fmt.Errorf("start container %s: %w", c.Name, err)
+				if ctx.Err() != nil {
+					return t, fmt.Errorf("start container %s: %w", c.Name, err)
+				}
+				// The engine's answer and the container's state say why:
+				// read them before the cleanup removes it.
+				f := r.containerFailure(ctx, id, c.Name, ids[c.Name], c.IsEssential(), NotStarted, err)
+				f.Mask(secretMasker(spec.Secrets))
+				return t, f
 			}
 			started[c.Name] = true
 			progress = true
@@ -258,7 +279,9 @@ func depsStarted(c taskdef.Container, started map[string]bool) bool {
 	return true
 }
 
-func (r *Runtime) waitCondition(ctx context.Context, cid string, d taskdef.Dependency) error {
+// waitCondition waits for container dep (cid) of task taskID to meet d's
+// condition; when it stopped short of it, the error is its *Failure.
+func (r *Runtime) waitCondition(ctx context.Context, taskID, cid string, dep taskdef.Container, d taskdef.Dependency) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		info, err := r.cli.ContainerInspect(ctx, cid)
@@ -276,7 +299,7 @@ func (r *Runtime) waitCondition(ctx context.Context, cid string, d taskdef.Depen
 				return nil
 			}
 			if !st.Running {
-				return fmt.Errorf("it stopped (exit code %d)", st.ExitCode)
+				return r.containerFailure(ctx, taskID, dep.Name, cid, dep.IsEssential(), Exited, nil)
 			}
 		case "COMPLETE":
 			if st.Status == "exited" {
@@ -287,7 +310,7 @@ func (r *Runtime) waitCondition(ctx context.Context, cid string, d taskdef.Depen
 				if st.ExitCode == 0 {
 					return nil
 				}
-				return fmt.Errorf("it exited with code %d", st.ExitCode)
+				return r.containerFailure(ctx, taskID, dep.Name, cid, dep.IsEssential(), Exited, nil)
 			}
 		}
 		select {
@@ -332,6 +355,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id
 	}
 	labels[LabelContainer] = c.Name
 	labels[LabelEssential] = strconv.FormatBool(c.IsEssential())
+	labels[LabelLogGroup], labels[LabelLogStream] = LogNames(spec.App, spec.Env, spec.Service, id, c)
 	var env []string
 	for _, e := range c.Environment {
 		env = append(env, e.Name+"="+e.Value)
@@ -429,7 +453,11 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 			order = append(order, id)
 		}
 		cs := ContainerState{Name: c.Labels[LabelContainer], ID: c.ID, Image: c.Image, State: c.State, Health: "none",
-			Essential: c.Labels[LabelEssential] != "false", Ports: map[string]string{}}
+			Essential: c.Labels[LabelEssential] != "false", Ports: map[string]string{},
+			LogGroup: c.Labels[LabelLogGroup], LogStream: c.Labels[LabelLogStream]}
+		if cs.LogGroup == "" || cs.LogStream == "" { // started before logs were kept
+			cs.LogGroup, cs.LogStream = LogNames(t.App, t.Env, t.Service, t.ID, taskdef.Container{Name: cs.Name})
+		}
 		for _, p := range c.Ports {
 			if p.PublicPort != 0 && (p.IP == "127.0.0.1" || p.IP == "") {
 				cs.Ports[fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)] = fmt.Sprintf("127.0.0.1:%d", p.PublicPort)
@@ -476,6 +504,16 @@ func (r *Runtime) Get(ctx context.Context, id string) (Task, error) {
 // Stop stops a task's containers gracefully (each within its stopTimeout)
 // and removes them and the task's network.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
+	if err := r.Halt(ctx, id); err != nil {
+		return err
+	}
+	return r.remove(ctx, id)
+}
+
+// Halt stops a task's running containers gracefully (each within its
+// stopTimeout) and leaves them, with their output, for Remove: a log
+// collector reads the last lines in between.
+func (r *Runtime) Halt(ctx context.Context, id string) error {
 	t, err := r.Get(ctx, id)
 	if err != nil {
 		return err
@@ -485,8 +523,11 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 			_ = r.cli.ContainerStop(ctx, c.ID, ctr.StopOptions{})
 		}
 	}
-	return r.remove(ctx, id)
+	return nil
 }
+
+// Remove removes a task's containers and its network.
+func (r *Runtime) Remove(ctx context.Context, id string) error { return r.remove(ctx, id) }
 
 func (r *Runtime) remove(ctx context.Context, id string) error {
 	f := filters.NewArgs(filters.Arg("label", LabelTask+"="+id))
@@ -506,59 +547,8 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 	return errors.Join(errs...)
 }
 
-// Logs writes the task's container logs, each line prefixed with the container name.
-func (r *Runtime) Logs(ctx context.Context, id string, follow bool, w io.Writer) error {
-	t, err := r.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, len(t.Containers))
-	w = NewLockedWriter(w)
-	for _, c := range t.Containers {
-		go func(c ContainerState) {
-			rc, err := r.cli.ContainerLogs(ctx, c.ID, ctr.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Timestamps: true})
-			if err != nil {
-				errc <- err
-				return
-			}
-			defer rc.Close()
-			pw := &prefixWriter{w: w, prefix: t.ID + "/" + c.Name + " | "}
-			_, err = stdcopy.StdCopy(pw, pw, rc)
-			errc <- err
-		}(c)
-	}
-	var errs []error
-	for range t.Containers {
-		if err := <-errc; err != nil && ctx.Err() == nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := strings.IndexByte(string(p.buf), '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		if _, err := io.WriteString(p.w, p.prefix+string(p.buf[:i+1])); err != nil {
-			return 0, err
-		}
-		p.buf = p.buf[i+1:]
-	}
-}
-
 // LockedWriter lets several goroutines share one writer without mixing
-// their writes: a task's containers' log streams, the demo's progress and
-// the notices it receives.
+// their writes: the demo's progress and the notices it receives.
 type LockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
