@@ -13,9 +13,9 @@ import (
 func tokenCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens (admin)"}
 
-	var name, role, app string
+	var name, role, app, env string
 	create := &cobra.Command{
-		Use:   "create --name NAME --role admin|deployer|viewer [--app APP]",
+		Use:   "create --name NAME --role admin|deployer|viewer [--app APP [--env ENV]]",
 		Short: "Create a token; its secret is printed once",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -24,7 +24,7 @@ func tokenCmd() *cobra.Command {
 				return err
 			}
 			var tok server.CreatedToken
-			if err := c.Do(cmd.Context(), "POST", "/api/v1/tokens", map[string]string{"name": name, "role": role, "app": app}, &tok); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/tokens", map[string]string{"name": name, "role": role, "app": app, "env": env}, &tok); err != nil {
 				return err
 			}
 			if p.json {
@@ -38,6 +38,7 @@ func tokenCmd() *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "token name (required)")
 	create.Flags().StringVar(&role, "role", "viewer", "admin, deployer or viewer")
 	create.Flags().StringVar(&app, "app", "", "limit the token to one app's repositories, runs, services and secrets")
+	create.Flags().StringVar(&env, "env", "", "with --app: limit it further to one environment's services and deployments (elsewhere it only reads)")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{
@@ -46,9 +47,13 @@ func tokenCmd() *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return read(cmd, "/api/v1/tokens", func(w *tabwriter.Writer, toks []store.Token) {
-				row(w, "ID", "NAME", "ROLE", "APP", "CREATED", "LAST USED", "REVOKED")
+				row(w, "ID", "NAME", "ROLE", "SCOPE", "CREATED", "LAST USED", "REVOKED")
 				for _, t := range toks {
-					row(w, t.ID, t.Name, t.Role, orDash(t.App), humanTime(t.CreatedAt), ago(t.LastUsedAt), ago(t.RevokedAt))
+					scope := orDash(t.App)
+					if t.Env != "" {
+						scope += "/" + t.Env
+					}
+					row(w, t.ID, t.Name, t.Role, scope, humanTime(t.CreatedAt), ago(t.LastUsedAt), ago(t.RevokedAt))
 				}
 			})
 		},

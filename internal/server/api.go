@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,8 +27,10 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 type createTokenRequest struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
-	// App limits the token to one app's repositories and objects.
+	// App limits the token to one app's repositories and objects, Env
+	// further to one of its environments.
 	App string `json:"app"`
+	Env string `json:"env"`
 }
 
 // CreatedToken is the only response that ever carries a token's secret.
@@ -42,7 +45,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	created, err := s.issueTokenFor(r.Context(), req.Name, req.Role, req.App)
+	created, err := s.issueTokenFor(r.Context(), req.Name, req.Role, req.App, req.Env)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -53,11 +56,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 // issueToken validates and creates a token for every app; its secret is in
 // the result only.
 func (s *Server) issueToken(ctx context.Context, name, roleName string) (CreatedToken, error) {
-	return s.issueTokenFor(ctx, name, roleName, "")
+	return s.issueTokenFor(ctx, name, roleName, "", "")
 }
 
-// issueTokenFor is issueToken limited to app ("": every app).
-func (s *Server) issueTokenFor(ctx context.Context, name, roleName, app string) (CreatedToken, error) {
+// issueTokenFor is issueToken limited to app ("": every app) and to its
+// environment env ("": all of them).
+func (s *Server) issueTokenFor(ctx context.Context, name, roleName, app, env string) (CreatedToken, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 64 {
 		return CreatedToken{}, errBadRequest("name", "name is required and at most 64 characters")
@@ -73,12 +77,18 @@ func (s *Server) issueTokenFor(ctx context.Context, name, roleName, app string) 
 		if role == auth.Admin {
 			return CreatedToken{}, errBadRequest("app", "an admin token manages every app and cannot be limited to one; give role deployer or viewer")
 		}
-		if _, err := s.db.GetApp(ctx, app); err != nil {
+		a, err := s.db.GetApp(ctx, app)
+		if err != nil {
 			return CreatedToken{}, errBadRequest("app", "app %q does not exist", app)
 		}
+		if env != "" && !slices.Contains(a.Environments, env) {
+			return CreatedToken{}, errBadRequest("env", "app %s has no environment %q (it has %s)", app, env, strings.Join(a.Environments, ", "))
+		}
+	} else if env != "" {
+		return CreatedToken{}, errBadRequest("env", "a token limited to an environment names its app too (--app)")
 	}
 	plain, hash := auth.NewToken()
-	tok, err := s.db.CreateToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String(), App: app}, hash)
+	tok, err := s.db.CreateToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: name, Role: role.String(), App: app, Env: env}, hash)
 	return CreatedToken{Token: tok, Secret: plain}, err
 }
 

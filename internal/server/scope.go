@@ -39,7 +39,51 @@ func (s *Server) requireScope(tok store.Token, rt Route, r *http.Request) error 
 			return scopeErr(tok, "may only reach app "+tok.App)
 		}
 	}
+	if tok.Env == "" {
+		return nil
+	}
+	env, known, err := s.requestEnv(r.Context(), rt, r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case known && env != tok.Env:
+		return scopeErr(tok, "may only reach environment "+tok.Env+" of app "+tok.App)
+	case !known && !readOnly(rt, r):
+		// Pushing, starting runs and approving change what reaches every
+		// environment, production included.
+		return scopeErr(tok, "is limited to environment "+tok.Env+" of app "+tok.App+"; this changes the whole app")
+	}
 	return nil
+}
+
+// requestEnv names the environment a request reaches, when it has one.
+func (s *Server) requestEnv(ctx context.Context, rt Route, r *http.Request) (string, bool, error) {
+	switch {
+	case strings.Contains(rt.Pattern, "{env}"):
+		return r.PathValue("env"), true, nil
+	case strings.HasPrefix(rt.Pattern, "/api/v1/deployments/{id}"):
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			return "", false, errBadRequest("id", "deployment id %q must be a positive number", r.PathValue("id"))
+		}
+		d, err := s.db.GetDeployment(ctx, id)
+		if err != nil {
+			return "", false, err
+		}
+		return d.Env, true, nil
+	case r.Method == http.MethodGet && (rt.Pattern == "/api/v1/services" || rt.Pattern == "/api/v1/deployments"):
+		if e := r.URL.Query().Get("env"); e != "" {
+			return e, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// readOnly is true for requests that only read: GET and HEAD, and git's
+// fetch negotiation.
+func readOnly(rt Route, r *http.Request) bool {
+	return r.Method == http.MethodGet || r.Method == http.MethodHead || rt.Pattern == "/git/{repo}/git-upload-pack"
 }
 
 // requestApps names the apps a request reaches; nil when it cannot tell,

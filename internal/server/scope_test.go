@@ -96,6 +96,38 @@ func TestAuthMatrixScopedTokens(t *testing.T) {
 			t.Errorf("GET %s with a token limited to app mine: %d, want %d", c.path, got, c.want)
 		}
 	}
+	// A deployer limited to hello's staging deploys there and reads the
+	// app, but changes nothing that reaches production.
+	code, body = e.call("POST", "/api/v1/tokens", e.Admin, map[string]string{"name": "hello-staging", "role": "deployer", "app": "hello", "env": "staging"})
+	if code != http.StatusCreated || body["env"] != "staging" {
+		t.Fatalf("create an environment token: %d %v", code, body)
+	}
+	staging := body["token"].(string)
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/api/v1/apps/hello/envs/production/services", 403},
+		{"POST", "/api/v1/apps/hello/envs/staging/services", 400}, // past the scope: the body is refused
+		{"GET", "/api/v1/apps/hello/envs/production/services/web", 403},
+		{"GET", "/api/v1/apps/hello/envs/staging/services/web", 404},
+		{"GET", "/api/v1/services?app=hello&env=production", 403},
+		{"GET", "/api/v1/runs/1", 200},
+		{"POST", "/api/v1/apps/hello/runs", 403},
+		{"POST", "/api/v1/runs/1/approve", 403},
+		{"POST", "/git/hello.git/git-receive-pack", 403},
+		{"GET", "/git/hello.git/info/refs?service=git-upload-pack", 200},
+		{"POST", "/v2/hello/blobs/uploads/", 403},
+	} {
+		if got := send(c.method, c.path, staging); got != c.want {
+			t.Errorf("%s %s with a token limited to hello/staging: %d, want %d", c.method, c.path, got, c.want)
+		}
+	}
+	for _, req := range []map[string]string{{"name": "e1", "role": "deployer", "env": "staging"}, {"name": "e2", "role": "deployer", "app": "hello", "env": "qa"}} {
+		if code, body := e.call("POST", "/api/v1/tokens", e.Admin, req); code != 400 || errorField(body, "field") != "env" {
+			t.Errorf("create token %v: %d %v, want 400 naming env", req, code, body)
+		}
+	}
 	// The web console lists every app: a limited token cannot sign in.
 	if c, _ := e.signinRefused(mine["token"].(string)); c != http.StatusSeeOther {
 		t.Errorf("sign-in with a limited token: %d", c)

@@ -19,6 +19,9 @@ type Token struct {
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	// App limits the token to one app's repositories and objects ("": all).
 	App string `json:"app,omitempty"`
+	// Env further limits an app's token to one environment's services and
+	// deployments; elsewhere in the app it may only read.
+	Env string `json:"env,omitempty"`
 	// RegistryOnly limits the token to the OCI registry (a build's token).
 	RegistryOnly bool `json:"registry_only,omitempty"`
 }
@@ -37,12 +40,12 @@ type TokenStore interface {
 
 var _ TokenStore = (*DB)(nil)
 
-const tokenCols = `id, name, role, created_at, last_used_at, revoked_at, app, registry_only`
+const tokenCols = `id, name, role, created_at, last_used_at, revoked_at, app, env, registry_only`
 
 func scanToken(row scanner) (Token, error) {
 	var t Token
 	var created, used, revoked sql.NullInt64
-	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &t.App, &t.RegistryOnly); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &t.App, &t.Env, &t.RegistryOnly); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return t, ErrNotFound
 		}
@@ -67,8 +70,8 @@ func isUniqueViolation(err error) bool {
 func (db *DB) CreateToken(ctx context.Context, t Token, hash []byte) (Token, error) {
 	t.CreatedAt = now()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at, app, registry_only) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt), t.App, t.RegistryOnly)
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at, app, env, registry_only) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt), t.App, t.Env, t.RegistryOnly)
 		return err
 	})
 	if isUniqueViolation(err) {
