@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/artifact"
@@ -156,7 +157,7 @@ func readExported(job Job) map[string]string {
 		return nil
 	}
 	out := map[string]string{}
-	b, err := os.ReadFile(job.VarsFile)
+	b, err := readOwnFile(job.VarsFile, 1<<20)
 	if err != nil {
 		return out
 	}
@@ -257,8 +258,8 @@ func Collect(dir string, a Artifacts) ([]artifact.File, error) {
 				if err != nil {
 					return fmt.Errorf("artifacts.files %q: %s is a symbolic link that leads outside %s: %w", pattern, rel, orDot(a.BaseDirectory), err)
 				}
-				if fi.IsDir() {
-					return nil // as for directories met on the walk: their files are matched by path
+				if !fi.Mode().IsRegular() {
+					return nil // as for directories and special files met on the walk
 				}
 			} else if !d.Type().IsRegular() {
 				return nil
@@ -290,4 +291,22 @@ func orDot(s string) string {
 		return "the source directory"
 	}
 	return s
+}
+
+// readOwnFile reads a file the build wrote, never through a link (the
+// build could point it at the server's own files) and at most limit bytes.
+func readOwnFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }

@@ -230,3 +230,30 @@ func TestCollectRefusesLinksOut(t *testing.T) {
 		})
 	}
 }
+
+// The review's attacks on what the server reads back: the exported
+// variables file swapped for a link to the server's environment, and a
+// report that is a link to a FIFO (opening it would block forever).
+func TestServerReadsOnlyTheBuildsOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "environ")
+	os.WriteFile(secret, []byte("SLIPWAY_MASTER_KEY=feedface\x00"), 0o600)
+	vars := filepath.Join(dir, "exported")
+	os.Symlink(secret, vars)
+	spec := &Spec{Version: "0.2"}
+	spec.Env.ExportedVariables = []string{"SLIPWAY_MASTER_KEY"}
+	if got := readExported(Job{Spec: spec, VarsFile: vars}); len(got) != 0 {
+		t.Errorf("exported variables read through a link: %v", got)
+	}
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	if err := syscall.Mkfifo(filepath.Join(src, "f"), 0o644); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	os.Symlink("f", filepath.Join(src, "report.xml"))
+	os.WriteFile(filepath.Join(src, "real.xml"), []byte("<testsuites/>"), 0o644)
+	files, err := Collect(src, Artifacts{Files: []string{"*.xml"}})
+	if err != nil || len(files) != 1 || files[0].Name != "real.xml" {
+		t.Fatalf("collected %v %v, want real.xml alone", files, err)
+	}
+}

@@ -258,3 +258,15 @@ func (e *Engine) RemoveAppImages(ctx context.Context, app, installation, registr
 	}
 	return n, errors.Join(errs...)
 }
+
+// ImageLabels returns the labels of a local image.
+func (e *Engine) ImageLabels(ctx context.Context, ref string) (map[string]string, error) {
+	img, err := e.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, err)
+	}
+	if img.Config == nil {
+		return nil, nil
+	}
+	return img.Config.Labels, nil
+}

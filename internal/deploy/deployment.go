@@ -34,6 +34,9 @@ type Controller struct {
 	Manager *Manager
 	// Installation labels hook containers as the runtime labels tasks.
 	Installation string
+	// DataDir is kept out of hook sandboxes, even one whose host mounts
+	// would contain it.
+	DataDir string
 	// Apps tells where an app's hooks run (its build settings); nil: in
 	// the sandbox.
 	Apps interface {
@@ -1047,7 +1050,7 @@ func (c *Controller) runHook(ctx context.Context, d *store.Deployment, h Hook, e
 	if err := os.Mkdir(filepath.Join(dir, "src"), 0o755); err != nil {
 		return err
 	}
-	box, err := sandbox.Start(ctx, eng, sandbox.Options{Image: h.Image, Workspace: dir,
+	box, err := sandbox.Start(ctx, eng, sandbox.Options{Image: h.Image, Workspace: dir, Hide: []string{c.DataDir},
 		Labels: container.Labels(d.App, c.Installation, "slipway.deployment", fmt.Sprint(d.ID))})
 	if err != nil {
 		return err

@@ -959,7 +959,10 @@ func saveCache(cacheDir, dir string, paths []string, logs io.Writer) {
 	}
 	for _, p := range cachePaths(paths, logs) {
 		root := filepath.Join(dir, p)
-		if _, err := os.Stat(root); err != nil {
+		if err := realDirs(dir, p); err != nil {
+			if !isMissing(err) {
+				fmt.Fprintf(logs, "[slipway] cache %s not saved: %v\n", p, err)
+			}
 			continue
 		}
 		files, err := build.Collect(root, build.Artifacts{Files: []string{"**/*"}})

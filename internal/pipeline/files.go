@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 // MaxSpecBytes caps a file Slipway parses from an artifact (buildspec,
@@ -56,3 +58,23 @@ func readSpecFile(dir, name string) ([]byte, error) {
 // isMissing is true for a file that is not there (as opposed to one that
 // is there but refused).
 func isMissing(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// realDirs checks that every part of rel below dir is a directory, not a
+// link: the host path dir/rel is then where the build's own files are, and
+// a link the build left (src/a -> /var/lib) cannot turn a cache save into
+// a copy of the host's files. The build has ended, so nothing changes them
+// meanwhile.
+func realDirs(dir, rel string) error {
+	cur := dir
+	for _, part := range strings.Split(filepath.ToSlash(filepath.Clean(rel)), "/") {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory of the source (a link or a file); caches hold directories", rel)
+		}
+	}
+	return nil
+}

@@ -71,6 +71,17 @@ func (e *Engine) startSandbox(ctx context.Context, r store.Run, a Action, app st
 	if app.Build.DockerAccess {
 		fmt.Fprintf(logs, "[slipway] This build may use the Docker engine (app setting docker-access, given by an admin)\n")
 	}
+	if a.Image != "" {
+		// An image Slipway built for another app holds that app's code
+		// (and whatever its build baked in): not this build's to run.
+		labels, err := eng.ImageLabels(ctx, a.Image)
+		if err != nil {
+			return nil, err
+		}
+		if owner := labels[container.LabelApp]; owner != "" && owner != r.App {
+			return nil, fmt.Errorf("image: %s is app %s's image; a build may run images of its own app or images not made by Slipway", a.Image, owner)
+		}
+	}
 	return sandbox.Start(ctx, eng, sandbox.Options{
 		Image: a.Image, Workspace: workspace, HomeDir: filepath.Join(e.HomeRoot, r.App),
 		Docker: app.Build.DockerAccess, Hide: []string{e.DataDir}, GoCacheSeed: sandbox.GoCacheSeed(), Log: logs,

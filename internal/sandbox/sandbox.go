@@ -70,10 +70,13 @@ func Start(ctx context.Context, eng *container.Engine, o Options) (*container.Bo
 			return nil, err
 		}
 	}
-	if err := handOver(o.Workspace, o.HomeDir); err != nil {
+	fresh, err := handOver(o.Workspace, o.HomeDir)
+	if err != nil {
 		return nil, err
 	}
-	if o.HomeDir != "" {
+	// Only a home no build has used yet is seeded: the server then
+	// touches nothing a build made.
+	if fresh && o.Image == "" {
 		n, err := seedGoCache(o.HomeDir, o.GoCacheSeed)
 		if err != nil {
 			return nil, err
@@ -94,6 +97,13 @@ func Start(ctx context.Context, eng *container.Engine, o Options) (*container.Bo
 		}
 	}
 	for _, h := range o.Hide {
+		// The path as mounts see it: absolute, links resolved.
+		if abs, err := filepath.Abs(h); err == nil {
+			h = abs
+		}
+		if real, err := filepath.EvalSymlinks(h); err == nil {
+			h = real
+		}
 		for _, s := range sources {
 			if h == s || strings.HasPrefix(h, s+"/") {
 				mounts = append(mounts, mount.Mount{Type: mount.TypeTmpfs, Target: h, TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 1 << 20}})
@@ -101,10 +111,11 @@ func Start(ctx context.Context, eng *container.Engine, o Options) (*container.Bo
 			}
 		}
 	}
-	spec := container.BoxSpec{Image: image, Mounts: mounts, WorkDir: Root + "/src", Labels: o.Labels, HostNetwork: true}
-	if o.Image == "" {
-		spec.User, spec.DropAllCaps = User(), true
-	}
+	// An action's own image runs as the build user without capabilities
+	// too: as root with Docker's default ones it could write the seeded
+	// cache files and sniff loopback traffic.
+	spec := container.BoxSpec{Image: image, Mounts: mounts, WorkDir: Root + "/src", Labels: o.Labels, HostNetwork: true,
+		User: User(), DropAllCaps: true}
 	if o.Docker {
 		sock, gid, err := dockerSocket()
 		if err != nil {
@@ -132,17 +143,20 @@ func User() string {
 // handOver gives the workspace's contents (not the directory itself, so a
 // build cannot swap its src for a link the server would then follow) and
 // the home directory to the build identity.
-func handOver(workspace, home string) error {
+func handOver(workspace, home string) (fresh bool, err error) {
 	if err := os.Chmod(workspace, 0o755); err != nil {
-		return err
+		return false, err
 	}
 	if home != "" {
+		if _, err := os.Lstat(home); os.IsNotExist(err) {
+			fresh = true
+		}
 		if err := os.MkdirAll(home, 0o700); err != nil {
-			return fmt.Errorf("build home: %w", err)
+			return false, fmt.Errorf("build home: %w", err)
 		}
 	}
 	if os.Geteuid() != 0 {
-		return nil
+		return fresh, nil
 	}
 	chown := func(path string, _ fs.DirEntry, err error) error {
 		if err != nil {
@@ -154,14 +168,14 @@ func handOver(workspace, home string) error {
 		return os.Lchown(path, BuildUID, BuildUID)
 	}
 	if err := filepath.WalkDir(workspace, chown); err != nil {
-		return fmt.Errorf("hand the workspace to the build user: %w", err)
+		return false, fmt.Errorf("hand the workspace to the build user: %w", err)
 	}
 	if home == "" {
-		return nil
+		return fresh, nil
 	}
 	if fi, err := os.Stat(home); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == BuildUID {
-			return nil // handed over by an earlier build; its files are the build's
+			return fresh, nil // handed over by an earlier build; its files are the build's
 		}
 	}
 	home = filepath.Clean(home)
@@ -174,9 +188,9 @@ func handOver(workspace, home string) error {
 		}
 		return os.Lchown(path, BuildUID, BuildUID)
 	}); err != nil {
-		return fmt.Errorf("hand the build home to the build user: %w", err)
+		return false, fmt.Errorf("hand the build home to the build user: %w", err)
 	}
-	return nil
+	return fresh, nil
 }
 
 // linkedElsewhere is true for a regular file with more than one name.

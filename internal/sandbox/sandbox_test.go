@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/container"
+	"github.com/slipway-dev/slipway/internal/container/containertest"
 )
 
 // start makes a sandbox labelled for this test and removes it at the end.
@@ -155,7 +156,25 @@ func TestSeedGoCacheConcurrently(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(home, ".cache", "go-build", "ab", "x-d")); err != nil || string(b) != "x" {
 		t.Fatalf("seeded entry: %q %v", b, err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(home, ".cache", "go-build.seed-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(parent, ".home.go-build-*")); len(left) != 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// An action's own image runs as the build user with no capabilities, as
+// the default image does.
+func TestIntegrationOwnImageIsUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the build user is the server's own when the server is not root")
+	}
+	parent := t.TempDir()
+	ws := filepath.Join(parent, "ws")
+	os.MkdirAll(filepath.Join(ws, "src"), 0o700)
+	box := start(t, Options{Image: containertest.BusyboxImage(t), Workspace: ws, HomeDir: filepath.Join(parent, "home")})
+	if code, out := run(t, box, "id -u; grep CapEff /proc/self/status"); code != 0 || !strings.HasPrefix(out, "65534\n") || !strings.Contains(out, "0000000000000000") {
+		t.Fatalf("own image: %d %q", code, out)
+	}
+	if code, out := run(t, box, "echo ok > /slipway/src/f && cat /slipway/src/f"); code != 0 || out != "ok\n" {
+		t.Fatalf("the workspace is not the build user's: %d %q", code, out)
 	}
 }

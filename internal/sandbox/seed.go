@@ -50,12 +50,12 @@ func seedGoCache(home, seed string) (int, error) {
 		}
 		return os.Lchown(p, BuildUID, BuildUID)
 	}
-	if err := mkdir(filepath.Join(home, ".cache")); err != nil {
-		return 0, fmt.Errorf("seed the Go build cache: %w", err)
-	}
+	// The tree is made beside the home, where no build can reach, and
+	// moved in at the end: nothing a build left in its home (a link where
+	// .cache goes) can steer where the server creates, chmods or chowns.
 	// Two actions of one app may start at once: each fills a directory of
 	// its own and the first rename wins.
-	tmp, err := os.MkdirTemp(filepath.Join(home, ".cache"), "go-build.seed-")
+	tmp, err := os.MkdirTemp(filepath.Dir(home), "."+filepath.Base(home)+".go-build-")
 	if err != nil {
 		return 0, fmt.Errorf("seed the Go build cache: %w", err)
 	}
@@ -91,6 +91,14 @@ func seedGoCache(home, seed string) (int, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = mkdir(filepath.Join(home, ".cache"))
+	}
+	if err == nil {
+		if fi, lerr := os.Lstat(filepath.Join(home, ".cache")); lerr != nil || !fi.IsDir() {
+			err = fmt.Errorf("%s/.cache is not a directory", home)
+		}
+	}
 	if err == nil {
 		err = os.Rename(tmp, dst)
 	}

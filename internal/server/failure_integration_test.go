@@ -132,6 +132,17 @@ func TestIntegrationFailedDeploymentsSayWhy(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.Reason != reason {
 		t.Fatalf("deploy show -o json: %v\n%s", err, out)
 	}
+	// And the web console's deployment page.
+	ui, _ := srv.signin(srv.Admin)
+	if resp, err := ui.Get(srv.URL + "/deployments/" + id); err != nil {
+		t.Fatal(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(page), "exited with code 3") || !strings.Contains(string(page), "boom: config missing") {
+			t.Fatalf("the deployment page does not say why (%d):\n%s", resp.StatusCode, page)
+		}
+	}
 
 	// The crashed tasks are gone; their output is not.
 	srv.waitService(app, "staging", "web", 30*time.Second, "back on revision 1 alone", func(d map[string]any) bool {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/container/containertest"
 )
 
 // TestIntegrationBuildCannotReachControlPlane is the attack of a deployer
@@ -207,5 +209,52 @@ func TestIntegrationBuildLinkOutIsRefused(t *testing.T) {
 	}
 	if arts, _ := run["artifacts"].([]any); len(arts) != 1 { // SourceArtifact only
 		t.Fatalf("artifacts: %v", run["artifacts"])
+	}
+}
+
+// The review's cache attack: a link the build leaves above a cache path
+// (src/a -> a host directory) must not make the server, as root, pack
+// that host directory into the app's cache for the next build to read.
+// And an image Slipway made for another app is not a build's to run.
+func TestIntegrationCacheAndImageAttacks(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("cachethief")
+	outside := t.TempDir()
+	os.MkdirAll(filepath.Join(outside, "slipway"), 0o700)
+	os.WriteFile(filepath.Join(outside, "slipway", "admin.token"), []byte("slw_host_secret"), 0o600)
+	e.pushPipeline("cachethief", "main", map[string]string{
+		"slipway.yaml":  manualOnly + "stages:\n  - name: Build\n    actions:\n      - {name: steal, type: build}\n",
+		"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands:\n      - ln -s " + outside + " a\ncache:\n  paths: [a/slipway]\n",
+	})
+	id := e.startRun("cachethief", "main")
+	run := e.waitRun(id, 60*time.Second)
+	log := e.logText(id)
+	if run["state"] != "succeeded" || !strings.Contains(log, "cache a/slipway not saved") {
+		t.Fatalf("run %v %v:\n%s", run["state"], run["reason"], log)
+	}
+	filepath.WalkDir(filepath.Join(e.srv.DataDir(), "cache"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), "slw_host_secret") {
+				t.Errorf("the host file reached the app's cache: %s", p)
+			}
+		}
+		return nil
+	})
+
+	// Another app's image, in the local engine, named in image:.
+	other := "slipway-test-otherapp:" + fmt.Sprint(time.Now().UnixNano())
+	build := exec.Command("docker", "build", "-q", "-t", other, "--label", "slipway.app=victim", "--label", "slipway.test=1", "-")
+	build.Stdin = strings.NewReader("FROM " + containertest.BusyboxImage(t) + "\n")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", other).Run() })
+	e.pushPipeline("cachethief", "img", map[string]string{
+		"slipway.yaml":  manualOnly + "stages:\n  - name: Build\n    actions:\n      - {name: borrow, type: build, image: " + other + "}\n",
+		"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands: [\"echo ran\"]\n",
+	})
+	run = e.waitRun(e.startRun("cachethief", "img"), 60*time.Second)
+	if run["state"] != "failed" || !strings.Contains(fmt.Sprint(run["reason"]), "is app victim's image") {
+		t.Fatalf("another app's image: %v %v", run["state"], run["reason"])
 	}
 }

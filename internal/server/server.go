@@ -174,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
 	s.notify.Start(context.WithoutCancel(ctx))
 	s.deploy.Start(context.WithoutCancel(ctx))
-	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation, Apps: db}
+	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation, Apps: db, DataDir: cfg.DataDir}
 	s.metrics.registry.MustRegister(newFleetCollector(s))
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
 	// The pipeline engine starts last: a recovered run may deploy at once.
