@@ -98,7 +98,6 @@ func Run(ctx context.Context, job Job) Result {
 		p    *Phase
 	}{{"install", job.Spec.Phases.Install}, {"pre_build", job.Spec.Phases.PreBuild}, {"build", job.Spec.Phases.Build}, {"post_build", job.Spec.Phases.PostBuild}}
 	sess := newSession(job, shell)
-	defer sess.end()
 	res := Result{Succeeded: true}
 	skipRest := false
 	for _, ph := range phases {
@@ -134,7 +133,7 @@ func Run(ctx context.Context, job Job) Result {
 			res.Succeeded = false
 			res.ExitCode = code
 			res.Reason = fmt.Sprintf("phase %s %s with exit code %d", ph.name, strings.ToLower(status), code)
-			sess.setEnv(ctx, "CODEBUILD_BUILD_SUCCEEDING", "0")
+			sess.setEnv("CODEBUILD_BUILD_SUCCEEDING", "0")
 		}
 		switch {
 		case status == TimedOut || status == Stopped:
@@ -176,8 +175,7 @@ func runCommands(ctx context.Context, sess *session, commands []string) (string,
 		sess.out.note("[slipway] Running command %s", c)
 		code, err := sess.run(ctx, c)
 		if sess.job.Spec.Version == "0.1" {
-			sess.end() // each command in a shell of its own
-			sess.stdin = nil
+			sess.restart() // each command in a shell of its own
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -301,12 +299,35 @@ func readOwnFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return ReadRegular(f, path, limit)
+}
+
+// TooLargeError is a file over the limit of what Slipway reads of it.
+type TooLargeError struct {
+	Name        string
+	Size, Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s is %d bytes, over the %d-byte limit for files Slipway reads; make it smaller", e.Name, e.Size, e.Limit)
+}
+
+// ReadRegular reads an open file that must be a regular one (not a FIFO a
+// read would wait on forever, nor a device) of at most limit bytes.
+func ReadRegular(f *os.File, name string, limit int64) ([]byte, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
-	return io.ReadAll(io.LimitReader(f, limit))
+	if fi.Size() > limit {
+		return nil, &TooLargeError{Name: name, Size: fi.Size(), Limit: limit}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		return nil, &TooLargeError{Name: name, Size: int64(len(b)), Limit: limit}
+	}
+	return b, err
 }

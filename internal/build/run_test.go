@@ -257,3 +257,20 @@ func TestServerReadsOnlyTheBuildsOwnFiles(t *testing.T) {
 		t.Fatalf("collected %v %v, want real.xml alone", files, err)
 	}
 }
+
+// A build that prints the status marker itself (the shell's function is
+// there to call) decides only its own result; it cannot wedge the
+// server's reading of its output until the timeout.
+func TestForgedStatusesDoNotWedgeTheBuild(t *testing.T) {
+	spec, err := Parse("buildspec.yml", []byte("version: 0.2\nphases:\n  build:\n    commands:\n      - for i in 1 2 3 4 5 6; do __slipway_status 0; done; echo forged\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var log bytes.Buffer
+	res := Run(ctx, Job{Spec: spec, Dir: t.TempDir(), Log: &log})
+	if ctx.Err() != nil || res.Phases[0].Status == TimedOut {
+		t.Fatalf("the build hung on its own markers: %+v\n%s", res, log.String())
+	}
+}

@@ -47,7 +47,7 @@ func newSession(job Job, shell string) *session {
 
 // setEnv changes a variable for the running shell, if any, and for any
 // shell started later.
-func (s *session) setEnv(ctx context.Context, k, v string) {
+func (s *session) setEnv(k, v string) {
 	s.env = append(s.env, k+"="+v)
 	if s.stdin != nil && !s.spent {
 		s.send(fmt.Sprintf("export %s=%s\n", k, shellQuote(v)))
@@ -178,6 +178,13 @@ func (s *session) run(ctx context.Context, command string) (int, error) {
 	}
 }
 
+// restart ends the shell so that the next command gets a fresh one, with
+// no note in the log (buildspec 0.1 runs every command so).
+func (s *session) restart() {
+	s.end()
+	s.stdin = nil
+}
+
 // end records the exported variables and lets the shell exit, killing
 // anything it left running.
 func (s *session) end() {
@@ -253,7 +260,12 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 			st = 1
 		}
 		w.buf = w.buf[i+len(full)+nl+1:]
-		w.statuses <- st
+		select {
+		case w.statuses <- st:
+		default:
+			// A status nobody waits for (a build printing the marker
+			// itself): dropping it keeps the output flowing.
+		}
 	}
 	// Hold back a tail that may be the start of a marker.
 	keep := 0
