@@ -694,9 +694,10 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	if onHost {
 		pgidFile := filepath.Join(workspace, "pgid")
 		job.Started = func(pgid int) { _ = os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)), 0o600) }
-	} else {
-		box, err := e.startSandbox(ctx, r, a, app, workspace, logs)
-		if err != nil {
+	}
+	var box *container.Box
+	if !onHost {
+		if box, err = e.startSandbox(ctx, r, a, app, workspace, logs); err != nil {
 			fmt.Fprintf(logs, "[slipway] %v\n", err)
 			return nil, err.Error()
 		}
@@ -707,10 +708,10 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 	}
 	res := build.Run(ctx, job)
-	if job.Box != nil {
+	if box != nil {
 		// Nothing the build left in the background may touch the workspace
 		// while its artifacts, reports and caches are read.
-		job.Box.(*container.Box).Remove()
+		box.Remove()
 	}
 	code := res.ExitCode
 	reason := res.Reason

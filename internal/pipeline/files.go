@@ -3,11 +3,12 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/slipway-dev/slipway/internal/build"
 )
 
 // MaxSpecBytes caps a file Slipway parses from an artifact (buildspec,
@@ -15,18 +16,9 @@ import (
 // server from 54 MB to 845 MB of memory.
 const MaxSpecBytes = 1 << 20
 
-// errTooLarge tells a file over MaxSpecBytes from one that is missing.
-type errTooLarge struct {
-	name string
-	size int64
-}
-
-func (e *errTooLarge) Error() string {
-	return fmt.Sprintf("%s is %d bytes, over the %d-byte limit for files Slipway parses; make it smaller", e.name, e.size, MaxSpecBytes)
-}
-
 // readSpecFile reads name inside dir: never through a link that leads out
-// of dir, and never more than MaxSpecBytes. A missing file is fs.ErrNotExist.
+// of dir, and never more than MaxSpecBytes (a *build.TooLargeError). A
+// missing file is fs.ErrNotExist.
 func readSpecFile(dir, name string) ([]byte, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -38,21 +30,7 @@ func readSpecFile(dir, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
-	}
-	if fi.Size() > MaxSpecBytes {
-		return nil, &errTooLarge{name: name, size: fi.Size()}
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxSpecBytes+1))
-	if err == nil && len(b) > MaxSpecBytes {
-		return nil, &errTooLarge{name: name, size: int64(len(b))}
-	}
-	return b, err
+	return build.ReadRegular(f, name, MaxSpecBytes)
 }
 
 // isMissing is true for a file that is not there (as opposed to one that

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slipway-dev/slipway/internal/build"
 )
 
 func TestReadSpecFile(t *testing.T) {
@@ -61,7 +63,7 @@ func TestReadSpecFile(t *testing.T) {
 			}
 		}
 	}
-	var tl *errTooLarge
+	var tl *build.TooLargeError
 	if _, err := readSpecFile(dir, "big.yml"); !errors.As(err, &tl) || !strings.Contains(err.Error(), "over the 1048576-byte limit") {
 		t.Errorf("big file: %v", err)
 	}

@@ -58,7 +58,7 @@ var (
 // read-only, so builds have the host's toolchains (go, git, bash, curl, the
 // docker CLI) without an image pull.
 func DefaultImage(ctx context.Context, eng *container.Engine) (string, error) {
-	rootfs, err := rootFS()
+	rootfs, err := rootFSOnce()
 	if err != nil {
 		return "", err
 	}
@@ -86,6 +86,10 @@ func DefaultImage(ctx context.Context, eng *container.Engine) (string, error) {
 	imageDone[ref] = true
 	return ref, nil
 }
+
+// rootFSOnce is rootFS, made once per process: the host's layout does not
+// change under a running server.
+var rootFSOnce = sync.OnceValues(rootFS)
 
 // rootFS is the default image's file system as a tar archive.
 func rootFS() ([]byte, error) {
