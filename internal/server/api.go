@@ -636,13 +636,13 @@ func (s *Server) gitInfoRefs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadRequest("service", "only smart HTTP is served: service must be git-upload-pack or git-receive-pack"))
 		return
 	}
-	s.source.ServeGit(w, r, app, tok.Name, false)
+	s.source.ServeGit(w, r, app, tok.Name)
 }
 
 func (s *Server) gitUploadPack(w http.ResponseWriter, r *http.Request) {
 	if app, ok := s.gitApp(w, r); ok {
 		tok, _ := Caller(r.Context())
-		s.source.ServeGit(w, r, app, tok.Name, false)
+		s.source.ServeGit(w, r, app, tok.Name)
 	}
 }
 

@@ -32,13 +32,6 @@ type sourceCredentials struct {
 	Password string `json:"password"`
 }
 
-// ValidSourceURL refuses URLs git would read as an option and URLs whose
-// credentials could not be kept out of git's command line.
-func ValidSourceURL(raw string) error {
-	_, _, err := splitSource(raw)
-	return err
-}
-
 // splitSource checks a source URL and cuts out its credentials (nil when
 // it has none).
 func splitSource(raw string) (public string, creds *sourceCredentials, err error) {

@@ -170,15 +170,16 @@ func diffRefs(before, after map[string]string) []RefUpdate {
 // pack itself and are for deployers: they are not capped here.
 const MaxFetchRequestBytes = 10 << 20
 
-// ServeGit answers a smart-HTTP request for an app's repository through git
-// http-backend. For a push it compares the refs before and after, under the
-// repository's lock, so every updated ref becomes exactly one push event.
-// A push is ServePush with runs linked by their path alone.
-func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher string, push bool) {
-	s.serveGit(w, r, app, pusher, push, nil)
+// ServeGit answers a smart-HTTP request that changes nothing (the ref
+// advertisement, a fetch) for an app's repository through git
+// http-backend; pushes go to ServePush.
+func (s *Service) ServeGit(w http.ResponseWriter, r *http.Request, app, pusher string) {
+	s.serveGit(w, r, app, pusher, false, nil)
 }
 
-// ServePush answers a push (git-receive-pack) as ServeGit does, and tells
+// ServePush answers a push (git-receive-pack) through git http-backend. It
+// compares the refs before and after, under the repository's lock, so
+// every updated ref becomes exactly one push event, and it tells
 // the pusher on git's sideband what each updated ref started, or why
 // nothing; runURL makes a run's link for them (see sideband.go).
 func (s *Service) ServePush(w http.ResponseWriter, r *http.Request, app, pusher string, runURL func(id int64) string) {

@@ -228,7 +228,7 @@ func TestServePushWhenRecordingFails(t *testing.T) {
 			s.ServePush(w, r, "hello", "tester", nil)
 			return
 		}
-		s.ServeGit(w, r, "hello", "tester", r.URL.Query().Get("service") == "git-receive-pack")
+		s.ServeGit(w, r, "hello", "tester")
 	}))
 	defer srv.Close()
 
