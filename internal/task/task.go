@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +64,8 @@ const (
 
 // Spec is a task to start.
 type Spec struct {
+	// ID is the task's id; "" makes one.
+	ID                string
 	App, Env, Service string
 	Group             string
 	Family            string
@@ -86,6 +90,8 @@ type ContainerState struct {
 	// LogGroup and LogStream name where its output is kept.
 	LogGroup  string `json:"log_group,omitempty"`
 	LogStream string `json:"log_stream,omitempty"`
+	// declared is its own ports as LabelPorts lists them.
+	declared string
 }
 
 // Task is a running (or stopped) task as the engine reports it.
@@ -100,11 +106,25 @@ type Task struct {
 	Generation int64            `json:"generation,omitempty"`
 	Containers []ContainerState `json:"containers"`
 	CreatedAt  time.Time        `json:"created_at"`
+	// Address is the task's own address on its environment's network.
+	Address string `json:"address,omitempty"`
+	// ReservedMemoryMiB is what its task definition reserves.
+	ReservedMemoryMiB int `json:"reserved_memory_mib,omitempty"`
+	// holder is the container holding the namespace of a task of several
+	// containers; not one of the task definition's, so not listed.
+	holder *ContainerState
 }
 
 // Status summarises a task: RUNNING while every essential container runs,
 // STOPPED once one has exited.
 func (t Task) Status() string {
+	if h := t.holder; h != nil && h.State != "running" {
+		// Without it the containers lose their network: the whole task goes.
+		if h.State == "created" {
+			return "PROVISIONING"
+		}
+		return "STOPPED"
+	}
 	for _, c := range t.Containers {
 		if c.Essential && c.State != "running" {
 			if c.State == "created" {
@@ -135,6 +155,9 @@ func (t Task) Health() string {
 
 // StoppedReason names the essential container that ended the task.
 func (t Task) StoppedReason() string {
+	if h := t.holder; h != nil && h.State == "exited" {
+		return fmt.Sprintf("the task's network namespace holder exited (code %d); its containers lost their network", h.ExitCode)
+	}
 	for _, c := range t.Containers {
 		if c.Essential && c.State == "exited" {
 			return fmt.Sprintf("essential container %s exited with code %d", c.Name, c.ExitCode)
@@ -166,6 +189,10 @@ type Runtime struct {
 	// Installation labels every task this runtime starts and limits List to
 	// them ("" sees every installation's tasks).
 	Installation string
+
+	netMu    sync.Mutex
+	networks map[string]bool // environment networks known to exist
+	memMiB   int             // the engine's memory, once read
 }
 
 // NewRuntime connects to the engine.
@@ -174,32 +201,37 @@ func NewRuntime(ctx context.Context) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{eng: eng, cli: eng.Client()}, nil
+	return &Runtime{eng: eng, cli: eng.Client(), networks: map[string]bool{}}, nil
 }
 
 // ErrImage marks a failure to get the task's image.
 var ErrImage = errors.New("image not found")
 
-func newTaskID() string {
+// NewTaskID makes a task id; callers that start a task may make it first,
+// to know the task as theirs while it is being created.
+func NewTaskID() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
 
-// Start creates the task's network and containers and starts them in
-// dependsOn order. On any failure everything created is removed again.
+// Start creates the task's containers in the environment's network and
+// starts them in dependsOn order. On any failure everything created is
+// removed again; running out of something is a *CapacityError.
 func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
-	id := newTaskID()
+	id := spec.ID
+	if id == "" {
+		id = NewTaskID()
+	}
 	labels := map[string]string{LabelManaged: "1", LabelApp: spec.App, LabelEnv: spec.Env, LabelService: spec.Service,
 		LabelTask: id, LabelFamily: spec.Family, LabelRevision: strconv.Itoa(spec.Revision), LabelGroup: spec.Group,
-		LabelCreated: time.Now().UTC().Format(time.RFC3339Nano)}
+		LabelCreated: time.Now().UTC().Format(time.RFC3339Nano), LabelReservedMemory: strconv.Itoa(spec.Def.ReservedMemoryMiB())}
 	if r.Installation != "" {
 		labels[LabelInstallation] = r.Installation
 	}
 	if spec.Generation != 0 {
 		labels[LabelGeneration] = strconv.FormatInt(spec.Generation, 10)
 	}
-	netName := "slipway-" + id
 	// Creates outlive ctx so that the cleanup below knows all they made.
 	create, cancel := container.CreateContext(ctx)
 	defer cancel()
@@ -208,20 +240,31 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 			r.remove(context.WithoutCancel(ctx), id)
 		}
 	}()
-	if _, err := r.cli.NetworkCreate(create, netName, network.CreateOptions{Labels: labels}); err != nil {
-		return t, fmt.Errorf("create task network: %w", err)
+	netName, err := r.envNetwork(create, spec.App, spec.Env)
+	if err != nil {
+		return t, err
 	}
 	for _, c := range spec.Def.ContainerDefinitions {
 		if err := r.ensureImage(ctx, c.Image); err != nil {
 			return t, err
 		}
 	}
+	defs := spec.Def.ContainerDefinitions
 	ids := map[string]string{}
-	for _, c := range spec.Def.ContainerDefinitions {
+	owner := ""
+	if len(defs) > 1 {
+		if owner, err = r.createPause(create, spec, id, netName, labels); err != nil {
+			return t, fmt.Errorf("network namespace holder: %w", err)
+		}
+		if err := r.cli.ContainerStart(create, owner, ctr.StartOptions{}); err != nil {
+			return t, classifyNetworkError(fmt.Errorf("start the network namespace holder: %w", err))
+		}
+	}
+	for _, c := range defs {
 		if err := ctx.Err(); err != nil {
 			return t, err
 		}
-		cid, err := r.create(create, spec, c, id, netName, labels)
+		cid, err := r.create(create, spec, c, id, netName, owner, labels)
 		if err != nil {
 			return t, fmt.Errorf("container %s: %w", c.Name, err)
 		}
@@ -230,7 +273,7 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 	started := map[string]bool{}
 	for len(started) < len(ids) {
 		progress := false
-		for _, c := range spec.Def.ContainerDefinitions {
+		for _, c := range defs {
 			if started[c.Name] || !depsStarted(c, started) {
 				continue
 			}
@@ -253,6 +296,9 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (t Task, err error) {
 			if err := r.cli.ContainerStart(create, ids[c.Name], ctr.StartOptions{}); err != nil {
 				if ctx.Err() != nil {
 					return t, fmt.Errorf("start container %s: %w", c.Name, err)
+				}
+				if ce := classifyNetworkError(err); ce != err {
+					return t, ce
 				}
 				// The engine's answer and the container's state say why:
 				// read them before the cleanup removes it.
@@ -348,13 +394,17 @@ func (r *Runtime) ensureImage(ctx context.Context, ref string) error {
 	return nil
 }
 
-func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id, netName string, base map[string]string) (string, error) {
+// create makes one container of a task. Without an owner it holds the
+// task's network namespace itself (a task of one container); otherwise it
+// joins the owner's.
+func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id, netName, owner string, base map[string]string) (string, error) {
 	labels := map[string]string{}
 	for k, v := range base {
 		labels[k] = v
 	}
 	labels[LabelContainer] = c.Name
 	labels[LabelEssential] = strconv.FormatBool(c.IsEssential())
+	labels[LabelPorts] = portSpec(c)
 	labels[LabelLogGroup], labels[LabelLogStream] = LogNames(spec.App, spec.Env, spec.Service, id, c)
 	var env []string
 	for _, e := range c.Environment {
@@ -367,25 +417,9 @@ func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id
 		}
 		env = append(env, s.Name+"="+v)
 	}
-	exposed := nat.PortSet{}
-	bindings := nat.PortMap{}
-	for _, pm := range c.PortMappings {
-		proto := pm.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
-		p := nat.Port(fmt.Sprintf("%d/%s", pm.ContainerPort, proto))
-		exposed[p] = struct{}{}
-		host := ""
-		if pm.HostPort != 0 && pm.HostPort != pm.ContainerPort {
-			host = strconv.Itoa(pm.HostPort)
-		}
-		// Published on loopback only, on an ephemeral port unless a distinct host port is asked for.
-		bindings[p] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: host}}
-	}
 	cfg := &ctr.Config{
 		Image: c.Image, Env: env, Cmd: c.Command, Entrypoint: c.EntryPoint, WorkingDir: c.WorkingDirectory,
-		User: c.User, Labels: labels, ExposedPorts: exposed,
+		User: c.User, Labels: labels,
 	}
 	if c.StopTimeout > 0 {
 		st := c.StopTimeout
@@ -405,7 +439,12 @@ func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id
 		cfg.Healthcheck = &ctr.HealthConfig{Test: hc.Command, Interval: sec(hc.Interval, 30), Timeout: sec(hc.Timeout, 5),
 			Retries: retries, StartPeriod: time.Duration(hc.StartPeriod) * time.Second}
 	}
-	host := &ctr.HostConfig{PortBindings: bindings, NetworkMode: ctr.NetworkMode(netName)}
+	host := &ctr.HostConfig{NetworkMode: ctr.NetworkMode("container:" + owner)}
+	var netCfg *network.NetworkingConfig
+	if owner == "" {
+		labels[LabelNetworkOwner] = ownerContainer
+		host, netCfg = r.ownerConfig(spec, netName, cfg)
+	}
 	if c.CPU > 0 {
 		host.NanoCPUs = int64(c.CPU) * 1e9 / 1024
 	}
@@ -415,9 +454,67 @@ func (r *Runtime) create(ctx context.Context, spec Spec, c taskdef.Container, id
 	if c.MemoryReservation > 0 {
 		host.MemoryReservation = int64(c.MemoryReservation) << 20
 	}
-	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{c.Name}}}}
 	created, err := r.cli.ContainerCreate(ctx, cfg, host, netCfg, nil, "slipway-"+id+"-"+c.Name)
 	if err != nil {
+		if cerrdefs.IsNotFound(err) && owner == "" {
+			r.forgetNetwork(netName) // removed behind our back: the next start makes it again
+		}
+		return "", err
+	}
+	return created.ID, nil
+}
+
+// ownerConfig is what the holder of a task's network namespace gets: the
+// environment's network with the service's name as an alias, the task's
+// container names on loopback, and every port of the task; a port is
+// published on the host only where a distinct hostPort is asked for
+// (127.0.0.1 only), since the load balancer reaches the task's address.
+func (r *Runtime) ownerConfig(spec Spec, netName string, cfg *ctr.Config) (*ctr.HostConfig, *network.NetworkingConfig) {
+	exposed := nat.PortSet{}
+	bindings := nat.PortMap{}
+	for _, c := range spec.Def.ContainerDefinitions {
+		for _, pm := range c.PortMappings {
+			proto := pm.Protocol
+			if proto == "" {
+				proto = "tcp"
+			}
+			p := nat.Port(fmt.Sprintf("%d/%s", pm.ContainerPort, proto))
+			exposed[p] = struct{}{}
+			if pm.HostPort != 0 && pm.HostPort != pm.ContainerPort {
+				bindings[p] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: strconv.Itoa(pm.HostPort)}}
+			}
+		}
+	}
+	cfg.ExposedPorts = exposed
+	host := &ctr.HostConfig{NetworkMode: ctr.NetworkMode(netName), PortBindings: bindings, ExtraHosts: hostsEntries(spec.Def)}
+	return host, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{spec.Service}}}}
+}
+
+// createPause makes the holder of a multi-container task's namespace.
+func (r *Runtime) createPause(ctx context.Context, spec Spec, id, netName string, base map[string]string) (string, error) {
+	img, err := r.pauseImage(ctx)
+	if err != nil {
+		return "", err
+	}
+	labels := maps.Clone(base)
+	labels[LabelContainer] = pauseName
+	labels[LabelEssential] = "true"
+	labels[LabelNetworkOwner] = ownerHolder
+	cfg := &ctr.Config{Image: img, Labels: labels}
+	host, netCfg := r.ownerConfig(spec, netName, cfg)
+	// It holds nothing but the namespace: a small memory limit, no
+	// capabilities, and a stop that kills at once (it ignores SIGTERM as
+	// PID 1 without handlers would).
+	host.Memory = 8 << 20
+	host.CapDrop = []string{"ALL"}
+	host.SecurityOpt = []string{"no-new-privileges"}
+	zero := 0
+	cfg.StopTimeout = &zero
+	created, err := r.cli.ContainerCreate(ctx, cfg, host, netCfg, nil, "slipway-"+id+"-"+pauseName)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			r.forgetNetwork(netName)
+		}
 		return "", err
 	}
 	return created.ID, nil
@@ -438,14 +535,16 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 	}
 	byTask := map[string]*Task{}
 	var order []string
+	owners := map[string]ctr.Summary{} // task id → its namespace's owner
 	for _, c := range cs {
 		id := c.Labels[LabelTask]
 		t, ok := byTask[id]
 		if !ok {
 			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
 			gen, _ := strconv.ParseInt(c.Labels[LabelGeneration], 10, 64)
+			mem, _ := strconv.Atoi(c.Labels[LabelReservedMemory])
 			t = &Task{ID: id, App: c.Labels[LabelApp], Env: c.Labels[LabelEnv], Service: c.Labels[LabelService], Group: c.Labels[LabelGroup],
-				Family: c.Labels[LabelFamily], Revision: rev, Generation: gen, CreatedAt: time.Unix(c.Created, 0).UTC()}
+				Family: c.Labels[LabelFamily], Revision: rev, Generation: gen, CreatedAt: time.Unix(c.Created, 0).UTC(), ReservedMemoryMiB: mem}
 			if at, err := time.Parse(time.RFC3339Nano, c.Labels[LabelCreated]); err == nil {
 				t.CreatedAt = at // tasks started before this label existed keep the engine's second
 			}
@@ -457,11 +556,6 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 			LogGroup: c.Labels[LabelLogGroup], LogStream: c.Labels[LabelLogStream]}
 		if cs.LogGroup == "" || cs.LogStream == "" { // started before logs were kept
 			cs.LogGroup, cs.LogStream = LogNames(t.App, t.Env, t.Service, t.ID, taskdef.Container{Name: cs.Name})
-		}
-		for _, p := range c.Ports {
-			if p.PublicPort != 0 && (p.IP == "127.0.0.1" || p.IP == "") {
-				cs.Ports[fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)] = fmt.Sprintf("127.0.0.1:%d", p.PublicPort)
-			}
 		}
 		if strings.Contains(c.Status, "(healthy)") {
 			cs.Health = "healthy"
@@ -475,7 +569,53 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 				cs.ExitCode = info.State.ExitCode
 			}
 		}
+		if c.Labels[LabelNetworkOwner] != "" {
+			owners[id] = c
+		} else if _, known := c.Labels[LabelPorts]; !known {
+			// Started in a network of its own, before tasks shared one
+			// namespace: its ports are published on loopback.
+			for _, p := range c.Ports {
+				if p.PublicPort != 0 && (p.IP == "127.0.0.1" || p.IP == "") {
+					cs.Ports[fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)] = fmt.Sprintf("127.0.0.1:%d", p.PublicPort)
+				}
+			}
+		}
+		cs.declared = c.Labels[LabelPorts]
+		if c.Labels[LabelNetworkOwner] == ownerHolder {
+			h := cs
+			t.holder = &h
+			continue
+		}
 		t.Containers = append(t.Containers, cs)
+	}
+	for id, o := range owners {
+		t := byTask[id]
+		if o.NetworkSettings != nil {
+			for _, n := range o.NetworkSettings.Networks {
+				if n != nil && n.IPAddress != "" {
+					t.Address = n.IPAddress
+				}
+			}
+		}
+		published := map[string]string{}
+		for _, p := range o.Ports {
+			if p.PublicPort != 0 && (p.IP == "127.0.0.1" || p.IP == "") {
+				published[fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)] = fmt.Sprintf("127.0.0.1:%d", p.PublicPort)
+			}
+		}
+		for i := range t.Containers {
+			c := &t.Containers[i]
+			for _, p := range strings.Split(c.declared, ",") {
+				port, _, _ := strings.Cut(p, "/")
+				switch {
+				case p == "":
+				case t.Address != "":
+					c.Ports[p] = net.JoinHostPort(t.Address, port)
+				case published[p] != "":
+					c.Ports[p] = published[p]
+				}
+			}
+		}
 	}
 	out := make([]Task, 0, len(order))
 	for _, id := range order {
@@ -518,10 +658,20 @@ func (r *Runtime) Halt(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
 	for _, c := range t.Containers {
 		if c.State == "running" {
-			_ = r.cli.ContainerStop(ctx, c.ID, ctr.StopOptions{})
+			// Together, each within its own stopTimeout, as ECS stops a task.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = r.cli.ContainerStop(ctx, c.ID, ctr.StopOptions{})
+			}()
 		}
+	}
+	wg.Wait()
+	if h := t.holder; h != nil && h.State == "running" {
+		_ = r.cli.ContainerStop(ctx, h.ID, ctr.StopOptions{}) // last: the others kept their network until they stopped
 	}
 	return nil
 }
@@ -536,13 +686,18 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 		return err
 	}
 	var errs []error
+	legacy := true
 	for _, c := range cs {
 		if err := r.cli.ContainerRemove(ctx, c.ID, ctr.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err)
 		}
+		_, shared := c.Labels[LabelPorts]
+		legacy = legacy && !shared
 	}
-	if err := r.cli.NetworkRemove(ctx, "slipway-"+id); err != nil && !cerrdefs.IsNotFound(err) {
-		errs = append(errs, err)
+	if legacy { // a task started before tasks shared their environment's network had one of its own
+		if err := r.cli.NetworkRemove(ctx, "slipway-"+id); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -12,11 +12,18 @@ import (
 	"github.com/slipway-dev/slipway/internal/taskdef"
 )
 
-// leftovers lists the containers and networks that carry the app's label.
+// leftovers lists the containers of the app and the networks of one of
+// its tasks. The environment's network is shared by its tasks and stays.
 func leftovers(t *testing.T, app string) []string {
+	return labelled(t, app, "label="+LabelTask)
+}
+
+// labelled lists the containers and networks that carry the app's label
+// and, for networks, filter.
+func labelled(t *testing.T, app, filter string) []string {
 	t.Helper()
 	var found []string
-	for _, kind := range [][]string{{"ps", "-a"}, {"network", "ls"}} {
+	for _, kind := range [][]string{{"ps", "-a"}, {"network", "ls", "--filter", filter}} {
 		args := append(kind, "-q", "--filter", "label="+LabelApp+"="+app)
 		out, err := exec.Command("docker", args...).Output()
 		if err != nil {
@@ -33,7 +40,7 @@ func leftovers(t *testing.T, app string) []string {
 // test ends, also when it fails.
 func removeLeftoversAtEnd(t *testing.T, app string) {
 	t.Cleanup(func() {
-		for _, l := range leftovers(t, app) {
+		for _, l := range labelled(t, app, "label="+LabelApp) {
 			kind, id, _ := strings.Cut(l, " ")
 			if kind == "ps" {
 				exec.Command("docker", "rm", "-f", id).Run()

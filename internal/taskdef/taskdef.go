@@ -193,6 +193,7 @@ func (td *TaskDef) Validate() error {
 	}
 	names := map[string]int{}
 	essential := false
+	ports := map[string]string{} // "8080/tcp" → the JSON path that maps it
 	for i, c := range td.ContainerDefinitions {
 		p := fmt.Sprintf("containerDefinitions[%d]", i)
 		if !nameRule.MatchString(c.Name) {
@@ -223,6 +224,16 @@ func (td *TaskDef) Validate() error {
 			if pm.Protocol != "" && pm.Protocol != "tcp" && pm.Protocol != "udp" {
 				return errAt(pp+".protocol", "%q must be tcp or udp", pm.Protocol)
 			}
+			proto := pm.Protocol
+			if proto == "" {
+				proto = "tcp"
+			}
+			// The containers of a task share one network namespace (ECS's awsvpc mode).
+			k := fmt.Sprintf("%d/%s", pm.ContainerPort, proto)
+			if at, dup := ports[k]; dup {
+				return errAt(pp+".containerPort", "%d/%s is also the port of %s: the containers of a task share one network namespace, so each port can be one container's only; change one of them", pm.ContainerPort, proto, at)
+			}
+			ports[k] = pp
 		}
 		for j, e := range c.Environment {
 			if e.Name == "" {
@@ -339,17 +350,17 @@ func FillPlaceholders(data []byte, imageURI string) []byte {
 }
 
 // Adjustments say what Slipway changes in running the task definition, for
-// logs: a port mapping whose hostPort repeats the container port (as
-// awsvpc task definitions write it) is published on an ephemeral port of
-// 127.0.0.1, since two tasks cannot hold one host port; the load balancer
-// finds the port the engine chose.
+// logs. A task has its own address, where the load balancer reaches its
+// container ports, so a hostPort equal to the container port (as awsvpc
+// task definitions write it) needs no publishing; a distinct hostPort is
+// published, on 127.0.0.1 only.
 func (td *TaskDef) Adjustments() []string {
 	var out []string
 	for i, c := range td.ContainerDefinitions {
 		for j, pm := range c.PortMappings {
 			switch {
 			case pm.HostPort != 0 && pm.HostPort == pm.ContainerPort:
-				out = append(out, fmt.Sprintf("containerDefinitions[%d].portMappings[%d]: hostPort %d is published on an ephemeral port of 127.0.0.1 (tasks share the host; the load balancer finds the port)", i, j, pm.HostPort))
+				out = append(out, fmt.Sprintf("containerDefinitions[%d].portMappings[%d]: hostPort %d is not published on the host: each task has its own address, where the load balancer reaches the port", i, j, pm.HostPort))
 			case pm.HostPort != 0:
 				out = append(out, fmt.Sprintf("containerDefinitions[%d].portMappings[%d]: hostPort %d is published on 127.0.0.1 only; a second task of the service cannot take the same port", i, j, pm.HostPort))
 			}

@@ -68,6 +68,7 @@ func TestParseErrorsNamePath(t *testing.T) {
 		{"after nested objects", mutate(`"essential": true`, `"essential": "yes"`), "containerDefinitions[0].essential: must be a JSON boolean"},
 		{"after a whole container", mutate(`"essential": false`, `"essential": "no"`), "containerDefinitions[1].essential: must be a JSON boolean"},
 		{"second array element", mutate(`{"name": "MODE", "value": "prod"}`, `{"name": "MODE", "value": "prod"}, {"name": "N", "value": 2}`), "containerDefinitions[0].environment[1].value: must be a JSON string"},
+		{"port twice", mutate(`"essential": false,`, `"essential": false, "portMappings": [{"containerPort": 8080}],`), "containerDefinitions[1].portMappings[0].containerPort: 8080/tcp is also the port of containerDefinitions[0].portMappings[0]"},
 		{"port range", mutate(`"containerPort": 8080`, `"containerPort": 70000`), "containerDefinitions[0].portMappings[0].containerPort: must be 1 to 65535"},
 		{"health command", mutate(`["CMD-SHELL", "wget`, `["SHELL", "wget`), "containerDefinitions[0].healthCheck.command"},
 		{"health interval", mutate(`"interval": 5`, `"interval": 1`), "containerDefinitions[0].healthCheck.interval: must be 5 to 300"},
@@ -94,7 +95,7 @@ func TestAdjustments(t *testing.T) {
 		want     []string
 	}{
 		{`[{"containerPort": 8080}]`, nil},
-		{`[{"containerPort": 8080, "hostPort": 8080}]`, []string{"portMappings[0]: hostPort 8080 is published on an ephemeral port"}},
+		{`[{"containerPort": 8080, "hostPort": 8080}]`, []string{"portMappings[0]: hostPort 8080 is not published on the host"}},
 		{`[{"containerPort": 8080, "hostPort": 9000}]`, []string{"portMappings[0]: hostPort 9000 is published on 127.0.0.1 only"}},
 	} {
 		td, _, err := Parse([]byte(`{"family": "f", "containerDefinitions": [{"name": "web", "image": "x", "memory": 64, "portMappings": ` + c.mappings + `}]}`))
