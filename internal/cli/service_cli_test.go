@@ -3,6 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,6 +144,36 @@ func TestCLIServiceCommandsFindTheirApp(t *testing.T) {
 	}
 	if out, _, err := slipway(t, "", "service", "show", "web", "--app", "shop", "--env", "staging", "-o", "json"); err != nil || !strings.Contains(out, `"app": "shop"`) {
 		t.Fatalf("--app shop: %q %v", out, err)
+	}
+}
+
+// service show puts how many times in a row an event happened, and when
+// last, after its first line; an event that happened once, or one from a
+// server that does not count repeats, shows as before.
+func TestServiceShowCountsRepeatedEvents(t *testing.T) {
+	at := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	last := at.Add(31*time.Minute + 10*time.Second)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"app": "shop", "environment": "staging", "name": "web", "tasks": [], "events": [
+			{"id": 3, "at": %q, "last_at": %q, "count": 262, "message": "(service web) task 3f2a stopped: exit 1\nlast output"},
+			{"id": 2, "at": %q, "last_at": %q, "count": 1, "message": "(service web) started 1 task"},
+			{"id": 1, "at": %q, "message": "(service web) has reached a steady state"}]}`,
+			at.Format(time.RFC3339), last.Format(time.RFC3339), at.Format(time.RFC3339), at.Format(time.RFC3339), at.Format(time.RFC3339))
+	}))
+	defer srv.Close()
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("SLIPWAY_URL", srv.URL)
+	t.Setenv("SLIPWAY_TOKEN", "slw_test")
+	out, _, err := slipway(t, "", "service", "show", "web", "--app", "shop", "--env", "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "(service web) task 3f2a stopped: exit 1 ×262, last " + humanTime(last) + "\n"; !strings.Contains(out, want) {
+		t.Fatalf("output lacks %q:\n%s", want, out)
+	}
+	if strings.Count(out, "×") != 1 || !strings.Contains(out, "  last output\n") {
+		t.Fatalf("output:\n%s", out)
 	}
 }
 

@@ -437,7 +437,7 @@ after any. A deployment in progress holds the count until it ends.`,
 				for _, e := range d.Events {
 					// A task's stop says its last output on a line of its own.
 					first, rest, _ := strings.Cut(e.Message, "\n")
-					row(w, humanTime(e.At), first)
+					row(w, humanTime(e.At), first+repeats(e))
 					for _, l := range strings.Split(rest, "\n") {
 						if l != "" {
 							row(w, "", "  "+l)
@@ -664,6 +664,16 @@ func printTasks(w *tabwriter.Writer, tasks []taskView) {
 		}
 		row(w, t.ID, fmt.Sprintf("%s:%d", t.Family, t.Revision), t.Status, t.Health, target, orDash(t.Endpoint), img)
 	}
+}
+
+// repeats says how many times in a row an event happened and when last
+// (the server counts a repeat of a service's newest event on it), or
+// nothing for one that happened once.
+func repeats(e store.ServiceEvent) string {
+	if e.Count <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" ×%d, last %s", e.Count, humanTime(e.LastAt))
 }
 
 func autoscalingText(a *store.Autoscaling) string {

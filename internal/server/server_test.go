@@ -668,6 +668,70 @@ func TestUIReplaceTasks(t *testing.T) {
 	}
 }
 
+// A service event repeated word for word is one line on the service page,
+// with how many times and when last, and count and last_at in the API; the
+// message stays escaped. The service has 0 tasks, so nothing more is said
+// after its steady state and its first rollout's end, in either order.
+func TestRepeatedServiceEventsShowTheirCount(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("shop")
+	rev := e.registerTaskDef(`{"family": "shop-web", "containerDefinitions": [{"name": "web", "image": "127.0.0.1:1/shop:1"}]}`)
+	if code, body := e.call("POST", "/api/v1/apps/shop/envs/staging/services", e.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("shop-web:%d", rev), "desired_count": 0}); code != 201 {
+		t.Fatalf("service: %d %v", code, body)
+	}
+	ctx := context.Background()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		evs, err := e.srv.db.ListServiceEvents(ctx, "shop", "staging", "web", 10)
+		var steady, completed bool
+		for _, ev := range evs {
+			steady = steady || strings.HasSuffix(ev.Message, "has reached a steady state")
+			completed = completed || strings.Contains(ev.Message, "rollout COMPLETED")
+		}
+		if steady && completed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first rollout did not settle: %+v %v", evs, err)
+		}
+	}
+	const msg = `(service web) unable to start a task: image <b>"x"</b> not found`
+	for range 3 {
+		if err := e.srv.db.AddServiceEvent(ctx, "shop", "staging", "web", msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _ := e.srv.db.ListServiceEvents(ctx, "shop", "staging", "web", 1)
+
+	viewer, _ := e.signin(e.token("v", "viewer"))
+	resp, err := viewer.Get(e.URL + "/services/shop/staging/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(b)
+	want := `(service web) unable to start a task: image &lt;b&gt;&#34;x&#34;&lt;/b&gt; not found <span class="repeats">×3, last <time>` + evs[0].LastAt.UTC().Format("2006-01-02 15:04:05 UTC") + `</time></span>`
+	if !strings.Contains(page, want) {
+		t.Fatalf("the page lacks %q:\n%s", want, page)
+	}
+	if n := strings.Count(page, `class="repeats"`); n != 1 { // the other events happened once
+		t.Fatalf("%d events with a count on the page:\n%s", n, page)
+	}
+
+	code, body := e.call("GET", "/api/v1/apps/shop/envs/staging/services/web", e.Admin, nil)
+	events, _ := body["events"].([]any)
+	if code != 200 || len(events) < 2 {
+		t.Fatalf("service detail: %d %v", code, body)
+	}
+	newest, _ := events[0].(map[string]any)
+	if newest["message"] != msg || newest["count"] != float64(3) || newest["last_at"] != evs[0].LastAt.Format(time.RFC3339Nano) || newest["at"] == newest["last_at"] {
+		t.Fatalf("the repeated event: %v", newest)
+	}
+	if once, _ := events[1].(map[string]any); once["count"] != float64(1) || once["last_at"] != once["at"] {
+		t.Fatalf("an event that happened once: %v", once)
+	}
+}
+
 // A service, or its app, cannot be deleted while one of its deployments
 // runs: the deployment would be left in progress for ever, and a service
 // made again under the name could never deploy. An app's unfinished runs

@@ -328,6 +328,11 @@ var migrations = []string{
 	// 15: a token limited to an app may be limited to one of its
 	// environments too
 	`ALTER TABLE tokens ADD COLUMN env TEXT NOT NULL DEFAULT '';`,
+	// 16: a service event repeated word for word is counted on its row, as
+	// ECS does, with when it last happened; rows before it happened once
+	`ALTER TABLE service_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+	 ALTER TABLE service_events ADD COLUMN last_at INTEGER;
+	 UPDATE service_events SET last_at = at;`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

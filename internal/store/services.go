@@ -152,11 +152,18 @@ func (s Service) EffectiveLayout() Layout {
 		Prod: []Weight{{Group: DefaultGroup, Weight: 100}}, Test: DefaultGroup}
 }
 
-// ServiceEvent is an ECS-style service event.
+// ServiceEvent is an ECS-style service event. Like ECS's "unable to place
+// a task", one that repeats the service's newest event word for word is
+// counted on it rather than added, so a service that cannot start its
+// tasks shows one line, not one per backoff.
 type ServiceEvent struct {
 	ID      int64     `json:"id"`
-	At      time.Time `json:"at"`
+	At      time.Time `json:"at"` // its first occurrence
 	Message string    `json:"message"`
+	// Count is how many times it happened in a row; LastAt is the last
+	// time (At when it happened once).
+	Count  int       `json:"count"`
+	LastAt time.Time `json:"last_at"`
 }
 
 // RuntimeStore keeps task definitions, services and their events.
@@ -365,18 +372,35 @@ func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
 	})
 }
 
+// AddServiceEvent records message as the service's newest event, or counts
+// it on that event when it is the same message. Only the newest one counts
+// repeats, so an event in between starts a new row and the list still tells
+// what happened in which order.
 func (db *DB) AddServiceEvent(ctx context.Context, app, env, name, message string) error {
+	at := toDB(now())
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO service_events(app, env, service, at, message) VALUES (?, ?, ?, ?, ?)`, app, env, name, toDB(now()), message)
+		res, err := tx.ExecContext(ctx, `UPDATE service_events SET count = count + 1, last_at = ?
+			WHERE id = (SELECT MAX(id) FROM service_events WHERE app = ? AND env = ? AND service = ?) AND message = ?`,
+			at, app, env, name, message)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO service_events(app, env, service, at, last_at, message) VALUES (?, ?, ?, ?, ?, ?)`, app, env, name, at, at, message)
 		return err
 	})
 }
 
+// ListServiceEvents returns a service's newest events first, in the order
+// they first happened (by id). Since only the newest event counts repeats,
+// each one's LastAt comes before the At of the one listed above it.
 func (db *DB) ListServiceEvents(ctx context.Context, app, env, name string, limit int) ([]ServiceEvent, error) {
 	if limit <= 0 || limit > 500 {
 		limit = 50
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT id, at, message FROM service_events WHERE app = ? AND env = ? AND service = ? ORDER BY id DESC LIMIT ?`, app, env, name, limit)
+	rows, err := db.read.QueryContext(ctx, `SELECT id, at, COALESCE(last_at, at), count, message FROM service_events WHERE app = ? AND env = ? AND service = ? ORDER BY id DESC LIMIT ?`, app, env, name, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -384,11 +408,11 @@ func (db *DB) ListServiceEvents(ctx context.Context, app, env, name string, limi
 	out := []ServiceEvent{}
 	for rows.Next() {
 		var e ServiceEvent
-		var at sql.NullInt64
-		if err := rows.Scan(&e.ID, &at, &e.Message); err != nil {
+		var at, last sql.NullInt64
+		if err := rows.Scan(&e.ID, &at, &last, &e.Count, &e.Message); err != nil {
 			return nil, err
 		}
-		e.At = fromDB(at)
+		e.At, e.LastAt = fromDB(at), fromDB(last)
 		out = append(out, e)
 	}
 	return out, rows.Err()

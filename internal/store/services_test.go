@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestAutoScaleIsACompareAndSetThatDeploymentsHold(t *testing.T) {
@@ -156,6 +158,156 @@ func TestAServiceMadeAgainStartsWithoutTheOldOnesEvents(t *testing.T) {
 	}
 	if evs, err := db.ListServiceEvents(ctx, "a", "production", "web", 50); err != nil || len(evs) != 1 {
 		t.Fatalf("events of the other environment's service: %v, %v", evs, err)
+	}
+}
+
+// A service event that repeats the service's newest one word for word is
+// counted on it, as ECS does "unable to place a task", so a crash loop is
+// one line; anything in between starts a new row.
+func TestRepeatedServiceEventsAreCounted(t *testing.T) {
+	const (
+		fail    = "(service web) unable to start a task: image not found: 127.0.0.1:1/a:1"
+		started = "(service web) started 1 task (3f2a) of web:1"
+		steady  = "(service web) has reached a steady state"
+	)
+	// A step adds msg to a service ("env/name"); an empty msg deletes the
+	// service and makes it again.
+	type step struct{ svc, msg string }
+	type row struct {
+		msg   string
+		count int
+	}
+	cases := []struct {
+		name  string
+		steps []step
+		want  map[string][]row // oldest first
+	}{
+		{"one event happens once",
+			[]step{{"staging/web", steady}},
+			map[string][]row{"staging/web": {{steady, 1}}}},
+		{"identical messages collapse",
+			[]step{{"staging/web", fail}, {"staging/web", fail}, {"staging/web", fail}},
+			map[string][]row{"staging/web": {{fail, 3}}}},
+		{"a different message in between breaks the run",
+			[]step{{"staging/web", fail}, {"staging/web", fail}, {"staging/web", started}, {"staging/web", fail}, {"staging/web", fail}, {"staging/web", steady}},
+			map[string][]row{"staging/web": {{fail, 2}, {started, 1}, {fail, 2}, {steady, 1}}}},
+		{"only the very same words repeat",
+			[]step{{"staging/web", fail}, {"staging/web", fail + " "}, {"staging/web", strings.ToUpper(fail)}},
+			map[string][]row{"staging/web": {{fail, 1}, {fail + " ", 1}, {strings.ToUpper(fail), 1}}}},
+		{"other services' events are separate",
+			[]step{{"staging/web", fail}, {"staging/api", fail}, {"staging/web", fail}, {"production/web", fail}, {"staging/api", fail}, {"staging/web", fail}},
+			map[string][]row{"staging/web": {{fail, 3}}, "staging/api": {{fail, 2}}, "production/web": {{fail, 1}}}},
+		{"deleting a service clears its events and their count",
+			[]step{{"staging/web", fail}, {"staging/web", fail}, {"staging/web", ""}, {"staging/web", fail}, {"staging/api", steady}},
+			map[string][]row{"staging/web": {{fail, 1}}, "staging/api": {{steady, 1}}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := openWithApps(t, "a")
+			svc := func(key string) Service {
+				env, name, _ := strings.Cut(key, "/")
+				return Service{App: "a", Env: env, Name: name, Family: name, Revision: 1, Desired: 1}
+			}
+			for key := range c.want {
+				if _, err := db.CreateService(ctx, svc(key)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// When each service's surviving adds happened, to check At
+			// and LastAt against.
+			type span struct{ from, to time.Time }
+			adds := map[string][]span{}
+			for _, st := range c.steps {
+				s := svc(st.svc)
+				if st.msg == "" {
+					if err := db.DeleteService(ctx, s.App, s.Env, s.Name); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := db.CreateService(ctx, s); err != nil {
+						t.Fatal(err)
+					}
+					delete(adds, st.svc)
+					continue
+				}
+				from := now()
+				if err := db.AddServiceEvent(ctx, s.App, s.Env, s.Name, st.msg); err != nil {
+					t.Fatal(err)
+				}
+				adds[st.svc] = append(adds[st.svc], span{from, now()})
+			}
+			for key, want := range c.want {
+				s := svc(key)
+				evs, err := db.ListServiceEvents(ctx, s.App, s.Env, s.Name, 50)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []row
+				for i := len(evs) - 1; i >= 0; i-- { // listed newest first
+					got = append(got, row{evs[i].Message, evs[i].Count})
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s: events %+v, want %+v", key, got, want)
+				}
+				// Each row took the next Count adds: At is the first's
+				// time, LastAt the last's.
+				next := 0
+				for i := len(evs) - 1; i >= 0; i-- {
+					e := evs[i]
+					first, last := adds[key][next], adds[key][next+e.Count-1]
+					next += e.Count
+					if e.At.Before(first.from) || e.At.After(first.to) || e.LastAt.Before(last.from) || e.LastAt.After(last.to) {
+						t.Errorf("%s: %q at %v, last %v; want at in [%v, %v], last in [%v, %v]", key, e.Message, e.At, e.LastAt, first.from, first.to, last.from, last.to)
+					}
+					if e.Count == 1 && !e.LastAt.Equal(e.At) {
+						t.Errorf("%s: %q happened once, yet at %v and last at %v", key, e.Message, e.At, e.LastAt)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Events stored before repeats were counted read as having happened once,
+// and the newest counts a repeat from then on.
+func TestUpgradeCountsStoredEventsOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	all := migrations
+	t.Cleanup(func() { migrations = all })
+	migrations = all[:15] // the schema before migration 16
+	db, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := now().Add(-time.Hour)
+	for i, m := range []string{"(service web) started 1 task (3f2a) of web:1", "(service web) has reached a steady state"} {
+		if _, err := db.write.ExecContext(ctx, `INSERT INTO service_events(app, env, service, at, message) VALUES ('a', 'staging', 'web', ?, ?)`, toDB(at.Add(time.Duration(i)*time.Second)), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	migrations = all
+	if db, err = Open(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	evs, err := db.ListServiceEvents(ctx, "a", "staging", "web", 50)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("after the upgrade: %+v, %v", evs, err)
+	}
+	for _, e := range evs {
+		if e.Count != 1 || !e.LastAt.Equal(e.At) {
+			t.Fatalf("an event stored before the upgrade: %+v", e)
+		}
+	}
+	if err := db.AddServiceEvent(ctx, "a", "staging", "web", "(service web) has reached a steady state"); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ = db.ListServiceEvents(ctx, "a", "staging", "web", 50)
+	if len(evs) != 2 || evs[0].Count != 2 || !evs[0].At.Equal(at.Add(time.Second)) || !evs[0].LastAt.After(evs[0].At) {
+		t.Fatalf("a repeat of the newest after the upgrade: %+v", evs)
 	}
 }
 
