@@ -52,6 +52,8 @@ type Manager struct {
 	Notifier *notify.Notifier
 	// LogRetention is how long task output is kept (0: DefaultLogRetention).
 	LogRetention time.Duration
+	// StartConcurrency bounds the task starts in flight (0: DefaultStartConcurrency).
+	StartConcurrency int
 
 	wake   chan struct{}
 	passMu sync.Mutex // one reconcile pass at a time
@@ -75,15 +77,29 @@ type Manager struct {
 	// lastTasks is the newest listing of tasks from the engine; lbMu
 	// serialises changes to the load balancer.
 	lastTasks []task.Task
+	listedAt  time.Time // when the listing of lastTasks began
 	lbMu      sync.Mutex
 	// unbound holds, under lbMu, the listeners the load balancer could not
 	// bind, so each failure is one service event, not one a pass.
 	unbound map[string]lb.ListenError
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+	// starting holds the tasks being started, by id (under mu); startSem
+	// and stopSem bound the engine work in flight.
+	starting   map[string]pendingStart
+	startSem   chan struct{}
+	stopSem    chan struct{}
+	engineDown bool // the last pass found the engine not answering
+	// life is the manager's own context: task starts run under it, not
+	// under that of a caller who asked for a pass and may go away.
+	life context.Context
 }
 
+// serviceState is what the reconciler remembers of a service between
+// passes; mu guards it, since task starts that fail in the background
+// count their failures into it.
 type serviceState struct {
+	mu          sync.Mutex
 	failures    int
 	lastFailure time.Time
 	nextStart   time.Time
@@ -109,7 +125,14 @@ func (m *Manager) Start(ctx context.Context) {
 	m.setFailures = map[string]int{}
 	m.setStatus = map[string]SetStatus{}
 	m.usage = map[string][]usageSample{}
+	m.starting = map[string]pendingStart{}
+	n := m.StartConcurrency
+	if n <= 0 {
+		n = DefaultStartConcurrency
+	}
+	m.startSem, m.stopSem = make(chan struct{}, n), make(chan struct{}, stopConcurrency)
 	ctx, m.stop = context.WithCancel(ctx)
+	m.life = ctx
 	m.logs = &task.Collector{Sink: logSink{m.Store}, Log: m.Log, Mask: func(ctx context.Context, t task.Task) *strings.Replacer {
 		return m.secretMasker(ctx, t.App, t.Env, t.Family, t.Revision)
 	}}
@@ -127,6 +150,7 @@ func (m *Manager) Start(ctx context.Context) {
 	m.every(ctx, time.Second, m.wake, "reconcile services", m.Reconcile)
 	m.every(ctx, autoscaleEvery, nil, "auto scaling", m.autoscale)
 	m.every(ctx, logRetentionEvery, nil, "task log retention", m.expireTaskLogs)
+	m.every(ctx, time.Minute, nil, "prune task networks", m.pruneNetworks)
 }
 
 // every runs step now and then each interval, or sooner when wake fires
@@ -198,12 +222,18 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Taken before the listing: a start that returns in between is then
+	// either still pending here or in the listing, never neither.
+	snap := m.snapshotStarts()
+	listedAt := time.Now()
 	all, err := rt.List(ctx, nil)
+	m.engineReachable(err)
 	if err != nil {
-		return err
+		return nil // said once by engineReachable; the next pass tries again
 	}
+	m.forgetDoneStarts(snap)
 	m.mu.Lock()
-	m.lastTasks = all
+	m.lastTasks, m.listedAt = all, listedAt
 	m.mu.Unlock()
 	// Before any task of this listing is stopped and removed, so its last
 	// lines are read first.
@@ -226,7 +256,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	known := map[string]bool{}
 	for _, s := range services {
 		known[key(s)] = true
-		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState); err != nil {
+		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState, snap); err != nil {
 			m.Log.Error("reconcile service", "service", key(s), "err", err)
 		}
 	}
@@ -234,6 +264,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	for k, ts := range byService {
 		if !known[k] {
 			for _, t := range ts {
+				if p, ok := snap[t.ID]; ok && !p.done {
+					continue // stopped once its start returns
+				}
 				m.stopTask(ctx, rt, store.Service{App: t.App, Env: t.Env, Name: t.Service}, t, 0, "service deleted")
 			}
 		}
@@ -367,7 +400,7 @@ func (m *Manager) Status(s store.Service) map[string]SetStatus {
 	return out
 }
 
-func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State) error {
+func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart) error {
 	m.mu.Lock()
 	ss := m.state[key(s)]
 	if ss == nil {
@@ -381,6 +414,10 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	for _, t := range tasks {
 		if m.isStopping(t.ID) {
 			continue
+		}
+		m.forgetStopped(t.ID)
+		if p, ok := snap[t.ID]; ok && !p.done {
+			continue // being started: counted as pending below
 		}
 		if t.Status() == "STOPPED" {
 			f := m.failureOf(ctx, rt, t)
@@ -398,7 +435,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			continue
 		}
 		if t.Status() == "PROVISIONING" {
-			// Tasks start inside a pass, after its listing: one still being
+			// Tasks being started are left out above: one still being
 			// provisioned here was left half-started by a control plane that
 			// stopped. It would hold its set's place without ever serving.
 			// Not the revision's fault, so no failure is counted.
@@ -445,20 +482,15 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 				serving[t.ID] = true
 			}
 		}
-		if len(running) < set.Desired && time.Now().After(ss.nextStart) {
-			t, err := m.startTask(ctx, rt, s, set)
-			if err != nil {
-				m.event(ctx, s, "unable to start a task: %v", err)
-				m.failed(ctx, s, ss, fmt.Sprintf("unable to start a task: %v", err))
-				m.setFailedBecause(s, set, fmt.Sprintf("unable to start a task: %v", err))
-			} else {
-				m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, set.Family, set.Revision)
-				// Followed at once: a task that writes and exits before the
-				// next pass keeps its output too.
-				m.logs.Follow(rt, t)
-				running = append(running, t)
-				m.Wake()
-			}
+		ofService, ofSet := inFlight(snap, key(s), set.Key())
+		ss.mu.Lock()
+		due := time.Now().After(ss.nextStart)
+		ss.mu.Unlock()
+		if short := set.Desired - len(running) - ofSet; short > 0 && due {
+			m.launch(rt, s, ss, set, min(short, perServiceStarts-ofService))
+		}
+		if ofSet > 0 {
+			steady = false
 		}
 		if extra := len(running) - set.Desired; extra > 0 {
 			// Tasks that serve stay longest: the ones not (yet) passing
@@ -491,9 +523,8 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		m.setStatus[key(s)+"/"+k] = v
 	}
 	m.mu.Unlock()
-	if steady && !ss.steady {
-		m.event(ctx, s, "has reached a steady state")
-	}
+	ss.mu.Lock()
+	reached := steady && !ss.steady
 	// A crash loop looks steady for a moment after each start: failures are
 	// forgotten only after a quiet spell, so the backoff keeps growing.
 	if steady && time.Since(ss.lastFailure) > 30*time.Second {
@@ -501,6 +532,10 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		ss.alerted = false // the next failure is news again
 	}
 	ss.steady = steady
+	ss.mu.Unlock()
+	if reached {
+		m.event(ctx, s, "has reached a steady state")
+	}
 	return nil
 }
 
@@ -598,7 +633,7 @@ func (s logSink) LastLogAt(ctx context.Context, taskID, container string) (time.
 	return s.store.LastTaskLogAt(ctx, taskID, container)
 }
 
-func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet) (task.Task, error) {
+func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet, id string) (task.Task, error) {
 	rev, err := m.Store.GetTaskDef(ctx, set.Family, set.Revision)
 	if err != nil {
 		return task.Task{}, err
@@ -607,7 +642,10 @@ func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Servi
 	if err != nil {
 		return task.Task{}, fmt.Errorf("task definition %s:%d no longer parses: %w", set.Family, set.Revision, err)
 	}
-	spec := task.Spec{App: s.App, Env: s.Env, Service: s.Name, Group: set.Group, Family: set.Family, Revision: set.Revision, Generation: set.Generation, Def: def, Secrets: map[string]map[string]string{}}
+	if err := m.reserveMemory(ctx, rt, id, def.ReservedMemoryMiB()); err != nil {
+		return task.Task{}, err
+	}
+	spec := task.Spec{ID: id, App: s.App, Env: s.Env, Service: s.Name, Group: set.Group, Family: set.Family, Revision: set.Revision, Generation: set.Generation, Def: def, Secrets: map[string]map[string]string{}}
 	for _, c := range def.ContainerDefinitions {
 		if len(c.Secrets) == 0 {
 			continue
@@ -724,6 +762,8 @@ func (m *Manager) CheckSecrets(ctx context.Context, app, env, family string, rev
 }
 
 func (m *Manager) failed(ctx context.Context, s store.Service, ss *serviceState, why string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	if !ss.alerted {
 		ss.alerted = true
 		m.Notifier.Notify(ctx, notify.Event{Kind: notify.ServiceUnhealthy, App: s.App, Path: "/services/" + s.App + "/" + s.Env + "/" + s.Name,
@@ -755,8 +795,21 @@ func (m *Manager) drainDelay(s store.Service) time.Duration {
 func (m *Manager) isStopping(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, ok := m.stopping[id]
-	return ok
+	at, ok := m.stopping[id]
+	// Removed before the newest listing began, and listed all the same: the
+	// engine finished a create that a killed control plane had asked for
+	// after the removal. It is a task to handle again, not a stale entry.
+	return ok && (at.IsZero() || !m.listedAt.After(at))
+}
+
+// forgetStopped drops a stopped task's entry once a listing shows it
+// again, so that stopping it again is not taken for a repeat.
+func (m *Manager) forgetStopped(id string) {
+	m.mu.Lock()
+	if at, ok := m.stopping[id]; ok && !at.IsZero() {
+		delete(m.stopping, id)
+	}
+	m.mu.Unlock()
 }
 
 // stopTask takes the task out of the load balancer at once, lets its
@@ -782,10 +835,14 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 			}
 		}
 		// Stopped first and removed once its last lines are read.
+		m.stopSem <- struct{}{}
 		err := rt.Halt(ctx, t.ID)
+		<-m.stopSem
 		if err == nil {
 			m.logs.Wait(t.ID, logDrainWait)
+			m.stopSem <- struct{}{}
 			err = rt.Remove(ctx, t.ID)
+			<-m.stopSem
 		}
 		if err != nil {
 			m.Log.Error("stop task", "task", t.ID, "err", err)
