@@ -668,6 +668,9 @@ func (m *Manager) CreateService(ctx context.Context, svc store.Service) (store.S
 	if err := m.CheckSecrets(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
 		return svc, err
 	}
+	if err := m.CheckCapacity(ctx, svc.Family, svc.Revision); err != nil {
+		return svc, err
+	}
 	if err := m.CheckListeners(ctx, svc); err != nil {
 		return svc, err
 	}
@@ -759,6 +762,40 @@ func (m *Manager) CheckSecrets(ctx context.Context, app, env, family string, rev
 		}
 	}
 	return nil
+}
+
+// FieldError is a request refused for the value of one field.
+type FieldError struct {
+	Field, Detail string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Detail }
+
+// CheckCapacity refuses a revision one task of which reserves more memory
+// than the engine's machine has: no task of it could ever start, and the
+// deployment would only churn.
+func (m *Manager) CheckCapacity(ctx context.Context, family string, revision int) error {
+	rev, err := m.Store.GetTaskDef(ctx, family, revision)
+	if err != nil {
+		return err
+	}
+	def, _, err := taskdef.Parse(rev.Body)
+	if err != nil {
+		return fmt.Errorf("task definition %s:%d no longer parses: %w", family, revision, err)
+	}
+	need := def.ReservedMemoryMiB()
+	if need == 0 || m.Runtime == nil {
+		return nil
+	}
+	rt, err := m.Runtime(ctx)
+	if err != nil {
+		return nil // no engine yet: the start says so
+	}
+	total, err := rt.MemoryMiB(ctx)
+	if err != nil || total == 0 || need <= total {
+		return nil
+	}
+	return &FieldError{Field: "task_definition", Detail: fmt.Sprintf("%s:%d reserves %d MiB of memory per task and the machine has %d MiB; lower the containers' memory or memoryReservation (or the task-level memory)", family, revision, need, total)}
 }
 
 func (m *Manager) failed(ctx context.Context, s store.Service, ss *serviceState, why string) {

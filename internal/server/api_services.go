@@ -273,6 +273,10 @@ func deployError(err error) error {
 	if errors.As(err, &le) {
 		return errBadRequest(le.Field, "%v", le)
 	}
+	var fe *deploy.FieldError
+	if errors.As(err, &fe) {
+		return errBadRequest(fe.Field, "%v", fe)
+	}
 	msg := err.Error()
 	field := ""
 	switch {
