@@ -259,18 +259,30 @@ func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer) func(
 	}
 }
 
-// serviceEventsTo copies a service's events newer than event after to logs.
+// serviceEventsTo copies a service's events newer than event after to
+// logs. A repeat collapses into its event in the store; here it is a line
+// of its own, at its time, with the count so far.
 func (e *Engine) serviceEventsTo(ctx context.Context, app, env, service string, after int64, logs io.Writer) func() {
+	printed := map[int64]int{} // event id → occurrences copied
 	return func() {
 		evs, err := e.DeployStore.ListServiceEvents(context.WithoutCancel(ctx), app, env, service, 50)
 		if err != nil {
 			return
 		}
 		for i := len(evs) - 1; i >= 0; i-- { // newest first
-			if evs[i].ID > after {
-				after = evs[i].ID
-				fmt.Fprintf(logs, "[slipway] %s %s\n", evs[i].At.UTC().Format(logTime), evs[i].Message)
+			ev := evs[i]
+			n := max(ev.Count, 1)
+			switch {
+			case ev.ID <= after || printed[ev.ID] >= n:
+			case printed[ev.ID] == 0:
+				fmt.Fprintf(logs, "[slipway] %s %s\n", ev.At.UTC().Format(logTime), ev.Message)
+				if n > 1 {
+					fmt.Fprintf(logs, "[slipway] %s (the same again, %d times in all)\n", ev.LastAt.UTC().Format(logTime), n)
+				}
+			default:
+				fmt.Fprintf(logs, "[slipway] %s %s (%d times in all)\n", ev.LastAt.UTC().Format(logTime), ev.Message, n)
 			}
+			printed[ev.ID] = n
 		}
 	}
 }
