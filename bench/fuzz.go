@@ -33,7 +33,7 @@ import (
 // package's testdata/fuzz, to be replayed by a plain go test.
 func init() {
 	if slices.Contains(os.Args[1:], "fuzz") {
-		benches = append(benches, bench{"fuzz", fuzzAll})
+		benches = append(benches, bench{name: "fuzz", run: fuzzAll})
 	}
 }
 

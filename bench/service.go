@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -14,6 +15,11 @@ type webService struct {
 	e     *env
 	image string
 	url   string
+	// name is the service's ("web" when empty), family its task
+	// definition's ("bench" when empty); cpu (units) and memory (MiB) are
+	// its container's (none and 64 when 0).
+	name, family string
+	cpu, memory  int
 }
 
 // withWebService starts the server and the web service, runs measure, and
@@ -44,33 +50,49 @@ func startWebService(e *env) (*webService, error) {
 	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
 		return nil, err
 	}
-	td, err := ws.register("0")
-	if err != nil {
+	if err := ws.create(strings.TrimPrefix(freeAddr(), "127.0.0.1:")); err != nil {
 		return nil, err
 	}
-	port := strings.TrimPrefix(freeAddr(), "127.0.0.1:")
-	svc := fmt.Sprintf(`{"name":"web","task_definition":%q,"desired_count":2,"load_balancer":{"container_name":"web","container_port":8080,"listener_port":%s,
-		"health_check_path":"/health","health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"}}`, td, port)
-	if err := e.postJSON("/api/v1/apps/bench/envs/staging/services", svc, nil); err != nil {
-		return nil, err
-	}
-	ws.url = "http://127.0.0.1:" + port + "/"
 	if err := waitServing(ws.url, 90*time.Second); err != nil {
 		return nil, err
 	}
 	return ws, nil
 }
 
+// create registers the first revision and creates the service in app
+// bench's staging: two tasks behind a listener on port, health checks on
+// /health every second. It returns as the API answers, before any task runs.
+func (ws *webService) create(port string) error {
+	td, err := ws.register("0")
+	if err != nil {
+		return err
+	}
+	svc := fmt.Sprintf(`{"name":%q,"task_definition":%q,"desired_count":2,"load_balancer":{"container_name":"web","container_port":8080,"listener_port":%s,
+		"health_check_path":"/health","health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"}}`, ws.service(), td, port)
+	if err := ws.e.postJSON("/api/v1/apps/bench/envs/staging/services", svc, nil); err != nil {
+		return err
+	}
+	ws.url = "http://127.0.0.1:" + port + "/"
+	return nil
+}
+
+func (ws *webService) service() string { return cmp.Or(ws.name, "web") }
+
 // register adds a revision whose tasks report version.
 func (ws *webService) register(version string) (string, error) {
-	body := fmt.Sprintf(`{"family":"bench","containerDefinitions":[{"name":"web","image":%q,"portMappings":[{"containerPort":8080}],"environment":[{"name":"VERSION","value":%q}],"memory":64,"stopTimeout":2}]}`, ws.image, version)
+	family, cpu := cmp.Or(ws.family, "bench"), ""
+	if ws.cpu > 0 {
+		cpu = fmt.Sprintf(`"cpu":%d,`, ws.cpu)
+	}
+	body := fmt.Sprintf(`{"family":%q,"containerDefinitions":[{"name":"web","image":%q,"portMappings":[{"containerPort":8080}],"environment":[{"name":"VERSION","value":%q}],%s"memory":%d,"stopTimeout":2}]}`,
+		family, ws.image, version, cpu, cmp.Or(ws.memory, 64))
 	var out struct {
 		Revision int `json:"revision"`
 	}
 	if err := ws.e.postJSON("/api/v1/taskdefs", body, &out); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("bench:%d", out.Revision), nil
+	return fmt.Sprintf("%s:%d", family, out.Revision), nil
 }
 
 // deploy starts a deployment of taskdef and returns its id.
@@ -79,7 +101,7 @@ func (ws *webService) deploy(taskdef, strategy, config string) (int, error) {
 	var d struct {
 		ID int `json:"id"`
 	}
-	err := ws.e.postJSON("/api/v1/apps/bench/envs/staging/services/web/deployments", body, &d)
+	err := ws.e.postJSON("/api/v1/apps/bench/envs/staging/services/"+ws.service()+"/deployments", body, &d)
 	return d.ID, err
 }
 
