@@ -61,7 +61,7 @@ func scale(e *env) (map[string]any, string, error) {
 		}
 		ports[port] = true
 		name := fmt.Sprintf("scale-%03d", i+1)
-		s.svcs = append(s.svcs, &scaleService{webService: webService{e: e, image: image, name: name, family: name, cpu: 64, memory: 32}, port: port})
+		s.svcs = append(s.svcs, &scaleService{webService: webService{e: e, image: image, name: name, family: name, cpu: 64, memory: 32, defaultChecks: true}, port: port})
 	}
 	if err := s.run(); err != nil {
 		return nil, "", err
@@ -167,9 +167,22 @@ func (s *scaleRun) run() error {
 	}
 	s.f["listener_failed"] = failed1 + failedN
 
-	// 6. Every task killed.
+	// 6. Every task killed, against the engine's own cost of starting a
+	// container, measured just before.
+	fmt.Fprintln(os.Stderr, "  scale: the engine's own start time per container (reference)")
+	if ref, err := engineStartReference(first.image, 40, 8); err != nil {
+		s.problem("engine reference", err)
+	} else {
+		s.f["engine_start_s_per_container"] = ref
+	}
+	settle()
 	if err := s.killRecovery(live); err != nil {
 		s.problem("kill recovery", err)
+	}
+	if ref, ok := s.f["engine_start_s_per_container"].(float64); ok && ref > 0 {
+		if per, ok := s.f["kill_s_per_task"].(float64); ok {
+			s.f["kill_per_task_vs_engine"] = per / ref
+		}
 	}
 
 	// 7. 25 rolling deployments at once, one service under load.
@@ -893,11 +906,11 @@ func (s *scaleRun) summary() string {
 		failed = fmt.Sprintf("; %d problems (see errors), the first: %s", len(s.problems), s.problems[0])
 	}
 	return fmt.Sprintf("%d services, %s/%d tasks healthy %s s after creating; beyond the container %s MiB/task (shims and docker-proxies %s MiB/task); server RSS %s MiB, proxy RSS %s MiB, idle CPU %s%% of a core; "+
-		"list p99 %s ms (describe p99 %s ms); listener %s req/s vs %s with 1 service (%s×); kill of %s tasks: healthy again after %s s (%s s/task), %s healthy tasks drained; "+
+		"list p99 %s ms (describe p99 %s ms); listener %s req/s vs %s with 1 service (%s×); kill of %s tasks: healthy again after %s s (%s s/task; the engine alone %s s/container, %s×), %s healthy tasks drained; "+
 		"%s concurrent deployments: %s completed, %s rolled back, %s failed requests%s",
 		len(s.svcs), num("tasks_healthy", "%d"), scaleTasks*len(s.svcs), num("create_to_all_healthy_s", "%.1f"), num("beyond_container_per_task_mib", "%.1f"), num("shim_and_docker_proxy_anon_per_task_mib", "%.1f"),
 		num("server_rss_mib", "%.1f"), num("proxy_rss_mib", "%.1f"), num("idle_cpu_pct", "%.2f"),
 		num("list_p99_ms", "%.2f"), num("describe_p99_ms", "%.2f"), num("listener_rps_n_services", "%.0f"), num("listener_rps_1_service", "%.0f"), num("listener_rps_n_vs_1", "%.2f"),
-		num("kill_tasks", "%d"), num("kill_to_all_healthy_s", "%.1f"), num("kill_s_per_task", "%.3f"), num("kill_healthy_tasks_drained", "%d"),
+		num("kill_tasks", "%d"), num("kill_to_all_healthy_s", "%.1f"), num("kill_s_per_task", "%.3f"), num("engine_start_s_per_container", "%.3f"), num("kill_per_task_vs_engine", "%.2f"), num("kill_healthy_tasks_drained", "%d"),
 		num("deployments", "%d"), num("deploy_completed", "%d"), num("deploy_rolled_back", "%d"), num("deploy_requests_failed", "%d"), failed)
 }

@@ -20,6 +20,9 @@ type webService struct {
 	// its container's (none and 64 when 0).
 	name, family string
 	cpu, memory  int
+	// defaultChecks: the load balancer's default health checks (every 5 s)
+	// rather than every second, as a fleet of services would run.
+	defaultChecks bool
 }
 
 // withWebService starts the server and the web service, runs measure, and
@@ -67,8 +70,12 @@ func (ws *webService) create(port string) error {
 	if err != nil {
 		return err
 	}
+	checks := `"health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"`
+	if ws.defaultChecks {
+		checks = `"healthy_threshold":2`
+	}
 	svc := fmt.Sprintf(`{"name":%q,"task_definition":%q,"desired_count":2,"load_balancer":{"container_name":"web","container_port":8080,"listener_port":%s,
-		"health_check_path":"/health","health_check_interval":"1s","health_check_timeout":"800ms","healthy_threshold":2,"unhealthy_threshold":3,"deregistration_delay":"1s"}}`, ws.service(), td, port)
+		"health_check_path":"/health",%s}}`, ws.service(), td, port, checks)
 	if err := ws.e.postJSON("/api/v1/apps/bench/envs/staging/services", svc, nil); err != nil {
 		return err
 	}

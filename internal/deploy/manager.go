@@ -253,10 +253,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		k := t.App + "/" + t.Env + "/" + t.Service
 		byService[k] = append(byService[k], t)
 	}
+	failures := m.failuresOf(ctx, rt, all, snap)
 	known := map[string]bool{}
 	for _, s := range services {
 		known[key(s)] = true
-		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState, snap); err != nil {
+		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState, snap, failures); err != nil {
 			m.Log.Error("reconcile service", "service", key(s), "err", err)
 		}
 	}
@@ -400,7 +401,7 @@ func (m *Manager) Status(s store.Service) map[string]SetStatus {
 	return out
 }
 
-func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart) error {
+func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart, failures map[string]*task.Failure) error {
 	m.mu.Lock()
 	ss := m.state[key(s)]
 	if ss == nil {
@@ -420,7 +421,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			continue // being started: counted as pending below
 		}
 		if t.Status() == "STOPPED" {
-			f := m.failureOf(ctx, rt, t)
+			f := failures[t.ID]
 			headline := t.StoppedReason()
 			if f != nil {
 				headline = f.Headline()
@@ -444,7 +445,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 			continue
 		}
 		if t.Health() == "UNHEALTHY" {
-			f := m.failureOf(ctx, rt, t)
+			f := failures[t.ID]
 			check := ""
 			if f != nil && f.Health != "" {
 				check = fmt.Sprintf(" (container %s: %s)", f.Container, f.Health)
@@ -539,14 +540,48 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 	return nil
 }
 
-// failureOf reads from the engine why task t failed, its secrets masked;
-// nil when the engine cannot tell.
-func (m *Manager) failureOf(ctx context.Context, rt *task.Runtime, t task.Task) *task.Failure {
-	f := rt.Failure(ctx, t)
-	if f != nil {
-		f.Mask(m.secretMasker(ctx, t.App, t.Env, t.Family, t.Revision))
+// failuresOf reads from the engine, several at a time, why each task of
+// the listing that stopped or failed its health check did, its secrets
+// masked (no entry when the engine cannot tell). Read one by one, losing
+// every task of a machine made a pass take a second per ten tasks.
+func (m *Manager) failuresOf(ctx context.Context, rt *task.Runtime, all []task.Task, snap map[string]pendingStart) map[string]*task.Failure {
+	var mu sync.Mutex
+	out := map[string]*task.Failure{}
+	maskers := map[string]*strings.Replacer{}
+	masker := func(t task.Task) *strings.Replacer {
+		k := fmt.Sprintf("%s/%s/%s:%d", t.App, t.Env, t.Family, t.Revision)
+		mu.Lock()
+		r, ok := maskers[k]
+		mu.Unlock()
+		if !ok {
+			r = m.secretMasker(ctx, t.App, t.Env, t.Family, t.Revision)
+			mu.Lock()
+			maskers[k] = r
+			mu.Unlock()
+		}
+		return r
 	}
-	return f
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, t := range all {
+		if p, ok := snap[t.ID]; (ok && !p.done) || m.isStopping(t.ID) || (t.Status() != "STOPPED" && t.Health() != "UNHEALTHY") {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if f := rt.Failure(ctx, t); f != nil {
+				f.Mask(masker(t))
+				mu.Lock()
+				out[t.ID] = f
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // outputLine is a failure's last output as a service event's second line.

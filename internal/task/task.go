@@ -565,8 +565,12 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 			cs.Health = "starting"
 		}
 		if c.State == "exited" {
-			if info, err := r.cli.ContainerInspect(ctx, c.ID); err == nil {
-				cs.ExitCode = info.State.ExitCode
+			// The listing says "Exited (137) 2 seconds ago": after every task
+			// was killed, an inspect per container made one pass take seconds.
+			if n, err := fmt.Sscanf(c.Status, "Exited (%d)", &cs.ExitCode); n != 1 || err != nil {
+				if info, err := r.cli.ContainerInspect(ctx, c.ID); err == nil {
+					cs.ExitCode = info.State.ExitCode
+				}
 			}
 		}
 		if c.Labels[LabelNetworkOwner] != "" {
