@@ -313,7 +313,7 @@ func (s *scaleRun) describeAll(svcs []*scaleService) (map[*scaleService]scaleVie
 	return out, firstErr
 }
 
-// waitHealthy polls the services' describe answers until every one has
+// waitHealthy polls the service list and then describe answers until every one has
 // scaleTasks healthy tasks not in skip. A service is not asked again once
 // it was; the time is when the last one was. It gives up after timeout, or
 // after stall without one more task healthy, and returns how long it
@@ -328,7 +328,30 @@ func (s *scaleRun) waitHealthy(what string, svcs []*scaleService, skip map[strin
 	var lastErr error
 	var last *scaleService
 	for {
-		views, err := s.describeAll(pending)
+		// One list answer a round (counts as of the server's last pass);
+		// a service is described, for its task ids, only once the list
+		// says it is healthy: describing every waiting service every
+		// round loaded the engine the bench measures.
+		var list []struct {
+			Name    string `json:"name"`
+			Healthy int    `json:"healthy_count"`
+		}
+		var ready []*scaleService
+		if err := s.e.getJSON("/api/v1/services?app=bench&env=staging", &list); err != nil {
+			lastErr = err
+		} else {
+			counts := map[string]int{}
+			for _, l := range list {
+				counts[l.Name] = l.Healthy
+			}
+			for _, svc := range pending {
+				healthy[svc] = counts[svc.service()]
+				if counts[svc.service()] >= scaleTasks {
+					ready = append(ready, svc)
+				}
+			}
+		}
+		views, err := s.describeAll(ready)
 		if err != nil {
 			lastErr = err
 		}

@@ -25,7 +25,7 @@ func TestFirstRolloutEnds(t *testing.T) {
 	}{
 		{"every task healthy", func(t *testing.T, c *Controller, svc store.Service, d store.Deployment) {
 			c.Manager.mu.Lock()
-			c.Manager.setStatus[key(svc)+"/"+svc.EffectiveLayout().Sets[0].Key()] = SetStatus{Running: 2, Healthy: 2}
+			c.Manager.setStatus[key(svc)] = map[string]SetStatus{svc.EffectiveLayout().Sets[0].Key(): {Running: 2, Healthy: 2}}
 			c.Manager.mu.Unlock()
 		}, store.DeployCompleted, ""},
 		{"the circuit breaker", func(t *testing.T, c *Controller, svc store.Service, d store.Deployment) {
@@ -109,7 +109,7 @@ func TestFirstRolloutWaitsOnAfterARestart(t *testing.T) {
 	}
 	t.Cleanup(again.Close)
 	c.Manager.mu.Lock()
-	c.Manager.setStatus[key(svc)+"/"+svc.EffectiveLayout().Sets[0].Key()] = SetStatus{Running: 2, Healthy: 2}
+	c.Manager.setStatus[key(svc)] = map[string]SetStatus{svc.EffectiveLayout().Sets[0].Key(): {Running: 2, Healthy: 2}}
 	c.Manager.mu.Unlock()
 	if got := waitEnded(t, c.Store, d.ID); got.State != store.DeployCompleted {
 		t.Fatalf("after the restart: %s %q", got.State, got.Reason)
@@ -136,7 +136,7 @@ func startFirstRolloutWith(t *testing.T, timeout time.Duration) (*Controller, st
 	if _, err := db.RegisterTaskDef(ctx, "web", []byte(`{"family":"web","containerDefinitions":[{"name":"web","image":"x"}]}`), "test"); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{Store: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), setFailures: map[string]int{}, setStatus: map[string]SetStatus{}}
+	m := &Manager{Store: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), setFailures: map[string]int{}, setStatus: map[string]map[string]SetStatus{}}
 	c := &Controller{Store: db, Manager: m, FirstRolloutTimeout: timeout}
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)

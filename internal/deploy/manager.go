@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/lb"
@@ -68,7 +69,7 @@ type Manager struct {
 	// healthy counts as of the last pass.
 	setFailures map[string]int
 	setCauses   map[string]string
-	setStatus   map[string]SetStatus
+	setStatus   map[string]map[string]SetStatus // service key → set key →
 	// logs keeps the tasks' output in the store.
 	logs   *task.Collector
 	usage  map[string][]usageSample // each task's CPU time samples over its auto scaling window
@@ -90,6 +91,10 @@ type Manager struct {
 	startSem   chan struct{}
 	stopSem    chan struct{}
 	engineDown bool // the last pass found the engine not answering
+	// watching: the engine's event stream is open, so passes poll less.
+	watching  atomic.Bool
+	watchOnce sync.Once
+	allSteady atomic.Bool // every service was steady at the last pass
 	// life is the manager's own context: task starts run under it, not
 	// under that of a caller who asked for a pass and may go away.
 	life context.Context
@@ -123,7 +128,7 @@ func (m *Manager) Start(ctx context.Context) {
 	m.state = map[string]*serviceState{}
 	m.stopping = map[string]time.Time{}
 	m.setFailures = map[string]int{}
-	m.setStatus = map[string]SetStatus{}
+	m.setStatus = map[string]map[string]SetStatus{}
 	m.usage = map[string][]usageSample{}
 	m.starting = map[string]pendingStart{}
 	n := m.StartConcurrency
@@ -147,7 +152,7 @@ func (m *Manager) Start(ctx context.Context) {
 			}
 		}()
 	}
-	m.every(ctx, time.Second, m.wake, "reconcile services", m.Reconcile)
+	m.reconcileLoop(ctx)
 	m.every(ctx, autoscaleEvery, nil, "auto scaling", m.autoscale)
 	m.every(ctx, logRetentionEvery, nil, "task log retention", m.expireTaskLogs)
 	m.every(ctx, time.Minute, nil, "prune task networks", m.pruneNetworks)
@@ -173,6 +178,50 @@ func (m *Manager) every(ctx context.Context, interval time.Duration, wake <-chan
 			}
 		}
 	}()
+}
+
+// Passes run on a wake (a change through the API, a task start ending, an
+// engine event) and else every pollEvery; every second while the engine's
+// event stream is not open, since then nothing else says that a task died.
+const (
+	pollEvery          = 5 * time.Second
+	pollEveryUnwatched = time.Second
+)
+
+// reconcileLoop runs the reconcile passes until ctx ends.
+func (m *Manager) reconcileLoop(ctx context.Context) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				m.Log.Error("reconcile services", "err", err)
+			}
+			// Health the load balancer sees raises no engine event: while a
+			// service is short of healthy tasks, look every second.
+			wait := pollEveryUnwatched
+			if m.watching.Load() && m.allSteady.Load() {
+				wait = pollEvery
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-m.wake:
+			case <-time.After(wait):
+			}
+		}
+	}()
+}
+
+// watch follows the engine's events once the engine is first used.
+func (m *Manager) watch(rt *task.Runtime) {
+	m.watchOnce.Do(func() {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			rt.Watch(m.life, m.Wake, m.watching.Store)
+		}()
+	})
 }
 
 // Close stops the reconciler; tasks and the load balancer keep running.
@@ -224,6 +273,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	// Taken before the listing: a start that returns in between is then
 	// either still pending here or in the listing, never neither.
+	m.watch(rt)
 	snap := m.snapshotStarts()
 	listedAt := time.Now()
 	all, err := rt.List(ctx, nil)
@@ -254,13 +304,29 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		byService[k] = append(byService[k], t)
 	}
 	failures := m.failuresOf(ctx, rt, all, snap)
+	flights := countFlights(snap)
 	known := map[string]bool{}
+	allSteady := true
 	for _, s := range services {
 		known[key(s)] = true
-		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState, snap, failures); err != nil {
+		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState, snap, flights, failures); err != nil {
 			m.Log.Error("reconcile service", "service", key(s), "err", err)
 		}
+		m.mu.Lock()
+		ss := m.state[key(s)]
+		m.mu.Unlock()
+		ss.mu.Lock()
+		allSteady = allSteady && ss.steady
+		ss.mu.Unlock()
 	}
+	m.allSteady.Store(allSteady)
+	m.mu.Lock()
+	for k := range m.setStatus {
+		if !known[k] {
+			delete(m.setStatus, k) // of a deleted service
+		}
+	}
+	m.mu.Unlock()
 	// Tasks of deleted services are drained and stopped.
 	for k, ts := range byService {
 		if !known[k] {
@@ -392,16 +458,10 @@ type SetStatus struct {
 func (m *Manager) Status(s store.Service) map[string]SetStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]SetStatus{}
-	for k, v := range m.setStatus {
-		if strings.HasPrefix(k, key(s)+"/") {
-			out[strings.TrimPrefix(k, key(s)+"/")] = v
-		}
-	}
-	return out
+	return maps.Clone(m.setStatus[key(s)])
 }
 
-func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart, failures map[string]*task.Failure) error {
+func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart, flights flights, failures map[string]*task.Failure) error {
 	m.mu.Lock()
 	ss := m.state[key(s)]
 	if ss == nil {
@@ -483,7 +543,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 				serving[t.ID] = true
 			}
 		}
-		ofService, ofSet := inFlight(snap, key(s), set.Key())
+		ofService, ofSet := flights.of(key(s), set.Key())
 		ss.mu.Lock()
 		due := time.Now().After(ss.nextStart)
 		ss.mu.Unlock()
@@ -515,14 +575,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 		steady = steady && len(running) == set.Desired && healthy == set.Desired
 	}
 	m.mu.Lock()
-	for k := range m.setStatus {
-		if strings.HasPrefix(k, key(s)+"/") {
-			delete(m.setStatus, k)
-		}
-	}
-	for k, v := range status {
-		m.setStatus[key(s)+"/"+k] = v
-	}
+	m.setStatus[key(s)] = status
 	m.mu.Unlock()
 	ss.mu.Lock()
 	reached := steady && !ss.steady
@@ -960,18 +1013,18 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 	}
 	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
 	owner := map[string]store.Service{} // listener name → its service
+	byService := map[string][]task.Task{}
+	for _, t := range all {
+		k := t.App + "/" + t.Env + "/" + t.Service
+		byService[k] = append(byService[k], t)
+	}
 	for _, s := range services {
 		l := s.LoadBalancer
 		if l == nil {
 			continue
 		}
 		layout := s.EffectiveLayout()
-		var tasks []task.Task
-		for _, t := range all {
-			if t.App == s.App && t.Env == s.Env && t.Service == s.Name {
-				tasks = append(tasks, t)
-			}
-		}
+		tasks := byService[key(s)]
 		// Every group the layout names gets a target group, even an empty one.
 		groups := map[string][]string{layout.Test: nil}
 		for _, set := range layout.Sets {

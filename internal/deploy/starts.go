@@ -60,19 +60,40 @@ func (m *Manager) forgetDoneStarts(snap map[string]pendingStart) {
 	}
 }
 
-// inFlight counts a pass's snapshot of starts not yet returned, of one
-// service, and of one of its sets.
-func inFlight(snap map[string]pendingStart, service, set string) (ofService, ofSet int) {
+// flights counts a pass's snapshot of starts not yet returned, by service
+// and by service and set.
+type flights struct {
+	services map[string]int
+	sets     map[string]int // service key + "/" + set key
+}
+
+func countFlights(snap map[string]pendingStart) flights {
+	f := flights{services: map[string]int{}, sets: map[string]int{}}
 	for _, p := range snap {
-		if p.done || p.service != service {
-			continue
-		}
-		ofService++
-		if p.set == set {
-			ofSet++
+		if !p.done {
+			f.services[p.service]++
+			f.sets[p.service+"/"+p.set]++
 		}
 	}
-	return ofService, ofSet
+	return f
+}
+
+// of is how many starts of a service, and of one of its sets, are in flight.
+func (f flights) of(service, set string) (ofService, ofSet int) {
+	return f.services[service], f.sets[service+"/"+set]
+}
+
+// Pending counts the tasks of s being started.
+func (m *Manager) Pending(s store.Service) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, p := range m.starting {
+		if !p.done && p.service == key(s) {
+			n++
+		}
+	}
+	return n
 }
 
 // launch starts n tasks of set for service s in the background, under the

@@ -373,7 +373,27 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, svcs)
+	// Counts as of the reconciler's last pass, as ECS's DescribeServices
+	// has them: no engine call, so listing many services stays cheap.
+	out := make([]ServiceSummary, len(svcs))
+	for i, svc := range svcs {
+		out[i] = ServiceSummary{Service: svc}
+		for _, st := range s.deploy.Status(svc) {
+			out[i].Running += st.Running
+			out[i].Healthy += st.Healthy
+		}
+		out[i].Pending = s.deploy.Pending(svc)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// ServiceSummary is a service in a list, with its task counts as of the
+// reconciler's last pass.
+type ServiceSummary struct {
+	store.Service
+	Running int `json:"running_count"`
+	Healthy int `json:"healthy_count"`
+	Pending int `json:"pending_count"` // tasks being started
 }
 
 func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {

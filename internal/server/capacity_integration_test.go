@@ -75,12 +75,15 @@ func TestIntegrationMemoryCapacity(t *testing.T) {
 		return strings.HasPrefix(d["events"].([]any)[0].(map[string]any)["message"].(string), "(service big) unable to start a task: memory")
 	})
 	rows, times := shortages(d)
-	time.Sleep(8 * time.Second)
-	d = srv.service(app, "staging", "big")
+	// The next retry comes after the service's backoff (up to a minute).
+	d = srv.waitService(app, "staging", "big", 75*time.Second, "retried", func(d map[string]any) bool {
+		_, n := shortages(d)
+		return n > times
+	})
 	if runningOf(d, big) != 2 {
 		t.Fatalf("the service lost tasks while short of memory: %v", d["tasks"])
 	}
-	if rows2, times2 := shortages(d); rows2 != rows || times2 <= times {
+	if rows2, times2 := shortages(d); rows2 != rows {
 		t.Fatalf("repeats of the shortage: %d rows %d times, then %d rows %d times:\n%s", rows, times, rows2, times2, events(d))
 	}
 	if s := srv.service(app, "staging", "steady"); runningOf(s, small) != 2 {

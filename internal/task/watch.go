@@ -1,0 +1,47 @@
+package task
+
+import (
+	"context"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// Watch calls changed whenever a container of this installation's tasks
+// starts, dies, is removed or changes health, until ctx ends: a reconciler
+// that waits for it learns of a crash at once instead of at its next poll.
+// A broken event stream is opened again after a pause; up reports whether
+// the stream is open, so the caller can poll more often meanwhile.
+func (r *Runtime) Watch(ctx context.Context, changed func(), up func(bool)) {
+	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("label", LabelManaged+"=1"))
+	if r.Installation != "" {
+		f.Add("label", LabelInstallation+"="+r.Installation)
+	}
+	for _, a := range []events.Action{events.ActionStart, events.ActionDie, events.ActionDestroy, events.ActionOOM} {
+		f.Add("event", string(a))
+	}
+	f.Add("event", "health_status")
+	for ctx.Err() == nil {
+		msgs, errs := r.cli.Events(ctx, events.ListOptions{Filters: f})
+		up(true)
+		changed() // whatever happened while it was closed
+	stream:
+		for {
+			select {
+			case <-msgs:
+				changed()
+			case <-errs:
+				break stream
+			case <-ctx.Done():
+				return
+			}
+		}
+		up(false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
