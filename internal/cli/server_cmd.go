@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/client"
@@ -54,6 +55,17 @@ func serverCmd() *cobra.Command {
 				return fmt.Errorf("--log-format %q is not supported; use text or json", logFormat)
 			}
 			log := slog.New(h)
+			if path := os.Getenv("SLIPWAY_CPUPROFILE"); path != "" {
+				// For measuring the server (go tool pprof), written when it stops.
+				f, err := os.Create(path)
+				if err != nil {
+					return fmt.Errorf("SLIPWAY_CPUPROFILE: %w", err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("SLIPWAY_CPUPROFILE: %w", err)
+				}
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			abs, err := filepath.Abs(data)

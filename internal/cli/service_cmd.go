@@ -469,6 +469,14 @@ after any. A deployment in progress holds the count until it ends.`,
 	pref.flags(ps)
 
 	var lref serviceRef
+	// serviceSummary is a service as the list answers it: counts as of the
+	// server's last reconcile pass.
+	type serviceSummary struct {
+		store.Service
+		Running int `json:"running_count"`
+		Healthy int `json:"healthy_count"`
+		Pending int `json:"pending_count"`
+	}
 	list := &cobra.Command{
 		Use:   "list [--app A] [--env E]",
 		Short: "List services",
@@ -485,12 +493,12 @@ after any. A deployment in progress holds the count until it ends.`,
 			if lref.env != "" {
 				q.Set("env", lref.env)
 			}
-			var svcs []store.Service
+			var svcs []serviceSummary
 			if err := c.Do(cmd.Context(), "GET", "/api/v1/services?"+q.Encode(), nil, &svcs); err != nil {
 				return err
 			}
 			return p.emit(svcs, func(w *tabwriter.Writer) {
-				row(w, "APP", "ENV", "SERVICE", "TASK DEFINITION", "DESIRED", "AUTO SCALING", "LISTENER")
+				row(w, "APP", "ENV", "SERVICE", "TASK DEFINITION", "DESIRED", "RUNNING", "HEALTHY", "PENDING", "AUTO SCALING", "LISTENER")
 				for _, s := range svcs {
 					listener, auto := "-", "-"
 					if s.LoadBalancer != nil {
@@ -499,7 +507,7 @@ after any. A deployment in progress holds the count until it ends.`,
 					if a := s.Autoscaling; a != nil {
 						auto = fmt.Sprintf("%d–%d at %s", a.MinCount, a.MaxCount, a.TargetsText())
 					}
-					row(w, s.App, s.Env, s.Name, fmt.Sprintf("%s:%d", s.Family, s.Revision), s.Desired, auto, listener)
+					row(w, s.App, s.Env, s.Name, fmt.Sprintf("%s:%d", s.Family, s.Revision), s.Desired, s.Running, s.Healthy, s.Pending, auto, listener)
 				}
 			})
 		},

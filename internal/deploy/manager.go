@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,6 +96,13 @@ type Manager struct {
 	watching  atomic.Bool
 	watchOnce sync.Once
 	allSteady atomic.Bool // every service was steady at the last pass
+	// passStarted and passDone number the passes begun and ended, under
+	// passMu2; passCond wakes the callers of Reconcile waiting for one.
+	passMu2     sync.Mutex
+	passCond    *sync.Cond
+	passStarted uint64
+	passDone    uint64
+	passErr     error
 	// life is the manager's own context: task starts run under it, not
 	// under that of a caller who asked for a pass and may go away.
 	life context.Context
@@ -136,6 +144,7 @@ func (m *Manager) Start(ctx context.Context) {
 		n = DefaultStartConcurrency
 	}
 	m.startSem, m.stopSem = make(chan struct{}, n), make(chan struct{}, stopConcurrency)
+	m.passCond = sync.NewCond(&m.passMu2)
 	ctx, m.stop = context.WithCancel(ctx)
 	m.life = ctx
 	m.logs = &task.Collector{Sink: logSink{m.Store}, Log: m.Log, Mask: func(ctx context.Context, t task.Task) *strings.Replacer {
@@ -188,15 +197,19 @@ const (
 	pollEveryUnwatched = time.Second
 )
 
+// minPassGap spaces passes that wakes ask for: a pass lists every task,
+// and during a mass start every task's start wakes it; waiting a moment
+// lets one pass serve many wakes and the deployments waiting on them.
+const minPassGap = 250 * time.Millisecond
+
 // reconcileLoop runs the reconcile passes until ctx ends.
 func (m *Manager) reconcileLoop(ctx context.Context) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		for {
-			if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
-				m.Log.Error("reconcile services", "err", err)
-			}
+			began := time.Now()
+			m.runPass(ctx)
 			// Health the load balancer sees raises no engine event: while a
 			// service is short of healthy tasks, look every second.
 			wait := pollEveryUnwatched
@@ -207,10 +220,61 @@ func (m *Manager) reconcileLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-m.wake:
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Until(began.Add(minPassGap))):
+				}
 			case <-time.After(wait):
 			}
 		}
 	}()
+}
+
+// runPass makes one pass and tells those waiting for it how it went.
+func (m *Manager) runPass(ctx context.Context) {
+	m.passMu2.Lock()
+	m.passStarted++
+	gen := m.passStarted
+	m.passMu2.Unlock()
+	err := m.pass(ctx)
+	if err != nil && ctx.Err() == nil {
+		m.Log.Error("reconcile services", "err", err)
+	}
+	m.passMu2.Lock()
+	m.passDone, m.passErr = gen, err
+	m.passCond.Broadcast()
+	m.passMu2.Unlock()
+}
+
+// Reconcile returns once a pass that began after the call has ended (its
+// error, if any): deployments call it to have a layout change applied to
+// the load balancer before they announce it. Callers at the same moment
+// share one pass. Without a running loop (tests), it makes the pass itself.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	if m.wake == nil || m.life == nil || m.life.Err() != nil {
+		return m.pass(ctx)
+	}
+	m.passMu2.Lock()
+	want := m.passStarted + 1
+	m.passMu2.Unlock()
+	m.Wake()
+	broadcast := func() {
+		m.passMu2.Lock()
+		m.passCond.Broadcast()
+		m.passMu2.Unlock()
+	}
+	defer context.AfterFunc(ctx, broadcast)()
+	defer context.AfterFunc(m.life, broadcast)()
+	m.passMu2.Lock()
+	defer m.passMu2.Unlock()
+	for m.passDone < want && ctx.Err() == nil && m.life.Err() == nil {
+		m.passCond.Wait()
+	}
+	if err := cmp.Or(ctx.Err(), m.life.Err()); err != nil {
+		return err
+	}
+	return m.passErr
 }
 
 // watch follows the engine's events once the engine is first used.
@@ -255,9 +319,8 @@ func (m *Manager) Event(ctx context.Context, s store.Service, format string, arg
 	m.event(ctx, s, format, args...)
 }
 
-// Reconcile makes one pass over all services; deployments call it to have
-// a layout change applied to the load balancer before they announce it.
-func (m *Manager) Reconcile(ctx context.Context) error {
+// pass makes one pass over all services.
+func (m *Manager) pass(ctx context.Context) error {
 	m.passMu.Lock()
 	defer m.passMu.Unlock()
 	services, err := m.Store.ListServices(ctx, "", "")

@@ -86,6 +86,16 @@ func TestIntegrationMemoryCapacity(t *testing.T) {
 	if rows2, times2 := shortages(d); rows2 != rows {
 		t.Fatalf("repeats of the shortage: %d rows %d times, then %d rows %d times:\n%s", rows, times, rows2, times2, events(d))
 	}
+	// The list says so too, without asking the engine.
+	_, listed := srv.call("GET", "/api/v1/services?app="+app, srv.Admin, nil)
+	counts := map[string]string{}
+	for _, item := range listed["items"].([]any) {
+		l := item.(map[string]any)
+		counts[l["name"].(string)] = fmt.Sprintf("%v/%v running, %v healthy", l["running_count"], l["desired_count"], l["healthy_count"])
+	}
+	if counts["big"] != "2/3 running, 2 healthy" || counts["steady"] != "2/2 running, 2 healthy" {
+		t.Fatalf("list counts %v", counts)
+	}
 	if s := srv.service(app, "staging", "steady"); runningOf(s, small) != 2 {
 		t.Fatalf("the steady service lost tasks: %v", s["tasks"])
 	}

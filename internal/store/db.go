@@ -46,6 +46,30 @@ type DB struct {
 
 	logMu   sync.Mutex
 	logBell chan struct{} // closed, and replaced, when log lines are committed
+
+	// stmts holds read statements prepared once: the reconciler lists the
+	// services several times a second, and SQLite parsing the query each
+	// time cost more than running it.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+}
+
+// readStmt returns the read statement of query, prepared on first use.
+func (db *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	if st, ok := db.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := db.read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if db.stmts == nil {
+		db.stmts = map[string]*sql.Stmt{}
+	}
+	db.stmts[query] = st
+	return st, nil
 }
 
 // Open opens (creating if needed) the database file in dir and applies migrations.
@@ -107,7 +131,14 @@ func ownerOnly(path string) error {
 
 // Close releases both pools.
 func (db *DB) Close() error {
-	return errors.Join(db.read.Close(), db.write.Close())
+	db.stmtMu.Lock()
+	var errs []error
+	for _, st := range db.stmts {
+		errs = append(errs, st.Close())
+	}
+	db.stmts = nil
+	db.stmtMu.Unlock()
+	return errors.Join(append(errs, db.read.Close(), db.write.Close())...)
 }
 
 // tx runs fn in one write transaction; any error rolls everything back.

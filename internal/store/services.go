@@ -338,7 +338,11 @@ func scanService(row scanner) (Service, error) {
 }
 
 func (db *DB) GetService(ctx context.Context, app, env, name string) (Service, error) {
-	s, err := scanService(db.read.QueryRowContext(ctx, `SELECT `+serviceCols+` FROM services WHERE app = ? AND env = ? AND name = ?`, app, env, name))
+	st, err := db.readStmt(ctx, `SELECT `+serviceCols+` FROM services WHERE app = ? AND env = ? AND name = ?`)
+	if err != nil {
+		return Service{}, err
+	}
+	s, err := scanService(st.QueryRowContext(ctx, app, env, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, fmt.Errorf("service %s in %s/%s: %w", name, app, env, ErrNotFound)
 	}
@@ -347,7 +351,11 @@ func (db *DB) GetService(ctx context.Context, app, env, name string) (Service, e
 
 // ListServices lists services, optionally of one app and environment.
 func (db *DB) ListServices(ctx context.Context, app, env string) ([]Service, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+serviceCols+` FROM services WHERE (? = '' OR app = ?) AND (? = '' OR env = ?) ORDER BY app, env, name`, app, app, env, env)
+	st, err := db.readStmt(ctx, `SELECT `+serviceCols+` FROM services WHERE (? = '' OR app = ?) AND (? = '' OR env = ?) ORDER BY app, env, name`)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, app, app, env, env)
 	if err != nil {
 		return nil, err
 	}
