@@ -108,7 +108,9 @@ func (m *Manager) launch(rt *task.Runtime, s store.Service, ss *serviceState, se
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			defer m.Wake()
+			// No wake when it started: the next poll (every second while a
+			// service is short) lists it; a wake per start made a pass per
+			// start, which at hundreds of starts took a fifth of a core.
 			select {
 			case m.startSem <- struct{}{}:
 			case <-ctx.Done():
@@ -121,6 +123,7 @@ func (m *Manager) launch(rt *task.Runtime, s store.Service, ss *serviceState, se
 			if err != nil {
 				if ctx.Err() == nil {
 					m.startFailed(ctx, s, ss, set, err)
+					m.Wake()
 				}
 				return
 			}

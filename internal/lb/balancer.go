@@ -569,8 +569,14 @@ func (b *Balancer) startChecks(g *group, t *target) {
 	t.cancel = cancel
 	hc := g.cfg.HealthCheck
 	match := g.match
-	client := &http.Client{Timeout: hc.Timeout.Duration, Transport: &http.Transport{DisableKeepAlives: true}}
+	// One connection per target, kept between checks (as Envoy's health
+	// checker reuses its connection): a new connection per check cost the
+	// load balancer 6% of a core for 500 targets checked every 5 s. A check
+	// that fails drops the connection, so the next one connects afresh.
+	tr := &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 2*hc.Interval.Duration + hc.Timeout.Duration}
+	client := &http.Client{Timeout: hc.Timeout.Duration, Transport: tr}
 	go func() {
+		defer tr.CloseIdleConnections()
 		for {
 			ok := false
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+hc.Path, nil)
@@ -579,6 +585,9 @@ func (b *Balancer) startChecks(g *group, t *target) {
 				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 				resp.Body.Close()
 				ok = match(resp.StatusCode)
+			}
+			if !ok {
+				tr.CloseIdleConnections()
 			}
 			if ctx.Err() != nil {
 				return

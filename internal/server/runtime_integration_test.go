@@ -140,6 +140,12 @@ func (s *procServer) targetHealthLog() string {
 // test ends, before the cleanups registered earlier (such as cleanupRuntime).
 func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 	t.Helper()
+	return startProcServerEnv(t, bin, data, addr)
+}
+
+// startProcServerEnv is startProcServer with more environment variables.
+func startProcServerEnv(t *testing.T, bin, data, addr string, env ...string) *procServer {
+	t.Helper()
 	if addr == "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -151,8 +157,9 @@ func startProcServer(t *testing.T, bin, data, addr string) *procServer {
 	logf, _ := os.OpenFile(filepath.Join(data, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	cmd := exec.Command(bin, "server", "--addr", addr, "--data", data)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
 	if raceServers {
-		cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+		cmd.Env = append(cmd.Env, "GORACE=halt_on_error=1")
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

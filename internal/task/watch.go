@@ -9,7 +9,8 @@ import (
 )
 
 // Watch calls changed whenever a container of this installation's tasks
-// starts, dies, is removed or changes health, until ctx ends: a reconciler
+// dies, is removed, runs out of memory or changes health, until ctx ends
+// (not when one starts: the caller started it): a reconciler
 // that waits for it learns of a crash at once instead of at its next poll.
 // A broken event stream is opened again after a pause; up reports whether
 // the stream is open, so the caller can poll more often meanwhile.
@@ -18,7 +19,7 @@ func (r *Runtime) Watch(ctx context.Context, changed func(), up func(bool)) {
 	if r.Installation != "" {
 		f.Add("label", LabelInstallation+"="+r.Installation)
 	}
-	for _, a := range []events.Action{events.ActionStart, events.ActionDie, events.ActionDestroy, events.ActionOOM} {
+	for _, a := range []events.Action{events.ActionDie, events.ActionDestroy, events.ActionOOM} {
 		f.Add("event", string(a))
 	}
 	f.Add("event", "health_status")
