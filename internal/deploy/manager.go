@@ -784,14 +784,23 @@ func (s logSink) LastLogAt(ctx context.Context, taskID, container string) (time.
 	return s.store.LastTaskLogAt(ctx, taskID, container)
 }
 
-func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet, id string) (task.Task, error) {
-	rev, err := m.Store.GetTaskDef(ctx, set.Family, set.Revision)
+// revision reads and parses a stored task definition revision.
+func (m *Manager) revision(ctx context.Context, family string, revision int) (*taskdef.TaskDef, error) {
+	rev, err := m.Store.GetTaskDef(ctx, family, revision)
 	if err != nil {
-		return task.Task{}, err
+		return nil, err
 	}
 	def, _, err := taskdef.Parse(rev.Body)
 	if err != nil {
-		return task.Task{}, fmt.Errorf("task definition %s:%d no longer parses: %w", set.Family, set.Revision, err)
+		return nil, fmt.Errorf("task definition %s:%d no longer parses: %w", family, revision, err)
+	}
+	return def, nil
+}
+
+func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet, id string) (task.Task, error) {
+	def, err := m.revision(ctx, set.Family, set.Revision)
+	if err != nil {
+		return task.Task{}, err
 	}
 	if err := m.reserveMemory(ctx, rt, id, def.ReservedMemoryMiB()); err != nil {
 		return task.Task{}, err
@@ -893,13 +902,9 @@ func (m *Manager) CheckListeners(ctx context.Context, svc store.Service) error {
 // the app's environment, so a missing one fails a deployment before any
 // task starts, naming the secret.
 func (m *Manager) CheckSecrets(ctx context.Context, app, env, family string, revision int) error {
-	rev, err := m.Store.GetTaskDef(ctx, family, revision)
+	def, err := m.revision(ctx, family, revision)
 	if err != nil {
 		return err
-	}
-	def, _, err := taskdef.Parse(rev.Body)
-	if err != nil {
-		return fmt.Errorf("task definition %s:%d no longer parses: %w", family, revision, err)
 	}
 	for _, c := range def.ContainerDefinitions {
 		if len(c.Secrets) == 0 {
@@ -926,13 +931,9 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Detail }
 // than the engine's machine has: no task of it could ever start, and the
 // deployment would only churn.
 func (m *Manager) CheckCapacity(ctx context.Context, family string, revision int) error {
-	rev, err := m.Store.GetTaskDef(ctx, family, revision)
+	def, err := m.revision(ctx, family, revision)
 	if err != nil {
 		return err
-	}
-	def, _, err := taskdef.Parse(rev.Body)
-	if err != nil {
-		return fmt.Errorf("task definition %s:%d no longer parses: %w", family, revision, err)
 	}
 	need := def.ReservedMemoryMiB()
 	if need == 0 || m.Runtime == nil {

@@ -101,7 +101,7 @@ func TestIntegrationEngineOutageKeepsServices(t *testing.T) {
 		return strings.Join(ids, ",")
 	}
 	d := srv.waitService(app, "staging", "web", 60*time.Second, "steady", func(d map[string]any) bool {
-		return runningOf(d, rev) == 2 && strings.Contains(events(d), "has reached a steady state")
+		return runningOf(d, rev) == 2 && strings.Contains(events(d), "has reached a steady state") && strings.Contains(events(d), "rollout COMPLETED")
 	})
 	before, eventsBefore := taskIDs(d), len(d["events"].([]any))
 
