@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/server"
@@ -65,6 +66,17 @@ func serverCmd() *cobra.Command {
 					return fmt.Errorf("SLIPWAY_CPUPROFILE: %w", err)
 				}
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+			if path := os.Getenv("SLIPWAY_MEMPROFILE"); path != "" {
+				// The heap as of the last 30 s, while the server runs.
+				go func() {
+					for range time.Tick(30 * time.Second) {
+						if f, err := os.Create(path); err == nil {
+							pprof.WriteHeapProfile(f)
+							f.Close()
+						}
+					}
+				}()
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

@@ -1025,12 +1025,12 @@ func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Servic
 		}
 		// Stopped first and removed once its last lines are read.
 		m.stopSem <- struct{}{}
-		err := rt.Halt(ctx, t.ID)
+		err := rt.HaltTask(ctx, t)
 		<-m.stopSem
 		if err == nil {
 			m.logs.Wait(t.ID, logDrainWait)
 			m.stopSem <- struct{}{}
-			err = rt.Remove(ctx, t.ID)
+			err = rt.RemoveTask(ctx, t)
 			<-m.stopSem
 		}
 		if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	ctr "github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/slipway-dev/slipway/internal/taskdef"
 )
@@ -316,7 +315,7 @@ func (c *Collector) read(rt *Runtime, t Task, cs ContainerState, mask *strings.R
 	// The engine prefixes each line with its time: room for it beyond MaxLogLine.
 	stdout := &lineWriter{max: MaxLogLine + 64, emit: emit("stdout", &n.stdout, skip.stdout)}
 	stderr := &lineWriter{max: MaxLogLine + 64, emit: emit("stderr", &n.stderr, skip.stderr)}
-	_, err = stdcopy.StdCopy(stdout, stderr, rc)
+	err = demux(stdout, stderr, rc)
 	stdout.Close()
 	stderr.Close()
 	return n, err

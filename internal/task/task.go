@@ -113,6 +113,9 @@ type Task struct {
 	// holder is the container holding the namespace of a task of several
 	// containers; not one of the task definition's, so not listed.
 	holder *ContainerState
+	// legacy: started before tasks shared their environment's network, it
+	// has a network of its own.
+	legacy bool
 }
 
 // Status summarises a task: RUNNING while every essential container runs,
@@ -576,6 +579,7 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 		if c.Labels[LabelNetworkOwner] != "" {
 			owners[id] = c
 		} else if _, known := c.Labels[LabelPorts]; !known {
+			t.legacy = true
 			// Started in a network of its own, before tasks shared one
 			// namespace: its ports are published on loopback.
 			for _, p := range c.Ports {
@@ -662,6 +666,13 @@ func (r *Runtime) Halt(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	return r.HaltTask(ctx, t)
+}
+
+// HaltTask is Halt of a task as listed: no listing again, which the engine
+// answers by going through all its containers (once per task stopped, when
+// hundreds stop at once).
+func (r *Runtime) HaltTask(ctx context.Context, t Task) error {
 	var wg sync.WaitGroup
 	for _, c := range t.Containers {
 		if c.State == "running" {
@@ -682,6 +693,30 @@ func (r *Runtime) Halt(ctx context.Context, id string) error {
 
 // Remove removes a task's containers and its network.
 func (r *Runtime) Remove(ctx context.Context, id string) error { return r.remove(ctx, id) }
+
+// RemoveTask removes the containers of a task as listed (see HaltTask), and
+// the network of its own a task started by an earlier version had.
+func (r *Runtime) RemoveTask(ctx context.Context, t Task) error {
+	var errs []error
+	ids := make([]string, 0, len(t.Containers)+1)
+	for _, c := range t.Containers {
+		ids = append(ids, c.ID)
+	}
+	if t.holder != nil {
+		ids = append(ids, t.holder.ID)
+	}
+	for _, id := range ids {
+		if err := r.cli.ContainerRemove(ctx, id, ctr.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if t.legacy {
+		if err := r.cli.NetworkRemove(ctx, "slipway-"+t.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func (r *Runtime) remove(ctx context.Context, id string) error {
 	f := filters.NewArgs(filters.Arg("label", LabelTask+"="+id))
