@@ -7,11 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
-	"github.com/docker/docker/api/types/image"
 	"github.com/slipway-dev/slipway/internal/container"
 )
 
@@ -46,11 +44,6 @@ func hostTools() []string {
 	return out
 }
 
-var (
-	imageMu   sync.Mutex
-	imageDone = map[string]bool{}
-)
-
 // DefaultImage returns Slipway's default build image, importing it into
 // the engine first if needed. It is made offline from a few entries —
 // the host's /bin-style links, /tmp, a home and a passwd naming the build
@@ -64,26 +57,9 @@ func DefaultImage(ctx context.Context, eng *container.Engine) (string, error) {
 	}
 	sum := sha256.Sum256(rootfs)
 	ref := "slipway-build-sandbox:" + hex.EncodeToString(sum[:6])
-	imageMu.Lock()
-	defer imageMu.Unlock()
-	if imageDone[ref] {
-		return ref, nil
+	if err := eng.ImportOnce(ctx, ref, rootfs, []string{"LABEL " + LabelSandbox + "=1"}, "Slipway's default build image"); err != nil {
+		return "", err
 	}
-	if _, err := eng.Client().ImageInspect(ctx, ref); err == nil {
-		imageDone[ref] = true
-		return ref, nil
-	}
-	rc, err := eng.Client().ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{"LABEL " + LabelSandbox + "=1"}, Message: "Slipway's default build image"})
-	if err != nil {
-		return "", fmt.Errorf("make the default build image: %w", err)
-	}
-	_, err = io.Copy(io.Discard, rc)
-	rc.Close()
-	if err != nil {
-		return "", fmt.Errorf("make the default build image: %w", err)
-	}
-	imageDone[ref] = true
 	return ref, nil
 }
 

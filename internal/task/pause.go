@@ -9,11 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"runtime"
-	"sync"
-
-	"github.com/docker/docker/api/types/image"
 )
 
 // LabelPause marks the image of the containers that hold a multi-container
@@ -68,11 +64,6 @@ func pauseELF(arch string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-var (
-	pauseMu   sync.Mutex
-	pauseDone = map[string]bool{}
-)
-
 // pauseImage returns the namespace holder's image, importing it into the
 // engine first if needed (an image of one file, made offline).
 func (r *Runtime) pauseImage(ctx context.Context) (string, error) {
@@ -91,25 +82,8 @@ func (r *Runtime) pauseImage(ctx context.Context) (string, error) {
 	}
 	sum := sha256.Sum256(bin)
 	ref := "slipway-pause:" + hex.EncodeToString(sum[:6])
-	pauseMu.Lock()
-	defer pauseMu.Unlock()
-	if pauseDone[ref] {
-		return ref, nil
+	if err := r.eng.ImportOnce(ctx, ref, layer.Bytes(), []string{"LABEL " + LabelPause + "=1", `ENTRYPOINT ["/pause"]`}, "the task network namespace holder's image"); err != nil {
+		return "", err
 	}
-	if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
-		pauseDone[ref] = true
-		return ref, nil
-	}
-	rc, err := r.cli.ImageImport(ctx, image.ImportSource{Source: &layer, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{"LABEL " + LabelPause + "=1", `ENTRYPOINT ["/pause"]`}, Message: "Slipway's task network namespace holder"})
-	if err != nil {
-		return "", fmt.Errorf("make the task namespace holder's image: %w", err)
-	}
-	_, err = io.Copy(io.Discard, rc)
-	rc.Close()
-	if err != nil {
-		return "", fmt.Errorf("make the task namespace holder's image: %w", err)
-	}
-	pauseDone[ref] = true
 	return ref, nil
 }
