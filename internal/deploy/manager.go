@@ -723,11 +723,7 @@ func (m *Manager) secretMasker(ctx context.Context, app, env, family string, rev
 	if m.Secrets == nil {
 		return nil
 	}
-	rev, err := m.Store.GetTaskDef(ctx, family, revision)
-	if err != nil {
-		return nil
-	}
-	def, _, err := taskdef.Parse(rev.Body)
+	def, err := m.revision(ctx, family, revision)
 	if err != nil {
 		return nil
 	}

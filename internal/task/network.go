@@ -143,11 +143,7 @@ func hostsEntries(def *taskdef.TaskDef) []string {
 func portSpec(c taskdef.Container) string {
 	var ps []string
 	for _, pm := range c.PortMappings {
-		proto := pm.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
-		ps = append(ps, fmt.Sprintf("%d/%s", pm.ContainerPort, proto))
+		ps = append(ps, pm.Port())
 	}
 	return strings.Join(ps, ",")
 }

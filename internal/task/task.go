@@ -477,11 +477,7 @@ func (r *Runtime) ownerConfig(spec Spec, netName string, cfg *ctr.Config) (*ctr.
 	bindings := nat.PortMap{}
 	for _, c := range spec.Def.ContainerDefinitions {
 		for _, pm := range c.PortMappings {
-			proto := pm.Protocol
-			if proto == "" {
-				proto = "tcp"
-			}
-			p := nat.Port(fmt.Sprintf("%d/%s", pm.ContainerPort, proto))
+			p := nat.Port(pm.Port())
 			exposed[p] = struct{}{}
 			if pm.HostPort != 0 && pm.HostPort != pm.ContainerPort {
 				bindings[p] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: strconv.Itoa(pm.HostPort)}}

@@ -25,11 +25,15 @@ func (r *Runtime) Watch(ctx context.Context, changed func(), up func(bool)) {
 	f.Add("event", "health_status")
 	for ctx.Err() == nil {
 		msgs, errs := r.cli.Events(ctx, events.ListOptions{Filters: f})
-		up(true)
 		changed() // whatever happened while it was closed
+		// Up once the engine has kept it open a moment: a refused stream
+		// ends at once, and the caller must go on polling meanwhile.
+		open := time.After(time.Second)
 	stream:
 		for {
 			select {
+			case <-open:
+				up(true)
 			case <-msgs:
 				changed()
 			case <-errs:

@@ -58,6 +58,16 @@ type PortMapping struct {
 	AppProtocol   string `json:"appProtocol,omitempty"`
 }
 
+// Port is the mapping's port as Docker names it: "8080/tcp" (tcp when the
+// protocol is left out, as in ECS).
+func (pm PortMapping) Port() string {
+	proto := pm.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%d/%s", pm.ContainerPort, proto)
+}
+
 // KeyValue is one environment variable.
 type KeyValue struct {
 	Name  string `json:"name"`
@@ -224,14 +234,10 @@ func (td *TaskDef) Validate() error {
 			if pm.Protocol != "" && pm.Protocol != "tcp" && pm.Protocol != "udp" {
 				return errAt(pp+".protocol", "%q must be tcp or udp", pm.Protocol)
 			}
-			proto := pm.Protocol
-			if proto == "" {
-				proto = "tcp"
-			}
 			// The containers of a task share one network namespace (ECS's awsvpc mode).
-			k := fmt.Sprintf("%d/%s", pm.ContainerPort, proto)
+			k := pm.Port()
 			if at, dup := ports[k]; dup {
-				return errAt(pp+".containerPort", "%d/%s is also the port of %s: the containers of a task share one network namespace, so each port can be one container's only; change one of them", pm.ContainerPort, proto, at)
+				return errAt(pp+".containerPort", "%s is also the port of %s: the containers of a task share one network namespace, so each port can be one container's only; change one of them", k, at)
 			}
 			ports[k] = pp
 		}
