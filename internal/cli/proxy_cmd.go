@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/lb"
+	"github.com/slipway-dev/slipway/internal/secret"
 	"github.com/spf13/cobra"
 )
 
@@ -32,7 +33,12 @@ func proxyCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			if err := lb.Run(ctx, filepath.Join(abs, "proxy.sock"), filepath.Join(abs, "proxy.json"), log); err != nil {
+			// The server's master key seals the certificate keys in proxy.json.
+			keys, err := secret.LoadOrCreate(abs)
+			if err != nil {
+				return fmt.Errorf("proxy: %w", err)
+			}
+			if err := lb.Run(ctx, filepath.Join(abs, "proxy.sock"), filepath.Join(abs, "proxy.json"), keys, log); err != nil {
 				return fmt.Errorf("proxy: %w", err)
 			}
 			return nil

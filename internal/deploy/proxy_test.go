@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/lb"
+	"github.com/slipway-dev/slipway/internal/secret"
 )
 
 // TestProxyCallsStartAProxyOnlyWhenNoneAnswers: with a proxy answering, a
@@ -32,7 +33,7 @@ func TestProxyCallsStartAProxyOnlyWhenNoneAnswers(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- lb.Run(runCtx, filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- lb.Run(runCtx, filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json"), mustKeyring(t, dir), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	t.Cleanup(func() {
 		stop()
@@ -58,4 +59,13 @@ func TestProxyCallsStartAProxyOnlyWhenNoneAnswers(t *testing.T) {
 	if err == nil || errors.Is(err, lb.ErrNotAnswering) || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("apply of a refused table: %v, want the proxy's refusal naming the missing target group", err)
 	}
+}
+
+func mustKeyring(t *testing.T, dir string) *secret.Keyring {
+	t.Helper()
+	k, err := secret.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

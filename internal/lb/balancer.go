@@ -2,10 +2,12 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -90,10 +92,10 @@ type route struct {
 }
 
 type listener struct {
-	name   string
-	addr   string
-	routes atomic.Pointer[[]route]
-	turn   atomic.Uint64
+	name  string
+	addr  string
+	table atomic.Pointer[table]
+	tls   atomic.Bool
 
 	ln       net.Listener
 	srv      *http.Server // serves what the fast path hands off
@@ -114,6 +116,10 @@ type Balancer struct {
 	cfg       Config
 	groups    map[string]*group
 	listeners map[string]*listener
+
+	tlsConf    *tls.Config
+	certs      atomic.Pointer[certTable]
+	challenges atomic.Pointer[map[string]string]
 }
 
 type ctxKey int
@@ -122,12 +128,16 @@ const (
 	ctxGroup ctxKey = iota
 	ctxListener
 	ctxBody // the *clientBody: ReverseProxy gives ErrorHandler a request with its own wrapper
+	ctxRoutes
+	ctxTLS // the connection came over TLS (set where net/http cannot tell)
+	ctxHSTS
 )
 
 // New makes an empty balancer; ctx ends its health checks.
 func New(ctx context.Context, log *slog.Logger) *Balancer {
 	b := &Balancer{log: log, ctx: ctx, groups: map[string]*group{}, listeners: map[string]*listener{},
 		cfg: Config{Listeners: map[string]Listener{}, TargetGroups: map[string]TargetGroup{}}}
+	b.tlsConf = b.serverTLS()
 	b.transport = &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
@@ -138,6 +148,9 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetXForwarded()
+			if r.In.TLS == nil && r.In.Context().Value(ctxTLS) != nil {
+				r.Out.Header.Set("X-Forwarded-Proto", "https")
+			}
 			r.Out.URL.Scheme = "http"
 			r.Out.URL.Host = "target.invalid" // chosen per attempt by the transport
 			r.Out.Host = r.In.Host
@@ -145,6 +158,12 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 			dropUnderscoreHeaders(r.Out.Trailer)
 		},
 		Transport: &retrying{b: b},
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.Request.Context().Value(ctxHSTS) != nil {
+				resp.Header.Set("Strict-Transport-Security", hstsValue)
+			}
+			return nil
+		},
 		// FlushInterval stays 0: ReverseProxy already flushes at once for streamed
 		// (unknown-length) responses and server-sent events.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -177,16 +196,16 @@ var errNoTarget = errors.New("no healthy target")
 // leaves the rotation at once; other errors (a keep-alive race, a reset)
 // are retried without judging it. When the group has no healthy target
 // left because the routing changed since the request chose it (a weight
-// shift, a rollback, a drain), the listener's current routes choose again.
-// It returns the group of the last attempt and the last error, errNoTarget
-// when there was no target to try.
-func (b *Balancer) tryTargets(l *listener, g *group, send func(*target) (again bool, err error)) (*group, error) {
+// shift, a rollback, a drain), the listener's current routes for the
+// request's rule (rs) choose again. It returns the group of the last
+// attempt and the last error, errNoTarget when there was no target to try.
+func (b *Balancer) tryTargets(l *listener, rs *routeSet, g *group, send func(*target) (again bool, err error)) (*group, error) {
 	var tried [3]*target
 	var lastErr error = errNoTarget
 	for n := 0; n < len(tried); n++ {
 		t := g.next(tried[:n])
-		if t == nil && l != nil {
-			if g2 := l.pick(); g2 != nil && g2 != g {
+		if t == nil && l != nil && rs != nil {
+			if g2 := l.current(rs).pick(); g2 != nil && g2 != g {
 				g = g2
 				t = g.next(tried[:n])
 			}
@@ -222,6 +241,7 @@ type retrying struct{ b *Balancer }
 func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	g, _ := req.Context().Value(ctxGroup).(*group)
 	l, _ := req.Context().Value(ctxListener).(*listener)
+	rs, _ := req.Context().Value(ctxRoutes).(*routeSet)
 	if g == nil {
 		return nil, errNoTarget
 	}
@@ -231,7 +251,7 @@ func (rt *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	// not even be opened (the transport closes a body it failed to send).
 	idempotent := noBody && (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions) && req.Header.Get("Upgrade") == ""
 	var resp *http.Response
-	_, err := rt.b.tryTargets(l, g, func(t *target) (bool, error) {
+	_, err := rt.b.tryTargets(l, rs, g, func(t *target) (bool, error) {
 		out := req.Clone(req.Context())
 		out.URL.Host = t.addr
 		t.inflight.Add(1)
@@ -273,33 +293,15 @@ func (b *Balancer) passiveFailure(g *group, t *target) {
 	}
 }
 
-func (l *listener) pick() *group {
-	rs := *l.routes.Load()
-	// One look at each group's health: a group that loses its last healthy
-	// target between two looks must not leave the choice with nowhere to go
-	// while another group still serves.
-	var buf [4]route
-	up := buf[:0]
-	total := 0
-	for _, r := range rs {
-		if r.weight > 0 && r.g.hasHealthy() {
-			up = append(up, r)
-			total += r.weight
+// current is the listener's routes now for the rule rs came from, which
+// may have changed since a request chose rs.
+func (l *listener) current(rs *routeSet) *routeSet {
+	if t := l.table.Load(); t != nil {
+		if cur := t.byKey[rs.key]; cur != nil {
+			return cur
 		}
 	}
-	if total == 0 {
-		return nil
-	}
-	// Deterministic weighted rotation: over any total consecutive requests
-	// each group gets exactly its weight.
-	n := int(l.turn.Add(1) % uint64(total))
-	for _, r := range up {
-		if n < r.weight {
-			return r.g
-		}
-		n -= r.weight
-	}
-	return nil
+	return rs
 }
 
 type recorder struct {
@@ -371,14 +373,22 @@ func dropUnderscoreHeaders(h http.Header) {
 
 func (l *listener) handler(b *Balancer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g := l.pick()
+		overTLS := r.TLS != nil || r.Context().Value(ctxTLS) != nil
+		rs, answered := l.route(b, w, r, overTLS)
+		if answered {
+			return
+		}
+		g := rs.pick()
 		if g == nil {
 			http.Error(w, "no healthy target for "+l.name, http.StatusServiceUnavailable)
 			return
 		}
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
-		ctx := context.WithValue(context.WithValue(r.Context(), ctxGroup, g), ctxListener, l)
+		ctx := context.WithValue(context.WithValue(context.WithValue(r.Context(), ctxGroup, g), ctxListener, l), ctxRoutes, rs)
+		if overTLS && rs.hsts {
+			ctx = context.WithValue(ctx, ctxHSTS, true)
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			body := &clientBody{ReadCloser: r.Body}
 			r.Body = body
@@ -408,6 +418,13 @@ func (b *Balancer) Apply(cfg Config) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.certs.Load() == nil {
+		def, err := selfSigned()
+		if err != nil {
+			return fmt.Errorf("make the default certificate: %w", err)
+		}
+		b.certs.Store(&certTable{fallback: def})
+	}
 	opened := map[string]net.Listener{}
 	for name, l := range cfg.Listeners {
 		if b.listenerAt(l.Addr) != nil {
@@ -422,6 +439,9 @@ func (b *Balancer) Apply(cfg Config) error {
 		}
 		opened[name] = ln
 	}
+	b.certs.Store(newCertTable(cfg.Certificates, b.certs.Load().fallback))
+	challenges := maps.Clone(cfg.Challenges)
+	b.challenges.Store(&challenges)
 	// Targets join here and leave only once the routes below have switched: a
 	// request between two steps must never find its route's group already
 	// emptied while the new route is not yet in place (a rollback moves all
@@ -457,6 +477,12 @@ func (b *Balancer) Apply(cfg Config) error {
 			cur = &listener{addr: l.Addr, ln: ln, conns: map[*clientConn]struct{}{}, fallback: newHandOff(ln.Addr())}
 			h := cur.handler(b)
 			srv := &http.Server{
+				ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+					if bc, ok := c.(*bufferedConn); ok && bc.tls {
+						return context.WithValue(ctx, ctxTLS, true)
+					}
+					return ctx
+				},
 				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					httpguard.Defaults.Guard(w, r) // a trickling upload must not hold a target connection
 					h.ServeHTTP(w, r)
@@ -467,17 +493,15 @@ func (b *Balancer) Apply(cfg Config) error {
 			var protocols http.Protocols
 			protocols.SetHTTP1(true)
 			protocols.SetUnencryptedHTTP2(true) // HTTP/2 to clients without TLS (h2c)
+			protocols.SetHTTP2(true)            // over TLS, by ALPN, for conns the TLS listener hands over
 			srv.Protocols = &protocols
 			cur.srv = srv
 			go srv.Serve(cur.fallback)
 			go cur.serve(b)
 		}
 		cur.name = name
-		rs := make([]route, 0, len(l.Routes))
-		for _, r := range l.Routes {
-			rs = append(rs, route{g: b.groups[r.TargetGroup], weight: r.Weight})
-		}
-		cur.routes.Store(&rs)
+		cur.table.Store(newTable(l, b.groups, cur.table.Load()))
+		cur.tls.Store(l.TLS)
 		b.listeners[name] = cur
 	}
 	for name, g := range b.groups {

@@ -66,16 +66,27 @@ type Route struct {
 	Weight      int    `json:"weight"`
 }
 
-// Listener accepts client connections on Addr.
+// Listener accepts client connections on Addr. A listener of one service
+// has only Routes; a shared one has Rules, and Routes (if any) for the
+// requests no rule matches, which otherwise get a 404.
 type Listener struct {
 	Addr   string  `json:"addr"`
 	Routes []Route `json:"routes"`
+	Rules  []Rule  `json:"rules,omitempty"`
+	// TLS terminates TLS on the listener with the certificate each client
+	// names (SNI), from Config.Certificates.
+	TLS bool `json:"tls,omitempty"`
 }
 
 // Config is the whole routing table, replaced atomically.
 type Config struct {
 	Listeners    map[string]Listener    `json:"listeners"`
 	TargetGroups map[string]TargetGroup `json:"target_groups"`
+	// Certificates serve the TLS listeners, each for the names it holds.
+	Certificates []Certificate `json:"certificates,omitempty"`
+	// Challenges are the ACME HTTP-01 answers plain listeners give:
+	// /.well-known/acme-challenge/TOKEN → key authorization.
+	Challenges map[string]string `json:"challenges,omitempty"`
 }
 
 // WithDefaults is the check with the load balancer's defaults filled in,
@@ -145,13 +156,21 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("listeners.%s.addr %s is already used by listener %s", name, l.Addr, other)
 		}
 		addrs[l.Addr] = name
-		for i, r := range l.Routes {
-			if _, ok := c.TargetGroups[r.TargetGroup]; !ok {
-				return fmt.Errorf("listeners.%s.routes[%d].target_group %q does not exist", name, i, r.TargetGroup)
-			}
-			if r.Weight < 0 || r.Weight > 100 {
-				return fmt.Errorf("listeners.%s.routes[%d].weight must be 0 to 100", name, i)
-			}
+		if err := validateRoutes("listeners."+name, l.Routes, c.TargetGroups); err != nil {
+			return err
+		}
+		if err := validateRules(name, l, c.TargetGroups); err != nil {
+			return err
+		}
+	}
+	for i, crt := range c.Certificates {
+		if _, err := crt.parse(); err != nil {
+			return fmt.Errorf("certificates[%d]: %w", i, err)
+		}
+	}
+	for token := range c.Challenges {
+		if !validToken(token) {
+			return fmt.Errorf("challenges: token %q must be base64url characters", token)
 		}
 	}
 	return nil

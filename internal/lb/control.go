@@ -22,7 +22,8 @@ import (
 
 // Run is the `slipway proxy` process: it restores the routing table from
 // statePath, then serves the control API on socketPath until ctx ends.
-func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) error {
+// keys seals the certificate keys the table keeps on disk.
+func Run(ctx context.Context, socketPath, statePath string, keys Sealer, log *slog.Logger) error {
 	// Hashing the executable takes a fifth of a second: start at once, so
 	// it overlaps taking the lock and restoring the routing table.
 	builds := make(chan string, 1)
@@ -38,6 +39,9 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 		var cfg Config
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return fmt.Errorf("routing table %s is corrupt: %w", statePath, err)
+		}
+		if cfg, err = openKeys(cfg, keys); err != nil {
+			return fmt.Errorf("routing table %s: %w", statePath, err)
 		}
 		// A predecessor may still be releasing its ports: keep trying for a
 		// while rather than serve an empty table.
@@ -70,7 +74,7 @@ func Run(ctx context.Context, socketPath, statePath string, log *slog.Logger) er
 	}
 	pidFile := filepath.Join(filepath.Dir(socketPath), "proxy.pid")
 	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
-	srv := &http.Server{Handler: controlHandler(b, statePath, build, log), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: controlHandler(b, statePath, keys, build, log), ReadHeaderTimeout: 5 * time.Second}
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
@@ -126,7 +130,7 @@ func dialControl(socket string) (net.Conn, error) {
 
 // controlHandler serves the control API; build names the executable (see
 // BuildOf), and may block until it is known.
-func controlHandler(b *Balancer, statePath string, build func() string, log *slog.Logger) http.Handler {
+func controlHandler(b *Balancer, statePath string, keys Sealer, build func() string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -156,7 +160,7 @@ func controlHandler(b *Balancer, statePath string, build func() string, log *slo
 			writeJSON(w, 400, map[string]string{"error": err.Error()})
 			return
 		}
-		if err := persist(statePath, b.Config()); err != nil {
+		if err := persist(statePath, sealKeys(b.Config(), keys)); err != nil {
 			log.Error("persist routing table", "err", err)
 			writeJSON(w, 500, map[string]string{"error": "routing table applied but not saved: " + err.Error()})
 			return

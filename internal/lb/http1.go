@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,8 @@ type clientConn struct {
 	ip   string // for X-Forwarded-For
 	idle atomic.Bool
 	head []byte // the outbound request head, reused between requests
+	tls  bool   // the client came over TLS
+	hsts bool   // the response gets Strict-Transport-Security
 }
 
 // targetConn is a keep-alive connection to one target.
@@ -168,7 +171,8 @@ func (h *handOff) give(c net.Conn) {
 // bufferedConn replays what the fast path had read but not consumed.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r   *bufio.Reader
+	tls bool // net/http cannot see the *tls.Conn beneath
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
@@ -200,7 +204,22 @@ func (l *listener) track(c *clientConn, add bool) {
 }
 
 func (l *listener) serveConn(b *Balancer, nc net.Conn) {
-	c := &clientConn{nc: nc}
+	overTLS := l.tls.Load()
+	if overTLS {
+		tc := tls.Server(nc, b.tlsConf)
+		nc.SetDeadline(time.Now().Add(headerTimeout))
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return
+		}
+		nc.SetDeadline(time.Time{})
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			l.fallback.give(tc) // net/http serves HTTP/2 on a *tls.Conn by ALPN
+			return
+		}
+		nc = tc
+	}
+	c := &clientConn{nc: nc, tls: overTLS}
 	rw := newStream(nc)
 	if br, ok := clientReaderPool.Get().(*bufio.Reader); ok {
 		br.Reset(rw)
@@ -280,7 +299,7 @@ func (l *listener) serveConn(b *Balancer, nc net.Conn) {
 
 func (l *listener) handOff(c *clientConn) {
 	c.nc.SetReadDeadline(time.Time{})
-	l.fallback.give(&bufferedConn{Conn: c.nc, r: c.br})
+	l.fallback.give(&bufferedConn{Conn: c.nc, r: c.br, tls: c.tls})
 }
 
 // headEnd returns the length of the head at the start of buf, through its
@@ -354,7 +373,10 @@ func connectionTokens(value []byte) iter.Seq[[]byte] {
 
 // request is what the fast path needs to know about a request head.
 type request struct {
-	method        []byte
+	method       []byte
+	host, target []byte // Host without change; the request target as sent
+	path         []byte // target up to '?'
+
 	contentLength int64
 	close         bool
 	idempotent    bool
@@ -472,6 +494,8 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 	if !isToken(r.method) || len(target) == 0 || target[0] != '/' || !validTarget(target) {
 		return r, errHandOff
 	}
+	r.target = target
+	r.path, _, _ = bytes.Cut(target, []byte("?"))
 	r.idempotent = string(r.method) == http.MethodGet || string(r.method) == http.MethodHead || string(r.method) == http.MethodOptions
 	out := append(c.head[:0], line...)
 	out = append(out, "\r\n"...)
@@ -532,6 +556,7 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 	if !sawHost || !httpguts.ValidHostHeader(string(host)) {
 		return r, errHandOff // net/http answers 400 to these
 	}
+	r.host = host
 	out = append(out, "X-Forwarded-For: "...)
 	if len(xff) > 0 {
 		out = append(out, xff...)
@@ -540,7 +565,11 @@ func (c *clientConn) parseRequest(head []byte) (request, error) {
 	out = append(out, c.ip...)
 	out = append(out, "\r\nX-Forwarded-Host: "...)
 	out = append(out, host...)
-	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	if c.tls {
+		out = append(out, "\r\nX-Forwarded-Proto: https\r\n\r\n"...)
+	} else {
+		out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	}
 	c.head = out
 	return r, nil
 }
@@ -554,13 +583,26 @@ func (l *listener) forward(b *Balancer, c *clientConn, head []byte) (bool, error
 	}
 	start := time.Now()
 	c.br.Discard(len(head))
-	g := l.pick()
+	if !c.tls {
+		if ka, ok := challenge(b, req.path); ok {
+			return c.answer(req, http.StatusOK, "", ka)
+		}
+	}
+	rs := match(l.table.Load(), req.host, req.path)
+	switch {
+	case rs == nil:
+		return c.fail(req, http.StatusNotFound, notFoundMessage(req.host))
+	case !c.tls && rs.redirect != 0:
+		return c.answer(req, http.StatusPermanentRedirect, "Location: "+httpsURL(req.host, rs.redirect, req.target)+"\r\n", "")
+	}
+	c.hsts = c.tls && rs.hsts
+	g := rs.pick()
 	if g == nil {
 		return c.fail(req, http.StatusServiceUnavailable, "no healthy target for "+l.name)
 	}
 	var status int
 	var keep, wrote bool
-	g, err = b.tryTargets(l, g, func(t *target) (bool, error) {
+	g, err = b.tryTargets(l, rs, g, func(t *target) (bool, error) {
 		t.inflight.Add(1)
 		defer t.inflight.Add(-1)
 		var err error
@@ -590,7 +632,13 @@ func (l *listener) forward(b *Balancer, c *clientConn, head []byte) (bool, error
 
 // fail answers the client with an error of the load balancer's own.
 func (c *clientConn) fail(req request, status int, msg string) (bool, error) {
-	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n", status, http.StatusText(status), len(msg)+1)
+	return c.answer(req, status, "", msg+"\n")
+}
+
+// answer responds to the client itself; header is extra lines, each
+// ending in CRLF.
+func (c *clientConn) answer(req request, status int, header, body string) (bool, error) {
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n%s", status, http.StatusText(status), len(body), header)
 	// A request body that was never forwarded is still on the connection.
 	keep := !req.close && req.contentLength == 0
 	if !keep {
@@ -598,7 +646,7 @@ func (c *clientConn) fail(req request, status int, msg string) (bool, error) {
 	}
 	c.bw.WriteString("\r\n")
 	if !eqFold(req.method, "head") {
-		c.bw.WriteString(msg + "\n")
+		c.bw.WriteString(body)
 	}
 	if err := c.bw.Flush(); err != nil {
 		return false, err
@@ -701,7 +749,7 @@ func (c *clientConn) exchangeOn(tc *targetConn, req request, closeClient bool) (
 			tc.nc.SetReadDeadline(time.Time{})
 		}
 		keep = !closeClient && resp.length != untilClose
-		writeResponseHead(c.bw, head, resp, keep)
+		writeResponseHead(c.bw, head, resp, keep, c.hsts)
 		tc.br.Discard(len(head))
 		switch {
 		case resp.length >= 0:
@@ -794,7 +842,7 @@ func parseResponse(head []byte, headRequest bool) (response, error) {
 
 // writeResponseHead writes the response head for the client: HTTP/1.1,
 // without hop-by-hop headers.
-func writeResponseHead(w *bufio.Writer, head []byte, r response, keepClient bool) {
+func writeResponseHead(w *bufio.Writer, head []byte, r response, keepClient, hsts bool) {
 	w.WriteString("HTTP/1.1")
 	w.Write(startLine(head)[8:])
 	w.WriteString("\r\n")
@@ -807,11 +855,14 @@ func writeResponseHead(w *bufio.Writer, head []byte, r response, keepClient bool
 		if eqFold(name, "transfer-encoding") && r.length != chunked || eqFold(name, "content-length") && r.length == chunked {
 			continue // chunking overrides a length; only the framing used is sent
 		}
-		if hopByConnection(name, r.hop) {
+		if hopByConnection(name, r.hop) || hsts && eqFold(name, "strict-transport-security") {
 			continue
 		}
 		w.Write(hl)
 		w.WriteString("\r\n")
+	}
+	if hsts {
+		w.WriteString("Strict-Transport-Security: " + hstsValue + "\r\n")
 	}
 	if !keepClient {
 		w.WriteString("Connection: close\r\n")

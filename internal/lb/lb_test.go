@@ -247,7 +247,7 @@ func TestHTTP2WebSocketAndPersistence(t *testing.T) {
 	socket, state := filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, socket, state, quiet()) }()
+	go func() { done <- Run(ctx, socket, state, testSealer{}, quiet()) }()
 	c := NewClient(socket)
 	waitProxy(t, c)
 	// A backend that speaks HTTP/1.1 and accepts a WebSocket-style upgrade, echoing lines.
@@ -329,7 +329,7 @@ func TestHTTP2WebSocketAndPersistence(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	go Run(ctx2, socket, state, quiet())
+	go Run(ctx2, socket, state, testSealer{}, quiet())
 	waitProxy(t, c)
 	waitUp(ctx2)
 	if code, body := get(t, "http://"+addr+"/"); code != 200 || body != "proto=HTTP/1.1" {
@@ -373,8 +373,7 @@ func TestPickWhileAGroupLosesHealth(t *testing.T) {
 	flapping.state.Store(StateHealthy)
 	blue := &group{name: "blue", live: []*target{steady}}
 	green := &group{name: "green", live: []*target{flapping}}
-	l := &listener{name: "web"}
-	l.routes.Store(&[]route{{g: blue, weight: 10}, {g: green, weight: 90}})
+	l := &routeSet{routes: []route{{g: blue, weight: 10}, {g: green, weight: 90}}}
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -420,9 +419,10 @@ func TestRequestFollowsRoutingThatChangedUnderIt(t *testing.T) {
 	emptied := &group{name: "green", all: map[string]*target{}, stats: newStats()}
 	current := &group{name: "blue", live: []*target{healthy}, all: map[string]*target{healthy.addr: healthy}, stats: newStats()}
 	l := &listener{name: "web"}
-	l.routes.Store(&[]route{{g: current, weight: 100}})
+	rs := &routeSet{routes: []route{{g: current, weight: 100}}}
+	l.table.Store(&table{def: rs, byKey: map[string]*routeSet{"": rs}})
 	req, _ := http.NewRequest("GET", "http://target.invalid/", nil)
-	req = req.WithContext(context.WithValue(context.WithValue(req.Context(), ctxGroup, emptied), ctxListener, l))
+	req = req.WithContext(context.WithValue(context.WithValue(context.WithValue(req.Context(), ctxGroup, emptied), ctxListener, l), ctxRoutes, &routeSet{}))
 	resp, err := (&retrying{b: b}).RoundTrip(req)
 	if err != nil {
 		t.Fatalf("request whose group emptied: %v", err)
@@ -441,7 +441,7 @@ func TestOneProxyPerDataDir(t *testing.T) {
 	socket, state := filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
-	go func() { first <- Run(ctx, socket, state, quiet()) }()
+	go func() { first <- Run(ctx, socket, state, testSealer{}, quiet()) }()
 	c := NewClient(socket)
 	waitProxy(t, c)
 	// The saved table names a port the first proxy holds: the second must
@@ -450,7 +450,7 @@ func TestOneProxyPerDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err := Run(context.Background(), socket, state, quiet())
+	err := Run(context.Background(), socket, state, testSealer{}, quiet())
 	if err == nil || !strings.Contains(err.Error(), "another proxy already answers") || time.Since(start) > 2*time.Second {
 		t.Fatalf("second proxy: %v after %v", err, time.Since(start))
 	}
@@ -461,7 +461,7 @@ func TestOneProxyPerDataDir(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	second := make(chan error, 1)
-	go func() { second <- Run(ctx2, socket, state, quiet()) }()
+	go func() { second <- Run(ctx2, socket, state, testSealer{}, quiet()) }()
 	waitProxy(t, c)
 	cancel2()
 	if err := <-second; err != nil {
@@ -482,7 +482,7 @@ func TestProxyLockHeldBySilentProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	err = Run(context.Background(), filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json"), quiet())
+	err = Run(context.Background(), filepath.Join(dir, "proxy.sock"), filepath.Join(dir, "proxy.json"), testSealer{}, quiet())
 	if err == nil || !strings.Contains(err.Error(), "holds proxy.lock and does not answer") {
 		t.Fatalf("proxy beside a silent lock holder: %v", err)
 	}
@@ -520,7 +520,7 @@ func TestControlClientKeepsItsConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dialled atomic.Int32
-	srv := &http.Server{Handler: controlHandler(New(context.Background(), quiet()), filepath.Join(filepath.Dir(socket), "proxy.json"), func() string { return "test" }, quiet()),
+	srv := &http.Server{Handler: controlHandler(New(context.Background(), quiet()), filepath.Join(filepath.Dir(socket), "proxy.json"), testSealer{}, func() string { return "test" }, quiet()),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
 				dialled.Add(1)
@@ -609,7 +609,7 @@ func TestRollbackTableNeverLeavesARouteEmpty(t *testing.T) {
 				}
 				for range 1000 {
 					picks.Add(1)
-					if l.pick() == nil {
+					if match(l.table.Load(), "", "/").pick() == nil {
 						misses.Add(1)
 					}
 				}
