@@ -16,6 +16,10 @@ import (
 type clientConfig struct {
 	URL   string `yaml:"url"`
 	Token string `yaml:"token"`
+	// CAFile is the CA certificate (PEM) the server is verified with,
+	// besides the system's; an absolute path.
+	CAFile string `yaml:"ca_file,omitempty"`
+	caFrom string // where CAFile came from, for errors: a flag, a variable or the config file
 }
 
 func configPath() (string, error) {
@@ -44,12 +48,16 @@ func loadConfig() (clientConfig, error) {
 		if err := yaml.Unmarshal(b, &c); err != nil {
 			return c, fmt.Errorf("%s is not valid YAML: %w", path, err)
 		}
+		c.caFrom = "ca_file in " + path
 	}
 	if v := os.Getenv("SLIPWAY_URL"); v != "" {
 		c.URL = v
 	}
 	if v := os.Getenv("SLIPWAY_TOKEN"); v != "" {
 		c.Token = v
+	}
+	if file, from := givenCAFile(); file != "" {
+		c.CAFile, c.caFrom = file, from
 	}
 	return c, nil
 }
@@ -82,7 +90,11 @@ func newClient() (*client.Client, error) {
 	if c.URL == "" || c.Token == "" {
 		return nil, errors.New("not logged in: run `slipway login URL --token TOKEN` or set SLIPWAY_URL and SLIPWAY_TOKEN")
 	}
-	return client.New(c.URL, c.Token), nil
+	opts, err := c.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(c.URL, c.Token, opts...), nil
 }
 
 func pathEscape(s string) string { return url.PathEscape(s) }

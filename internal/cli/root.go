@@ -21,7 +21,8 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringP("output", "o", "table", "output format of reads: table or json")
-	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), notifyCmd(), demoCmd())
+	addCAFileFlag(root)
+	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), certCmd(), notifyCmd(), demoCmd())
 	root.AddCommand(approvalCmds()...)
 	showUsageOnArgErrors(root)
 	return root

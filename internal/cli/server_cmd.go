@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,8 +40,9 @@ func defaultAddr() string {
 }
 
 func serverCmd() *cobra.Command {
-	var addr, data, logFormat, publicURL string
+	var addr, data, logFormat, publicURL, tlsCert, tlsKey string
 	var maxParallel int
+	var edgef edgeFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, git, registry and UI on one port)",
@@ -54,6 +56,14 @@ func serverCmd() *cobra.Command {
 				h = slog.NewJSONHandler(os.Stderr, nil)
 			default:
 				return fmt.Errorf("--log-format %q is not supported; use text or json", logFormat)
+			}
+			tlsConfig, leaf, err := serverTLS(tlsCert, tlsKey, time.Now())
+			if err != nil {
+				return err
+			}
+			edge, acme, err := edgef.config()
+			if err != nil {
+				return err
 			}
 			log := slog.New(h)
 			if path := os.Getenv("SLIPWAY_CPUPROFILE"); path != "" {
@@ -91,13 +101,18 @@ func serverCmd() *cobra.Command {
 				return fmt.Errorf("listen on %s (--addr): %w", addr, err)
 			}
 			defer ln.Close()
-			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL})
+			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL, TLS: tlsConfig,
+				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery})
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
-			fmt.Fprintf(cmd.ErrOrStderr(), "Slipway is starting on http://%s\nLog in with:\n  slipway login http://%s --token \"$(cat %s)\"\n",
-				addr, addr, filepath.Join(abs, server.AdminTokenFile))
+			scheme, caFile := "http", ""
+			if tlsConfig != nil {
+				scheme, caFile = "https", " --ca-file CA.pem" // the CA that signed --tls-cert, unless the system's trust it
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Slipway is starting on %s://%s\nLog in with:\n  slipway login %s --token \"$(cat %s)\"%s\n",
+				scheme, addr, loginURL(addr, leaf), filepath.Join(abs, server.AdminTokenFile), caFile)
 			return srv.Serve(ctx, ln)
 		},
 	}
@@ -105,21 +120,43 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&data, "data", defaultDataDir(), "data directory (env SLIPWAY_DATA)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
-	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR)")
+	edgef.add(cmd)
+	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR, or https://ADDR with --tls-cert)")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	return cmd
 }
 
 func loginCmd() *cobra.Command {
 	var token string
 	cmd := &cobra.Command{
-		Use:   "login URL --token TOKEN",
-		Short: "Store the server URL and token for later commands",
+		Use:   "login URL --token TOKEN [--ca-file CA.pem]",
+		Short: "Store the server URL, token and CA file for later commands",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if token == "" {
 				return fmt.Errorf("--token is required (the admin token is in DATA/admin.token)")
 			}
-			c := client.New(args[0], token)
+			// Only the CA of this command line is stored: a login that
+			// verified the server without one keeps none.
+			cfg := clientConfig{URL: args[0], Token: token}
+			file, from := givenCAFile()
+			switch {
+			case file == "":
+			case !strings.HasPrefix(args[0], "https://") && from == "--ca-file":
+				return fmt.Errorf("--ca-file is for https:// servers and %s is not one: log in at its https:// URL, or without --ca-file", args[0])
+			case strings.HasPrefix(args[0], "https://"):
+				abs, err := filepath.Abs(file) // later commands run in other directories
+				if err != nil {
+					return fmt.Errorf("%s: %w", from, err)
+				}
+				cfg.CAFile, cfg.caFrom = abs, from
+			}
+			opts, err := cfg.clientOptions()
+			if err != nil {
+				return err
+			}
+			c := client.New(args[0], token, opts...)
 			var who struct {
 				Name string `json:"name"`
 				Role string `json:"role"`
@@ -127,11 +164,14 @@ func loginCmd() *cobra.Command {
 			if err := c.Do(cmd.Context(), "GET", "/api/v1/whoami", nil, &who); err != nil {
 				return fmt.Errorf("login failed: %w", err)
 			}
-			path, err := saveConfig(clientConfig{URL: c.URL(), Token: token})
+			path, err := saveConfig(clientConfig{URL: c.URL(), Token: token, CAFile: cfg.CAFile})
 			if err != nil {
 				return fmt.Errorf("save config: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s (%s); saved to %s\n", c.URL(), who.Name, who.Role, path)
+			if cfg.CAFile != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "Later commands trust the CA in %s as well as the system's\n", cfg.CAFile)
+			}
 			return nil
 		},
 	}

@@ -186,6 +186,9 @@ func (s *serviceRef) path(name string) string {
 type lbFlags struct {
 	container, healthPath, interval, timeout, matcher, drain string
 	port, listener, testListener, healthy, unhealthy         int
+	host, testHost, pathPrefix                               string
+	priority                                                 int
+	https, redirectHTTPS, hsts                               bool
 }
 
 func (l *lbFlags) add(cmd *cobra.Command) {
@@ -201,15 +204,23 @@ func (l *lbFlags) add(cmd *cobra.Command) {
 	f.IntVar(&l.unhealthy, "unhealthy-threshold", 2, "consecutive failures to become unhealthy")
 	f.StringVar(&l.matcher, "health-matcher", "200-399", "accepted status codes")
 	f.StringVar(&l.drain, "deregistration-delay", "5s", "how long draining tasks may finish requests")
+	f.StringVar(&l.host, "host", "", "claim this host (api.example.com, *.example.com) on the shared listeners")
+	f.StringVar(&l.testHost, "test-host", "", "host of the test traffic (blue/green) on the shared listeners")
+	f.StringVar(&l.pathPrefix, "path-prefix", "", "claim only paths under this prefix of the host (/api)")
+	f.IntVar(&l.priority, "priority", 0, "rule priority on the shared listeners, lower first (0: by specificity)")
+	f.BoolVar(&l.https, "https", false, "serve the host over HTTPS too (a certificate from `slipway cert add` or ACME)")
+	f.BoolVar(&l.redirectHTTPS, "redirect-https", false, "redirect plain-HTTP requests for the host to HTTPS")
+	f.BoolVar(&l.hsts, "hsts", false, "send Strict-Transport-Security on HTTPS responses")
 }
 
 func (l *lbFlags) value(cmd *cobra.Command) *store.LoadBalancer {
-	if !cmd.Flags().Changed("listener-port") && !cmd.Flags().Changed("lb-container") {
+	if !cmd.Flags().Changed("listener-port") && !cmd.Flags().Changed("lb-container") && !cmd.Flags().Changed("host") {
 		return nil
 	}
 	return &store.LoadBalancer{ContainerName: l.container, ContainerPort: l.port, ListenerPort: l.listener, TestListenerPort: l.testListener,
 		HealthCheckPath: l.healthPath, HealthCheckInterval: l.interval, HealthCheckTimeout: l.timeout, HealthyThreshold: l.healthy,
-		UnhealthyThreshold: l.unhealthy, Matcher: l.matcher, DeregistrationDelay: l.drain}
+		UnhealthyThreshold: l.unhealthy, Matcher: l.matcher, DeregistrationDelay: l.drain,
+		Host: l.host, TestHost: l.testHost, PathPrefix: l.pathPrefix, Priority: l.priority, HTTPS: l.https, RedirectHTTPS: l.redirectHTTPS, HSTS: l.hsts}
 }
 
 func serviceCmd() *cobra.Command {
@@ -241,8 +252,8 @@ func serviceCmd() *cobra.Command {
 				return p.emit(s, nil)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Created service %s in %s/%s: %d × %s:%d (deployment %d rolls it out: slipway deploy show %d)\n", s.Name, s.App, s.Env, s.Desired, s.Family, s.Revision, s.DeploymentID, s.DeploymentID)
-			if s.LoadBalancer != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "  serving on http://127.0.0.1:%d\n", s.LoadBalancer.ListenerPort)
+			for _, u := range serviceURLs(s.LoadBalancer) {
+				fmt.Fprintf(cmd.OutOrStdout(), "  serving on %s\n", u)
 			}
 			if wait {
 				return waitDeployment(cmd, c, s.DeploymentID)
@@ -419,7 +430,7 @@ after any. A deployment in progress holds the count until it ends.`,
 				row(w, "Task definition:", fmt.Sprintf("%s:%d", d.Family, d.Revision))
 				row(w, "Desired / running:", fmt.Sprintf("%d / %d", d.Desired, d.Running))
 				if d.LoadBalancer != nil {
-					row(w, "Listener:", fmt.Sprintf("http://127.0.0.1:%d → %s:%d (health %s)", d.LoadBalancer.ListenerPort, d.LoadBalancer.ContainerName, d.LoadBalancer.ContainerPort, d.LoadBalancer.HealthCheckPath))
+					row(w, "Listener:", fmt.Sprintf("%s → %s:%d (health %s)", strings.Join(serviceURLs(d.LoadBalancer), ", "), d.LoadBalancer.ContainerName, d.LoadBalancer.ContainerPort, d.LoadBalancer.HealthCheckPath))
 				}
 				if d.Autoscaling != nil {
 					row(w, "Auto scaling:", autoscalingText(d.Autoscaling))
@@ -502,7 +513,14 @@ after any. A deployment in progress holds the count until it ends.`,
 				for _, s := range svcs {
 					listener, auto := "-", "-"
 					if s.LoadBalancer != nil {
-						listener = fmt.Sprintf("127.0.0.1:%d", s.LoadBalancer.ListenerPort)
+						var where []string
+						if s.LoadBalancer.ListenerPort != 0 {
+							where = append(where, fmt.Sprintf("127.0.0.1:%d", s.LoadBalancer.ListenerPort))
+						}
+						if s.LoadBalancer.Host != "" {
+							where = append(where, s.LoadBalancer.Host+s.LoadBalancer.PathPrefix)
+						}
+						listener = strings.Join(where, ",")
 					}
 					if a := s.Autoscaling; a != nil {
 						auto = fmt.Sprintf("%d–%d at %s", a.MinCount, a.MaxCount, a.TargetsText())
@@ -687,4 +705,23 @@ func repeats(e store.ServiceEvent) string {
 func autoscalingText(a *store.Autoscaling) string {
 	return fmt.Sprintf("%d to %d tasks at %s (measured over %s; cooldowns: out %s, in %s)",
 		a.MinCount, a.MaxCount, a.TargetsText(), a.Window, a.ScaleOutCooldown, a.ScaleInCooldown)
+}
+
+// serviceURLs are where a service serves: its own listener, its host.
+func serviceURLs(l *store.LoadBalancer) []string {
+	if l == nil {
+		return nil
+	}
+	var out []string
+	if l.ListenerPort != 0 {
+		out = append(out, fmt.Sprintf("http://127.0.0.1:%d/", l.ListenerPort))
+	}
+	if l.Host != "" {
+		scheme := "http"
+		if l.HTTPS {
+			scheme = "https"
+		}
+		out = append(out, scheme+"://"+l.Host+l.PathPrefix)
+	}
+	return out
 }

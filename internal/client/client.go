@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,14 +19,43 @@ import (
 
 // Client is one server and the token it is called with.
 type Client struct {
-	base  string
-	token string
-	http  *http.Client // for calls that answer at once
+	base   string
+	token  string
+	http   *http.Client // for calls that answer at once
+	stream *http.Client // downloads and followed logs: no overall timeout
+	advice string       // how to give the client a CA; see WithTrustAdvice
 }
 
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	tls    *tls.Config
+	advice string
+}
+
+// WithTLS verifies the server with cfg: its RootCAs, for a server whose
+// certificate a private CA signed.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithTrustAdvice ends the error of a certificate signed by an authority
+// the client does not trust with advice: how its user gives it the CA.
+func WithTrustAdvice(advice string) Option { return func(o *options) { o.advice = advice } }
+
 // New returns a client of the server at url (a trailing slash is dropped).
-func New(url, token string) *Client {
-	return &Client{base: strings.TrimRight(url, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}
+func New(url, token string, opts ...Option) *Client {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// One transport for both kinds of call, so both verify the server alike
+	// (and share connections); the default one's HTTP/2 stays on.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if o.tls != nil {
+		t.TLSClientConfig = o.tls.Clone()
+	}
+	return &Client{base: strings.TrimRight(url, "/"), token: token, advice: o.advice,
+		http: &http.Client{Transport: t, Timeout: 60 * time.Second}, stream: &http.Client{Transport: t}}
 }
 
 // URL is the server's base URL.
@@ -87,7 +118,7 @@ func (c *Client) Stream(ctx context.Context, path string, accept string) (*http.
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	resp, err := c.send(&http.Client{}, req)
+	resp, err := c.send(c.stream, req)
 	if err != nil {
 		return nil, err
 	}
@@ -146,17 +177,24 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 func (c *Client) send(hc *http.Client, req *http.Request) (*http.Response, error) {
 	resp, err := hc.Do(req)
 	if err != nil {
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) {
+			return nil, &CertificateError{URL: c.base, Err: verr.Err, Advice: c.advice}
+		}
 		return nil, fmt.Errorf("cannot reach the Slipway server at %s: %w", c.base, err)
 	}
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
-		return nil, decodeError(resp)
+		return nil, c.decodeError(resp)
 	}
 	return resp, nil
 }
 
+// httpsOnly is what net/http answers a plain HTTP request on a TLS port.
+const httpsOnly = "Client sent an HTTP request to an HTTPS server."
+
 // decodeError turns an error answer into the server's message.
-func decodeError(resp *http.Response) error {
+func (c *Client) decodeError(resp *http.Response) error {
 	var env struct {
 		Error *Error `json:"error"`
 	}
@@ -165,5 +203,36 @@ func decodeError(resp *http.Response) error {
 		env.Error.Status = resp.StatusCode
 		return env.Error
 	}
+	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte(httpsOnly)) {
+		return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("the Slipway server at %s serves HTTPS only: use %s",
+			c.base, strings.Replace(c.base, "http://", "https://", 1))}
+	}
 	return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("server answered %s", resp.Status)}
 }
+
+// CertificateError is a server certificate the client could not verify;
+// Err is x509's reason (an unknown authority, another host's name, an
+// expired certificate).
+type CertificateError struct {
+	URL    string
+	Err    error
+	Advice string // see WithTrustAdvice
+}
+
+func (e *CertificateError) Error() string {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.As(e.Err, &unknown):
+		msg := fmt.Sprintf("the Slipway server at %s presented a certificate signed by an authority this client does not trust (%v)", e.URL, e.Err)
+		if e.Advice != "" {
+			msg += "; " + e.Advice
+		}
+		return msg
+	case errors.As(e.Err, &host):
+		return fmt.Sprintf("the Slipway server at %s presented a certificate for other names (%v): use a URL with a name the certificate lists", e.URL, e.Err)
+	}
+	return fmt.Sprintf("the Slipway server at %s presented a certificate this client cannot accept (%v): the server's certificate needs renewing or replacing", e.URL, e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }

@@ -56,6 +56,10 @@ type Manager struct {
 	LogRetention time.Duration
 	// StartConcurrency bounds the task starts in flight (0: DefaultStartConcurrency).
 	StartConcurrency int
+	// Edge is the shared listeners services claim hosts on; Certs serves
+	// their certificates (nil: none).
+	Edge  Edge
+	Certs CertSource
 
 	wake   chan struct{}
 	passMu sync.Mutex // one reconcile pass at a time
@@ -860,6 +864,9 @@ func (m *Manager) CheckListeners(ctx context.Context, svc store.Service) error {
 	if err != nil {
 		return err
 	}
+	if err := m.checkEdge(svc, services); err != nil {
+		return err
+	}
 	ports := []struct {
 		field string
 		port  int
@@ -1073,6 +1080,7 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 	}
 	cfg := lb.Config{Listeners: map[string]lb.Listener{}, TargetGroups: map[string]lb.TargetGroup{}}
 	owner := map[string]store.Service{} // listener name → its service
+	edge := edgeRules{edge: m.Edge}
 	byService := map[string][]task.Task{}
 	for _, t := range all {
 		k := t.App + "/" + t.Env + "/" + t.Service
@@ -1113,11 +1121,25 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 		for _, w := range layout.Prod {
 			prod = append(prod, lb.Route{TargetGroup: TargetGroupName(s, w.Group), Weight: w.Weight})
 		}
-		cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: prod}
-		owner[listenerName(s)] = s
+		test := []lb.Route{{TargetGroup: TargetGroupName(s, layout.Test), Weight: 100}}
+		if l.ListenerPort != 0 {
+			cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: prod}
+			owner[listenerName(s)] = s
+		}
 		if l.TestListenerPort != 0 {
-			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: []lb.Route{{TargetGroup: TargetGroupName(s, layout.Test), Weight: 100}}}
+			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: test}
 			owner[testListenerName(s)] = s
+		}
+		edge.add(s, prod, test)
+	}
+	if err := edge.apply(ctx, &cfg, m.Certs); err != nil {
+		return err
+	}
+	for _, name := range []string{EdgeHTTP, EdgeHTTPS} {
+		for _, r := range cfg.Listeners[name].Rules {
+			if _, ok := owner[name]; !ok {
+				owner[name] = edge.owner[r.Host+r.PathPrefix]
+			}
 		}
 	}
 	m.mu.Lock()
@@ -1213,8 +1235,11 @@ func ValidateLB(l *store.LoadBalancer, def *taskdef.TaskDef) error {
 	if !found {
 		return fmt.Errorf("load_balancer.container_port: container %s has no portMapping for %d", c.Name, l.ContainerPort)
 	}
-	if l.ListenerPort < 1024 || l.ListenerPort > 65535 {
-		return fmt.Errorf("load_balancer.listener_port must be 1024 to 65535")
+	if err := validateEdge(l); err != nil {
+		return err
+	}
+	if (l.ListenerPort != 0 || l.Host == "") && (l.ListenerPort < 1024 || l.ListenerPort > 65535) {
+		return fmt.Errorf("load_balancer.listener_port must be 1024 to 65535 (or 0 with a host on the shared listeners)")
 	}
 	if l.TestListenerPort != 0 && (l.TestListenerPort < 1024 || l.TestListenerPort > 65535 || l.TestListenerPort == l.ListenerPort) {
 		return fmt.Errorf("load_balancer.test_listener_port must be 1024 to 65535 and differ from listener_port")

@@ -22,10 +22,13 @@ const (
 	RunSucceeded         = "run.succeeded"
 	DeploymentRolledBack = "deployment.rolled_back"
 	ServiceUnhealthy     = "service.unhealthy"
+	// CertificateProblem is a host's certificate expiring, expired, missing
+	// or failing to renew.
+	CertificateProblem = "certificate.problem"
 )
 
 // Kinds lists every event a channel may subscribe to.
-var Kinds = []string{ApprovalNeeded, RunFailed, RunSucceeded, DeploymentRolledBack, ServiceUnhealthy}
+var Kinds = []string{ApprovalNeeded, RunFailed, RunSucceeded, DeploymentRolledBack, ServiceUnhealthy, CertificateProblem}
 
 // Channel types.
 const (

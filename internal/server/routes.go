@@ -8,6 +8,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/auth"
 	"github.com/slipway-dev/slipway/internal/httpguard"
 	"github.com/slipway-dev/slipway/internal/source"
+	"github.com/slipway-dev/slipway/internal/tlscert"
 )
 
 // Route is one registered endpoint and the least role that may call it.
@@ -60,6 +61,10 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/api/v1/secrets", Role: auth.Viewer, handler: s.listSecrets},
 		{Method: "PUT", Pattern: "/api/v1/secrets/{name...}", Role: auth.Admin, BodyLimit: 2 * maxSecretBytes, handler: s.setSecret},
 		{Method: "DELETE", Pattern: "/api/v1/secrets/{name...}", Role: auth.Admin, handler: s.deleteSecret},
+
+		{Method: "GET", Pattern: "/api/v1/certificates", Role: auth.Admin, handler: s.listCertificates},
+		{Method: "POST", Pattern: "/api/v1/certificates", Role: auth.Admin, BodyLimit: 3 * tlscert.MaxPEM, handler: s.addCertificate},
+		{Method: "DELETE", Pattern: "/api/v1/certificates/{name}", Role: auth.Admin, handler: s.removeCertificate},
 
 		{Method: "GET", Pattern: "/api/v1/apps/{app}/channels", Role: auth.Viewer, handler: s.listChannels},
 		{Method: "PUT", Pattern: "/api/v1/apps/{app}/channels/{name}", Role: auth.Admin, handler: s.putChannel},

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/certs"
 	"github.com/slipway-dev/slipway/internal/datadir"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/httpguard"
@@ -45,8 +47,11 @@ type Config struct {
 	// (default: this executable).
 	ProxyBinary string
 	// PublicURL is where people reach the server, for links in notices
-	// (default: http:// and the listen address).
+	// (default: http:// or, with TLS, https:// and the listen address).
 	PublicURL string
+	// TLS, when set, makes Serve answer HTTPS (with its certificates)
+	// instead of plain HTTP.
+	TLS *tls.Config
 	// NotifyBackoff is the wait before each retry of a failed notice
 	// (default notify.DefaultBackoff).
 	NotifyBackoff []time.Duration
@@ -56,6 +61,12 @@ type Config struct {
 	// IdleTimeout closes idle keep-alive connections (default
 	// httpguard.IdleTimeout).
 	IdleTimeout time.Duration
+	// Edge is the load balancer's shared listeners, where services claim
+	// hosts; ACME, when set, gets their HTTPS certificates.
+	Edge deploy.Edge
+	ACME *certs.ACME
+	// CertCheckEvery is how often certificates are checked (default a minute).
+	CertCheckEvery time.Duration
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -74,12 +85,15 @@ type Server struct {
 	reg     *registry.Registry
 	deploy  *deploy.Manager
 	deploys *deploy.Controller
-	runtime *task.Runtime
-	rtErr   error
-	rtOnce  sync.Once
-	metrics *metrics
-	routes  []Route
-	handler http.Handler
+	certs   *certs.Manager
+	// certsStop ends the certificate checks.
+	certsStop context.CancelFunc
+	runtime   *task.Runtime
+	rtErr     error
+	rtOnce    sync.Once
+	metrics   *metrics
+	routes    []Route
+	handler   http.Handler
 
 	pipelineToken string
 	// installation identifies this data directory's tasks on a shared engine.
@@ -172,6 +186,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log,
 		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
+	s.certs = &certs.Manager{Store: db, Keys: s.keys, ACME: cfg.ACME, Log: cfg.Log, CheckEvery: cfg.CertCheckEvery,
+		Apply: s.deploy.ApplyRoutes, Problem: s.deploy.HostProblem}
+	s.deploy.Edge, s.deploy.Certs = cfg.Edge, s.certs
+	certsCtx, certsStop := context.WithCancel(context.WithoutCancel(ctx))
+	s.certsStop = certsStop
+	if cfg.Edge.HTTPSAddr != "" {
+		go s.certs.Run(certsCtx)
+	}
 	s.notify.Start(context.WithoutCancel(ctx))
 	s.deploy.Start(context.WithoutCancel(ctx))
 	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation, Apps: db, DataDir: cfg.DataDir}
@@ -258,7 +280,11 @@ func (s *Server) SetAddr(addr string) {
 	}
 	s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: s.pipelineToken})
 	if s.cfg.PublicURL == "" {
-		s.baseURL.Store("http://" + addr)
+		scheme := "http://"
+		if s.cfg.TLS != nil {
+			scheme = "https://"
+		}
+		s.baseURL.Store(scheme + addr)
 	}
 }
 
@@ -287,6 +313,9 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Close stops the pipeline engine (killing running actions) and releases the store.
 func (s *Server) Close() error {
+	if s.certsStop != nil {
+		s.certsStop()
+	}
 	s.notify.Close()
 	s.deploys.Close()
 	s.deploy.Close()
@@ -309,11 +338,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       idle,
 		MaxHeaderBytes:    httpguard.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:         s.cfg.TLS,
 	}
 	s.SetAddr(ln.Addr().String())
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("slipway server listening", "addr", ln.Addr().String(), "data", s.cfg.DataDir)
+	go func() {
+		if s.cfg.TLS != nil {
+			errc <- hs.ServeTLS(ln, "", "") // the certificates are in TLSConfig
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	s.log.Info("slipway server listening", "addr", ln.Addr().String(), "https", s.cfg.TLS != nil, "data", s.cfg.DataDir)
 	select {
 	case err := <-errc:
 		return err

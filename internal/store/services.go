@@ -35,6 +35,20 @@ type LoadBalancer struct {
 	UnhealthyThreshold  int    `json:"unhealthy_threshold"`
 	Matcher             string `json:"matcher"`
 	DeregistrationDelay string `json:"deregistration_delay"`
+	// Host claims a host ("api.example.com", "*.example.com") on the shared
+	// listeners (server --http-listen, --https-listen), optionally only
+	// under PathPrefix, ordered by Priority as ALB listener rules are;
+	// TestHost serves a blue/green deployment's test traffic there.
+	Host       string `json:"host,omitempty"`
+	PathPrefix string `json:"path_prefix,omitempty"`
+	Priority   int    `json:"priority,omitempty"`
+	TestHost   string `json:"test_host,omitempty"`
+	// HTTPS serves the hosts on the HTTPS listener too, with a brought
+	// certificate or one from ACME; RedirectHTTPS sends plain-HTTP clients
+	// there, and HSTS tells browsers to stay.
+	HTTPS         bool `json:"https,omitempty"`
+	RedirectHTTPS bool `json:"redirect_https,omitempty"`
+	HSTS          bool `json:"hsts,omitempty"`
 }
 
 // Service keeps N tasks of one task definition revision running in an environment.

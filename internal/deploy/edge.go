@@ -1,0 +1,228 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/slipway-dev/slipway/internal/lb"
+	"github.com/slipway-dev/slipway/internal/notify"
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/tlscert"
+)
+
+// Edge is the load balancer's shared listeners, where services claim
+// hosts: HTTPAddr serves plain HTTP (and ACME challenges), HTTPSAddr
+// terminates TLS. Either may be empty (off).
+type Edge struct {
+	HTTPAddr, HTTPSAddr string
+}
+
+// Names of the shared listeners in the routing table.
+const (
+	EdgeHTTP  = "edge.http"
+	EdgeHTTPS = "edge.https"
+)
+
+// CertSource gives the load balancer its certificates and the ACME
+// challenge answers it must serve (certs.Manager).
+type CertSource interface {
+	ForLB(ctx context.Context) ([]lb.Certificate, error)
+	Challenges() map[string]string
+	Wake()
+}
+
+// httpsPort is the port a redirect to HTTPS names.
+func (e Edge) httpsPort() int {
+	_, p, err := net.SplitHostPort(e.HTTPSAddr)
+	if err != nil {
+		return 443
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n == 0 {
+		return 443
+	}
+	return n
+}
+
+// edgeRules collects the rules services claim on the shared listeners.
+type edgeRules struct {
+	edge       Edge
+	http, tls  []lb.Rule
+	owner      map[string]store.Service // rule key → its service
+	httpsHosts bool
+}
+
+func ownerName(s store.Service) string {
+	return fmt.Sprintf("service %s in %s/%s", s.Name, s.App, s.Env)
+}
+
+// add claims the service's hosts: its host for production traffic, its
+// test host for a blue/green deployment's test traffic.
+func (e *edgeRules) add(s store.Service, prod, test []lb.Route) {
+	l := s.LoadBalancer
+	if l.Host == "" {
+		return
+	}
+	if e.owner == nil {
+		e.owner = map[string]store.Service{}
+	}
+	claim := func(host string, prio int, routes []lb.Route) {
+		r := lb.Rule{Host: host, PathPrefix: l.PathPrefix, Priority: prio, Routes: routes, Owner: ownerName(s)}
+		e.owner[host+l.PathPrefix] = s
+		if e.edge.HTTPAddr != "" {
+			plain := r
+			if l.HTTPS && l.RedirectHTTPS && e.edge.HTTPSAddr != "" {
+				plain.RedirectHTTPS = e.edge.httpsPort()
+			}
+			e.http = append(e.http, plain)
+		}
+		if l.HTTPS && e.edge.HTTPSAddr != "" {
+			secure := r
+			secure.HSTS = l.HSTS
+			e.tls = append(e.tls, secure)
+			e.httpsHosts = true
+		}
+	}
+	claim(l.Host, l.Priority, prod)
+	if l.TestHost != "" {
+		claim(l.TestHost, 0, test)
+	}
+}
+
+// apply adds the shared listeners to cfg, with certificates and challenge
+// answers.
+func (e *edgeRules) apply(ctx context.Context, cfg *lb.Config, certs CertSource) error {
+	if e.edge.HTTPAddr != "" && len(e.http) > 0 {
+		cfg.Listeners[EdgeHTTP] = lb.Listener{Addr: e.edge.HTTPAddr, Rules: e.http}
+	}
+	if e.edge.HTTPSAddr != "" && len(e.tls) > 0 {
+		cfg.Listeners[EdgeHTTPS] = lb.Listener{Addr: e.edge.HTTPSAddr, Rules: e.tls, TLS: true}
+	}
+	if certs == nil {
+		return nil
+	}
+	if ch := certs.Challenges(); len(ch) > 0 {
+		cfg.Challenges = ch
+		if _, ok := cfg.Listeners[EdgeHTTP]; !ok && e.edge.HTTPAddr != "" {
+			// The challenge must be answered even before any service serves there.
+			cfg.Listeners[EdgeHTTP] = lb.Listener{Addr: e.edge.HTTPAddr, Rules: []lb.Rule{}}
+		}
+	}
+	if e.httpsHosts {
+		list, err := certs.ForLB(ctx)
+		if err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+		cfg.Certificates = list
+	}
+	return nil
+}
+
+// checkEdge refuses what svc claims on the shared listeners when the
+// server has no such listener, or another service claims the same host
+// and path (or rule priority) already.
+func (m *Manager) checkEdge(svc store.Service, services []store.Service) error {
+	l := svc.LoadBalancer
+	if l.Host == "" {
+		return nil
+	}
+	if m.Edge.HTTPAddr == "" && m.Edge.HTTPSAddr == "" {
+		return &ListenerError{Field: "load_balancer.host", Detail: "the server has no shared listener: start it with --http-listen ADDR and/or --https-listen ADDR, or give the service a listener_port"}
+	}
+	if l.HTTPS && m.Edge.HTTPSAddr == "" {
+		return &ListenerError{Field: "load_balancer.https", Detail: "the server has no HTTPS listener: start it with --https-listen ADDR"}
+	}
+	if !l.HTTPS && m.Edge.HTTPAddr == "" {
+		return &ListenerError{Field: "load_balancer.https", Detail: "the server has only an HTTPS listener: set https (and get a certificate) or start the server with --http-listen ADDR"}
+	}
+	for _, port := range []int{l.ListenerPort, l.TestListenerPort} {
+		for _, addr := range []string{m.Edge.HTTPAddr, m.Edge.HTTPSAddr} {
+			if _, p, err := net.SplitHostPort(addr); err == nil && port != 0 && p == strconv.Itoa(port) {
+				return &ListenerError{Field: "load_balancer.listener_port", Detail: fmt.Sprintf("port %d is the shared listener %s: claim a host there instead, or choose another port", port, addr)}
+			}
+		}
+	}
+	mine := map[string]string{l.Host + l.PathPrefix: "load_balancer.host"}
+	if l.TestHost != "" {
+		mine[l.TestHost+l.PathPrefix] = "load_balancer.test_host"
+	}
+	for _, o := range services {
+		ol := o.LoadBalancer
+		if ol == nil || ol.Host == "" || o.App == svc.App && o.Env == svc.Env && o.Name == svc.Name {
+			continue
+		}
+		for _, theirs := range []string{ol.Host, ol.TestHost} {
+			if theirs == "" {
+				continue
+			}
+			if field, ok := mine[theirs+ol.PathPrefix]; ok {
+				return &ListenerError{Field: field, Detail: fmt.Sprintf("host %s%s is already claimed by %s", theirs, ol.PathPrefix, ownerName(o))}
+			}
+		}
+		if l.Priority != 0 && ol.Priority == l.Priority {
+			return &ListenerError{Field: "load_balancer.priority", Detail: fmt.Sprintf("priority %d is already used by %s", l.Priority, ownerName(o))}
+		}
+	}
+	return nil
+}
+
+// validateEdge checks a service's host claim on its own.
+func validateEdge(l *store.LoadBalancer) error {
+	if l.Host == "" {
+		if l.TestHost != "" || l.PathPrefix != "" || l.Priority != 0 || l.HTTPS || l.RedirectHTTPS || l.HSTS {
+			return fmt.Errorf("load_balancer.host is required with test_host, path_prefix, priority, https, redirect_https or hsts")
+		}
+		return nil
+	}
+	for field, h := range map[string]string{"host": l.Host, "test_host": l.TestHost} {
+		if h == "" {
+			continue
+		}
+		if err := lb.ValidHost(h); err != nil {
+			return fmt.Errorf("load_balancer.%s: %v", field, err)
+		}
+	}
+	if l.TestHost == l.Host {
+		return fmt.Errorf("load_balancer.test_host must differ from host (both %s): the test host serves green while the host serves blue", l.Host)
+	}
+	if l.PathPrefix != "" {
+		probe := lb.Config{TargetGroups: map[string]lb.TargetGroup{}, Listeners: map[string]lb.Listener{"x": {Addr: "127.0.0.1:1", Rules: []lb.Rule{{Host: l.Host, PathPrefix: l.PathPrefix}}}}}
+		if err := probe.Validate(); err != nil {
+			return fmt.Errorf("load_balancer.path_prefix %q must start with / and have no ?, #, * or spaces", l.PathPrefix)
+		}
+	}
+	if l.Priority < 0 || l.Priority > lb.MaxPriority {
+		return fmt.Errorf("load_balancer.priority must be 1 to %d (lower first), or 0 to order by specificity", lb.MaxPriority)
+	}
+	if (l.RedirectHTTPS || l.HSTS) && !l.HTTPS {
+		return fmt.Errorf("load_balancer.https is required with redirect_https or hsts")
+	}
+	return nil
+}
+
+// HostProblem tells the services that claim host about its certificate:
+// a service event each, and a notice to each app's channels.
+func (m *Manager) HostProblem(ctx context.Context, host, msg string) {
+	services, err := m.Store.ListServices(ctx, "", "")
+	if err != nil {
+		m.Log.Warn("certificate problem: list services", "err", err)
+		return
+	}
+	notified := map[string]bool{}
+	for _, s := range services {
+		l := s.LoadBalancer
+		if l == nil || !l.HTTPS || !(tlscert.Covers(host, l.Host) || l.TestHost != "" && tlscert.Covers(host, l.TestHost) || host == l.Host || host == l.TestHost) {
+			continue
+		}
+		m.event(ctx, s, "%s", msg)
+		if !notified[s.App] && m.Notifier != nil {
+			notified[s.App] = true
+			m.Notifier.Notify(ctx, notify.Event{Kind: notify.CertificateProblem, App: s.App, Path: "/services/" + s.App + "/" + s.Env + "/" + s.Name,
+				Title:  fmt.Sprintf("%s: certificate for %s", s.App, host),
+				Text:   msg,
+				Fields: map[string]string{"host": host, "environment": s.Env, "service": s.Name}})
+		}
+	}
+}
