@@ -245,7 +245,9 @@ func (m *Manager) Check(ctx context.Context) {
 		if covering(list, host, now) != nil {
 			continue
 		}
+		expired := covering(list, host, time.Time{}) != nil // its expiry is reported below
 		switch {
+		case m.ACME == nil && expired:
 		case m.ACME == nil:
 			m.report(ctx, host, fmt.Sprintf("no certificate holds host %s: HTTPS clients get the default certificate; add one with `slipway cert add --cert FILE --key FILE`, or start the server with --acme-directory", host))
 		case host[0] == '*':
@@ -268,20 +270,20 @@ func (m *Manager) Check(ctx context.Context) {
 	}
 	// A certificate that expired since it was cached must leave the table.
 	m.mu.Lock()
+	dropped := false
 	for _, c := range list {
-		if now.After(c.NotAfter) && m.cached != nil {
-			for _, lc := range m.cached {
-				if lc.CertPEM == c.CertPEM {
-					m.cached = nil
-					break
-				}
+		for _, lc := range m.cached {
+			if now.After(c.NotAfter) && lc.CertPEM == c.CertPEM {
+				m.cached, dropped = nil, true
+				break
 			}
 		}
 	}
-	stale := m.cached == nil
 	m.mu.Unlock()
-	if stale && m.Apply != nil {
-		m.Apply(ctx)
+	if dropped && m.Apply != nil {
+		if err := m.Apply(ctx); err != nil {
+			m.Log.Warn("apply certificates to the load balancer", "err", err)
+		}
 	}
 }
 
