@@ -1002,16 +1002,13 @@ func (c *Controller) hook(ctx context.Context, d *store.Deployment, svc *store.S
 	env := []string{"SLIPWAY_DEPLOYMENT_ID=" + fmt.Sprint(d.ID), "SLIPWAY_LIFECYCLE_EVENT=" + event, "SLIPWAY_SERVICE=" + d.Service,
 		"SLIPWAY_APP=" + d.App, "SLIPWAY_ENV=" + d.Env}
 	if l := svc.LoadBalancer; l != nil {
-		env = append(env, fmt.Sprintf("SLIPWAY_PROD_URL=http://127.0.0.1:%d", l.ListenerPort))
-		if l.TestListenerPort != 0 {
-			env = append(env, fmt.Sprintf("SLIPWAY_TEST_URL=http://127.0.0.1:%d", l.TestListenerPort))
-		}
+		env = append(env, hookURLs(l, c.Manager.Edge)...)
 	}
 	var out strings.Builder
 	var err error
 	switch {
 	case h.URL != "":
-		err = httpCheck(hctx, os.Expand(h.URL, func(k string) string { return lookup(env, k) }), h.ExpectStatus, &out)
+		err = httpCheck(hctx, os.Expand(h.URL, func(k string) string { return lookup(env, k) }), hostFor(h.URL, env), h.ExpectStatus, &out)
 	default:
 		err = c.runHook(hctx, d, h, env, &out)
 	}
@@ -1101,13 +1098,16 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-func httpCheck(ctx context.Context, url string, expect int, out io.Writer) error {
+func httpCheck(ctx context.Context, url, host string, expect int, out io.Writer) error {
 	if expect == 0 {
 		expect = 200
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return err
+	}
+	if host != "" {
+		req.Host = host // the shared listener routes by host
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/notify"
@@ -225,4 +226,40 @@ func (m *Manager) HostProblem(ctx context.Context, host, msg string) {
 				Fields: map[string]string{"host": host, "environment": s.Env, "service": s.Name}})
 		}
 	}
+}
+
+// hookURLs tell a deployment's hooks where production and test traffic
+// are served: SLIPWAY_PROD_URL and SLIPWAY_TEST_URL on 127.0.0.1. A host
+// claimed on the shared plain listener is reached there, with
+// SLIPWAY_PROD_HOST or SLIPWAY_TEST_HOST to send as the Host header (a
+// url: hook sends it by itself).
+func hookURLs(l *store.LoadBalancer, edge Edge) []string {
+	var env []string
+	edgeURL := ""
+	if _, port, err := net.SplitHostPort(edge.HTTPAddr); err == nil {
+		edgeURL = "http://127.0.0.1:" + port
+	}
+	for _, u := range []struct {
+		name, host string
+		port       int
+	}{{"PROD", l.Host, l.ListenerPort}, {"TEST", l.TestHost, l.TestListenerPort}} {
+		switch {
+		case u.port != 0:
+			env = append(env, fmt.Sprintf("SLIPWAY_%s_URL=http://127.0.0.1:%d", u.name, u.port))
+		case u.host != "" && edgeURL != "":
+			env = append(env, "SLIPWAY_"+u.name+"_URL="+edgeURL+l.PathPrefix, "SLIPWAY_"+u.name+"_HOST="+u.host)
+		}
+	}
+	return env
+}
+
+// hostFor is the Host header a url: hook sends: the host of the service
+// whose URL variable the hook's URL starts with, if it is served by host.
+func hostFor(rawURL string, env []string) string {
+	for _, name := range []string{"TEST", "PROD"} {
+		if strings.HasPrefix(rawURL, "${SLIPWAY_"+name+"_URL}") || strings.HasPrefix(rawURL, "$SLIPWAY_"+name+"_URL") {
+			return lookup(env, "SLIPWAY_"+name+"_HOST")
+		}
+	}
+	return ""
 }

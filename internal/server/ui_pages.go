@@ -54,8 +54,15 @@ func serviceRowFrom(svc store.Service, lookup func(string, int) *taskdef.TaskDef
 			}
 		}
 	}
-	if svc.LoadBalancer != nil {
-		row.Listener = fmt.Sprintf("http://127.0.0.1:%d/", svc.LoadBalancer.ListenerPort)
+	if l := svc.LoadBalancer; l != nil {
+		switch {
+		case l.ListenerPort != 0:
+			row.Listener = fmt.Sprintf("http://127.0.0.1:%d/", l.ListenerPort)
+		case l.HTTPS:
+			row.Listener = "https://" + l.Host + l.PathPrefix
+		default:
+			row.Listener = "http://" + l.Host + l.PathPrefix
+		}
 	}
 	return row
 }
