@@ -170,7 +170,7 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 		desired = 1
 	}
 	svc := store.Service{App: r.App, Env: a.Environment, Name: a.Service, Family: rev.Family, Revision: rev.Revision, Desired: desired}
-	if a.ListenerPort != 0 {
+	if a.ListenerPort != 0 || a.Host != "" {
 		name, port := a.ContainerName, a.ContainerPort
 		if appspec != nil {
 			name, port = appspec.ContainerName, appspec.ContainerPort
@@ -184,7 +184,8 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 			}
 		}
 		svc.LoadBalancer = &store.LoadBalancer{ContainerName: name, ContainerPort: port, ListenerPort: a.ListenerPort, TestListenerPort: a.TestListenerPort,
-			HealthCheckPath: a.HealthCheckPath, HealthCheckInterval: a.HealthCheckInterval, HealthyThreshold: 2, UnhealthyThreshold: 2}
+			HealthCheckPath: a.HealthCheckPath, HealthCheckInterval: a.HealthCheckInterval, HealthyThreshold: 2, UnhealthyThreshold: 2,
+			Host: a.Host, TestHost: a.TestHost, PathPrefix: a.PathPrefix, HTTPS: a.HTTPS, RedirectHTTPS: a.RedirectHTTPS, HSTS: a.HSTS}
 		if err := deploy.ValidateLB(svc.LoadBalancer, td); err != nil {
 			return err.Error()
 		}
@@ -199,7 +200,8 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 	if err != nil {
 		var le *deploy.ListenerError
 		if errors.As(err, &le) { // named as slipway.yaml spells it
-			key := map[string]string{"load_balancer.listener_port": "listener-port", "load_balancer.test_listener_port": "test-listener-port"}[le.Field]
+			key := map[string]string{"load_balancer.listener_port": "listener-port", "load_balancer.test_listener_port": "test-listener-port",
+				"load_balancer.host": "host", "load_balancer.test_host": "test-host", "load_balancer.https": "https", "load_balancer.priority": "priority"}[le.Field]
 			return fmt.Sprintf("%s: %s", key, le.Detail)
 		}
 		return err.Error()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/specfile"
 	"github.com/slipway-dev/slipway/internal/store"
 	"gopkg.in/yaml.v3"
@@ -76,7 +77,15 @@ type Action struct {
 	ContainerPort    int    `yaml:"container-port"`
 	ListenerPort     int    `yaml:"listener-port"`
 	TestListenerPort int    `yaml:"test-listener-port"`
-	HealthCheckPath  string `yaml:"health-check-path"`
+	// Host (and the rest) claims a host on the shared listeners, as
+	// `slipway service create --host` does (see docs/edge.md).
+	Host            string `yaml:"host"`
+	TestHost        string `yaml:"test-host"`
+	PathPrefix      string `yaml:"path-prefix"`
+	HTTPS           bool   `yaml:"https"`
+	RedirectHTTPS   bool   `yaml:"redirect-https"`
+	HSTS            bool   `yaml:"hsts"`
+	HealthCheckPath string `yaml:"health-check-path"`
 	// HealthCheckInterval is the load balancer's check interval (default 5s).
 	HealthCheckInterval string `yaml:"health-check-interval"`
 	TerminationWait     string `yaml:"termination-wait"`
@@ -371,6 +380,41 @@ func (a *Action) validateDeploy(r *specfile.Report, at func(...any) []any) {
 		r.Addf(at("test-listener-port"), "needs a listener-port: the test listener is the load balancer's second port, for blue-green tests of green")
 	case a.TestListenerPort == a.ListenerPort && listenerOK:
 		r.Addf(at("test-listener-port"), "must differ from listener-port (both %d): the test listener serves green while the listener serves blue", a.ListenerPort)
+	}
+	if a.Host != "" {
+		if err := lb.ValidHost(a.Host); err != nil {
+			r.Addf(at("host"), "%v", err)
+		}
+	}
+	switch {
+	case a.TestHost == "":
+	case a.Host == "":
+		r.Addf(at("test-host"), "needs a host: the test host serves green while the host serves blue")
+	case a.TestHost == a.Host:
+		r.Addf(at("test-host"), "must differ from host (both %s)", a.Host)
+	default:
+		if err := lb.ValidHost(a.TestHost); err != nil {
+			r.Addf(at("test-host"), "%v", err)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		set bool
+	}{{"path-prefix", a.PathPrefix != ""}, {"https", a.HTTPS}} {
+		if f.set && a.Host == "" {
+			r.Addf(at(f.key), "needs a host to claim on the shared listeners")
+		}
+	}
+	if a.PathPrefix != "" && !strings.HasPrefix(a.PathPrefix, "/") {
+		r.Addf(at("path-prefix"), "%q must start with /, such as /api", a.PathPrefix)
+	}
+	for _, f := range []struct {
+		key string
+		set bool
+	}{{"redirect-https", a.RedirectHTTPS}, {"hsts", a.HSTS}} {
+		if f.set && !a.HTTPS {
+			r.Addf(at(f.key), "needs https: true")
+		}
 	}
 	if a.HealthCheckPath != "" && !strings.HasPrefix(a.HealthCheckPath, "/") {
 		r.Addf(at("health-check-path"), "%q must start with /, such as /health", a.HealthCheckPath)
