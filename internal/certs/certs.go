@@ -7,6 +7,7 @@ package certs
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,12 +59,16 @@ type Manager struct {
 	Problem func(ctx context.Context, host, msg string)
 	// CheckEvery is how often hosts and expiry are checked (0: a minute).
 	CheckEvery time.Duration
+	// Hosts need certificates whether or not a service claims them: the
+	// control plane's own host, when it gets its certificate through ACME.
+	Hosts []string
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 
 	mu         sync.Mutex
 	challenges map[string]string
 	cached     []lb.Certificate // nil: read the store again
+	parsed     map[string]*tls.Certificate // cached's, by chain, for TLSCertificate
 	reported   map[string]report
 	failures   map[string]failure // ACME failures by certificate name, for backoff
 	wake       chan struct{}
@@ -142,7 +147,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 func (m *Manager) changed(ctx context.Context) {
 	m.init()
 	m.mu.Lock()
-	m.cached = nil
+	m.cached, m.parsed = nil, nil
 	m.mu.Unlock()
 	if m.Apply != nil {
 		if err := m.Apply(ctx); err != nil {
@@ -274,7 +279,7 @@ func (m *Manager) Check(ctx context.Context) {
 	for _, c := range list {
 		for _, lc := range m.cached {
 			if now.After(c.NotAfter) && lc.CertPEM == c.CertPEM {
-				m.cached, dropped = nil, true
+				m.cached, m.parsed, dropped = nil, nil, true
 				break
 			}
 		}
@@ -308,7 +313,7 @@ func (m *Manager) httpsHosts(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hosts []string
+	hosts := slices.Clone(m.Hosts)
 	for _, s := range services {
 		if l := s.LoadBalancer; l != nil && l.HTTPS {
 			for _, h := range []string{l.Host, l.TestHost} {
@@ -450,4 +455,37 @@ func (m *Manager) report(ctx context.Context, host, msg string) {
 	if m.Problem != nil {
 		m.Problem(ctx, host, msg)
 	}
+}
+
+// TLSCertificate returns the certificate in force for host, for a TLS
+// server of this process (the control plane's own HTTPS).
+func (m *Manager) TLSCertificate(ctx context.Context, host string) (*tls.Certificate, error) {
+	list, err := m.ForLB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.parsed == nil {
+		m.parsed = map[string]*tls.Certificate{}
+	}
+	var best *tls.Certificate
+	for _, c := range list {
+		crt := m.parsed[c.CertPEM]
+		if crt == nil {
+			pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
+			if err != nil {
+				continue
+			}
+			crt = &pair
+			m.parsed[c.CertPEM] = crt
+		}
+		if tlscert.CoversAny(crt.Leaf.DNSNames, host) && (best == nil || crt.Leaf.NotAfter.After(best.Leaf.NotAfter)) {
+			best = crt
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no certificate for %s yet", host)
+	}
+	return best, nil
 }

@@ -102,7 +102,7 @@ func serverCmd() *cobra.Command {
 			}
 			defer ln.Close()
 			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL, TLS: tlsConfig,
-				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery})
+				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme)})
 			if err != nil {
 				return err
 			}

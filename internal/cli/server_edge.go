@@ -66,8 +66,8 @@ func (e *edgeFlags) config() (deploy.Edge, *certs.ACME, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return edge, nil, fmt.Errorf("--acme-directory %q must be an https:// URL", e.acmeDir)
 	}
-	if e.httpsAddr == "" || e.httpAddr == "" {
-		return edge, nil, fmt.Errorf("--acme-directory needs --https-listen (to serve the certificates) and --http-listen (where the CA checks HTTP-01 challenges, port 80 to the world)")
+	if e.httpAddr == "" {
+		return edge, nil, fmt.Errorf("--acme-directory needs --http-listen: the CA checks HTTP-01 challenges there (port 80 to the world)")
 	}
 	acme := &certs.ACME{DirectoryURL: e.acmeDir, Email: e.acmeEmail, Profile: e.acmeProfile}
 	if e.acmeCA != "" {
@@ -87,4 +87,19 @@ func (e *edgeFlags) config() (deploy.Edge, *certs.ACME, error) {
 		acme.HTTPClient = &http.Client{Transport: tr, Timeout: time.Minute}
 	}
 	return edge, acme, nil
+}
+
+// autoTLSHost is the control plane's host when it gets its certificate
+// through ACME: a --public-url of https://HOST, no --tls-cert, and an ACME
+// directory. A public URL on https without ACME stays as it was: TLS may
+// end at a proxy in front.
+func autoTLSHost(publicURL string, given *tls.Config, acme *certs.ACME) string {
+	if given != nil || acme == nil {
+		return ""
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Scheme != "https" {
+		return ""
+	}
+	return u.Hostname()
 }

@@ -416,8 +416,12 @@ func (m *Manager) ApplyRoutes(ctx context.Context) error {
 	listed := m.lastTasks != nil
 	m.mu.Unlock()
 	if !listed {
-		return m.Reconcile(ctx)
+		if err := m.Reconcile(ctx); err != nil {
+			return err
+		}
 	}
+	// Also when no service needs it: an ACME challenge for the control
+	// plane's own host must be answered by a load balancer all the same.
 	return m.applyLB(ctx, nil)
 }
 

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +91,49 @@ func TestIntegrationEdgeACME(t *testing.T) {
 	_, list = srv.call("GET", "/api/v1/certificates", srv.Admin, nil)
 	if items, _ := list["items"].([]any); len(items) != 1 || !strings.Contains(fmt.Sprint(items[0].(map[string]any)["last_error"]), "acme") {
 		t.Fatalf("certificate after a failed renewal: %v", list)
+	}
+}
+
+// TestIntegrationControlPlaneACME: with --public-url https://HOST and an
+// ACME directory, the control plane serves HTTPS with a certificate the CA
+// issued for HOST, validated through the load balancer's plain listener.
+func TestIntegrationControlPlaneACME(t *testing.T) {
+	plainPort := freePort(t)
+	pebble := pebbletest.Start(t, pebbletest.Options{HTTPPort: plainPort})
+	data := t.TempDir()
+	cleanupRuntime(t, "cpacme", data)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	srv := startProcServerEnv(t, slipwayBinary(t), data, addr,
+		fmt.Sprintf("SLIPWAY_HTTP_LISTEN=127.0.0.1:%d", plainPort), "SLIPWAY_PUBLIC_URL=https://cp.example.test:"+port,
+		"SLIPWAY_ACME_DIRECTORY="+pebble.DirectoryURL, "SLIPWAY_ACME_CA_FILE="+pebble.CAFile, "SLIPWAY_CERT_CHECK_INTERVAL=1s")
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: pebble.Roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", "https://cp.example.test:"+port+"/api/v1/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+srv.Admin)
+		resp, err := client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.Contains(string(b), `"admin"`) && resp.ProtoMajor == 2 {
+				break
+			}
+			err = fmt.Errorf("HTTP/%d %d %s", resp.ProtoMajor, resp.StatusCode, b)
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(data, "server.log"))
+			t.Fatalf("the control plane never served HTTPS with a certificate from the CA: %v\nserver log:\n%s", err, log)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

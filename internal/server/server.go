@@ -67,6 +67,9 @@ type Config struct {
 	ACME *certs.ACME
 	// CertCheckEvery is how often certificates are checked (default a minute).
 	CertCheckEvery time.Duration
+	// AutoTLSHost, with ACME and no TLS, makes Serve answer HTTPS with a
+	// certificate for this host obtained (and renewed) through ACME.
+	AutoTLSHost string
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -191,7 +194,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.deploy.Edge, s.deploy.Certs = cfg.Edge, s.certs
 	certsCtx, certsStop := context.WithCancel(context.WithoutCancel(ctx))
 	s.certsStop = certsStop
-	if cfg.Edge.HTTPSAddr != "" {
+	if host := cfg.AutoTLSHost; host != "" && cfg.TLS == nil && cfg.ACME != nil {
+		s.certs.Hosts = []string{host}
+		s.cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.certs.TLSCertificate(hello.Context(), host)
+			}}
+	}
+	if cfg.Edge.HTTPSAddr != "" || len(s.certs.Hosts) > 0 {
 		go s.certs.Run(certsCtx)
 	}
 	s.notify.Start(context.WithoutCancel(ctx))
