@@ -67,7 +67,7 @@ type Manager struct {
 
 	mu         sync.Mutex
 	challenges map[string]string
-	cached     []lb.Certificate // nil: read the store again
+	cached     []lb.Certificate            // nil: read the store again
 	parsed     map[string]*tls.Certificate // cached's, by chain, for TLSCertificate
 	reported   map[string]report
 	failures   map[string]failure // ACME failures by certificate name, for backoff
