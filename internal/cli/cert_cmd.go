@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -34,6 +35,9 @@ func certCmd() *cobra.Command {
 			}
 			c, p, err := setup(cmd)
 			if err != nil {
+				return err
+			}
+			if err := keySafeTo(c.URL()); err != nil {
 				return err
 			}
 			var out store.Certificate
@@ -83,4 +87,20 @@ func certCmd() *cobra.Command {
 	}
 	cmd.AddCommand(add, list, rm)
 	return cmd
+}
+
+// keySafeTo refuses to send a private key in clear text off this machine:
+// over http:// only to a loopback server.
+func keySafeTo(server string) error {
+	u, err := url.Parse(server)
+	if err != nil {
+		return err
+	}
+	if u.Scheme == "https" {
+		return nil
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() || u.Hostname() == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("refusing to send a private key over plain HTTP to %s: log in to the server's https:// URL (slipway server --tls-cert, or --public-url https://… with ACME)", server)
 }

@@ -18,6 +18,8 @@ import (
 // terminates TLS. Either may be empty (off).
 type Edge struct {
 	HTTPAddr, HTTPSAddr string
+	// Reserved are hosts no service may claim: the control plane's own.
+	Reserved []string
 }
 
 // Names of the shared listeners in the routing table.
@@ -32,6 +34,16 @@ type CertSource interface {
 	ForLB(ctx context.Context) ([]lb.Certificate, error)
 	Challenges() map[string]string
 	Wake()
+}
+
+// usesPort reports whether a shared listener has port.
+func (e Edge) usesPort(port int) bool {
+	for _, addr := range []string{e.HTTPAddr, e.HTTPSAddr} {
+		if _, p, err := net.SplitHostPort(addr); err == nil && p == strconv.Itoa(port) {
+			return true
+		}
+	}
+	return false
 }
 
 // httpsPort is the port a redirect to HTTPS names.
@@ -52,7 +64,14 @@ type edgeRules struct {
 	edge       Edge
 	http, tls  []lb.Rule
 	owner      map[string]store.Service // rule key → its service
+	prios      map[string]store.Service // host#priority → its service
+	lost       []lostClaim              // claims left out, for events
 	httpsHosts bool
+}
+
+type lostClaim struct {
+	s   store.Service
+	why string
 }
 
 func ownerName(s store.Service) string {
@@ -67,11 +86,27 @@ func (e *edgeRules) add(s store.Service, prod, test []lb.Route) {
 		return
 	}
 	if e.owner == nil {
-		e.owner = map[string]store.Service{}
+		e.owner, e.prios = map[string]store.Service{}, map[string]store.Service{}
 	}
 	claim := func(host string, prio int, routes []lb.Route) {
 		r := lb.Rule{Host: host, PathPrefix: l.PathPrefix, Priority: prio, Routes: routes, Owner: ownerName(s)}
-		e.owner[host+l.PathPrefix] = s
+		// Claims are checked as they are made; one that slipped past (two
+		// servers, a store edited by hand) is left out, never sent to
+		// make the load balancer refuse every app's table.
+		key := host + l.PathPrefix
+		if o, taken := e.owner[key]; taken {
+			e.lost = append(e.lost, lostClaim{s, fmt.Sprintf("host %s%s is not served: %s claims it too", host, l.PathPrefix, ownerName(o))})
+			return
+		}
+		if prio != 0 {
+			pk := host + "#" + strconv.Itoa(prio)
+			if o, taken := e.prios[pk]; taken {
+				e.lost = append(e.lost, lostClaim{s, fmt.Sprintf("host %s%s is not served: %s uses priority %d for it too", host, l.PathPrefix, ownerName(o), prio)})
+				return
+			}
+			e.prios[pk] = s
+		}
+		e.owner[key] = s
 		if e.edge.HTTPAddr != "" {
 			plain := r
 			if l.HTTPS && l.RedirectHTTPS && e.edge.HTTPSAddr != "" {
@@ -122,10 +157,18 @@ func (e *edgeRules) apply(ctx context.Context, cfg *lb.Config, certs CertSource)
 }
 
 // checkEdge refuses what svc claims on the shared listeners when the
-// server has no such listener, or another service claims the same host
-// and path (or rule priority) already.
+// server has no such listener, when it is reserved, or when it overlaps
+// what another service claims: a host (or a wildcard covering it)
+// belongs to one app, whatever the path, as a listener of an ALB belongs
+// to one account; within the app, a host and path prefix belong to one
+// service. A port of a shared listener is no service's listener_port.
 func (m *Manager) checkEdge(svc store.Service, services []store.Service) error {
 	l := svc.LoadBalancer
+	for _, port := range []int{l.ListenerPort, l.TestListenerPort} {
+		if port != 0 && m.Edge.usesPort(port) {
+			return &ListenerError{Field: "load_balancer.listener_port", Detail: fmt.Sprintf("port %d is a shared listener's (--http-listen/--https-listen): claim a host there instead, or choose another port", port)}
+		}
+	}
 	if l.Host == "" {
 		return nil
 	}
@@ -138,16 +181,16 @@ func (m *Manager) checkEdge(svc store.Service, services []store.Service) error {
 	if !l.HTTPS && m.Edge.HTTPAddr == "" {
 		return &ListenerError{Field: "load_balancer.https", Detail: "the server has only an HTTPS listener: set https (and get a certificate) or start the server with --http-listen ADDR"}
 	}
-	for _, port := range []int{l.ListenerPort, l.TestListenerPort} {
-		for _, addr := range []string{m.Edge.HTTPAddr, m.Edge.HTTPSAddr} {
-			if _, p, err := net.SplitHostPort(addr); err == nil && port != 0 && p == strconv.Itoa(port) {
-				return &ListenerError{Field: "load_balancer.listener_port", Detail: fmt.Sprintf("port %d is the shared listener %s: claim a host there instead, or choose another port", port, addr)}
+	mine := []struct{ field, host string }{{"load_balancer.host", l.Host}}
+	if l.TestHost != "" {
+		mine = append(mine, struct{ field, host string }{"load_balancer.test_host", l.TestHost})
+	}
+	for _, h := range mine {
+		for _, r := range m.Edge.Reserved {
+			if hostsOverlap(h.host, r) {
+				return &ListenerError{Field: h.field, Detail: fmt.Sprintf("host %s is reserved: it is the control plane's own (%s)", h.host, r)}
 			}
 		}
-	}
-	mine := map[string]string{l.Host + l.PathPrefix: "load_balancer.host"}
-	if l.TestHost != "" {
-		mine[l.TestHost+l.PathPrefix] = "load_balancer.test_host"
 	}
 	for _, o := range services {
 		ol := o.LoadBalancer
@@ -158,15 +201,39 @@ func (m *Manager) checkEdge(svc store.Service, services []store.Service) error {
 			if theirs == "" {
 				continue
 			}
-			if field, ok := mine[theirs+ol.PathPrefix]; ok {
-				return &ListenerError{Field: field, Detail: fmt.Sprintf("host %s%s is already claimed by %s", theirs, ol.PathPrefix, ownerName(o))}
+			for _, h := range mine {
+				switch {
+				case o.App != svc.App && h.host == theirs:
+					return &ListenerError{Field: h.field, Detail: fmt.Sprintf("host %s is already claimed by %s (a host belongs to one app, whatever the path)", theirs, ownerName(o))}
+				case o.App != svc.App && hostsOverlap(h.host, theirs):
+					return &ListenerError{Field: h.field, Detail: fmt.Sprintf("host %s overlaps %s, which %s claims (a host belongs to one app)", h.host, theirs, ownerName(o))}
+				case h.host == theirs && l.PathPrefix == ol.PathPrefix:
+					return &ListenerError{Field: h.field, Detail: fmt.Sprintf("host %s%s is already claimed by %s", theirs, ol.PathPrefix, ownerName(o))}
+				case h.host == theirs && l.Priority != 0 && ol.Priority == l.Priority:
+					return &ListenerError{Field: "load_balancer.priority", Detail: fmt.Sprintf("priority %d for host %s is already used by %s", l.Priority, theirs, ownerName(o))}
+				}
 			}
-		}
-		if l.Priority != 0 && ol.Priority == l.Priority {
-			return &ListenerError{Field: "load_balancer.priority", Detail: fmt.Sprintf("priority %d is already used by %s", l.Priority, ownerName(o))}
 		}
 	}
 	return nil
+}
+
+// hostsOverlap reports whether two claimed hosts can match one request:
+// the same, or a wildcard covering the other (or both wildcards of one
+// domain).
+func hostsOverlap(a, b string) bool {
+	return a == b || tlscert.Covers(a, b) || tlscert.Covers(b, a)
+}
+
+// ClaimAndSave checks svc's ports and hosts and, under the same lock,
+// saves it with save: two changes racing cannot both claim one host.
+func (m *Manager) ClaimAndSave(ctx context.Context, svc store.Service, save func(context.Context) error) error {
+	m.claimMu.Lock()
+	defer m.claimMu.Unlock()
+	if err := m.CheckListeners(ctx, svc); err != nil {
+		return err
+	}
+	return save(ctx)
 }
 
 // validateEdge checks a service's host claim on its own.

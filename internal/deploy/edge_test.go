@@ -33,7 +33,7 @@ func TestValidateEdge(t *testing.T) {
 }
 
 func TestCheckEdgeRefusesClaimsOfOthers(t *testing.T) {
-	m := &Manager{Edge: Edge{HTTPAddr: "127.0.0.1:8080", HTTPSAddr: "127.0.0.1:8443"}}
+	m := &Manager{Edge: Edge{HTTPAddr: "127.0.0.1:8080", HTTPSAddr: "127.0.0.1:8443", Reserved: []string{"cp.example"}}}
 	svc := func(app, name, host, path string, prio int) store.Service {
 		return store.Service{App: app, Env: "prod", Name: name, LoadBalancer: &store.LoadBalancer{Host: host, PathPrefix: path, Priority: prio}}
 	}
@@ -44,16 +44,19 @@ func TestCheckEdgeRefusesClaimsOfOthers(t *testing.T) {
 	}{
 		{svc("blog", "web", "blog.test", "", 0), "", ""},
 		{svc("shop", "web", "shop.test", "", 0), "", ""}, // its own claim
-		{svc("blog", "web", "shop.test", "", 0), "load_balancer.host", "host shop.test is already claimed by service web in shop/prod"},
-		{svc("blog", "web", "shop.test", "/api", 0), "load_balancer.host", "host shop.test/api is already claimed by service api in shop/prod"},
-		{svc("blog", "web", "shop.test", "/blog", 0), "", ""},
-		{svc("blog", "web", "blog.test", "", 7), "load_balancer.priority", "priority 7 is already used by service api in shop/prod"},
-		{store.Service{App: "blog", Env: "prod", Name: "web", LoadBalancer: &store.LoadBalancer{Host: "b.test", ListenerPort: 8443}}, "load_balancer.listener_port", "port 8443 is the shared listener"},
+		{svc("blog", "web", "shop.test", "/blog", 0), "load_balancer.host", "host shop.test is already claimed by service web in shop/prod (a host belongs to one app, whatever the path)"},
+		{svc("blog", "web", "*.test", "", 0), "load_balancer.host", "host *.test overlaps shop.test, which service web in shop/prod claims"},
+		{svc("shop", "web2", "shop.test", "/api", 0), "load_balancer.host", "host shop.test/api is already claimed by service api in shop/prod"},
+		{svc("shop", "web2", "shop.test", "/blog", 0), "", ""},
+		{svc("shop", "web2", "shop.test", "/v2", 7), "load_balancer.priority", "priority 7 for host shop.test is already used by service api in shop/prod"},
+		{svc("blog", "web", "blog.test", "", 7), "", ""}, // priorities order the rules of one host
+		{svc("blog", "web", "*.example", "", 0), "load_balancer.host", "host *.example is reserved: it is the control plane's own (cp.example)"},
+		{store.Service{App: "blog", Env: "prod", Name: "web", LoadBalancer: &store.LoadBalancer{ListenerPort: 8443}}, "load_balancer.listener_port", "port 8443 is a shared listener's"},
 	} {
 		err := m.checkEdge(c.s, others)
 		var le *ListenerError
 		if c.want == "" && err != nil || c.want != "" && (!errors.As(err, &le) || le.Field != c.field || !strings.Contains(le.Detail, c.want)) {
-			t.Errorf("checkEdge(%s %+v) = %v, want %s %q", c.s.Name, *c.s.LoadBalancer, err, c.field, c.want)
+			t.Errorf("checkEdge(%s/%s %+v) = %v, want %s %q", c.s.App, c.s.Name, *c.s.LoadBalancer, err, c.field, c.want)
 		}
 	}
 	if err := (&Manager{}).checkEdge(svc("blog", "web", "blog.test", "", 0), nil); err == nil || !strings.Contains(err.Error(), "--http-listen") {

@@ -60,6 +60,9 @@ type Manager struct {
 	// their certificates (nil: none).
 	Edge  Edge
 	Certs CertSource
+	// claimMu holds a check of ports and hosts and the write that claims
+	// them together, so two changes cannot both pass the check.
+	claimMu sync.Mutex
 
 	wake   chan struct{}
 	passMu sync.Mutex // one reconcile pass at a time
@@ -88,6 +91,9 @@ type Manager struct {
 	// unbound holds, under lbMu, the listeners the load balancer could not
 	// bind, so each failure is one service event, not one a pass.
 	unbound map[string]lb.ListenError
+	// lostClaims are the host claims left out of the table, under lbMu, so
+	// each is one event, not one a pass.
+	lostClaims map[string]bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	// starting holds the tasks being started, by id (under mu); startSem
@@ -835,10 +841,11 @@ func (m *Manager) CreateService(ctx context.Context, svc store.Service) (store.S
 	if err := m.CheckCapacity(ctx, svc.Family, svc.Revision); err != nil {
 		return svc, err
 	}
-	if err := m.CheckListeners(ctx, svc); err != nil {
-		return svc, err
-	}
-	svc, err := m.Store.CreateService(ctx, svc)
+	err := m.ClaimAndSave(ctx, svc, func(ctx context.Context) error {
+		var err error
+		svc, err = m.Store.CreateService(ctx, svc)
+		return err
+	})
 	if err == nil {
 		m.Wake()
 	}
@@ -1126,11 +1133,19 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 			prod = append(prod, lb.Route{TargetGroup: TargetGroupName(s, w.Group), Weight: w.Weight})
 		}
 		test := []lb.Route{{TargetGroup: TargetGroupName(s, layout.Test), Weight: 100}}
-		if l.ListenerPort != 0 {
+		// A port of a shared listener is refused as a service's own when
+		// claimed; one that slipped past is left out, not sent to make the
+		// shared listener (every app's hosts) fail.
+		for _, p := range []int{l.ListenerPort, l.TestListenerPort} {
+			if p != 0 && m.Edge.usesPort(p) {
+				edge.lost = append(edge.lost, lostClaim{s, fmt.Sprintf("listener port %d is not served: it is a shared listener's port; choose another", p)})
+			}
+		}
+		if l.ListenerPort != 0 && !m.Edge.usesPort(l.ListenerPort) {
 			cfg.Listeners[listenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Routes: prod}
 			owner[listenerName(s)] = s
 		}
-		if l.TestListenerPort != 0 {
+		if l.TestListenerPort != 0 && !m.Edge.usesPort(l.TestListenerPort) {
 			cfg.Listeners[testListenerName(s)] = lb.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", l.TestListenerPort), Routes: test}
 			owner[testListenerName(s)] = s
 		}
@@ -1139,6 +1154,15 @@ func (m *Manager) applyLB(ctx context.Context, all []task.Task) error {
 	if err := edge.apply(ctx, &cfg, m.Certs); err != nil {
 		return err
 	}
+	lost := map[string]bool{}
+	for _, lc := range edge.lost {
+		k := key(lc.s) + " " + lc.why
+		if !m.lostClaims[k] {
+			m.event(ctx, lc.s, "%s", lc.why)
+		}
+		lost[k] = true
+	}
+	m.lostClaims = lost
 	for _, name := range []string{EdgeHTTP, EdgeHTTPS} {
 		for _, r := range cfg.Listeners[name].Rules {
 			if _, ok := owner[name]; !ok {

@@ -40,8 +40,13 @@ func Run(ctx context.Context, socketPath, statePath string, keys Sealer, log *sl
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return fmt.Errorf("routing table %s is corrupt: %w", statePath, err)
 		}
-		if cfg, err = openKeys(cfg, keys); err != nil {
-			return fmt.Errorf("routing table %s: %w", statePath, err)
+		if opened, err := openKeys(cfg, keys); err != nil {
+			// Routes without certificates beat no proxy at all: the server
+			// sends them again as it configures this proxy.
+			log.Error("restore certificates; serving the routes without them until the server sends them again", "table", statePath, "err", err)
+			cfg.Certificates = nil
+		} else {
+			cfg = opened
 		}
 		// A predecessor may still be releasing its ports: keep trying for a
 		// while rather than serve an empty table.
@@ -141,7 +146,7 @@ func controlHandler(b *Balancer, statePath string, keys Sealer, build func() str
 		writeJSON(w, 200, Info{PID: os.Getpid(), Build: build()})
 	})
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, b.Config())
+		writeJSON(w, 200, withoutKeys(b.Config()))
 	})
 	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		var cfg Config

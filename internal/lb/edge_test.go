@@ -31,6 +31,10 @@ func (testSealer) Open(s []byte) ([]byte, error) {
 	return reversed([]byte(rest)), nil
 }
 
+type wrongSealer struct{ testSealer }
+
+func (wrongSealer) Open([]byte) ([]byte, error) { return nil, errors.New("sealed value does not decrypt with this master key") }
+
 func reversed(p []byte) []byte {
 	out := slices.Clone(p)
 	slices.Reverse(out)
@@ -267,8 +271,10 @@ func TestRuleAndCertificateValidation(t *testing.T) {
 		{"two hosts", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.test", "", 0, ""), r("b.test", "", 0, "")}}}}, "", true},
 		{"host claimed twice", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.test", "/x", 0, "app1/prod/web"), r("a.test", "/x", 0, "")}}}},
 			"listeners.l.rules[1]: host a.test/x is already claimed by app1/prod/web", false},
-		{"priority twice", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.test", "", 5, "svc-one"), r("b.test", "", 5, "")}}}},
-			"listeners.l.rules[1]: priority 5 is already used by svc-one", false},
+		{"priority twice", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.test", "", 5, "svc-one"), r("a.test", "/x", 5, "")}}}},
+			"listeners.l.rules[1]: priority 5 for host a.test is already used by svc-one", false},
+		{"priority twice, two hosts", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.test", "", 5, ""), r("b.test", "", 5, "")}}}}, "", true},
+		{"prefix /", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.test", "/", 0, "")}}}}, "path_prefix \"/\" is every path", false},
 		{"upper-case host", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("A.test", "", 0, "")}}}}, "listeners.l.rules[0].host \"A.test\" must be lower-case", false},
 		{"deep wildcard", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("a.*.test", "", 0, "")}}}}, "must be lower-case letters", false},
 		{"ip host", Config{TargetGroups: tg, Listeners: map[string]Listener{"l": {Addr: "127.0.0.1:1", Rules: []Rule{r("10.0.0.1", "", 0, "")}}}}, "is an IP address", false},
@@ -326,8 +332,26 @@ func TestRoutingTableKeepsKeysSealed(t *testing.T) {
 	if strings.Contains(string(data), "PRIVATE KEY") || !strings.Contains(string(data), sealedPrefix) {
 		t.Fatalf("proxy.json keeps the key in plain text:\n%s", data)
 	}
+	// A proxy whose master key cannot open them still serves the routes.
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, socket, state, wrongSealer{}, quiet()) }()
+		waitProxy(t, c)
+		if got, err := c.Config(context.Background()); err != nil || len(got.Listeners) != 1 || len(got.Certificates) != 0 {
+			t.Fatalf("proxy with the wrong key: %+v, %v; want its routes without certificates", got, err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 	defer run()()
 	waitProxy(t, c)
+	// Reading the table back never shows a key.
+	if got, err := c.Config(context.Background()); err != nil || len(got.Certificates) != 1 || got.Certificates[0].KeyPEM != "" {
+		t.Fatalf("GET /v1/config: %+v, %v; want the certificate without its key", got.Certificates, err)
+	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)

@@ -206,7 +206,7 @@ func (l *listener) track(c *clientConn, add bool) {
 func (l *listener) serveConn(b *Balancer, nc net.Conn) {
 	overTLS := l.tls.Load()
 	if overTLS {
-		tc := tls.Server(nc, b.tlsConf)
+		tc := tls.Server(streamed(nc), b.tlsConf)
 		nc.SetDeadline(time.Now().Add(headerTimeout))
 		if err := tc.Handshake(); err != nil {
 			nc.Close()

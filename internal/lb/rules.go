@@ -65,6 +65,9 @@ func validPathPrefix(p string) error {
 	if p == "" {
 		return nil
 	}
+	if p == "/" {
+		return fmt.Errorf("path_prefix \"/\" is every path: leave it out")
+	}
 	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#* \t") {
 		return fmt.Errorf("path_prefix %q must start with / and have no ?, #, * or spaces", p)
 	}
@@ -274,7 +277,7 @@ func foldEqual[S ~string | ~[]byte](in S, lower string) bool {
 // host and prefix claimed twice, no priority used twice.
 func validateRules(name string, l Listener, groups map[string]TargetGroup) error {
 	claimed := map[string]Rule{}
-	prios := map[int]Rule{}
+	prios := map[string]Rule{}
 	for i, r := range l.Rules {
 		at := fmt.Sprintf("listeners.%s.rules[%d]", name, i)
 		if err := ValidHost(r.Host); err != nil {
@@ -294,11 +297,14 @@ func validateRules(name string, l Listener, groups map[string]TargetGroup) error
 			return fmt.Errorf("%s: host %s%s is already claimed by %s", at, r.Host, r.PathPrefix, ownerOf(o))
 		}
 		claimed[k] = r
+		// A priority orders the rules of one host; rules of different
+		// hosts never match one request, whatever their order.
 		if r.Priority != 0 {
-			if o, dup := prios[r.Priority]; dup {
-				return fmt.Errorf("%s: priority %d is already used by %s", at, r.Priority, ownerOf(o))
+			pk := r.Host + "#" + strconv.Itoa(r.Priority)
+			if o, dup := prios[pk]; dup {
+				return fmt.Errorf("%s: priority %d for host %s is already used by %s", at, r.Priority, r.Host, ownerOf(o))
 			}
-			prios[r.Priority] = r
+			prios[pk] = r
 		}
 		if err := validateRoutes(at, r.Routes, groups); err != nil {
 			return err
@@ -363,7 +369,12 @@ func notFoundMessage[S ~string | ~[]byte](host S) string {
 // itself (true): an ACME challenge, a 404 for a host no rule claims, a
 // redirect to HTTPS.
 func (l *listener) route(b *Balancer, w http.ResponseWriter, r *http.Request, overTLS bool) (*routeSet, bool) {
+	// The path as the client sent it, as the fast path matches it: the
+	// decoded-and-re-encoded one may differ (/ap%69/{ is /api/%7B there).
 	path := r.URL.EscapedPath()
+	if raw, _, _ := strings.Cut(r.RequestURI, "?"); strings.HasPrefix(raw, "/") {
+		path = raw
+	}
 	if !overTLS {
 		if ka, ok := challenge(b, path); ok {
 			w.Header().Set("Content-Type", "text/plain")

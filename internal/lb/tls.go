@@ -10,7 +10,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net"
 	"strings"
 	"time"
 )
@@ -128,6 +130,21 @@ func (b *Balancer) serverTLS() *tls.Config {
 	}
 }
 
+// streamedConn is a connection whose reads and writes go through a stream:
+// under tls.Server, the TLS records then skip the runtime's syscall state
+// as the plain fast path's bytes do (see stream). Deadlines and Close are
+// the connection's own.
+type streamedConn struct {
+	net.Conn
+	rw io.ReadWriter
+}
+
+func (c *streamedConn) Read(p []byte) (int, error)  { return c.rw.Read(p) }
+func (c *streamedConn) Write(p []byte) (int, error) { return c.rw.Write(p) }
+
+// streamed is nc with its reads and writes on a stream where it has one.
+func streamed(nc net.Conn) net.Conn { return &streamedConn{Conn: nc, rw: newStream(nc)} }
+
 // validToken reports an ACME challenge token: base64url characters only,
 // so it is safe in a path.
 func validToken(s string) bool {
@@ -183,4 +200,17 @@ func openKeys(cfg Config, s Sealer) (Config, error) {
 		cfg.Certificates[i].KeyPEM = string(plain)
 	}
 	return cfg, nil
+}
+
+// withoutKeys is cfg for reading back: certificates without their keys.
+func withoutKeys(cfg Config) Config {
+	if len(cfg.Certificates) == 0 {
+		return cfg
+	}
+	out := make([]Certificate, len(cfg.Certificates))
+	for i, c := range cfg.Certificates {
+		out[i] = Certificate{CertPEM: c.CertPEM}
+	}
+	cfg.Certificates = out
+	return cfg
 }

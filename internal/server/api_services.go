@@ -227,18 +227,24 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// A service made anew has its ports checked by the manager as it makes it.
-	if err := s.deploy.CheckListeners(r.Context(), svc); err != nil {
-		s.writeError(w, r, deployError(err))
-		return
-	}
 	// A new revision is a deployment (rolling, ECS defaults), not a silent swap.
 	newFamily, newRevision := svc.Family, svc.Revision
 	svc.Family, svc.Revision = before.Family, before.Revision
 	if svc.Desired != before.Desired && svc.Layout != nil {
 		svc.Layout.ScaleServing(svc.Desired) // the store refuses it while a deployment runs
 	}
-	svc, err := s.db.UpdateService(r.Context(), svc)
+	// Ports and hosts are checked and written under one lock (a service
+	// made anew is, by the manager as it makes it).
+	err := s.deploy.ClaimAndSave(r.Context(), svc, func(ctx context.Context) error {
+		var err error
+		svc, err = s.db.UpdateService(ctx, svc)
+		return err
+	})
+	var le *deploy.ListenerError
+	if errors.As(err, &le) {
+		s.writeError(w, r, deployError(err))
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

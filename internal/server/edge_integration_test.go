@@ -94,7 +94,7 @@ func TestIntegrationEdgeSharesListenersByHost(t *testing.T) {
 		{"Bad_Host", nil, "load_balancer.host", "must be lower-case letters"},
 		{"three.example.test", map[string]any{"test_host": "three.example.test"}, "load_balancer.test_host", "must differ from host"},
 		{"three.example.test", map[string]any{"hsts": true}, "load_balancer.https", "is required with redirect_https or hsts"},
-		{"three.example.test", map[string]any{"listener_port": plainPort}, "load_balancer.listener_port", "is the shared listener"},
+		{"three.example.test", map[string]any{"listener_port": plainPort}, "load_balancer.listener_port", "is a shared listener's"},
 	} {
 		code, body := create(app2, "other", c.host, rev2, c.extra)
 		if code != 400 || errorField(body, "field") != c.field || !strings.Contains(errorField(body, "message"), c.msg) {

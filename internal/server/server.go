@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -191,6 +192,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
 	s.certs = &certs.Manager{Store: db, Keys: s.keys, ACME: cfg.ACME, Log: cfg.Log, CheckEvery: cfg.CertCheckEvery,
 		Apply: s.deploy.ApplyRoutes, Problem: s.deploy.HostProblem}
+	// The control plane's own host is no service's to claim.
+	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Hostname() != "" && net.ParseIP(u.Hostname()) == nil {
+		cfg.Edge.Reserved = append(cfg.Edge.Reserved, strings.ToLower(u.Hostname()))
+	}
 	s.deploy.Edge, s.deploy.Certs = cfg.Edge, s.certs
 	certsCtx, certsStop := context.WithCancel(context.WithoutCancel(ctx))
 	s.certsStop = certsStop
