@@ -94,8 +94,8 @@ type Manager struct {
 	// lostClaims are the host claims left out of the table, under lbMu, so
 	// each is one event, not one a pass.
 	lostClaims map[string]bool
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
 	// starting holds the tasks being started, by id (under mu); startSem
 	// and stopSem bound the engine work in flight.
 	starting   map[string]pendingStart

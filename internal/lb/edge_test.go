@@ -33,7 +33,9 @@ func (testSealer) Open(s []byte) ([]byte, error) {
 
 type wrongSealer struct{ testSealer }
 
-func (wrongSealer) Open([]byte) ([]byte, error) { return nil, errors.New("sealed value does not decrypt with this master key") }
+func (wrongSealer) Open([]byte) ([]byte, error) {
+	return nil, errors.New("sealed value does not decrypt with this master key")
+}
 
 func reversed(p []byte) []byte {
 	out := slices.Clone(p)
