@@ -1,9 +1,10 @@
 // Package artifact keeps run artifacts content-addressed by SHA-256. The
-// filesystem store is the default; an S3 store can implement the same methods.
+// store is on the data directory by default, on S3 with --blob-store.
 package artifact
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,56 +18,62 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/slipway-dev/slipway/internal/blob"
 )
 
-// FS stores blobs under Root/sha256/ab/abcdef….
-type FS struct{ Root string }
+// Store keeps blobs content-addressed under /artifacts/sha256/ab/<sum>
+// of a blob store: the data directory, or S3 (see package blob).
+type Store struct {
+	Driver storagedriver.StorageDriver
+}
 
-// Put stores the content of r and returns its digest and size. It writes to
-// a temporary file, syncs and renames, so a blob is either whole or absent;
-// a full disk surfaces as an error here.
-func (s *FS) Put(r io.Reader) (string, int64, error) {
-	tmpDir := filepath.Join(s.Root, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return "", 0, err
-	}
-	f, err := os.CreateTemp(tmpDir, "put-*")
+func key(sum string) string { return "/artifacts/sha256/" + sum[:2] + "/" + sum }
+
+// TempDir holds artifact uploads in progress, inside the artifacts'
+// namespace so a store on a mount of its own renames within it.
+const TempDir = "/artifacts/_tmp"
+
+// Put stores the content of r and returns its digest and size. The blob
+// is visible under its digest only once whole (blob.Upload), so a reader
+// never sees part of one; a full disk or an S3 outage surfaces here.
+func (s *Store) Put(ctx context.Context, r io.Reader) (string, int64, error) {
+	u, err := blob.NewUploadIn(ctx, s.Driver, TempDir)
 	if err != nil {
-		return "", 0, fmt.Errorf("store artifact: %w", err)
+		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
 	}
-	defer os.Remove(f.Name())
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), r)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := io.Copy(io.MultiWriter(u, h), r)
 	if err != nil {
-		return "", 0, fmt.Errorf("store artifact: %w", err)
+		u.Cancel(context.WithoutCancel(ctx))
+		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	dst := s.path(sum)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return "", 0, err
+	if fi, err := s.Driver.Stat(ctx, key(sum)); err == nil && fi.Size() == n {
+		u.Cancel(context.WithoutCancel(ctx)) // the same content is stored already
+		return sum, n, nil
 	}
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return "", 0, fmt.Errorf("store artifact: %w", err)
+	if err := u.Commit(ctx, key(sum)); err != nil {
+		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
 	}
 	return sum, n, nil
 }
 
 // Open returns the blob with the given digest.
-func (s *FS) Open(sum string) (io.ReadCloser, error) {
-	if len(sum) != 64 {
+func (s *Store) Open(ctx context.Context, sum string) (io.ReadCloser, error) {
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
 		return nil, fmt.Errorf("artifact digest %q is not a SHA-256", sum)
 	}
-	return os.Open(s.path(sum))
-}
-
-func (s *FS) path(sum string) string {
-	return filepath.Join(s.Root, "sha256", sum[:2], sum)
+	rc, err := s.Driver.Reader(ctx, key(sum), 0)
+	if err != nil {
+		var nf storagedriver.PathNotFoundError
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("artifact %s: %w", sum[:12], fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("artifact %s: %w", sum[:12], blob.Explain(err))
+	}
+	return rc, nil
 }
 
 // maxNameLen is the longest artifact name, as in CodePipeline.

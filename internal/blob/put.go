@@ -48,10 +48,17 @@ type Upload struct {
 
 // NewUpload starts an upload; ctx covers the writes until Commit or Cancel.
 func NewUpload(ctx context.Context, d storagedriver.StorageDriver) (*Upload, error) {
+	return NewUploadIn(ctx, d, TempDir)
+}
+
+// NewUploadIn is NewUpload with the upload in progress under tempDir: one
+// inside the final key's own namespace keeps both on one file system when
+// that namespace is a mount of its own (os.Rename cannot cross mounts).
+func NewUploadIn(ctx context.Context, d storagedriver.StorageDriver, tempDir string) (*Upload, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	// The start time in the name tells a person how old a leftover is.
-	tmp := path.Join(TempDir, fmt.Sprintf("%d-%s", time.Now().Unix(), hex.EncodeToString(b[:])))
+	tmp := path.Join(tempDir, fmt.Sprintf("%d-%s", time.Now().Unix(), hex.EncodeToString(b[:])))
 	w, err := d.Writer(ctx, tmp, false)
 	if err != nil {
 		return nil, fmt.Errorf("start upload: %w", Explain(err))
@@ -131,7 +138,12 @@ func Put(ctx context.Context, d storagedriver.StorageDriver, key string, r io.Re
 // incomplete multipart upload, invisible to List; a bucket lifecycle rule
 // with AbortIncompleteMultipartUpload removes those.)
 func PurgeTemp(ctx context.Context, d storagedriver.StorageDriver, cutoff time.Time) (int, error) {
-	names, err := d.List(ctx, TempDir)
+	return PurgeTempIn(ctx, d, TempDir, cutoff)
+}
+
+// PurgeTempIn is PurgeTemp for the uploads NewUploadIn started in tempDir.
+func PurgeTempIn(ctx context.Context, d storagedriver.StorageDriver, tempDir string, cutoff time.Time) (int, error) {
+	names, err := d.List(ctx, tempDir)
 	if err != nil {
 		var nf storagedriver.PathNotFoundError
 		if errors.As(err, &nf) {

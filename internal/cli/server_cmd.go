@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/blob"
 	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/server"
 	"github.com/spf13/cobra"
@@ -43,6 +44,7 @@ func serverCmd() *cobra.Command {
 	var addr, data, logFormat, publicURL, tlsCert, tlsKey string
 	var maxParallel int
 	var edgef edgeFlags
+	var blobStore string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, git, registry and UI on one port)",
@@ -64,6 +66,10 @@ func serverCmd() *cobra.Command {
 			edge, acme, err := edgef.config()
 			if err != nil {
 				return err
+			}
+			blobs, err := blob.Parse(blobStore)
+			if err != nil {
+				return fmt.Errorf("--blob-store: %w", err)
 			}
 			log := slog.New(h)
 			if path := os.Getenv("SLIPWAY_CPUPROFILE"); path != "" {
@@ -102,7 +108,7 @@ func serverCmd() *cobra.Command {
 			}
 			defer ln.Close()
 			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL, TLS: tlsConfig,
-				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme)})
+				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs})
 			if err != nil {
 				return err
 			}
@@ -121,6 +127,7 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
 	edgef.add(cmd)
+	cmd.Flags().StringVar(&blobStore, "blob-store", os.Getenv("SLIPWAY_BLOB_STORE"), "where registry layers, artifacts and caches are kept: s3://BUCKET/PREFIX[?region=R&endpoint=URL&path-style=true], credentials from the AWS environment (env SLIPWAY_BLOB_STORE; default the data directory)")
 	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR, or https://ADDR with --tls-cert)")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")

@@ -20,7 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/slipway-dev/slipway/internal/artifact"
+	"github.com/slipway-dev/slipway/internal/blob"
 	"github.com/slipway-dev/slipway/internal/build"
 	"github.com/slipway-dev/slipway/internal/container"
 	"github.com/slipway-dev/slipway/internal/deploy"
@@ -59,9 +61,11 @@ type Source interface {
 type Engine struct {
 	Store     Store
 	Source    Source
-	Artifacts *artifact.FS
-	WorkRoot  string
-	CacheRoot string
+	Artifacts *artifact.Store
+	// Blobs keeps build caches under /cache/APP/ (the data directory, or
+	// S3); the artifacts are in it too.
+	Blobs    storagedriver.StorageDriver
+	WorkRoot string
 	// HomeRoot holds each app's build home (HomeRoot/APP).
 	HomeRoot string
 	// DataDir is kept out of every sandbox, even one whose host mounts
@@ -427,7 +431,7 @@ func (e *Engine) newerQueued(ctx context.Context, r store.Run) int64 {
 func (e *Engine) storeSource(ctx context.Context, r store.Run) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(e.Source.Archive(ctx, r.App, r.Commit, pw)) }()
-	sum, size, err := e.Artifacts.Put(pr)
+	sum, size, err := e.Artifacts.Put(ctx, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", SourceArtifact, err)
@@ -590,7 +594,7 @@ func (e *Engine) workspace(ctx context.Context, r store.Run, a Action, row store
 		if found == nil {
 			return "", fmt.Errorf("input artifact %s was not produced", in)
 		}
-		rc, err := e.Artifacts.Open(found.SHA256)
+		rc, err := e.Artifacts.Open(ctx, found.SHA256)
 		if err != nil {
 			return "", fmt.Errorf("open artifact %s: %w", in, err)
 		}
@@ -682,9 +686,8 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	cacheDir := filepath.Join(e.CacheRoot, r.App)
 	if spec.Cache != nil {
-		restoreCache(cacheDir, dir, spec.Cache.Paths, logs)
+		restoreCache(ctx, e.Blobs, r.App, dir, spec.Cache.Paths, logs)
 	}
 	varsFile := filepath.Join(workspace, "exported")
 	if err := os.WriteFile(varsFile, nil, 0o600); err != nil { // made here so the sandbox's user is handed it
@@ -725,7 +728,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 	}
 	if res.Succeeded && spec.Cache != nil {
-		saveCache(cacheDir, dir, spec.Cache.Paths, logs)
+		saveCache(ctx, e.Blobs, r.App, dir, spec.Cache.Paths, logs)
 	}
 	if why := e.storeReports(ctx, r, a, row, spec, dir, logs); why != "" && reason == "" {
 		reason = why
@@ -809,7 +812,7 @@ func (e *Engine) storeOutputs(ctx context.Context, r store.Run, a Action, row st
 func (e *Engine) putOutput(ctx context.Context, r store.Run, row store.Action, name string, files []artifact.File, logs io.Writer) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
-	sum, size, err := e.Artifacts.Put(pr)
+	sum, size, err := e.Artifacts.Put(ctx, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("output %s: %w", name, err)
@@ -917,14 +920,14 @@ func (e *Engine) storeReports(ctx context.Context, r store.Run, a Action, row st
 	return strings.Join(problems, "; ")
 }
 
-// cacheFile names the stored copy of one cache path of an app.
-func cacheFile(cacheDir, p string) string {
-	return filepath.Join(cacheDir, strings.NewReplacer("/", "_", ".", "_").Replace(filepath.Clean(p))+".tar")
+// CacheKey names the stored copy of one cache path of an app.
+func CacheKey(app, p string) string {
+	return "/cache/" + app + "/" + strings.NewReplacer("/", "_", ".", "_").Replace(filepath.Clean(p)) + ".tar"
 }
 
 // restoreCache unpacks each cache path kept from the app's last successful
 // build. Paths are relative to the source directory.
-func restoreCache(cacheDir, dir string, paths []string, logs io.Writer) {
+func restoreCache(ctx context.Context, blobs storagedriver.StorageDriver, app, dir string, paths []string, logs io.Writer) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		fmt.Fprintf(logs, "[slipway] caches not restored: %v\n", err)
@@ -932,8 +935,12 @@ func restoreCache(cacheDir, dir string, paths []string, logs io.Writer) {
 	}
 	defer root.Close()
 	for _, p := range cachePaths(paths, logs) {
-		f, err := os.Open(cacheFile(cacheDir, p))
+		f, err := blobs.Reader(ctx, CacheKey(app, p), 0)
 		if err != nil {
+			var nf storagedriver.PathNotFoundError
+			if !errors.As(err, &nf) {
+				fmt.Fprintf(logs, "[slipway] cache %s not restored: %v\n", p, blob.Explain(err))
+			}
 			continue // nothing cached yet
 		}
 		// The source may hold a link where the cache goes: it must lead
@@ -953,11 +960,7 @@ func restoreCache(cacheDir, dir string, paths []string, logs io.Writer) {
 	}
 }
 
-func saveCache(cacheDir, dir string, paths []string, logs io.Writer) {
-	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
-		fmt.Fprintf(logs, "[slipway] cache not saved: %v\n", err)
-		return
-	}
+func saveCache(ctx context.Context, blobs storagedriver.StorageDriver, app, dir string, paths []string, logs io.Writer) {
 	for _, p := range cachePaths(paths, logs) {
 		root := filepath.Join(dir, p)
 		if err := realDirs(dir, p); err != nil {
@@ -970,20 +973,14 @@ func saveCache(cacheDir, dir string, paths []string, logs io.Writer) {
 		if err != nil {
 			continue // an empty directory: nothing to keep
 		}
-		tmp := cacheFile(cacheDir, p) + ".tmp"
-		f, err := os.Create(tmp)
-		if err == nil {
-			err = artifact.Pack(f, files)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err == nil {
-			err = os.Rename(tmp, cacheFile(cacheDir, p))
-		}
+		// Whole or not at all (blob.Put): a build reading the cache while
+		// another saves it gets the old one.
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
+		_, err = blob.Put(ctx, blobs, CacheKey(app, p), pr)
+		pr.CloseWithError(err)
 		if err != nil {
-			os.Remove(tmp)
-			fmt.Fprintf(logs, "[slipway] cache %s not saved: %v\n", p, err)
+			fmt.Fprintf(logs, "[slipway] cache %s not saved: %v\n", p, blob.Explain(err))
 			continue
 		}
 		fmt.Fprintf(logs, "[slipway] Saved cache %s (%d files)\n", p, len(files))

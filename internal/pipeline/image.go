@@ -161,7 +161,7 @@ func (e *Engine) openArtifact(ctx context.Context, runID int64, name string) (io
 	}
 	for _, a := range arts {
 		if a.Name == name {
-			return e.Artifacts.Open(a.SHA256)
+			return e.Artifacts.Open(ctx, a.SHA256)
 		}
 	}
 	return nil, fmt.Errorf("input artifact %s was not produced", name)

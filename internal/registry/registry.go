@@ -96,6 +96,9 @@ func New(ctx context.Context, cfg Config, st Store) (reg *Registry, err error) {
 			cfg.Driver:    params,
 			"delete":      configuration.Parameters{"enabled": true},
 			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
+			// Blobs are served through the registry, never by a redirect to
+			// a presigned S3 URL a client may not reach.
+			"redirect": configuration.Parameters{"disable": true},
 		},
 	}
 	conf.Log.AccessLog.Disabled = true

@@ -589,7 +589,7 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) {
 		if a.Name != r.PathValue("name") {
 			continue
 		}
-		rc, err := s.engine.Artifacts.Open(a.SHA256)
+		rc, err := s.engine.Artifacts.Open(r.Context(), a.SHA256)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

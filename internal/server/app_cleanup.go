@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/slipway-dev/slipway/internal/blob"
 	"github.com/slipway-dev/slipway/internal/container"
 )
 
@@ -14,10 +17,12 @@ import (
 // tagged under the registry), so an app made again under the name starts
 // afresh and nothing Slipway caused stays in the engine.
 func (s *Server) removeAppLeftovers(ctx context.Context, app string) {
-	for _, dir := range []string{filepath.Join(s.cfg.DataDir, "homes", app), filepath.Join(s.cfg.DataDir, "cache", app)} {
-		if err := os.RemoveAll(dir); err != nil {
-			s.log.Warn("remove a deleted app's files", "app", app, "dir", dir, "err", err)
-		}
+	if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, "homes", app)); err != nil {
+		s.log.Warn("remove a deleted app's build home", "app", app, "err", err)
+	}
+	var nf storagedriver.PathNotFoundError
+	if err := s.blobs.Delete(ctx, "/cache/"+app); err != nil && !errors.As(err, &nf) {
+		s.log.Warn("remove a deleted app's caches", "app", app, "err", blob.Explain(err))
 	}
 	eng, err := container.Connect(ctx)
 	if err != nil {

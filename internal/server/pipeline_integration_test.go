@@ -281,7 +281,7 @@ func TestIntegrationArtifactOnFullDiskFailsAction(t *testing.T) {
 			t.Fatalf("an artifact that did not fit was recorded: %v", a)
 		}
 	}
-	if left, _ := os.ReadDir(filepath.Join(store, "tmp")); len(left) != 0 {
+	if left, _ := os.ReadDir(filepath.Join(store, "_tmp")); len(left) != 0 {
 		t.Fatalf("partial files left in the store: %d", len(left))
 	}
 }

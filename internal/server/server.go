@@ -18,8 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/slipway-dev/slipway/internal/artifact"
 	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/blob"
 	"github.com/slipway-dev/slipway/internal/certs"
 	"github.com/slipway-dev/slipway/internal/datadir"
 	"github.com/slipway-dev/slipway/internal/deploy"
@@ -68,6 +70,9 @@ type Config struct {
 	ACME *certs.ACME
 	// CertCheckEvery is how often certificates are checked (default a minute).
 	CertCheckEvery time.Duration
+	// Blobs is where registry layers, artifacts and caches are kept: the
+	// data directory (zero value) or S3 (--blob-store).
+	Blobs blob.Config
 	// AutoTLSHost, with ACME and no TLS, makes Serve answer HTTPS with a
 	// certificate for this host obtained (and renewed) through ACME.
 	AutoTLSHost string
@@ -90,6 +95,7 @@ type Server struct {
 	deploy  *deploy.Manager
 	deploys *deploy.Controller
 	certs   *certs.Manager
+	blobs   storagedriver.StorageDriver // artifacts and caches
 	// certsStop ends the certificate checks.
 	certsStop context.CancelFunc
 	runtime   *task.Runtime
@@ -165,11 +171,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	// Artifacts and caches on the blob store (the data directory, or S3):
+	// one that does not answer at start stops the server with the reason.
+	s.blobs, err = blob.Open(ctx, cfg.Blobs, cfg.DataDir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for _, dir := range []string{blob.TempDir, artifact.TempDir} {
+		if n, err := blob.PurgeTempIn(ctx, s.blobs, dir, time.Now().Add(-24*time.Hour)); err != nil {
+			cfg.Log.Warn("remove abandoned uploads from the blob store", "dir", dir, "err", blob.Explain(err))
+		} else if n > 0 {
+			cfg.Log.Info("removed abandoned uploads from the blob store", "dir", dir, "count", n)
+		}
+	}
 	s.engine = &pipeline.Engine{
 		Store: db, Source: src, Log: cfg.Log, MaxParallel: cfg.MaxParallelActions,
-		Artifacts: &artifact.FS{Root: filepath.Join(cfg.DataDir, "artifacts")},
+		Artifacts: &artifact.Store{Driver: s.blobs},
+		Blobs:     s.blobs,
 		WorkRoot:  filepath.Join(cfg.DataDir, "work"),
-		CacheRoot: filepath.Join(cfg.DataDir, "cache"),
 		HomeRoot:  filepath.Join(cfg.DataDir, "homes"),
 		DataDir:   cfg.DataDir,
 		Notifier:  s.notify, Secrets: s.vault, Installation: s.installation,
@@ -182,8 +202,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.pipelineToken = pipelineToken
-	s.reg, err = registry.New(ctx, registry.Config{Driver: "filesystem", Log: cfg.Log,
-		Parameters: map[string]any{"rootdirectory": filepath.Join(cfg.DataDir, "registry")}}, db)
+	driver, params := cfg.Blobs.RegistryStorage(cfg.DataDir)
+	s.reg, err = registry.New(ctx, registry.Config{Driver: driver, Log: cfg.Log, Parameters: params}, db)
 	if err != nil {
 		db.Close()
 		return nil, err
