@@ -22,81 +22,12 @@ import (
 // lbVsNginx puts Slipway's load balancer and nginx in front of the same
 // backend and drives both with the same closed-loop generator.
 func lbVsNginx(e *env) (map[string]any, string, error) {
-	nginx, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, err2 := os.Stat("/usr/sbin/nginx"); err2 != nil {
-			return nil, "", fmt.Errorf("nginx is not installed: apt-get install -y nginx-light")
-		}
-		nginx = "/usr/sbin/nginx"
-	}
-	os.MkdirAll(e.dir, 0o755)
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	rig, err := startLBRig(e, nil)
 	if err != nil {
 		return nil, "", err
 	}
-	body := []byte("hello from the backend\n")
-	bsrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })}
-	go bsrv.Serve(backend)
-	defer bsrv.Close()
-	backendAddr := backend.Addr().String()
-
-	// Slipway's proxy as its own process, as in production.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	proxy := exec.CommandContext(ctx, e.bin, "proxy", "--data", e.dir)
-	if err := proxy.Start(); err != nil {
-		return nil, "", err
-	}
-	defer proxy.Process.Kill()
-	client := lb.NewClient(filepath.Join(e.dir, "proxy.sock"))
-	for i := 0; ; i++ {
-		if _, err := client.Ping(ctx); err == nil {
-			break
-		}
-		if i > 200 {
-			return nil, "", fmt.Errorf("proxy did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	slipAddr, nginxAddr := freeAddr(), freeAddr()
-	hc := lb.HealthCheck{Path: "/", Interval: lb.Duration{Duration: time.Second}, Timeout: lb.Duration{Duration: 500 * time.Millisecond}, HealthyThreshold: 1}
-	if err := client.Apply(ctx, lb.Config{
-		TargetGroups: map[string]lb.TargetGroup{"tg": {Targets: []string{backendAddr}, HealthCheck: hc}},
-		Listeners:    map[string]lb.Listener{"web": {Addr: slipAddr, Routes: []lb.Route{{TargetGroup: "tg", Weight: 100}}}},
-	}); err != nil {
-		return nil, "", err
-	}
-	conf := filepath.Join(e.dir, "nginx.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`worker_processes auto;
-pid %s/nginx.pid;
-error_log %s/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream backend { server %s; keepalive 64; }
-  server {
-    listen %s;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-`, e.dir, e.dir, backendAddr, nginxAddr)), 0o644)
-	ng := exec.CommandContext(ctx, nginx, "-c", conf, "-p", e.dir, "-g", "daemon off;")
-	ng.Stderr = os.Stderr
-	// SIGTERM, not SIGKILL: nginx's master then stops its workers, which a
-	// killed master would leave running.
-	ng.Cancel = func() error { return ng.Process.Signal(syscall.SIGTERM) }
-	if err := ng.Start(); err != nil {
-		return nil, "", err
-	}
-	defer func() {
-		ng.Process.Signal(syscall.SIGTERM)
-		ng.Wait()
-	}()
-	for _, a := range []string{slipAddr, nginxAddr} {
-		if err := waitServing("http://"+a+"/", 5*time.Second); err != nil {
-			return nil, "", err
-		}
-	}
+	defer rig.close()
+	backendAddr, slipAddr, nginxAddr := rig.backend, rig.slip, rig.nginx
 	// Throughput: 32 keep-alive connections after a short warm-up of both,
 	// the two proxies in the order A B B A, so that a drift on a shared
 	// machine falls on both alike. Latency: one connection, where the
@@ -133,6 +64,139 @@ http {
 }
 
 func slipURL(addr string) string { return "http://" + addr + "/" }
+
+// lbRig is a backend with Slipway's proxy and nginx in front of it, each
+// in a process of its own.
+type lbRig struct {
+	backend, slip, nginx string // addresses
+	proxyPID, nginxPID   int
+	cleanups             []func() // run last first by close
+}
+
+func (r *lbRig) close() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
+}
+
+// rigTLS makes both proxies terminate TLS for host with one certificate.
+type rigTLS struct {
+	host            string
+	certPEM, keyPEM []byte
+	client          *http.Client // trusts the certificate, to wait for both
+}
+
+// startLBRig starts the backend (in this process), Slipway's proxy and
+// nginx, and waits until both proxies serve; on failure it leaves nothing
+// running.
+func startLBRig(e *env, t *rigTLS) (_ *lbRig, err error) {
+	r := &lbRig{}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err2 := os.Stat("/usr/sbin/nginx"); err2 != nil {
+			return nil, fmt.Errorf("nginx is not installed: apt-get install -y nginx-light")
+		}
+		nginx = "/usr/sbin/nginx"
+	}
+	os.MkdirAll(e.dir, 0o755)
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	body := []byte("hello from the backend\n")
+	bsrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })}
+	go bsrv.Serve(backend)
+	r.cleanups = append(r.cleanups, func() { bsrv.Close() })
+	r.backend = backend.Addr().String()
+
+	// Slipway's proxy as its own process, as in production.
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cleanups = append(r.cleanups, cancel)
+	proxy := exec.CommandContext(ctx, e.bin, "proxy", "--data", e.dir)
+	// Should the bench die before its cleanups run, neither proxy outlives it.
+	proxy.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := proxy.Start(); err != nil {
+		return nil, err
+	}
+	r.proxyPID = proxy.Process.Pid
+	r.cleanups = append(r.cleanups, func() { proxy.Process.Kill(); proxy.Wait() })
+	client := lb.NewClient(filepath.Join(e.dir, "proxy.sock"))
+	for i := 0; ; i++ {
+		if _, err := client.Ping(ctx); err == nil {
+			break
+		}
+		if i > 200 {
+			return nil, fmt.Errorf("proxy did not start")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	r.slip, r.nginx = freeAddr(), freeAddr()
+	hc := lb.HealthCheck{Path: "/", Interval: lb.Duration{Duration: time.Second}, Timeout: lb.Duration{Duration: 500 * time.Millisecond}, HealthyThreshold: 1}
+	cfg := lb.Config{
+		TargetGroups: map[string]lb.TargetGroup{"tg": {Targets: []string{r.backend}, HealthCheck: hc}},
+		Listeners:    map[string]lb.Listener{"web": {Addr: r.slip, Routes: []lb.Route{{TargetGroup: "tg", Weight: 100}}}},
+	}
+	if t != nil {
+		// As an HTTPS edge listener is: shared, routing by host.
+		cfg.Listeners = map[string]lb.Listener{"https": {Addr: r.slip, TLS: true,
+			Rules: []lb.Rule{{Host: t.host, Routes: []lb.Route{{TargetGroup: "tg", Weight: 100}}}}}}
+		cfg.Certificates = []lb.Certificate{{CertPEM: string(t.certPEM), KeyPEM: string(t.keyPEM)}}
+	}
+	if err := client.Apply(ctx, cfg); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(e.dir, "nginx.conf")
+	server := fmt.Sprintf("listen %s;", r.nginx)
+	if t != nil {
+		if server, err = nginxTLSServer(e.dir, r.nginx, t); err != nil {
+			return nil, err
+		}
+	}
+	os.WriteFile(conf, []byte(fmt.Sprintf(`worker_processes auto;
+pid %s/nginx.pid;
+error_log %s/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server %s; keepalive 64; }
+  server {
+    %s
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`, e.dir, e.dir, r.backend, server)), 0o644)
+	ng := exec.CommandContext(ctx, nginx, "-c", conf, "-p", e.dir, "-g", "daemon off;")
+	ng.Stderr = os.Stderr
+	// SIGTERM, not SIGKILL: nginx's master then stops its workers, which a
+	// killed master would leave running.
+	ng.Cancel = func() error { return ng.Process.Signal(syscall.SIGTERM) }
+	ng.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := ng.Start(); err != nil {
+		return nil, err
+	}
+	r.nginxPID = ng.Process.Pid
+	r.cleanups = append(r.cleanups, func() {
+		ng.Process.Signal(syscall.SIGTERM)
+		ng.Wait()
+	})
+	for _, a := range []string{r.slip, r.nginx} {
+		if t != nil {
+			err = waitServingWith(t.client, tlsURL(t.host, a), 5*time.Second)
+		} else {
+			err = waitServing("http://"+a+"/", 5*time.Second)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
 
 // generator is a closed-loop load generator, named in the figures.
 type generator struct {
@@ -213,6 +277,11 @@ func drive(url string, conns int, d time.Duration) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
 	client := &http.Client{Transport: tr}
 	defer tr.CloseIdleConnections()
+	return driveClients(url, conns, d, func(int) *http.Client { return client })
+}
+
+// driveClients is drive with client(i) as the i-th client's.
+func driveClients(url string, conns int, d time.Duration, client func(i int) *http.Client) result {
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs := 0
@@ -223,6 +292,7 @@ func drive(url string, conns int, d time.Duration) result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			client := client(i)
 			local := make([]time.Duration, 0, 1<<16)
 			bad := 0
 			for {

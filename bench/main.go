@@ -38,6 +38,7 @@ var benches = []bench{
 	{name: "log-delay", run: logDelay},
 	{name: "registry-throughput", run: registryThroughput},
 	{name: "lb-vs-nginx", run: lbVsNginx},
+	{name: "lb-tls", run: lbTLS},
 	{name: "deploy-under-load", run: deployUnderLoad},
 	{name: "autoscale", run: autoscale},
 	{name: "push-to-live", run: pushToLive},
