@@ -83,17 +83,32 @@ func (f flights) of(service, set string) (ofService, ofSet int) {
 	return f.services[service], f.sets[service+"/"+set]
 }
 
-// Pending counts the tasks of s being started.
-func (m *Manager) Pending(s store.Service) int {
+// Counts are a service's tasks as of the last pass, summed over its sets,
+// and those being started.
+type Counts struct{ Running, Healthy, Pending int }
+
+// CountsOf returns the counts of each service in one look at the
+// manager's state: a list of hundreds of services must not queue for its
+// lock once per service behind a reconcile pass.
+func (m *Manager) CountsOf(svcs []store.Service) []Counts {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := 0
+	pending := map[string]int{}
 	for _, p := range m.starting {
-		if !p.done && p.service == key(s) {
-			n++
+		if !p.done {
+			pending[p.service]++
 		}
 	}
-	return n
+	out := make([]Counts, len(svcs))
+	for i, s := range svcs {
+		k := key(s)
+		for _, st := range m.setStatus[k] {
+			out[i].Running += st.Running
+			out[i].Healthy += st.Healthy
+		}
+		out[i].Pending = pending[k]
+	}
+	return out
 }
 
 // launch starts n tasks of set for service s in the background, under the

@@ -382,13 +382,8 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
 	// Counts as of the reconciler's last pass, as ECS's DescribeServices
 	// has them: no engine call, so listing many services stays cheap.
 	out := make([]ServiceSummary, len(svcs))
-	for i, svc := range svcs {
-		out[i] = ServiceSummary{Service: svc}
-		for _, st := range s.deploy.Status(svc) {
-			out[i].Running += st.Running
-			out[i].Healthy += st.Healthy
-		}
-		out[i].Pending = s.deploy.Pending(svc)
+	for i, c := range s.deploy.CountsOf(svcs) {
+		out[i] = ServiceSummary{Service: svcs[i], Running: c.Running, Healthy: c.Healthy, Pending: c.Pending}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
