@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -27,6 +28,12 @@ import (
 // of a blob store: the data directory, or S3 (see package blob).
 type Store struct {
 	Driver storagedriver.StorageDriver
+
+	// sweep is held exclusively while DeleteUnnamed decides on and deletes
+	// a blob, and shared by PutRecorded from finding a blob stored to the
+	// caller recording its row: so a blob that a new row is about to name
+	// (Put found the content already stored) is never deleted in between.
+	sweep sync.RWMutex
 }
 
 func key(sum string) string { return "/artifacts/sha256/" + sum[:2] + "/" + sum }
@@ -38,7 +45,16 @@ const TempDir = "/artifacts/_tmp"
 // Put stores the content of r and returns its digest and size. The blob
 // is visible under its digest only once whole (blob.Upload), so a reader
 // never sees part of one; a full disk or an S3 outage surfaces here.
+// A caller that records the digest where DeleteUnnamed looks uses
+// PutRecorded.
 func (s *Store) Put(ctx context.Context, r io.Reader) (string, int64, error) {
+	return s.PutRecorded(ctx, r, nil)
+}
+
+// PutRecorded is Put that calls record (unless nil) with the digest and
+// size once the blob is stored, before DeleteUnnamed may look at it again;
+// an error from record is PutRecorded's.
+func (s *Store) PutRecorded(ctx context.Context, r io.Reader, record func(sum string, size int64) error) (string, int64, error) {
 	u, err := blob.NewUploadIn(ctx, s.Driver, TempDir)
 	if err != nil {
 		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
@@ -50,14 +66,46 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
+	s.sweep.RLock()
+	defer s.sweep.RUnlock()
 	if fi, err := s.Driver.Stat(ctx, key(sum)); err == nil && fi.Size() == n {
 		u.Cancel(context.WithoutCancel(ctx)) // the same content is stored already
-		return sum, n, nil
-	}
-	if err := u.Commit(ctx, key(sum)); err != nil {
+	} else if err := u.Commit(ctx, key(sum)); err != nil {
 		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
 	}
+	if record != nil {
+		if err := record(sum, n); err != nil {
+			return "", 0, err
+		}
+	}
 	return sum, n, nil
+}
+
+// DeleteUnnamed deletes the blob with the given digest unless named
+// reports that something still names it, and returns the bytes freed
+// (0 when it was kept or already gone). No PutRecorded is between storing
+// a blob and recording it meanwhile, so named sees every such record.
+func (s *Store) DeleteUnnamed(ctx context.Context, sum string, named func(context.Context) (bool, error)) (int64, error) {
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		return 0, fmt.Errorf("artifact digest %q is not a SHA-256", sum)
+	}
+	s.sweep.Lock()
+	defer s.sweep.Unlock()
+	if used, err := named(ctx); err != nil || used {
+		return 0, err
+	}
+	var nf storagedriver.PathNotFoundError
+	fi, err := s.Driver.Stat(ctx, key(sum))
+	if errors.As(err, &nf) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("artifact %s: %w", sum[:12], blob.Explain(err))
+	}
+	if err := s.Driver.Delete(ctx, key(sum)); err != nil && !errors.As(err, &nf) {
+		return 0, fmt.Errorf("delete artifact %s: %w", sum[:12], blob.Explain(err))
+	}
+	return fi.Size(), nil
 }
 
 // Open returns the blob with the given digest.

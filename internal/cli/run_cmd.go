@@ -169,6 +169,9 @@ func printRun(w *tabwriter.Writer, d RunDetail) {
 	if d.Reason != "" {
 		row(w, "Reason:", d.Reason)
 	}
+	if d.ExpiredAt != nil {
+		row(w, "Expired:", "artifacts and logs deleted "+humanTime(*d.ExpiredAt)+" (server --run-retention)")
+	}
 	row(w, "")
 	row(w, "STAGE", "ACTION", "TYPE", "ORDER", "STATE", "EXIT", "DURATION", "REASON")
 	for _, a := range d.Actions {

@@ -45,6 +45,7 @@ func serverCmd() *cobra.Command {
 	var maxParallel int
 	var edgef edgeFlags
 	var blobStore string
+	var runRetention retentionFlag
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, git, registry and UI on one port)",
@@ -108,7 +109,7 @@ func serverCmd() *cobra.Command {
 			}
 			defer ln.Close()
 			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL, TLS: tlsConfig,
-				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs})
+				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs, RunRetention: runRetention.d})
 			if err != nil {
 				return err
 			}
@@ -127,6 +128,7 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
 	edgef.add(cmd)
+	runRetention.add(cmd)
 	cmd.Flags().StringVar(&blobStore, "blob-store", os.Getenv("SLIPWAY_BLOB_STORE"), "where registry layers, artifacts and caches are kept: s3://BUCKET/PREFIX[?region=R&endpoint=URL&path-style=true], credentials from the AWS environment (env SLIPWAY_BLOB_STORE; default the data directory)")
 	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR, or https://ADDR with --tls-cert)")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key")

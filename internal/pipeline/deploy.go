@@ -20,6 +20,7 @@ import (
 type DeployStore interface {
 	store.RuntimeStore
 	store.DeploymentStore
+	RegisterRunTaskDef(ctx context.Context, family string, body []byte, runID int64) (store.TaskDefRevision, error)
 }
 
 // performDeploy renders the task definition from the action's input
@@ -106,7 +107,7 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 		return nil, "no imageDetail.json or imagedefinitions.json in the inputs: nothing says which image to deploy"
 	}
 	body, _ := json.Marshal(td)
-	rev, err := e.DeployStore.RegisterTaskDef(ctx, td.Family, body, "run "+fmt.Sprint(r.ID))
+	rev, err := e.DeployStore.RegisterRunTaskDef(ctx, td.Family, body, r.ID)
 	if err != nil {
 		return nil, err.Error()
 	}

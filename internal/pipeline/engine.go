@@ -43,6 +43,7 @@ type Store interface {
 	store.ExecStore
 	store.OutputStore
 	store.ApprovalStore
+	store.RetentionStore
 	GetImage(ctx context.Context, repo, digest string) (store.Image, error)
 	GetApp(ctx context.Context, name string) (store.App, error)
 	CreateToken(ctx context.Context, t store.Token, hash []byte) (store.Token, error)
@@ -85,6 +86,9 @@ type Engine struct {
 	// Installation labels the build containers and images the engine makes,
 	// as the task runtime labels tasks, so each is known as this server's.
 	Installation string
+	// RunRetention is how long after a run ends its artifacts and logs are
+	// kept (see ExpireRuns); 0 keeps them forever.
+	RunRetention time.Duration
 
 	slots chan struct{}
 	wake  chan struct{}
@@ -138,6 +142,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.wg.Add(1)
 	go e.loop(ctx)
+	if e.RunRetention > 0 {
+		e.wg.Add(1)
+		go e.retentionLoop(ctx)
+	}
 	e.Wake()
 	return nil
 }
@@ -431,12 +439,16 @@ func (e *Engine) newerQueued(ctx context.Context, r store.Run) int64 {
 func (e *Engine) storeSource(ctx context.Context, r store.Run) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(e.Source.Archive(ctx, r.App, r.Commit, pw)) }()
-	sum, size, err := e.Artifacts.Put(ctx, pr)
+	// The row is recorded inside PutRecorded: run retention may not delete
+	// a blob found already stored before a row names it.
+	_, _, err := e.Artifacts.PutRecorded(ctx, pr, func(sum string, size int64) error {
+		return e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: SourceArtifact, SHA256: sum, Size: size})
+	})
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", SourceArtifact, err)
 	}
-	return e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: SourceArtifact, SHA256: sum, Size: size})
+	return nil
 }
 
 // runAction executes one action and returns "" on success or why it failed.
@@ -812,13 +824,12 @@ func (e *Engine) storeOutputs(ctx context.Context, r store.Run, a Action, row st
 func (e *Engine) putOutput(ctx context.Context, r store.Run, row store.Action, name string, files []artifact.File, logs io.Writer) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
-	sum, size, err := e.Artifacts.Put(ctx, pr)
+	sum, size, err := e.Artifacts.PutRecorded(ctx, pr, func(sum string, size int64) error {
+		return e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: name, ActionID: row.ID, SHA256: sum, Size: size})
+	})
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("output %s: %w", name, err)
-	}
-	if err := e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: name, ActionID: row.ID, SHA256: sum, Size: size}); err != nil {
-		return err
 	}
 	fmt.Fprintf(logs, "[slipway] Stored artifact %s: %d files, %d bytes, sha256:%s\n", name, len(files), size, sum[:12])
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"slices"
 	"strconv"
@@ -580,6 +581,16 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	run, err := s.db.GetRun(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if run.ExpiredAt != nil {
+		s.writeError(w, r, errGone("run %d's artifacts and logs expired on %s: the server keeps them for a while after a run ends (slipway server --run-retention); start a new run to build them again",
+			id, run.ExpiredAt.Format(time.RFC3339)))
+		return
+	}
 	arts, err := s.db.ListArtifacts(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -590,6 +601,10 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		rc, err := s.engine.Artifacts.Open(r.Context(), a.SHA256)
+		if errors.Is(err, fs.ErrNotExist) {
+			s.writeError(w, r, errGone("artifact %s of run %d is no longer in the blob store", a.Name, id))
+			return
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -33,6 +33,11 @@ func errNotFound(format string, args ...any) *apiError {
 	return &apiError{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf(format, args...)}
 }
 
+// errGone answers for what existed and is no longer kept.
+func errGone(format string, args ...any) *apiError {
+	return &apiError{Status: http.StatusGone, Code: "gone", Message: fmt.Sprintf(format, args...)}
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

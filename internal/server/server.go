@@ -76,6 +76,9 @@ type Config struct {
 	// AutoTLSHost, with ACME and no TLS, makes Serve answer HTTPS with a
 	// certificate for this host obtained (and renewed) through ACME.
 	AutoTLSHost string
+	// RunRetention is how long a run's artifacts and logs are kept after it
+	// ends (0: forever; the CLI's default is pipeline.DefaultRunRetention).
+	RunRetention time.Duration
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -193,6 +196,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		HomeRoot:  filepath.Join(cfg.DataDir, "homes"),
 		DataDir:   cfg.DataDir,
 		Notifier:  s.notify, Secrets: s.vault, Installation: s.installation,
+		RunRetention: cfg.RunRetention,
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
 	// The pipeline pushes images with a token of its own, new at every start.

@@ -323,11 +323,16 @@ func (db *DB) SetRunState(ctx context.Context, runID int64, state, reason string
 
 func (db *DB) RetryRun(ctx context.Context, runID int64, stageIndex int) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = '', ended_at = NULL WHERE id = ? AND state IN (?, ?)`, RunQueued, runID, RunFailed, RunCancelled)
+		// An expired run has lost the artifacts its later stages read.
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = '', ended_at = NULL WHERE id = ? AND state IN (?, ?) AND expired_at IS NULL`, RunQueued, runID, RunFailed, RunCancelled)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
+			var expired sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT expired_at FROM runs WHERE id = ?`, runID).Scan(&expired); err == nil && expired.Valid {
+				return Conflictf("run %d cannot be retried: its artifacts and logs expired on %s (run retention); start a new run", runID, fromDB(expired).Format(time.RFC3339))
+			}
 			return Conflictf("run %d has not failed or been cancelled; only those can be retried", runID)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = '', exit_code = NULL, started_at = NULL, ended_at = NULL

@@ -33,6 +33,8 @@ type Run struct {
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// ExpiredAt is when run retention deleted the run's artifacts and logs.
+	ExpiredAt *time.Time `json:"expired_at,omitempty"`
 }
 
 // PushEvent is one updated ref from a git push or a webhook delivery.
@@ -99,12 +101,12 @@ var (
 	_ EventStore = (*DB)(nil)
 )
 
-const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at, mode`
+const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at, mode, expired_at`
 
 func scanRun(row scanner) (Run, error) {
 	var r Run
-	var created, started, ended sql.NullInt64
-	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended, &r.Mode); err != nil {
+	var created, started, ended, expired sql.NullInt64
+	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended, &r.Mode, &expired); err != nil {
 		return r, err
 	}
 	r.CreatedAt = fromDB(created)
@@ -115,6 +117,10 @@ func scanRun(row scanner) (Run, error) {
 	if ended.Valid {
 		t := fromDB(ended)
 		r.EndedAt = &t
+	}
+	if expired.Valid {
+		t := fromDB(expired)
+		r.ExpiredAt = &t
 	}
 	return r, nil
 }

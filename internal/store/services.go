@@ -20,6 +20,9 @@ type TaskDefRevision struct {
 	Status       string          `json:"status"` // ACTIVE or INACTIVE
 	RegisteredAt time.Time       `json:"registered_at"`
 	RegisteredBy string          `json:"registered_by"`
+	// RunID is the pipeline run whose deploy action registered it (0: not
+	// a run); run retention keeps that run while the revision is in use.
+	RunID int64 `json:"run_id,omitempty"`
 }
 
 // LoadBalancer is how a service is reached through the load balancer.
@@ -203,23 +206,35 @@ var _ RuntimeStore = (*DB)(nil)
 
 // RegisterTaskDef stores the next revision of family.
 func (db *DB) RegisterTaskDef(ctx context.Context, family string, body []byte, by string) (TaskDefRevision, error) {
-	rev := TaskDefRevision{Family: family, Body: body, Status: "ACTIVE", RegisteredAt: now(), RegisteredBy: by}
+	return db.registerTaskDef(ctx, TaskDefRevision{Family: family, Body: body, RegisteredBy: by})
+}
+
+// RegisterRunTaskDef stores the next revision of family as registered by
+// a run's deploy action, linked to the run.
+func (db *DB) RegisterRunTaskDef(ctx context.Context, family string, body []byte, runID int64) (TaskDefRevision, error) {
+	return db.registerTaskDef(ctx, TaskDefRevision{Family: family, Body: body, RegisteredBy: fmt.Sprintf("run %d", runID), RunID: runID})
+}
+
+func (db *DB) registerTaskDef(ctx context.Context, rev TaskDefRevision) (TaskDefRevision, error) {
+	rev.Status, rev.RegisteredAt = "ACTIVE", now()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(revision), 0) + 1 FROM taskdefs WHERE family = ?`, family).Scan(&rev.Revision); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(revision), 0) + 1 FROM taskdefs WHERE family = ?`, rev.Family).Scan(&rev.Revision); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO taskdefs(family, revision, body, status, registered_at, registered_by) VALUES (?, ?, ?, ?, ?, ?)`,
-			family, rev.Revision, string(body), rev.Status, toDB(rev.RegisteredAt), by)
+		_, err := tx.ExecContext(ctx, `INSERT INTO taskdefs(family, revision, body, status, registered_at, registered_by, run_id) VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, 0))`,
+			rev.Family, rev.Revision, string(rev.Body), rev.Status, toDB(rev.RegisteredAt), rev.RegisteredBy, rev.RunID)
 		return err
 	})
 	return rev, err
 }
 
+const taskDefCols = `family, revision, body, status, registered_at, registered_by, COALESCE(run_id, 0)`
+
 func scanTaskDef(row scanner) (TaskDefRevision, error) {
 	var t TaskDefRevision
 	var body string
 	var at sql.NullInt64
-	if err := row.Scan(&t.Family, &t.Revision, &body, &t.Status, &at, &t.RegisteredBy); err != nil {
+	if err := row.Scan(&t.Family, &t.Revision, &body, &t.Status, &at, &t.RegisteredBy, &t.RunID); err != nil {
 		return t, err
 	}
 	t.Body = json.RawMessage(body)
@@ -231,9 +246,9 @@ func scanTaskDef(row scanner) (TaskDefRevision, error) {
 func (db *DB) GetTaskDef(ctx context.Context, family string, revision int) (TaskDefRevision, error) {
 	var row *sql.Row
 	if revision == 0 {
-		row = db.read.QueryRowContext(ctx, `SELECT family, revision, body, status, registered_at, registered_by FROM taskdefs WHERE family = ? AND status = 'ACTIVE' ORDER BY revision DESC LIMIT 1`, family)
+		row = db.read.QueryRowContext(ctx, `SELECT `+taskDefCols+` FROM taskdefs WHERE family = ? AND status = 'ACTIVE' ORDER BY revision DESC LIMIT 1`, family)
 	} else {
-		row = db.read.QueryRowContext(ctx, `SELECT family, revision, body, status, registered_at, registered_by FROM taskdefs WHERE family = ? AND revision = ?`, family, revision)
+		row = db.read.QueryRowContext(ctx, `SELECT `+taskDefCols+` FROM taskdefs WHERE family = ? AND revision = ?`, family, revision)
 	}
 	t, err := scanTaskDef(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -246,7 +261,7 @@ func (db *DB) GetTaskDef(ctx context.Context, family string, revision int) (Task
 }
 
 func (db *DB) ListTaskDefs(ctx context.Context, family string) ([]TaskDefRevision, error) {
-	q := `SELECT family, revision, body, status, registered_at, registered_by FROM taskdefs`
+	q := `SELECT ` + taskDefCols + ` FROM taskdefs`
 	args := []any{}
 	if family != "" {
 		q += ` WHERE family = ?`
