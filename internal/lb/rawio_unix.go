@@ -19,10 +19,8 @@ func alive(nc net.Conn) bool {
 		return false
 	}
 	open := false
-	var buf [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = errors.Is(rerr, syscall.EAGAIN)
+		open = peekOpen(fd)
 		return true
 	})
 	return err == nil && open

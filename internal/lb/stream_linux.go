@@ -101,3 +101,17 @@ func (s *stream) Write(p []byte) (int, error) {
 	}
 	return s.wn, err
 }
+
+// peekOpen peeks at a socket without blocking: it is open when there is
+// nothing to read yet. A raw call, as in stream: through syscall.Recvfrom,
+// each peek woke the runtime's monitor thread, which then polled every
+// 20 µs for a while.
+func peekOpen(fd uintptr) bool {
+	var buf [1]byte
+	for {
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return errno == syscall.EAGAIN
+		}
+	}
+}
