@@ -9,7 +9,6 @@
 package s3test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -28,6 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go/aws/credentials"
 	"github.com/aws/aws-sdk-go/aws/session"
 	"github.com/aws/aws-sdk-go/service/s3"
+
+	"github.com/slipway-dev/slipway/internal/testtool"
 )
 
 // S3 is a running versitygw with one bucket; it stops when the test ends.
@@ -46,14 +47,14 @@ type S3 struct {
 
 	mu   sync.Mutex
 	proc *process
-	out  *syncBuffer
+	out  *testtool.Output
 }
 
 // Start runs versitygw until the test ends, with Bucket created. It skips
 // the test if versitygw cannot be built and fails it if it does not come up.
 func Start(t testing.TB) *S3 {
 	t.Helper()
-	bin := binary(t)
+	bin := testtool.Binary(t, "versitygw")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "posix")
 	if err := os.Mkdir(root, 0o700); err != nil {
@@ -67,7 +68,7 @@ func Start(t testing.TB) *S3 {
 		t:         t,
 		bin:       bin,
 		dir:       root,
-		out:       &syncBuffer{},
+		out:       &testtool.Output{},
 	}
 	t.Cleanup(func() {
 		s.Stop()
@@ -166,7 +167,7 @@ func (s *S3) start() error {
 		"--port", s.addr, "--quiet", "--keep-alive",
 		"posix", s.dir)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = testtool.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start versitygw: %w", err)
 	}
@@ -226,35 +227,6 @@ func (s *S3) createBucket() error {
 	return err
 }
 
-var build struct {
-	sync.Mutex
-	path string
-}
-
-// binary builds versitygw once per process; the go command's cache makes
-// later runs cheap.
-func binary(t testing.TB) string {
-	build.Lock()
-	defer build.Unlock()
-	if build.path != "" {
-		return build.path
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("s3test: cannot build versitygw: %v", err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(goBin, "tool", "-n", "versitygw")
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	path := strings.TrimSpace(string(out))
-	if err != nil || path == "" {
-		t.Skipf("s3test: cannot build versitygw (`go tool -n versitygw`): %v %s", err, stderr.String())
-	}
-	build.path = path
-	return path
-}
-
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -268,23 +240,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x", b)
-}
-
-// syncBuffer collects versitygw's output, which its process writes from
-// another goroutine while the test may read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -10,7 +10,6 @@
 package pebbletest
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -31,11 +30,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/testtool"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -80,7 +79,7 @@ func (p *Pebble) Stop() { p.stop() }
 // cannot be built and fails it if Pebble does not come up.
 func Start(t testing.TB, opts Options) *Pebble {
 	t.Helper()
-	bin := pebbleBinary(t)
+	bin := testtool.Binary(t, "pebble")
 
 	dnsAddr := startDNS(t)
 	dir := t.TempDir()
@@ -155,10 +154,10 @@ func start(t testing.TB, bin, dir, certFile, keyFile, dnsAddr string, client *ht
 		return nil, err
 	}
 
-	out := &syncBuffer{}
+	out := &testtool.Output{}
 	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsAddr)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = testtool.SysProcAttr()
 	cmd.Env = append(os.Environ(),
 		"PEBBLE_VA_NOSLEEP=1",      // no random 0-5 s sleep before validating
 		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce answers
@@ -240,35 +239,6 @@ func fetchRoots(client *http.Client, url string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("GET %s: no PEM certificate", url)
 	}
 	return pool, nil
-}
-
-var build struct {
-	sync.Mutex
-	path string
-}
-
-// pebbleBinary builds Pebble once per process; the go command's cache
-// makes later runs cheap.
-func pebbleBinary(t testing.TB) string {
-	build.Lock()
-	defer build.Unlock()
-	if build.path != "" {
-		return build.path
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("pebbletest: cannot build pebble: %v", err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(goBin, "tool", "-n", "pebble")
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	path := strings.TrimSpace(string(out))
-	if err != nil || path == "" {
-		t.Skipf("pebbletest: cannot build pebble (`go tool -n pebble`): %v %s", err, stderr.String())
-	}
-	build.path = path
-	return path
 }
 
 func freePorts(n int) ([]int, error) {
@@ -427,23 +397,4 @@ func dnsAnswer(query []byte) ([]byte, error) {
 		}
 	}
 	return b.Finish()
-}
-
-// syncBuffer collects Pebble's output, which its process writes from
-// another goroutine while the test may read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
