@@ -3,16 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -20,43 +14,31 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/server"
+	"github.com/slipway-dev/slipway/internal/testtool"
+	"github.com/slipway-dev/slipway/internal/tlscert/tlstest"
 )
 
 // testCA is a throwaway CA that issues certificates into a directory.
 type testCA struct {
+	*tlstest.CA
 	dir, file string // file: the CA's certificate, PEM
-	cert      *x509.Certificate
-	key       *ecdsa.PrivateKey
 }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{dir: t.TempDir(), cert: cert, key: key}
-	ca.file = ca.write(t, name+"-ca.pem", "CERTIFICATE", der)
+	ca := &testCA{CA: tlstest.NewCA(t), dir: t.TempDir()}
+	ca.file = ca.write(t, name+"-ca.pem", ca.PEM)
 	return ca
 }
 
-func (ca *testCA) write(t *testing.T, name, kind string, der []byte) string {
+func (ca *testCA) write(t *testing.T, name string, pemBytes []byte) string {
 	t.Helper()
 	path := filepath.Join(ca.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -66,46 +48,14 @@ func (ca *testCA) write(t *testing.T, name, kind string, der []byte) string {
 // from notBefore to notAfter, and returns its certificate and key files.
 func (ca *testCA) issue(t *testing.T, name string, notBefore, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: notBefore, NotAfter: notAfter, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca.write(t, name+".pem", "CERTIFICATE", der), ca.write(t, name+"-key.pem", "PRIVATE KEY", pkcs8)
-}
-
-// lockedBuffer is a buffer the server's goroutine writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	crt, key := ca.Issue(t, notBefore, notAfter, "localhost", "127.0.0.1", "::1")
+	return ca.write(t, name+".pem", crt), ca.write(t, name+"-key.pem", key)
 }
 
 // startTLSServer runs `slipway server --tls-cert --tls-key` in-process on a
 // free loopback port until the test ends, and returns its address, data
 // directory and what it printed at start.
-func startTLSServer(t *testing.T, certFile, keyFile, caFile string) (addr, data string, startup *lockedBuffer) {
+func startTLSServer(t *testing.T, certFile, keyFile, caFile string) (addr, data string, startup *testtool.Output) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -116,7 +66,7 @@ func startTLSServer(t *testing.T, certFile, keyFile, caFile string) (addr, data 
 	data = t.TempDir()
 	root := NewRoot()
 	root.SetArgs([]string{"server", "--addr", addr, "--data", data, "--tls-cert", certFile, "--tls-key", keyFile, "--log-format", "json"})
-	startup = &lockedBuffer{}
+	startup = &testtool.Output{}
 	root.SetOut(startup)
 	root.SetErr(startup)
 	ctx, cancel := context.WithCancel(context.Background())
