@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -931,10 +933,19 @@ func (e *Engine) storeReports(ctx context.Context, r store.Run, a Action, row st
 	return strings.Join(problems, "; ")
 }
 
-// CacheKey names the stored copy of one cache path of an app.
+// CacheKey names the stored copy of one cache path of an app. A path
+// whose name the storage drivers would refuse (they take only letters,
+// digits, '.', '_' and '-') is named by its hash instead.
 func CacheKey(app, p string) string {
-	return "/cache/" + app + "/" + strings.NewReplacer("/", "_", ".", "_").Replace(filepath.Clean(p)) + ".tar"
+	name := strings.NewReplacer("/", "_", ".", "_").Replace(filepath.Clean(p))
+	if !cacheName.MatchString(name) {
+		sum := sha256.Sum256([]byte(filepath.Clean(p)))
+		name = "h-" + hex.EncodeToString(sum[:])
+	}
+	return "/cache/" + app + "/" + name + ".tar"
 }
+
+var cacheName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // restoreCache unpacks each cache path kept from the app's last successful
 // build. Paths are relative to the source directory.
@@ -946,7 +957,10 @@ func restoreCache(ctx context.Context, blobs storagedriver.StorageDriver, app, d
 	}
 	defer root.Close()
 	for _, p := range cachePaths(paths, logs) {
-		f, err := blobs.Reader(ctx, CacheKey(app, p), 0)
+		// Downloaded whole before anything is unpacked: a download cut
+		// short (S3 gone mid-stream) must not leave half a cache in the
+		// source, for a successful build to save back.
+		f, err := fetchCache(ctx, blobs, CacheKey(app, p))
 		if err != nil {
 			var nf storagedriver.PathNotFoundError
 			if !errors.As(err, &nf) {
@@ -969,6 +983,30 @@ func restoreCache(ctx context.Context, blobs storagedriver.StorageDriver, app, d
 		}
 		fmt.Fprintf(logs, "[slipway] Restored cache %s\n", p)
 	}
+}
+
+// fetchCache copies a stored cache into a temporary file, removed when
+// the returned file is closed.
+func fetchCache(ctx context.Context, blobs storagedriver.StorageDriver, key string) (io.ReadCloser, error) {
+	rc, err := blobs.Reader(ctx, key, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp("", "slipway-cache-*.tar")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(tmp.Name()) // gone once closed
+	if _, err := io.Copy(tmp, rc); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return tmp, nil
 }
 
 func saveCache(ctx context.Context, blobs storagedriver.StorageDriver, app, dir string, paths []string, logs io.Writer) {
