@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/slipway-dev/slipway/internal/blob"
@@ -91,6 +92,10 @@ func (s *Store) DeleteUnnamed(ctx context.Context, sum string, named func(contex
 	}
 	s.sweep.Lock()
 	defer s.sweep.Unlock()
+	// Every put waits while this holds the lock: a store that stalls must
+	// not hold them for longer than this.
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
 	if used, err := named(ctx); err != nil || used {
 		return 0, err
 	}
@@ -107,6 +112,9 @@ func (s *Store) DeleteUnnamed(ctx context.Context, sum string, named func(contex
 	}
 	return fi.Size(), nil
 }
+
+// sweepTimeout bounds one DeleteUnnamed, lock held.
+const sweepTimeout = 30 * time.Second
 
 // Open returns the blob with the given digest.
 func (s *Store) Open(ctx context.Context, sum string) (io.ReadCloser, error) {
