@@ -255,11 +255,8 @@ func validateEdge(l *store.LoadBalancer) error {
 	if l.TestHost == l.Host {
 		return fmt.Errorf("load_balancer.test_host must differ from host (both %s): the test host serves green while the host serves blue", l.Host)
 	}
-	if l.PathPrefix != "" {
-		probe := lb.Config{TargetGroups: map[string]lb.TargetGroup{}, Listeners: map[string]lb.Listener{"x": {Addr: "127.0.0.1:1", Rules: []lb.Rule{{Host: l.Host, PathPrefix: l.PathPrefix}}}}}
-		if err := probe.Validate(); err != nil {
-			return fmt.Errorf("load_balancer.path_prefix %q must start with / and have no ?, #, * or spaces", l.PathPrefix)
-		}
+	if err := lb.ValidPathPrefix(l.PathPrefix); err != nil {
+		return fmt.Errorf("load_balancer.path_prefix %w", err)
 	}
 	if l.Priority < 0 || l.Priority > lb.MaxPriority {
 		return fmt.Errorf("load_balancer.priority must be 1 to %d (lower first), or 0 to order by specificity", lb.MaxPriority)

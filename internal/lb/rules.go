@@ -60,16 +60,17 @@ func ValidHost(h string) error {
 	return nil
 }
 
-// validPathPrefix checks a rule's path prefix.
-func validPathPrefix(p string) error {
+// ValidPathPrefix checks a rule's path prefix; the error is to follow the
+// field's name.
+func ValidPathPrefix(p string) error {
 	if p == "" {
 		return nil
 	}
 	if p == "/" {
-		return fmt.Errorf("path_prefix \"/\" is every path: leave it out")
+		return fmt.Errorf("\"/\" is every path: leave it out")
 	}
 	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#* \t") {
-		return fmt.Errorf("path_prefix %q must start with / and have no ?, #, * or spaces", p)
+		return fmt.Errorf("%q must start with / and have no ?, #, * or spaces", p)
 	}
 	return nil
 }
@@ -283,8 +284,8 @@ func validateRules(name string, l Listener, groups map[string]TargetGroup) error
 		if err := ValidHost(r.Host); err != nil {
 			return fmt.Errorf("%s.%w", at, err)
 		}
-		if err := validPathPrefix(r.PathPrefix); err != nil {
-			return fmt.Errorf("%s.%w", at, err)
+		if err := ValidPathPrefix(r.PathPrefix); err != nil {
+			return fmt.Errorf("%s.path_prefix %w", at, err)
 		}
 		if r.Priority < 0 || r.Priority > MaxPriority {
 			return fmt.Errorf("%s.priority must be 0 (by specificity) to %d", at, MaxPriority)

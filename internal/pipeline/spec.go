@@ -405,8 +405,8 @@ func (a *Action) validateDeploy(r *specfile.Report, at func(...any) []any) {
 			r.Addf(at(f.key), "needs a host to claim on the shared listeners")
 		}
 	}
-	if a.PathPrefix != "" && !strings.HasPrefix(a.PathPrefix, "/") {
-		r.Addf(at("path-prefix"), "%q must start with /, such as /api", a.PathPrefix)
+	if err := lb.ValidPathPrefix(a.PathPrefix); err != nil {
+		r.Addf(at("path-prefix"), "%v", err)
 	}
 	for _, f := range []struct {
 		key string
