@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,12 +110,16 @@ func (m *Manager) now() time.Time {
 }
 
 // Add stores a certificate brought by hand, refusing one that does not
-// parse, whose key is not its own, or that is expired; it replaces the
-// certificate of the same name (its first host).
-func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte, by string) (store.Certificate, error) {
+// parse, whose key is not its own, that is expired, or (host given) that
+// does not hold host; it replaces the certificate of the same name (its
+// first host). Refusals are *tlscert.Error.
+func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte, host, by string) (store.Certificate, error) {
 	info, err := tlscert.Parse(certPEM, keyPEM, m.now())
 	if err != nil {
 		return store.Certificate{}, err
+	}
+	if host != "" && !tlscert.CoversAny(info.Hosts, host) {
+		return store.Certificate{}, &tlscert.Error{Field: "host", Reason: fmt.Sprintf("the certificate holds %s, not %s: issue one for %s", strings.Join(info.Hosts, ", "), host, host)}
 	}
 	c := store.Certificate{Name: info.Hosts[0], Hosts: info.Hosts, CertPEM: string(certPEM), NotBefore: info.NotBefore, NotAfter: info.NotAfter,
 		Issuer: info.Issuer, Fingerprint: info.Fingerprint, Source: store.CertUploaded, UpdatedBy: by}

@@ -76,7 +76,7 @@ func TestAddSealsTheKeyAndServesIt(t *testing.T) {
 	ctx := context.Background()
 	ca := tlstest.NewCA(t)
 	crt, key := ca.IssueNow(t, "a.test", "*.a.test")
-	c, err := m.Add(ctx, crt, key, "admin")
+	c, err := m.Add(ctx, crt, key, "", "admin")
 	if err != nil || c.Name != "a.test" || c.Source != store.CertUploaded {
 		t.Fatalf("Add = %+v, %v", c, err)
 	}
@@ -94,8 +94,11 @@ func TestAddSealsTheKeyAndServesIt(t *testing.T) {
 	// A bad pair is refused with the field and nothing is stored.
 	_, otherKey := ca.IssueNow(t, "b.test")
 	var ce *tlscert.Error
-	if _, err := m.Add(ctx, crt, otherKey, "admin"); !errors.As(err, &ce) || ce.Field != "key" {
+	if _, err := m.Add(ctx, crt, otherKey, "", "admin"); !errors.As(err, &ce) || ce.Field != "key" {
 		t.Fatalf("Add of a mismatched key = %v", err)
+	}
+	if _, err := m.Add(ctx, crt, key, "b.test", "admin"); !errors.As(err, &ce) || ce.Field != "host" || !strings.Contains(ce.Reason, "holds a.test, *.a.test, not b.test") {
+		t.Fatalf("Add for a host it does not hold = %v", err)
 	}
 	if err := m.Remove(ctx, "a.test"); err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func TestCheckReportsMissingAndExpiringCertificates(t *testing.T) {
 	m.Now = func() time.Time { return now }
 	// api's certificate expires in ten days; nobody renews one brought by hand.
 	crt, key := ca.Issue(t, now.Add(-time.Hour), now.Add(10*24*time.Hour), "api.shop.test")
-	if _, err := m.Add(ctx, crt, key, "admin"); err != nil {
+	if _, err := m.Add(ctx, crt, key, "", "admin"); err != nil {
 		t.Fatal(err)
 	}
 	rec.take()

@@ -3,8 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/slipway-dev/slipway/internal/tlscert"
 )
@@ -23,18 +21,15 @@ func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.Host != "" {
-		info, err := tlscert.Parse([]byte(req.CertPEM), []byte(req.KeyPEM), time.Now())
-		if err == nil && !tlscert.CoversAny(info.Hosts, req.Host) {
-			s.writeError(w, r, errBadRequest("host", "the certificate holds %s, not %s: issue one for %s", strings.Join(info.Hosts, ", "), req.Host, req.Host))
-			return
-		}
-	}
 	tok, _ := Caller(r.Context())
-	c, err := s.certs.Add(r.Context(), []byte(req.CertPEM), []byte(req.KeyPEM), tok.Name)
+	c, err := s.certs.Add(r.Context(), []byte(req.CertPEM), []byte(req.KeyPEM), req.Host, tok.Name)
 	var ce *tlscert.Error
 	if errors.As(err, &ce) {
-		s.writeError(w, r, errBadRequest(ce.Field+"_pem", "%s: %s", ce.Field, ce.Reason))
+		field := ce.Field
+		if field != "host" {
+			field += "_pem" // as the request names it
+		}
+		s.writeError(w, r, errBadRequest(field, "%s: %s", ce.Field, ce.Reason))
 		return
 	}
 	if err != nil {
