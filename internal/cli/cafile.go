@@ -3,7 +3,9 @@ package cli
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/slipway-dev/slipway/internal/client"
@@ -40,17 +42,30 @@ func (c clientConfig) clientOptions() ([]client.Option, error) {
 		return []client.Option{client.WithTrustAdvice("pass --ca-file FILE (or set SLIPWAY_CA_FILE) naming the PEM certificate of the CA that signed it; " +
 			"`slipway login URL --token TOKEN --ca-file FILE` keeps it for later commands")}, nil
 	}
-	pem, err := os.ReadFile(c.CAFile)
-	if err != nil {
+	roots, err := rootsWith(c.CAFile)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
 		return nil, fmt.Errorf("read the CA file (%s): %w", c.caFrom, err)
+	case err != nil:
+		return nil, fmt.Errorf("the CA file (%s): %w: give the certificate of the CA that signed the server's", c.caFrom, err)
+	}
+	advice := fmt.Sprintf("the CA in %s (%s) did not sign it either: pass --ca-file FILE naming the CA that did", c.CAFile, c.caFrom)
+	return []client.Option{client.WithTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}), client.WithTrustAdvice(advice)}, nil
+}
+
+// rootsWith is the system's trusted roots and the CA certificates in file.
+func rootsWith(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
 	}
 	roots, err := x509.SystemCertPool()
 	if err != nil {
 		roots = x509.NewCertPool() // no system store: the CA file alone
 	}
 	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("the CA file %s (%s) holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the certificate of the CA that signed the server's", c.CAFile, c.caFrom)
+		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", file)
 	}
-	advice := fmt.Sprintf("the CA in %s (%s) did not sign it either: pass --ca-file FILE naming the CA that did", c.CAFile, c.caFrom)
-	return []client.Option{client.WithTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}), client.WithTrustAdvice(advice)}, nil
+	return roots, nil
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -71,16 +70,9 @@ func (e *edgeFlags) config() (deploy.Edge, *certs.ACME, error) {
 	}
 	acme := &certs.ACME{DirectoryURL: e.acmeDir, Email: e.acmeEmail, Profile: e.acmeProfile}
 	if e.acmeCA != "" {
-		pem, err := os.ReadFile(e.acmeCA)
+		roots, err := rootsWith(e.acmeCA)
 		if err != nil {
 			return edge, nil, fmt.Errorf("--acme-ca-file: %w", err)
-		}
-		roots, err := x509.SystemCertPool()
-		if err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return edge, nil, fmt.Errorf("--acme-ca-file %s holds no PEM certificate", e.acmeCA)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
