@@ -27,18 +27,12 @@ func TestIntegrationEdgeACME(t *testing.T) {
 	plainPort, securePort := freePort(t), freePort(t)
 	// Certificates of 30 s: renewal is due 20 s in, a third before expiry.
 	pebble := pebbletest.Start(t, pebbletest.Options{HTTPPort: plainPort, Profiles: map[string]time.Duration{"brief": 30 * time.Second}})
-	data := t.TempDir()
 	app := fmt.Sprintf("acme%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app, data)
-	srv := startProcServerEnv(t, slipwayBinary(t), data, "",
-		fmt.Sprintf("SLIPWAY_HTTP_LISTEN=127.0.0.1:%d", plainPort), fmt.Sprintf("SLIPWAY_HTTPS_LISTEN=127.0.0.1:%d", securePort),
+	srv, data := startEdgeServer(t, plainPort, securePort, []string{app},
 		"SLIPWAY_ACME_DIRECTORY="+pebble.DirectoryURL, "SLIPWAY_ACME_CA_FILE="+pebble.CAFile, "SLIPWAY_ACME_PROFILE=brief",
 		"SLIPWAY_CERT_CHECK_INTERVAL=1s")
-	srv.createApp(app)
 	rev := srv.registerTaskDef(webTaskDef(app, image, "acme"))
-	if code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web",
-		"task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1, "load_balancer": map[string]any{"container_name": "web", "container_port": 8080,
-			"host": "acme.example.test", "https": true, "health_check_path": "/health", "health_check_interval": "1s", "healthy_threshold": 1}}); code != 201 {
+	if code, body := srv.claimHost(app, "web", "acme.example.test", rev, map[string]any{"https": true}); code != 201 {
 		t.Fatalf("service: %d %v", code, body)
 	}
 

@@ -49,17 +49,11 @@ func trustingHome(t *testing.T, ca *tlstest.CA) string {
 func TestIntegrationBrowserReachesTwoAppsOnOnePort(t *testing.T) {
 	image := webAppImage(t)
 	plainPort, securePort := freePort(t), freePort(t)
-	data := t.TempDir()
 	app1 := fmt.Sprintf("brwa%d", time.Now().UnixNano()%1e6)
 	app2 := fmt.Sprintf("brwb%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app1, data)
-	cleanupRuntime(t, app2, data)
 	ca := tlstest.NewCA(t)
 	home := trustingHome(t, ca) // before the server: a skip starts nothing
-	srv := startProcServerEnv(t, slipwayBinary(t), data, "",
-		fmt.Sprintf("SLIPWAY_HTTP_LISTEN=127.0.0.1:%d", plainPort), fmt.Sprintf("SLIPWAY_HTTPS_LISTEN=127.0.0.1:%d", securePort))
-	srv.createApp(app1)
-	srv.createApp(app2)
+	srv, data := startEdgeServer(t, plainPort, securePort, []string{app1, app2})
 	// No HSTS: Chromium would then upgrade http://one… itself, and the
 	// redirect checked below would not be the load balancer's.
 	for _, s := range []struct{ app, host, version string }{
@@ -67,10 +61,7 @@ func TestIntegrationBrowserReachesTwoAppsOnOnePort(t *testing.T) {
 		{app2, "two.example.test", "browser-two"},
 	} {
 		rev := srv.registerTaskDef(webTaskDef(s.app, image, s.version))
-		if code, body := srv.call("POST", "/api/v1/apps/"+s.app+"/envs/staging/services", srv.Admin, map[string]any{"name": "web",
-			"task_definition": fmt.Sprintf("%s:%d", s.app, rev), "desired_count": 1, "load_balancer": map[string]any{
-				"container_name": "web", "container_port": 8080, "host": s.host, "https": true, "redirect_https": true,
-				"health_check_path": "/health", "health_check_interval": "1s", "healthy_threshold": 1, "deregistration_delay": "1s"}}); code != 201 {
+		if code, body := srv.claimHost(s.app, "web", s.host, rev, map[string]any{"https": true, "redirect_https": true}); code != 201 {
 			t.Fatalf("service %s: %d %v", s.host, code, body)
 		}
 		cert, key := ca.IssueNow(t, s.host)

@@ -44,6 +44,35 @@ func fetch(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	return resp, string(b)
 }
 
+// startEdgeServer starts a server process whose load balancer has shared
+// listeners on plainPort and securePort, with apps made; what the apps
+// leave on the engine goes when the test ends.
+func startEdgeServer(t *testing.T, plainPort, securePort int, apps []string, env ...string) (srv *procServer, data string) {
+	t.Helper()
+	data = t.TempDir()
+	for _, app := range apps {
+		cleanupRuntime(t, app, data)
+	}
+	env = append([]string{fmt.Sprintf("SLIPWAY_HTTP_LISTEN=127.0.0.1:%d", plainPort), fmt.Sprintf("SLIPWAY_HTTPS_LISTEN=127.0.0.1:%d", securePort)}, env...)
+	srv = startProcServerEnv(t, slipwayBinary(t), data, "", env...)
+	for _, app := range apps {
+		srv.createApp(app)
+	}
+	return srv, data
+}
+
+// claimHost creates service name of app in staging at revision rev, one
+// task of the test web app claiming host, with extra load balancer fields.
+func (e *testEnv) claimHost(app, name, host string, rev int, extra map[string]any) (int, map[string]any) {
+	l := map[string]any{"container_name": "web", "container_port": 8080, "host": host, "health_check_path": "/health",
+		"health_check_interval": "1s", "healthy_threshold": 1, "deregistration_delay": "1s"}
+	for k, v := range extra {
+		l[k] = v
+	}
+	return e.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", e.Admin, map[string]any{"name": name,
+		"task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1, "load_balancer": l})
+}
+
 // TestIntegrationEdgeSharesListenersByHost: two apps claim hosts on one
 // HTTP and one HTTPS listener; certificates brought by hand serve them by
 // SNI, HTTP redirects to HTTPS, unknown hosts get a 404, and claims and
@@ -51,29 +80,11 @@ func fetch(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 func TestIntegrationEdgeSharesListenersByHost(t *testing.T) {
 	image := webAppImage(t)
 	plainPort, securePort := freePort(t), freePort(t)
-	data := t.TempDir()
 	app1 := fmt.Sprintf("edgea%d", time.Now().UnixNano()%1e6)
 	app2 := fmt.Sprintf("edgeb%d", time.Now().UnixNano()%1e6)
-	cleanupRuntime(t, app1, data)
-	cleanupRuntime(t, app2, data)
-	srv := startProcServerEnv(t, slipwayBinary(t), data, "",
-		fmt.Sprintf("SLIPWAY_HTTP_LISTEN=127.0.0.1:%d", plainPort), fmt.Sprintf("SLIPWAY_HTTPS_LISTEN=127.0.0.1:%d", securePort),
-		"SLIPWAY_CERT_CHECK_INTERVAL=1s")
-	srv.createApp(app1)
-	srv.createApp(app2)
+	srv, data := startEdgeServer(t, plainPort, securePort, []string{app1, app2}, "SLIPWAY_CERT_CHECK_INTERVAL=1s")
 	ca := tlstest.NewCA(t)
-	lbOf := func(host string, extra map[string]any) map[string]any {
-		m := map[string]any{"container_name": "web", "container_port": 8080, "host": host, "health_check_path": "/health",
-			"health_check_interval": "1s", "healthy_threshold": 1, "deregistration_delay": "1s"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	create := func(app, name, host string, rev int, extra map[string]any) (int, map[string]any) {
-		return srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": name,
-			"task_definition": fmt.Sprintf("%s:%d", app, rev), "desired_count": 1, "load_balancer": lbOf(host, extra)})
-	}
+	create := srv.claimHost
 	rev1 := srv.registerTaskDef(webTaskDef(app1, image, "one"))
 	rev2 := srv.registerTaskDef(webTaskDef(app2, image, "two"))
 	if code, body := create(app1, "web", "one.example.test", rev1, map[string]any{"https": true, "redirect_https": true, "hsts": true}); code != 201 {
