@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -373,5 +374,40 @@ func TestRoutingTableKeepsKeysSealed(t *testing.T) {
 			t.Fatalf("restored proxy: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMatchLooksOnlyAtItsHost: with hundreds of hosts on one listener a
+// request finds its rule through the host index, allocating nothing, and
+// the order of rules (a priority before specificity) still holds.
+func TestMatchLooksOnlyAtItsHost(t *testing.T) {
+	l := Listener{}
+	for i := range 500 {
+		l.Rules = append(l.Rules, Rule{Host: fmt.Sprintf("s%03d.example.test", i), Routes: []Route{{"g", 100}}})
+	}
+	l.Rules = append(l.Rules,
+		Rule{Host: "*.wild.test", Priority: 3, Routes: []Route{{"g", 100}}},
+		Rule{Host: "a.wild.test", PathPrefix: "/api", Routes: []Route{{"g", 100}}},
+		Rule{Host: "b.wild.test", PathPrefix: "/api", Priority: 2, Routes: []Route{{"g", 100}}})
+	tb := newTable(l, map[string]*group{"g": {name: "g"}}, nil)
+	for _, c := range []struct{ host, path, want string }{
+		{"S499.Example.Test:443", "/", "s499.example.test"},
+		{"a.wild.test", "/api/x", "*.wild.test"}, // priority 3 beats the exact host without one
+		{"b.wild.test", "/api/x", "b.wild.test/api"},
+		{"b.wild.test", "/other", "*.wild.test"},
+		{"x.y.wild.test", "/", ""},
+		{"nobody.test", "/", ""},
+	} {
+		got := ""
+		if rs := match(tb, []byte(c.host), []byte(c.path)); rs != nil {
+			got = rs.key
+		}
+		if got != c.want {
+			t.Errorf("match(%s%s) = %q, want %q", c.host, c.path, got, c.want)
+		}
+	}
+	host, path := []byte("s250.example.test"), []byte("/x")
+	if n := testing.AllocsPerRun(100, func() { match(tb, host, path) }); n != 0 {
+		t.Errorf("match allocates %.0f times a request", n)
 	}
 }

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -118,17 +119,19 @@ func (rs *routeSet) pick() *group {
 }
 
 type compiledRule struct {
-	host     string // without "*."
-	wildcard bool
-	path     string
-	set      *routeSet
+	path string
+	set  *routeSet
 }
 
 // table is a listener's routing: its rules in order, then its default.
+// Rules are indexed by host, so a request looks only at the rules that
+// can match its host, however many services share the listener.
 type table struct {
-	rules []compiledRule
-	def   *routeSet // nil: requests no rule matches get a 404
-	byKey map[string]*routeSet
+	rules    []compiledRule
+	byHost   map[string][]int // exact host → its rules' indexes, in order
+	byParent map[string][]int // "example.com" → the indexes of "*.example.com"'s rules
+	def      *routeSet        // nil: requests no rule matches get a 404
+	byKey    map[string]*routeSet
 }
 
 func ruleKey(host, path string) string { return host + path }
@@ -137,7 +140,7 @@ func ruleKey(host, path string) string { return host + path }
 // replaces, whose rotation counters carry over so weights stay exact
 // across a change.
 func newTable(l Listener, groups map[string]*group, old *table) *table {
-	t := &table{byKey: map[string]*routeSet{}}
+	t := &table{byKey: map[string]*routeSet{}, byHost: map[string][]int{}, byParent: map[string][]int{}}
 	set := func(key string, rs []Route) *routeSet {
 		s := &routeSet{key: key}
 		for _, r := range rs {
@@ -160,7 +163,12 @@ func newTable(l Listener, groups map[string]*group, old *table) *table {
 		s := set(ruleKey(r.Host, r.PathPrefix), r.Routes)
 		s.redirect, s.hsts = r.RedirectHTTPS, r.HSTS
 		host, wild := strings.CutPrefix(r.Host, "*.")
-		t.rules = append(t.rules, compiledRule{host: host, wildcard: wild, path: r.PathPrefix, set: s})
+		if wild {
+			t.byParent[host] = append(t.byParent[host], len(t.rules))
+		} else {
+			t.byHost[host] = append(t.byHost[host], len(t.rules))
+		}
+		t.rules = append(t.rules, compiledRule{path: r.PathPrefix, set: s})
 	}
 	return t
 }
@@ -196,12 +204,42 @@ func match[S ~string | ~[]byte](t *table, host, path S) *routeSet {
 		return t.def
 	}
 	host = hostname(host)
-	for _, r := range t.rules {
-		if hostMatches(r, host) && pathMatches(r.path, path) {
-			return r.set
+	if len(host) > 253 {
+		return t.def // no rule names a host that long
+	}
+	var buf [253]byte
+	h := buf[:len(host)]
+	for i := 0; i < len(host); i++ {
+		ch := host[i]
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		h[i] = ch
+	}
+	// The first matching rule in order: of the host's own, and of the
+	// wildcard one label up (a label of one or more characters).
+	best := -1
+	for _, i := range t.byHost[string(h)] {
+		if pathMatches(t.rules[i].path, path) {
+			best = i
+			break
 		}
 	}
-	return t.def
+	if dot := bytes.IndexByte(h, '.'); dot > 0 {
+		for _, i := range t.byParent[string(h[dot+1:])] {
+			if best >= 0 && i > best {
+				break
+			}
+			if pathMatches(t.rules[i].path, path) {
+				best = i
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return t.def
+	}
+	return t.rules[best].set
 }
 
 // hostname drops a port and a trailing dot from a Host header.
@@ -224,23 +262,6 @@ func hostname[S ~string | ~[]byte](h S) S {
 	return h
 }
 
-func hostMatches[S ~string | ~[]byte](r compiledRule, host S) bool {
-	if !r.wildcard {
-		return foldEqual(host, r.host)
-	}
-	// "*.example.com" is one label more than example.com, as in a certificate.
-	n := len(host) - len(r.host)
-	if n < 2 || host[n-1] != '.' || !foldEqual(host[n:], r.host) {
-		return false
-	}
-	for i := 0; i < n-1; i++ {
-		if host[i] == '.' {
-			return false
-		}
-	}
-	return true
-}
-
 func pathMatches[S ~string | ~[]byte](prefix string, path S) bool {
 	if prefix == "" {
 		return true
@@ -254,24 +275,6 @@ func pathMatches[S ~string | ~[]byte](prefix string, path S) bool {
 		}
 	}
 	return len(path) == len(prefix) || prefix[len(prefix)-1] == '/' || path[len(prefix)] == '/' || path[len(prefix)] == '?'
-}
-
-// foldEqual compares an incoming host with a lower-case name, ignoring
-// the incoming case.
-func foldEqual[S ~string | ~[]byte](in S, lower string) bool {
-	if len(in) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(in); i++ {
-		ch := in[i]
-		if ch >= 'A' && ch <= 'Z' {
-			ch += 'a' - 'A'
-		}
-		if ch != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // validateRules checks one listener's rules: valid hosts and prefixes, no
