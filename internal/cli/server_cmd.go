@@ -15,6 +15,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/blob"
 	"github.com/slipway-dev/slipway/internal/client"
 	"github.com/slipway-dev/slipway/internal/server"
+	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/spf13/cobra"
 )
 
@@ -44,7 +45,7 @@ func serverCmd() *cobra.Command {
 	var addr, data, logFormat, publicURL, tlsCert, tlsKey string
 	var maxParallel int
 	var edgef edgeFlags
-	var blobStore string
+	var blobStore, database string
 	var runRetention retentionFlag
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -67,6 +68,11 @@ func serverCmd() *cobra.Command {
 			edge, acme, err := edgef.config()
 			if err != nil {
 				return err
+			}
+			if database != "" {
+				if _, err := store.RedactURL(database); err != nil {
+					return fmt.Errorf("--database: %w", err)
+				}
 			}
 			blobs, err := blob.Parse(blobStore)
 			if err != nil {
@@ -109,7 +115,7 @@ func serverCmd() *cobra.Command {
 			}
 			defer ln.Close()
 			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL, TLS: tlsConfig,
-				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs, RunRetention: runRetention.d})
+				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs, DatabaseURL: database, RunRetention: runRetention.d})
 			if err != nil {
 				return err
 			}
@@ -129,6 +135,7 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
 	edgef.add(cmd)
 	runRetention.add(cmd)
+	cmd.Flags().StringVar(&database, "database", os.Getenv("SLIPWAY_DATABASE"), "PostgreSQL database to keep state in, which several servers may share: postgres://USER:PASSWORD@HOST:5432/DB (env SLIPWAY_DATABASE; default SQLite in the data directory)")
 	cmd.Flags().StringVar(&blobStore, "blob-store", os.Getenv("SLIPWAY_BLOB_STORE"), "where registry layers, artifacts and caches are kept: s3://BUCKET/PREFIX[?region=R&endpoint=URL&path-style=true], credentials from the AWS environment (env SLIPWAY_BLOB_STORE; default the data directory)")
 	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR, or https://ADDR with --tls-cert)")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key")

@@ -70,6 +70,9 @@ type Config struct {
 	ACME *certs.ACME
 	// CertCheckEvery is how often certificates are checked (default a minute).
 	CertCheckEvery time.Duration
+	// DatabaseURL is the PostgreSQL database the server keeps its state in
+	// (--database); empty keeps it in SQLite in DataDir.
+	DatabaseURL string
 	// Blobs is where registry layers, artifacts and caches are kept: the
 	// data directory (zero value) or S3 (--blob-store).
 	Blobs blob.Config
@@ -153,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, cfg.DataDir)
+	db, err := store.OpenDatabase(ctx, cfg.DataDir, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}

@@ -93,7 +93,7 @@ func scanAction(row scanner) (Action, error) {
 }
 
 func (db *DB) StartRun(ctx context.Context, runID int64, mode string, actions []Action) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, mode = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND state = ?`, RunRunning, mode, toDB(now()), runID, RunQueued)
 		if err != nil {
 			return err
@@ -119,7 +119,7 @@ func (db *DB) StartRun(ctx context.Context, runID int64, mode string, actions []
 }
 
 func (db *DB) SetRunMode(ctx context.Context, runID int64, mode string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE runs SET mode = ? WHERE id = ?`, mode, runID)
 		return err
 	})
@@ -127,7 +127,7 @@ func (db *DB) SetRunMode(ctx context.Context, runID int64, mode string) error {
 
 // FinishRun ends a run that has not ended yet; queued actions end with it.
 func (db *DB) FinishRun(ctx context.Context, runID int64, state, reason string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		at := toDB(now())
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND ended_at IS NULL`,
 			state, reason, at, at, runID)
@@ -155,7 +155,7 @@ func (db *DB) ListActions(ctx context.Context, runID int64) ([]Action, error) {
 }
 
 func (db *DB) UpdateAction(ctx context.Context, a Action) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		var exit any
 		if a.ExitCode != nil {
 			exit = *a.ExitCode
@@ -175,7 +175,7 @@ func (db *DB) UpdateAction(ctx context.Context, a Action) error {
 
 func (db *DB) AppendLog(ctx context.Context, actionID int64, lines []LogLine) error {
 	defer db.ringLogBell()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines(action_id, at, line) VALUES (?, ?, ?)`)
 		if err != nil {
 			return err
@@ -230,8 +230,8 @@ func (db *DB) ListLog(ctx context.Context, runID, afterID int64, limit int) ([]L
 }
 
 func (db *DB) PutArtifact(ctx context.Context, a Artifact) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO artifacts(run_id, name, action_id, sha256, size, created_at) VALUES (?, ?, NULLIF(?, 0), ?, ?, ?)
+	return db.tx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO artifacts(run_id, name, action_id, sha256, size, created_at) VALUES (?, ?, NULLIF(CAST(? AS BIGINT), 0), ?, ?, ?)
 			ON CONFLICT(run_id, name) DO UPDATE SET action_id = excluded.action_id, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at`,
 			a.RunID, a.Name, a.ActionID, a.SHA256, a.Size, toDB(now()))
 		return err
@@ -277,7 +277,7 @@ const awaitsApprovalOnly = `EXISTS (SELECT 1 FROM actions a WHERE a.run_id = run
 
 func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error) {
 	n := 0
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		at := toDB(now())
 		// Runs that only wait for a person stay waiting; the engine resumes them.
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ? WHERE state IN (?, ?) AND `+awaitsApprovalOnly, RunWaiting, RunRunning, RunWaiting); err != nil {
@@ -315,14 +315,14 @@ func (db *DB) GetAction(ctx context.Context, id int64) (Action, error) {
 }
 
 func (db *DB) SetRunState(ctx context.Context, runID int64, state, reason string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ? WHERE id = ? AND ended_at IS NULL`, state, reason, runID)
 		return err
 	})
 }
 
 func (db *DB) RetryRun(ctx context.Context, runID int64, stageIndex int) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		// An expired run has lost the artifacts its later stages read.
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = '', ended_at = NULL WHERE id = ? AND state IN (?, ?) AND expired_at IS NULL`, RunQueued, runID, RunFailed, RunCancelled)
 		if err != nil {

@@ -67,7 +67,7 @@ func scanApproval(row scanner) (Approval, error) {
 
 func (db *DB) OpenApproval(ctx context.Context, a Approval, resume bool) (Approval, bool, error) {
 	created := false
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if resume {
 			got, err := scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE action_id = ? ORDER BY id DESC LIMIT 1`, a.ActionID))
 			if err == nil {
@@ -84,12 +84,10 @@ func (db *DB) OpenApproval(ctx context.Context, a Approval, resume bool) (Approv
 			return err
 		}
 		a.State, a.RequestedAt = ApprovalPending, now()
-		res, err := tx.ExecContext(ctx, `INSERT INTO approvals(run_id, action_id, stage, action, state, message, review_url, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			a.RunID, a.ActionID, a.Stage, a.Action, a.State, a.Message, a.ReviewURL, toDB(a.RequestedAt), toDB(a.Deadline))
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO approvals(run_id, action_id, stage, action, state, message, review_url, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			a.RunID, a.ActionID, a.Stage, a.Action, a.State, a.Message, a.ReviewURL, toDB(a.RequestedAt), toDB(a.Deadline)).Scan(&a.ID); err != nil {
 			return err
 		}
-		a.ID, _ = res.LastInsertId()
 		created = true
 		return nil
 	})
@@ -114,7 +112,7 @@ func (db *DB) ListApprovals(ctx context.Context, runID int64) ([]Approval, error
 
 func (db *DB) DecideApproval(ctx context.Context, runID int64, state, by, comment string) (Approval, error) {
 	var a Approval
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		var err error
 		a, err = scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE run_id = ? AND state = ?
 			AND action_id IN (SELECT id FROM actions WHERE state = ?) ORDER BY id LIMIT 1`, runID, ApprovalPending, RunWaiting))
@@ -136,7 +134,7 @@ func (db *DB) DecideApproval(ctx context.Context, runID int64, state, by, commen
 // cancelled run); it reports whether it did.
 func (db *DB) CloseApproval(ctx context.Context, id int64, state, by, comment string) (bool, error) {
 	closed := false
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, comment = ? WHERE id = ? AND state = ?`,
 			state, by, toDB(now()), comment, id, ApprovalPending)
 		if err != nil {

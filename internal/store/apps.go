@@ -151,7 +151,7 @@ var _ AppStore = (*DB)(nil)
 
 func (db *DB) CreateApp(ctx context.Context, a App) (App, error) {
 	a.CreatedAt = now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO apps(name, registry_repo, created_at) VALUES (?, ?, ?)`, a.Name, a.RegistryRepo, toDB(a.CreatedAt)); err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (db *DB) ListApps(ctx context.Context) ([]App, error) {
 }
 
 func (db *DB) DeleteApp(ctx context.Context, name string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		if err := noDeploymentInProgress(ctx, tx, `app = ?`, name); err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (db *DB) SetAppSource(ctx context.Context, name string, src AppSource, seal
 // updateApp runs one UPDATE of app name's row and returns the app as it
 // is now; an app that is not there is ErrNotFound.
 func (db *DB) updateApp(ctx context.Context, name, query string, args ...any) (App, error) {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -346,7 +346,7 @@ func (db *DB) UnsealedSourceURLs(ctx context.Context) (map[string]string, error)
 // whether the row was replaced.
 func (db *DB) UpgradeAppSource(ctx context.Context, name, oldURL string, src AppSource) (bool, error) {
 	var n int64
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE apps SET source_url = ?, source_credentials = ? WHERE name = ? AND source_url = ? AND source_credentials IS NULL`,
 			src.URL, nilIfEmpty(src.Credentials), name, oldURL)
 		if err != nil {

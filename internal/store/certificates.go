@@ -56,7 +56,7 @@ func (db *DB) PutCertificate(ctx context.Context, c Certificate, keySealed []byt
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO certificates(name, hosts, cert_pem, key_sealed, not_before, not_after, issuer, fingerprint, source, updated_by, updated_at, last_error, last_error_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', NULL)
 			ON CONFLICT(name) DO UPDATE SET hosts = excluded.hosts, cert_pem = excluded.cert_pem, key_sealed = excluded.key_sealed,
@@ -103,7 +103,7 @@ func (db *DB) SealedCertificate(ctx context.Context, name string) (Certificate, 
 }
 
 func (db *DB) DeleteCertificate(ctx context.Context, name string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM certificates WHERE name = ?`, name)
 		if err != nil {
 			return err
@@ -116,7 +116,7 @@ func (db *DB) DeleteCertificate(ctx context.Context, name string) error {
 }
 
 func (db *DB) SetCertificateError(ctx context.Context, name, msg string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE certificates SET last_error = ?, last_error_at = ? WHERE name = ?`, msg, toDB(now()), name)
 		return err
 	})
@@ -133,7 +133,7 @@ func (db *DB) ACMEAccountKey(ctx context.Context, directory string) ([]byte, err
 
 func (db *DB) PutACMEAccountKey(ctx context.Context, directory string, sealed []byte) ([]byte, error) {
 	var inForce []byte
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO acme_accounts(directory, key_sealed, created_at) VALUES (?, ?, ?) ON CONFLICT(directory) DO NOTHING`,
 			directory, sealed, toDB(now())); err != nil {
 			return err

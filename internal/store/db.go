@@ -1,5 +1,7 @@
-// Package store keeps Slipway's state in one SQLite file. Each entity has a
-// small interface so another engine (PostgreSQL) can implement it later.
+// Package store keeps Slipway's state: in one SQLite file by default, or in
+// a PostgreSQL database that several servers share. One implementation
+// serves both engines (see dialect.go); each entity has a small interface
+// where it is consumed.
 package store
 
 import (
@@ -40,9 +42,11 @@ func (c *conflict) Is(target error) bool { return target == ErrConflict }
 // concurrent writers queue in Go instead of failing with SQLITE_BUSY; reads
 // use a separate pool and see WAL snapshots.
 type DB struct {
-	write *sql.DB
-	read  *sql.DB
-	Path  string
+	write   *pool
+	read    *pool
+	dialect Dialect
+	// Path is the SQLite file, or the PostgreSQL URL without its password.
+	Path string
 
 	logMu   sync.Mutex
 	logBell chan struct{} // closed, and replaced, when log lines are committed
@@ -90,7 +94,13 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{write: w, read: r, Path: path, logBell: make(chan struct{})}
+	db := &DB{
+		write:   &pool{db: w, dialect: SQLite},
+		read:    &pool{db: r, dialect: SQLite},
+		dialect: SQLite,
+		Path:    path,
+		logBell: make(chan struct{}),
+	}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -138,23 +148,11 @@ func (db *DB) Close() error {
 	}
 	db.stmts = nil
 	db.stmtMu.Unlock()
-	return errors.Join(append(errs, db.read.Close(), db.write.Close())...)
-}
-
-// tx runs fn in one write transaction; any error rolls everything back.
-func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+	errs = append(errs, db.write.Close())
+	if db.read != db.write {
+		errs = append(errs, db.read.Close())
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Timestamps are stored as Unix microseconds: sortable and exact.

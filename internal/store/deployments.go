@@ -106,7 +106,7 @@ func scanDeployment(row scanner) (Deployment, error) {
 // progress with nobody to finish it. A service's first rollout holds
 // nothing back: it has no earlier revision to protect, and it ends itself
 // when the service changes under it (a deployment, a new count, a delete).
-func noDeploymentInProgress(ctx context.Context, tx *sql.Tx, where string, args ...any) error {
+func noDeploymentInProgress(ctx context.Context, tx *Tx, where string, args ...any) error {
 	var id int64
 	var service string
 	err := tx.QueryRowContext(ctx, `SELECT id, service FROM deployments WHERE state = ? AND from_family != '' AND `+where+` LIMIT 1`, append([]any{DeployInProgress}, args...)...).Scan(&id, &service)
@@ -122,17 +122,13 @@ func noDeploymentInProgress(ctx context.Context, tx *sql.Tx, where string, args 
 // CreateDeployment records a deployment, refusing a second one in progress for the service.
 func (db *DB) CreateDeployment(ctx context.Context, d Deployment) (Deployment, error) {
 	d.CreatedAt, d.UpdatedAt, d.State = now(), now(), DeployInProgress
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, d.App, d.Env, d.Service); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO deployments(app, env, service, strategy, config, from_family, from_revision, to_family, to_revision, settings, state, phase, green_weight, reason, created_by, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?)`,
-			d.App, d.Env, d.Service, d.Strategy, d.Config, d.FromFamily, d.FromRevision, d.ToFamily, d.ToRevision, string(d.Settings), d.State, d.Phase, d.CreatedBy, toDB(d.CreatedAt), toDB(d.UpdatedAt))
-		if err != nil {
-			return err
-		}
-		d.ID, err = res.LastInsertId()
+		err := tx.QueryRowContext(ctx, `INSERT INTO deployments(app, env, service, strategy, config, from_family, from_revision, to_family, to_revision, settings, state, phase, green_weight, reason, created_by, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?) RETURNING id`,
+			d.App, d.Env, d.Service, d.Strategy, d.Config, d.FromFamily, d.FromRevision, d.ToFamily, d.ToRevision, string(d.Settings), d.State, d.Phase, d.CreatedBy, toDB(d.CreatedAt), toDB(d.UpdatedAt)).Scan(&d.ID)
 		if err != nil {
 			return err
 		}
@@ -173,7 +169,7 @@ func (db *DB) ActiveDeployments(ctx context.Context) ([]Deployment, error) {
 
 // UpdateDeployment saves state, phase and weight, and appends event to the timeline.
 func (db *DB) UpdateDeployment(ctx context.Context, d Deployment, event string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		at := now()
 		var ended any
 		if d.State != DeployInProgress {

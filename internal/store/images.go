@@ -50,7 +50,7 @@ var _ ImageStore = (*DB)(nil)
 // RecordImage stores a pushed manifest and, when tag is set, points the tag at it.
 func (db *DB) RecordImage(ctx context.Context, img Image, tag string) error {
 	ann, _ := json.Marshal(img.Annotations)
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		at := toDB(now())
 		if _, err := tx.ExecContext(ctx, `INSERT INTO images(repo, digest, media_type, artifact_type, size, subject, annotations, pushed_at, pushed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(repo, digest) DO UPDATE SET pushed_at = excluded.pushed_at, pushed_by = excluded.pushed_by`,
@@ -145,7 +145,7 @@ func (db *DB) TagDigest(ctx context.Context, repo, tag string) (string, error) {
 }
 
 func (db *DB) DeleteImage(ctx context.Context, repo, digest string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM image_tags WHERE repo = ? AND digest = ?`, repo, digest); err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (db *DB) DeleteImage(ctx context.Context, repo, digest string) error {
 func (db *DB) DeleteRepositories(ctx context.Context, app string) error {
 	// App names hold no LIKE wildcard (% or _), so the prefix matches only
 	// repositories nested under this app.
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		for _, table := range []string{"image_tags", "images", "repo_policies"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE repo = ? OR repo LIKE ?`, app, app+"/%"); err != nil {
 				return err
@@ -170,7 +170,7 @@ func (db *DB) DeleteRepositories(ctx context.Context, app string) error {
 }
 
 func (db *DB) DeleteTag(ctx context.Context, repo, tag string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM image_tags WHERE repo = ? AND tag = ?`, repo, tag)
 		return err
 	})
@@ -201,7 +201,7 @@ func (db *DB) SetPolicy(ctx context.Context, p RepoPolicy) error {
 	if p.ImmutableTags {
 		immutable = 1
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO repo_policies(repo, immutable_tags, keep_last, expire_untagged_days) VALUES (?, ?, ?, ?)
 			ON CONFLICT(repo) DO UPDATE SET immutable_tags = excluded.immutable_tags, keep_last = excluded.keep_last, expire_untagged_days = excluded.expire_untagged_days`,
 			p.Repo, immutable, p.KeepLast, p.ExpireUntaggedDays)

@@ -66,7 +66,7 @@ var _ NotifyStore = (*DB)(nil)
 
 func (db *DB) PutChannel(ctx context.Context, c Channel, sealed []byte) error {
 	events, _ := json.Marshal(c.Events)
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		at := toDB(now())
 		_, err := tx.ExecContext(ctx, `INSERT INTO notify_channels(app, name, type, events, target, sealed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(app, name) DO UPDATE SET type = excluded.type, events = excluded.events, target = excluded.target, sealed = excluded.sealed, updated_at = excluded.updated_at`,
@@ -113,7 +113,7 @@ func (db *DB) SealedChannel(ctx context.Context, app, name string) (Channel, []b
 }
 
 func (db *DB) DeleteChannel(ctx context.Context, app, name string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM notify_channels WHERE app = ? AND name = ?`, app, name)
 		if err != nil {
 			return err
@@ -126,7 +126,7 @@ func (db *DB) DeleteChannel(ctx context.Context, app, name string) error {
 }
 
 func (db *DB) EnqueueDeliveries(ctx context.Context, ds []Delivery) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		at := now()
 		for _, d := range ds {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO notify_deliveries(app, channel, event, payload, state, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -175,7 +175,7 @@ func (db *DB) UpdateDelivery(ctx context.Context, d Delivery) error {
 	if d.EndedAt != nil {
 		ended = toDB(*d.EndedAt)
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE notify_deliveries SET state = ?, attempts = ?, last_error = ?, next_at = ?, ended_at = ? WHERE id = ?`,
 			d.State, d.Attempts, redact.URLs(d.LastError), toDB(d.NextAt), ended, d.ID)
 		return err
@@ -184,7 +184,7 @@ func (db *DB) UpdateDelivery(ctx context.Context, d Delivery) error {
 
 func (db *DB) ListDeliveries(ctx context.Context, app string, p Page) ([]Delivery, error) {
 	p = p.normalize()
-	rows, err := db.read.QueryContext(ctx, `SELECT `+deliveryCols+` FROM notify_deliveries WHERE app = ? AND (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?`,
+	rows, err := db.read.QueryContext(ctx, `SELECT `+deliveryCols+` FROM notify_deliveries WHERE app = ? AND (CAST(? AS BIGINT) = 0 OR id < ?) ORDER BY id DESC LIMIT ?`,
 		app, p.Before, p.Before, p.Limit)
 	if err != nil {
 		return nil, err

@@ -43,10 +43,14 @@ var _ RetentionStore = (*DB)(nil)
 //     from or to, or a rollback would return to (the starting point of the
 //     service's newest completed deployment of another revision, as
 //     deploy's rollbackTarget picks it).
-const expirableRuns = `WITH in_use(family, revision) AS (
+func (db *DB) expirableRuns() string {
+	return `WITH in_use(family, revision) AS (
 		SELECT family, revision FROM services
-		UNION SELECT json_extract(s.value, '$.family'), json_extract(s.value, '$.revision')
-			FROM services v, json_each(NULLIF(v.layout, ''), '$.sets') s
+		UNION ` + db.dialectSQL(
+		`SELECT json_extract(s.value, '$.family'), json_extract(s.value, '$.revision')
+			FROM services v, json_each(NULLIF(v.layout, ''), '$.sets') s`,
+		`SELECT s->>'family', (s->>'revision')::bigint
+			FROM services v, jsonb_path_query(NULLIF(v.layout, '')::jsonb, '$.sets[*]') s`) + `
 		UNION SELECT from_family, from_revision FROM deployments WHERE state = '` + DeployInProgress + `'
 		UNION SELECT to_family, to_revision FROM deployments WHERE state = '` + DeployInProgress + `'
 		UNION SELECT d.from_family, d.from_revision FROM services v JOIN deployments d ON d.id = (
@@ -55,7 +59,7 @@ const expirableRuns = `WITH in_use(family, revision) AS (
 				AND (x.phase = 'BlueKept' OR x.from_family <> x.to_family OR x.from_revision <> x.to_revision))
 	), newest_success(id) AS (
 		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY app ORDER BY ended_at DESC, id DESC) AS n
-			FROM runs WHERE state = '` + RunSucceeded + `') WHERE n = 1
+			FROM runs WHERE state = '` + RunSucceeded + `') ranked WHERE n = 1
 	)
 	SELECT r.id FROM runs r
 	WHERE r.expired_at IS NULL AND r.ended_at IS NOT NULL AND r.ended_at < ?
@@ -63,11 +67,12 @@ const expirableRuns = `WITH in_use(family, revision) AS (
 		AND r.id NOT IN (SELECT t.run_id FROM taskdefs t JOIN in_use u ON u.family = t.family AND u.revision = t.revision
 			WHERE t.run_id IS NOT NULL)
 	ORDER BY r.id LIMIT ?`
+}
 
 func (db *DB) ExpireRuns(ctx context.Context, endedBefore time.Time, limit int) ([]int64, error) {
 	var ids []int64
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE runs SET expired_at = ? WHERE id IN (`+expirableRuns+`) RETURNING id`,
+	err := db.tx(ctx, func(tx *Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET expired_at = ? WHERE id IN (`+db.expirableRuns()+`) RETURNING id`,
 			toDB(now()), toDB(endedBefore), limit)
 		if err != nil {
 			return err
@@ -104,11 +109,11 @@ const runLogDeleteBatch = 5000
 func (db *DB) DeleteRunLogs(ctx context.Context, runID int64) (lines, bytes int64, err error) {
 	for {
 		var n, b int64
-		err := db.tx(ctx, func(tx *sql.Tx) error {
+		err := db.tx(ctx, func(tx *Tx) error {
 			n, b = 0, 0
 			rows, err := tx.QueryContext(ctx, `DELETE FROM log_lines WHERE id IN (
 				SELECT l.id FROM actions a JOIN log_lines l ON l.action_id = a.id WHERE a.run_id = ? LIMIT ?)
-				RETURNING length(CAST(line AS BLOB))`, runID, runLogDeleteBatch)
+				RETURNING `+db.dialectSQL(`length(CAST(line AS BLOB))`, `octet_length(line)`), runID, runLogDeleteBatch)
 			if err != nil {
 				return err
 			}
@@ -144,7 +149,7 @@ func (db *DB) ArtifactNamedElsewhere(ctx context.Context, sha256 string, runID i
 
 func (db *DB) DeleteRunArtifacts(ctx context.Context, runID int64) (int64, error) {
 	var n int64
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM artifacts WHERE run_id = ?`, runID)
 		if err != nil {
 			return err

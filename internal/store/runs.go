@@ -125,22 +125,17 @@ func scanRun(row scanner) (Run, error) {
 	return r, nil
 }
 
-func insertRun(ctx context.Context, tx *sql.Tx, r *Run) error {
+func insertRun(ctx context.Context, tx *Tx, r *Run) error {
 	r.CreatedAt = now()
 	if r.State == "" {
 		r.State = RunQueued
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO runs(app, state, trigger, ref, commit_sha, event_id, reason, created_at) VALUES (?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?)`,
-		r.App, r.State, r.Trigger, r.Ref, r.Commit, r.EventID, r.Reason, toDB(r.CreatedAt))
-	if err != nil {
-		return err
-	}
-	r.ID, err = res.LastInsertId()
-	return err
+	return tx.QueryRowContext(ctx, `INSERT INTO runs(app, state, trigger, ref, commit_sha, event_id, reason, created_at) VALUES (?, ?, ?, ?, ?, NULLIF(CAST(? AS BIGINT), 0), ?, ?) RETURNING id`,
+		r.App, r.State, r.Trigger, r.Ref, r.Commit, r.EventID, r.Reason, toDB(r.CreatedAt)).Scan(&r.ID)
 }
 
 func (db *DB) CreateRun(ctx context.Context, r Run) (Run, error) {
-	err := db.tx(ctx, func(tx *sql.Tx) error { return insertRun(ctx, tx, &r) })
+	err := db.tx(ctx, func(tx *Tx) error { return insertRun(ctx, tx, &r) })
 	return r, err
 }
 
@@ -192,7 +187,7 @@ func (db *DB) LatestRuns(ctx context.Context) (map[string]Run, error) {
 // with a *ReplayedPayloadError; both are ErrConflict.
 func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error) {
 	ev.CreatedAt = now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if ev.DeliveryID != "" {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries(delivery_id, app, received_at) VALUES (?, ?, ?)`, ev.DeliveryID, ev.App, toDB(ev.CreatedAt)); err != nil {
 				if isUniqueViolation(err) {
@@ -214,12 +209,8 @@ func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO push_events(app, source, ref, old_sha, new_sha, pushed_by, delivery_id, outcome, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			ev.App, ev.Source, ev.Ref, ev.OldSHA, ev.NewSHA, ev.PushedBy, ev.DeliveryID, ev.Outcome, ev.Reason, toDB(ev.CreatedAt))
-		if err != nil {
-			return err
-		}
-		if ev.ID, err = res.LastInsertId(); err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO push_events(app, source, ref, old_sha, new_sha, pushed_by, delivery_id, outcome, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			ev.App, ev.Source, ev.Ref, ev.OldSHA, ev.NewSHA, ev.PushedBy, ev.DeliveryID, ev.Outcome, ev.Reason, toDB(ev.CreatedAt)).Scan(&ev.ID); err != nil {
 			return err
 		}
 		if run == nil {
@@ -230,7 +221,7 @@ func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent
 			return err
 		}
 		ev.RunID = run.ID
-		_, err = tx.ExecContext(ctx, `UPDATE push_events SET run_id = ? WHERE id = ?`, run.ID, ev.ID)
+		_, err := tx.ExecContext(ctx, `UPDATE push_events SET run_id = ? WHERE id = ?`, run.ID, ev.ID)
 		return err
 	})
 	return ev, err

@@ -33,7 +33,7 @@ var _ SecretStore = (*DB)(nil)
 
 func (db *DB) PutSecret(ctx context.Context, s Secret, sealed []byte) (int, error) {
 	var version int
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM secrets WHERE name = ? AND app = ? AND env = ?`,
 			s.Name, s.App, s.Env).Scan(&version); err != nil {
 			return err
@@ -80,7 +80,7 @@ func (db *DB) SealedSecret(ctx context.Context, name, app, env string) (Secret, 
 }
 
 func (db *DB) DeleteSecret(ctx context.Context, name, app, env string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE name = ? AND app = ? AND env = ?`, name, app, env)
 		if err != nil {
 			return err

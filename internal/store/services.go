@@ -217,11 +217,11 @@ func (db *DB) RegisterRunTaskDef(ctx context.Context, family string, body []byte
 
 func (db *DB) registerTaskDef(ctx context.Context, rev TaskDefRevision) (TaskDefRevision, error) {
 	rev.Status, rev.RegisteredAt = "ACTIVE", now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(revision), 0) + 1 FROM taskdefs WHERE family = ?`, rev.Family).Scan(&rev.Revision); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO taskdefs(family, revision, body, status, registered_at, registered_by, run_id) VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, 0))`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO taskdefs(family, revision, body, status, registered_at, registered_by, run_id) VALUES (?, ?, ?, ?, ?, ?, NULLIF(CAST(? AS BIGINT), 0))`,
 			rev.Family, rev.Revision, string(rev.Body), rev.Status, toDB(rev.RegisteredAt), rev.RegisteredBy, rev.RunID)
 		return err
 	})
@@ -275,7 +275,7 @@ func (db *DB) ListTaskDefs(ctx context.Context, family string) ([]TaskDefRevisio
 }
 
 func (db *DB) DeregisterTaskDef(ctx context.Context, family string, revision int) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE taskdefs SET status = 'INACTIVE' WHERE family = ? AND revision = ?`, family, revision)
 		if err != nil {
 			return err
@@ -297,7 +297,7 @@ func lbJSON(lb *LoadBalancer) string {
 
 func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
 	s.CreatedAt, s.UpdatedAt = now(), now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO services(app, env, name, family, revision, desired, load_balancer, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.App, s.Env, s.Name, s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), toDB(s.CreatedAt), toDB(s.UpdatedAt))
 		return err
@@ -313,7 +313,7 @@ func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
 // the deployment sized its task sets from the count it started with.
 func (db *DB) UpdateService(ctx context.Context, s Service) (Service, error) {
 	s.UpdatedAt = now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		var desired int
 		err := tx.QueryRowContext(ctx, `SELECT desired FROM services WHERE app = ? AND env = ? AND name = ?`, s.App, s.Env, s.Name).Scan(&desired)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -421,7 +421,7 @@ func (db *DB) ListServices(ctx context.Context, app, env string) ([]Service, err
 }
 
 func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, app, env, name); err != nil {
 			return err
 		}
@@ -444,7 +444,7 @@ func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
 // what happened in which order.
 func (db *DB) AddServiceEvent(ctx context.Context, app, env, name, message string) error {
 	at := toDB(now())
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE service_events SET count = count + 1, last_at = ?
 			WHERE id = (SELECT MAX(id) FROM service_events WHERE app = ? AND env = ? AND service = ?) AND message = ?`,
 			at, app, env, name, message)
@@ -491,7 +491,7 @@ func (db *DB) SetAutoscaling(ctx context.Context, app, env, name string, a *Auto
 		b, _ := json.Marshal(a)
 		v = string(b)
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE services SET autoscaling = ?, updated_at = ? WHERE app = ? AND env = ? AND name = ?`, v, toDB(now()), app, env, name)
 		if err != nil {
 			return err
@@ -509,7 +509,7 @@ func (db *DB) SetAutoscaling(ctx context.Context, app, env, name string, a *Auto
 // count has moved meanwhile or a deployment is in progress: those own the
 // count until they end.
 func (db *DB) AutoScale(ctx context.Context, app, env, name string, from, to int) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, app, env, name); err != nil {
 			return err
 		}

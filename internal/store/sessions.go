@@ -27,7 +27,7 @@ type SessionStore interface {
 var _ SessionStore = (*DB)(nil)
 
 func (db *DB) CreateSession(ctx context.Context, idHash []byte, s Session) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		// Expired sessions go as new ones come, so the table stays small.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ?`, toDB(now())); err != nil {
 			return err
@@ -55,7 +55,7 @@ func (db *DB) GetSession(ctx context.Context, idHash []byte) (Session, Token, er
 }
 
 func (db *DB) DeleteSession(ctx context.Context, idHash []byte) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
 		return err
 	})

@@ -54,7 +54,7 @@ func (db *DB) AppendTaskLogs(ctx context.Context, lines []TaskLogLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO task_log_lines(app, env, service, task_id, container, log_group, log_stream, source, at, line)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
@@ -115,7 +115,7 @@ func (db *DB) DeleteTaskLogsBefore(ctx context.Context, before time.Time) (int64
 	var total int64
 	for {
 		var n int64
-		err := db.tx(ctx, func(tx *sql.Tx) error {
+		err := db.tx(ctx, func(tx *Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM task_log_lines WHERE id IN (SELECT id FROM task_log_lines WHERE at < ? LIMIT ?)`,
 				nanosToDB(before), taskLogDeleteBatch)
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -63,13 +62,9 @@ func scanToken(row scanner) (Token, error) {
 	return t, nil
 }
 
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
-
 func (db *DB) CreateToken(ctx context.Context, t Token, hash []byte) (Token, error) {
 	t.CreatedAt = now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at, app, env, registry_only) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt), t.App, t.Env, t.RegistryOnly)
 		return err
@@ -94,7 +89,7 @@ func (db *DB) ListTokens(ctx context.Context) ([]Token, error) {
 
 func (db *DB) RevokeToken(ctx context.Context, idOrName string) (Token, error) {
 	var t Token
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		var err error
 		t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = ? OR name = ?`, idOrName, idOrName))
 		if err != nil {
@@ -112,7 +107,7 @@ func (db *DB) RevokeToken(ctx context.Context, idOrName string) (Token, error) {
 }
 
 func (db *DB) TouchToken(ctx context.Context, id string, at time.Time) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE tokens SET last_used_at = ? WHERE id = ?`, toDB(at), id)
 		return err
 	})
@@ -135,7 +130,7 @@ func (db *DB) GetMeta(ctx context.Context, key string) (string, error) {
 }
 
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
 		return err
 	})
@@ -145,7 +140,7 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 // false when a bootstrap already happened, so a restart never mints another.
 func (db *DB) BootstrapAdmin(ctx context.Context, t Token, hash []byte) (bool, error) {
 	created := false
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		var v string
 		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'admin_bootstrapped'`).Scan(&v)
 		if err == nil {
@@ -173,7 +168,7 @@ func (db *DB) BootstrapAdmin(ctx context.Context, t Token, hash []byte) (bool, e
 // each start and known only to that process).
 func (db *DB) ReplaceToken(ctx context.Context, t Token, hash []byte) (Token, error) {
 	t.CreatedAt = now()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE name = ?`, t.Name); err != nil {
 			return err
 		}
@@ -186,7 +181,7 @@ func (db *DB) ReplaceToken(ctx context.Context, t Token, hash []byte) (Token, er
 
 // DeleteToken removes a token outright (a build's token when the build ends).
 func (db *DB) DeleteToken(ctx context.Context, id string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE id = ?`, id)
 		return err
 	})
@@ -196,7 +191,7 @@ func (db *DB) DeleteToken(ctx context.Context, id string) error {
 // build tokens a stopped server left) and says how many went.
 func (db *DB) DeleteTokensNamed(ctx context.Context, prefix string) (int, error) {
 	var n int64
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE substr(name, 1, length(?)) = ?`, prefix, prefix)
 		if err != nil {
 			return err

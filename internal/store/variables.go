@@ -51,7 +51,7 @@ type OutputStore interface {
 var _ OutputStore = (*DB)(nil)
 
 func (db *DB) PutVariables(ctx context.Context, runID int64, vars []Variable) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		for _, v := range vars {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO run_variables(run_id, action, name, value) VALUES (?, ?, ?, ?)
 				ON CONFLICT(run_id, action, name) DO UPDATE SET value = excluded.value`, runID, v.Action, v.Name, v.Value); err != nil {
@@ -63,7 +63,7 @@ func (db *DB) PutVariables(ctx context.Context, runID int64, vars []Variable) er
 }
 
 func (db *DB) ListVariables(ctx context.Context, runID int64) ([]Variable, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT action, name, value FROM run_variables WHERE run_id = ? ORDER BY rowid`, runID)
+	rows, err := db.read.QueryContext(ctx, `SELECT action, name, value FROM run_variables WHERE run_id = ? ORDER BY `+db.dialectSQL("rowid", "seq"), runID)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (db *DB) ListVariables(ctx context.Context, runID int64) ([]Variable, error
 
 func (db *DB) PutReport(ctx context.Context, runID int64, r Report) error {
 	names, _ := json.Marshal(r.FailedTests)
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO reports(run_id, action_id, report_group, total, passed, failed, skipped, failed_tests) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(action_id, report_group) DO UPDATE SET total = excluded.total, passed = excluded.passed, failed = excluded.failed, skipped = excluded.skipped, failed_tests = excluded.failed_tests`,
 			runID, r.ActionID, r.Group, r.Total, r.Passed, r.Failed, r.Skipped, string(names))
@@ -109,7 +109,7 @@ func (db *DB) ListReports(ctx context.Context, runID int64) ([]Report, error) {
 }
 
 func (db *DB) DisableTransition(ctx context.Context, t Transition) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO transitions(app, stage, reason, disabled_by, disabled_at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT(app, stage) DO UPDATE SET reason = excluded.reason, disabled_by = excluded.disabled_by, disabled_at = excluded.disabled_at`,
 			t.App, t.Stage, t.Reason, t.DisabledBy, toDB(now()))
@@ -118,7 +118,7 @@ func (db *DB) DisableTransition(ctx context.Context, t Transition) error {
 }
 
 func (db *DB) EnableTransition(ctx context.Context, app, stage string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM transitions WHERE app = ? AND stage = ?`, app, stage)
 		return err
 	})

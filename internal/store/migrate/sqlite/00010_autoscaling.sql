@@ -1,0 +1,3 @@
+-- 10: service auto scaling (target tracking settings, JSON)
+-- +goose Up
+ALTER TABLE services ADD COLUMN autoscaling TEXT NOT NULL DEFAULT '';

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// OpenDatabase opens the store a server is configured with: the PostgreSQL
+// database at databaseURL, or, when it is empty, the SQLite file in dir.
+func OpenDatabase(ctx context.Context, dir, databaseURL string) (*DB, error) {
+	if databaseURL == "" {
+		return Open(ctx, dir)
+	}
+	return OpenPostgres(ctx, databaseURL)
+}
+
+// postgresPoolSize bounds one server's connections: enough for the API,
+// the runners and the loops at once, and few enough that several servers
+// stay inside PostgreSQL's default limit of 100.
+const postgresPoolSize = 16
+
+// OpenPostgres connects to the PostgreSQL database at databaseURL
+// (postgres://user:password@host:port/db?sslmode=…, or host=/socket/dir
+// for a Unix socket) and applies migrations. Errors name the URL without
+// its password.
+func OpenPostgres(ctx context.Context, databaseURL string) (*DB, error) {
+	shown, err := RedactURL(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", shown, err)
+	}
+	sdb := stdlib.OpenDB(*cfg)
+	sdb.SetMaxOpenConns(postgresPoolSize)
+	sdb.SetMaxIdleConns(postgresPoolSize)
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sdb.PingContext(pingCtx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("database %s is unreachable: %w", shown, redactErr(err, databaseURL))
+	}
+	p := &pool{db: sdb, dialect: Postgres}
+	db := &DB{write: p, read: p, dialect: Postgres, Path: shown, logBell: make(chan struct{})}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", shown, err)
+	}
+	return db, nil
+}
+
+// RedactURL checks that databaseURL is a PostgreSQL URL and returns it
+// with any password replaced by xxxxx, for messages and status pages.
+func RedactURL(databaseURL string) (string, error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("database: want a URL such as postgres://user:password@host:5432/slipway (or postgres:///slipway?host=/run/postgresql for a Unix socket)")
+	}
+	return u.Redacted(), nil
+}
+
+// redactErr keeps a driver's message from repeating the password.
+func redactErr(err error, databaseURL string) error {
+	u, perr := url.Parse(databaseURL)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" || !strings.Contains(err.Error(), pw) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+}
