@@ -58,6 +58,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{Status: http.StatusConflict, Code: "already_exists", Message: err.Error()}
 	case errors.Is(err, store.ErrConflict):
 		ae = &apiError{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
+	case store.Unavailable(err):
+		s.log.Warn("request failed: database unreachable", "request_id", requestID(r.Context()), "err", err)
+		w.Header().Set("Retry-After", "5")
+		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the database is unreachable; try again shortly (request " + requestID(r.Context()) + ")"}
 	default:
 		s.log.Error("request failed", "request_id", requestID(r.Context()), "err", err)
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; see the server log for request " + requestID(r.Context())}

@@ -24,6 +24,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/testtool/pgtest"
 	"github.com/slipway-dev/slipway/internal/traffic"
 )
 
@@ -101,7 +102,7 @@ func webAppImage(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.RunMain(m)
 	if webImage != "" {
 		exec.Command("docker", "rmi", "-f", webImage).Run()
 	}
@@ -209,6 +210,13 @@ func (p *procServer) restart() *procServer {
 	return startProcServer(p.t, p.bin, p.data, p.addr)
 }
 
+// restartEnv is restart with environment variables for the new server.
+func (p *procServer) restartEnv(env ...string) *procServer {
+	p.t.Helper()
+	p.kill()
+	return startProcServerEnv(p.t, p.bin, p.data, p.addr, env...)
+}
+
 func (p *procServer) kill() {
 	if p.cmd.ProcessState != nil {
 		return // already killed and reaped
@@ -221,9 +229,15 @@ func (p *procServer) kill() {
 // networks, images, the proxy) once the test ends: only what the server of
 // data made, so a developer's own app of the same name on this engine stays.
 func cleanupRuntime(t *testing.T, app, data string) {
+	cleanupRuntimeDB(t, app, data, "")
+}
+
+// cleanupRuntimeDB is cleanupRuntime for a server whose state is in the
+// PostgreSQL database at databaseURL.
+func cleanupRuntimeDB(t *testing.T, app, data, databaseURL string) {
 	t.Cleanup(func() {
 		killProxies(data)
-		filter, ok := ownedBy(app, data)
+		filter, ok := ownedBy(app, data, databaseURL)
 		if !ok {
 			return
 		}
@@ -242,11 +256,11 @@ func cleanupRuntime(t *testing.T, app, data string) {
 // ownedBy is the docker --filter arguments for what the server of data made
 // for app: its label and the installation's. False when that server never
 // started, so it made nothing.
-func ownedBy(app, data string) ([]string, bool) {
-	if _, err := os.Stat(filepath.Join(data, "slipway.db")); err != nil {
+func ownedBy(app, data, databaseURL string) ([]string, bool) {
+	if _, err := os.Stat(filepath.Join(data, "slipway.db")); err != nil && databaseURL == "" {
 		return nil, false
 	}
-	db, err := store.Open(context.Background(), data)
+	db, err := store.OpenDatabase(context.Background(), data, databaseURL)
 	if err != nil {
 		return nil, false
 	}

@@ -135,6 +135,10 @@ func (s *Server) uiFail(w http.ResponseWriter, r *http.Request, err error) {
 		s.uiError(w, r, ae.Status, http.StatusText(ae.Status), ae.Message)
 	case errors.Is(err, store.ErrNotFound):
 		s.uiError(w, r, http.StatusNotFound, "Not found", err.Error())
+	case store.Unavailable(err):
+		s.log.Warn("page failed: database unreachable", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		s.uiError(w, r, http.StatusServiceUnavailable, "Database unreachable", "Slipway cannot reach its database right now. Try again in a few seconds.")
 	default:
 		s.log.Error("page failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err)
 		s.uiError(w, r, http.StatusInternalServerError, "Something went wrong", "See the server log for request "+requestID(r.Context())+".")

@@ -2,13 +2,16 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
+	"net"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -79,4 +82,32 @@ func redactErr(err error, databaseURL string) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+}
+
+// ErrUnavailable is the database not answering: the server cannot reach
+// PostgreSQL, or PostgreSQL is shutting down or starting. A request that
+// meets it may succeed later (HTTP 503).
+var ErrUnavailable = errors.New("the database is unreachable")
+
+// Unavailable tells whether err is the database not answering rather than
+// a refusal of the request.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, driver.ErrBadConn) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08 is connection exceptions; 57P01–57P03 a server shutting
+		// down or not yet accepting connections.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || pgconn.SafeToRetry(err)
 }

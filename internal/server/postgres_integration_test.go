@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/testtool/pgtest"
+)
+
+// TestIntegrationPostgresStore runs the demo flow (push, build, image,
+// deploy) on a server whose state is in a real PostgreSQL, restarts the
+// server on the same database, and checks what a lost database does to
+// requests: 503 with a reason, and service again once it is back.
+func TestIntegrationPostgresStore(t *testing.T) {
+	dsn := pgtest.New(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("pgs%d", time.Now().UnixNano()%1e6)
+	cleanupRuntimeDB(t, app, data, dsn)
+	srv := startProcServerEnv(t, slipwayBinary(t), data, "", "SLIPWAY_DATABASE="+dsn)
+	srv.createApp(app)
+	prodPort := freePort(t)
+	webSource, err := os.ReadFile("testdata/webapp/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := func(version string) map[string]string {
+		return map[string]string{
+			"main.go":    string(webSource),
+			"go.mod":     "module webapp\n\ngo 1.22\n",
+			"Dockerfile": "FROM scratch\nLABEL slipway.test=1\nCOPY web /web\nENTRYPOINT [\"/web\"]\n",
+			"buildspec.yml": `version: 0.2
+phases:
+  build:
+    commands:
+      - CGO_ENABLED=0 go build -o web .
+artifacts:
+  files: [web, Dockerfile, taskdef.json]
+`,
+			"taskdef.json": fmt.Sprintf(`{"family": "%s", "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>",
+  "portMappings": [{"containerPort": 8080}], "environment": [{"name": "VERSION", "value": "%s"}], "memory": 64, "stopTimeout": 2}]}`, app, version),
+			"slipway.yaml": fmt.Sprintf(`on:
+  push:
+    branches: [main]
+mode: queued
+stages:
+  - name: Build
+    actions:
+      - {name: compile, type: build, outputs: [BuildOut], timeout: 5m}
+  - name: Package
+    actions:
+      - {name: image, type: image, inputs: [BuildOut], outputs: [ImageArtifact]}
+  - name: Staging
+    actions:
+      - name: deploy
+        type: deploy
+        inputs: [ImageArtifact, BuildOut]
+        environment: staging
+        service: web
+        strategy: blue-green
+        desired-count: 1
+        listener-port: %d
+        health-check-path: /health
+`, prodPort),
+		}
+	}
+	w := newWork(t)
+	w.commit("v1", files("1"))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	run := srv.waitRun(1, 240*time.Second)
+	if run["state"] != "succeeded" {
+		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], srv.logText(1))
+	}
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=1") {
+		t.Fatalf("staging after the first run: %d %s", code, body)
+	}
+	// The state is in PostgreSQL, not beside the data.
+	if _, err := os.Stat(filepath.Join(data, "slipway.db")); !os.IsNotExist(err) {
+		t.Errorf("DATA/slipway.db exists with --database: %v", err)
+	}
+	db, err := store.OpenPostgres(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := db.ListRuns(context.Background(), app, store.Page{})
+	db.Close()
+	if err != nil || len(runs) != 1 || runs[0].State != store.RunSucceeded {
+		t.Fatalf("runs in PostgreSQL: %+v %v", runs, err)
+	}
+
+	// A second version deploys blue/green after a restart on the same database.
+	srv = srv.restartEnv("SLIPWAY_DATABASE=" + dsn)
+	w.commit("v2", files("2"))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	if run = srv.waitRun(2, 240*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("second run %v: %v\n%s", run["state"], run["reason"], srv.logText(2))
+	}
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
+		t.Fatalf("staging after the second run: %d %s", code, body)
+	}
+
+	// PostgreSQL goes away: requests get 503 with a reason; the app keeps serving.
+	pg := pgtest.Server(t)
+	pg.Stop(t)
+	code, body := srv.call("GET", "/api/v1/runs?app="+app, srv.Admin, nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body), "database is unreachable") {
+		t.Errorf("with the database down: %d %v", code, body)
+	}
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
+		t.Errorf("the app with the database down: %d %s", code, body)
+	}
+	pg.Start(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body = srv.call("GET", "/api/v1/runs?app="+app, srv.Admin, nil)
+		if code == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 200 {
+		t.Fatalf("with the database back: %d %v", code, body)
+	}
+}
+
+// A server whose database cannot be reached does not start, and says which
+// database without its password.
+func TestIntegrationPostgresUnreachableAtStart(t *testing.T) {
+	cmd := exec.Command(slipwayBinary(t), "server", "--addr", "127.0.0.1:0", "--data", t.TempDir(),
+		"--database", "postgres://slipway:hunter2-secret@127.0.0.1:1/slipway?connect_timeout=2")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("server started without its database:\n%s", out)
+	}
+	text := string(out)
+	if !strings.Contains(text, "postgres://slipway:xxxxx@127.0.0.1:1/slipway") || !strings.Contains(text, "unreachable") {
+		t.Errorf("the error does not name the database and what is wrong:\n%s", text)
+	}
+	if strings.Contains(text, "hunter2-secret") {
+		t.Errorf("the error shows the password:\n%s", text)
+	}
+}
