@@ -182,7 +182,7 @@ func (db *DB) AppendLog(ctx context.Context, actionID int64, lines []LogLine) er
 		}
 		defer stmt.Close()
 		for _, l := range lines {
-			if _, err := stmt.ExecContext(ctx, actionID, toDB(l.At), l.Line); err != nil {
+			if _, err := stmt.ExecContext(ctx, actionID, toDB(l.At), storableText(l.Line)); err != nil {
 				return err
 			}
 		}
@@ -258,6 +258,9 @@ func (db *DB) ListArtifacts(ctx context.Context, runID int64) ([]Artifact, error
 }
 
 func (db *DB) RunsInState(ctx context.Context, states ...string) ([]Run, error) {
+	if len(states) == 0 {
+		return []Run{}, nil // IN () is no SQL; no state, no run
+	}
 	q := `SELECT ` + runCols + ` FROM runs WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `) ORDER BY id`
 	args := make([]any, len(states))
 	for i, s := range states {

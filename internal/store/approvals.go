@@ -67,7 +67,10 @@ func scanApproval(row scanner) (Approval, error) {
 
 func (db *DB) OpenApproval(ctx context.Context, a Approval, resume bool) (Approval, bool, error) {
 	created := false
+	// The deadline as stored, so the request returned is the one read back.
+	a.Deadline = a.Deadline.UTC().Truncate(time.Microsecond)
 	err := db.tx(ctx, func(tx *Tx) error {
+		created = false // an attempt whose commit failed may have set it
 		if resume {
 			got, err := scanApproval(tx.QueryRowContext(ctx, `SELECT `+approvalCols+` FROM approvals WHERE action_id = ? ORDER BY id DESC LIMIT 1`, a.ActionID))
 			if err == nil {

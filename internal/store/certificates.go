@@ -115,9 +115,12 @@ func (db *DB) DeleteCertificate(ctx context.Context, name string) error {
 	})
 }
 
+// SetCertificateError records a failure to renew; msg may quote the ACME
+// server (see storableText). An unknown name is no error: the certificate
+// may have been deleted meanwhile.
 func (db *DB) SetCertificateError(ctx context.Context, name, msg string) error {
 	return db.tx(ctx, func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE certificates SET last_error = ?, last_error_at = ? WHERE name = ?`, msg, toDB(now()), name)
+		_, err := tx.ExecContext(ctx, `UPDATE certificates SET last_error = ?, last_error_at = ? WHERE name = ?`, storableText(msg), toDB(now()), name)
 		return err
 	})
 }

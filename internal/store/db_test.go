@@ -60,3 +60,20 @@ func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
 		})
 	}
 }
+
+// A data directory whose name has characters a URI gives meaning to opens
+// the database inside it, not a file named after their decoding.
+func TestDataDirWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a%41b?c#d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := os.Stat(filepath.Join(dir, "slipway.db")); err != nil {
+		t.Fatal(err)
+	}
+}

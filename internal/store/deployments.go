@@ -121,8 +121,12 @@ func noDeploymentInProgress(ctx context.Context, tx *Tx, where string, args ...a
 
 // CreateDeployment records a deployment, refusing a second one in progress for the service.
 func (db *DB) CreateDeployment(ctx context.Context, d Deployment) (Deployment, error) {
-	d.CreatedAt, d.UpdatedAt, d.State = now(), now(), DeployInProgress
+	d.State = DeployInProgress
 	err := db.tx(ctx, func(tx *Tx) error {
+		// One time, taken again on each retry: a new deployment was updated
+		// when it was made, and ids and times go in the same order.
+		at := now()
+		d.CreatedAt, d.UpdatedAt = at, at
 		if err := noDeploymentInProgress(ctx, tx, `app = ? AND env = ? AND service = ?`, d.App, d.Env, d.Service); err != nil {
 			return err
 		}
@@ -167,7 +171,8 @@ func (db *DB) ActiveDeployments(ctx context.Context) ([]Deployment, error) {
 	return collect(rows, scanDeployment)
 }
 
-// UpdateDeployment saves state, phase and weight, and appends event to the timeline.
+// UpdateDeployment saves state, phase and weight, and appends event to the
+// timeline; a deployment that is not there is ErrNotFound.
 func (db *DB) UpdateDeployment(ctx context.Context, d Deployment, event string) error {
 	return db.tx(ctx, func(tx *Tx) error {
 		at := now()
@@ -175,14 +180,18 @@ func (db *DB) UpdateDeployment(ctx context.Context, d Deployment, event string) 
 		if d.State != DeployInProgress {
 			ended = toDB(at)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE deployments SET state = ?, phase = ?, green_weight = ?, reason = ?, updated_at = ?, ended_at = COALESCE(ended_at, ?) WHERE id = ?`,
-			d.State, d.Phase, d.GreenWeight, d.Reason, toDB(at), ended, d.ID); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE deployments SET state = ?, phase = ?, green_weight = ?, reason = ?, updated_at = ?, ended_at = COALESCE(ended_at, ?) WHERE id = ?`,
+			d.State, d.Phase, d.GreenWeight, d.Reason, toDB(at), ended, d.ID)
+		if err != nil {
 			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("deployment %d: %w", d.ID, ErrNotFound)
 		}
 		if event == "" {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO deployment_events(deployment_id, at, phase, green_weight, message) VALUES (?, ?, ?, ?, ?)`, d.ID, toDB(at), d.Phase, d.GreenWeight, event)
+		_, err = tx.ExecContext(ctx, `INSERT INTO deployment_events(deployment_id, at, phase, green_weight, message) VALUES (?, ?, ?, ?, ?)`, d.ID, toDB(at), d.Phase, d.GreenWeight, event)
 		return err
 	})
 }

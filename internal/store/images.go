@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Image is a manifest pushed to the registry.
@@ -157,11 +158,14 @@ func (db *DB) DeleteImage(ctx context.Context, repo, digest string) error {
 // DeleteRepositories forgets the images, tags and policies of app's
 // repositories: APP and every APP/NAME.
 func (db *DB) DeleteRepositories(ctx context.Context, app string) error {
-	// App names hold no LIKE wildcard (% or _), so the prefix matches only
-	// repositories nested under this app.
+	// The prefix is compared as it is, not with LIKE: SQLite's LIKE ignores
+	// the case of ASCII letters where PostgreSQL's does not, and the
+	// registry's own names (strings.HasPrefix) are case-sensitive.
+	// substr counts characters on both engines.
+	prefix := app + "/"
 	return db.tx(ctx, func(tx *Tx) error {
 		for _, table := range []string{"image_tags", "images", "repo_policies"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE repo = ? OR repo LIKE ?`, app, app+"/%"); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE repo = ? OR substr(repo, 1, ?) = ?`, app, utf8.RuneCountInString(prefix), prefix); err != nil {
 				return err
 			}
 		}
@@ -186,25 +190,21 @@ func (db *DB) Referrers(ctx context.Context, repo, subject string) ([]Image, err
 
 func (db *DB) GetPolicy(ctx context.Context, repo string) (RepoPolicy, error) {
 	p := RepoPolicy{Repo: repo}
-	var immutable int
+	// The flag is a BOOLEAN on PostgreSQL and an INTEGER 0/1 on SQLite: a
+	// bool scans and binds as either.
 	err := db.read.QueryRowContext(ctx, `SELECT immutable_tags, keep_last, expire_untagged_days FROM repo_policies WHERE repo = ?`, repo).
-		Scan(&immutable, &p.KeepLast, &p.ExpireUntaggedDays)
+		Scan(&p.ImmutableTags, &p.KeepLast, &p.ExpireUntaggedDays)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, nil // defaults: mutable tags, keep everything
 	}
-	p.ImmutableTags = immutable == 1
 	return p, err
 }
 
 func (db *DB) SetPolicy(ctx context.Context, p RepoPolicy) error {
-	immutable := 0
-	if p.ImmutableTags {
-		immutable = 1
-	}
 	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO repo_policies(repo, immutable_tags, keep_last, expire_untagged_days) VALUES (?, ?, ?, ?)
 			ON CONFLICT(repo) DO UPDATE SET immutable_tags = excluded.immutable_tags, keep_last = excluded.keep_last, expire_untagged_days = excluded.expire_untagged_days`,
-			p.Repo, immutable, p.KeepLast, p.ExpireUntaggedDays)
+			p.Repo, p.ImmutableTags, p.KeepLast, p.ExpireUntaggedDays)
 		return err
 	})
 }

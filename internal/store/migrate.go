@@ -53,9 +53,12 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
-	current, target, err := p.GetVersions(ctx)
-	if err != nil && !errors.Is(err, goose.ErrNoCurrentVersion) {
-		// A new database has no version table yet; Up creates it.
+	sources := p.ListSources()
+	target := sources[len(sources)-1].Version
+	current, _, err := p.GetVersions(ctx)
+	if err != nil {
+		// A new database has no version table yet; Up creates it (and
+		// reports any other failure itself).
 		current = 0
 	}
 	if current > target {

@@ -170,6 +170,8 @@ func (db *DB) NextDeliveryAt(ctx context.Context) (time.Time, bool, error) {
 	return fromDB(next), next.Valid, nil
 }
 
+// UpdateDelivery records an attempt's outcome. Its error may quote what a
+// remote server said: see storableText.
 func (db *DB) UpdateDelivery(ctx context.Context, d Delivery) error {
 	var ended any
 	if d.EndedAt != nil {
@@ -177,7 +179,7 @@ func (db *DB) UpdateDelivery(ctx context.Context, d Delivery) error {
 	}
 	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE notify_deliveries SET state = ?, attempts = ?, last_error = ?, next_at = ?, ended_at = ? WHERE id = ?`,
-			d.State, d.Attempts, redact.URLs(d.LastError), toDB(d.NextAt), ended, d.ID)
+			d.State, d.Attempts, storableText(redact.URLs(d.LastError)), toDB(d.NextAt), ended, d.ID)
 		return err
 	})
 }

@@ -76,6 +76,9 @@ func (db *DB) SealedSecret(ctx context.Context, name, app, env string) (Secret, 
 		return s, nil, fmt.Errorf("secret %s: %w", name, ErrNotFound)
 	}
 	s.UpdatedAt = fromDB(at)
+	if err == nil && sealed == nil {
+		sealed = []byte{} // SQLite reads an empty BLOB as nil, PostgreSQL as empty
+	}
 	return s, sealed, err
 }
 

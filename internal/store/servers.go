@@ -161,6 +161,13 @@ func (db *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Du
 	return l, true, nil
 }
 
+// ForgetLeases drops every lease: for a server that knows no other can
+// share its database (SQLite, under the data directory's lock).
+func (db *DB) ForgetLeases(ctx context.Context) error {
+	_, err := db.write.ExecContext(ctx, `DELETE FROM leases`)
+	return err
+}
+
 // ReleaseLease gives the lease up if holder has it.
 func (db *DB) ReleaseLease(ctx context.Context, name, holder string) error {
 	_, err := db.write.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)

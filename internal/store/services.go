@@ -216,8 +216,9 @@ func (db *DB) RegisterRunTaskDef(ctx context.Context, family string, body []byte
 }
 
 func (db *DB) registerTaskDef(ctx context.Context, rev TaskDefRevision) (TaskDefRevision, error) {
-	rev.Status, rev.RegisteredAt = "ACTIVE", now()
+	rev.Status = "ACTIVE"
 	err := db.tx(ctx, func(tx *Tx) error {
+		rev.RegisteredAt = now() // on each retry: it goes with the revision read
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(revision), 0) + 1 FROM taskdefs WHERE family = ?`, rev.Family).Scan(&rev.Revision); err != nil {
 			return err
 		}
@@ -296,7 +297,8 @@ func lbJSON(lb *LoadBalancer) string {
 }
 
 func (db *DB) CreateService(ctx context.Context, s Service) (Service, error) {
-	s.CreatedAt, s.UpdatedAt = now(), now()
+	at := now() // one time: a new service was updated when it was made
+	s.CreatedAt, s.UpdatedAt = at, at
 	err := db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO services(app, env, name, family, revision, desired, load_balancer, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.App, s.Env, s.Name, s.Family, s.Revision, s.Desired, lbJSON(s.LoadBalancer), toDB(s.CreatedAt), toDB(s.UpdatedAt))
@@ -443,11 +445,15 @@ func (db *DB) DeleteService(ctx context.Context, app, env, name string) error {
 // repeats, so an event in between starts a new row and the list still tells
 // what happened in which order.
 func (db *DB) AddServiceEvent(ctx context.Context, app, env, name, message string) error {
-	at := toDB(now())
 	return db.tx(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE service_events SET count = count + 1, last_at = ?
+		// The time is taken in the transaction, again on each retry, and a
+		// repeat never moves last_at back: adds that race (several servers
+		// on one PostgreSQL) commit in another order than they read the clock.
+		at := toDB(now())
+		res, err := tx.ExecContext(ctx, `UPDATE service_events SET count = count + 1,
+				last_at = CASE WHEN COALESCE(last_at, at) > ? THEN COALESCE(last_at, at) ELSE ? END
 			WHERE id = (SELECT MAX(id) FROM service_events WHERE app = ? AND env = ? AND service = ?) AND message = ?`,
-			at, app, env, name, message)
+			at, at, app, env, name, message)
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // TaskLogLine is one line a task's container wrote, kept as CloudWatch
@@ -49,6 +51,19 @@ func nanosToDB(t time.Time) int64 { return t.UnixNano() }
 
 func nanosFromDB(v int64) time.Time { return time.Unix(0, v).UTC() }
 
+// storableText is s as both engines store it: PostgreSQL's text holds
+// neither NUL nor bytes that are not UTF-8, and refuses the statement that
+// brings them. Each is kept as U+FFFD instead, as encoding/json would show
+// it, so that text from outside (a container's output, a remote server's
+// error) reads the same on either engine and never costs the lines or the
+// update that came with it.
+func storableText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
 // AppendTaskLogs stores lines in one transaction.
 func (db *DB) AppendTaskLogs(ctx context.Context, lines []TaskLogLine) error {
 	if len(lines) == 0 {
@@ -62,7 +77,7 @@ func (db *DB) AppendTaskLogs(ctx context.Context, lines []TaskLogLine) error {
 		}
 		defer stmt.Close()
 		for _, l := range lines {
-			if _, err := stmt.ExecContext(ctx, l.App, l.Env, l.Service, l.Task, l.Container, l.Group, l.Stream, l.Source, nanosToDB(l.At), l.Line); err != nil {
+			if _, err := stmt.ExecContext(ctx, l.App, l.Env, l.Service, l.Task, l.Container, l.Group, l.Stream, l.Source, nanosToDB(l.At), storableText(l.Line)); err != nil {
 				return fmt.Errorf("store a log line of task %s: %w", l.Task, err)
 			}
 		}

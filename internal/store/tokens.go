@@ -141,6 +141,7 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 func (db *DB) BootstrapAdmin(ctx context.Context, t Token, hash []byte) (bool, error) {
 	created := false
 	err := db.tx(ctx, func(tx *Tx) error {
+		created = false // an attempt whose commit failed may have set it
 		var v string
 		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'admin_bootstrapped'`).Scan(&v)
 		if err == nil {
@@ -160,6 +161,15 @@ func (db *DB) BootstrapAdmin(ctx context.Context, t Token, hash []byte) (bool, e
 		created = true
 		return nil
 	})
+	if isUniqueViolation(err) {
+		// Another server bootstrapped at the same time: on PostgreSQL its
+		// committed "admin" token fails this insert as a duplicate name
+		// rather than as a conflict to retry, as this transaction never
+		// read that name. Its record tells the two cases apart.
+		if v, merr := db.GetMeta(ctx, "admin_bootstrapped"); merr == nil && v != "" {
+			return false, nil
+		}
+	}
 	return created, err
 }
 

@@ -103,6 +103,9 @@ func (db *DB) ListReports(ctx context.Context, runID int64) ([]Report, error) {
 			return nil, err
 		}
 		_ = json.Unmarshal([]byte(names), &r.FailedTests)
+		if r.FailedTests == nil { // stored from a nil slice as null: a list encodes as []
+			r.FailedTests = []string{}
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
