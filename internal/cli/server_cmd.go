@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -45,7 +46,8 @@ func serverCmd() *cobra.Command {
 	var addr, data, logFormat, publicURL, tlsCert, tlsKey string
 	var maxParallel int
 	var edgef edgeFlags
-	var blobStore, database string
+	var blobStore, database, advertiseURL string
+	var leaseTTL time.Duration
 	var runRetention retentionFlag
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -72,6 +74,19 @@ func serverCmd() *cobra.Command {
 			if database != "" {
 				if _, err := store.RedactURL(database); err != nil {
 					return fmt.Errorf("--database: %w", err)
+				}
+			}
+			if v := os.Getenv("SLIPWAY_LEASE_TTL"); v != "" && !cmd.Flags().Changed("lease-ttl") {
+				if _, err := time.ParseDuration(v); err != nil {
+					return fmt.Errorf("SLIPWAY_LEASE_TTL %q: want a duration such as 10s", v)
+				}
+			}
+			if leaseTTL != 0 && (leaseTTL < time.Second || leaseTTL > 5*time.Minute) {
+				return fmt.Errorf("--lease-ttl %v: want between 1s and 5m", leaseTTL)
+			}
+			if advertiseURL != "" {
+				if u, err := url.Parse(advertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--advertise-url %q: want http(s)://HOST:PORT where the other servers reach this one", advertiseURL)
 				}
 			}
 			blobs, err := blob.Parse(blobStore)
@@ -115,7 +130,7 @@ func serverCmd() *cobra.Command {
 			}
 			defer ln.Close()
 			srv, err := server.New(ctx, server.Config{Addr: addr, DataDir: abs, Log: log, MaxParallelActions: maxParallel, PublicURL: publicURL, TLS: tlsConfig,
-				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs, DatabaseURL: database, RunRetention: runRetention.d})
+				Edge: edge, ACME: acme, CertCheckEvery: edgef.certCheckEvery, AutoTLSHost: autoTLSHost(publicURL, tlsConfig, acme), Blobs: blobs, DatabaseURL: database, AdvertiseURL: advertiseURL, LeaseTTL: leaseTTL, RunRetention: runRetention.d})
 			if err != nil {
 				return err
 			}
@@ -136,6 +151,8 @@ func serverCmd() *cobra.Command {
 	edgef.add(cmd)
 	runRetention.add(cmd)
 	cmd.Flags().StringVar(&database, "database", os.Getenv("SLIPWAY_DATABASE"), "PostgreSQL database to keep state in, which several servers may share: postgres://USER:PASSWORD@HOST:5432/DB (env SLIPWAY_DATABASE; default SQLite in the data directory)")
+	cmd.Flags().StringVar(&advertiseURL, "advertise-url", os.Getenv("SLIPWAY_ADVERTISE_URL"), "URL the other servers on the same --database reach this one at (env SLIPWAY_ADVERTISE_URL; default http(s)://ADDR)")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", envDuration("SLIPWAY_LEASE_TTL"), "with several servers on one --database: how long a dead server's control lease lasts before another takes over (env SLIPWAY_LEASE_TTL; default 10s)")
 	cmd.Flags().StringVar(&blobStore, "blob-store", os.Getenv("SLIPWAY_BLOB_STORE"), "where registry layers, artifacts and caches are kept: s3://BUCKET/PREFIX[?region=R&endpoint=URL&path-style=true], credentials from the AWS environment (env SLIPWAY_BLOB_STORE; default the data directory)")
 	cmd.Flags().StringVar(&publicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL people reach the server at, for links in notices (env SLIPWAY_PUBLIC_URL; default http://ADDR, or https://ADDR with --tls-cert)")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key")
@@ -193,4 +210,11 @@ func loginCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&token, "token", "", "API token")
 	return cmd
+}
+
+// envDuration reads a duration default from the environment; RunE refuses
+// an invalid one.
+func envDuration(name string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(name))
+	return d
 }

@@ -33,6 +33,7 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/healthz", Role: auth.Public, handler: s.healthz},
 		{Method: "GET", Pattern: "/metrics", Role: auth.Viewer, handler: s.metrics.handler().ServeHTTP},
 		{Method: "GET", Pattern: "/api/v1/whoami", Role: auth.Viewer, handler: s.whoami},
+		{Method: "GET", Pattern: "/api/v1/status", Role: auth.Viewer, handler: s.status},
 
 		{Method: "POST", Pattern: "/api/v1/tokens", Role: auth.Admin, handler: s.createToken},
 		{Method: "GET", Pattern: "/api/v1/tokens", Role: auth.Admin, handler: s.listTokens},

@@ -26,6 +26,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/datadir"
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/httpguard"
+	"github.com/slipway-dev/slipway/internal/lease"
 	"github.com/slipway-dev/slipway/internal/notify"
 	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/registry"
@@ -82,6 +83,13 @@ type Config struct {
 	// RunRetention is how long a run's artifacts and logs are kept after it
 	// ends (0: forever; the CLI's default is pipeline.DefaultRunRetention).
 	RunRetention time.Duration
+	// AdvertiseURL is where the other servers sharing the database reach
+	// this one, to pass it requests only the controlling server answers
+	// (default http(s)://the listening address).
+	AdvertiseURL string
+	// LeaseTTL is how long the control lease outlives a dead holder
+	// (default lease.DefaultTTL).
+	LeaseTTL time.Duration
 }
 
 // Server wires the store, the domain services and the HTTP routes.
@@ -102,16 +110,21 @@ type Server struct {
 	deploys *deploy.Controller
 	certs   *certs.Manager
 	blobs   storagedriver.StorageDriver // artifacts and caches
-	// certsStop ends the certificate checks.
-	certsStop context.CancelFunc
-	runtime   *task.Runtime
-	rtErr     error
-	rtOnce    sync.Once
-	metrics   *metrics
-	routes    []Route
-	handler   http.Handler
+	runtime *task.Runtime
+	rtErr   error
+	rtOnce  sync.Once
+	metrics *metrics
+	routes  []Route
+	handler http.Handler
 
 	pipelineToken string
+	// id names this server process among those sharing the database.
+	id       string
+	elector  *lease.Elector
+	control  controlState
+	addr     atomic.Value // string: host:port the server listens on, once serving
+	lostc    chan error   // the control lease was lost: Serve returns
+	stopBeat context.CancelFunc
 	// installation identifies this data directory's tasks on a shared engine.
 	installation string
 
@@ -140,11 +153,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	// Two servers on one data directory would run every reconciler and
-	// pipeline twice against the same tasks and database.
-	owner, err := datadir.Hold(cfg.DataDir, "server.lock", "slipway server")
-	if err != nil {
-		return nil, err
+	// Two servers on one SQLite file would run every reconciler and
+	// pipeline twice against the same tasks and database. Servers on one
+	// PostgreSQL database may share a data directory: the control lease
+	// gives the loops to one of them.
+	var owner *datadir.Owner
+	if cfg.DatabaseURL == "" {
+		var err error
+		if owner, err = datadir.Hold(cfg.DataDir, "server.lock", "slipway server"); err != nil {
+			return nil, err
+		}
 	}
 	started := false
 	defer func() {
@@ -202,13 +220,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		RunRetention: cfg.RunRetention,
 	}
 	src.RunCreated = func(store.Run) { s.engine.Wake() }
-	// The pipeline pushes images with a token of its own, new at every start.
-	pipelineToken, hash := auth.NewToken()
-	if _, err := db.ReplaceToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: PipelineTokenName, Role: auth.Deployer.String()}, hash); err != nil {
-		db.Close()
-		return nil, err
-	}
-	s.pipelineToken = pipelineToken
 	driver, params := cfg.Blobs.RegistryStorage(cfg.DataDir)
 	s.reg, err = registry.New(ctx, registry.Config{Driver: driver, Log: cfg.Log, Parameters: params}, db)
 	if err != nil {
@@ -224,8 +235,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Edge.Reserved = append(cfg.Edge.Reserved, strings.ToLower(u.Hostname()))
 	}
 	s.deploy.Edge, s.deploy.Certs = cfg.Edge, s.certs
-	certsCtx, certsStop := context.WithCancel(context.WithoutCancel(ctx))
-	s.certsStop = certsStop
 	if host := cfg.AutoTLSHost; host != "" && cfg.TLS == nil && cfg.ACME != nil {
 		s.certs.Hosts = []string{host}
 		s.cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
@@ -233,23 +242,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 				return s.certs.TLSCertificate(hello.Context(), host)
 			}}
 	}
-	if cfg.Edge.HTTPSAddr != "" || len(s.certs.Hosts) > 0 {
-		go s.certs.Run(certsCtx)
-	}
-	s.notify.Start(context.WithoutCancel(ctx))
-	s.deploy.Start(context.WithoutCancel(ctx))
 	s.deploys = &deploy.Controller{Store: db, Manager: s.deploy, Installation: s.installation, Apps: db, DataDir: cfg.DataDir}
 	s.metrics.registry.MustRegister(newFleetCollector(s))
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
-	// The pipeline engine starts last: a recovered run may deploy at once.
-	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
-		s.deploys.Close()
-		s.deploy.Close()
-		db.Close()
-		return nil, err
-	}
-	if err := s.deploys.Start(context.WithoutCancel(ctx)); err != nil {
-		s.deploy.Close()
+	if err := s.elect(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -257,7 +253,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	s.handler = s.buildHandler()
+	s.handler = s.toController(s.buildHandler())
 	s.owner, started = owner, true
 	return s, nil
 }
@@ -320,7 +316,12 @@ func (s *Server) SetAddr(addr string) {
 	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
-	s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: s.pipelineToken})
+	s.addr.Store(addr)
+	s.control.mu.Lock()
+	if s.control.started {
+		s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: s.pipelineToken})
+	}
+	s.control.mu.Unlock()
 	if s.cfg.PublicURL == "" {
 		scheme := "http://"
 		if s.cfg.TLS != nil {
@@ -355,15 +356,12 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Close stops the pipeline engine (killing running actions) and releases the store.
 func (s *Server) Close() error {
-	if s.certsStop != nil {
-		s.certsStop()
-	}
-	s.notify.Close()
-	s.deploys.Close()
-	s.deploy.Close()
-	s.engine.Close()
+	s.stopControl()
+	s.leaveCluster()
 	err := s.db.Close()
-	s.owner.Release()
+	if s.owner != nil {
+		s.owner.Release()
+	}
 	return err
 }
 
@@ -383,6 +381,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		TLSConfig:         s.cfg.TLS,
 	}
 	s.SetAddr(ln.Addr().String())
+	s.joinCluster(ctx)
 	errc := make(chan error, 1)
 	go func() {
 		if s.cfg.TLS != nil {
@@ -394,6 +393,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("slipway server listening", "addr", ln.Addr().String(), "https", s.cfg.TLS != nil, "data", s.cfg.DataDir)
 	select {
 	case err := <-errc:
+		return err
+	case err := <-s.lostc:
+		// Another server has, or is about to have, the loops: stop at once
+		// rather than run them twice (the caller's Close kills actions).
+		hs.Close()
 		return err
 	case <-ctx.Done():
 	}

@@ -1,0 +1,287 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/auth"
+	"github.com/slipway-dev/slipway/internal/lease"
+	"github.com/slipway-dev/slipway/internal/pipeline"
+	"github.com/slipway-dev/slipway/internal/store"
+)
+
+// ControlLease names the lease whose holder runs the control loops: the
+// pipeline engine, the service reconcilers and auto scaling, deployment
+// controllers, the notification queue, certificates and retention. Every
+// server answers git, the registry and webhooks itself; the API and web UI
+// of a server without the lease are passed to the one holding it.
+const ControlLease = "control"
+
+// controlState is whether this server runs the control loops.
+type controlState struct {
+	mu        sync.Mutex
+	started   bool
+	release   func()
+	certsStop context.CancelFunc
+}
+
+// elect registers the server's identity and takes the control lease if it
+// is free, starting the loops before New returns (as a lone server always
+// does); otherwise a background wait takes over when the holder is gone.
+func (s *Server) elect(ctx context.Context) error {
+	s.id = auth.NewID("srv_")
+	s.lostc = make(chan error, 1)
+	s.elector = &lease.Elector{Store: s.db, Holder: s.id, TTL: s.cfg.LeaseTTL, Log: s.log}
+	if s.db.Dialect() == store.SQLite {
+		// The data directory's lock proves no other server uses this file:
+		// a lease left by a killed predecessor is void, not to be waited out.
+		if err := s.db.ForgetLeases(ctx); err != nil {
+			return err
+		}
+	}
+	held, release, ok, err := s.elector.TryHold(ctx, ControlLease)
+	if err != nil {
+		return fmt.Errorf("take the control lease: %w", err)
+	}
+	if ok {
+		return s.startControl(ctx, held, release)
+	}
+	s.log.Info("another server holds the control lease; this one answers requests and takes over if it goes", "lease", ControlLease)
+	go func() {
+		held, release, err := s.elector.Hold(context.WithoutCancel(ctx), ControlLease)
+		if err != nil {
+			return
+		}
+		if err := s.startControl(context.WithoutCancel(ctx), held, release); err != nil {
+			s.log.Error("start the control loops", "err", err)
+			release()
+			s.lostc <- err
+		}
+	}()
+	return nil
+}
+
+// startControl starts the loops the control lease gives, in the order a
+// restarted server always has, and watches the lease.
+func (s *Server) startControl(ctx context.Context, held context.Context, release func()) error {
+	s.control.mu.Lock()
+	defer s.control.mu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	// The pipeline pushes images with a token of its own, new each time a
+	// server takes control.
+	pipelineToken, hash := auth.NewToken()
+	if _, err := s.db.ReplaceToken(ctx, store.Token{ID: auth.NewID("tok_"), Name: PipelineTokenName, Role: auth.Deployer.String()}, hash); err != nil {
+		return err
+	}
+	s.pipelineToken = pipelineToken
+	if addr, ok := s.addr.Load().(string); ok {
+		s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: pipelineToken})
+	}
+	certsCtx, certsStop := context.WithCancel(ctx)
+	if s.cfg.Edge.HTTPSAddr != "" || len(s.certs.Hosts) > 0 {
+		go s.certs.Run(certsCtx)
+	}
+	s.notify.Start(ctx)
+	s.deploy.Start(ctx)
+	// The pipeline engine starts last: a recovered run may deploy at once.
+	if err := s.engine.Start(ctx); err != nil {
+		certsStop()
+		s.notify.Close()
+		s.deploy.Close()
+		return err
+	}
+	if err := s.deploys.Start(ctx); err != nil {
+		certsStop()
+		s.notify.Close()
+		s.engine.Close()
+		s.deploy.Close()
+		return err
+	}
+	s.control.started, s.control.release, s.control.certsStop = true, release, certsStop
+	s.log.Info("this server runs the control loops", "server", s.id, "lease", ControlLease)
+	go func() {
+		<-held.Done()
+		if errors.Is(context.Cause(held), lease.ErrLost) {
+			select {
+			case s.lostc <- fmt.Errorf("lost the control lease (%s); stopping so that only one server runs the control loops", ControlLease):
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+// stopControl stops the loops, then gives the lease up for another server.
+func (s *Server) stopControl() {
+	s.control.mu.Lock()
+	defer s.control.mu.Unlock()
+	if !s.control.started {
+		return
+	}
+	s.control.started = false
+	s.control.certsStop()
+	s.notify.Close()
+	s.deploys.Close()
+	s.deploy.Close()
+	s.engine.Close()
+	s.control.release()
+}
+
+// controlling reports whether this server runs the control loops now.
+func (s *Server) controlling() bool {
+	s.control.mu.Lock()
+	defer s.control.mu.Unlock()
+	return s.control.started
+}
+
+// heartbeatEvery is how often a server says it is alive.
+const heartbeatEvery = 2 * time.Second
+
+// statusWindow is how long a silent server stays in the status list.
+const statusWindow = time.Minute
+
+// joinCluster records the server and keeps its heartbeat until Close.
+func (s *Server) joinCluster(ctx context.Context) {
+	addr, _ := s.addr.Load().(string)
+	u := s.cfg.AdvertiseURL
+	if u == "" {
+		scheme := "http://"
+		if s.cfg.TLS != nil {
+			scheme = "https://"
+		}
+		u = scheme + addr
+	}
+	host, _ := os.Hostname()
+	if _, err := s.db.RegisterServer(ctx, store.Server{ID: s.id, Host: host, URL: strings.TrimRight(u, "/"), Version: buildVersion()}); err != nil {
+		s.log.Warn("register this server", "err", err)
+	}
+	bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBeat = stop
+	go func() {
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := s.db.Heartbeat(bctx, s.id); err != nil && bctx.Err() == nil {
+				s.log.Warn("heartbeat", "err", err)
+			}
+		}
+	}()
+}
+
+// leaveCluster records a clean stop.
+func (s *Server) leaveCluster() {
+	if s.stopBeat != nil {
+		s.stopBeat()
+	}
+	if s.id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.db.StopServer(ctx, s.id); err != nil && !store.Unavailable(err) {
+		s.log.Warn("record this server's stop", "err", err)
+	}
+}
+
+// forwardedBy marks a request one server passed to the controlling one, so
+// it is never passed on again.
+const forwardedBy = "X-Slipway-Forwarded-By"
+
+// servedEverywhere are the paths any server answers itself: they only read
+// and write the shared database and blobs, or describe this server.
+func servedEverywhere(path string) bool {
+	for _, p := range []string{"/healthz", "/metrics", "/v2/", "/git/", "/hooks/", "/api/v1/status"} {
+		if path == p || strings.HasPrefix(path, strings.TrimSuffix(p, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// toController passes the API and UI requests of a server without the
+// control lease to the server holding it.
+func (s *Server) toController(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if servedEverywhere(r.URL.Path) || s.controlling() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		unavailable := func(msg string) {
+			w.Header().Set("Retry-After", "2")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]*apiError{"error": {Code: "unavailable", Message: msg}})
+		}
+		if by := r.Header.Get(forwardedBy); by != "" {
+			unavailable("server " + by + " passed this request on, but this server does not run the control loops either; try again in a few seconds")
+			return
+		}
+		target, err := s.controllerURL(r.Context())
+		if err != nil {
+			unavailable("no server runs the control loops right now (" + err.Error() + "); another takes over within seconds, try again")
+			return
+		}
+		rp := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.Out.Host = pr.In.Host
+				pr.SetXForwarded()
+				pr.Out.Header.Set(forwardedBy, s.id)
+			},
+			FlushInterval: -1, // log follows and live pages stream
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				s.log.Warn("pass a request to the controlling server", "target", target.String(), "err", err)
+				unavailable("the server running the control loops does not answer; another takes over within seconds, try again")
+			},
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// controllerURL is where the holder of the control lease answers.
+func (s *Server) controllerURL(ctx context.Context) (*url.URL, error) {
+	servers, err := s.db.ListServers(ctx, 3*heartbeatEvery+time.Second)
+	if err != nil {
+		return nil, err
+	}
+	for _, sv := range servers {
+		for _, l := range sv.Leases {
+			if l.Name == ControlLease && sv.StoppedAt == nil && sv.ID != s.id {
+				u, err := url.Parse(sv.URL)
+				if err != nil || u.Host == "" {
+					return nil, fmt.Errorf("server %s has no usable URL %q", sv.ID, sv.URL)
+				}
+				if _, _, err := net.SplitHostPort(u.Host); err != nil {
+					return nil, fmt.Errorf("server %s URL %q: %w", sv.ID, sv.URL, err)
+				}
+				return u, nil
+			}
+		}
+	}
+	return nil, errors.New("the control lease is free or its holder is silent")
+}
+
+// buildVersion is the VCS revision the binary was built from, if known.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
+				return kv.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}

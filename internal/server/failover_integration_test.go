@@ -1,0 +1,169 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/testtool/pgtest"
+)
+
+// TestIntegrationTwoServersFailover: two servers share one PostgreSQL
+// database and one data directory. The first runs the control loops and
+// the second passes it the API; a push through the second builds and
+// deploys. The first is SIGKILLed in the middle of a canary deployment: the
+// second takes the control lease within seconds and finishes the
+// deployment, and the app answers every request throughout.
+func TestIntegrationTwoServersFailover(t *testing.T) {
+	dsn := pgtest.New(t)
+	data := t.TempDir()
+	app := fmt.Sprintf("two%d", time.Now().UnixNano()%1e6)
+	cleanupRuntimeDB(t, app, data, dsn)
+	env := []string{"SLIPWAY_DATABASE=" + dsn, "SLIPWAY_LEASE_TTL=3s"}
+	bin := slipwayBinary(t)
+	a := startProcServerEnv(t, bin, data, "", env...)
+	b := startProcServerEnv(t, bin, data, "", env...)
+	b.Admin = a.Admin
+
+	// Both see both; A controls, and B passes the API to A.
+	st := statusOf(t, b.testEnv)
+	if len(st.servers) != 2 || st.controller == "" || st.answeredControlling {
+		t.Fatalf("status through B: %+v", st)
+	}
+	b.createApp(app)
+	prodPort := freePort(t)
+	webSource, err := os.ReadFile("testdata/webapp/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := func(version, config string) map[string]string {
+		return map[string]string{
+			"main.go":    string(webSource),
+			"go.mod":     "module webapp\n\ngo 1.22\n",
+			"Dockerfile": "FROM scratch\nLABEL slipway.test=1\nCOPY web /web\nENTRYPOINT [\"/web\"]\n",
+			"buildspec.yml": `version: 0.2
+phases:
+  build:
+    commands:
+      - CGO_ENABLED=0 go build -o web .
+artifacts:
+  files: [web, Dockerfile, taskdef.json]
+`,
+			"taskdef.json": fmt.Sprintf(`{"family": "%s", "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>",
+  "portMappings": [{"containerPort": 8080}], "environment": [{"name": "VERSION", "value": "%s"}], "memory": 64, "stopTimeout": 2}]}`, app, version),
+			"slipway.yaml": fmt.Sprintf(`on:
+  push:
+    branches: [main]
+mode: queued
+stages:
+  - name: Build
+    actions:
+      - {name: compile, type: build, outputs: [BuildOut], timeout: 5m}
+  - name: Package
+    actions:
+      - {name: image, type: image, inputs: [BuildOut], outputs: [ImageArtifact]}
+  - name: Staging
+    actions:
+      - name: deploy
+        type: deploy
+        inputs: [ImageArtifact, BuildOut]
+        environment: staging
+        service: web
+        strategy: blue-green
+        deployment-config: %s
+        termination-wait: 1s
+        desired-count: 1
+        listener-port: %d
+        health-check-path: /health
+`, config, prodPort),
+		}
+	}
+	w := newWork(t)
+	w.commit("v1", files("1", "CodeDeployDefault.ECSAllAtOnce"))
+	w.git("push", "-q", repoURL(b.URL, b.Admin, app), "main")
+	if run := b.waitRun(1, 240*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], b.logText(1))
+	}
+	load := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
+
+	// The second version holds 20 % of traffic for 12 s; A dies in the hold.
+	w.commit("v2", files("2", "Canary20Percent12Seconds"))
+	w.git("push", "-q", repoURL(b.URL, b.Admin, app), "main")
+	deadline := time.Now().Add(240 * time.Second)
+	for {
+		code, body := b.call("GET", "/api/v1/deployments?app="+app, b.Admin, nil)
+		if code == 200 && strings.Contains(fmt.Sprint(body), "weight:20") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the canary never held 20%%: %d %v\n%s", code, body, b.logText(2))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.kill()
+	killed := time.Now()
+	for {
+		st := statusOf(t, b.testEnv)
+		if st.answeredControlling {
+			t.Logf("B took the control lease %v after A was killed", time.Since(killed).Round(10*time.Millisecond))
+			break
+		}
+		if time.Since(killed) > 15*time.Second {
+			t.Fatalf("B did not take over: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// B finishes the deployment: v2 serves all traffic.
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
+		code2, body2 := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort))
+		if code == 200 && code2 == 200 && strings.HasPrefix(body, "version=2") && strings.HasPrefix(body2, "version=2") {
+			if _, dep := b.call("GET", "/api/v1/deployments?app="+app, b.Admin, nil); strings.Contains(fmt.Sprint(dep), "IN_PROGRESS") {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the takeover: %d %s / %d %s", code, body, code2, body2)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The run that started the deployment ends rather than hangs.
+	run := b.waitRun(2, 60*time.Second)
+	t.Logf("run 2 after the takeover: %v (%v)", run["state"], run["reason"])
+	total, failed := load.Stop()
+	if failed > 0 {
+		t.Fatalf("%d of %d requests failed across the failover: %v", failed, total, load.Failures())
+	}
+	t.Logf("%d requests, 0 failed, across the failover", total)
+}
+
+type clusterStatus struct {
+	servers             []any
+	controller          string
+	answeredControlling bool
+}
+
+func statusOf(t *testing.T, e *testEnv) clusterStatus {
+	t.Helper()
+	code, body := e.call("GET", "/api/v1/status", e.Admin, nil)
+	if code != 200 {
+		t.Fatalf("status: %d %v", code, body)
+	}
+	st := clusterStatus{answeredControlling: body["controlling"] == true}
+	st.servers, _ = body["servers"].([]any)
+	for _, sv := range st.servers {
+		m, _ := sv.(map[string]any)
+		leases, _ := m["leases"].([]any)
+		for _, l := range leases {
+			if lm, _ := l.(map[string]any); lm["name"] == ControlLease {
+				st.controller, _ = m["id"].(string)
+			}
+		}
+	}
+	return st
+}
