@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/auth"
@@ -29,8 +30,10 @@ const ControlLease = "control"
 
 // controlState is whether this server runs the control loops.
 type controlState struct {
-	mu        sync.Mutex
-	started   bool
+	mu sync.Mutex // held while the loops start or stop
+	// started is read by every request (toController), so it is atomic
+	// rather than behind mu, which a stop holds while runs are killed.
+	started   atomic.Bool
 	release   func()
 	certsStop context.CancelFunc
 }
@@ -40,7 +43,7 @@ type controlState struct {
 // does); otherwise a background wait takes over when the holder is gone.
 func (s *Server) elect(ctx context.Context) error {
 	s.id = auth.NewID("srv_")
-	s.lostc = make(chan error, 1)
+	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	s.elector = &lease.Elector{Store: s.db, Holder: s.id, TTL: s.cfg.LeaseTTL, Log: s.log}
 	if s.db.Dialect() == store.SQLite {
 		// The data directory's lock proves no other server uses this file:
@@ -57,18 +60,30 @@ func (s *Server) elect(ctx context.Context) error {
 		return s.startControl(ctx, held, release)
 	}
 	s.log.Info("another server holds the control lease; this one answers requests and takes over if it goes", "lease", ControlLease)
-	go func() {
-		held, release, err := s.elector.Hold(context.WithoutCancel(ctx), ControlLease)
+	go s.standby(s.life)
+	return nil
+}
+
+// standby waits for the control lease and starts the loops when it is won,
+// trying again if they fail to start (the database may be coming back).
+func (s *Server) standby(ctx context.Context) {
+	for {
+		held, release, err := s.elector.Hold(ctx, ControlLease)
 		if err != nil {
 			return
 		}
-		if err := s.startControl(context.WithoutCancel(ctx), held, release); err != nil {
-			s.log.Error("start the control loops", "err", err)
+		if ctx.Err() != nil { // the server closed meanwhile
 			release()
-			s.lostc <- err
+			return
 		}
-	}()
-	return nil
+		err = s.startControl(ctx, held, release)
+		if err == nil {
+			return
+		}
+		s.log.Error("start the control loops; trying again", "err", err)
+		release()
+		time.Sleep(time.Second)
+	}
 }
 
 // startControl starts the loops the control lease gives, in the order a
@@ -76,6 +91,9 @@ func (s *Server) elect(ctx context.Context) error {
 func (s *Server) startControl(ctx context.Context, held context.Context, release func()) error {
 	s.control.mu.Lock()
 	defer s.control.mu.Unlock()
+	if s.life.Err() != nil {
+		return errors.New("the server is closing")
+	}
 	ctx = context.WithoutCancel(ctx)
 	// The pipeline pushes images with a token of its own, new each time a
 	// server takes control.
@@ -107,16 +125,20 @@ func (s *Server) startControl(ctx context.Context, held context.Context, release
 		s.deploy.Close()
 		return err
 	}
-	s.control.started, s.control.release, s.control.certsStop = true, release, certsStop
+	s.control.release, s.control.certsStop = release, certsStop
+	s.control.started.Store(true)
 	s.log.Info("this server runs the control loops", "server", s.id, "lease", ControlLease)
 	go func() {
 		<-held.Done()
-		if errors.Is(context.Cause(held), lease.ErrLost) {
-			select {
-			case s.lostc <- fmt.Errorf("lost the control lease (%s); stopping so that only one server runs the control loops", ControlLease):
-			default:
-			}
+		if !errors.Is(context.Cause(held), lease.ErrLost) {
+			return // released by stopControl
 		}
+		// Another server has, or may soon have, the loops: stop them before
+		// the lease runs out, then wait to win it again (a lone server cut
+		// off from its database takes it back when the database returns).
+		s.log.Error("lost the control lease; stopping the control loops until this server holds it again", "lease", ControlLease)
+		s.stopControl()
+		s.standby(s.life)
 	}()
 	return nil
 }
@@ -125,10 +147,10 @@ func (s *Server) startControl(ctx context.Context, held context.Context, release
 func (s *Server) stopControl() {
 	s.control.mu.Lock()
 	defer s.control.mu.Unlock()
-	if !s.control.started {
+	if !s.control.started.Load() {
 		return
 	}
-	s.control.started = false
+	s.control.started.Store(false)
 	s.control.certsStop()
 	s.notify.Close()
 	s.deploys.Close()
@@ -138,11 +160,7 @@ func (s *Server) stopControl() {
 }
 
 // controlling reports whether this server runs the control loops now.
-func (s *Server) controlling() bool {
-	s.control.mu.Lock()
-	defer s.control.mu.Unlock()
-	return s.control.started
-}
+func (s *Server) controlling() bool { return s.control.started.Load() }
 
 // heartbeatEvery is how often a server says it is alive.
 const heartbeatEvery = 2 * time.Second

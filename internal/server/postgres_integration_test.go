@@ -24,7 +24,8 @@ func TestIntegrationPostgresStore(t *testing.T) {
 	data := t.TempDir()
 	app := fmt.Sprintf("pgs%d", time.Now().UnixNano()%1e6)
 	cleanupRuntimeDB(t, app, data, dsn)
-	srv := startProcServerEnv(t, slipwayBinary(t), data, "", "SLIPWAY_DATABASE="+dsn)
+	env := []string{"SLIPWAY_DATABASE=" + dsn, "SLIPWAY_LEASE_TTL=2s"}
+	srv := startProcServerEnv(t, slipwayBinary(t), data, "", env...)
 	srv.createApp(app)
 	prodPort := freePort(t)
 	webSource, err := os.ReadFile("testdata/webapp/main.go")
@@ -96,7 +97,7 @@ stages:
 	}
 
 	// A second version deploys blue/green after a restart on the same database.
-	srv = srv.restartEnv("SLIPWAY_DATABASE=" + dsn)
+	srv = srv.restartEnv(env...)
 	w.commit("v2", files("2"))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	if run = srv.waitRun(2, 240*time.Second); run["state"] != "succeeded" {
@@ -106,9 +107,12 @@ stages:
 		t.Fatalf("staging after the second run: %d %s", code, body)
 	}
 
-	// PostgreSQL goes away: requests get 503 with a reason; the app keeps serving.
+	// PostgreSQL goes away for longer than the control lease lasts:
+	// requests get 503 with a reason, the app keeps serving, and the server
+	// stops its loops until it holds the lease again.
 	pg := pgtest.Server(t)
 	pg.Stop(t)
+	down := time.Now()
 	code, body := srv.call("GET", "/api/v1/runs?app="+app, srv.Admin, nil)
 	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body), "database is unreachable") {
 		t.Errorf("with the database down: %d %v", code, body)
@@ -116,6 +120,7 @@ stages:
 	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
 		t.Errorf("the app with the database down: %d %s", code, body)
 	}
+	time.Sleep(time.Until(down.Add(5 * time.Second)))
 	pg.Start(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -127,6 +132,18 @@ stages:
 	}
 	if code != 200 {
 		t.Fatalf("with the database back: %d %v", code, body)
+	}
+	// The control loops are back: a third version builds and deploys.
+	w.commit("v3", files("3"))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	if run = srv.waitRun(3, 240*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("third run %v: %v\n%s", run["state"], run["reason"], srv.logText(3))
+	}
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=3") {
+		t.Fatalf("staging after the database came back: %d %s", code, body)
+	}
+	if log, _ := os.ReadFile(filepath.Join(data, "server.log")); !strings.Contains(string(log), "lost the control lease") {
+		t.Errorf("the server did not say it lost the control lease while the database was down")
 	}
 }
 

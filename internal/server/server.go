@@ -123,8 +123,10 @@ type Server struct {
 	elector  *lease.Elector
 	control  controlState
 	addr     atomic.Value // string: host:port the server listens on, once serving
-	lostc    chan error   // the control lease was lost: Serve returns
 	stopBeat context.CancelFunc
+	// life ends when the server closes: no lease is taken after that.
+	life    context.Context
+	endLife context.CancelFunc
 	// installation identifies this data directory's tasks on a shared engine.
 	installation string
 
@@ -318,7 +320,7 @@ func (s *Server) SetAddr(addr string) {
 	}
 	s.addr.Store(addr)
 	s.control.mu.Lock()
-	if s.control.started {
+	if s.control.started.Load() {
 		s.engine.SetRegistry(pipeline.Registry{Host: addr, User: "slipway", Token: s.pipelineToken})
 	}
 	s.control.mu.Unlock()
@@ -356,6 +358,9 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Close stops the pipeline engine (killing running actions) and releases the store.
 func (s *Server) Close() error {
+	if s.endLife != nil {
+		s.endLife()
+	}
 	s.stopControl()
 	s.leaveCluster()
 	err := s.db.Close()
@@ -393,11 +398,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("slipway server listening", "addr", ln.Addr().String(), "https", s.cfg.TLS != nil, "data", s.cfg.DataDir)
 	select {
 	case err := <-errc:
-		return err
-	case err := <-s.lostc:
-		// Another server has, or is about to have, the loops: stop at once
-		// rather than run them twice (the caller's Close kills actions).
-		hs.Close()
 		return err
 	case <-ctx.Done():
 	}
