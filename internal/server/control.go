@@ -52,6 +52,11 @@ func (s *Server) elect(ctx context.Context) error {
 			return err
 		}
 	}
+	go s.db.Listen(s.life, runsChannel, func() {
+		if s.controlling() {
+			s.engine.Wake()
+		}
+	})
 	held, release, ok, err := s.elector.TryHold(ctx, ControlLease)
 	if err != nil {
 		return fmt.Errorf("take the control lease: %w", err)
@@ -302,4 +307,21 @@ func buildVersion() string {
 		}
 	}
 	return "dev"
+}
+
+// runsChannel is where a server that made a run (a push, a webhook) tells
+// the controlling one to schedule it now rather than at its next poll.
+const runsChannel = "slipway_runs"
+
+// runsChanged wakes the pipeline engine, here or on the controlling server.
+func (s *Server) runsChanged() {
+	if s.controlling() {
+		s.engine.Wake()
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.life, 5*time.Second)
+	defer cancel()
+	if err := s.db.Signal(ctx, runsChannel); err != nil {
+		s.log.Warn("tell the controlling server about a new run (it finds it within seconds anyway)", "err", err)
+	}
 }

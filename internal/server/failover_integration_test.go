@@ -83,6 +83,18 @@ stages:
 	w := newWork(t)
 	w.commit("v1", files("1", "CodeDeployDefault.ECSAllAtOnce"))
 	w.git("push", "-q", repoURL(b.URL, b.Admin, app), "main")
+	// B tells A of the run at once (LISTEN/NOTIFY), not at A's next poll.
+	pushed := time.Now()
+	for {
+		if code, r := b.call("GET", "/api/v1/runs/1", b.Admin, nil); code == 200 && r["state"] != "queued" {
+			t.Logf("run 1 pushed through B started on A %v after the push", time.Since(pushed).Round(time.Millisecond))
+			break
+		}
+		if time.Since(pushed) > 1500*time.Millisecond {
+			t.Fatal("run 1, pushed through B, was still queued on A 1.5 s after the push")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if run := b.waitRun(1, 240*time.Second); run["state"] != "succeeded" {
 		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], b.logText(1))
 	}

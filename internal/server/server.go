@@ -221,7 +221,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Notifier:  s.notify, Secrets: s.vault, Installation: s.installation,
 		RunRetention: cfg.RunRetention,
 	}
-	src.RunCreated = func(store.Run) { s.engine.Wake() }
+	src.RunCreated = func(store.Run) { s.runsChanged() }
 	driver, params := cfg.Blobs.RegistryStorage(cfg.DataDir)
 	s.reg, err = registry.New(ctx, registry.Config{Driver: driver, Log: cfg.Log, Parameters: params}, db)
 	if err != nil {

@@ -48,6 +48,7 @@ type DB struct {
 	dialect Dialect
 	// Path is the SQLite file, or the PostgreSQL URL without its password.
 	Path string
+	dsn  string // PostgreSQL: the URL, for Listen's own connections
 
 	logMu   sync.Mutex
 	logBell chan struct{} // closed, and replaced, when log lines are committed

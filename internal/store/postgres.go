@@ -53,7 +53,7 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*DB, error) {
 		return nil, fmt.Errorf("database %s is unreachable: %w", shown, redactErr(err, databaseURL))
 	}
 	p := &pool{db: sdb, dialect: Postgres}
-	db := &DB{write: p, read: p, dialect: Postgres, Path: shown, logBell: make(chan struct{})}
+	db := &DB{write: p, read: p, dialect: Postgres, Path: shown, dsn: databaseURL, logBell: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", shown, err)
@@ -110,4 +110,59 @@ func Unavailable(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || pgconn.SafeToRetry(err)
+}
+
+// Signal tells the other servers sharing the database that something on
+// channel changed, so one waiting for it acts at once rather than at its
+// next poll. On SQLite, with one server, it does nothing.
+func (db *DB) Signal(ctx context.Context, channel string) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	_, err := db.write.ExecContext(ctx, `SELECT pg_notify(?, '')`, channel)
+	return err
+}
+
+// Listen calls fn each time a server signals channel, until ctx ends, on a
+// connection of its own that it makes again after a failure. On SQLite it
+// returns at once: there is no other server to hear from.
+func (db *DB) Listen(ctx context.Context, channel string, fn func()) {
+	if db.dialect != Postgres {
+		return
+	}
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := db.listenOnce(ctx, channel, fn)
+		if ctx.Err() != nil {
+			return
+		}
+		// Signals sent while no connection listened are lost: a caller's
+		// own poll catches up, and fn runs once now for the same reason.
+		fn()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err != nil {
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
+}
+
+func (db *DB) listenOnce(ctx context.Context, channel string, fn func()) error {
+	conn, err := pgx.Connect(ctx, db.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		return err
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		fn()
+	}
 }

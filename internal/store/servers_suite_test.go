@@ -140,3 +140,46 @@ func TestServersRegistry(t *testing.T) {
 		}
 	})
 }
+
+// A signal from one server's pool reaches another's listener at once on
+// PostgreSQL; on SQLite, with one server, Listen returns and Signal does
+// nothing.
+func TestSignalReachesListeners(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		listener, signaller := s.open(t), s.open(t)
+		heard := make(chan struct{}, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			listener.Listen(ctx, "slipway_test", func() { heard <- struct{}{} })
+		}()
+		if s.dialect == SQLite {
+			select {
+			case <-done:
+			case <-time.After(time.Second):
+				t.Fatal("Listen on SQLite did not return")
+			}
+			if err := signaller.Signal(ctx, "slipway_test"); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		// Signals sent before the listener's LISTEN are lost: repeat.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if err := signaller.Signal(ctx, "slipway_test"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-heard:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no signal reached the listener")
+			}
+		}
+	})
+}
