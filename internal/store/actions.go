@@ -175,18 +175,12 @@ func (db *DB) UpdateAction(ctx context.Context, a Action) error {
 
 func (db *DB) AppendLog(ctx context.Context, actionID int64, lines []LogLine) error {
 	defer db.ringLogBell()
+	rows := make([][]any, len(lines))
+	for i, l := range lines {
+		rows[i] = []any{actionID, toDB(l.At), storableText(l.Line)}
+	}
 	return db.tx(ctx, func(tx *Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines(action_id, at, line) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, l := range lines {
-			if _, err := stmt.ExecContext(ctx, actionID, toDB(l.At), storableText(l.Line)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertRows(ctx, tx, "log_lines", []string{"action_id", "at", "line"}, rows)
 	})
 }
 

@@ -69,17 +69,13 @@ func (db *DB) AppendTaskLogs(ctx context.Context, lines []TaskLogLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
+	rows := make([][]any, len(lines))
+	for i, l := range lines {
+		rows[i] = []any{l.App, l.Env, l.Service, l.Task, l.Container, l.Group, l.Stream, l.Source, nanosToDB(l.At), storableText(l.Line)}
+	}
 	return db.tx(ctx, func(tx *Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO task_log_lines(app, env, service, task_id, container, log_group, log_stream, source, at, line)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, l := range lines {
-			if _, err := stmt.ExecContext(ctx, l.App, l.Env, l.Service, l.Task, l.Container, l.Group, l.Stream, l.Source, nanosToDB(l.At), storableText(l.Line)); err != nil {
-				return fmt.Errorf("store a log line of task %s: %w", l.Task, err)
-			}
+		if err := insertRows(ctx, tx, "task_log_lines", []string{"app", "env", "service", "task_id", "container", "log_group", "log_stream", "source", "at", "line"}, rows); err != nil {
+			return fmt.Errorf("store log lines of task %s: %w", lines[0].Task, err)
 		}
 		return nil
 	})
