@@ -27,7 +27,12 @@ var migrationFiles embed.FS
 var migrateTo int64
 
 func (db *DB) migrations() (fs.FS, error) {
-	return fs.Sub(migrationFiles, "migrate/"+string(db.dialect))
+	return migrationSource(db.dialect)
+}
+
+// migrationSource is a dialect's migrations; tests add a failing one.
+var migrationSource = func(d Dialect) (fs.FS, error) {
+	return fs.Sub(migrationFiles, "migrate/"+string(d))
 }
 
 func (db *DB) migrate(ctx context.Context) error {
