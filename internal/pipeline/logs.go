@@ -206,6 +206,7 @@ func masker(secrets []string) *strings.Replacer { return secret.Masker(secrets) 
 func (w *logWriter) loop() {
 	defer close(w.flushed)
 	var last time.Time
+	var retry <-chan time.Time // set while the database is unreachable
 	for {
 		select {
 		case <-w.kick:
@@ -217,16 +218,28 @@ func (w *logWriter) loop() {
 					return
 				}
 			}
-			w.flush()
-			last = time.Now()
+		case <-retry:
 		case <-w.done:
 			w.finish()
 			return
 		}
+		retry = nil
+		if !w.flush() {
+			retry = time.After(logRetryEvery)
+		}
+		last = time.Now()
 	}
 }
 
-// finish stores what is left, an unterminated last line included.
+// logRetryEvery is how often lines the database did not take are offered
+// again; logRetryFor is how long the last ones are, once the action ended.
+const (
+	logRetryEvery = time.Second
+	logRetryFor   = 30 * time.Second
+)
+
+// finish stores what is left, an unterminated last line included, waiting
+// a while for a database that does not answer.
 func (w *logWriter) finish() {
 	w.mu.Lock()
 	if len(w.partial) > 0 {
@@ -234,20 +247,45 @@ func (w *logWriter) finish() {
 		w.partial = nil
 	}
 	w.mu.Unlock()
-	w.flush()
+	for deadline := time.Now().Add(logRetryFor); !w.flush(); {
+		if time.Now().After(deadline) {
+			w.mu.Lock()
+			lost := len(w.pending)
+			w.pending = nil
+			w.mu.Unlock()
+			w.log.Error("the database stayed unreachable: log lines of the action were not stored", "action", w.actionID, "lines", lost)
+			return
+		}
+		time.Sleep(logRetryEvery)
+	}
 }
 
-func (w *logWriter) flush() {
+// flush stores the pending lines. It is false when the database did not
+// answer: the lines stay pending, in order, for the next try (up to the
+// log's size limit, which queue already enforces). Lines refused for any
+// other reason are dropped with an error in the server's log, as retrying
+// them would fail the same way.
+func (w *logWriter) flush() bool {
 	w.mu.Lock()
 	lines := w.pending
 	w.pending = nil
 	w.mu.Unlock()
 	if len(lines) == 0 {
-		return
+		return true
 	}
-	if err := w.store.AppendLog(context.Background(), w.actionID, lines); err != nil {
-		w.log.Error("store action log", "action", w.actionID, "err", err)
+	err := w.store.AppendLog(context.Background(), w.actionID, lines)
+	if err == nil {
+		return true
 	}
+	if store.Unavailable(err) {
+		w.mu.Lock()
+		w.pending = append(lines, w.pending...)
+		w.mu.Unlock()
+		w.log.Warn("the database does not answer; keeping the action's log lines to store them later", "action", w.actionID, "lines", len(lines), "err", err)
+		return false
+	}
+	w.log.Error("store action log", "action", w.actionID, "err", err)
+	return true
 }
 
 // Close stores what is left and waits until it is stored.

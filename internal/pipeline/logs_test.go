@@ -244,3 +244,55 @@ func TestLogIsCapped(t *testing.T) {
 		t.Fatalf("last line %q", last)
 	}
 }
+
+// outageStore refuses writes as an unreachable database does until
+// healthy is set.
+type outageStore struct {
+	*store.DB
+	healthy atomic.Bool
+	refused atomic.Int32
+}
+
+func (o *outageStore) AppendLog(ctx context.Context, actionID int64, lines []store.LogLine) error {
+	if !o.healthy.Load() {
+		o.refused.Add(1)
+		return fmt.Errorf("append: %w", store.ErrUnavailable)
+	}
+	return o.DB.AppendLog(ctx, actionID, lines)
+}
+
+// Lines written while the database does not answer are kept and stored,
+// in order, once it does; none is lost, also when the action ends first.
+func TestLogLinesOutliveADatabaseOutage(t *testing.T) {
+	db, run, act := oneAction(t)
+	st := &outageStore{DB: db}
+	w := newLogWriter(st, act.ID, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	for i := range 5 {
+		fmt.Fprintf(w, "during %d\n", i)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.refused.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not try again while the database was down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintln(w, "last")
+	closed := make(chan struct{})
+	go func() { w.Close(); close(closed) }()
+	time.Sleep(50 * time.Millisecond)
+	st.healthy.Store(true)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return once the database answered")
+	}
+	lines, err := db.ListLog(context.Background(), run.ID, 0, 100)
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Line)
+	}
+	if want := "during 0,during 1,during 2,during 3,during 4,last"; err != nil || strings.Join(got, ",") != want {
+		t.Fatalf("stored %q %v, want %s", got, err, want)
+	}
+}
