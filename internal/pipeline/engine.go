@@ -254,7 +254,7 @@ func (e *Engine) loadSpec(ctx context.Context, r store.Run) (*Spec, error) {
 }
 
 func (e *Engine) finish(ctx context.Context, id int64, state, reason string) {
-	if err := e.Store.FinishRun(ctx, id, state, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+	if err := whenReachable(ctx, e.Log, func() error { return e.Store.FinishRun(ctx, id, state, reason) }); err != nil && !errors.Is(err, store.ErrConflict) {
 		e.Log.Error("finish run", "run", id, "err", err)
 	}
 }
@@ -501,8 +501,33 @@ func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store
 func (e *Engine) endAction(row store.Action, state, reason string, code *int) {
 	end := time.Now().UTC()
 	row.State, row.Reason, row.ExitCode, row.EndedAt = state, reason, code, &end
-	if err := e.Store.UpdateAction(context.Background(), row); err != nil {
+	if err := whenReachable(context.Background(), e.Log, func() error { return e.Store.UpdateAction(context.Background(), row) }); err != nil {
 		e.Log.Error("update action", "action", row.ID, "err", err)
+	}
+}
+
+// storeRetryFor bounds how long a state change waits for a database that
+// does not answer; past it the run is left for recovery to end.
+var storeRetryFor = 2 * time.Minute
+
+// whenReachable runs write, again while the database does not answer
+// (store.Unavailable), so that a short outage does not leave an ended
+// action or run recorded as running.
+func whenReachable(ctx context.Context, log *slog.Logger, write func() error) error {
+	deadline := time.Now().Add(storeRetryFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || !store.Unavailable(err) || time.Now().After(deadline) {
+			return err
+		}
+		log.Warn("the database does not answer; trying again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
