@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,6 +70,10 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if database == "" {
+				// Read here, not as the flag's default: --help would print it.
+				database = os.Getenv("SLIPWAY_DATABASE")
+			}
 			if database != "" {
 				if _, err := store.RedactURL(database); err != nil {
 					return fmt.Errorf("--database: %w", err)
@@ -85,8 +88,8 @@ func serverCmd() *cobra.Command {
 				return fmt.Errorf("--lease-ttl %v: want between 1s and 5m", leaseTTL)
 			}
 			if advertiseURL != "" {
-				if u, err := url.Parse(advertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					return fmt.Errorf("--advertise-url %q: want http(s)://HOST:PORT where the other servers reach this one", advertiseURL)
+				if _, err := server.AdvertisedURL(advertiseURL); err != nil {
+					return fmt.Errorf("--advertise-url: %w; give the http(s)://HOST:PORT the other servers reach this one at", err)
 				}
 			}
 			blobs, err := blob.Parse(blobStore)
@@ -150,7 +153,7 @@ func serverCmd() *cobra.Command {
 	cmd.Flags().IntVar(&maxParallel, "max-parallel-actions", 2, "pipeline actions that may run at once")
 	edgef.add(cmd)
 	runRetention.add(cmd)
-	cmd.Flags().StringVar(&database, "database", os.Getenv("SLIPWAY_DATABASE"), "PostgreSQL database to keep state in, which several servers may share: postgres://USER:PASSWORD@HOST:5432/DB (env SLIPWAY_DATABASE; default SQLite in the data directory)")
+	cmd.Flags().StringVar(&database, "database", "", "PostgreSQL database to keep state in, which several servers may share: postgres://USER:PASSWORD@HOST:5432/DB (env SLIPWAY_DATABASE; default SQLite in the data directory)")
 	cmd.Flags().StringVar(&advertiseURL, "advertise-url", os.Getenv("SLIPWAY_ADVERTISE_URL"), "URL the other servers on the same --database reach this one at (env SLIPWAY_ADVERTISE_URL; default http(s)://ADDR)")
 	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", envDuration("SLIPWAY_LEASE_TTL"), "with several servers on one --database: how long a dead server's control lease lasts before another takes over (env SLIPWAY_LEASE_TTL; default 10s)")
 	cmd.Flags().StringVar(&blobStore, "blob-store", os.Getenv("SLIPWAY_BLOB_STORE"), "where registry layers, artifacts and caches are kept: s3://BUCKET/PREFIX[?region=R&endpoint=URL&path-style=true], credentials from the AWS environment (env SLIPWAY_BLOB_STORE; default the data directory)")

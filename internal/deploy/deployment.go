@@ -51,6 +51,7 @@ type Controller struct {
 	stopped             map[int64]string // deployment → why someone stopped it
 	wg                  sync.WaitGroup
 	ctx                 context.Context
+	stop                context.CancelFunc // ends ctx: Close, so nothing launches after it
 }
 
 // Request starts a deployment.
@@ -75,8 +76,10 @@ func (e errRollback) Error() string { return e.reason }
 // other in progress rolls back, and a completed blue/green deployment
 // keeps waiting to remove blue.
 func (c *Controller) Start(ctx context.Context) error {
-	c.ctx = ctx
+	c.mu.Lock()
+	c.ctx, c.stop = context.WithCancel(ctx)
 	c.running = map[int64]context.CancelFunc{}
+	c.mu.Unlock()
 	c.stopped = map[int64]string{}
 	active, err := c.Store.ActiveDeployments(ctx)
 	if err != nil {
@@ -180,6 +183,9 @@ func oldSetOf(d store.Deployment, layout store.Layout) (store.TaskSet, bool) {
 // Close stops the runners (their deployments resume at the next start).
 func (c *Controller) Close() {
 	c.mu.Lock()
+	if c.stop != nil {
+		c.stop()
+	}
 	for _, cancel := range c.running {
 		cancel()
 	}
@@ -381,11 +387,17 @@ func (c *Controller) lastTaskEvent(ctx context.Context, svc store.Service) strin
 }
 
 func (c *Controller) launch(d store.Deployment, fn func(context.Context, *store.Deployment) error) {
-	ctx, cancel := context.WithCancel(c.ctx)
 	c.mu.Lock()
+	if c.ctx == nil || c.ctx.Err() != nil {
+		// Closed (this server gave the control loops up): the deployment
+		// stays in progress for the server that runs them next.
+		c.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
 	c.running[d.ID] = cancel
+	c.wg.Add(1) // under mu: Close cannot be waiting yet
 	c.mu.Unlock()
-	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer func() {

@@ -21,6 +21,7 @@ type DeployStore interface {
 	store.RuntimeStore
 	store.DeploymentStore
 	RegisterRunTaskDef(ctx context.Context, family string, body []byte, runID int64) (store.TaskDefRevision, error)
+	SetActionDeployment(ctx context.Context, actionID, deploymentID int64) error
 }
 
 // performDeploy renders the task definition from the action's input
@@ -29,6 +30,12 @@ type DeployStore interface {
 func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row store.Action, logs io.Writer) (*int, string) {
 	if e.Deploys == nil || e.DeployStore == nil {
 		return nil, "this server cannot deploy (no deployment controller)"
+	}
+	if row.DeploymentID != 0 {
+		// A server that ran this action stopped while its deployment went
+		// on: follow the deployment from here to its end.
+		fmt.Fprintf(logs, "[slipway] The control plane restarted; following deployment %d again\n", row.DeploymentID)
+		return nil, e.follow(ctx, row.DeploymentID, e.timelineTo(ctx, row.DeploymentID, logs, time.Now()))
 	}
 	dir := filepath.Join(e.WorkRoot, fmt.Sprintf("run-%d", r.ID), fmt.Sprintf("action-%d", row.ID))
 	defer os.RemoveAll(dir)
@@ -127,7 +134,7 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	}
 	svc, err := e.DeployStore.GetService(ctx, r.App, a.Environment, a.Service)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, e.createService(ctx, r, a, td, rev, appspec, logs)
+		return nil, e.createService(ctx, r, a, row, td, rev, appspec, logs)
 	}
 	if err != nil {
 		return nil, err.Error()
@@ -161,11 +168,12 @@ func (e *Engine) performDeploy(ctx context.Context, r store.Run, a Action, row s
 	if err != nil {
 		return nil, err.Error()
 	}
-	return nil, e.follow(ctx, d.ID, e.timelineTo(ctx, d.ID, logs))
+	e.recordDeployment(ctx, row, d.ID)
+	return nil, e.follow(ctx, d.ID, e.timelineTo(ctx, d.ID, logs, time.Time{}))
 }
 
 // createService makes the service the action names, at the new revision.
-func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *taskdef.TaskDef, rev store.TaskDefRevision, appspec *deploy.AppSpec, logs io.Writer) string {
+func (e *Engine) createService(ctx context.Context, r store.Run, a Action, row store.Action, td *taskdef.TaskDef, rev store.TaskDefRevision, appspec *deploy.AppSpec, logs io.Writer) string {
 	desired := a.DesiredCount
 	if desired == 0 {
 		desired = 1
@@ -208,6 +216,7 @@ func (e *Engine) createService(ctx context.Context, r store.Run, a Action, td *t
 		return err.Error()
 	}
 	fmt.Fprintf(logs, "[slipway] Created service %s in %s with %d × %s:%d (deployment %d)\n", a.Service, a.Environment, desired, rev.Family, rev.Revision, d.ID)
+	e.recordDeployment(ctx, row, d.ID)
 	if msg := e.applyAutoscaling(ctx, r, svc, a, logs); msg != "" {
 		return msg
 	}
@@ -235,6 +244,11 @@ func (e *Engine) follow(ctx context.Context, id int64, report func()) string {
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errEngineStopping) {
+				// The deployment goes on; whoever runs the engine next
+				// follows it again.
+				return fmt.Sprintf("deployment %d goes on: the control plane is stopping", id)
+			}
 			_ = e.Deploys.Stop(context.WithoutCancel(ctx), id)
 			return fmt.Sprintf("deployment %d stopped: the action ended (%v)", id, ctx.Err())
 		case <-time.After(300 * time.Millisecond):
@@ -247,8 +261,9 @@ func (e *Engine) follow(ctx context.Context, id int64, report func()) string {
 // were copied, up to a poll later).
 const logTime = "15:04:05.000Z"
 
-// timelineTo copies deployment id's new timeline entries to logs.
-func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer) func() {
+// timelineTo copies deployment id's new timeline entries to logs, those
+// from since on (a resumed action's log has the earlier ones).
+func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer, since time.Time) func() {
 	seen := 0
 	return func() {
 		evs, err := e.DeployStore.DeploymentEvents(context.WithoutCancel(ctx), id)
@@ -256,9 +271,23 @@ func (e *Engine) timelineTo(ctx context.Context, id int64, logs io.Writer) func(
 			return
 		}
 		for _, ev := range evs[seen:] {
+			if ev.At.Before(since) {
+				continue
+			}
 			fmt.Fprintf(logs, "[deploy %d] %s %-16s green %3d%%  %s\n", id, ev.At.UTC().Format(logTime), ev.Phase, ev.GreenWeight, ev.Message)
 		}
 		seen = len(evs)
+	}
+}
+
+// recordDeployment notes the deployment an action started, so a server
+// taking over follows it; without the note the run ends at a restart, as
+// it did before.
+func (e *Engine) recordDeployment(ctx context.Context, row store.Action, id int64) {
+	if err := whenReachable(context.WithoutCancel(ctx), e.Log, func() error {
+		return e.DeployStore.SetActionDeployment(context.WithoutCancel(ctx), row.ID, id)
+	}); err != nil {
+		e.Log.Warn("record the deployment of a deploy action", "action", row.ID, "deployment", id, "err", err)
 	}
 }
 

@@ -115,7 +115,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.MaxParallel = 2
 	}
 	e.slots = make(chan struct{}, e.MaxParallel)
-	e.wake = make(chan struct{}, 1)
+	e.mu.Lock()
+	if e.wake == nil { // kept across a stop and start: Wake may run meanwhile
+		e.wake = make(chan struct{}, 1)
+	}
+	e.mu.Unlock()
 	e.active = map[int64]*activeRun{}
 	n, err := e.Store.RecoverInterrupted(ctx, RestartReason)
 	if err != nil {
@@ -127,19 +131,21 @@ func (e *Engine) Start(ctx context.Context) error {
 	killLeftovers(e.WorkRoot, e.Log)
 	e.removeLeftovers(ctx)
 	_ = os.RemoveAll(e.WorkRoot) // workspaces of interrupted actions
-	ctx, e.stop = context.WithCancel(ctx)
-	// Runs left waiting for an approval pick their wait up again.
-	waiting, err := e.Store.RunsInState(ctx, store.RunWaiting)
+	ctx, stop := context.WithCancelCause(ctx)
+	e.stop = func() { stop(errEngineStopping) }
+	// Runs left waiting for an approval pick their wait up again, and those
+	// left following deployments (all recovery kept running) follow them.
+	resume, err := e.Store.RunsInState(ctx, store.RunWaiting, store.RunRunning)
 	if err != nil {
 		return err
 	}
-	for _, r := range waiting {
+	for _, r := range resume {
 		spec, err := e.loadSpec(ctx, r)
 		if err != nil {
 			e.finish(ctx, r.ID, store.RunFailed, err.Error())
 			continue
 		}
-		e.Log.Info("resuming a run that waits for approval", "run", r.ID, "app", r.App)
+		e.Log.Info("resuming a run left waiting for approval or following a deployment", "run", r.ID, "app", r.App, "state", r.State)
 		e.run(ctx, r, spec, true)
 	}
 	e.wg.Add(1)
@@ -152,6 +158,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
+// errEngineStopping is why the runs' contexts end when the engine closes
+// (the server stops, or hands the control loops to another): not a reason
+// to stop a deployment an action follows, nor to record the action ended.
+var errEngineStopping = errors.New("the control plane is stopping")
+
 // Close stops scheduling and waits for running actions to be killed.
 func (e *Engine) Close() {
 	if e.stop != nil {
@@ -162,8 +173,11 @@ func (e *Engine) Close() {
 
 // Wake asks the scheduler to look for runnable runs now.
 func (e *Engine) Wake() {
+	e.mu.Lock()
+	wake := e.wake
+	e.mu.Unlock()
 	select {
-	case e.wake <- struct{}{}:
+	case wake <- struct{}{}: // a nil channel (not started) never takes it
 	default:
 	}
 }
@@ -465,10 +479,12 @@ func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store
 		return "cancelled"
 	}
 	defer func() { <-e.slots }()
-	start := time.Now().UTC()
-	row.State, row.StartedAt = store.RunRunning, &start
-	if err := e.Store.UpdateAction(ctx, row); err != nil {
-		return err.Error()
+	if row.State != store.RunRunning || row.StartedAt == nil { // a resumed action keeps its start
+		start := time.Now().UTC()
+		row.State, row.StartedAt = store.RunRunning, &start
+		if err := e.Store.UpdateAction(ctx, row); err != nil {
+			return err.Error()
+		}
 	}
 	timeout := DefaultActionTimeout
 	if a.Timeout.Duration > 0 {
@@ -483,6 +499,11 @@ func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store
 	logs := newLogWriter(e.Store, row.ID, e.Log, secrets)
 	code, reason := e.perform(actx, r, a, row, logs, ar)
 	logs.Close()
+	if errors.Is(context.Cause(ctx), errEngineStopping) && !ar.cancelled.Load() {
+		// Left running: the next server to run the engine ends it, or,
+		// if it follows a deployment, follows that again.
+		return reason
+	}
 	switch {
 	case reason == "":
 		e.endAction(row, store.RunSucceeded, "", code)

@@ -47,10 +47,13 @@ func (s *Server) elect(ctx context.Context) error {
 	s.elector = &lease.Elector{Store: s.db, Holder: s.id, TTL: s.cfg.LeaseTTL, Log: s.log}
 	if s.db.Dialect() == store.SQLite {
 		// The data directory's lock proves no other server uses this file:
-		// a lease left by a killed predecessor is void, not to be waited out.
+		// a lease left by a killed predecessor is void, not to be waited
+		// out, and the lease needs no renewing (a write stall must not stop
+		// the loops and kill the builds of the only server there is).
 		if err := s.db.ForgetLeases(ctx); err != nil {
 			return err
 		}
+		s.elector.TTL = soleServerLease
 	}
 	go s.db.Listen(s.life, runsChannel, func() {
 		if s.controlling() {
@@ -62,7 +65,11 @@ func (s *Server) elect(ctx context.Context) error {
 		return fmt.Errorf("take the control lease: %w", err)
 	}
 	if ok {
-		return s.startControl(ctx, held, release)
+		if err := s.startControl(ctx, held, release); err != nil {
+			release()
+			return err
+		}
+		return nil
 	}
 	s.log.Info("another server holds the control lease; this one answers requests and takes over if it goes", "lease", ControlLease)
 	go s.standby(s.life)
@@ -167,6 +174,10 @@ func (s *Server) stopControl() {
 // controlling reports whether this server runs the control loops now.
 func (s *Server) controlling() bool { return s.control.started.Load() }
 
+// soleServerLease is the control lease of a server alone by construction
+// (SQLite): long enough never to need renewing.
+const soleServerLease = 50 * 365 * 24 * time.Hour
+
 // heartbeatEvery is how often a server says it is alive.
 const heartbeatEvery = 2 * time.Second
 
@@ -185,22 +196,30 @@ func (s *Server) joinCluster(ctx context.Context) {
 		u = scheme + addr
 	}
 	host, _ := os.Hostname()
-	if _, err := s.db.RegisterServer(ctx, store.Server{ID: s.id, Host: host, URL: strings.TrimRight(u, "/"), Version: buildVersion()}); err != nil {
-		s.log.Warn("register this server", "err", err)
+	me := store.Server{ID: s.id, Host: host, URL: strings.TrimRight(u, "/"), Version: buildVersion()}
+	if _, err := s.db.RegisterServer(ctx, me); err != nil {
+		s.log.Warn("register this server; trying again with the next heartbeat", "err", err)
 	}
 	bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBeat = stop
 	go func() {
 		t := time.NewTicker(heartbeatEvery)
 		defer t.Stop()
-		for {
+		for n := 0; ; n++ {
 			select {
 			case <-bctx.Done():
 				return
 			case <-t.C:
 			}
-			if err := s.db.Heartbeat(bctx, s.id); err != nil && bctx.Err() == nil {
+			err := s.db.Heartbeat(bctx, s.id)
+			if errors.Is(err, store.ErrNotFound) { // the first registration failed
+				_, err = s.db.RegisterServer(bctx, me)
+			}
+			if err != nil && bctx.Err() == nil {
 				s.log.Warn("heartbeat", "err", err)
+			}
+			if n%30 == 0 {
+				_ = s.db.PruneServers(bctx, 24*time.Hour)
 			}
 		}
 	}()
@@ -248,16 +267,18 @@ func (s *Server) toController(next http.Handler) http.Handler {
 			w.Header().Set("Retry-After", "2")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]*apiError{"error": {Code: "unavailable", Message: msg}})
 		}
-		if by := r.Header.Get(forwardedBy); by != "" {
-			unavailable("server " + by + " passed this request on, but this server does not run the control loops either; try again in a few seconds")
+		if r.Header.Get(forwardedBy) != "" {
+			unavailable("another server passed this request on, but this server does not run the control loops either; try again in a few seconds")
 			return
 		}
 		target, err := s.controllerURL(r.Context())
 		if err != nil {
-			unavailable("no server runs the control loops right now (" + err.Error() + "); another takes over within seconds, try again")
+			s.log.Warn("no server to pass a request to", "path", r.URL.Path, "err", err)
+			unavailable("no server runs the control loops right now; another takes over within seconds, try again")
 			return
 		}
 		rp := &httputil.ReverseProxy{
+			Transport: forwardTransport,
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.Out.Host = pr.In.Host
@@ -266,6 +287,7 @@ func (s *Server) toController(next http.Handler) http.Handler {
 			},
 			FlushInterval: -1, // log follows and live pages stream
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				s.forgetController()
 				s.log.Warn("pass a request to the controlling server", "target", target.String(), "err", err)
 				unavailable("the server running the control loops does not answer; another takes over within seconds, try again")
 			},
@@ -274,8 +296,43 @@ func (s *Server) toController(next http.Handler) http.Handler {
 	})
 }
 
+// forwardTransport bounds what a forwarded request waits for: a holder that
+// froze must not hold every request on every other server. Streams (log
+// follows, live pages) send their headers at once, so only the dial and
+// the headers are bounded.
+var forwardTransport = &http.Transport{
+	Proxy:                 nil,
+	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout:   5 * time.Second,
+	ResponseHeaderTimeout: time.Minute,
+	MaxIdleConnsPerHost:   16,
+	IdleConnTimeout:       90 * time.Second,
+	ForceAttemptHTTP2:     true,
+}
+
+// controllerCache keeps the holder's URL for a second: forwarded requests
+// do not each read the servers table.
+type controllerCache struct {
+	mu   sync.Mutex
+	url  *url.URL
+	when time.Time
+}
+
+func (s *Server) forgetController() {
+	s.ctl.mu.Lock()
+	s.ctl.url = nil
+	s.ctl.mu.Unlock()
+}
+
 // controllerURL is where the holder of the control lease answers.
 func (s *Server) controllerURL(ctx context.Context) (*url.URL, error) {
+	s.ctl.mu.Lock()
+	if s.ctl.url != nil && time.Since(s.ctl.when) < time.Second {
+		u := s.ctl.url
+		s.ctl.mu.Unlock()
+		return u, nil
+	}
+	s.ctl.mu.Unlock()
 	servers, err := s.db.ListServers(ctx, 3*heartbeatEvery+time.Second)
 	if err != nil {
 		return nil, err
@@ -283,18 +340,39 @@ func (s *Server) controllerURL(ctx context.Context) (*url.URL, error) {
 	for _, sv := range servers {
 		for _, l := range sv.Leases {
 			if l.Name == ControlLease && sv.StoppedAt == nil && sv.ID != s.id {
-				u, err := url.Parse(sv.URL)
-				if err != nil || u.Host == "" {
-					return nil, fmt.Errorf("server %s has no usable URL %q", sv.ID, sv.URL)
+				u, err := AdvertisedURL(sv.URL)
+				if err != nil {
+					return nil, fmt.Errorf("server %s: %w", sv.ID, err)
 				}
-				if _, _, err := net.SplitHostPort(u.Host); err != nil {
-					return nil, fmt.Errorf("server %s URL %q: %w", sv.ID, sv.URL, err)
-				}
+				s.ctl.mu.Lock()
+				s.ctl.url, s.ctl.when = u, time.Now()
+				s.ctl.mu.Unlock()
 				return u, nil
 			}
 		}
 	}
 	return nil, errors.New("the control lease is free or its holder is silent")
+}
+
+// AdvertisedURL checks a URL servers reach each other at: http(s), a host,
+// no user or password (it is shown to viewers), and a port, the scheme's
+// when none is given.
+func AdvertisedURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return nil, fmt.Errorf("%q is not an http(s)://HOST[:PORT] URL", raw)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%q holds a user name: leave credentials out of it", u.Redacted())
+	}
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	return u, nil
 }
 
 // buildVersion is the VCS revision the binary was built from, if known.

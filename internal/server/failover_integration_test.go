@@ -14,8 +14,8 @@ import (
 // database and one data directory. The first runs the control loops and
 // the second passes it the API; a push through the second builds and
 // deploys. The first is SIGKILLed in the middle of a canary deployment: the
-// second takes the control lease within seconds and finishes the
-// deployment, and the app answers every request throughout.
+// second takes the control lease within seconds, finishes the deployment
+// and the run that started it, and the app answers every request throughout.
 func TestIntegrationTwoServersFailover(t *testing.T) {
 	dsn := pgtest.New(t)
 	data := t.TempDir()
@@ -144,9 +144,13 @@ stages:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// The run that started the deployment ends rather than hangs.
-	run := b.waitRun(2, 60*time.Second)
-	t.Logf("run 2 after the takeover: %v (%v)", run["state"], run["reason"])
+	// The run that started the deployment follows it again on B, to success.
+	if run := b.waitRun(2, 60*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("run 2 after the takeover: %v (%v)\n%s", run["state"], run["reason"], b.logText(2))
+	}
+	if logs := b.logText(2); !strings.Contains(logs, "following deployment") {
+		t.Errorf("run 2's log does not say it followed the deployment again:\n%s", logs)
+	}
 	total, failed := load.Stop()
 	if failed > 0 {
 		t.Fatalf("%d of %d requests failed across the failover: %v", failed, total, load.Failures())

@@ -124,6 +124,7 @@ type Server struct {
 	control  controlState
 	addr     atomic.Value // string: host:port the server listens on, once serving
 	stopBeat context.CancelFunc
+	ctl      controllerCache
 	// life ends when the server closes: no lease is taken after that.
 	life    context.Context
 	endLife context.CancelFunc
@@ -248,6 +249,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.metrics.registry.MustRegister(newFleetCollector(s))
 	s.engine.Deploys, s.engine.DeployStore = s.deploys, db
 	if err := s.elect(ctx); err != nil {
+		if s.endLife != nil {
+			s.endLife()
+		}
 		db.Close()
 		return nil, err
 	}
@@ -400,6 +404,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if s.db.Dialect() == store.Postgres {
+		// Hand the control loops over now, not after the grace period:
+		// meanwhile the other servers would pass requests to a closed port.
+		s.stopControl()
+		s.leaveCluster()
 	}
 	s.log.Info("shutting down; waiting for in-flight requests", "grace", s.cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)

@@ -23,6 +23,8 @@ type Action struct {
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	EndedAt    *time.Time `json:"ended_at,omitempty"`
+	// DeploymentID is the deployment a deploy action started (0: none yet).
+	DeploymentID int64 `json:"deployment_id,omitempty"`
 }
 
 // LogLine is one line of an action's output.
@@ -68,13 +70,13 @@ type ExecStore interface {
 
 var _ ExecStore = (*DB)(nil)
 
-const actionCols = `id, run_id, stage_index, stage, name, type, run_order, state, reason, exit_code, started_at, ended_at`
+const actionCols = `id, run_id, stage_index, stage, name, type, run_order, state, reason, exit_code, started_at, ended_at, COALESCE(deployment_id, 0)`
 
 func scanAction(row scanner) (Action, error) {
 	var a Action
 	var exit sql.NullInt64
 	var started, ended sql.NullInt64
-	if err := row.Scan(&a.ID, &a.RunID, &a.StageIndex, &a.Stage, &a.Name, &a.Type, &a.RunOrder, &a.State, &a.Reason, &exit, &started, &ended); err != nil {
+	if err := row.Scan(&a.ID, &a.RunID, &a.StageIndex, &a.Stage, &a.Name, &a.Type, &a.RunOrder, &a.State, &a.Reason, &exit, &started, &ended, &a.DeploymentID); err != nil {
 		return a, err
 	}
 	if exit.Valid {
@@ -272,6 +274,19 @@ func (db *DB) RunsInState(ctx context.Context, states ...string) ([]Run, error) 
 const awaitsApprovalOnly = `EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.type = 'approval' AND a.state = '` + RunWaiting + `')
 	AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `')`
 
+// followsDeploymentsOnly is a run whose running actions all follow a
+// deployment they started: the deployment goes on without the server, so
+// the next one follows it again and the run carries on.
+const followsDeploymentsOnly = `EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `')
+	AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `'
+		AND NOT (a.type = 'deploy' AND a.deployment_id IS NOT NULL))`
+
+// SetActionDeployment records the deployment a deploy action started.
+func (db *DB) SetActionDeployment(ctx context.Context, actionID, deploymentID int64) error {
+	_, err := db.write.ExecContext(ctx, `UPDATE actions SET deployment_id = ? WHERE id = ?`, deploymentID, actionID)
+	return err
+}
+
 func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error) {
 	n := 0
 	err := db.tx(ctx, func(tx *Tx) error {
@@ -280,8 +295,10 @@ func (db *DB) RecoverInterrupted(ctx context.Context, reason string) (int, error
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ? WHERE state IN (?, ?) AND `+awaitsApprovalOnly, RunWaiting, RunRunning, RunWaiting); err != nil {
 			return err
 		}
-		// Every other unfinished run ends, with its actions.
-		interrupted := `SELECT id FROM runs WHERE state IN ('` + RunRunning + `', '` + RunWaiting + `') AND NOT (` + awaitsApprovalOnly + `)`
+		// Every other unfinished run ends, with its actions, but for those
+		// following deployments, which stay running for the engine to resume.
+		interrupted := `SELECT id FROM runs WHERE state IN ('` + RunRunning + `', '` + RunWaiting + `') AND NOT (` + awaitsApprovalOnly + `)
+			AND NOT (` + followsDeploymentsOnly + `)`
 		if _, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = ?, ended_at = ? WHERE state IN (?, ?) AND run_id IN (`+interrupted+`)`, RunFailed, reason, at, RunRunning, RunWaiting); err != nil {
 			return err
 		}

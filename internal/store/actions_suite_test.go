@@ -493,14 +493,54 @@ func TestConformRecoverInterrupted(t *testing.T) {
 			t.Fatal(err)
 		}
 		doneBefore, _ := db.GetRun(ctx, done.ID)
+		byName := func(as []Action, name string) Action {
+			for _, a := range as {
+				if a.Name == name {
+					return a
+				}
+			}
+			t.Fatalf("no action %s", name)
+			return Action{}
+		}
+		// 8: the deploy action runs and has recorded its deployment: stays
+		// running, for the engine to follow the deployment again.
+		follows, followsActions := conformStarted(t, db, "a", "queued", conformActions...)
+		setAction(t, db, byName(followsActions, "deploy"), RunRunning)
+		if err := db.SetActionDeployment(ctx, byName(followsActions, "deploy").ID, 42); err != nil {
+			t.Fatal(err)
+		}
+		// 9: the deploy action runs but started no deployment yet: fails.
+		early, earlyActions := conformStarted(t, db, "a", "queued", conformActions...)
+		setAction(t, db, byName(earlyActions, "deploy"), RunRunning)
+		// 10: a deployment is followed but a build runs beside it: fails.
+		beside, besideActions := conformStarted(t, db, "a", "parallel", conformActions...)
+		setAction(t, db, byName(besideActions, "deploy"), RunRunning)
+		if err := db.SetActionDeployment(ctx, byName(besideActions, "deploy").ID, 43); err != nil {
+			t.Fatal(err)
+		}
+		setAction(t, db, byName(besideActions, "lint"), RunRunning)
 
 		before := time.Now()
 		n, err := db.RecoverInterrupted(ctx, "control plane restarted")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != 3 {
-			t.Fatalf("RecoverInterrupted ended %d runs, want 3", n)
+		if n != 5 {
+			t.Fatalf("RecoverInterrupted ended %d runs, want 5", n)
+		}
+		for _, c := range []struct {
+			run    Run
+			state  string
+			deploy string
+		}{{follows, RunRunning, RunRunning}, {early, RunFailed, RunFailed}, {beside, RunFailed, RunFailed}} {
+			got, _ := db.GetRun(ctx, c.run.ID)
+			as, _ := db.ListActions(ctx, c.run.ID)
+			if d := byName(as, "deploy"); got.State != c.state || d.State != c.deploy {
+				t.Errorf("run %d: %s, its deploy action %s; want %s, %s", got.ID, got.State, d.State, c.state, c.deploy)
+			}
+		}
+		if as, _ := db.ListActions(ctx, follows.ID); byName(as, "deploy").DeploymentID != 42 {
+			t.Errorf("the followed deployment is not kept: %+v", byName(as, "deploy"))
 		}
 		for _, c := range []struct {
 			run     Run

@@ -45,6 +45,7 @@ func (c *conflict) Is(target error) bool { return target == ErrConflict }
 type DB struct {
 	write   *pool
 	read    *pool
+	control *pool // leases and heartbeats (PostgreSQL: their own connections)
 	dialect Dialect
 	// Path is the SQLite file, or the PostgreSQL URL without its password.
 	Path string
@@ -104,6 +105,7 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 		Path:    path,
 		logBell: make(chan struct{}),
 	}
+	db.control = db.write // SQLite has one writer, whatever the write is
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -154,6 +156,9 @@ func (db *DB) Close() error {
 	errs = append(errs, db.write.Close())
 	if db.read != db.write {
 		errs = append(errs, db.read.Close())
+	}
+	if db.control != nil && db.control != db.write {
+		errs = append(errs, db.control.Close())
 	}
 	return errors.Join(errs...)
 }

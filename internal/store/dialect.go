@@ -49,17 +49,52 @@ func (p *pool) q(query string) string {
 	return out
 }
 
-// rebind numbers the `?` placeholders outside string literals.
+// rebind numbers the `?` placeholders outside string literals (standard
+// and E'…' with backslash escapes) and comments.
 func rebind(query string) string {
 	var b strings.Builder
 	b.Grow(len(query) + 8)
-	n, quoted := 0, false
+	n := 0
 	for i := 0; i < len(query); i++ {
 		c := query[i]
 		switch {
 		case c == '\'':
-			quoted = !quoted
-		case c == '?' && !quoted:
+			// Copy the literal whole; '' inside it is a quote, and in an
+			// E'' string so is \'.
+			escapes := i > 0 && (query[i-1] == 'E' || query[i-1] == 'e')
+			j := i + 1
+			for ; j < len(query); j++ {
+				if escapes && query[j] == '\\' {
+					j++
+					continue
+				}
+				if query[j] == '\'' {
+					break
+				}
+			}
+			end := min(j+1, len(query))
+			b.WriteString(query[i:end])
+			i = end - 1
+			continue
+		case c == '-' && strings.HasPrefix(query[i:], "--"):
+			end := strings.IndexByte(query[i:], '\n')
+			if end < 0 {
+				end = len(query) - i
+			}
+			b.WriteString(query[i : i+end])
+			i += end - 1
+			continue
+		case c == '/' && strings.HasPrefix(query[i:], "/*"):
+			end := strings.Index(query[i+2:], "*/")
+			if end < 0 {
+				end = len(query) - i
+			} else {
+				end += 4
+			}
+			b.WriteString(query[i : i+end])
+			i += end - 1
+			continue
+		case c == '?':
 			n++
 			b.WriteByte('$')
 			b.WriteString(strconv.Itoa(n))

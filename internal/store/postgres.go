@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -53,7 +54,11 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*DB, error) {
 		return nil, fmt.Errorf("database %s is unreachable: %w", shown, redactErr(err, databaseURL))
 	}
 	p := &pool{db: sdb, dialect: Postgres}
-	db := &DB{write: p, read: p, dialect: Postgres, Path: shown, dsn: databaseURL, logBell: make(chan struct{})}
+	// Lease renewals and heartbeats get connections of their own: with the
+	// main pool busy, a late renewal would stop the control loops.
+	ldb := stdlib.OpenDB(*cfg)
+	ldb.SetMaxOpenConns(2)
+	db := &DB{write: p, read: p, control: &pool{db: ldb, dialect: Postgres}, dialect: Postgres, Path: shown, dsn: databaseURL, logBell: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", shown, err)
@@ -62,26 +67,55 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*DB, error) {
 }
 
 // RedactURL checks that databaseURL is a PostgreSQL URL and returns it
-// with any password replaced by xxxxx, for messages and status pages.
+// with any password replaced by xxxxx, for messages and status pages: the
+// user's and those pgx takes from the query (password, sslpassword).
 func RedactURL(databaseURL string) (string, error) {
 	u, err := url.Parse(databaseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return "", errors.New("database: want a URL such as postgres://user:password@host:5432/slipway (or postgres:///slipway?host=/run/postgresql for a Unix socket)")
 	}
+	q := u.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
 	return u.Redacted(), nil
 }
 
-// redactErr keeps a driver's message from repeating the password.
+// passwords are the secrets databaseURL holds.
+func passwords(databaseURL string) []string {
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		out = append(out, pw)
+	}
+	for k, vs := range u.Query() {
+		if strings.Contains(strings.ToLower(k), "password") {
+			for _, v := range vs {
+				if v != "" {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// redactErr keeps a driver's message from repeating a password.
 func redactErr(err error, databaseURL string) error {
-	u, perr := url.Parse(databaseURL)
-	if perr != nil || u.User == nil {
+	msg := err.Error()
+	for _, pw := range passwords(databaseURL) {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	if msg == err.Error() {
 		return err
 	}
-	pw, ok := u.User.Password()
-	if !ok || pw == "" || !strings.Contains(err.Error(), pw) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+	return errors.New(msg)
 }
 
 // ErrUnavailable is the database not answering: the server cannot reach
@@ -108,8 +142,25 @@ func Unavailable(err error) bool {
 		// down or not yet accepting connections.
 		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
 	}
+	// A connection that broke mid-query: pgx says so, and database/sql
+	// says a closed or dead connection; a network error or timeout from
+	// anything else (the Docker engine, a webhook) is not the database's.
+	return pgconn.SafeToRetry(err) || errors.Is(err, sql.ErrConnDone) || isPgNetError(err)
+}
+
+// isPgNetError is a network error pgx met talking to PostgreSQL: pgx wraps
+// those in errors of its own package, which is how they are told apart.
+func isPgNetError(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || pgconn.SafeToRetry(err)
+	if !errors.As(err, &ne) {
+		return false
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if strings.HasPrefix(fmt.Sprintf("%T", e), "*pgconn.") {
+			return true
+		}
+	}
+	return false
 }
 
 // Signal tells the other servers sharing the database that something on

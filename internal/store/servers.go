@@ -52,7 +52,7 @@ func (db *DB) clock() string {
 // RegisterServer records a starting server; its times are the database's.
 func (db *DB) RegisterServer(ctx context.Context, s Server) (Server, error) {
 	var started int64
-	err := db.write.QueryRowContext(ctx, `INSERT INTO servers(id, host, url, version, started_at, heartbeat_at) VALUES (?, ?, ?, ?, `+db.clock()+`, `+db.clock()+`)
+	err := db.control.QueryRowContext(ctx, `INSERT INTO servers(id, host, url, version, started_at, heartbeat_at) VALUES (?, ?, ?, ?, `+db.clock()+`, `+db.clock()+`)
 		RETURNING started_at`, s.ID, s.Host, s.URL, s.Version).Scan(&started)
 	if err != nil {
 		return s, err
@@ -65,7 +65,7 @@ func (db *DB) RegisterServer(ctx context.Context, s Server) (Server, error) {
 // Heartbeat says the server is alive; ErrNotFound if it was never
 // registered or has said it stopped.
 func (db *DB) Heartbeat(ctx context.Context, id string) error {
-	res, err := db.write.ExecContext(ctx, `UPDATE servers SET heartbeat_at = `+db.clock()+` WHERE id = ? AND stopped_at IS NULL`, id)
+	res, err := db.control.ExecContext(ctx, `UPDATE servers SET heartbeat_at = `+db.clock()+` WHERE id = ? AND stopped_at IS NULL`, id)
 	if err != nil {
 		return err
 	}
@@ -87,13 +87,15 @@ func (db *DB) StopServer(ctx context.Context, id string) error {
 	})
 }
 
+// PruneServers deletes the rows of servers silent for longer than age.
+func (db *DB) PruneServers(ctx context.Context, age time.Duration) error {
+	_, err := db.control.ExecContext(ctx, `DELETE FROM servers WHERE heartbeat_at < `+db.clock()+` - ?`, age.Microseconds())
+	return err
+}
+
 // ListServers lists the servers heard from within since (all when 0),
-// newest first, each with the leases it holds; rows of servers silent for
-// a day are deleted on the way.
+// newest first, each with the leases it holds. It only reads.
 func (db *DB) ListServers(ctx context.Context, since time.Duration) ([]Server, error) {
-	if _, err := db.write.ExecContext(ctx, `DELETE FROM servers WHERE heartbeat_at < `+db.clock()+` - ?`, (24 * time.Hour).Microseconds()); err != nil {
-		return nil, err
-	}
 	window := int64(1<<62 - 1)
 	if since > 0 {
 		window = since.Microseconds()
@@ -143,7 +145,7 @@ func (db *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Du
 	now := db.clock()
 	var l Lease
 	var acquired, renewed, expires int64
-	err := db.write.QueryRowContext(ctx, `INSERT INTO leases(name, holder, acquired_at, renewed_at, expires_at) VALUES (?, ?, `+now+`, `+now+`, `+now+` + ?)
+	err := db.control.QueryRowContext(ctx, `INSERT INTO leases(name, holder, acquired_at, renewed_at, expires_at) VALUES (?, ?, `+now+`, `+now+`, `+now+` + ?)
 		ON CONFLICT(name) DO UPDATE SET
 			acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at ELSE excluded.acquired_at END,
 			holder = excluded.holder, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at
@@ -170,7 +172,7 @@ func (db *DB) ForgetLeases(ctx context.Context) error {
 
 // ReleaseLease gives the lease up if holder has it.
 func (db *DB) ReleaseLease(ctx context.Context, name, holder string) error {
-	_, err := db.write.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+	_, err := db.control.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
 	return err
 }
 
