@@ -2,6 +2,9 @@
 // JSON line with its figures and a one-line summary on stderr.
 //
 //	go run ./bench [server-idle-rss|list-p99|push-to-run ...]
+//
+// list-p99, push-to-run and log-delay measure a server on SQLite and one on
+// a PostgreSQL server the bench starts, in the same run.
 package main
 
 import (
@@ -45,17 +48,24 @@ var benches = []bench{
 	{name: "autoscale", run: autoscale},
 	{name: "push-to-live", run: pushToLive},
 	{name: "chaos-restart", run: chaosRestart},
+	{name: "chaos-failover", run: chaosFailover},
 	{name: "scale", run: scale, optIn: true},
 }
 
-func main() {
+func main() { os.Exit(runBenches()) }
+
+// runBenches runs the benchmarks and returns the exit code, having stopped
+// what they started (the PostgreSQL server) and removed their files.
+func runBenches() int {
+	defer stopPostgres()
 	want := map[string]bool{}
 	for _, a := range os.Args[1:] {
 		want[a] = true
 	}
 	tmp, err := os.MkdirTemp("", "slipway-bench-")
 	if err != nil {
-		fail(err)
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "slipway")
@@ -63,7 +73,8 @@ func main() {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
-		fail(fmt.Errorf("build slipway: %w", err))
+		fmt.Fprintln(os.Stderr, "bench: build slipway:", err)
+		return 1
 	}
 	failed := false
 	for _, b := range benches {
@@ -85,8 +96,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s: %s\n", b.name, summary)
 	}
 	if failed {
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // settle waits, up to 30 s, until the machine is nearly idle, so that work
@@ -149,6 +161,13 @@ type env struct {
 	api                  *client.Client
 	cmd                  *exec.Cmd
 	afterCleanup         []func() // run by cleanupBench once the containers are gone
+	// database is the server's --database, PostgreSQL's URL; SQLite in
+	// the data directory when empty.
+	database string
+	// environ is added to the server's environment; log, when set, is a
+	// file its output is appended to.
+	environ []string
+	log     string
 }
 
 func (e *env) start() error {
@@ -156,7 +175,23 @@ func (e *env) start() error {
 	if addr == "" {
 		addr = freeAddr()
 	}
-	e.cmd = exec.Command(e.bin, "server", "--addr", addr, "--data", filepath.Join(e.dir, "data"))
+	args := []string{"server", "--addr", addr, "--data", filepath.Join(e.dir, "data")}
+	if e.database != "" {
+		args = append(args, "--database", e.database)
+	}
+	e.cmd = exec.Command(e.bin, args...)
+	e.cmd.Env = append(os.Environ(), e.environ...)
+	if e.log != "" {
+		if err := os.MkdirAll(filepath.Dir(e.log), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(e.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close() // the server has its own copy once started
+		e.cmd.Stdout, e.cmd.Stderr = f, f
+	}
 	if err := e.cmd.Start(); err != nil {
 		return err
 	}
@@ -255,7 +290,13 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// listP99 measures the run list with 100 000 runs in the table, on SQLite
+// and on PostgreSQL.
 func listP99(e *env) (map[string]any, string, error) {
+	return onBoth(e, "list-p99", listP99On, []string{"list_p99_ms", "list_mid_page_p99_ms", "list_p99_vs_healthz_p99"})
+}
+
+func listP99On(e *env) (map[string]any, string, error) {
 	const rows = 100_000
 	if err := e.start(); err != nil {
 		return nil, "", err
@@ -263,28 +304,18 @@ func listP99(e *env) (map[string]any, string, error) {
 	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
 		return nil, "", err
 	}
-	// Seed directly in one transaction: the point is reading 100k rows, not writing them.
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "data", "slipway.db")+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		return nil, "", err
-	}
-	defer db.Close()
-	tx, err := db.BeginTx(context.Background(), nil)
-	if err != nil {
-		return nil, "", err
-	}
-	stmt, err := tx.Prepare(`INSERT INTO runs(app, state, trigger, ref, commit_sha, created_at) VALUES ('bench', 'succeeded', 'git-push', 'refs/heads/main', ?, ?)`)
-	if err != nil {
-		return nil, "", err
-	}
-	now := time.Now().UnixMicro()
-	for i := 0; i < rows; i++ {
-		if _, err := stmt.Exec(fmt.Sprintf("%040x", i), now+int64(i)); err != nil {
+	seedStart := time.Now()
+	if e.database != "" {
+		if err := seedPostgresRuns(e.database, rows); err != nil {
 			return nil, "", err
 		}
-	}
-	if err := tx.Commit(); err != nil {
+	} else if err := seedSQLiteRuns(e, rows); err != nil {
 		return nil, "", err
+	}
+	seeded := time.Since(seedStart)
+	var page []json.RawMessage
+	if err := e.getJSON(fmt.Sprintf("/api/v1/runs?app=bench&limit=50&before=%d", rows/2), &page); err != nil || len(page) != 50 {
+		return nil, "", fmt.Errorf("a mid-table page of the seeded runs has %d runs, want 50: %v", len(page), err)
 	}
 	const n = 2000
 	measure := func(path string, auth bool) ([]time.Duration, error) {
@@ -313,13 +344,39 @@ func listP99(e *env) (map[string]any, string, error) {
 		return nil, "", err
 	}
 	f := map[string]any{
-		"rows": rows, "requests": n,
+		"rows": rows, "requests": n, "seed_s": seeded.Seconds(),
 		"healthz_p99_ms": ms(percentile(ref, 0.99)), "list_p50_ms": ms(percentile(list, 0.5)), "list_p99_ms": ms(percentile(list, 0.99)),
 		"list_mid_page_p99_ms":    ms(percentile(deep, 0.99)),
 		"list_p99_vs_healthz_p99": ms(percentile(list, 0.99)) / ms(percentile(ref, 0.99)),
 	}
 	return f, fmt.Sprintf("list of 50 from %d runs: p99 %.2f ms (%.1f× the /healthz p99 of %.2f ms); mid-table page p99 %.2f ms",
 		rows, f["list_p99_ms"], f["list_p99_vs_healthz_p99"], f["healthz_p99_ms"], f["list_mid_page_p99_ms"]), nil
+}
+
+// seedSQLiteRuns inserts rows runs of app bench straight into the server's
+// SQLite file in one transaction: the point is reading 100k rows, not
+// writing them.
+func seedSQLiteRuns(e *env, rows int) error {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "data", "slipway.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return err
+	}
+	stmt, err := tx.Prepare(`INSERT INTO runs(app, state, trigger, ref, commit_sha, created_at) VALUES ('bench', 'succeeded', 'git-push', 'refs/heads/main', ?, ?)`)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixMicro()
+	for i := 0; i < rows; i++ {
+		if _, err := stmt.Exec(fmt.Sprintf("%040x", i), now+int64(i)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // repo is a working copy that pushes to the bench app on the server.
@@ -367,7 +424,12 @@ func (r *repo) commitAndPush(msg string) error {
 	return r.git("push", "-q", r.remote, "main")
 }
 
+// pushToRun times pushes on SQLite and on PostgreSQL.
 func pushToRun(e *env) (map[string]any, string, error) {
+	return onBoth(e, "push-to-run", pushToRunOn, []string{"after_push_p50_ms", "after_push_max_ms"})
+}
+
+func pushToRunOn(e *env) (map[string]any, string, error) {
 	if err := e.start(); err != nil {
 		return nil, "", err
 	}

@@ -123,8 +123,12 @@ func actionOverhead(e *env) (map[string]any, string, error) {
 }
 
 // logDelay: a build prints its clock every 20 ms; a follower on the SSE
-// stream notes when each line arrives.
+// stream notes when each line arrives. On SQLite and on PostgreSQL.
 func logDelay(e *env) (map[string]any, string, error) {
+	return onBoth(e, "log-delay", logDelayOn, []string{"delay_p50_ms", "delay_p99_ms"})
+}
+
+func logDelayOn(e *env) (map[string]any, string, error) {
 	if err := e.start(); err != nil {
 		return nil, "", err
 	}
