@@ -114,6 +114,7 @@ func (c *checker) run(ctx context.Context) {
 	defer c.drop()
 	timer := time.NewTimer(c.hc.Interval.Duration)
 	timer.Stop()
+	start := &startPhase{began: time.Now()}
 	for {
 		ok := c.check(ctx)
 		if !ok {
@@ -122,13 +123,79 @@ func (c *checker) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.t.record(c.b, c.g, c.hc, ok)
-		timer.Reset(untilNextCheck(c.hc.Interval.Duration))
+		wait := untilNextCheck(c.hc.Interval.Duration)
+		if c.t.get() == StateInitial {
+			c.t.recordStarting(c.b, c.g, c.hc, start, ok)
+			wait = start.next(c.hc.Interval.Duration)
+		} else {
+			c.t.record(c.b, c.g, c.hc, ok)
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		}
+	}
+}
+
+// A new target is checked often while it starts, so that it takes traffic
+// as soon as it answers rather than at the configured interval's pace (an
+// app ready in 50 ms waited 2 s or more): every startingCheckEvery for its
+// first startingFastFor, then every startingCheckLater, until it is healthy
+// or unhealthy. Kubernetes' startup probes are the model.
+//
+// What healthy means does not weaken: the target needs startingThreshold
+// answers in a row, startingCheckEvery apart (so one that crashes right
+// after its first answer never takes traffic), or the configured healthy
+// threshold if that is lower; failures count towards the unhealthy
+// threshold no faster than one per configured interval, so a target is
+// declared unhealthy exactly when it was before. A target that was ever
+// healthy or unhealthy is checked, and judged, as configured.
+const (
+	startingCheckEvery = 50 * time.Millisecond
+	startingFastFor    = 10 * time.Second
+	startingCheckLater = 500 * time.Millisecond
+	startingThreshold  = 2
+)
+
+// startPhase is a new target's record while it starts.
+type startPhase struct {
+	began       time.Time
+	lastCounted time.Time // the last failure counted towards unhealthy
+}
+
+// next is the wait before the next check of a starting target.
+func (p *startPhase) next(interval time.Duration) time.Duration {
+	every := startingCheckEvery
+	if time.Since(p.began) > startingFastFor {
+		every = startingCheckLater
+	}
+	return min(every, interval)
+}
+
+// recordStarting counts a check of a target that has not been healthy or
+// unhealthy yet; see startingCheckEvery.
+func (t *target) recordStarting(b *Balancer, g *group, hc HealthCheck, p *startPhase, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ok {
+		t.okStreak++
+		t.failStreak = 0
+		if t.okStreak >= min(startingThreshold, hc.HealthyThreshold) && t.state.CompareAndSwap(StateInitial, StateHealthy) {
+			b.log.Info("target healthy", "target_group", g.name, "target", t.addr, "after", time.Since(p.began).Round(time.Millisecond))
+		}
+		return
+	}
+	t.okStreak = 0
+	now := time.Now()
+	if !p.lastCounted.IsZero() && now.Sub(p.lastCounted) < hc.Interval.Duration {
+		return
+	}
+	p.lastCounted = now
+	t.failStreak++
+	if t.failStreak >= hc.UnhealthyThreshold && t.state.CompareAndSwap(StateInitial, StateUnhealthy) {
+		b.log.Warn("target unhealthy", "target_group", g.name, "target", t.addr, "failed_checks", t.failStreak)
 	}
 }
 

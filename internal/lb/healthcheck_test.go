@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -286,4 +287,143 @@ func TestUntilNextCheckKeepsTheInterval(t *testing.T) {
 	if d := untilNextCheck(10); d != 10 {
 		t.Fatalf("an interval too short for a grid: waits %v", d)
 	}
+}
+
+// startingTarget answers health checks with 200 once it is ready (until
+// then it closes each connection unanswered, as a port with nothing behind
+// it yet), and with nothing at all once it has crashed.
+type startingTarget struct {
+	*checkTarget
+	mu      sync.Mutex
+	ready   bool
+	readyAt time.Time
+	crashed bool
+	answers int
+}
+
+func startStartingTarget(t *testing.T, crashAfter int) *startingTarget {
+	st := &startingTarget{}
+	st.checkTarget = startCheckTarget(t, func(_, _ int, c *net.TCPConn) bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if !st.ready || st.crashed {
+			return false
+		}
+		st.answers++
+		if crashAfter > 0 && st.answers >= crashAfter {
+			st.crashed = true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		return true
+	})
+	return st
+}
+
+func (st *startingTarget) becomeReady() {
+	st.mu.Lock()
+	st.ready, st.readyAt = true, time.Now()
+	st.mu.Unlock()
+}
+
+// runChecker runs a target's checks until the test ends.
+func runChecker(t *testing.T, addr string, hc HealthCheck, state string) *target {
+	t.Helper()
+	hc.defaults()
+	match, _ := parseMatcher(hc.Matcher)
+	tg := &target{addr: addr}
+	tg.state.Store(state)
+	b := &Balancer{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := newChecker(b, &group{name: "tg", cfg: TargetGroup{HealthCheck: hc}, match: match}, tg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return tg
+}
+
+// waitState waits up to d for tg to reach state; it returns when it did.
+func waitState(tg *target, state string, d time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if tg.get() == state {
+			return time.Now(), true
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+// A new target is healthy within 100 ms of first answering, however long
+// the configured interval and threshold; one that crashes right after its
+// first answer never is; a target that was unhealthy, and failures while
+// starting, keep the configured pace.
+func TestStartingTargets(t *testing.T) {
+	slow := HealthCheck{Path: "/health", Interval: Duration{5 * time.Second}, Timeout: Duration{time.Second}, HealthyThreshold: 5, UnhealthyThreshold: 2}
+
+	t.Run("healthy soon after it answers", func(t *testing.T) {
+		st := startStartingTarget(t, 0)
+		tg := runChecker(t, st.ln.Addr().String(), slow, StateInitial)
+		time.Sleep(300 * time.Millisecond) // refused a few times while it starts
+		if tg.get() != StateInitial {
+			t.Fatalf("a starting target became %s", tg.get())
+		}
+		st.becomeReady()
+		at, ok := waitState(tg, StateHealthy, 2*time.Second)
+		if !ok {
+			t.Fatal("never healthy")
+		}
+		took := at.Sub(st.readyAt)
+		t.Logf("healthy %v after it first could answer", took.Round(time.Millisecond))
+		if took > 150*time.Millisecond { // goal 100 ms; slack for a loaded machine
+			t.Errorf("healthy %v after it could answer, want within 100 ms", took)
+		}
+	})
+
+	t.Run("a crash after the first answer never takes traffic", func(t *testing.T) {
+		st := startStartingTarget(t, 1)
+		tg := runChecker(t, st.ln.Addr().String(), slow, StateInitial)
+		st.becomeReady()
+		if _, ok := waitState(tg, StateHealthy, time.Second); ok {
+			t.Fatal("a target that answered once and crashed became healthy")
+		}
+		st.mu.Lock()
+		answers := st.answers
+		st.mu.Unlock()
+		if answers != 1 {
+			t.Fatalf("premise: %d answers", answers)
+		}
+	})
+
+	t.Run("a target that was unhealthy needs the configured threshold", func(t *testing.T) {
+		st := startStartingTarget(t, 0)
+		st.becomeReady()
+		hc := HealthCheck{Path: "/health", Interval: Duration{150 * time.Millisecond}, Timeout: Duration{100 * time.Millisecond}, HealthyThreshold: 4, UnhealthyThreshold: 2}
+		tg := runChecker(t, st.ln.Addr().String(), hc, StateUnhealthy)
+		start := time.Now()
+		at, ok := waitState(tg, StateHealthy, 3*time.Second)
+		if !ok {
+			t.Fatal("never healthy")
+		}
+		if took := at.Sub(start); took < 3*140*time.Millisecond {
+			t.Errorf("healthy after %v: fewer than 4 checks at 150 ms", took)
+		}
+	})
+
+	t.Run("failures while starting count at the configured pace", func(t *testing.T) {
+		st := startStartingTarget(t, 0) // never ready
+		hc := HealthCheck{Path: "/health", Interval: Duration{400 * time.Millisecond}, Timeout: Duration{100 * time.Millisecond}, HealthyThreshold: 2, UnhealthyThreshold: 2}
+		tg := runChecker(t, st.ln.Addr().String(), hc, StateInitial)
+		start := time.Now()
+		at, ok := waitState(tg, StateUnhealthy, 3*time.Second)
+		if !ok {
+			t.Fatal("never unhealthy")
+		}
+		took := at.Sub(start)
+		if took < 380*time.Millisecond || took > time.Second {
+			t.Errorf("unhealthy after %v, want one interval (400 ms): the second counted failure", took)
+		}
+		if st.accepted() < 5 {
+			t.Errorf("only %d checks while starting: not checked often", st.accepted())
+		}
+	})
 }
