@@ -28,49 +28,11 @@ func TestIntegrationPostgresStore(t *testing.T) {
 	srv := startProcServerEnv(t, slipwayBinary(t), data, "", env...)
 	srv.createApp(app)
 	prodPort := freePort(t)
-	webSource, err := os.ReadFile("testdata/webapp/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := func(version string) map[string]string {
-		return map[string]string{
-			"main.go":    string(webSource),
-			"go.mod":     "module webapp\n\ngo 1.22\n",
-			"Dockerfile": "FROM scratch\nLABEL slipway.test=1\nCOPY web /web\nENTRYPOINT [\"/web\"]\n",
-			"buildspec.yml": `version: 0.2
-phases:
-  build:
-    commands:
-      - CGO_ENABLED=0 go build -o web .
-artifacts:
-  files: [web, Dockerfile, taskdef.json]
-`,
-			"taskdef.json": fmt.Sprintf(`{"family": "%s", "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>",
-  "portMappings": [{"containerPort": 8080}], "environment": [{"name": "VERSION", "value": "%s"}], "memory": 64, "stopTimeout": 2}]}`, app, version),
-			"slipway.yaml": fmt.Sprintf(`on:
-  push:
-    branches: [main]
-mode: queued
-stages:
-  - name: Build
-    actions:
-      - {name: compile, type: build, outputs: [BuildOut], timeout: 5m}
-  - name: Package
-    actions:
-      - {name: image, type: image, inputs: [BuildOut], outputs: [ImageArtifact]}
-  - name: Staging
-    actions:
-      - name: deploy
-        type: deploy
-        inputs: [ImageArtifact, BuildOut]
-        environment: staging
-        service: web
-        strategy: blue-green
-        desired-count: 1
-        listener-port: %d
-        health-check-path: /health
-`, prodPort),
-		}
+		return webappPipeline(t, app, version, "", fmt.Sprintf(`strategy: blue-green
+			desired-count: 1
+			listener-port: %d
+			health-check-path: /health`, prodPort))
 	}
 	w := newWork(t)
 	w.commit("v1", files("1"))
