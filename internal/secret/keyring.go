@@ -4,7 +4,9 @@ package secret
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,7 +17,8 @@ import (
 
 // Keyring seals and opens values with the master key.
 type Keyring struct {
-	aead cipher.AEAD
+	aead   cipher.AEAD
+	derive []byte // the root of Derive's keys, itself derived: never the master key
 }
 
 // EnvMasterKey names the variable that overrides DATA/master.key.
@@ -71,7 +74,17 @@ func New(key []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keyring{aead: aead}, nil
+	root := hmac.New(sha256.New, key)
+	root.Write([]byte("slipway derived keys v1"))
+	return &Keyring{aead: aead, derive: root.Sum(nil)}, nil
+}
+
+// Derive is a 32-byte key for label, the same wherever the master key is:
+// servers sharing a data directory prove to each other with it.
+func (k *Keyring) Derive(label string) []byte {
+	h := hmac.New(sha256.New, k.derive)
+	h.Write([]byte(label))
+	return h.Sum(nil)
 }
 
 // Seal encrypts plain; the random nonce is prepended to the result.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -244,6 +246,25 @@ func (s *Server) leaveCluster() {
 // it is never passed on again.
 const forwardedBy = "X-Slipway-Forwarded-By"
 
+// forwardProof is the header with which a server proves to another that it
+// passed a request on: a key derived from the master key they share. Only
+// with it are the forwarded X-Forwarded-Proto and -For believed.
+const forwardProof = "X-Slipway-Forward-Proof"
+
+func (s *Server) forwardProof() string {
+	return hex.EncodeToString(s.keys.Derive("server forward proof"))
+}
+
+// forwarded reports whether r was passed on by another server of this
+// installation, and if so whether its client spoke HTTPS to that server.
+func (s *Server) forwarded(r *http.Request) (ok, https bool) {
+	proof := r.Header.Get(forwardProof)
+	if proof == "" || subtle.ConstantTimeCompare([]byte(proof), []byte(s.forwardProof())) != 1 {
+		return false, false
+	}
+	return true, r.Header.Get("X-Forwarded-Proto") == "https"
+}
+
 // servedEverywhere are the paths any server answers itself: they only read
 // and write the shared database and blobs, or describe this server.
 func servedEverywhere(path string) bool {
@@ -284,6 +305,7 @@ func (s *Server) toController(next http.Handler) http.Handler {
 				pr.Out.Host = pr.In.Host
 				pr.SetXForwarded()
 				pr.Out.Header.Set(forwardedBy, s.id)
+				pr.Out.Header.Set(forwardProof, s.forwardProof())
 			},
 			FlushInterval: -1, // log follows and live pages stream
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -176,6 +176,14 @@ func TestStandbyForwarding(t *testing.T) {
 	}
 	for _, r := range rec.reqs {
 		t.Logf("holder saw %s %s Authorization=%t Forwarded-By=%q XFF=%q Host=%q", r.Method, r.URL.RequestURI(), r.Header.Get("Authorization") != "", r.Header.Get(forwardedBy), r.Header.Get("X-Forwarded-For"), r.Host)
+		if ok, _ := e.srv.forwarded(r); !ok {
+			t.Errorf("the holder cannot tell %s was passed on by a server of this installation", r.URL.Path)
+		}
+	}
+
+	// The fleet's gauges come only from the server running the loops.
+	if _, body, _ := get(t, e.URL+"/metrics", nil); strings.Contains(body, "slipway_service_desired_tasks") {
+		t.Errorf("a standby exports fleet gauges:\n%.400s", body)
 	}
 
 	// A spoofed X-Slipway-Forwarded-By is reflected in the 503.
@@ -193,5 +201,38 @@ func TestStandbyForwarding(t *testing.T) {
 	}
 	if code == http.StatusServiceUnavailable && strings.Contains(body, "missing port") {
 		t.Errorf("a holder whose --advertise-url has no port is never reachable: %s", body)
+	}
+}
+
+// A session cookie is Secure when the browser spoke HTTPS to the server that
+// passed the request on, which only a server of this installation can say.
+func TestForwardedHTTPSMakesCookiesSecure(t *testing.T) {
+	e := newEnvWith(t, Config{DataDir: t.TempDir()})
+	cases := []struct {
+		name       string
+		proof      string
+		proto      string
+		wantSecure bool
+	}{
+		{"passed on over https", e.srv.forwardProof(), "https", true},
+		{"passed on over http", e.srv.forwardProof(), "http", false},
+		{"a client claiming https", "", "https", false},
+		{"a wrong proof", strings.Repeat("0", 64), "https", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://slipway.test/", nil)
+			r.Header.Set("X-Forwarded-Proto", c.proto)
+			if c.proof != "" {
+				r.Header.Set(forwardedBy, "srv_other")
+				r.Header.Set(forwardProof, c.proof)
+			}
+			w := httptest.NewRecorder()
+			e.srv.setCookie(w, r, "s", "v", time.Minute)
+			cookies := w.Result().Cookies()
+			if len(cookies) != 1 || cookies[0].Secure != c.wantSecure {
+				t.Fatalf("cookies %+v, want Secure %v", cookies, c.wantSecure)
+			}
+		})
 	}
 }

@@ -74,6 +74,12 @@ func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	if !c.s.controlling() {
+		// The fleet's figures are the control loops' and the load
+		// balancer's: only the server running them exports them, so a
+		// scrape of every server counts each service once.
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	svcs, err := c.s.db.ListServices(ctx, "", "")

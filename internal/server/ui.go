@@ -54,8 +54,9 @@ func hashID(id string) []byte {
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value string, ttl time.Duration) {
+	_, viaHTTPS := s.forwarded(r) // the browser spoke HTTPS to the server that passed this on
 	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: r.TLS != nil || strings.HasPrefix(s.cfg.PublicURL, "https://")}
+		Secure: r.TLS != nil || viaHTTPS || strings.HasPrefix(s.cfg.PublicURL, "https://")}
 	if ttl < 0 {
 		c.MaxAge = -1
 	} else {
