@@ -1,7 +1,12 @@
 package server
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +60,18 @@ func TestIntegrationTwoServersFailover(t *testing.T) {
 			t.Fatal("run 1, pushed through B, was still queued on A 1.5 s after the push")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Its log, followed through B (which passes the stream on to A), comes
+	// as A writes it.
+	delays := followDelays(t, b.testEnv, 1)
+	if len(delays) < 5 {
+		t.Fatalf("followed only %d lines through B", len(delays))
+	}
+	slices.Sort(delays)
+	p99 := delays[len(delays)*99/100]
+	t.Logf("%d log lines followed through B: p50 %v, p99 %v after A stored them", len(delays), delays[len(delays)/2].Round(time.Millisecond), p99.Round(time.Millisecond))
+	if p99 > 250*time.Millisecond {
+		t.Errorf("log lines reached a follower on B %v after they were written (p99), want ≤ 250 ms", p99)
 	}
 	if run := b.waitRun(1, 240*time.Second); run["state"] != "succeeded" {
 		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], b.logText(1))
@@ -143,4 +160,46 @@ func statusOf(t *testing.T, e *testEnv) clusterStatus {
 		}
 	}
 	return st
+}
+
+// followDelays follows run id's log as Server-Sent Events until it ends and
+// returns, for each line that arrived while following, how long after the
+// line's time it arrived.
+func followDelays(t *testing.T, e *testEnv, id int) []time.Duration {
+	t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/runs/%d/logs?follow=true", e.URL, id), nil)
+	req.Header.Set("Authorization", "Bearer "+e.Admin)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("follow: %s", resp.Status)
+	}
+	began := time.Now()
+	var delays []time.Duration
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && event == "end":
+			return delays
+		case strings.HasPrefix(line, "data: ") && event == "line":
+			var l struct {
+				At time.Time `json:"at"`
+			}
+			if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &l) == nil && l.At.After(began) {
+				delays = append(delays, time.Since(l.At))
+			}
+		}
+	}
+	t.Fatalf("the log stream ended without its end event: %v", sc.Err())
+	return nil
 }
