@@ -157,7 +157,8 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 			dropUnderscoreHeaders(r.Out.Header)
 			dropUnderscoreHeaders(r.Out.Trailer)
 		},
-		Transport: &retrying{b: b},
+		Transport:  &retrying{b: b},
+		BufferPool: copyBuffers{},
 		ModifyResponse: func(resp *http.Response) error {
 			if resp.Request.Context().Value(ctxHSTS) != nil {
 				resp.Header.Set("Strict-Transport-Security", hstsValue)
@@ -189,6 +190,16 @@ func New(ctx context.Context, log *slog.Logger) *Balancer {
 }
 
 var errNoTarget = errors.New("no healthy target")
+
+// copyBuffers lends ReverseProxy the buffers it copies bodies through,
+// which it otherwise allocates, 32 KiB a request: on the net/http path
+// (HTTP/2, upgrades) that garbage was a share of the proxy's CPU.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *(copyBufferPool.Get().(*[]byte)) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 
 // tryTargets sends one request to up to three healthy targets in turn, as
 // nginx's proxy_next_upstream does: send reports whether another target may
