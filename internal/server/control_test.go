@@ -236,3 +236,36 @@ func TestForwardedHTTPSMakesCookiesSecure(t *testing.T) {
 		})
 	}
 }
+
+// A browser asking for a page that does not exist gets an HTML page saying
+// so; an API client still gets JSON, wherever it asks.
+func TestUnknownPathsAnswerAsTheClientReads(t *testing.T) {
+	e := newEnvWith(t, Config{DataDir: t.TempDir()})
+	browser := "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	cases := []struct {
+		path, accept string
+		wantType     string
+		wantBody     string
+	}{
+		{"/nope", browser, "text/html", "There is no page at /nope."},
+		{"/apps/x/nope/deeper", browser, "text/html", "Not found"},
+		{"/nope", "", "application/json", `"not_found"`},
+		{"/api/v1/nope", browser, "application/json", `"not_found"`},
+		{"/v2/nope/tags/list", browser, "application/json", `"errors"`},
+	}
+	for _, c := range cases {
+		t.Run(c.path+" "+c.accept, func(t *testing.T) {
+			hdr := map[string]string{}
+			if c.accept != "" {
+				hdr["Accept"] = c.accept
+			}
+			code, body, h := get(t, e.URL+c.path, hdr)
+			if code != http.StatusNotFound && !strings.HasPrefix(c.path, "/v2/") {
+				t.Fatalf("%d %s", code, body)
+			}
+			if !strings.HasPrefix(h.Get("Content-Type"), c.wantType) || !strings.Contains(body, c.wantBody) {
+				t.Fatalf("%s %q, want %s with %q:\n%.300s", h.Get("Content-Type"), c.path, c.wantType, c.wantBody, body)
+			}
+		})
+	}
+}

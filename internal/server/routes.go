@@ -179,7 +179,22 @@ func (s *Server) unmatched(mux *http.ServeMux, w http.ResponseWriter, r *http.Re
 			Message: r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(allowed, " or ")}})
 		return
 	}
+	if wantsPage(r) {
+		s.uiError(w, r, http.StatusNotFound, "Not found", "There is no page at "+r.URL.Path+".")
+		return
+	}
 	s.writeError(w, r, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+}
+
+// wantsPage tells a browser's request for a page (an HTML error page
+// answers it) from a client of the API, the registry or git (JSON).
+func wantsPage(r *http.Request) bool {
+	for _, prefix := range []string{"/api/", "/v2/", "/git/", "/hooks/"} {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			return false
+		}
+	}
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
