@@ -688,7 +688,7 @@ func TestConformAppendLogConcurrently(t *testing.T) {
 		db := conformOpen(t, s, "a")
 		r, as := conformStarted(t, db, "a", "parallel", conformActions...)
 		const batches, per = 4, 25
-		errs := conformRace(conformRacers, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			a := as[i%len(as)]
 			for b := range batches {
 				var lines []LogLine
@@ -710,10 +710,10 @@ func TestConformAppendLogConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(all) != conformRacers*batches*per {
-			t.Fatalf("%d lines stored, want %d", len(all), conformRacers*batches*per)
+		if len(all) != racers*batches*per {
+			t.Fatalf("%d lines stored, want %d", len(all), racers*batches*per)
 		}
-		next := make([]int, conformRacers)
+		next := make([]int, racers)
 		for _, l := range all {
 			var i, n int
 			if _, err := fmt.Sscanf(l.Line, "%d %d", &i, &n); err != nil {
@@ -780,10 +780,10 @@ func TestConformRunTransitionsConcurrently(t *testing.T) {
 		db := conformOpen(t, s, "a")
 		t.Run("start", func(t *testing.T) {
 			r := conformRun(t, db, "a")
-			errs := conformRace(conformRacers, func(i int) error {
+			errs := race(t, db, func(i int) error {
 				return db.StartRun(ctx, r.ID, fmt.Sprintf("mode-%d", i), conformActions)
 			})
-			winner := conformOneWinner(t, errs)
+			winner := oneWinner(t, errs, ErrConflict)
 			got, _ := db.GetRun(ctx, r.ID)
 			as, _ := db.ListActions(ctx, r.ID)
 			if got.State != RunRunning || got.Mode != fmt.Sprintf("mode-%d", winner) || len(as) != len(conformActions) {
@@ -793,10 +793,10 @@ func TestConformRunTransitionsConcurrently(t *testing.T) {
 		t.Run("finish", func(t *testing.T) {
 			r, _ := conformStarted(t, db, "a", "queued", conformActions...)
 			states := []string{RunSucceeded, RunFailed, RunCancelled, RunSuperseded}
-			errs := conformRace(conformRacers, func(i int) error {
+			errs := race(t, db, func(i int) error {
 				return db.FinishRun(ctx, r.ID, states[i%len(states)], fmt.Sprint(i))
 			})
-			winner := conformOneWinner(t, errs)
+			winner := oneWinner(t, errs, ErrConflict)
 			got, _ := db.GetRun(ctx, r.ID)
 			if got.State != states[winner%len(states)] || got.Reason != fmt.Sprint(winner) {
 				t.Fatalf("run %+v; want the winner %d's end", got, winner)
@@ -808,7 +808,7 @@ func TestConformRunTransitionsConcurrently(t *testing.T) {
 		t.Run("supersede", func(t *testing.T) {
 			older := []Run{conformRun(t, db, "a"), conformRun(t, db, "a")}
 			newest := conformRun(t, db, "a")
-			errs := conformRace(conformRacers, func(i int) error {
+			errs := race(t, db, func(i int) error {
 				for _, r := range older {
 					if err := db.FinishRun(ctx, r.ID, RunSuperseded, fmt.Sprintf("superseded by run %d", newest.ID)); err != nil && !errors.Is(err, ErrConflict) {
 						return fmt.Errorf("supersede: %w", err) // not a conflict: fails the test
@@ -816,7 +816,7 @@ func TestConformRunTransitionsConcurrently(t *testing.T) {
 				}
 				return db.StartRun(ctx, newest.ID, "superseded", conformActions)
 			})
-			conformOneWinner(t, errs)
+			oneWinner(t, errs, ErrConflict)
 			for _, r := range older {
 				if got, _ := db.GetRun(ctx, r.ID); got.State != RunSuperseded {
 					t.Fatalf("older run %+v", got)
@@ -833,39 +833,18 @@ func TestConformRunTransitionsConcurrently(t *testing.T) {
 			if err := db.FinishRun(ctx, r.ID, RunFailed, ""); err != nil {
 				t.Fatal(err)
 			}
-			errs := conformRace(conformRacers, func(i int) error {
+			errs := race(t, db, func(i int) error {
 				if err := db.RetryRun(ctx, r.ID, 0); err != nil {
 					return err
 				}
 				return db.StartRun(ctx, r.ID, "queued", nil)
 			})
-			conformOneWinner(t, errs)
+			oneWinner(t, errs, ErrConflict)
 			if got, _ := db.GetRun(ctx, r.ID); got.State != RunRunning {
 				t.Fatalf("run %+v, want running once", got)
 			}
 		})
 	})
-}
-
-// conformOneWinner fails unless exactly one error is nil and the others
-// are conflicts; it returns the winner's index.
-func conformOneWinner(t *testing.T, errs []error) int {
-	t.Helper()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Fatalf("racers %d and %d both won", winner, i)
-		case err == nil:
-			winner = i
-		case !errors.Is(err, ErrConflict):
-			t.Fatalf("racer %d: %v, want a conflict", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatalf("no racer won: %v", errs)
-	}
-	return winner
 }
 
 func TestConformVariables(t *testing.T) {

@@ -221,8 +221,8 @@ func TestConformApprovalsConcurrently(t *testing.T) {
 		db := conformOpen(t, s, "a")
 		t.Run("new requests", func(t *testing.T) {
 			f := newApprovalFixture(t, db)
-			ids := make([]int64, conformRacers)
-			errs := conformRace(conformRacers, func(i int) error {
+			ids := make([]int64, racers)
+			errs := race(t, db, func(i int) error {
 				a, created, err := f.db.OpenApproval(ctx, f.request(), false)
 				if err == nil && !created {
 					err = errors.New("not created")
@@ -237,8 +237,8 @@ func TestConformApprovalsConcurrently(t *testing.T) {
 			}
 			p := pending(t, f)
 			list, _ := f.db.ListApprovals(ctx, f.run.ID)
-			if len(p) != 1 || len(list) != conformRacers {
-				t.Fatalf("%d pending of %d requests, want 1 of %d", len(p), len(list), conformRacers)
+			if len(p) != 1 || len(list) != racers {
+				t.Fatalf("%d pending of %d requests, want 1 of %d", len(p), len(list), racers)
 			}
 			// The one pending is the last request made.
 			if p[0].ID != list[len(list)-1].ID {
@@ -247,9 +247,9 @@ func TestConformApprovalsConcurrently(t *testing.T) {
 		})
 		t.Run("resumed waits", func(t *testing.T) {
 			f := newApprovalFixture(t, db)
-			ids := make([]int64, conformRacers)
-			createdBy := make([]bool, conformRacers)
-			errs := conformRace(conformRacers, func(i int) error {
+			ids := make([]int64, racers)
+			createdBy := make([]bool, racers)
+			errs := race(t, db, func(i int) error {
 				a, created, err := f.db.OpenApproval(ctx, f.request(), true)
 				ids[i], createdBy[i] = a.ID, created
 				return err
@@ -277,8 +277,8 @@ func TestConformApprovalsConcurrently(t *testing.T) {
 				t.Fatal(err)
 			}
 			states := []string{ApprovalApproved, ApprovalRejected}
-			errs := conformRace(conformRacers, func(i int) error {
-				if i == conformRacers-1 { // the deadline, at the same time
+			errs := race(t, db, func(i int) error {
+				if i == racers-1 { // the deadline, at the same time
 					if ok, err := f.db.CloseApproval(ctx, a.ID, ApprovalExpired, "slipway", "deadline"); err != nil || !ok {
 						return errors.Join(err, Conflictf("not closed"))
 					}
@@ -287,10 +287,10 @@ func TestConformApprovalsConcurrently(t *testing.T) {
 				_, err := f.db.DecideApproval(ctx, f.run.ID, states[i%2], "person", "")
 				return err
 			})
-			winner := conformOneWinner(t, errs)
+			winner := oneWinner(t, errs, ErrConflict)
 			got, _ := f.db.GetApproval(ctx, a.ID)
 			want := ApprovalExpired
-			if winner != conformRacers-1 {
+			if winner != racers-1 {
 				want = states[winner%2]
 			}
 			if got.State != want {

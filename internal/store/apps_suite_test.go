@@ -3,41 +3,11 @@ package store
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 )
-
-// concurrently runs fn(0) … fn(racers-1) on db in goroutines released at
-// once, as that many requests (or servers sharing one PostgreSQL) would,
-// and returns their errors by i.
-func concurrently(t *testing.T, db *DB, fn func(i int) error) []error {
-	t.Helper()
-	warm(t, db)
-	n := racers
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = fn(i)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return errs
-}
-
-// racers is how many goroutines the concurrency tests run: more than one
-// round of PostgreSQL's serialization retries, fewer than its pool's
-// connections.
-const racers = 8
 
 func TestAppsAreCreatedReadAndListed(t *testing.T) {
 	eachStore(t, func(t *testing.T, s testStore) {
@@ -142,23 +112,13 @@ func TestConcurrentCreateAppOfOneName(t *testing.T) {
 	eachStore(t, func(t *testing.T, s testStore) {
 		ctx := context.Background()
 		db := s.open(t)
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			_, err := db.CreateApp(ctx, App{Name: "shop", RegistryRepo: fmt.Sprintf("repo%d", i), Environments: []string{"staging", "production"}})
 			return err
 		})
-		won := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && won < 0:
-				won = i
-			case err == nil:
-				t.Errorf("CreateApp %d and %d both made app shop", won, i)
-			case !errors.Is(err, ErrExists):
-				t.Errorf("CreateApp %d: %v, want ErrExists", i, err)
-			}
-		}
+		won := oneWinner(t, errs, ErrExists)
 		app, err := db.GetApp(ctx, "shop")
-		if won < 0 || err != nil || app.RegistryRepo != fmt.Sprintf("repo%d", won) || fmt.Sprint(app.Environments) != "[production staging]" {
+		if err != nil || app.RegistryRepo != fmt.Sprintf("repo%d", won) || fmt.Sprint(app.Environments) != "[production staging]" {
 			t.Fatalf("won by %d; the app is %+v, %v", won, app, err)
 		}
 	})
@@ -393,25 +353,4 @@ func mustDeploy(t *testing.T, db *DB, d Deployment) Deployment {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// warm opens the pool's connections before a race, so that the racers
-// meet in the database rather than queue for connections being opened.
-func warm(t *testing.T, db *DB) {
-	t.Helper()
-	if db.dialect != Postgres {
-		return // SQLite has one writer connection: its racers queue in Go
-	}
-	ctx := context.Background()
-	var conns []*sql.Conn
-	for range racers {
-		conn, err := db.write.db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, conn)
-	}
-	for _, conn := range conns {
-		conn.Close()
-	}
 }

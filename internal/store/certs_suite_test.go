@@ -90,7 +90,7 @@ func TestConcurrentACMEAccountsAndCertificates(t *testing.T) {
 		ctx := context.Background()
 		db := s.open(t)
 		keys := make([][]byte, racers)
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			k, err := db.PutACMEAccountKey(ctx, "https://acme.example/directory", fmt.Appendf(nil, "key-%d", i))
 			keys[i] = k
 			return err
@@ -108,7 +108,7 @@ func TestConcurrentACMEAccountsAndCertificates(t *testing.T) {
 			t.Fatalf("another directory's key: %v, want ErrNotFound", err)
 		}
 
-		errs = concurrently(t, db, func(i int) error {
+		errs = race(t, db, func(i int) error {
 			n := fmt.Sprint(i)
 			return db.PutCertificate(ctx, Certificate{Name: "a.example", Hosts: []string{"a.example"}, CertPEM: "pem" + n, Fingerprint: "fp" + n,
 				NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), Source: CertACME, UpdatedBy: "server" + n}, []byte("key"+n))
@@ -176,7 +176,7 @@ func TestConcurrentTaskLogAppends(t *testing.T) {
 		db := openWithApps(t, s, "a")
 		const perTask = 50
 		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			for batch := range 5 {
 				var lines []TaskLogLine
 				for j := range perTask / 5 {

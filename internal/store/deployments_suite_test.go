@@ -172,24 +172,14 @@ func TestConcurrentDeploymentsOfOneService(t *testing.T) {
 				ToFamily: service, ToRevision: to, Settings: []byte(`{}`), Phase: "Created"})
 		}
 		ids := make([]int64, racers)
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			d, err := deploy("web", i+2)
 			ids[i] = d.ID
 			return err
 		})
-		won := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && won < 0:
-				won = i
-			case err == nil:
-				t.Errorf("CreateDeployment %d and %d both started a deployment of web", won, i)
-			case !errors.Is(err, ErrConflict) || errors.Is(err, ErrExists):
-				t.Errorf("CreateDeployment %d: %v, want ErrConflict", i, err)
-			}
-		}
+		won := oneWinner(t, errs, ErrConflict, ErrExists)
 		active, err := db.ActiveDeployments(ctx)
-		if won < 0 || err != nil || len(active) != 1 || active[0].ID != ids[won] || active[0].ToRevision != won+2 {
+		if err != nil || len(active) != 1 || active[0].ID != ids[won] || active[0].ToRevision != won+2 {
 			t.Fatalf("won by %d; in progress: %+v, %v", won, active, err)
 		}
 		if evs, _ := db.DeploymentEvents(ctx, ids[won]); len(evs) != 1 {
@@ -197,7 +187,7 @@ func TestConcurrentDeploymentsOfOneService(t *testing.T) {
 		}
 
 		// Other services do not get in each other's way.
-		errs = concurrently(t, db, func(i int) error {
+		errs = race(t, db, func(i int) error {
 			_, err := deploy(fmt.Sprintf("svc%d", i), 2)
 			return err
 		})

@@ -252,7 +252,7 @@ func TestConcurrentPushesOfOneManifest(t *testing.T) {
 	eachStore(t, func(t *testing.T, s testStore) {
 		ctx := context.Background()
 		db := s.open(t)
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			return db.RecordImage(ctx, Image{Repo: "shop", Digest: digest(1), MediaType: "m", Size: 7, PushedBy: fmt.Sprint(i)}, fmt.Sprintf("t%d", i))
 		})
 		for i, err := range errs {

@@ -229,7 +229,7 @@ func TestConcurrentEnqueueDeliveries(t *testing.T) {
 	eachStore(t, func(t *testing.T, s testStore) {
 		ctx := context.Background()
 		db := openWithApps(t, s, "shop")
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			return db.EnqueueDeliveries(ctx, []Delivery{
 				{App: "shop", Channel: "a", Event: fmt.Sprint(i), Payload: "{}"},
 				{App: "shop", Channel: "b", Event: fmt.Sprint(i), Payload: "{}"},

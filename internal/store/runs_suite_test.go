@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -59,26 +58,6 @@ func conformStarted(t *testing.T, db *DB, app, mode string, actions ...Action) (
 	}
 	return got, as
 }
-
-// conformRace runs fn(0)…fn(n-1) in n goroutines released at once and
-// returns their errors by index.
-func conformRace(n int, fn func(i int) error) []error {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = fn(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-	return errs
-}
-
-// conformRacers is how many goroutines a concurrency test sets on one row.
-const conformRacers = 8
 
 // nanoTime has digits below the microsecond and a zone other than UTC: the
 // store keeps it to the microsecond and gives it back in UTC.
@@ -478,7 +457,7 @@ func TestConformRecordPushConcurrently(t *testing.T) {
 		db := conformOpen(t, s, "a", "b")
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				errs := conformRace(conformRacers, func(i int) error {
+				errs := race(t, db, func(i int) error {
 					_, err := db.RecordPush(ctx, c.ev(i), &Run{App: c.app, Trigger: "push", Ref: "refs/heads/main", Commit: "c"})
 					return err
 				})

@@ -128,8 +128,8 @@ func TestConformPutSecretConcurrently(t *testing.T) {
 	eachStore(t, func(t *testing.T, s testStore) {
 		ctx := context.Background()
 		db := conformOpen(t, s, "a")
-		versions := make([]int, conformRacers)
-		errs := conformRace(conformRacers, func(i int) error {
+		versions := make([]int, racers)
+		errs := race(t, db, func(i int) error {
 			var err error
 			versions[i], err = db.PutSecret(ctx, Secret{Name: "K", App: "a", UpdatedBy: fmt.Sprint(i)}, []byte{byte(i)})
 			return err
@@ -142,13 +142,13 @@ func TestConformPutSecretConcurrently(t *testing.T) {
 		sorted := slices.Sorted(slices.Values(versions))
 		for i, v := range sorted {
 			if v != i+1 {
-				t.Fatalf("versions %v, want 1 to %d once each", sorted, conformRacers)
+				t.Fatalf("versions %v, want 1 to %d once each", sorted, racers)
 			}
 		}
 		// The newest is the one that got the highest number.
 		sec, value, err := db.SealedSecret(ctx, "K", "a", "")
-		newest := slices.Index(versions, conformRacers)
-		if err != nil || sec.Version != conformRacers || sec.UpdatedBy != fmt.Sprint(newest) || !bytes.Equal(value, []byte{byte(newest)}) {
+		newest := slices.Index(versions, racers)
+		if err != nil || sec.Version != racers || sec.UpdatedBy != fmt.Sprint(newest) || !bytes.Equal(value, []byte{byte(newest)}) {
 			t.Fatalf("SealedSecret = %+v, %x, %v; want racer %d's", sec, value, err, newest)
 		}
 	})

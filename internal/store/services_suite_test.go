@@ -146,7 +146,7 @@ func TestConcurrentTaskDefinitionRevisions(t *testing.T) {
 			t.Fatal(err)
 		}
 		revs := make([]int, racers)
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			r, err := db.RegisterTaskDef(ctx, "web", fmt.Appendf(nil, `{"i":%d}`, i), "t")
 			revs[i] = r.Revision
 			return err
@@ -327,22 +327,12 @@ func TestConcurrentCreateServiceOfOneName(t *testing.T) {
 	eachStore(t, func(t *testing.T, s testStore) {
 		ctx := context.Background()
 		db := openWithApps(t, s, "a")
-		errs := concurrently(t, db, func(i int) error {
+		errs := race(t, db, func(i int) error {
 			_, err := db.CreateService(ctx, Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: i + 1, Desired: 1})
 			return err
 		})
-		won := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && won < 0:
-				won = i
-			case err == nil:
-				t.Errorf("CreateService %d and %d both made the service", won, i)
-			case !errors.Is(err, ErrExists):
-				t.Errorf("CreateService %d: %v, want ErrExists", i, err)
-			}
-		}
-		if svc, err := db.GetService(ctx, "a", "staging", "web"); won < 0 || err != nil || svc.Revision != won+1 {
+		won := oneWinner(t, errs, ErrExists)
+		if svc, err := db.GetService(ctx, "a", "staging", "web"); err != nil || svc.Revision != won+1 {
 			t.Fatalf("won by %d; the service is %+v, %v", won, svc, err)
 		}
 	})
@@ -510,19 +500,9 @@ func TestConcurrentAutoScaleFromOneCount(t *testing.T) {
 		if _, err := db.CreateService(ctx, Service{App: "a", Env: "staging", Name: "web", Family: "web", Revision: 1, Desired: 2}); err != nil {
 			t.Fatal(err)
 		}
-		errs := concurrently(t, db, func(i int) error { return db.AutoScale(ctx, "a", "staging", "web", 2, 3+i) })
-		won := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && won < 0:
-				won = i
-			case err == nil:
-				t.Errorf("AutoScale %d and %d both scaled from 2", won, i)
-			case !errors.Is(err, ErrConflict):
-				t.Errorf("AutoScale %d: %v, want ErrConflict", i, err)
-			}
-		}
-		if svc, err := db.GetService(ctx, "a", "staging", "web"); won < 0 || err != nil || svc.Desired != 3+won {
+		errs := race(t, db, func(i int) error { return db.AutoScale(ctx, "a", "staging", "web", 2, 3+i) })
+		won := oneWinner(t, errs, ErrConflict)
+		if svc, err := db.GetService(ctx, "a", "staging", "web"); err != nil || svc.Desired != 3+won {
 			t.Fatalf("won by %d; the service is %+v, %v", won, svc, err)
 		}
 	})
@@ -534,7 +514,7 @@ func TestConcurrentRepeatsOfAServiceEvent(t *testing.T) {
 		ctx := context.Background()
 		db := openWithApps(t, s, "a")
 		const msg = "(service web) unable to start a task: image not found"
-		errs := concurrently(t, db, func(int) error { return db.AddServiceEvent(ctx, "a", "staging", "web", msg) })
+		errs := race(t, db, func(int) error { return db.AddServiceEvent(ctx, "a", "staging", "web", msg) })
 		for i, err := range errs {
 			if err != nil {
 				t.Fatalf("AddServiceEvent %d: %v", i, err)

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/testtool/pgtest"
@@ -55,4 +58,75 @@ func eachStore(t *testing.T, fn func(t *testing.T, s testStore)) {
 	t.Run(string(Postgres), func(t *testing.T) {
 		fn(t, testStore{dialect: Postgres, dsn: pgtest.New(t)})
 	})
+}
+
+// racers is how many goroutines a concurrency test sets on one row: more
+// than one round of PostgreSQL's serialization retries, fewer than its
+// pool's connections.
+const racers = 8
+
+// race runs fn(0) … fn(racers-1) on db in goroutines released at once and
+// returns their errors by index.
+func race(t *testing.T, db *DB, fn func(i int) error) []error {
+	t.Helper()
+	warm(t, db)
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			errs[i] = fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// warm opens the pool's connections before a race, so that the racers
+// meet inside the database rather than queue for connections.
+func warm(t *testing.T, db *DB) {
+	t.Helper()
+	if db.dialect != Postgres {
+		return // SQLite has one writer connection: its racers queue in Go
+	}
+	ctx := context.Background()
+	var conns []*sql.Conn
+	for range racers {
+		conn, err := db.write.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	for _, conn := range conns {
+		conn.Close()
+	}
+}
+
+// oneWinner fails unless exactly one error is nil and every other is want
+// (and none is any of butNot); it returns the winner's index.
+func oneWinner(t *testing.T, errs []error, want error, butNot ...error) int {
+	t.Helper()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("racers %d and %d both won", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, want):
+			t.Fatalf("racer %d: %v, want %v", i, err, want)
+		}
+		for _, no := range butNot {
+			if errors.Is(err, no) {
+				t.Fatalf("racer %d: %v, want %v but not %v", i, err, want, no)
+			}
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no racer won: %v", errs)
+	}
+	return winner
 }

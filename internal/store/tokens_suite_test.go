@@ -260,7 +260,7 @@ func TestConformTokensConcurrently(t *testing.T) {
 			return n
 		}
 		t.Run("create one name", func(t *testing.T) {
-			errs := conformRace(conformRacers, func(i int) error {
+			errs := race(t, db, func(i int) error {
 				_, err := db.CreateToken(ctx, Token{ID: fmt.Sprint("tok_same_", i), Name: "same", Role: "viewer"}, tokenHash(fmt.Sprint("same ", i)))
 				return err
 			})
@@ -279,8 +279,8 @@ func TestConformTokensConcurrently(t *testing.T) {
 		})
 		t.Run("bootstrap", func(t *testing.T) {
 			db := s.fresh(t).open(t) // once per database
-			created := make([]bool, conformRacers)
-			errs := conformRace(conformRacers, func(i int) error {
+			created := make([]bool, racers)
+			errs := race(t, db, func(i int) error {
 				var err error
 				created[i], err = db.BootstrapAdmin(ctx, Token{ID: fmt.Sprint("tok_", i), Name: "admin", Role: "admin"}, tokenHash(fmt.Sprint(i)))
 				return err
@@ -304,7 +304,7 @@ func TestConformTokensConcurrently(t *testing.T) {
 			}
 		})
 		t.Run("replace", func(t *testing.T) {
-			errs := conformRace(conformRacers, func(i int) error {
+			errs := race(t, db, func(i int) error {
 				_, err := db.ReplaceToken(ctx, Token{ID: fmt.Sprint("tok_pipe_", i), Name: "slipway-pipeline", Role: "deployer"}, tokenHash(fmt.Sprint("pipe ", i)))
 				return err
 			})
@@ -321,8 +321,8 @@ func TestConformTokensConcurrently(t *testing.T) {
 			if _, err := db.CreateToken(ctx, Token{ID: "tok_r", Name: "r", Role: "viewer"}, tokenHash("r")); err != nil {
 				t.Fatal(err)
 			}
-			got := make([]Token, conformRacers)
-			errs := conformRace(conformRacers, func(i int) error {
+			got := make([]Token, racers)
+			errs := race(t, db, func(i int) error {
 				var err error
 				got[i], err = db.RevokeToken(ctx, "r")
 				return err
