@@ -37,15 +37,7 @@ func TestIntegrationBlobStoreOnS3(t *testing.T) {
 			health-check-path: /health`, prodPort))
 	}
 	w := newWork(t)
-	w.commit("v1", files("1"))
-	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
-	run := srv.waitRun(1, 240*time.Second)
-	if run["state"] != "succeeded" {
-		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], srv.logText(1))
-	}
-	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=1") {
-		t.Fatalf("staging after the first run: %d %s", code, body)
-	}
+	shipVersion(t, srv, w, app, 1, files("1"), prodPort)
 	// The blobs are in the bucket, under the prefix, and not on disk.
 	cfg, err := blob.Parse(storeURL)
 	if err != nil {
@@ -87,20 +79,14 @@ func TestIntegrationBlobStoreOnS3(t *testing.T) {
 	s3.Stop()
 	w.commit("v2", files("2"))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
-	run = srv.waitRun(2, 240*time.Second)
+	run := srv.waitRun(2, 240*time.Second)
 	t.Logf("run with S3 down: %v", run["reason"])
 	if run["state"] != "failed" || !strings.Contains(fmt.Sprint(run["reason"])+srv.logText(2), "S3 endpoint unreachable") {
 		t.Fatalf("run with S3 down %v: %v\n%s", run["state"], run["reason"], srv.logText(2))
 	}
 	// S3 returns: the next run succeeds on the same server, the cache restored.
 	s3.Restart()
-	w.commit("v3", files("3"))
-	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
-	run = srv.waitRun(3, 240*time.Second)
-	if run["state"] != "succeeded" || !strings.Contains(srv.logText(3), "Restored cache deps") {
-		t.Fatalf("run after S3 returned %v: %v\n%s", run["state"], run["reason"], srv.logText(3))
-	}
-	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=3") {
-		t.Fatalf("staging after S3 returned: %d %s", code, body)
+	if logs := shipVersion(t, srv, w, app, 3, files("3"), prodPort); !strings.Contains(logs, "Restored cache deps") {
+		t.Fatalf("run after S3 returned did not restore the cache:\n%s", logs)
 	}
 }

@@ -35,15 +35,7 @@ func TestIntegrationPostgresStore(t *testing.T) {
 			health-check-path: /health`, prodPort))
 	}
 	w := newWork(t)
-	w.commit("v1", files("1"))
-	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
-	run := srv.waitRun(1, 240*time.Second)
-	if run["state"] != "succeeded" {
-		t.Fatalf("first run %v: %v\n%s", run["state"], run["reason"], srv.logText(1))
-	}
-	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=1") {
-		t.Fatalf("staging after the first run: %d %s", code, body)
-	}
+	shipVersion(t, srv, w, app, 1, files("1"), prodPort)
 	// The state is in PostgreSQL, not beside the data.
 	if _, err := os.Stat(filepath.Join(data, "slipway.db")); !os.IsNotExist(err) {
 		t.Errorf("DATA/slipway.db exists with --database: %v", err)
@@ -60,14 +52,7 @@ func TestIntegrationPostgresStore(t *testing.T) {
 
 	// A second version deploys blue/green after a restart on the same database.
 	srv = srv.restartEnv(env...)
-	w.commit("v2", files("2"))
-	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
-	if run = srv.waitRun(2, 240*time.Second); run["state"] != "succeeded" {
-		t.Fatalf("second run %v: %v\n%s", run["state"], run["reason"], srv.logText(2))
-	}
-	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=2") {
-		t.Fatalf("staging after the second run: %d %s", code, body)
-	}
+	shipVersion(t, srv, w, app, 2, files("2"), prodPort)
 
 	// PostgreSQL goes away for longer than the control lease lasts:
 	// requests get 503 with a reason, the app keeps serving, and the server
@@ -96,14 +81,7 @@ func TestIntegrationPostgresStore(t *testing.T) {
 		t.Fatalf("with the database back: %d %v", code, body)
 	}
 	// The control loops are back: a third version builds and deploys.
-	w.commit("v3", files("3"))
-	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
-	if run = srv.waitRun(3, 240*time.Second); run["state"] != "succeeded" {
-		t.Fatalf("third run %v: %v\n%s", run["state"], run["reason"], srv.logText(3))
-	}
-	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", prodPort)); code != 200 || !strings.HasPrefix(body, "version=3") {
-		t.Fatalf("staging after the database came back: %d %s", code, body)
-	}
+	shipVersion(t, srv, w, app, 3, files("3"), prodPort)
 	if log, _ := os.ReadFile(filepath.Join(data, "server.log")); !strings.Contains(string(log), "lost the control lease") {
 		t.Errorf("the server did not say it lost the control lease while the database was down")
 	}

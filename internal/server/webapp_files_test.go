@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // webappPipeline is a repository of the test web app (testdata/webapp)
@@ -57,4 +58,22 @@ stages:
         service: web
 ` + settings.String(),
 	}
+}
+
+// shipVersion commits files as version N of the web app, pushes it to srv,
+// and waits for run N to succeed and the listener on port to serve version
+// N; it returns the run's log.
+func shipVersion(t *testing.T, srv *procServer, w *gitWork, app string, n int, files map[string]string, port int) string {
+	t.Helper()
+	w.commit(fmt.Sprintf("v%d", n), files)
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	run := srv.waitRun(n, 240*time.Second)
+	logs := srv.logText(n)
+	if run["state"] != "succeeded" {
+		t.Fatalf("run %d %v: %v\n%s", n, run["state"], run["reason"], logs)
+	}
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, fmt.Sprintf("version=%d", n)) {
+		t.Fatalf("the service after run %d: %d %s", n, code, body)
+	}
+	return logs
 }
