@@ -180,8 +180,15 @@ func (s *Server) controlling() bool { return s.control.started.Load() }
 // (SQLite): long enough never to need renewing.
 const soleServerLease = 50 * 365 * 24 * time.Hour
 
-// heartbeatEvery is how often a server says it is alive.
-const heartbeatEvery = 2 * time.Second
+// heartbeatEvery is how often a server says it is alive: often where other
+// servers judge it by that (PostgreSQL), seldom where it is alone (SQLite:
+// only slipway status reads it, for a minute).
+func (s *Server) heartbeatEvery() time.Duration {
+	if s.db.Dialect() == store.Postgres {
+		return 2 * time.Second
+	}
+	return statusWindow / 3
+}
 
 // statusWindow is how long a silent server stays in the status list.
 const statusWindow = time.Minute
@@ -205,7 +212,7 @@ func (s *Server) joinCluster(ctx context.Context) {
 	bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBeat = stop
 	go func() {
-		t := time.NewTicker(heartbeatEvery)
+		t := time.NewTicker(s.heartbeatEvery())
 		defer t.Stop()
 		for n := 0; ; n++ {
 			select {
@@ -252,7 +259,8 @@ const forwardedBy = "X-Slipway-Forwarded-By"
 const forwardProof = "X-Slipway-Forward-Proof"
 
 func (s *Server) forwardProof() string {
-	return hex.EncodeToString(s.keys.Derive("server forward proof"))
+	s.proofOnce.Do(func() { s.proof = hex.EncodeToString(s.keys.Derive("server forward proof")) })
+	return s.proof
 }
 
 // forwarded reports whether r was passed on by another server of this
@@ -355,7 +363,7 @@ func (s *Server) controllerURL(ctx context.Context) (*url.URL, error) {
 		return u, nil
 	}
 	s.ctl.mu.Unlock()
-	servers, err := s.db.ListServers(ctx, 3*heartbeatEvery+time.Second)
+	servers, err := s.db.ListServers(ctx, 3*s.heartbeatEvery()+time.Second)
 	if err != nil {
 		return nil, err
 	}

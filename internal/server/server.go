@@ -125,6 +125,9 @@ type Server struct {
 	addr     atomic.Value // string: host:port the server listens on, once serving
 	stopBeat context.CancelFunc
 	ctl      controllerCache
+	// proof is forwardProof's value, derived once.
+	proofOnce sync.Once
+	proof     string
 	// life ends when the server closes: no lease is taken after that.
 	life    context.Context
 	endLife context.CancelFunc

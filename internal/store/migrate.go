@@ -60,6 +60,15 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	sources := p.ListSources()
 	target := sources[len(sources)-1].Version
+	if db.dialect == Postgres {
+		// A new database: check the role may create tables before goose
+		// tries (and retries) to make its own.
+		if exists, err := (versionTable{dialect: db.dialect}).TableExists(ctx, db.write.db); err == nil && !exists {
+			if err := db.mayMigrate(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	current, _, err := p.GetVersions(ctx)
 	if err != nil {
 		// A new database has no version table yet; Up creates it (and
@@ -68,6 +77,11 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	if current > target {
 		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): upgrade slipway", current, target)
+	}
+	if db.dialect == Postgres && current < target {
+		if err := db.mayMigrate(ctx); err != nil {
+			return err
+		}
 	}
 	up := p.Up
 	if migrateTo > 0 {
@@ -169,4 +183,24 @@ func (v versionTable) ListMigrations(ctx context.Context, db database.DBTxConn) 
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// mayMigrate refuses, with the fix, a PostgreSQL role that cannot create
+// tables where migrations would: PostgreSQL 15 gives new roles no CREATE on
+// the public schema, and goose then reports only a missing table.
+func (db *DB) mayMigrate(ctx context.Context) error {
+	var role, dbname, schema string
+	var may bool
+	err := db.write.QueryRowContext(ctx, `SELECT current_user, current_database(), COALESCE(current_schema(), ''),
+		COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false)`).Scan(&role, &dbname, &schema, &may)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check the database role's rights: %w", err)
+	case schema == "":
+		return fmt.Errorf("role %s has no schema to create its tables in (its search_path names none that exists): create one it owns, or set search_path", role)
+	case !may:
+		return fmt.Errorf("role %s may not create tables in schema %s of database %s, which the migrations need: make the role the database's owner (ALTER DATABASE %s OWNER TO %s, then ALTER SCHEMA %s OWNER TO %s), or GRANT CREATE ON SCHEMA %s TO %s",
+			role, schema, dbname, dbname, role, schema, role, schema, role)
+	}
+	return nil
 }

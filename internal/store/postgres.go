@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 
@@ -149,19 +150,26 @@ func Unavailable(err error) bool {
 }
 
 // isPgNetError is a network error pgx met talking to PostgreSQL: pgx wraps
-// those in errors of its own package, which is how they are told apart.
+// those in (unexported) error types of its pgconn package, so the package
+// of an error in the chain tells them apart from anyone else's.
 func isPgNetError(err error) bool {
 	var ne net.Error
 	if !errors.As(err, &ne) {
 		return false
 	}
 	for e := err; e != nil; e = errors.Unwrap(e) {
-		if strings.HasPrefix(fmt.Sprintf("%T", e), "*pgconn.") {
+		t := reflect.TypeOf(e)
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.PkgPath() == pgconnPkg {
 			return true
 		}
 	}
 	return false
 }
+
+var pgconnPkg = reflect.TypeOf(pgconn.PgError{}).PkgPath()
 
 // Signal tells the other servers sharing the database that something on
 // channel changed, so one waiting for it acts at once rather than at its

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/slipway-dev/slipway/internal/testtool/pgtest"
 )
 
 // Review: RedactURL hides only the userinfo password; pgx also takes the
@@ -74,5 +76,28 @@ func TestRebindSkipsLiteralsAndComments(t *testing.T) {
 		if got := rebind(in); got != want {
 			t.Errorf("rebind(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A role that may not create tables is refused at once with the fix, not
+// with goose's "relation schema_migrations does not exist" after retries.
+func TestPostgresRoleWithoutCreateRight(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "CREATE ROLE weak LOGIN"); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	start := time.Now()
+	_, err = OpenPostgres(ctx, strings.Replace(dsn, "//"+pgtest.User+"@", "//weak@", 1))
+	if err == nil || !strings.Contains(err.Error(), "role weak may not create tables in schema public") || !strings.Contains(err.Error(), "GRANT CREATE ON SCHEMA public TO weak") {
+		t.Fatalf("err %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("refused after %v", took)
 	}
 }
