@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,34 @@ func TestServerClusterFlagsRefused(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+// slipway status names the server that answered, says it runs the control
+// loops on SQLite, and gives the same as JSON for scripts.
+func TestCLIStatus(t *testing.T) {
+	loggedIn(t)
+	out, _, err := slipway(t, "", "status")
+	if err != nil || !strings.Contains(out, "(answered)") || !strings.Contains(out, "control (held") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	out, _, err = slipway(t, "", "status", "--output", "json")
+	var st struct {
+		Server      string `json:"server"`
+		Controlling bool   `json:"controlling"`
+		Database    string `json:"database"`
+		Servers     []struct {
+			ID     string `json:"id"`
+			Leases []struct {
+				Name string `json:"name"`
+			} `json:"leases"`
+		} `json:"servers"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status --output json: %v\n%s", err, out)
+	}
+	if !st.Controlling || st.Database != "sqlite" || len(st.Servers) != 1 || st.Servers[0].ID != st.Server ||
+		len(st.Servers[0].Leases) != 1 || st.Servers[0].Leases[0].Name != "control" {
+		t.Fatalf("status: %+v", st)
 	}
 }

@@ -47,6 +47,13 @@ func (s *Server) elect(ctx context.Context) error {
 	s.id = auth.NewID("srv_")
 	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	s.elector = &lease.Elector{Store: s.db, Holder: s.id, TTL: s.cfg.LeaseTTL, Log: s.log}
+	// Registered before it may take the lease, so that the holder is always
+	// a known server; its URL comes once it listens (joinCluster).
+	host, _ := os.Hostname()
+	s.me = store.Server{ID: s.id, Host: host, URL: strings.TrimRight(s.cfg.AdvertiseURL, "/"), Version: buildVersion()}
+	if _, err := s.db.RegisterServer(ctx, s.me); err != nil {
+		return fmt.Errorf("register this server: %w", err)
+	}
 	if s.db.Dialect() == store.SQLite {
 		// The data directory's lock proves no other server uses this file:
 		// a lease left by a killed predecessor is void, not to be waited
@@ -204,10 +211,13 @@ func (s *Server) joinCluster(ctx context.Context) {
 		}
 		u = scheme + addr
 	}
-	host, _ := os.Hostname()
-	me := store.Server{ID: s.id, Host: host, URL: strings.TrimRight(u, "/"), Version: buildVersion()}
-	if _, err := s.db.RegisterServer(ctx, me); err != nil {
-		s.log.Warn("register this server; trying again with the next heartbeat", "err", err)
+	s.me.URL = strings.TrimRight(u, "/")
+	me := s.me
+	urlSet := false
+	if err := s.db.SetServerURL(ctx, s.id, me.URL); err != nil {
+		s.log.Warn("record this server's URL; trying again with the next heartbeat", "err", err)
+	} else {
+		urlSet = true
 	}
 	bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBeat = stop
@@ -220,8 +230,13 @@ func (s *Server) joinCluster(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			err := s.db.Heartbeat(bctx, s.id)
-			if errors.Is(err, store.ErrNotFound) { // the first registration failed
+			var err error
+			if urlSet {
+				err = s.db.Heartbeat(bctx, s.id)
+			} else if err = s.db.SetServerURL(bctx, s.id, me.URL); err == nil {
+				urlSet = true
+			}
+			if errors.Is(err, store.ErrNotFound) { // pruned while silent
 				_, err = s.db.RegisterServer(bctx, me)
 			}
 			if err != nil && bctx.Err() == nil {

@@ -120,6 +120,7 @@ type Server struct {
 	pipelineToken string
 	// id names this server process among those sharing the database.
 	id       string
+	me       store.Server // this server's row in the servers table
 	elector  *lease.Elector
 	control  controlState
 	addr     atomic.Value // string: host:port the server listens on, once serving

@@ -32,6 +32,7 @@ type Lease struct {
 // ClusterStore is the servers' registry and their leases.
 type ClusterStore interface {
 	RegisterServer(ctx context.Context, s Server) (Server, error)
+	SetServerURL(ctx context.Context, id, url string) error
 	Heartbeat(ctx context.Context, id string) error
 	StopServer(ctx context.Context, id string) error
 	ListServers(ctx context.Context, since time.Duration) ([]Server, error)
@@ -60,6 +61,18 @@ func (db *DB) RegisterServer(ctx context.Context, s Server) (Server, error) {
 	s.StartedAt = time.UnixMicro(started).UTC()
 	s.HeartbeatAt = s.StartedAt
 	return s, nil
+}
+
+// SetServerURL records where a registered server answers, once it knows.
+func (db *DB) SetServerURL(ctx context.Context, id, url string) error {
+	res, err := db.control.ExecContext(ctx, `UPDATE servers SET url = ?, heartbeat_at = `+db.clock()+` WHERE id = ?`, url, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // Heartbeat says the server is alive; ErrNotFound if it was never
