@@ -328,11 +328,6 @@ func serviceRate(s store.Service, st lb.State, window time.Duration) float64 {
 // and adds their use over window to ms. seen collects the tasks sampled;
 // defs caches task definitions for the pass.
 func (m *Manager) measureUsage(ctx context.Context, s store.Service, all []task.Task, window time.Duration, defs map[string]*taskdef.TaskDef, seen map[string]bool, ms *measures) {
-	rt, err := m.Runtime(ctx)
-	if err != nil {
-		m.Log.Warn("auto scaling: read task usage", "service", key(s), "err", err)
-		return
-	}
 	for _, t := range all {
 		if t.App != s.App || t.Env != s.Env || t.Service != s.Name || t.Status() != "RUNNING" || m.isStopping(t.ID) {
 			continue
@@ -348,7 +343,15 @@ func (m *Manager) measureUsage(ctx context.Context, s store.Service, all []task.
 		if def == nil {
 			continue
 		}
+		rt := m.backendOf(t)
+		if rt == nil {
+			continue
+		}
 		u, err := rt.Usage(ctx, t)
+		if errors.Is(err, task.ErrNoUsage) {
+			m.noUsage(s, rt)
+			continue
+		}
 		if err != nil {
 			continue // stopped since the listing: it has no say
 		}

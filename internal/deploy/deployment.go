@@ -220,7 +220,7 @@ func (c *Controller) Create(ctx context.Context, req Request) (store.Deployment,
 	if err := c.Manager.CheckSecrets(ctx, req.App, req.Env, req.Family, req.Revision); err != nil {
 		return store.Deployment{}, err
 	}
-	if err := c.Manager.CheckCapacity(ctx, req.Family, req.Revision); err != nil {
+	if err := c.Manager.CheckCapacity(ctx, req.App, req.Env, req.Family, req.Revision); err != nil {
 		return store.Deployment{}, err
 	}
 	// A blue set still kept by the last deployment goes now: the new

@@ -45,11 +45,14 @@ type SecretResolver func(ctx context.Context, app, env string, c taskdef.Contain
 
 // Manager reconciles every service towards its desired state.
 type Manager struct {
-	Store   Store
-	Runtime func(context.Context) (*task.Runtime, error)
-	Proxy   *Proxy
-	Secrets SecretResolver
-	Log     *slog.Logger
+	Store Store
+	// Runtime is the local Docker engine; Environments the runtimes of
+	// environments elsewhere (nil: every environment runs on Docker).
+	Runtime      func(context.Context) (*task.Runtime, error)
+	Environments EnvRuntimes
+	Proxy        *Proxy
+	Secrets      SecretResolver
+	Log          *slog.Logger
 	// Notifier tells the app's channels when a service turns unhealthy.
 	Notifier *notify.Notifier
 	// LogRetention is how long task output is kept (0: DefaultLogRetention).
@@ -103,9 +106,14 @@ type Manager struct {
 	stopSem    chan struct{}
 	engineDown bool // the last pass found the engine not answering
 	// watching: the engine's event stream is open, so passes poll less.
-	watching  atomic.Bool
-	watchOnce sync.Once
-	allSteady atomic.Bool // every service was steady at the last pass
+	watching atomic.Bool
+	watched  map[string]bool // backends whose events are followed (under mu)
+	// backends are those of the newest pass by key, downRuntimes those
+	// (or environments) that did not answer it (under mu).
+	backends     map[string]task.Backend
+	downRuntimes map[string]bool
+	toldNoUsage  map[string]bool // services told their runtime measures no usage
+	allSteady    atomic.Bool     // every service was steady at the last pass
 	// passStarted and passDone number the passes begun and ended, under
 	// passMu2; passCond wakes the callers of Reconcile waiting for one.
 	passMu2     sync.Mutex
@@ -287,15 +295,31 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return m.passErr
 }
 
-// watch follows the engine's events once the engine is first used.
-func (m *Manager) watch(rt *task.Runtime) {
-	m.watchOnce.Do(func() {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			rt.Watch(m.life, m.Wake, m.watching.Store)
-		}()
-	})
+// watch follows a backend's events once it is first used. Only the local
+// engine's stream sets the poll rate: it is the one every server has.
+func (m *Manager) watch(rt task.Backend) {
+	if m.life == nil {
+		return // no loop (tests): nothing to wake
+	}
+	m.mu.Lock()
+	if m.watched == nil {
+		m.watched = map[string]bool{}
+	}
+	seen := m.watched[rt.Key()]
+	m.watched[rt.Key()] = true
+	m.mu.Unlock()
+	if seen {
+		return
+	}
+	up := func(bool) {}
+	if rt.Key() == task.DockerKey {
+		up = m.watching.Store
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		rt.Watch(m.life, m.Wake, up)
+	}()
 }
 
 // Close stops the reconciler; tasks and the load balancer keep running.
@@ -340,27 +364,22 @@ func (m *Manager) pass(ctx context.Context) error {
 	if len(services) == 0 && m.lastLB == nil {
 		return nil // nothing to run: do not require Docker or the proxy
 	}
-	rt, err := m.Runtime(ctx)
-	if err != nil {
-		return err
-	}
 	// Taken before the listing: a start that returns in between is then
 	// either still pending here or in the listing, never neither.
-	m.watch(rt)
 	snap := m.snapshotStarts()
 	listedAt := time.Now()
-	all, err := rt.List(ctx, nil)
-	m.engineReachable(err)
-	if err != nil {
-		return nil // said once by engineReachable; the next pass tries again
+	listed, ok, err := m.listAll(ctx, services)
+	if err != nil || !ok {
+		return err
 	}
+	all := listed.all
 	m.forgetDoneStarts(snap)
 	m.mu.Lock()
 	m.lastTasks, m.listedAt = all, listedAt
 	m.mu.Unlock()
 	// Before any task of this listing is stopped and removed, so its last
 	// lines are read first.
-	m.logs.Sync(rt, all)
+	m.logs.Sync(m.backendOf, all)
 	var lbState lb.State
 	needLB := false
 	for _, s := range services {
@@ -376,13 +395,17 @@ func (m *Manager) pass(ctx context.Context) error {
 		k := t.App + "/" + t.Env + "/" + t.Service
 		byService[k] = append(byService[k], t)
 	}
-	failures := m.failuresOf(ctx, rt, all, snap)
+	failures := m.failuresOf(ctx, all, snap)
 	flights := countFlights(snap)
 	known := map[string]bool{}
 	allSteady := true
 	for _, s := range services {
 		known[key(s)] = true
-		if err := m.reconcileService(ctx, rt, s, byService[key(s)], lbState, snap, flights, failures); err != nil {
+		rt := listed.of[key(s)]
+		if rt == nil {
+			continue // its runtime did not answer: left as it was
+		}
+		if err := m.reconcileService(ctx, rt, s, m.onRuntime(ctx, s, rt, byService[key(s)]), lbState, snap, flights, failures); err != nil {
 			m.Log.Error("reconcile service", "service", key(s), "err", err)
 		}
 		m.mu.Lock()
@@ -407,7 +430,9 @@ func (m *Manager) pass(ctx context.Context) error {
 				if p, ok := snap[t.ID]; ok && !p.done {
 					continue // stopped once its start returns
 				}
-				m.stopTask(ctx, rt, store.Service{App: t.App, Env: t.Env, Name: t.Service}, t, 0, "service deleted")
+				if rt := m.backendOf(t); rt != nil {
+					m.stopTask(ctx, rt, store.Service{App: t.App, Env: t.Env, Name: t.Service}, t, 0, "service deleted")
+				}
 			}
 		}
 	}
@@ -538,7 +563,7 @@ func (m *Manager) Status(s store.Service) map[string]SetStatus {
 	return maps.Clone(m.setStatus[key(s)])
 }
 
-func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart, flights flights, failures map[string]*task.Failure) error {
+func (m *Manager) reconcileService(ctx context.Context, rt task.Backend, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart, flights flights, failures map[string]*task.Failure) error {
 	m.mu.Lock()
 	ss := m.state[key(s)]
 	if ss == nil {
@@ -674,7 +699,7 @@ func (m *Manager) reconcileService(ctx context.Context, rt *task.Runtime, s stor
 // the listing that stopped or failed its health check did, its secrets
 // masked (no entry when the engine cannot tell). Read one by one, losing
 // every task of a machine made a pass take a second per ten tasks.
-func (m *Manager) failuresOf(ctx context.Context, rt *task.Runtime, all []task.Task, snap map[string]pendingStart) map[string]*task.Failure {
+func (m *Manager) failuresOf(ctx context.Context, all []task.Task, snap map[string]pendingStart) map[string]*task.Failure {
 	var mu sync.Mutex
 	out := map[string]*task.Failure{}
 	maskers := map[string]*strings.Replacer{}
@@ -702,6 +727,10 @@ func (m *Manager) failuresOf(ctx context.Context, rt *task.Runtime, all []task.T
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			rt := m.backendOf(t)
+			if rt == nil {
+				return
+			}
 			if f := rt.Failure(ctx, t); f != nil {
 				f.Mask(masker(t))
 				mu.Lock()
@@ -807,7 +836,7 @@ func (m *Manager) revision(ctx context.Context, family string, revision int) (*t
 	return def, nil
 }
 
-func (m *Manager) startTask(ctx context.Context, rt *task.Runtime, s store.Service, set store.TaskSet, id string) (task.Task, error) {
+func (m *Manager) startTask(ctx context.Context, rt task.Backend, s store.Service, set store.TaskSet, id string) (task.Task, error) {
 	def, err := m.revision(ctx, set.Family, set.Revision)
 	if err != nil {
 		return task.Task{}, err
@@ -838,7 +867,7 @@ func (m *Manager) CreateService(ctx context.Context, svc store.Service) (store.S
 	if err := m.CheckSecrets(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
 		return svc, err
 	}
-	if err := m.CheckCapacity(ctx, svc.Family, svc.Revision); err != nil {
+	if err := m.CheckCapacity(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
 		return svc, err
 	}
 	err := m.ClaimAndSave(ctx, svc, func(ctx context.Context) error {
@@ -944,7 +973,7 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Detail }
 // CheckCapacity refuses a revision one task of which reserves more memory
 // than the engine's machine has: no task of it could ever start, and the
 // deployment would only churn.
-func (m *Manager) CheckCapacity(ctx context.Context, family string, revision int) error {
+func (m *Manager) CheckCapacity(ctx context.Context, app, env, family string, revision int) error {
 	def, err := m.revision(ctx, family, revision)
 	if err != nil {
 		return err
@@ -953,7 +982,7 @@ func (m *Manager) CheckCapacity(ctx context.Context, family string, revision int
 	if need == 0 || m.Runtime == nil {
 		return nil
 	}
-	rt, err := m.Runtime(ctx)
+	rt, err := m.RuntimeOf(ctx, app, env)
 	if err != nil {
 		return nil // no engine yet: the start says so
 	}
@@ -1017,7 +1046,7 @@ func (m *Manager) forgetStopped(id string) {
 
 // stopTask takes the task out of the load balancer at once, lets its
 // in-flight requests finish for up to delay, then stops it.
-func (m *Manager) stopTask(ctx context.Context, rt *task.Runtime, s store.Service, t task.Task, delay time.Duration, why string) {
+func (m *Manager) stopTask(ctx context.Context, rt task.Backend, s store.Service, t task.Task, delay time.Duration, why string) {
 	m.mu.Lock()
 	if _, ok := m.stopping[t.ID]; ok {
 		m.mu.Unlock()

@@ -113,7 +113,7 @@ func (m *Manager) CountsOf(svcs []store.Service) []Counts {
 
 // launch starts n tasks of set for service s in the background, under the
 // manager's lifetime.
-func (m *Manager) launch(rt *task.Runtime, s store.Service, ss *serviceState, set store.TaskSet, n int) {
+func (m *Manager) launch(rt task.Backend, s store.Service, ss *serviceState, set store.TaskSet, n int) {
 	ctx := m.life
 	for range n {
 		id := task.NewTaskID()
@@ -178,7 +178,7 @@ func (m *Manager) startFailed(ctx context.Context, s store.Service, ss *serviceS
 // reserveMemory checks that a task of need MiB fits the machine beside the
 // tasks running and starting, and counts it as starting if so. Checked and
 // counted under one lock, so concurrent starts cannot together overshoot.
-func (m *Manager) reserveMemory(ctx context.Context, rt *task.Runtime, id string, need int) error {
+func (m *Manager) reserveMemory(ctx context.Context, rt task.Backend, id string, need int) error {
 	if need <= 0 {
 		return nil
 	}
@@ -189,6 +189,9 @@ func (m *Manager) reserveMemory(ctx context.Context, rt *task.Runtime, id string
 	defer m.mu.Unlock()
 	reserved := 0
 	for _, t := range m.lastTasks {
+		if t.Runtime != rt.Key() && (t.Runtime != "" || rt.Key() != task.DockerKey) {
+			continue // on another machine
+		}
 		if _, starting := m.starting[t.ID]; starting {
 			continue // counted below
 		}

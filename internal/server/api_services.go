@@ -321,7 +321,7 @@ type TaskView struct {
 
 func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error) {
 	out := []TaskView{}
-	rt, err := s.taskRuntime(r.Context())
+	rt, err := s.deploy.RuntimeOf(r.Context(), svc.App, svc.Env)
 	if err != nil {
 		return nil, err
 	}

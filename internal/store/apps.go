@@ -265,6 +265,8 @@ func (db *DB) DeleteApp(ctx context.Context, name string) error {
 			`DELETE FROM service_events WHERE app = ?`,
 			`DELETE FROM deployments WHERE app = ?`,
 			`DELETE FROM secrets WHERE app = ?`,
+			// Kept, retired, until the tasks it ran there are gone.
+			`UPDATE env_runtimes SET retired = 1 WHERE app = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, name); err != nil {
 				return err

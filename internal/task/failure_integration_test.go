@@ -202,7 +202,7 @@ func TestIntegrationCollectorKeepsOutputPastTheContainer(t *testing.T) {
 
 	// Another collector (a restarted server) resumes after the last line kept.
 	again := newCollector()
-	again.Sync(rt, []Task{stopped})
+	again.Sync(func(Task) Backend { return rt }, []Task{stopped})
 	again.Wait(tk.ID, 10*time.Second)
 	if err := again.Flush(ctx); err != nil {
 		t.Fatal(err)

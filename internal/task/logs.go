@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	ctr "github.com/docker/docker/api/types/container"
-
 	"github.com/slipway-dev/slipway/internal/taskdef"
 )
 
@@ -171,7 +169,8 @@ func (c *Collector) Close() {
 
 // Sync follows every container of tasks that has output and no follower
 // yet, and forgets containers no longer listed: tasks is a whole listing.
-func (c *Collector) Sync(rt *Runtime, tasks []Task) {
+// backendOf says which backend lists each task.
+func (c *Collector) Sync(backendOf func(Task) Backend, tasks []Task) {
 	if c == nil || c.cancel == nil {
 		return
 	}
@@ -180,7 +179,9 @@ func (c *Collector) Sync(rt *Runtime, tasks []Task) {
 		for _, cs := range t.Containers {
 			listed[cs.ID] = true
 		}
-		c.Follow(rt, t)
+		if rt := backendOf(t); rt != nil {
+			c.Follow(rt, t)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -197,7 +198,7 @@ func (c *Collector) Sync(rt *Runtime, tasks []Task) {
 }
 
 // Follow follows task t's containers that have output and no follower yet.
-func (c *Collector) Follow(rt *Runtime, t Task) {
+func (c *Collector) Follow(rt Backend, t Task) {
 	if c == nil || c.cancel == nil || c.ctx.Err() != nil {
 		return
 	}
@@ -232,7 +233,7 @@ func (c *Collector) followed(cid string) bool {
 
 // follow streams one container's output from the line after the last one
 // kept until the container stops or the collector closes.
-func (c *Collector) follow(rt *Runtime, t Task, cs ContainerState, mask *strings.Replacer, f *follower) {
+func (c *Collector) follow(rt Backend, t Task, cs ContainerState, mask *strings.Replacer, f *follower) {
 	defer c.following.Done()
 	ended := false
 	defer func() {
@@ -258,7 +259,7 @@ func (c *Collector) follow(rt *Runtime, t Task, cs ContainerState, mask *strings
 	if c.ctx.Err() != nil {
 		return
 	}
-	if ended = c.stopped(rt, cs.ID); ended {
+	if ended = !rt.Running(c.ctx, t, cs); ended {
 		// A last look: the engine may end the follow before it wrote a
 		// container's last words. The same lines again, from the same
 		// point, less those handed on: the engine times each stream
@@ -277,17 +278,8 @@ type lineCounts struct{ stdout, stderr int }
 // until its end (follow: until the container stops), and hands it on line
 // by line, less the first of each stream that skip counts. It counts the
 // lines it read.
-func (c *Collector) read(rt *Runtime, t Task, cs ContainerState, mask *strings.Replacer, follow bool, since time.Time, skip lineCounts) (lineCounts, error) {
+func (c *Collector) read(rt Backend, t Task, cs ContainerState, mask *strings.Replacer, follow bool, since time.Time, skip lineCounts) (lineCounts, error) {
 	var n lineCounts
-	opts := ctr.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Timestamps: true}
-	if !since.IsZero() {
-		opts.Since = since.Add(time.Nanosecond).Format(time.RFC3339Nano)
-	}
-	rc, err := rt.cli.ContainerLogs(c.ctx, cs.ID, opts)
-	if err != nil {
-		return n, err
-	}
-	defer rc.Close()
 	line := LogLine{App: t.App, Env: t.Env, Service: t.Service, Task: t.ID, Container: cs.Name, Group: cs.LogGroup, Stream: cs.LogStream}
 	emit := func(source string, count *int, skip int) func([]byte) {
 		return func(b []byte) {
@@ -315,17 +307,10 @@ func (c *Collector) read(rt *Runtime, t Task, cs ContainerState, mask *strings.R
 	// The engine prefixes each line with its time: room for it beyond MaxLogLine.
 	stdout := &lineWriter{max: MaxLogLine + 64, emit: emit("stdout", &n.stdout, skip.stdout)}
 	stderr := &lineWriter{max: MaxLogLine + 64, emit: emit("stderr", &n.stderr, skip.stderr)}
-	err = demux(stdout, stderr, rc)
+	err := rt.Logs(c.ctx, t, cs, since, follow, stdout, stderr)
 	stdout.Close()
 	stderr.Close()
 	return n, err
-}
-
-// stopped reports a container that no longer runs (or is gone), whose
-// output is therefore all read.
-func (c *Collector) stopped(rt *Runtime, cid string) bool {
-	info, err := rt.cli.ContainerInspect(c.ctx, cid)
-	return err != nil || info.State == nil || !info.State.Running
 }
 
 // parseLogLine splits the engine's "TIME TEXT" and cuts TEXT to MaxLogLine.

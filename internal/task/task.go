@@ -96,7 +96,9 @@ type ContainerState struct {
 
 // Task is a running (or stopped) task as the engine reports it.
 type Task struct {
-	ID         string           `json:"id"`
+	ID string `json:"id"`
+	// Runtime is the Backend.Key of the backend that listed it.
+	Runtime    string           `json:"runtime,omitempty"`
 	App        string           `json:"app"`
 	Env        string           `json:"environment"`
 	Service    string           `json:"service"`
@@ -542,7 +544,7 @@ func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Task, er
 			rev, _ := strconv.Atoi(c.Labels[LabelRevision])
 			gen, _ := strconv.ParseInt(c.Labels[LabelGeneration], 10, 64)
 			mem, _ := strconv.Atoi(c.Labels[LabelReservedMemory])
-			t = &Task{ID: id, App: c.Labels[LabelApp], Env: c.Labels[LabelEnv], Service: c.Labels[LabelService], Group: c.Labels[LabelGroup],
+			t = &Task{ID: id, Runtime: DockerKey, App: c.Labels[LabelApp], Env: c.Labels[LabelEnv], Service: c.Labels[LabelService], Group: c.Labels[LabelGroup],
 				Family: c.Labels[LabelFamily], Revision: rev, Generation: gen, CreatedAt: time.Unix(c.Created, 0).UTC(), ReservedMemoryMiB: mem}
 			if at, err := time.Parse(time.RFC3339Nano, c.Labels[LabelCreated]); err == nil {
 				t.CreatedAt = at // tasks started before this label existed keep the engine's second
