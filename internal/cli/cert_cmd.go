@@ -91,7 +91,11 @@ func certCmd() *cobra.Command {
 
 // keySafeTo refuses to send a private key in clear text off this machine:
 // over http:// only to a loopback server.
-func keySafeTo(server string) error {
+func keySafeTo(server string) error { return credentialSafeTo(server, "a private key") }
+
+// credentialSafeTo refuses to send what (a credential) in clear text off
+// this machine.
+func credentialSafeTo(server, what string) error {
 	u, err := url.Parse(server)
 	if err != nil {
 		return err
@@ -102,5 +106,5 @@ func keySafeTo(server string) error {
 	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() || u.Hostname() == "localhost" {
 		return nil
 	}
-	return fmt.Errorf("refusing to send a private key over plain HTTP to %s: log in to the server's https:// URL (slipway server --tls-cert, or --public-url https://… with ACME)", server)
+	return fmt.Errorf("refusing to send %s over plain HTTP to %s: log in to the server's https:// URL (slipway server --tls-cert, or --public-url https://… with ACME)", what, server)
 }

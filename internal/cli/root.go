@@ -22,7 +22,7 @@ func NewRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringP("output", "o", "table", "output format of reads: table or json")
 	addCAFileFlag(root)
-	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), certCmd(), notifyCmd(), demoCmd(), statusCmd())
+	root.AddCommand(serverCmd(), proxyCmd(), loginCmd(), versionCmd(), tokenCmd(), appCmd(), runCmd(), artifactCmd(), imageCmd(), taskdefCmd(), serviceCmd(), deployCmd(), rollbackCmd(), secretCmd(), certCmd(), envCmd(), notifyCmd(), demoCmd(), statusCmd())
 	root.AddCommand(approvalCmds()...)
 	showUsageOnArgErrors(root)
 	return root

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/kube"
 	"net/http"
 	"strings"
 
@@ -93,6 +94,9 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/api/v1/taskdefs", Role: auth.Viewer, handler: s.listTaskDefs},
 		{Method: "GET", Pattern: "/api/v1/taskdefs/{family}/{revision}", Role: auth.Viewer, handler: s.showTaskDef},
 		{Method: "DELETE", Pattern: "/api/v1/taskdefs/{family}/{revision}", Role: auth.Deployer, handler: s.deregisterTaskDef},
+		{Method: "GET", Pattern: "/api/v1/apps/{app}/envs/{env}/runtime", Role: auth.Viewer, handler: s.getEnvRuntime},
+		// Admin: a runtime is infrastructure, and its kubeconfig a credential.
+		{Method: "PUT", Pattern: "/api/v1/apps/{app}/envs/{env}/runtime", Role: auth.Admin, BodyLimit: 2 * kube.MaxKubeconfig, handler: s.setEnvRuntime},
 		{Method: "GET", Pattern: "/api/v1/services", Role: auth.Viewer, handler: s.listServices},
 		{Method: "POST", Pattern: "/api/v1/apps/{app}/envs/{env}/services", Role: auth.Deployer, handler: s.createService},
 		{Method: "GET", Pattern: "/api/v1/apps/{app}/envs/{env}/services/{name}", Role: auth.Viewer, handler: s.showService},

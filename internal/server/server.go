@@ -107,15 +107,17 @@ type Server struct {
 	engine  *pipeline.Engine
 	reg     *registry.Registry
 	deploy  *deploy.Manager
-	deploys *deploy.Controller
-	certs   *certs.Manager
-	blobs   storagedriver.StorageDriver // artifacts and caches
-	runtime *task.Runtime
-	rtErr   error
-	rtOnce  sync.Once
-	metrics *metrics
-	routes  []Route
-	handler http.Handler
+	// runtimes are the environments' runtimes other than Docker.
+	runtimes *envRuntimes
+	deploys  *deploy.Controller
+	certs    *certs.Manager
+	blobs    storagedriver.StorageDriver // artifacts and caches
+	runtime  *task.Runtime
+	rtErr    error
+	rtOnce   sync.Once
+	metrics  *metrics
+	routes   []Route
+	handler  http.Handler
 
 	pipelineToken string
 	// id names this server process among those sharing the database.
@@ -233,7 +235,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log,
+	s.runtimes = &envRuntimes{s: s}
+	s.deploy = &deploy.Manager{Store: db, Runtime: s.taskRuntime, Environments: s.runtimes, Proxy: deploy.NewProxy(cfg.DataDir, cfg.ProxyBinary), Log: cfg.Log,
 		Secrets: s.resolveTaskSecrets, Notifier: s.notify}
 	s.certs = &certs.Manager{Store: db, Keys: s.keys, ACME: cfg.ACME, Log: cfg.Log, CheckEvery: cfg.CertCheckEvery,
 		Apply: s.deploy.ApplyRoutes, Problem: s.deploy.HostProblem}
