@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/testtool"
 	"github.com/slipway-dev/slipway/internal/testtool/pgserver"
 )
 
@@ -59,7 +60,7 @@ var dbSeq atomic.Int64
 
 // RunMain runs the tests, then stops the server if one was started and
 // removes its files. Call it from TestMain: os.Exit(pgtest.RunMain(m)).
-func RunMain(m *testing.M) int {
+func RunMain(m testtool.Runner) int {
 	shared.mu.Lock()
 	shared.inMain = true
 	shared.mu.Unlock()
