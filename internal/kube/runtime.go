@@ -75,8 +75,8 @@ func (r *Runtime) Key() string { return r.key }
 // refusal names the verb and resource when the runtime is set, not at
 // the first deployment.
 var needs = []struct{ verb, resource, sub string }{
-	{"create", "pods", ""}, {"delete", "pods", ""}, {"list", "pods", ""}, {"watch", "pods", ""}, {"get", "pods", "log"},
-	{"create", "secrets", ""}, {"update", "secrets", ""}, {"delete", "secrets", ""}, {"list", "events", ""},
+	{"create", "pods", ""}, {"delete", "pods", ""}, {"get", "pods", ""}, {"list", "pods", ""}, {"watch", "pods", ""}, {"get", "pods", "log"},
+	{"create", "secrets", ""}, {"update", "secrets", ""}, {"patch", "secrets", ""}, {"delete", "secrets", ""}, {"list", "events", ""},
 }
 
 // Check asks the cluster whether it answers, the namespace exists and the

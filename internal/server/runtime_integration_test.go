@@ -24,6 +24,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/lb"
 	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/testtool"
+	"github.com/slipway-dev/slipway/internal/testtool/kubetest"
 	"github.com/slipway-dev/slipway/internal/testtool/pgtest"
 	"github.com/slipway-dev/slipway/internal/traffic"
 )
@@ -102,7 +104,7 @@ func webAppImage(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := pgtest.RunMain(m)
+	code := pgtest.RunMain(testtool.RunFunc(func() int { return kubetest.RunMain(m) }))
 	if webImage != "" {
 		exec.Command("docker", "rmi", "-f", webImage).Run()
 	}

@@ -281,6 +281,8 @@ type serviceView struct {
 	ServiceDetail
 	Deployments []store.Deployment
 	Sets        []setRow
+	// Runtime says where the environment's tasks run, when not on Docker.
+	Runtime string
 }
 
 // setRow is one task set as the load balancer sees it.
@@ -301,6 +303,9 @@ func (s *Server) serviceView(r *http.Request) (serviceView, error) {
 	}
 	ds, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 10)
 	v := serviceView{ServiceDetail: d, Deployments: ds}
+	if rt, _, err := s.db.EnvRuntime(r.Context(), svc.App, svc.Env); err == nil {
+		v.Runtime = "Kubernetes namespace " + rt.Namespace
+	}
 	layout := svc.EffectiveLayout()
 	status := s.deploy.Status(svc)
 	for _, set := range layout.Sets {

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/testtool/kubetest"
+)
+
+// TestIntegrationKubernetesEnvironment runs the demo flow with staging on
+// a real Kubernetes cluster (kubetest's): the pipeline builds the web app
+// into Slipway's registry, the cluster pulls it with the pull secret
+// Slipway keeps, and Slipway's load balancer sends each request to a pod's
+// address. Under load: a first rolling deployment, a rolling update, and
+// a blue/green canary whose share is measured while it holds; no request
+// fails. Deleting the app removes its pods from the cluster.
+func TestIntegrationKubernetesEnvironment(t *testing.T) {
+	cluster := kubetest.Cluster(t)
+	ns := kubetest.Namespace(t)
+	srv, app := startProcApp(t, "kube")
+	u, _ := url.Parse(srv.URL)
+	if err := cluster.AllowInsecureRegistry(u.Host); err != nil {
+		t.Fatal(err)
+	}
+	// A viewer may read where an environment runs, not set it.
+	viewer := srv.token("kube-viewer", "viewer")
+	if code, _ := srv.call("PUT", "/api/v1/apps/"+app+"/envs/staging/runtime", viewer, map[string]any{"kind": "docker"}); code != 403 {
+		t.Fatalf("a viewer set a runtime: %d", code)
+	}
+	out, err := srv.cli("env", "set-runtime", app, "staging", "kubernetes", "--kubeconfig", cluster.Kubeconfig, "--namespace", ns)
+	if err != nil || !strings.Contains(out, "Kubernetes namespace "+ns) {
+		t.Fatalf("env set-runtime: %v\n%s", err, out)
+	}
+	if out, err := srv.cli("env", "runtime", app, "staging", "--output", "json"); err != nil || !strings.Contains(out, `"kind": "kubernetes"`) || strings.Contains(out, "certificate-authority-data") {
+		t.Fatalf("env runtime --output json: %v\n%s", err, out)
+	}
+
+	port := freePort(t)
+	files := func(version, settings string) map[string]string {
+		return webappPipeline(t, app, version, "", fmt.Sprintf(`desired-count: 2
+			listener-port: %d
+			health-check-path: /health
+			health-check-interval: 1s
+			%s`, port, settings))
+	}
+	w := newWork(t)
+	shipVersion(t, srv, w, app, 1, files("1", ""), port)
+	pods := strings.Fields(kubetest.Kubectl(t, "-n", ns, "get", "pods", "-l", "slipway.app="+app, "-o", "name"))
+	if len(pods) != 2 {
+		t.Fatalf("pods of the service in namespace %s: %v", ns, pods)
+	}
+	if _, d := srv.call("GET", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, nil); !strings.Contains(fmt.Sprint(d["tasks"]), "kubernetes/"+app+"/staging") {
+		t.Fatalf("service ps does not show the tasks on Kubernetes: %v", d["tasks"])
+	}
+
+	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	// A rolling update.
+	shipVersion(t, srv, w, app, 2, files("2", ""), port)
+	// A blue/green canary: 20% for 8 s, measured while it holds.
+	w.commit("v3", files("3", "strategy: blue-green\n			deployment-config: Canary20Percent8Seconds"))
+	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
+	id := 0
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		_, list := srv.call("GET", "/api/v1/deployments?app="+app, srv.Admin, nil)
+		for _, it := range list["items"].([]any) {
+			d := it.(map[string]any)
+			if d["state"] == "IN_PROGRESS" && d["phase"] == "AllowTraffic" && d["green_weight"] == 20.0 {
+				id = int(d["id"].(float64))
+			}
+		}
+		if id != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no canary deployment held 20%%: %v\n%s", list, srv.logText(3))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	v2a, v3a := l.Served("version=2"), l.Served("version=3")
+	time.Sleep(5 * time.Second)
+	v2b, v3b := l.Served("version=2"), l.Served("version=3")
+	if _, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", id), srv.Admin, nil); d["green_weight"] != 20.0 {
+		t.Fatalf("the canary moved on while measured: %v", d["green_weight"])
+	}
+	green, all := v3b-v3a, (v2b-v2a)+(v3b-v3a)
+	share := float64(green) / float64(all)
+	t.Logf("canary: green served %d of %d requests (%.2f%%)", green, all, share*100)
+	if all < 200 || share < 0.18 || share > 0.22 {
+		t.Fatalf("green got %.2f%% of %d production requests during a 20%% canary; want 20 ± 2%%", share*100, all)
+	}
+	srv.waitDeployment(id, "COMPLETED", 2*time.Minute)
+	if run := srv.waitRun(3, 2*time.Minute); run["state"] != "succeeded" {
+		t.Fatalf("run 3: %v %v", run["state"], run["reason"])
+	}
+	total, failed := l.Stop()
+	t.Logf("requests through three deployments on Kubernetes: %d, failed %d", total, failed)
+	if failed != 0 || total < 1000 {
+		t.Fatalf("%d of %d requests failed during deployments on Kubernetes: %v", failed, total, l.Failures())
+	}
+
+	// Deleting the app removes its pods from the cluster.
+	if code, body := srv.call("DELETE", "/api/v1/apps/"+app, srv.Admin, nil); code != 200 && code != 204 {
+		t.Fatalf("delete app: %d %v", code, body)
+	}
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		left := strings.Fields(kubetest.Kubectl(t, "-n", ns, "get", "pods,secrets", "-l", "slipway.app="+app, "-o", "name"))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left in the cluster after the app was deleted: %v", left)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
