@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +62,7 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 	// A rolling update.
 	shipVersion(t, srv, w, app, 2, files("2", ""), port)
 	// A blue/green canary: 20% for 8 s, measured while it holds.
-	w.commit("v3", files("3", "strategy: blue-green\n			deployment-config: Canary20Percent8Seconds"))
+	w.commit("v3", files("3", "strategy: blue-green\n			deployment-config: Canary20Percent8Seconds\n			termination-wait: 1s"))
 	w.git("push", "-q", repoURL(srv.URL, srv.Admin, app), "main")
 	id := 0
 	deadline := time.Now().Add(4 * time.Minute)
@@ -103,6 +105,25 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 		t.Fatalf("%d of %d requests failed during deployments on Kubernetes: %v", failed, total, l.Failures())
 	}
 
+	// Self-healing: a pod deleted behind Slipway's back is replaced.
+	// (Blue is kept a moment after the blue/green deployment: its termination wait.)
+	ids := runningIDs(srv.waitService(app, "staging", "web", 2*time.Minute, "blue gone", func(d map[string]any) bool { return len(runningIDs(d)) == 2 }))
+	kubetest.Kubectl(t, "-n", ns, "delete", "pod", "slipway-"+ids[0], "--wait=false")
+	srv.waitService(app, "staging", "web", 90*time.Second, "the deleted pod replaced", func(d map[string]any) bool {
+		now := runningIDs(d)
+		return len(now) == 2 && !slices.Contains(now, ids[0]) && slices.Contains(now, ids[1])
+	})
+	// A restarted server adopts the pods it finds: none is replaced.
+	ids = runningIDs(srv.service(app, "staging", "web"))
+	srv = srv.restart()
+	time.Sleep(3 * time.Second)
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "version=3") {
+		t.Fatalf("after a restart: %d %s", code, body)
+	}
+	if now := runningIDs(srv.service(app, "staging", "web")); !slices.Equal(now, ids) {
+		t.Fatalf("a restart replaced tasks: %v, then %v", ids, now)
+	}
+
 	// Deleting the app removes its pods from the cluster.
 	if code, body := srv.call("DELETE", "/api/v1/apps/"+app, srv.Admin, nil); code != 200 && code != 204 {
 		t.Fatalf("delete app: %d %v", code, body)
@@ -118,4 +139,16 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// runningIDs are the ids of a service detail's running tasks, sorted.
+func runningIDs(d map[string]any) []string {
+	var ids []string
+	for _, t := range d["tasks"].([]any) {
+		if tm := t.(map[string]any); tm["status"] == "RUNNING" {
+			ids = append(ids, tm["id"].(string))
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }
