@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,21 +14,69 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/examples"
+	"github.com/slipway-dev/slipway/internal/testtool/kubecluster"
 )
 
 // pushToLive pushes examples/hello (build → image → blue/green staging)
 // once to warm the caches, then times a second push until staging serves
-// the new version, phase by phase.
+// the new version, phase by phase: with staging on the local Docker
+// engine, then, where the Kubernetes test cluster can run (root, the
+// binaries of tools/kube/build.sh), with staging in a namespace of a
+// single-node cluster the bench starts, in the same run.
 func pushToLive(e *env) (map[string]any, string, error) {
 	if err := e.start(); err != nil {
 		return nil, "", err
 	}
 	defer cleanupBench(e)
-	if err := e.post("/api/v1/apps", `{"name":"bench"}`); err != nil {
+	f, summary, err := liveOn(e, "bench", nil)
+	if err != nil {
 		return nil, "", err
 	}
+	if err := kubecluster.Installed(kubecluster.Options{}); err != nil || os.Geteuid() != 0 {
+		f["kubernetes"] = fmt.Sprintf("not measured: %v (root: %t)", err, os.Geteuid() == 0)
+		return f, summary + "; Kubernetes not measured (its test cluster cannot run here)", nil
+	}
+	fmt.Fprintln(os.Stderr, "  starting a single-node Kubernetes cluster for staging")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := kubecluster.Start(ctx, kubecluster.Options{})
+	if err != nil {
+		return nil, "", fmt.Errorf("start the Kubernetes cluster: %w", err)
+	}
+	defer c.Close()
+	kf, ksummary, err := liveOn(e, "benchk", func() error {
+		if err := c.CreateNamespace(ctx, "bench"); err != nil {
+			return err
+		}
+		if err := c.AllowInsecureRegistry(strings.TrimPrefix(e.url, "http://")); err != nil {
+			return err
+		}
+		kubeconfig, err := os.ReadFile(c.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		return e.api.Do(ctx, "PUT", "/api/v1/apps/benchk/envs/staging/runtime", map[string]string{"kind": "kubernetes", "kubeconfig": string(kubeconfig), "namespace": "bench"}, nil)
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("on Kubernetes: %w", err)
+	}
+	f["kubernetes"] = kf
+	return f, "Docker: " + summary + "\n  Kubernetes: " + ksummary, nil
+}
+
+// liveOn measures push → live for a new app; setup, when given, runs once
+// the app exists (to give its staging another runtime).
+func liveOn(e *env, app string, setup func() error) (map[string]any, string, error) {
+	if err := e.post("/api/v1/apps", fmt.Sprintf(`{"name":%q}`, app)); err != nil {
+		return nil, "", err
+	}
+	if setup != nil {
+		if err := setup(); err != nil {
+			return nil, "", err
+		}
+	}
 	port, testPort := strings.TrimPrefix(freeAddr(), "127.0.0.1:"), strings.TrimPrefix(freeAddr(), "127.0.0.1:")
-	work := filepath.Join(e.dir, "work")
+	work := filepath.Join(e.dir, "work-"+app)
 	if err := copyExample(work, port, testPort); err != nil {
 		return nil, "", err
 	}
@@ -40,7 +89,7 @@ func pushToLive(e *env) (map[string]any, string, error) {
 		}
 		return nil
 	}
-	remote := strings.Replace(e.url, "http://", "http://bench:"+e.token+"@", 1) + "/git/bench.git"
+	remote := strings.Replace(e.url, "http://", "http://bench:"+e.token+"@", 1) + "/git/" + app + ".git"
 	push := func(version string) error {
 		if err := os.WriteFile(filepath.Join(work, "VERSION"), []byte(version+"\n"), 0o644); err != nil {
 			return err
@@ -60,7 +109,8 @@ func pushToLive(e *env) (map[string]any, string, error) {
 	if err := push("1.0.0"); err != nil {
 		return nil, "", err
 	}
-	if _, err := e.waitRunLong(1); err != nil {
+	first, err := e.waitRunLong(e.appRun(app))
+	if err != nil {
 		return nil, "", fmt.Errorf("warm-up run: %w", err)
 	}
 
@@ -91,7 +141,7 @@ func pushToLive(e *env) (map[string]any, string, error) {
 		close(stopPoll)
 		return nil, "", err
 	}
-	run, err := e.waitRunLong(2)
+	run, err := e.waitRunLong(first.ID + 1)
 	if err != nil {
 		close(stopPoll)
 		return nil, "", err
@@ -171,6 +221,22 @@ type fullRun struct {
 		StartedAt *time.Time `json:"started_at"`
 		EndedAt   *time.Time `json:"ended_at"`
 	} `json:"actions"`
+}
+
+// appRun waits (up to a minute) for a run of app that is not done and
+// returns its id (0: none came).
+func (e *env) appRun(app string) int {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var runs []fullRun
+		if err := e.getJSON("/api/v1/runs?app="+app, &runs); err == nil {
+			for _, r := range runs {
+				if r.EndedAt == nil {
+					return r.ID
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func (e *env) waitRunLong(id int) (fullRun, error) {

@@ -241,7 +241,7 @@ func TestIntegrationBackendContract(t *testing.T) {
 		t.Error("the task's secret is left")
 	}
 	// Another installation's listing does not see this one's tasks.
-	other := &Runtime{key: rt.key, cs: rt.cs, namespace: rt.namespace, Installation: "someone-else"}
+	other := &Runtime{key: rt.key, cs: rt.cs, stream: rt.stream, namespace: rt.namespace, Installation: "someone-else"}
 	if ts, err := other.List(ctx, nil); err != nil || len(ts) != 0 {
 		t.Fatalf("another installation lists %d tasks: %v", len(ts), err)
 	}

@@ -28,8 +28,11 @@ import (
 
 // Runtime runs tasks as pods in one namespace.
 type Runtime struct {
-	key       string
-	cs        kubernetes.Interface
+	key string
+	cs  kubernetes.Interface
+	// stream has no overall timeout: it follows output and watches pods
+	// for as long as they last.
+	stream    kubernetes.Interface
 	namespace string
 	// Installation labels every pod this runtime starts and limits List
 	// to them, as on Docker.
@@ -56,13 +59,17 @@ func New(key string, c Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc.Timeout = 30 * time.Second
 	rc.UserAgent = "slipway"
+	stream, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, &ConfigError{"kubeconfig", err.Error()}
+	}
+	rc.Timeout = 30 * time.Second
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, &ConfigError{"kubeconfig", err.Error()}
 	}
-	return &Runtime{key: key, cs: cs, namespace: ns}, nil
+	return &Runtime{key: key, cs: cs, stream: stream, namespace: ns}, nil
 }
 
 // Namespace is where the tasks run.
@@ -455,7 +462,7 @@ func (r *Runtime) CheckMemory(ctx context.Context, need, reserved int) error { r
 func (r *Runtime) Watch(ctx context.Context, changed func(), up func(bool)) {
 	seen := map[types.UID]string{}
 	for ctx.Err() == nil {
-		w, err := r.cs.CoreV1().Pods(r.namespace).Watch(ctx, metav1.ListOptions{LabelSelector: r.selector(nil)})
+		w, err := r.stream.CoreV1().Pods(r.namespace).Watch(ctx, metav1.ListOptions{LabelSelector: r.selector(nil)})
 		if err == nil {
 			changed() // whatever happened while it was closed
 			up(true)
@@ -521,7 +528,11 @@ func (r *Runtime) Logs(ctx context.Context, t task.Task, c task.ContainerState, 
 		st := metav1.NewTime(since.Truncate(time.Second))
 		opts.SinceTime = &st
 	}
-	rc, err := r.cs.CoreV1().Pods(r.namespace).GetLogs(podName(t.ID), opts).Stream(ctx)
+	client := r.cs
+	if follow {
+		client = r.stream
+	}
+	rc, err := client.CoreV1().Pods(r.namespace).GetLogs(podName(t.ID), opts).Stream(ctx)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -105,6 +107,50 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 		t.Fatalf("%d of %d requests failed during deployments on Kubernetes: %v", failed, total, l.Failures())
 	}
 
+	// An image the cluster cannot pull fails the deployment with that cause
+	// and rolls it back.
+	deployURL := "/api/v1/apps/" + app + "/envs/staging/services/web/deployments"
+	bad := srv.registerTaskDef(webTaskDef(app, "127.0.0.1:1/nope/web:1", "bad"))
+	code, body := srv.call("POST", deployURL, srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, bad),
+		"settings": map[string]any{"circuit_breaker": true, "rollback": true}})
+	if code != 201 {
+		t.Fatalf("deploy an unpullable image: %d %v", code, body)
+	}
+	badID := int(body["id"].(float64))
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if _, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", badID), srv.Admin, nil); d["state"] != "IN_PROGRESS" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if _, d := srv.call("GET", fmt.Sprintf("/api/v1/deployments/%d", badID), srv.Admin, nil); d["state"] != "ROLLED_BACK" {
+		raw, _ := os.ReadFile(filepath.Join(srv.data, "server.log"))
+		var log []byte
+		for _, line := range strings.Split(string(raw), "\n") {
+			if !strings.Contains(line, "msg=http ") {
+				log = append(log, line+"\n"...)
+			}
+		}
+		t.Fatalf("deployment of an unpullable image: %v %v\nservice events: %v\npods: %s\nserver log:\n%s", d["state"], d["reason"], events(srv.service(app, "staging", "web")),
+			kubetest.Kubectl(t, "-n", ns, "get", "pods", "-o", "wide"), log[max(0, len(log)-6000):])
+	}
+	d := srv.waitDeployment(badID, "ROLLED_BACK", time.Second)
+	if reason := fmt.Sprint(d["reason"]); !strings.Contains(reason, "127.0.0.1:1/nope/web:1") {
+		t.Fatalf("the rolled-back deployment's reason does not name the image: %s", reason)
+	}
+	// A control plane killed mid-deployment resumes it after its restart.
+	image := srv.service(app, "staging", "web")["tasks"].([]any)[0].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"].(string)
+	rev4 := srv.registerTaskDef(webTaskDef(app, image, "4"))
+	code, body = srv.call("POST", deployURL, srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, rev4)})
+	if code != 201 {
+		t.Fatalf("deploy revision 4: %d %v", code, body)
+	}
+	time.Sleep(500 * time.Millisecond)
+	srv = srv.restart()
+	srv.waitDeployment(int(body["id"].(float64)), "COMPLETED", 2*time.Minute)
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "version=4") {
+		t.Fatalf("after the resumed deployment: %d %s", code, body)
+	}
+
 	// Self-healing: a pod deleted behind Slipway's back is replaced.
 	// (Blue is kept a moment after the blue/green deployment: its termination wait.)
 	ids := runningIDs(srv.waitService(app, "staging", "web", 2*time.Minute, "blue gone", func(d map[string]any) bool { return len(runningIDs(d)) == 2 }))
@@ -117,7 +163,7 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 	ids = runningIDs(srv.service(app, "staging", "web"))
 	srv = srv.restart()
 	time.Sleep(3 * time.Second)
-	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "version=3") {
+	if code, body := getURL(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "version=4") {
 		t.Fatalf("after a restart: %d %s", code, body)
 	}
 	if now := runningIDs(srv.service(app, "staging", "web")); !slices.Equal(now, ids) {

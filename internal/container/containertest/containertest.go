@@ -23,7 +23,7 @@ func BusyboxImage(t testing.TB) string {
 	if err := os.WriteFile(filepath.Join(dir, "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dockerfile := "FROM scratch\nLABEL slipway.test=1\nCOPY busybox /bin/sh\nCOPY busybox /bin/busybox\nENV PATH=/bin\n"
+	dockerfile := "FROM scratch\nLABEL slipway.test=1 slipway.test.image=busybox\nCOPY busybox /bin/sh\nCOPY busybox /bin/busybox\nENV PATH=/bin\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
