@@ -210,6 +210,7 @@ func copyExample(work, port, testPort string) error {
 
 type fullRun struct {
 	ID        int        `json:"id"`
+	App       string     `json:"app"`
 	State     string     `json:"state"`
 	Reason    string     `json:"reason"`
 	CreatedAt time.Time  `json:"created_at"`
@@ -311,7 +312,7 @@ func (e *env) phases(run fullRun) (phaseTimes, error) {
 	var deps []struct {
 		ID int `json:"id"`
 	}
-	if err := e.getJSON("/api/v1/deployments?app=bench&env=staging&service=web", &deps); err != nil || len(deps) == 0 {
+	if err := e.getJSON("/api/v1/deployments?app="+run.App+"&env=staging&service=web", &deps); err != nil || len(deps) == 0 {
 		return nil, fmt.Errorf("no deployment found: %v", err)
 	}
 	var d struct {
