@@ -107,7 +107,7 @@ type Manager struct {
 	engineDown bool // the last pass found the engine not answering
 	// watching: the engine's event stream is open, so passes poll less.
 	watching atomic.Bool
-	watched  map[string]bool // backends whose events are followed (under mu)
+	watched  map[string]watchedBackend // backends whose events are followed, by key (under mu)
 	// backends are those of the newest pass by key, downRuntimes those
 	// (or environments) that did not answer it (under mu).
 	backends     map[string]task.Backend
@@ -295,31 +295,47 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return m.passErr
 }
 
-// watch follows a backend's events once it is first used. Only the local
-// engine's stream sets the poll rate: it is the one every server has.
-func (m *Manager) watch(rt task.Backend) {
+// watchedBackend is a backend whose events are followed, and how to stop.
+type watchedBackend struct {
+	b      task.Backend
+	cancel context.CancelFunc
+}
+
+// watch follows the events of the backends of a pass: each one's from its
+// first use until it is no longer used, or is replaced under its key (an
+// environment's runtime configured anew). Only the local engine's stream
+// sets the poll rate: it is the one every server has.
+func (m *Manager) watch(backends map[string]task.Backend) {
 	if m.life == nil {
 		return // no loop (tests): nothing to wake
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.watched == nil {
-		m.watched = map[string]bool{}
+		m.watched = map[string]watchedBackend{}
 	}
-	seen := m.watched[rt.Key()]
-	m.watched[rt.Key()] = true
-	m.mu.Unlock()
-	if seen {
-		return
+	for k, w := range m.watched {
+		if b, ok := backends[k]; !ok || b != w.b {
+			w.cancel()
+			delete(m.watched, k)
+		}
 	}
-	up := func(bool) {}
-	if rt.Key() == task.DockerKey {
-		up = m.watching.Store
+	for k, b := range backends {
+		if _, ok := m.watched[k]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.life)
+		m.watched[k] = watchedBackend{b, cancel}
+		up := func(bool) {}
+		if k == task.DockerKey {
+			up = m.watching.Store
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			b.Watch(ctx, m.Wake, up)
+		}()
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		rt.Watch(m.life, m.Wake, up)
-	}()
 }
 
 // Close stops the reconciler; tasks and the load balancer keep running.
@@ -480,7 +496,7 @@ func (m *Manager) healthy(s store.Service, t task.Task, st lb.State) bool {
 		return false
 	}
 	if s.LoadBalancer == nil {
-		return t.Health() != "UNKNOWN" || !hasHealthCheck(t)
+		return t.Health() != "UNKNOWN" || !t.HasHealthCheck()
 	}
 	return TargetHealth(st, s, t) == lb.StateHealthy
 }
@@ -499,15 +515,6 @@ func TargetHealth(st lb.State, s store.Service, t task.Task) string {
 		}
 	}
 	return ""
-}
-
-func hasHealthCheck(t task.Task) bool {
-	for _, c := range t.Containers {
-		if c.Health != "none" {
-			return true
-		}
-	}
-	return false
 }
 
 // SetFailures counts failed launches of one task set (the circuit breaker

@@ -3,6 +3,8 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
@@ -44,6 +46,9 @@ func (m *Manager) backendOf(t task.Task) task.Backend {
 	}
 	return m.backends[k]
 }
+
+// listTimeout bounds the listing of a runtime other than the local engine.
+const listTimeout = 10 * time.Second
 
 // listing is one pass's view of every backend's tasks.
 type listing struct {
@@ -111,16 +116,44 @@ func (m *Manager) listAll(ctx context.Context, services []store.Service) (l list
 	m.backends = backends
 	previous := m.lastTasks
 	m.mu.Unlock()
+	m.watch(backends)
+	// Together, and another runtime within listTimeout: a cluster that is
+	// slow or gone must not hold up the services everywhere else.
+	type result struct {
+		ts  []task.Task
+		err error
+	}
+	results := make(map[string]*result, len(backends))
+	var wg sync.WaitGroup
 	for k, b := range backends {
-		m.watch(b)
-		ts, err := b.List(ctx, nil)
-		if k == task.DockerKey {
-			m.engineReachable(err)
-			if err != nil {
-				return l, false, nil // said once by engineReachable; the next pass tries again
+		r := &result{}
+		results[k] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx := ctx
+			if k != task.DockerKey {
+				var cancel context.CancelFunc
+				lctx, cancel = context.WithTimeout(ctx, listTimeout)
+				defer cancel()
 			}
-		} else if err != nil {
-			m.runtimeDown(ctx, k, err)
+			r.ts, r.err = b.List(lctx, nil)
+		}()
+	}
+	wg.Wait()
+	if r, ok := results[task.DockerKey]; ok {
+		m.engineReachable(r.err)
+		if r.err != nil {
+			return l, false, nil // said once by engineReachable; the next pass tries again
+		}
+	}
+	for k, r := range results {
+		if k == task.DockerKey {
+			l.all = append(l.all, r.ts...)
+			continue
+		}
+		if r.err != nil {
+			m.runtimeDown(ctx, k, r.err)
 			for _, t := range previous {
 				if t.Runtime == k {
 					l.all = append(l.all, t)
@@ -132,10 +165,9 @@ func (m *Manager) listAll(ctx context.Context, services []store.Service) (l list
 				}
 			}
 			continue
-		} else {
-			m.runtimeUp(k)
 		}
-		l.all = append(l.all, ts...)
+		m.runtimeUp(k)
+		l.all = append(l.all, r.ts...)
 	}
 	return l, true, nil
 }

@@ -23,9 +23,9 @@ const (
 	annContainers = "slipway.dev/containers"
 )
 
-// pullSecretName is the image pull secret Slipway keeps in each namespace
-// for its registry.
-const pullSecretName = "slipway-registry"
+// pullSecretPrefix names the image pull secrets Slipway keeps for its
+// registry (see Runtime.pullSecretName).
+const pullSecretPrefix = "slipway-registry"
 
 // podContainer is what the containers annotation says of each container.
 type podContainer struct {
@@ -46,7 +46,7 @@ func secretKey(container, name string) string { return container + "." + name }
 // the pod; dependsOn SUCCESS and COMPLETE make init containers and START
 // orders the containers (the kubelet starts them in order); HEALTHY has no
 // Kubernetes form and is refused.
-func podFor(spec task.Spec, id, installation string, pullSecret bool) (*corev1.Pod, *corev1.Secret, error) {
+func podFor(spec task.Spec, id, installation, pullSecretName string, pullSecret bool) (*corev1.Pod, *corev1.Secret, error) {
 	def := spec.Def
 	labels := map[string]string{task.LabelManaged: "1", task.LabelApp: spec.App, task.LabelEnv: spec.Env, task.LabelService: spec.Service,
 		task.LabelTask: id, task.LabelFamily: spec.Family, task.LabelRevision: strconv.Itoa(spec.Revision), task.LabelGroup: spec.Group}
@@ -128,7 +128,10 @@ func podFor(spec task.Spec, id, installation string, pullSecret bool) (*corev1.P
 // containerFor maps one ECS container definition.
 func containerFor(c taskdef.Container, spec task.Spec, id string, secretData map[string][]byte) (corev1.Container, error) {
 	k := corev1.Container{Name: c.Name, Image: c.Image, Command: c.EntryPoint, Args: c.Command, WorkingDir: c.WorkingDirectory,
-		ImagePullPolicy: corev1.PullIfNotPresent, TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError}
+		// The default termination message policy: FallbackToLogsOnError
+		// would copy the last output, secrets an app prints included, into
+		// the pod's status, which more people may read than its secrets.
+		ImagePullPolicy: corev1.PullIfNotPresent}
 	if errs := validationDNSLabel(c.Name); errs != "" {
 		return k, fmt.Errorf("name %q cannot name a Kubernetes container: %s", c.Name, errs)
 	}

@@ -30,7 +30,7 @@ func TestPodFor(t *testing.T) {
 		{"name":"sidecar","image":"127.0.0.1:7070/shop/side:1","essential":false}]}`)
 	spec := task.Spec{App: "shop", Env: "prod", Service: "web", Group: "tg1", Family: "web", Revision: 3, Generation: 2, Def: def,
 		Secrets: map[string]map[string]string{"app": {"DB_PASSWORD": "hunter2"}}}
-	pod, secret, err := podFor(spec, "abc123", "inst1", true)
+	pod, secret, err := podFor(spec, "abc123", "inst1", pullSecretPrefix+"-shop-prod", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestPodFor(t *testing.T) {
 	if *pod.Spec.TerminationGracePeriodSeconds != 12 || pod.Spec.RestartPolicy != "Never" || *pod.Spec.AutomountServiceAccountToken {
 		t.Fatalf("pod spec: %+v", pod.Spec)
 	}
-	if len(pod.Spec.ImagePullSecrets) != 1 || pod.Spec.ImagePullSecrets[0].Name != pullSecretName {
+	if len(pod.Spec.ImagePullSecrets) != 1 || pod.Spec.ImagePullSecrets[0].Name != "slipway-registry-shop-prod" {
 		t.Fatalf("pull secrets: %v", pod.Spec.ImagePullSecrets)
 	}
 	// The secret's value is in the Secret, never in the pod.
@@ -95,7 +95,7 @@ func TestPodForRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _, err = podFor(task.Spec{App: "a", Env: "e", Service: "s", Family: "f", Revision: 1, Def: def}, "x", "", false)
+			_, _, err = podFor(task.Spec{App: "a", Env: "e", Service: "s", Family: "f", Revision: 1, Def: def}, "x", "", "", false)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("podFor error = %v; want %q", err, tt.want)
 			}

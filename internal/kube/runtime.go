@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,10 @@ type Runtime struct {
 	// Installation labels every pod this runtime starts and limits List
 	// to them, as on Docker.
 	Installation string
+	// App and Env, when set, limit List to that environment's pods: two
+	// environments may share a namespace, and must not take each other's
+	// pods for their own.
+	App, Env string
 	// Registry is how the cluster pulls images from Slipway's registry
 	// (nil: images need no credentials).
 	Registry func() task.Registry
@@ -134,6 +139,9 @@ func (r *Runtime) selector(match map[string]string) string {
 	if r.Installation != "" {
 		set[task.LabelInstallation] = r.Installation
 	}
+	if r.App != "" {
+		set[task.LabelApp], set[task.LabelEnv] = r.App, r.Env
+	}
 	maps.Copy(set, match)
 	return labels.SelectorFromSet(set).String()
 }
@@ -149,7 +157,7 @@ func (r *Runtime) Start(ctx context.Context, spec task.Spec) (t task.Task, err e
 	if err != nil {
 		return t, err
 	}
-	pod, secret, err := podFor(spec, id, r.Installation, pull)
+	pod, secret, err := podFor(spec, id, r.Installation, r.pullSecretName(), pull)
 	if err != nil {
 		return t, err
 	}
@@ -189,8 +197,12 @@ func (r *Runtime) Start(ctx context.Context, spec task.Spec) (t task.Task, err e
 		}
 		done, err := started(p)
 		if err != nil {
-			err = r.masked(err, spec)
-			return t, err
+			if errors.Is(err, task.ErrImage) {
+				r.pullMu.Lock()
+				r.pullAuth = "" // written again at the next start, in case it was deleted
+				r.pullMu.Unlock()
+			}
+			return t, r.masked(err, spec)
 		}
 		if done {
 			return r.taskOf(p), nil
@@ -299,6 +311,9 @@ func (r *Runtime) taskOf(p *corev1.Pod) task.Task {
 		images[c.Name] = c.Image
 	}
 	ended := p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
+	// Being deleted: it takes no new work and will not run again. (The
+	// reconciler knows its own deletions and leaves them be.)
+	deleting := p.DeletionTimestamp != nil
 	for _, a := range anns {
 		cs := task.ContainerState{Name: a.Name, ID: string(p.UID) + "/" + a.Name, Image: images[a.Name], State: "created", Health: "none",
 			Essential: a.Essential, Ports: map[string]string{}, LogGroup: a.LogGroup, LogStream: a.LogStream}
@@ -312,6 +327,9 @@ func (r *Runtime) taskOf(p *corev1.Pod) task.Task {
 			// Evicted, or its node lost: it will not run again.
 			cs.State, cs.ExitCode = "exited", 137
 		}
+		if deleting && cs.State == "running" {
+			cs.State = "exited"
+		}
 		if probed[a.Name] && cs.State == "running" {
 			cs.Health = "starting"
 			if s.Ready {
@@ -321,7 +339,7 @@ func (r *Runtime) taskOf(p *corev1.Pod) task.Task {
 		if t.Address != "" {
 			for _, port := range strings.Split(a.Ports, ",") {
 				if n, _, ok := strings.Cut(port, "/"); ok && n != "" {
-					cs.Ports[port] = t.Address + ":" + n
+					cs.Ports[port] = net.JoinHostPort(t.Address, n)
 				}
 			}
 		}
@@ -393,22 +411,27 @@ func (r *Runtime) Failure(ctx context.Context, t task.Task) *task.Failure {
 		essential[a.Name] = a.Essential
 	}
 	var pick *corev1.ContainerStatus
-	for i := range p.Status.ContainerStatuses {
-		s := &p.Status.ContainerStatuses[i]
-		if s.State.Terminated != nil && (pick == nil || essential[s.Name] && !essential[pick.Name]) {
+	statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+	for i := range statuses {
+		s := &statuses[i]
+		if s.State.Terminated != nil && (pick == nil || essential[s.Name] && !essential[pick.Name] ||
+			pick.State.Terminated.ExitCode == 0 && s.State.Terminated.ExitCode != 0 && essential[s.Name] == essential[pick.Name]) {
 			pick = s
 		}
 	}
 	if pick == nil {
-		if p.Status.Reason != "" { // evicted
+		switch {
+		case p.Status.Reason != "": // evicted
 			return &task.Failure{Kind: task.Exited, Task: t.ID, Container: "(pod)", Essential: true, ExitCode: 137, EngineError: p.Status.Reason + ": " + p.Status.Message}
+		case p.DeletionTimestamp != nil:
+			return &task.Failure{Kind: task.Exited, Task: t.ID, Container: "(pod)", Essential: true, EngineError: "its pod was deleted outside Slipway (kubectl delete, a node drained)"}
 		}
 		return nil
 	}
 	term := pick.State.Terminated
 	f := &task.Failure{Kind: task.Exited, Task: t.ID, Container: pick.Name, Essential: essential[pick.Name], ExitCode: int(term.ExitCode),
 		OOMKilled: term.Reason == "OOMKilled"}
-	for _, c := range p.Spec.Containers {
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
 		if c.Name == pick.Name {
 			if lim, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
 				f.MemoryLimit = lim.Value()
@@ -508,6 +531,9 @@ func (r *Runtime) Watch(ctx context.Context, changed func(), up func(bool)) {
 func signature(p *corev1.Pod) string {
 	var b strings.Builder
 	b.WriteString(string(p.Status.Phase))
+	if p.DeletionTimestamp != nil {
+		b.WriteString("|deleting")
+	}
 	for _, s := range p.Status.ContainerStatuses {
 		state := "w"
 		if s.State.Running != nil {
@@ -537,28 +563,35 @@ func (r *Runtime) Logs(ctx context.Context, t task.Task, c task.ContainerState, 
 		return err
 	}
 	defer rc.Close()
+	// Read in pieces: a container may write gigabytes without a newline,
+	// and the collector cuts long lines itself; a line's time is at its start.
 	br := bufio.NewReaderSize(rc, 64<<10)
+	lineStart, skip := true, false
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			keep := true
-			if !since.IsZero() {
-				if ts, _, ok := strings.Cut(string(line[:min(len(line), 40)]), " "); ok {
-					if at, perr := time.Parse(time.RFC3339Nano, ts); perr == nil && !at.After(since) {
-						keep = false
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			if lineStart {
+				skip = false
+				if !since.IsZero() {
+					if ts, _, ok := strings.Cut(string(chunk[:min(len(chunk), 40)]), " "); ok {
+						if at, perr := time.Parse(time.RFC3339Nano, ts); perr == nil && !at.After(since) {
+							skip = true
+						}
 					}
 				}
 			}
-			if keep {
-				if _, werr := stdout.Write(line); werr != nil {
+			if !skip {
+				if _, werr := stdout.Write(chunk); werr != nil {
 					return werr
 				}
 			}
+			lineStart = chunk[len(chunk)-1] == '\n'
 		}
-		if err == io.EOF {
+		switch {
+		case err == nil || errors.Is(err, bufio.ErrBufferFull):
+		case err == io.EOF:
 			return nil
-		}
-		if err != nil {
+		default:
 			return err
 		}
 	}
@@ -576,6 +609,26 @@ func (r *Runtime) Running(ctx context.Context, t task.Task, c task.ContainerStat
 		}
 	}
 	return false
+}
+
+// pullSecretName is the pull secret of this runtime's environment: one
+// per environment, since environments may share a namespace and each
+// has a token of its own.
+func (r *Runtime) pullSecretName() string {
+	if r.App == "" {
+		return pullSecretPrefix
+	}
+	return pullSecretPrefix + "-" + r.App + "-" + r.Env
+}
+
+// Forget deletes what the runtime keeps in the namespace besides tasks
+// (the pull secret), once its environment is gone.
+func (r *Runtime) Forget(ctx context.Context) error {
+	err := r.cs.CoreV1().Secrets(r.namespace).Delete(ctx, r.pullSecretName(), metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // ensurePullSecret keeps the namespace's pull secret for Slipway's
@@ -600,17 +653,20 @@ func (r *Runtime) ensurePullSecret(ctx context.Context, spec task.Spec) (bool, e
 		return true, nil
 	}
 	secrets := r.cs.CoreV1().Secrets(r.namespace)
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: pullSecretName, Labels: map[string]string{task.LabelManaged: "1"}},
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: r.pullSecretName(), Labels: map[string]string{task.LabelManaged: "1"}},
 		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
 	if r.Installation != "" {
 		s.Labels[task.LabelInstallation] = r.Installation
+	}
+	if r.App != "" {
+		s.Labels[task.LabelApp], s.Labels[task.LabelEnv] = r.App, r.Env
 	}
 	_, err := secrets.Update(ctx, s, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = secrets.Create(ctx, s, metav1.CreateOptions{})
 	}
 	if err != nil {
-		return false, fmt.Errorf("keep the registry's pull secret %s: %w", pullSecretName, err)
+		return false, fmt.Errorf("keep the registry's pull secret %s: %w", r.pullSecretName(), err)
 	}
 	r.pullAuth = string(cfg)
 	return true, nil

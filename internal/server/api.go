@@ -184,6 +184,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("deleted the app's registry repositories; their layers go at the next image gc", "app", name, "repositories", repos)
 	}
 	s.removeAppLeftovers(r.Context(), name)
+	s.revokePullTokens(r.Context(), name, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -58,6 +60,34 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 	}
 	if _, d := srv.call("GET", "/api/v1/apps/"+app+"/envs/staging/services/web", srv.Admin, nil); !strings.Contains(fmt.Sprint(d["tasks"]), "kubernetes/"+app+"/staging") {
 		t.Fatalf("service ps does not show the tasks on Kubernetes: %v", d["tasks"])
+	}
+
+	// The pull secret in the namespace holds a token that may pull this
+	// app's images and do nothing else: whoever may read secrets there
+	// must not gain the API, the git repositories or other apps' images.
+	raw := kubetest.Kubectl(t, "-n", ns, "get", "secret", "slipway-registry-"+app+"-staging", "-o", `jsonpath={.data.\.dockerconfigjson}`)
+	cfgJSON, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dockerCfg struct {
+		Auths map[string]struct{ Password string }
+	}
+	if err := json.Unmarshal(cfgJSON, &dockerCfg); err != nil || dockerCfg.Auths[u.Host].Password == "" {
+		t.Fatalf("pull secret: %s %v", cfgJSON, err)
+	}
+	pull := dockerCfg.Auths[u.Host].Password
+	srv.createApp(app + "x")
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/v1/apps"}, {"GET", "/api/v1/runs?app=" + app}, {"GET", "/git/" + app + ".git/info/refs?service=git-upload-pack"},
+		{"GET", "/v2/" + app + "x/tags/list"}, {"GET", "/api/v1/secrets"},
+	} {
+		if code, _ := srv.call(c.method, c.path, pull, nil); code != 403 && code != 401 {
+			t.Errorf("the pull token was let through to %s %s: %d", c.method, c.path, code)
+		}
+	}
+	if code, body := srv.call("GET", "/v2/"+app+"/tags/list", pull, nil); code != 200 {
+		t.Errorf("the pull token cannot list its own app's tags: %d %v", code, body)
 	}
 
 	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))

@@ -42,6 +42,10 @@ type envRow struct {
 // rowsFresh is how long a read of the table serves.
 const rowsFresh = 500 * time.Millisecond
 
+// listTimeout bounds a look at a retired runtime's pods: a cluster that
+// is gone must not hold up every pass.
+const listTimeout = 5 * time.Second
+
 func envKey(app, env string) string { return app + "/" + env }
 
 func (e *envRuntimes) read(ctx context.Context) (map[string]envRow, error) {
@@ -97,13 +101,19 @@ func (e *envRuntimes) Runtimes(ctx context.Context) ([]task.Backend, error) {
 			continue
 		}
 		if row.r.Retired {
-			ts, err := b.List(ctx, nil)
+			lctx, cancel := context.WithTimeout(ctx, listTimeout)
+			ts, err := b.List(lctx, nil)
 			if err == nil && len(ts) == 0 {
+				if err := b.Forget(lctx); err != nil {
+					e.s.log.Warn("remove the pull secret of a deleted app's Kubernetes environment", "app", row.r.App, "env", row.r.Env, "err", err)
+				}
 				if err := e.s.db.ForgetRetiredEnvRuntime(ctx, row.r.App, row.r.Env); err == nil {
 					e.changed()
 				}
+				cancel()
 				continue
 			}
+			cancel()
 		}
 		out = append(out, b)
 	}
@@ -145,22 +155,40 @@ func (s *Server) newKubeRuntime(r store.EnvRuntime, kubeconfig []byte) (*kube.Ru
 	if err != nil {
 		return nil, err
 	}
-	rt.Installation = s.installation
-	var once sync.Once
+	rt.Installation, rt.App, rt.Env = s.installation, r.App, r.Env
+	var mu sync.Mutex
 	var token string
 	rt.Registry = func() task.Registry {
-		once.Do(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if token == "" { // minted on first use, and again after a failure
 			plain, hash := auth.NewToken()
-			t := store.Token{ID: auth.NewID("tok_"), Name: "kubernetes-pull:" + r.App + ":" + r.Env, Role: auth.Viewer.String(), App: r.App, RegistryOnly: true}
+			t := store.Token{ID: auth.NewID("tok_"), Name: pullTokenName(r.App, r.Env), Role: auth.Viewer.String(), App: r.App, Env: r.Env, RegistryOnly: true}
 			if _, err := s.db.ReplaceToken(context.Background(), t, hash); err != nil {
 				s.log.Error("issue the registry pull token of a Kubernetes environment", "app", r.App, "env", r.Env, "err", err)
-				return
+			} else {
+				token = plain
 			}
-			token = plain
-		})
+		}
 		return task.Registry{Host: s.engine.CurrentRegistry().Host, User: "slipway", Token: token}
 	}
 	return rt, nil
+}
+
+// pullTokenName names the token an environment's pods pull images with
+// ("system:" names are the server's own; no client can take one).
+func pullTokenName(app, env string) string { return "system:kubernetes-pull:" + app + ":" + env }
+
+// revokePullTokens deletes the pull tokens of app's environments (env ""
+// for all): its runtime changed, or the app is gone.
+func (s *Server) revokePullTokens(ctx context.Context, app, env string) {
+	prefix := "system:kubernetes-pull:" + app + ":"
+	if env != "" {
+		prefix = pullTokenName(app, env)
+	}
+	if _, err := s.db.DeleteTokensNamed(ctx, prefix); err != nil {
+		s.log.Error("revoke the registry pull tokens of Kubernetes environments", "app", app, "env", env, "err", err)
+	}
 }
 
 // RuntimeRequest names where an environment's tasks run.
@@ -241,6 +269,7 @@ func (s *Server) setEnvRuntime(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.runtimes.changed()
+	s.revokePullTokens(r.Context(), app, env) // a kubernetes runtime mints its own at its first start
 	s.log.Info("environment runtime set", "app", app, "env", env, "kind", row.Kind, "namespace", row.Namespace, "by", tok.Name)
 	s.deploy.Wake()
 	got, _, err := s.db.EnvRuntime(r.Context(), app, env)

@@ -182,8 +182,8 @@ func (db *DB) ReplaceToken(ctx context.Context, t Token, hash []byte) (Token, er
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE name = ?`, t.Name); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, name, role, hash, created_at, app, env, registry_only) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Role, hash, toDB(t.CreatedAt), t.App, t.Env, t.RegistryOnly)
 		return err
 	})
 	return t, err

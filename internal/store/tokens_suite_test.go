@@ -240,6 +240,15 @@ func TestConformReplaceToken(t *testing.T) {
 		if got, _ := db.ListTokens(ctx); !slices.Equal(tokenNames(got), []string{"other", "slipway-pipeline"}) {
 			t.Fatalf("tokens %v", tokenNames(got))
 		}
+		// A replaced token keeps its limits: a pull token of one app's
+		// registry must not become a viewer of everything.
+		scoped, err := db.ReplaceToken(ctx, Token{ID: "tok_pull", Name: "system:kubernetes-pull:a:prod", Role: "viewer", App: "a", Env: "prod", RegistryOnly: true}, tokenHash("pull"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.TokenByHash(ctx, tokenHash("pull")); err != nil || !reflect.DeepEqual(got, scoped) || got.App != "a" || got.Env != "prod" || !got.RegistryOnly {
+			t.Fatalf("scoped replaced token stored as %+v, %v", got, err)
+		}
 	})
 }
 

@@ -158,6 +158,18 @@ func (t Task) Health() string {
 	return health
 }
 
+// HasHealthCheck reports whether any container has a health check of its
+// own: without one, its health is UNKNOWN by definition (as on ECS), not
+// because a check has not answered yet.
+func (t Task) HasHealthCheck() bool {
+	for _, c := range t.Containers {
+		if c.Health != "none" {
+			return true
+		}
+	}
+	return false
+}
+
 // StoppedReason names the essential container that ended the task.
 func (t Task) StoppedReason() string {
 	if h := t.holder; h != nil && h.State == "exited" {
