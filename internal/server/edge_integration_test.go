@@ -153,22 +153,26 @@ func TestIntegrationEdgeSharesListenersByHost(t *testing.T) {
 
 	secure := edgeClient(t, fmt.Sprintf("127.0.0.1:%d", securePort), ca)
 	plain := edgeClient(t, fmt.Sprintf("127.0.0.1:%d", plainPort), nil)
+	// Both services serve before the rules are checked: each has its own
+	// task to become healthy.
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := secure.Get("https://one.example.test/")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.HasPrefix(string(b), "version=one") {
-				break
+	for _, want := range []struct{ url, version string }{{"https://one.example.test/", "version=one"}, {"https://two.example.test/shop/cart", "version=two"}} {
+		for {
+			resp, err := secure.Get(want.url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 && strings.HasPrefix(string(b), want.version) {
+					break
+				}
+				err = fmt.Errorf("%d %s", resp.StatusCode, b)
 			}
-			err = fmt.Errorf("%d %s", resp.StatusCode, b)
+			if time.Now().After(deadline) {
+				log, _ := os.ReadFile(filepath.Join(data, "server.log"))
+				t.Fatalf("%s never served %s: %v\n%s", want.url, want.version, err, log)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(data, "server.log"))
-			t.Fatalf("https://one.example.test/ never served app one: %v\n%s", err, log)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	for _, c := range []struct {
 		client *http.Client
