@@ -220,6 +220,9 @@ func (c *Controller) Create(ctx context.Context, req Request) (store.Deployment,
 	if err := c.Manager.CheckSecrets(ctx, req.App, req.Env, req.Family, req.Revision); err != nil {
 		return store.Deployment{}, err
 	}
+	if err := c.Manager.CheckRuntime(ctx, req.App, req.Env, req.Family, req.Revision); err != nil {
+		return store.Deployment{}, err
+	}
 	if err := c.Manager.CheckCapacity(ctx, req.App, req.Env, req.Family, req.Revision); err != nil {
 		return store.Deployment{}, err
 	}

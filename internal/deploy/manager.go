@@ -877,6 +877,9 @@ func (m *Manager) CreateService(ctx context.Context, svc store.Service) (store.S
 	if err := m.CheckCapacity(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
 		return svc, err
 	}
+	if err := m.CheckRuntime(ctx, svc.App, svc.Env, svc.Family, svc.Revision); err != nil {
+		return svc, err
+	}
 	err := m.ClaimAndSave(ctx, svc, func(ctx context.Context) error {
 		var err error
 		svc, err = m.Store.CreateService(ctx, svc)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/task"
+	"github.com/slipway-dev/slipway/internal/taskdef"
 )
 
 // EnvRuntimes says where environments run their tasks when not on the
@@ -231,4 +232,34 @@ func (m *Manager) noUsage(s store.Service, rt task.Backend) {
 	if !told {
 		m.event(m.life, s, "auto scaling by CPU or memory cannot measure tasks on runtime %s (its metrics API does not answer); scaling by request count works", rt.Key())
 	}
+}
+
+// TaskDefChecker is a runtime that can tell up front that it cannot run a
+// task definition (a Kubernetes pod has no form for some ECS fields).
+type TaskDefChecker interface {
+	CheckTaskDef(def *taskdef.TaskDef) error
+}
+
+// CheckRuntime refuses a revision that app's environment env cannot run,
+// when a service or deployment names it, not when its first task starts.
+func (m *Manager) CheckRuntime(ctx context.Context, app, env, family string, revision int) error {
+	if m.Environments == nil {
+		return nil
+	}
+	b, err := m.Environments.RuntimeOf(ctx, app, env)
+	if err != nil || b == nil {
+		return nil // Docker, or not usable now: the start says so
+	}
+	c, ok := b.(TaskDefChecker)
+	if !ok {
+		return nil
+	}
+	def, err := m.revision(ctx, family, revision)
+	if err != nil {
+		return err
+	}
+	if err := c.CheckTaskDef(def); err != nil {
+		return &FieldError{Field: "task_definition", Detail: fmt.Sprintf("%s:%d cannot run in environment %s, whose tasks run on %s: %v", family, revision, env, b.Key(), err)}
+	}
+	return nil
 }

@@ -10,6 +10,8 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -61,11 +63,12 @@ func (c Config) RESTConfig() (*rest.Config, string, error) {
 	}
 	kctx, ok := raw.Contexts[name]
 	if name == "" || !ok {
-		names := make([]string, 0, len(raw.Contexts))
-		for n := range raw.Contexts {
-			names = append(names, n)
+		names := slices.Sorted(maps.Keys(raw.Contexts))
+		has := strings.Join(names, ", ")
+		if has == "" {
+			has = "none"
 		}
-		return nil, "", &ConfigError{"context", fmt.Sprintf("%q is not a context of the kubeconfig (it has: %s); name one with --context", name, strings.Join(names, ", "))}
+		return nil, "", &ConfigError{"context", fmt.Sprintf("%q is not a context of the kubeconfig (it has: %s); name one with --context", name, has)}
 	}
 	if err := inlineOnly(raw, kctx); err != nil {
 		return nil, "", err
@@ -98,7 +101,7 @@ func inlineOnly(raw *clientcmdapi.Config, kctx *clientcmdapi.Context) error {
 		return &ConfigError{"kubeconfig clusters[].cluster.certificate-authority", "names a file on the server; inline it as certificate-authority-data (kubectl config view --raw --flatten)"}
 	}
 	if cl.ProxyURL != "" {
-		return &ConfigError{"kubeconfig clusters[].cluster.proxy-url", "is not supported"}
+		return &ConfigError{"kubeconfig clusters[].cluster.proxy-url", "is not supported; remove it (the server's HTTPS_PROXY applies to its requests)"}
 	}
 	u, ok := raw.AuthInfos[kctx.AuthInfo]
 	if !ok {

@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/task"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 	"github.com/slipway-dev/slipway/internal/testtool/kubecluster"
+	"github.com/slipway-dev/slipway/internal/tlscert/tlstest"
 	"github.com/slipway-dev/slipway/internal/testtool/kubetest"
 )
 
@@ -247,6 +249,15 @@ func TestIntegrationBackendContract(t *testing.T) {
 	}
 }
 
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func waitStatus(t *testing.T, rt *Runtime, id, status string) task.Task {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -290,6 +301,28 @@ func TestIntegrationCheckRefusals(t *testing.T) {
 	}
 	if err := rt.Check(ctx); err == nil || !strings.Contains(err.Error(), "does not answer") {
 		t.Fatalf("dead API server: %v", err)
+	}
+	// Credentials the API server refuses, and a CA that does not sign its
+	// certificate: each says what to fix, not that the server is down.
+	for _, bad := range []struct {
+		name     string
+		from, to []byte
+		want     string
+	}{
+		{"a wrong token", []byte(c.Token), []byte("not-a-token"), "refused the credentials (401 Unauthorized)"},
+		{"another CA", []byte(base64.StdEncoding.EncodeToString(mustRead(t, c.CACert))), []byte(base64.StdEncoding.EncodeToString(tlstest.NewCA(t).PEM)), "certificate is not trusted"},
+	} {
+		cfgBad := bytes.Replace(cfg, bad.from, bad.to, 1)
+		if bytes.Equal(cfgBad, cfg) {
+			t.Fatalf("%s: the harness's kubeconfig does not hold it inline", bad.name)
+		}
+		rt, err := New("k", Config{Kubeconfig: cfgBad, Context: c.Context, Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Check(ctx); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Fatalf("%s: %v, want …%s…", bad.name, err, bad.want)
+		}
 	}
 	// A service account with no rights: RBAC's refusal names verbs and resources.
 	kubetest.Kubectl(t, "-n", ns, "create", "serviceaccount", "nobody")

@@ -268,7 +268,13 @@ func containerOrder(def *taskdef.TaskDef) (init []string, order []string, err er
 			}
 		}
 		if !progress {
-			return nil, nil, fmt.Errorf("dependsOn forms a cycle")
+			var left []string
+			for _, c := range def.ContainerDefinitions {
+				if !placed[c.Name] {
+					left = append(left, c.Name)
+				}
+			}
+			return nil, nil, fmt.Errorf("dependsOn forms a cycle among containers %s", strings.Join(left, ", "))
 		}
 	}
 	return init, order, nil
@@ -309,4 +315,22 @@ func validationDNSLabel(name string) string {
 		return "empty"
 	}
 	return ""
+}
+
+// CheckTaskDef refuses a task definition that cannot become a pod (see
+// podFor), when a service or deployment names it rather than when its
+// first task starts.
+func (r *Runtime) CheckTaskDef(def *taskdef.TaskDef) error { return ValidateTaskDef(def) }
+
+// ValidateTaskDef says why def cannot run as a pod (nil: it can).
+func ValidateTaskDef(def *taskdef.TaskDef) error {
+	spec := task.Spec{App: "app", Env: "env", Service: "service", Group: "tg1", Family: def.Family, Revision: 1, Def: def, Secrets: map[string]map[string]string{}}
+	for _, c := range def.ContainerDefinitions {
+		spec.Secrets[c.Name] = map[string]string{}
+		for _, s := range c.Secrets {
+			spec.Secrets[c.Name][s.Name] = "checked"
+		}
+	}
+	_, _, err := podFor(spec, "check", "", "", false)
+	return err
 }

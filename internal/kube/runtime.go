@@ -3,6 +3,7 @@ package kube
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -97,6 +98,13 @@ func (r *Runtime) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := r.cs.Discovery().ServerVersion(); err != nil {
+		var tlsErr *tls.CertificateVerificationError
+		switch {
+		case apierrors.IsUnauthorized(err):
+			return fmt.Errorf("the Kubernetes API server refused the credentials (401 Unauthorized): the kubeconfig's token or client certificate is wrong or expired; give a current one")
+		case errors.As(err, &tlsErr):
+			return fmt.Errorf("the Kubernetes API server's certificate is not trusted (%v); give the cluster's CA as certificate-authority-data in the kubeconfig", tlsErr.Err)
+		}
 		return fmt.Errorf("the Kubernetes API server does not answer: %w", err)
 	}
 	if _, err := r.cs.CoreV1().Namespaces().Get(ctx, r.namespace, metav1.GetOptions{}); err != nil && !apierrors.IsForbidden(err) {

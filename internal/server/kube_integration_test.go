@@ -44,6 +44,16 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 		t.Fatalf("env runtime --output json: %v\n%s", err, out)
 	}
 
+	// A task definition a pod cannot express is refused when a service
+	// names it, not when its first task would start.
+	healthyDep := srv.registerTaskDef(fmt.Sprintf(`{"family":%q,"containerDefinitions":[
+		{"name":"web","image":"x","dependsOn":[{"containerName":"db","condition":"HEALTHY"}]},
+		{"name":"db","image":"x","essential":false,"healthCheck":{"command":["CMD","true"]}}]}`, app+"-dep"))
+	code, body := srv.call("POST", "/api/v1/apps/"+app+"/envs/staging/services", srv.Admin, map[string]any{"name": "dep", "task_definition": fmt.Sprintf("%s-dep:%d", app, healthyDep)})
+	if code != 400 || errorField(body, "field") != "task_definition" || !strings.Contains(errorField(body, "message"), "HEALTHY has no Kubernetes form") {
+		t.Fatalf("a service of a task definition Kubernetes cannot run: %d %v", code, body)
+	}
+
 	port := freePort(t)
 	files := func(version, settings string) map[string]string {
 		return webappPipeline(t, app, version, "", fmt.Sprintf(`desired-count: 2
@@ -141,7 +151,7 @@ func TestIntegrationKubernetesEnvironment(t *testing.T) {
 	// and rolls it back.
 	deployURL := "/api/v1/apps/" + app + "/envs/staging/services/web/deployments"
 	bad := srv.registerTaskDef(webTaskDef(app, "127.0.0.1:1/nope/web:1", "bad"))
-	code, body := srv.call("POST", deployURL, srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, bad),
+	code, body = srv.call("POST", deployURL, srv.Admin, map[string]any{"task_definition": fmt.Sprintf("%s:%d", app, bad),
 		"settings": map[string]any{"circuit_breaker": true, "rollback": true}})
 	if code != 201 {
 		t.Fatalf("deploy an unpullable image: %d %v", code, body)
