@@ -19,8 +19,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/task"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 	"github.com/slipway-dev/slipway/internal/testtool/kubecluster"
-	"github.com/slipway-dev/slipway/internal/tlscert/tlstest"
 	"github.com/slipway-dev/slipway/internal/testtool/kubetest"
+	"github.com/slipway-dev/slipway/internal/tlscert/tlstest"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.RunMain(m)) }
