@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -232,6 +234,24 @@ func TestIntegrationWebUI(t *testing.T) {
 			t.Errorf("%s: tables wider than the page: %s", p, wide)
 		}
 	}
+
+	// Times read as relative ("3 min ago"), the absolute time on hover.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(e.URL+"/services/web/staging/site"), chromedp.WaitVisible(chromedp.CSS("#service-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "relative times with the absolute one as title", `Array.from(document.querySelectorAll("time[data-rel]")).length > 0 && Array.from(document.querySelectorAll("time[data-rel]")).every(el => / UTC$/.test(el.title) && /(ago|just now)$/.test(el.textContent))`, 5*time.Second)
+	// Dark mode follows the system setting.
+	if dark, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`)); dark == "rgb(13, 17, 23)" {
+		t.Fatal("the page is dark without the system asking for it")
+	}
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	})); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the dark colours", `getComputedStyle(document.body).backgroundColor === "rgb(13, 17, 23)" && getComputedStyle(document.querySelector("main table")).backgroundColor === "rgb(21, 27, 35)"`, 5*time.Second)
+	shot.take("11-service-dark")
 
 	// Sign out ends the session.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(".signout button"))); err != nil {

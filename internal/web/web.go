@@ -97,7 +97,7 @@ func Static() http.Handler {
 var funcs = template.FuncMap{
 	"dur":  dur,
 	"when": when,
-	"whenp": func(t *time.Time) string {
+	"whenp": func(t *time.Time) template.HTML {
 		if t == nil {
 			return "–"
 		}
@@ -148,9 +148,13 @@ func dur(start, end *time.Time) string {
 	return d.Round(time.Minute).String()
 }
 
-func when(t time.Time) string {
+// when shows an instant as a <time> element: the absolute UTC time as its
+// text and title, which app.js turns into a relative time ("3 min ago")
+// keeping the absolute one on hover.
+func when(t time.Time) template.HTML {
 	if t.IsZero() {
 		return "–"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	abs := t.UTC().Format("2006-01-02 15:04:05 UTC")
+	return template.HTML(`<time datetime="` + t.UTC().Format(time.RFC3339) + `" title="` + abs + `" data-rel>` + abs + `</time>`)
 }

@@ -65,6 +65,7 @@ function live(section) {
     // Keep keyboard focus where it was when the fragment is swapped.
     var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
     section.innerHTML = msg.html;
+    relativeTimes(section, false);
     applyWidths(section);
     stackTables(section);
     fillActionNames();
@@ -107,7 +108,30 @@ function logs(pre) {
   });
 }
 
+// relativeTimes shows each <time data-rel> as a time relative to now ("3
+// min ago"); its title keeps the absolute time for a hover. Times inside a
+// live region are set when it is drawn and not ticked after: the region
+// must announce changes of state, not of a clock.
+function relativeTimes(root, ticking) {
+  var now = Date.now();
+  root.querySelectorAll("time[data-rel]").forEach(function (el) {
+    if (ticking && el.closest("[aria-live]")) return;
+    var at = Date.parse(el.getAttribute("datetime"));
+    if (isNaN(at)) return;
+    var s = Math.round((now - at) / 1000), ago = s >= 0, n = Math.abs(s), text;
+    if (n < 10) text = "just now";
+    else if (n < 60) text = n + " s";
+    else if (n < 3600) text = Math.round(n / 60) + " min";
+    else if (n < 86400) text = Math.round(n / 3600) + " h";
+    else text = Math.round(n / 86400) + " d";
+    if (text !== "just now") text = ago ? text + " ago" : "in " + text;
+    el.textContent = text;
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  relativeTimes(document, false);
+  setInterval(function () { relativeTimes(document, true); }, 30000);
   applyWidths(document);
   stackTables(document);
   document.querySelectorAll("[data-sse]").forEach(live);
