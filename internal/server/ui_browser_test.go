@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -252,6 +254,57 @@ func TestIntegrationWebUI(t *testing.T) {
 	}
 	waitJS(t, ctx, "the dark colours", `getComputedStyle(document.body).backgroundColor === "rgb(13, 17, 23)" && getComputedStyle(document.querySelector("main table")).backgroundColor === "rgb(21, 27, 35)"`, 5*time.Second)
 	shot.take("11-service-dark")
+
+	// Revoking a token asks first (and warns when it is one's own); so do
+	// stop, roll back and replace tasks, by the same form attribute.
+	confirmTok := e.token("confirm-me", "viewer")
+	dialogs := make(chan string, 4)
+	var accept atomic.Bool
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			select {
+			case dialogs <- d.Message:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	answer := func() string {
+		t.Helper()
+		select {
+		case msg := <-dialogs:
+			if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: accept.Load()})
+				return err
+			})); err != nil {
+				t.Fatal(err)
+			}
+			return msg
+		case <-time.After(10 * time.Second):
+			t.Fatal("no confirmation was asked")
+		}
+		return ""
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/tokens"), chromedp.WaitVisible(chromedp.CSS(`button[aria-label="Revoke token confirm-me"]`))); err != nil {
+		t.Fatal(err)
+	}
+	go chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[aria-label="Revoke token confirm-me"]`)))
+	if msg := answer(); msg != "Revoke token confirm-me? Everything using it is refused from now on." {
+		t.Fatalf("the revoke confirmation: %q", msg)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if code, _ := e.call("GET", "/api/v1/whoami", confirmTok, nil); code != 200 {
+		t.Fatalf("the token was revoked although the confirmation was dismissed: %d", code)
+	}
+	accept.Store(true)
+	go chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[aria-label="Revoke token confirm-me"]`)))
+	answer()
+	waitJS(t, ctx, "the token revoked", `!document.querySelector('button[aria-label="Revoke token confirm-me"]')`, 10*time.Second)
+	if code, _ := e.call("GET", "/api/v1/whoami", confirmTok, nil); code != 401 {
+		t.Fatalf("the token answered %d after a confirmed revoke", code)
+	}
+	waitJS(t, ctx, "a warning on revoking one's own token", `document.querySelector('button[aria-label="Revoke token admin"]').form.dataset.confirm.startsWith("This is the token you are signed in with: revoking it signs you out at once.")`, 5*time.Second)
 
 	// Sign out ends the session.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(".signout button"))); err != nil {

@@ -558,11 +558,12 @@ func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, created *C
 	}
 	visible := toks[:0]
 	for _, t := range toks {
-		if t.Name != PipelineTokenName {
+		if !strings.HasPrefix(t.Name, "system:") { // the server's own: pipeline, builds, pulls
 			visible = append(visible, t)
 		}
 	}
-	s.ui.Page(w, http.StatusOK, "tokens", s.page(r, "Tokens", "tokens", map[string]any{"Tokens": visible, "Created": created}))
+	self, _ := Caller(r.Context())
+	s.ui.Page(w, http.StatusOK, "tokens", s.page(r, "Tokens", "tokens", map[string]any{"Tokens": visible, "Created": created, "Self": self.ID}))
 }
 
 func (s *Server) uiCreateToken(w http.ResponseWriter, r *http.Request) {

@@ -129,6 +129,14 @@ function relativeTimes(root, ticking) {
   });
 }
 
+// Forms that stop, roll back, replace or revoke ask first, as the ECS and
+// Argo consoles do; the question says what will happen. Listening on the
+// document covers forms that live fragments draw later.
+document.addEventListener("submit", function (ev) {
+  var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
+  if (msg && !window.confirm(msg)) ev.preventDefault();
+}, true);
+
 document.addEventListener("DOMContentLoaded", function () {
   relativeTimes(document, false);
   setInterval(function () { relativeTimes(document, true); }, 30000);
