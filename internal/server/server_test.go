@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -644,7 +646,7 @@ func TestUIReplaceTasks(t *testing.T) {
 	}
 	resp := post(admin, csrf, "web")
 	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/deployments/2?") || !strings.Contains(loc, "replaces+the+tasks") {
+	if resp.StatusCode != http.StatusSeeOther || loc != "/deployments/2" || !strings.Contains(flashOf(t, resp).Msg, "replaces the tasks") {
 		t.Fatalf("replace tasks (deployment 1 was the service's first rollout): %d %s", resp.StatusCode, loc)
 	}
 	d := e.waitDeployment(2, "COMPLETED", 20*time.Second)
@@ -663,7 +665,7 @@ func TestUIReplaceTasks(t *testing.T) {
 	}
 	resp = post(admin, csrf, "web")
 	loc = resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/services/shop/staging/web?err=") || !strings.Contains(loc, fmt.Sprintf("deployment+%d+of+service+web+is+still+in+progress", running.ID)) {
+	if resp.StatusCode != http.StatusSeeOther || loc != "/services/shop/staging/web" || !strings.Contains(flashOf(t, resp).Err, fmt.Sprintf("deployment %d of service web is still in progress", running.ID)) {
 		t.Fatalf("replace tasks while deployment %d runs: %d %s", running.ID, resp.StatusCode, loc)
 	}
 }
@@ -801,5 +803,38 @@ func TestServiceOnAListenerPortInUseIsRefused(t *testing.T) {
 	}
 	if code, _ := e.call("GET", "/api/v1/apps/shop/envs/staging/services/web", e.Admin, nil); code != 404 {
 		t.Fatalf("the refused service exists: %d", code)
+	}
+}
+
+// flashOf is the one-time message a form's answer carries to the page it
+// redirects to (in a cookie, never in the URL).
+func flashOf(t *testing.T, resp *http.Response) flash {
+	t.Helper()
+	for _, c := range resp.Cookies() {
+		if c.Name == flashCookie {
+			var f flash
+			b, err := base64.RawURLEncoding.DecodeString(c.Value)
+			if err != nil || json.Unmarshal(b, &f) != nil {
+				t.Fatalf("flash cookie %q", c.Value)
+			}
+			return f
+		}
+	}
+	return flash{}
+}
+
+// A link cannot make a page speak in Slipway's voice: messages in the URL
+// are not shown; a form's outcome is shown once, from its cookie.
+func TestFlashIsNotTakenFromTheURL(t *testing.T) {
+	e := newEnv(t)
+	admin, _ := e.signin(e.Admin)
+	resp, err := admin.Get(e.URL + "/tokens?msg=Your+account+is+suspended%2C+call+555&err=Enter+your+token+at+evil.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(body), "suspended") || strings.Contains(string(body), "evil.example") {
+		t.Fatalf("a message from the URL was shown: %d\n%s", resp.StatusCode, body)
 	}
 }

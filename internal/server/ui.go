@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -106,13 +107,20 @@ func (s *Server) authorizeSession(rt Route, next http.Handler) http.Handler {
 			}
 		}
 		s.touch(r.Context(), tok)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), uiCtxKey{}, sess)))
+		ctx := context.WithValue(r.Context(), uiCtxKey{}, sess)
+		if r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/ui/") { // a page, not a live stream
+			ctx = context.WithValue(ctx, flashKey{}, s.takeFlash(w, r))
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
 // page builds the common page data for the signed-in caller.
 func (s *Server) page(r *http.Request, title, nav string, data any) uiPage {
-	p := uiPage{Title: title, Nav: nav, Data: data, Flash: r.URL.Query().Get("msg"), Error: r.URL.Query().Get("err")}
+	p := uiPage{Title: title, Nav: nav, Data: data}
+	if f, ok := r.Context().Value(flashKey{}).(flash); ok {
+		p.Flash, p.Error = f.Msg, f.Err
+	}
 	if sess, ok := r.Context().Value(uiCtxKey{}).(store.Session); ok {
 		p.CSRF = sess.CSRF
 	}
@@ -147,18 +155,38 @@ func (s *Server) uiFail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // back redirects to a page after a form, with a message or an error.
-func back(w http.ResponseWriter, r *http.Request, path, msg, errMsg string) {
-	q := url.Values{}
-	if msg != "" {
-		q.Set("msg", msg)
-	}
-	if errMsg != "" {
-		q.Set("err", errMsg)
-	}
-	if len(q) > 0 {
-		path += "?" + q.Encode()
+func (s *Server) back(w http.ResponseWriter, r *http.Request, path, msg, errMsg string) {
+	if msg != "" || errMsg != "" {
+		b, _ := json.Marshal(flash{Msg: msg, Err: errMsg})
+		s.setCookie(w, r, flashCookie, base64.RawURLEncoding.EncodeToString(b), time.Minute)
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)
+}
+
+// flashCookie carries a form's outcome to the page it returns to, once:
+// in the URL, a link from anyone could make a page say anything in
+// Slipway's voice, and a reload would say it again.
+const flashCookie = "slipway_flash"
+
+type flash struct {
+	Msg string `json:"msg,omitempty"`
+	Err string `json:"err,omitempty"`
+}
+
+type flashKey struct{}
+
+// takeFlash reads the flash cookie and clears it.
+func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) flash {
+	c, err := r.Cookie(flashCookie)
+	if err != nil || c.Value == "" {
+		return flash{}
+	}
+	s.setCookie(w, r, flashCookie, "", -1)
+	var f flash
+	if b, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil && len(b) <= 4096 {
+		_ = json.Unmarshal(b, &f)
+	}
+	return f
 }
 
 func (s *Server) uiSigninForm(w http.ResponseWriter, r *http.Request) {
@@ -169,25 +197,25 @@ func (s *Server) uiSigninForm(w http.ResponseWriter, r *http.Request) {
 	if next != "" {
 		next = localNext(next)
 	}
-	p := uiPage{Title: "Sign in", CSRF: csrf, Data: next, Error: r.URL.Query().Get("err")}
+	p := uiPage{Title: "Sign in", CSRF: csrf, Data: next, Error: s.takeFlash(w, r).Err}
 	s.ui.Page(w, http.StatusOK, "signin", p)
 }
 
 func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(signinCookie)
 	if err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) != 1 {
-		back(w, r, "/signin", "", "The sign-in form expired; try again.")
+		s.back(w, r, "/signin", "", "The sign-in form expired; try again.")
 		return
 	}
 	tok, err := s.db.TokenByHash(r.Context(), auth.Hash(strings.TrimSpace(r.PostFormValue("token"))))
 	if err != nil || tok.RevokedAt != nil {
 		s.log.Warn("web sign-in refused", "remote", r.RemoteAddr)
-		back(w, r, "/signin", "", "That token is not valid.")
+		s.back(w, r, "/signin", "", "That token is not valid.")
 		return
 	}
 	if tok.App != "" || tok.RegistryOnly {
 		// The console's pages list every app; a limited token reaches one.
-		back(w, r, "/signin", "", "Token "+tok.Name+" is limited to app "+tok.App+"; the web console needs a token for every app. Use the CLI or API with this one.")
+		s.back(w, r, "/signin", "", "Token "+tok.Name+" is limited to app "+tok.App+"; the web console needs a token for every app. Use the CLI or API with this one.")
 		return
 	}
 	id := randomID()

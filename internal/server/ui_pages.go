@@ -232,7 +232,7 @@ func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
 	path := fmt.Sprintf("/runs/%d", id)
 	decision := r.PostFormValue("decision")
 	if decision != "approve" && decision != "reject" {
-		back(w, r, path, "", "Choose Approve or Reject.")
+		s.back(w, r, path, "", "Choose Approve or Reject.")
 		return
 	}
 	ap, err := s.recordDecision(r, id, decision == "approve", r.PostFormValue("comment"))
@@ -240,7 +240,7 @@ func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
 		s.uiFormError(w, r, path, err)
 		return
 	}
-	back(w, r, path, fmt.Sprintf("Run %d %s at %s/%s.", id, ap.State, ap.Stage, ap.Action), "")
+	s.back(w, r, path, fmt.Sprintf("Run %d %s at %s/%s.", id, ap.State, ap.Stage, ap.Action), "")
 }
 
 // uiFormError sends a refused form back to its page with the reason;
@@ -248,7 +248,7 @@ func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
 func (s *Server) uiFormError(w http.ResponseWriter, r *http.Request, path string, err error) {
 	var ae *apiError
 	if (errors.As(err, &ae) && ae.Status < 500) || errors.Is(err, store.ErrConflict) {
-		back(w, r, path, "", err.Error())
+		s.back(w, r, path, "", err.Error())
 		return
 	}
 	s.uiFail(w, r, err)
@@ -341,10 +341,10 @@ func (s *Server) uiRollback(w http.ResponseWriter, r *http.Request) {
 	path := servicePage(r)
 	msg, err := s.deploys.Rollback(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"), tok.Name)
 	if err != nil {
-		back(w, r, path, "", err.Error())
+		s.back(w, r, path, "", err.Error())
 		return
 	}
-	back(w, r, path, msg, "")
+	s.back(w, r, path, msg, "")
 }
 
 // uiReplaceTasks redeploys the running revision (ECS's force new deployment).
@@ -357,10 +357,10 @@ func (s *Server) uiReplaceTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := s.rollOut(r, svc, svc.Family, svc.Revision)
 	if err != nil {
-		back(w, r, path, "", err.Error())
+		s.back(w, r, path, "", err.Error())
 		return
 	}
-	back(w, r, fmt.Sprintf("/deployments/%d", d.ID), fmt.Sprintf("Deployment %d replaces the tasks of %s:%d, a few at a time.", d.ID, d.ToFamily, d.ToRevision), "")
+	s.back(w, r, fmt.Sprintf("/deployments/%d", d.ID), fmt.Sprintf("Deployment %d replaces the tasks of %s:%d, a few at a time.", d.ID, d.ToFamily, d.ToRevision), "")
 }
 
 // uiAutoscaling turns a service's auto scaling on, retunes it, or turns it off.
@@ -373,10 +373,10 @@ func (s *Server) uiAutoscaling(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.FormValue("do") == "off" {
 		if err := s.setAutoscaling(r.Context(), svc, nil); err != nil {
-			back(w, r, path, "", err.Error())
+			s.back(w, r, path, "", err.Error())
 			return
 		}
-		back(w, r, path, "Auto scaling is off; the desired count stays where it is.", "")
+		s.back(w, r, path, "Auto scaling is off; the desired count stays where it is.", "")
 		return
 	}
 	a := store.Autoscaling{Window: r.FormValue("window"), ScaleOutCooldown: r.FormValue("scale_out_cooldown"), ScaleInCooldown: r.FormValue("scale_in_cooldown")}
@@ -393,15 +393,15 @@ func (s *Server) uiAutoscaling(w http.ResponseWriter, r *http.Request) {
 	for _, n := range numbers {
 		v := strings.TrimSpace(r.FormValue(n.field))
 		if err := n.set(v); err != nil {
-			back(w, r, path, "", fmt.Sprintf("%s: %q is not a number", n.label, v))
+			s.back(w, r, path, "", fmt.Sprintf("%s: %q is not a number", n.label, v))
 			return
 		}
 	}
 	if err := s.setAutoscaling(r.Context(), svc, &a); err != nil {
-		back(w, r, path, "", err.Error())
+		s.back(w, r, path, "", err.Error())
 		return
 	}
-	back(w, r, path, fmt.Sprintf("Auto scaling keeps %d to %d tasks at %s.", a.MinCount, a.MaxCount, a.TargetsText()), "")
+	s.back(w, r, path, fmt.Sprintf("Auto scaling keeps %d to %d tasks at %s.", a.MinCount, a.MaxCount, a.TargetsText()), "")
 }
 
 // optionalFloat reads a form number into f; an empty field leaves it 0
@@ -482,10 +482,10 @@ func (s *Server) uiStopDeployment(w http.ResponseWriter, r *http.Request) {
 	}
 	path := fmt.Sprintf("/deployments/%d", id)
 	if err := s.deploys.Stop(r.Context(), id); err != nil {
-		back(w, r, path, "", err.Error())
+		s.back(w, r, path, "", err.Error())
 		return
 	}
-	back(w, r, path, "Stopping: traffic goes back to blue.", "")
+	s.back(w, r, path, "Stopping: traffic goes back to blue.", "")
 }
 
 type repoGroup struct {
@@ -580,8 +580,8 @@ func (s *Server) uiCreateToken(w http.ResponseWriter, r *http.Request) {
 func (s *Server) uiRevokeToken(w http.ResponseWriter, r *http.Request) {
 	tok, err := s.db.RevokeToken(r.Context(), r.PathValue("id"))
 	if err != nil {
-		back(w, r, "/tokens", "", err.Error())
+		s.back(w, r, "/tokens", "", err.Error())
 		return
 	}
-	back(w, r, "/tokens", "Revoked token "+tok.Name+".", "")
+	s.back(w, r, "/tokens", "Revoked token "+tok.Name+".", "")
 }
