@@ -712,7 +712,8 @@ func TestRepeatedServiceEventsShowTheirCount(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	page := string(b)
-	want := `(service web) unable to start a task: image &lt;b&gt;&#34;x&#34;&lt;/b&gt; not found <span class="repeats">×3, last <time>` + evs[0].LastAt.UTC().Format("2006-01-02 15:04:05 UTC") + `</time></span>`
+	last := evs[0].LastAt.UTC()
+	want := `(service web) unable to start a task: image &lt;b&gt;&#34;x&#34;&lt;/b&gt; not found <span class="repeats">×3, last <time datetime="` + last.Format(time.RFC3339) + `" title="` + last.Format("2006-01-02 15:04:05 UTC") + `" data-rel>` + last.Format("2006-01-02 15:04:05 UTC") + `</time></span>`
 	if !strings.Contains(page, want) {
 		t.Fatalf("the page lacks %q:\n%s", want, page)
 	}
