@@ -18,8 +18,6 @@ func (c *Cluster) CgroupRoots() []string { return c.host.Cgroups }
 // HostPaths and Sysctls are what Close must leave as Start found them.
 var HostPaths, Sysctls = hostPaths, sysctls
 
-var PauseELF = pauseELF
-
 // PIDs are the processes of the cluster: its components, its containerd's
 // shims and everything in its pods' cgroups.
 func (c *Cluster) PIDs() map[int]string {

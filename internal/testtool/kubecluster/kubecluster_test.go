@@ -83,21 +83,6 @@ func TestWriteImage(t *testing.T) {
 	}
 }
 
-// The pause program is a static executable for this machine.
-func TestPauseELF(t *testing.T) {
-	b, err := kubecluster.PauseELF(runtime.GOARCH)
-	if err != nil {
-		t.Skip(err)
-	}
-	f, err := elf.NewFile(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Type != elf.ET_EXEC || len(f.Progs) != 1 {
-		t.Errorf("type %v, %d program headers", f.Type, len(f.Progs))
-	}
-}
-
 // Without the binaries Start says which are missing and how to build
 // them, as an error tests skip on.
 func TestStartWithoutBinaries(t *testing.T) {
