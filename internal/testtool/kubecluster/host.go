@@ -768,20 +768,6 @@ func acquireLock(ctx context.Context, logf func(string, ...any)) (io.Closer, err
 	}
 }
 
-// freePorts are n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close() // held until all are picked, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // pickSubnets picks two /24s in 10.200.0.0–10.254.255.0 that no address
 // or route of the machine overlaps: the pods' and the services'.
 func pickSubnets() (pods, services *net.IPNet, err error) {

@@ -52,6 +52,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/testtool"
 )
 
 // Version is the Kubernetes release tools/kube/build.sh builds (the one
@@ -226,7 +228,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.podSubnet, c.serviceSubnet, err = pickSubnets(); err != nil {
 		return err
 	}
-	p, err := freePorts(9)
+	p, err := testtool.FreePorts(9)
 	if err != nil {
 		return err
 	}

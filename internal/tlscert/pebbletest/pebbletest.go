@@ -113,7 +113,7 @@ func Start(t testing.TB, opts Options) *Pebble {
 }
 
 func start(t testing.TB, bin, dir, certFile, keyFile, dnsAddr string, client *http.Client, opts Options) (*Pebble, error) {
-	ports, err := freePorts(4)
+	ports, err := testtool.FreePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -239,19 +239,6 @@ func fetchRoots(client *http.Client, url string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("GET %s: no PEM certificate", url)
 	}
 	return pool, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close() // held until all are picked, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func seconds(d time.Duration) uint64 {
