@@ -102,3 +102,24 @@ func TestPodForRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A pod's containers come from its annotation, or, where that was lost,
+// from its spec: a task of no containers would count as running forever.
+func TestContainersOf(t *testing.T) {
+	def := parseDef(t, `{"family":"web","containerDefinitions":[{"name":"web","image":"i","portMappings":[{"containerPort":8080}]},{"name":"side","image":"i","essential":false}]}`)
+	pod, _, err := podFor(task.Spec{App: "shop", Env: "prod", Service: "web", Family: "web", Revision: 1, Def: def}, "abc", "", "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := containersOf(pod)
+	if len(got) != 2 || got[0].Name != "web" || !got[0].Essential || got[0].Ports != "8080/tcp" || got[1].Essential || got[0].LogStream == "" {
+		t.Fatalf("from the annotation: %+v", got)
+	}
+	for _, ann := range []string{"", "{not json", "[]"} {
+		pod.Annotations[annContainers] = ann
+		got = containersOf(pod)
+		if len(got) != 2 || got[0].Ports != "8080/tcp" || !got[0].Essential || !got[1].Essential || got[0].LogGroup != "/slipway/shop/prod/web" {
+			t.Fatalf("annotation %q: %+v", ann, got)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/slipway-dev/slipway/internal/task"
+	"github.com/slipway-dev/slipway/internal/taskdef"
 )
 
 // Runtime runs tasks as pods in one namespace.
@@ -306,8 +307,7 @@ func (r *Runtime) taskOf(p *corev1.Pod) task.Task {
 	if at, err := time.Parse(time.RFC3339Nano, p.Annotations[annCreated]); err == nil {
 		t.CreatedAt = at
 	}
-	var anns []podContainer
-	_ = json.Unmarshal([]byte(p.Annotations[annContainers]), &anns)
+	anns := containersOf(p)
 	statuses := map[string]corev1.ContainerStatus{}
 	for _, s := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 		statuses[s.Name] = s
@@ -355,6 +355,27 @@ func (r *Runtime) taskOf(p *corev1.Pod) task.Task {
 	}
 	sort.Slice(t.Containers, func(i, j int) bool { return t.Containers[i].Name < t.Containers[j].Name })
 	return t
+}
+
+// containersOf is what the pod's annotation says of its containers. A pod
+// whose annotation was lost or edited still lists its containers, from its
+// spec, each essential: a task of no containers would count as running
+// and never be replaced.
+func containersOf(p *corev1.Pod) []podContainer {
+	var anns []podContainer
+	if err := json.Unmarshal([]byte(p.Annotations[annContainers]), &anns); err == nil && len(anns) > 0 {
+		return anns
+	}
+	for _, c := range p.Spec.Containers {
+		var ports []string
+		for _, cp := range c.Ports {
+			ports = append(ports, fmt.Sprintf("%d/%s", cp.ContainerPort, strings.ToLower(string(cp.Protocol))))
+		}
+		l := p.Labels
+		group, stream := task.LogNames(l[task.LabelApp], l[task.LabelEnv], l[task.LabelService], l[task.LabelTask], taskdef.Container{Name: c.Name})
+		anns = append(anns, podContainer{Name: c.Name, Essential: true, Ports: strings.Join(ports, ","), LogGroup: group, LogStream: stream})
+	}
+	return anns
 }
 
 // HaltTask deletes the pod with its grace period (the containers'
@@ -412,10 +433,8 @@ func (r *Runtime) Failure(ctx context.Context, t task.Task) *task.Failure {
 	if err != nil {
 		return nil
 	}
-	var anns []podContainer
-	_ = json.Unmarshal([]byte(p.Annotations[annContainers]), &anns)
 	essential := map[string]bool{}
-	for _, a := range anns {
+	for _, a := range containersOf(p) {
 		essential[a.Name] = a.Essential
 	}
 	var pick *corev1.ContainerStatus

@@ -63,6 +63,11 @@ func (e *envRuntimes) read(ctx context.Context) (map[string]envRow, error) {
 		rows[envKey(r.App, r.Env)] = envRow{r, seals[i]}
 	}
 	e.rows, e.readAt = rows, time.Now()
+	for k := range e.built {
+		if _, ok := rows[k]; !ok {
+			delete(e.built, k) // set back to Docker, or forgotten
+		}
+	}
 	return rows, nil
 }
 
