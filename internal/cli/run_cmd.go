@@ -67,19 +67,35 @@ func runCmd() *cobra.Command {
 		},
 	}
 
-	var ref string
+	var ref, workflowFile string
+	var inputs []string
 	var watchAfter bool
 	start := &cobra.Command{
-		Use:   "start APP [--ref REF] [--watch]",
-		Short: "Start a run of an app's pipeline at a branch, tag or commit",
+		Use:   "start APP [--ref REF] [--workflow FILE [--input NAME=VALUE]...] [--watch]",
+		Short: "Start a run of an app's pipeline (or of a GitHub Actions workflow, by its workflow_dispatch) at a branch, tag or commit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, p, err := setup(cmd)
 			if err != nil {
 				return err
 			}
+			body := map[string]any{"ref": ref}
+			if workflowFile != "" {
+				body["workflow"] = workflowFile
+			}
+			if len(inputs) > 0 {
+				in := map[string]string{}
+				for _, kv := range inputs {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return fmt.Errorf("--input %q: write NAME=VALUE", kv)
+					}
+					in[k] = v
+				}
+				body["inputs"] = in
+			}
 			var r store.Run
-			if err := c.Do(cmd.Context(), "POST", "/api/v1/apps/"+pathEscape(args[0])+"/runs", map[string]string{"ref": ref}, &r); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/apps/"+pathEscape(args[0])+"/runs", body, &r); err != nil {
 				return err
 			}
 			if p.json && !watchAfter {
@@ -93,6 +109,8 @@ func runCmd() *cobra.Command {
 		},
 	}
 	start.Flags().StringVar(&ref, "ref", "main", "branch, tag or commit to run")
+	start.Flags().StringVar(&workflowFile, "workflow", "", "run this workflow of .github/workflows (e.g. deploy.yml) by its on.workflow_dispatch")
+	start.Flags().StringArrayVar(&inputs, "input", nil, "a workflow_dispatch input, NAME=VALUE (repeat for more)")
 	start.Flags().BoolVar(&watchAfter, "watch", false, "follow the run until it ends")
 
 	watch := &cobra.Command{

@@ -260,6 +260,9 @@ func (e *Engine) isActive(id int64) bool {
 }
 
 func (e *Engine) loadSpec(ctx context.Context, r store.Run) (*Spec, error) {
+	if r.Workflow != "" {
+		return e.loadWorkflowSpec(ctx, r)
+	}
 	data, err := e.Source.ReadFile(ctx, r.App, r.Commit, FileName)
 	if err != nil {
 		return nil, fmt.Errorf("no %s at commit %s", FileName, shortSHA(r.Commit))
@@ -333,6 +336,9 @@ func (e *Engine) Cancel(ctx context.Context, id int64) error {
 // execute runs the stages and returns the run's final state and reason.
 // A resumed run skips the boundary check of the stage it continues in.
 func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activeRun, resumed bool) (string, string) {
+	if spec.plan != nil {
+		return e.executeWorkflow(ctx, r, spec, ar)
+	}
 	actions, err := e.Store.ListActions(ctx, r.ID)
 	if err != nil {
 		return store.RunFailed, "list actions: " + err.Error()
@@ -562,6 +568,11 @@ func (e *Engine) perform(ctx context.Context, r store.Run, a Action, row store.A
 		return e.performImage(ctx, r, a, row, logs)
 	case "deploy":
 		return e.performDeploy(ctx, r, a, row, logs)
+	case actionJob:
+		if a.wf == nil {
+			return nil, "a workflow job outside a workflow run"
+		}
+		return e.performJob(ctx, r, a, row, logs, ar)
 	case "invoke":
 		vars, err := e.Store.ListVariables(ctx, r.ID)
 		if err != nil {

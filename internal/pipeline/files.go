@@ -20,6 +20,11 @@ const MaxSpecBytes = 1 << 20
 // of dir, and never more than MaxSpecBytes (a *build.TooLargeError). A
 // missing file is fs.ErrNotExist.
 func readSpecFile(dir, name string) ([]byte, error) {
+	return readSpecFileLimit(dir, name, MaxSpecBytes)
+}
+
+// readSpecFileLimit is readSpecFile with its own size limit.
+func readSpecFileLimit(dir, name string, limit int64) ([]byte, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -30,7 +35,7 @@ func readSpecFile(dir, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return build.ReadRegular(f, name, MaxSpecBytes)
+	return build.ReadRegular(f, name, limit)
 }
 
 // isMissing is true for a file that is not there (as opposed to one that

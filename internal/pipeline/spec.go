@@ -25,6 +25,8 @@ type Spec struct {
 	On     On      `yaml:"on"`
 	Mode   string  `yaml:"mode"`
 	Stages []Stage `yaml:"stages"`
+	// plan is set for a run of a GitHub Actions workflow.
+	plan *wfPlan `yaml:"-"`
 }
 
 // On holds the triggers.
@@ -96,6 +98,8 @@ type Action struct {
 	Message   string   `yaml:"message"`
 	ReviewURL string   `yaml:"review-url"`
 	Notify    []string `yaml:"notify"`
+	// wf is set on the job actions of a workflow run.
+	wf *wfAction `yaml:"-"`
 }
 
 // AutoscalingSpec is a deploy action's auto scaling, as `slipway service

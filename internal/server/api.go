@@ -16,6 +16,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/workflow"
 )
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
@@ -353,6 +354,10 @@ func (s *Server) runDetail(ctx context.Context, id int64) (RunDetail, error) {
 
 type startRunRequest struct {
 	Ref string `json:"ref"`
+	// Workflow runs a GitHub Actions workflow by hand (its
+	// on.workflow_dispatch), with Inputs.
+	Workflow string            `json:"workflow"`
+	Inputs   map[string]string `json:"inputs"`
 }
 
 func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
@@ -374,9 +379,17 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadRequest("ref", "%v", err))
 		return
 	}
+	if req.Workflow != "" {
+		s.dispatchWorkflow(w, r, app, ref, commit, req)
+		return
+	}
+	if len(req.Inputs) > 0 {
+		s.writeError(w, r, errBadRequest("inputs", "inputs are for a workflow run: name the workflow too"))
+		return
+	}
 	data, err := s.source.ReadFile(r.Context(), app, commit, pipeline.FileName)
 	if err != nil {
-		s.writeError(w, r, errBadRequest("ref", "commit %s has no %s", commit[:12], pipeline.FileName))
+		s.writeError(w, r, errBadRequest("ref", "commit %s has no %s; to run a workflow of %s, name it with workflow", commit[:12], pipeline.FileName, workflow.Dir))
 		return
 	}
 	if _, err := pipeline.Parse(data); err != nil {

@@ -17,22 +17,24 @@ import (
 // was never fetched).
 func (s *Service) recordPush(ctx context.Context, app, source, pusher, delivery string, payload []byte, up RefUpdate, fallbackChanged []string) (store.PushEvent, error) {
 	ev := store.PushEvent{App: app, Source: source, Ref: up.Ref, OldSHA: up.Old, NewSHA: up.New, PushedBy: pusher, DeliveryID: delivery, PayloadSHA256: payload}
-	run, decision := s.evaluate(ctx, app, source, up, fallbackChanged)
+	runs, decision := s.evaluate(ctx, app, source, up, fallbackChanged)
 	ev.Outcome, ev.Reason = decision.outcome, decision.reason
-	ev, err := s.Store.RecordPush(ctx, ev, run)
+	ev, err := s.Store.RecordPush(ctx, ev, runs...)
 	if err != nil {
 		return ev, err
 	}
 	s.Log.Info("push", "app", app, "ref", up.Ref, "old", short(up.Old), "new", short(up.New), "by", pusher, "outcome", ev.Outcome, "reason", ev.Reason, "run", ev.RunID)
-	if run != nil && s.RunCreated != nil {
-		s.RunCreated(*run)
+	for _, run := range runs {
+		if s.RunCreated != nil {
+			s.RunCreated(*run)
+		}
 	}
 	return ev, nil
 }
 
 type outcome struct{ outcome, reason string }
 
-func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate, fallbackChanged []string) (*store.Run, outcome) {
+func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate, fallbackChanged []string) ([]*store.Run, outcome) {
 	if up.New == ZeroSHA {
 		return nil, outcome{store.OutcomeFiltered, "ref deleted; a deleted branch or tag starts nothing"}
 	}
@@ -47,7 +49,9 @@ func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate
 		return nil, outcome{store.OutcomeError, err.Error()}
 	}
 	if err != nil {
-		return nil, outcome{store.OutcomeFiltered, fmt.Sprintf("no %s at commit %s; add one to start runs", pipeline.FileName, short(commit))}
+		// slipway.yaml wins when both are there: it is Slipway's own file,
+		// and running both would build and deploy the commit twice.
+		return s.evaluateWorkflows(ctx, app, source, up, commit, fallbackChanged)
 	}
 	spec, err := pipeline.Parse(data)
 	if err != nil {
@@ -64,11 +68,14 @@ func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate
 	if !d.Run {
 		return nil, outcome{store.OutcomeFiltered, d.Reason}
 	}
-	trigger := "git-push"
+	return []*store.Run{{App: app, State: store.RunQueued, Trigger: pushTrigger(source), Ref: up.Ref, Commit: commit}}, outcome{store.OutcomeRun, ""}
+}
+
+func pushTrigger(source string) string {
 	if source == "github" {
-		trigger = "github-push"
+		return "github-push"
 	}
-	return &store.Run{App: app, State: store.RunQueued, Trigger: trigger, Ref: up.Ref, Commit: commit}, outcome{store.OutcomeRun, ""}
+	return "git-push"
 }
 
 // changedPaths lists files that differ between the old and new commit. For a

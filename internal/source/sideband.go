@@ -259,12 +259,28 @@ func pushMessages(up RefUpdate, ev store.PushEvent, err error, runURL func(id in
 	switch {
 	case err != nil:
 		first = "the push is stored, but Slipway could not record what it starts; see the server log"
-	case ev.Outcome == store.OutcomeRun:
-		link := fmt.Sprintf("/runs/%d", ev.RunID)
-		if runURL != nil {
-			link = runURL(ev.RunID)
+	case ev.RunID != 0:
+		// One run per matching workflow; a workflow with errors started
+		// none, and its errors follow.
+		ids := ev.RunIDs
+		if len(ids) == 0 {
+			ids = []int64{ev.RunID}
 		}
-		first = fmt.Sprintf("run %d started: %s", ev.RunID, link)
+		for i, id := range ids {
+			link := fmt.Sprintf("/runs/%d", id)
+			if runURL != nil {
+				link = runURL(id)
+			}
+			line := fmt.Sprintf("run %d started: %s", id, link)
+			if i == 0 {
+				first = line
+			} else {
+				rest = append(rest, line)
+			}
+		}
+		if ev.Outcome != store.OutcomeRun && ev.Reason != "" {
+			rest = append(rest, strings.Split(strings.TrimRight(ev.Reason, "\n"), "\n")...)
+		}
 	default:
 		reason := strings.Split(strings.TrimRight(ev.Reason, "\n"), "\n")
 		first, rest = "no run: "+reason[0], reason[1:]

@@ -212,7 +212,7 @@ func TestPushMessages(t *testing.T) {
 // failingStore refuses to record pushes.
 type failingStore struct{ Store }
 
-func (failingStore) RecordPush(context.Context, store.PushEvent, *store.Run) (store.PushEvent, error) {
+func (failingStore) RecordPush(context.Context, store.PushEvent, ...*store.Run) (store.PushEvent, error) {
 	return store.PushEvent{}, errors.New("disk full")
 }
 

@@ -104,6 +104,9 @@ func (c keyChecker) keysOf(t reflect.Type) *structKeys {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if !f.IsExported() || name == "-" {
+			continue // not read from the file
+		}
 		k.fields[name] = f
 		k.names = append(k.names, name)
 	}

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Action is one executed action of a run.
@@ -25,7 +27,36 @@ type Action struct {
 	EndedAt    *time.Time `json:"ended_at,omitempty"`
 	// DeploymentID is the deployment a deploy action started (0: none yet).
 	DeploymentID int64 `json:"deployment_id,omitempty"`
+	// Summary is the markdown a workflow job's steps wrote to
+	// $GITHUB_STEP_SUMMARY, and Annotations the messages they raised; both
+	// are set by SetActionReport only.
+	Summary     string       `json:"summary,omitempty"`
+	Annotations []Annotation `json:"annotations,omitempty"`
 }
+
+// Annotation is a message a workflow step raised with ::error, ::warning or ::notice.
+type Annotation struct {
+	Level   string `json:"level"` // error, warning, notice
+	Message string `json:"message"`
+	Title   string `json:"title,omitempty"`
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Col     int    `json:"col,omitempty"`
+}
+
+// Bounds of what SetActionReport keeps of an action's report.
+const (
+	// MaxActionSummary is the most bytes of a summary kept, GitHub's limit
+	// for a step summary; a longer one is cut there (at a character
+	// boundary) and SummaryTruncatedNote appended.
+	MaxActionSummary = 1 << 20
+	// MaxActionAnnotations is how many annotations are kept, the first
+	// ones (GitHub keeps 10 per step and 50 per job).
+	MaxActionAnnotations = 100
+)
+
+// SummaryTruncatedNote ends a summary cut at MaxActionSummary.
+const SummaryTruncatedNote = "\n\n(summary truncated at 1 MiB)"
 
 // LogLine is one line of an action's output.
 type LogLine struct {
@@ -52,7 +83,12 @@ type ExecStore interface {
 	FinishRun(ctx context.Context, runID int64, state, reason string) error
 	SetRunMode(ctx context.Context, runID int64, mode string) error
 	ListActions(ctx context.Context, runID int64) ([]Action, error)
+	// UpdateAction stores an action's state, reason, exit code and times;
+	// its report (SetActionReport) is left as it is.
 	UpdateAction(ctx context.Context, a Action) error
+	// SetActionReport stores an action's summary and annotations, replacing
+	// those it had, within MaxActionSummary and MaxActionAnnotations.
+	SetActionReport(ctx context.Context, actionID int64, summary string, annotations []Annotation) error
 	AppendLog(ctx context.Context, actionID int64, lines []LogLine) error
 	ListLog(ctx context.Context, runID, afterID int64, limit int) ([]LogLine, error)
 	PutArtifact(ctx context.Context, a Artifact) error
@@ -70,14 +106,20 @@ type ExecStore interface {
 
 var _ ExecStore = (*DB)(nil)
 
-const actionCols = `id, run_id, stage_index, stage, name, type, run_order, state, reason, exit_code, started_at, ended_at, COALESCE(deployment_id, 0)`
+const actionCols = `id, run_id, stage_index, stage, name, type, run_order, state, reason, exit_code, started_at, ended_at, COALESCE(deployment_id, 0), summary, annotations`
 
 func scanAction(row scanner) (Action, error) {
 	var a Action
 	var exit sql.NullInt64
 	var started, ended sql.NullInt64
-	if err := row.Scan(&a.ID, &a.RunID, &a.StageIndex, &a.Stage, &a.Name, &a.Type, &a.RunOrder, &a.State, &a.Reason, &exit, &started, &ended, &a.DeploymentID); err != nil {
+	var annotations string
+	if err := row.Scan(&a.ID, &a.RunID, &a.StageIndex, &a.Stage, &a.Name, &a.Type, &a.RunOrder, &a.State, &a.Reason, &exit, &started, &ended, &a.DeploymentID, &a.Summary, &annotations); err != nil {
 		return a, err
+	}
+	if annotations != "" {
+		if err := json.Unmarshal([]byte(annotations), &a.Annotations); err != nil {
+			return a, fmt.Errorf("action %d: read its annotations: %w", a.ID, err)
+		}
 	}
 	if exit.Valid {
 		c := int(exit.Int64)
@@ -281,6 +323,38 @@ const followsDeploymentsOnly = `EXISTS (SELECT 1 FROM actions a WHERE a.run_id =
 	AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.run_id = runs.id AND a.state = '` + RunRunning + `'
 		AND NOT (a.type = 'deploy' AND a.deployment_id IS NOT NULL))`
 
+// SetActionReport stores an action's summary and annotations; an action
+// that is not there is no error, as for UpdateAction. A summary longer than
+// MaxActionSummary is cut there and ends with SummaryTruncatedNote; of the
+// annotations, the first MaxActionAnnotations are kept. No summary and no
+// annotations clear the report.
+func (db *DB) SetActionReport(ctx context.Context, actionID int64, summary string, annotations []Annotation) error {
+	summary = boundSummary(storableText(summary))
+	stored := ""
+	if len(annotations) > 0 {
+		b, err := json.Marshal(annotations[:min(len(annotations), MaxActionAnnotations)])
+		if err != nil {
+			return fmt.Errorf("encode the annotations of action %d: %w", actionID, err)
+		}
+		stored = string(b)
+	}
+	_, err := db.write.ExecContext(ctx, `UPDATE actions SET summary = ?, annotations = ? WHERE id = ?`, summary, stored, actionID)
+	return err
+}
+
+// boundSummary cuts a summary longer than MaxActionSummary bytes at the
+// last character boundary within it, and says so.
+func boundSummary(s string) string {
+	if len(s) <= MaxActionSummary {
+		return s
+	}
+	cut := MaxActionSummary
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + SummaryTruncatedNote
+}
+
 // SetActionDeployment records the deployment a deploy action started.
 func (db *DB) SetActionDeployment(ctx context.Context, actionID, deploymentID int64) error {
 	_, err := db.write.ExecContext(ctx, `UPDATE actions SET deployment_id = ? WHERE id = ?`, deploymentID, actionID)
@@ -349,7 +423,8 @@ func (db *DB) RetryRun(ctx context.Context, runID int64, stageIndex int) error {
 			}
 			return Conflictf("run %d has not failed or been cancelled; only those can be retried", runID)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = '', exit_code = NULL, started_at = NULL, ended_at = NULL
+		// The actions run again, so their reports of the last attempt go.
+		_, err = tx.ExecContext(ctx, `UPDATE actions SET state = ?, reason = '', exit_code = NULL, started_at = NULL, ended_at = NULL, summary = '', annotations = ''
 			WHERE run_id = ? AND ((stage_index = ? AND state != ?) OR stage_index > ?)`, RunQueued, runID, stageIndex, RunSucceeded, stageIndex)
 		return err
 	})

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -392,6 +393,11 @@ func TestConformRetryRun(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				for _, a := range as {
+					if err := db.SetActionReport(ctx, a.ID, "summary of "+a.Name, []Annotation{{Level: "notice", Message: a.Name}}); err != nil {
+						t.Fatal(err)
+					}
+				}
 				if c.state != RunRunning {
 					if err := db.FinishRun(ctx, r.ID, c.state, "ended"); err != nil {
 						t.Fatal(err)
@@ -427,7 +433,7 @@ func TestConformRetryRun(t *testing.T) {
 				var states []string
 				for i, a := range after {
 					states = append(states, a.State)
-					if a.State == RunQueued && (a.ExitCode != nil || a.StartedAt != nil || a.EndedAt != nil || a.Reason != "") {
+					if a.State == RunQueued && (a.ExitCode != nil || a.StartedAt != nil || a.EndedAt != nil || a.Reason != "" || a.Summary != "" || a.Annotations != nil) {
 						t.Errorf("requeued action %+v", a)
 					}
 					if a.State != RunQueued && !reflect.DeepEqual(a, beforeActions[i]) {
@@ -992,4 +998,121 @@ func TestConformLogLinesOfAnyBytes(t *testing.T) {
 			t.Fatalf("%+v %v", got, err)
 		}
 	})
+}
+
+func TestConformSetActionReport(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		db := conformOpen(t, s, "a")
+		_, as := conformStarted(t, db, "a", "queued", conformActions...)
+		a, other := as[0], as[1]
+		if a.Summary != "" || a.Annotations != nil {
+			t.Fatalf("a new action has a report: %+v", a)
+		}
+		notes := []Annotation{
+			{Level: "error", Message: "expected 2, got 3", Title: "TestAdd", File: "calc/add_test.go", Line: 12, Col: 4},
+			{Level: "warning", Message: "deprecated: use \"x\"\nnext line"},
+			{Level: "notice", Message: "ünïcödé ✓"},
+		}
+		summary := "## Results\n\n| test | ok |\n|---|---|\n| add | ❌ |\n"
+		check := func(what, summary string, notes []Annotation) {
+			t.Helper()
+			got, err := db.GetAction(ctx, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed, err := db.ListActions(ctx, a.RunID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(listed[0], got) {
+				t.Fatalf("%s: ListActions has %+v, GetAction %+v", what, listed[0], got)
+			}
+			if got.Summary != summary || !reflect.DeepEqual(got.Annotations, notes) {
+				t.Fatalf("%s: summary %q (%d bytes), annotations %+v\nwant %q (%d bytes), %+v",
+					what, limitText(got.Summary), len(got.Summary), got.Annotations, limitText(summary), len(summary), notes)
+			}
+			if o, _ := db.GetAction(ctx, other.ID); !reflect.DeepEqual(o, other) {
+				t.Fatalf("%s: another action changed: %+v", what, o)
+			}
+		}
+
+		if err := db.SetActionReport(ctx, a.ID, summary, notes); err != nil {
+			t.Fatal(err)
+		}
+		check("set", summary, notes)
+
+		// A state update, to the end and on a retry, leaves the report.
+		a = setAction(t, db, a, RunRunning)
+		check("running", summary, notes)
+		code := 1
+		a.ExitCode, a.Reason = &code, "exit 1"
+		a = setAction(t, db, a, RunFailed)
+		check("failed", summary, notes)
+
+		// The report goes to the API as it is stored, and a missing one not at all.
+		got, _ := db.GetAction(ctx, a.ID)
+		b, err := json.Marshal(got)
+		if err != nil || !strings.Contains(string(b), `"summary":"## Results`) || !strings.Contains(string(b), `"annotations":[{"level":"error","message":"expected 2, got 3","title":"TestAdd","file":"calc/add_test.go","line":12,"col":4},{"level":"warning"`) {
+			t.Fatalf("action as JSON: %s (%v)", b, err)
+		}
+		if b, _ := json.Marshal(other); strings.Contains(string(b), "summary") || strings.Contains(string(b), "annotations") {
+			t.Fatalf("action without a report as JSON: %s", b)
+		}
+
+		// A report replaces the last; the summary or the annotations alone.
+		if err := db.SetActionReport(ctx, a.ID, "", notes[:1]); err != nil {
+			t.Fatal(err)
+		}
+		check("annotations only", "", notes[:1])
+		if err := db.SetActionReport(ctx, a.ID, "just text", nil); err != nil {
+			t.Fatal(err)
+		}
+		check("summary only", "just text", nil)
+		if err := db.SetActionReport(ctx, a.ID, "", []Annotation{}); err != nil {
+			t.Fatal(err)
+		}
+		check("cleared", "", nil)
+
+		// Bounds: 1 MiB of summary, cut at a character; the first 100 annotations.
+		exact := strings.Repeat("x", MaxActionSummary)
+		if err := db.SetActionReport(ctx, a.ID, exact, nil); err != nil {
+			t.Fatal(err)
+		}
+		check("summary of exactly 1 MiB", exact, nil)
+		long := strings.Repeat("y", MaxActionSummary-1) + "é" + strings.Repeat("z", 5000)
+		many := make([]Annotation, 150)
+		for i := range many {
+			many[i] = Annotation{Level: "warning", Message: fmt.Sprintf("warning %d", i), Line: i + 1}
+		}
+		if err := db.SetActionReport(ctx, a.ID, long, many); err != nil {
+			t.Fatal(err)
+		}
+		cut := strings.Repeat("y", MaxActionSummary-1) + "\n\n(summary truncated at 1 MiB)"
+		check("too much", cut, many[:MaxActionAnnotations])
+		if got, _ := db.GetAction(ctx, a.ID); !strings.HasSuffix(got.Summary, SummaryTruncatedNote) || len(got.Summary) > MaxActionSummary+len(SummaryTruncatedNote) {
+			t.Fatalf("truncated summary of %d bytes", len(got.Summary))
+		}
+		a = setAction(t, db, a, RunSucceeded)
+		check("too much, then a state update", cut, many[:MaxActionAnnotations])
+
+		// Any bytes: both engines store what they can hold.
+		if err := db.SetActionReport(ctx, a.ID, "nul\x00 and \xff", []Annotation{{Level: "error", Message: "nul\x00 and \xff"}}); err != nil {
+			t.Fatal(err)
+		}
+		check("any bytes", "nul\uFFFD and \uFFFD", []Annotation{{Level: "error", Message: "nul\x00 and \uFFFD"}})
+
+		// An action that is not there is no error, as for UpdateAction.
+		if err := db.SetActionReport(ctx, 98765, "s", notes); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// limitText is the start of a long text, for a failure's message.
+func limitText(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

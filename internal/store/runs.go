@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -35,22 +36,31 @@ type Run struct {
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
 	// ExpiredAt is when run retention deleted the run's artifacts and logs.
 	ExpiredAt *time.Time `json:"expired_at,omitempty"`
+	// Workflow is the repository path of the GitHub Actions workflow file
+	// the run executes (".github/workflows/ci.yml"); "" is slipway.yaml.
+	Workflow string `json:"workflow,omitempty"`
+	// Inputs are the workflow_dispatch inputs the run was started with
+	// (nil: none; an empty map is stored, and read back, as nil).
+	Inputs map[string]string `json:"inputs,omitempty"`
 }
 
 // PushEvent is one updated ref from a git push or a webhook delivery.
 type PushEvent struct {
-	ID         int64     `json:"id"`
-	App        string    `json:"app"`
-	Source     string    `json:"source"` // "git" or "github"
-	Ref        string    `json:"ref"`
-	OldSHA     string    `json:"old_sha"`
-	NewSHA     string    `json:"new_sha"`
-	PushedBy   string    `json:"pushed_by"`
-	DeliveryID string    `json:"delivery_id,omitempty"`
-	Outcome    string    `json:"outcome"` // "run", "filtered" or "error"
-	Reason     string    `json:"reason,omitempty"`
-	RunID      int64     `json:"run_id,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	ID         int64  `json:"id"`
+	App        string `json:"app"`
+	Source     string `json:"source"` // "git" or "github"
+	Ref        string `json:"ref"`
+	OldSHA     string `json:"old_sha"`
+	NewSHA     string `json:"new_sha"`
+	PushedBy   string `json:"pushed_by"`
+	DeliveryID string `json:"delivery_id,omitempty"`
+	Outcome    string `json:"outcome"` // "run", "filtered" or "error"
+	Reason     string `json:"reason,omitempty"`
+	RunID      int64  `json:"run_id,omitempty"` // the first of RunIDs
+	// RunIDs are the runs the push started, oldest first: one per
+	// matching workflow (nil: none).
+	RunIDs    []int64   `json:"run_ids,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 	// PayloadSHA256, when set, is the digest of the webhook payload that
 	// announced the push: RecordPush keeps it to refuse the payload again.
 	PayloadSHA256 []byte `json:"-"`
@@ -90,7 +100,9 @@ type RunStore interface {
 
 // EventStore keeps push events, webhook delivery ids and payload digests.
 type EventStore interface {
-	RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error)
+	// RecordPush stores a push event and the runs it started (nil entries
+	// skipped) in one transaction.
+	RecordPush(ctx context.Context, ev PushEvent, runs ...*Run) (PushEvent, error)
 	ListPushEvents(ctx context.Context, app string, p Page) ([]PushEvent, error)
 	DeliverySeen(ctx context.Context, deliveryID string) (bool, error)
 	PayloadAccepted(ctx context.Context, app string, sha256 []byte) (bool, error)
@@ -101,13 +113,19 @@ var (
 	_ EventStore = (*DB)(nil)
 )
 
-const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at, mode, expired_at`
+const runCols = `id, app, state, trigger, ref, commit_sha, COALESCE(event_id, 0), reason, created_at, started_at, ended_at, mode, expired_at, workflow, inputs`
 
 func scanRun(row scanner) (Run, error) {
 	var r Run
 	var created, started, ended, expired sql.NullInt64
-	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended, &r.Mode, &expired); err != nil {
+	var inputs string
+	if err := row.Scan(&r.ID, &r.App, &r.State, &r.Trigger, &r.Ref, &r.Commit, &r.EventID, &r.Reason, &created, &started, &ended, &r.Mode, &expired, &r.Workflow, &inputs); err != nil {
 		return r, err
+	}
+	if inputs != "" {
+		if err := json.Unmarshal([]byte(inputs), &r.Inputs); err != nil {
+			return r, fmt.Errorf("run %d: read its inputs: %w", r.ID, err)
+		}
 	}
 	r.CreatedAt = fromDB(created)
 	if started.Valid {
@@ -125,13 +143,33 @@ func scanRun(row scanner) (Run, error) {
 	return r, nil
 }
 
+// runInputs is a run's inputs as stored: a JSON object, "" for none.
+func runInputs(inputs map[string]string) (string, error) {
+	if len(inputs) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(inputs)
+	if err != nil {
+		return "", fmt.Errorf("encode the run's inputs: %w", err)
+	}
+	return string(b), nil
+}
+
 func insertRun(ctx context.Context, tx *Tx, r *Run) error {
+	inputs, err := runInputs(r.Inputs)
+	if err != nil {
+		return err
+	}
 	r.CreatedAt = now()
 	if r.State == "" {
 		r.State = RunQueued
 	}
-	return tx.QueryRowContext(ctx, `INSERT INTO runs(app, state, trigger, ref, commit_sha, event_id, reason, created_at) VALUES (?, ?, ?, ?, ?, NULLIF(CAST(? AS BIGINT), 0), ?, ?) RETURNING id`,
-		r.App, r.State, r.Trigger, r.Ref, r.Commit, r.EventID, r.Reason, toDB(r.CreatedAt)).Scan(&r.ID)
+	r.Workflow = storableText(r.Workflow) // a path from git may be any bytes
+	if len(r.Inputs) == 0 {
+		r.Inputs = nil // as it reads back
+	}
+	return tx.QueryRowContext(ctx, `INSERT INTO runs(app, state, trigger, ref, commit_sha, event_id, reason, created_at, workflow, inputs) VALUES (?, ?, ?, ?, ?, NULLIF(CAST(? AS BIGINT), 0), ?, ?, ?, ?) RETURNING id`,
+		r.App, r.State, r.Trigger, r.Ref, r.Commit, r.EventID, r.Reason, toDB(r.CreatedAt), r.Workflow, inputs).Scan(&r.ID)
 }
 
 func (db *DB) CreateRun(ctx context.Context, r Run) (Run, error) {
@@ -180,14 +218,18 @@ func (db *DB) LatestRuns(ctx context.Context) (map[string]Run, error) {
 	return latest, nil
 }
 
-// RecordPush stores a push event and, when run is not nil, the run it
-// started, in one transaction: a push is never recorded without its run,
-// nor its payload accepted without its event. A repeated webhook delivery
-// id fails with ErrExists, a payload accepted within PayloadReplayWindow
-// with a *ReplayedPayloadError; both are ErrConflict.
-func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent, error) {
+// RecordPush stores a push event and the runs it started (one per
+// matching workflow; nil entries are skipped, so a push that started none
+// passes a nil run or none), in one transaction: a push is never recorded
+// without its runs, nor its payload accepted without its event. Each run
+// gets the event's id, and is updated in place as CreateRun returns it;
+// the event returned has RunIDs, and RunID the first of them. A repeated
+// webhook delivery id fails with ErrExists, a payload accepted within
+// PayloadReplayWindow with a *ReplayedPayloadError; both are ErrConflict.
+func (db *DB) RecordPush(ctx context.Context, ev PushEvent, runs ...*Run) (PushEvent, error) {
 	ev.CreatedAt = now()
 	err := db.tx(ctx, func(tx *Tx) error {
+		ev.RunID, ev.RunIDs = 0, nil // set afresh: PostgreSQL may run this again
 		if ev.DeliveryID != "" {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries(delivery_id, app, received_at) VALUES (?, ?, ?)`, ev.DeliveryID, ev.App, toDB(ev.CreatedAt)); err != nil {
 				if isUniqueViolation(err) {
@@ -213,15 +255,21 @@ func (db *DB) RecordPush(ctx context.Context, ev PushEvent, run *Run) (PushEvent
 			ev.App, ev.Source, ev.Ref, ev.OldSHA, ev.NewSHA, ev.PushedBy, ev.DeliveryID, ev.Outcome, ev.Reason, toDB(ev.CreatedAt)).Scan(&ev.ID); err != nil {
 			return err
 		}
-		if run == nil {
+		for _, run := range runs {
+			if run == nil {
+				continue
+			}
+			run.EventID = ev.ID
+			if err := insertRun(ctx, tx, run); err != nil {
+				return err
+			}
+			ev.RunIDs = append(ev.RunIDs, run.ID)
+		}
+		if len(ev.RunIDs) == 0 {
 			return nil
 		}
-		run.EventID = ev.ID
-		if err := insertRun(ctx, tx, run); err != nil {
-			return err
-		}
-		ev.RunID = run.ID
-		_, err := tx.ExecContext(ctx, `UPDATE push_events SET run_id = ? WHERE id = ?`, run.ID, ev.ID)
+		ev.RunID = ev.RunIDs[0]
+		_, err := tx.ExecContext(ctx, `UPDATE push_events SET run_id = ? WHERE id = ?`, ev.RunID, ev.ID)
 		return err
 	})
 	return ev, err
@@ -234,18 +282,46 @@ func (db *DB) ListPushEvents(ctx context.Context, app string, p Page) ([]PushEve
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []PushEvent{}
-	for rows.Next() {
+	out, err := collect(rows, func(row scanner) (PushEvent, error) {
 		var e PushEvent
 		var created sql.NullInt64
-		if err := rows.Scan(&e.ID, &e.App, &e.Source, &e.Ref, &e.OldSHA, &e.NewSHA, &e.PushedBy, &e.DeliveryID, &e.Outcome, &e.Reason, &e.RunID, &created); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&e.ID, &e.App, &e.Source, &e.Ref, &e.OldSHA, &e.NewSHA, &e.PushedBy, &e.DeliveryID, &e.Outcome, &e.Reason, &e.RunID, &created)
 		e.CreatedAt = fromDB(created)
-		out = append(out, e)
+		return e, err
+	})
+	if err != nil || len(out) == 0 {
+		return out, err
 	}
-	return out, rows.Err()
+	if err := db.fillRunIDs(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// fillRunIDs sets the RunIDs of a page of events, newest first, in one
+// query: the runs whose event is in the page's id range (runs_event), kept
+// for the events of the page.
+func (db *DB) fillRunIDs(ctx context.Context, evs []PushEvent) error {
+	at := make(map[int64]int, len(evs))
+	for i, e := range evs {
+		at[e.ID] = i
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT event_id, id FROM runs WHERE event_id BETWEEN ? AND ? ORDER BY id`,
+		evs[len(evs)-1].ID, evs[0].ID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var event, run int64
+		if err := rows.Scan(&event, &run); err != nil {
+			return err
+		}
+		if i, ok := at[event]; ok {
+			evs[i].RunIDs = append(evs[i].RunIDs, run)
+		}
+	}
+	return rows.Err()
 }
 
 // PayloadAccepted reports whether a webhook payload with this digest was

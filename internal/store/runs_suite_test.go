@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -126,6 +127,74 @@ func TestConformCreateAndGetRun(t *testing.T) {
 		}
 		if _, err := db.CreateRun(ctx, Run{App: "nope", Trigger: "manual", Ref: "r", Commit: "c"}); err == nil {
 			t.Fatal("a run of an app that does not exist was created")
+		}
+	})
+}
+
+// A run of a workflow file, with its workflow_dispatch inputs, reads back
+// the same wherever it is read.
+func TestConformRunWorkflowAndInputs(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		db := conformOpen(t, s, "a")
+		plain := conformRun(t, db, "a")
+		wf, err := db.CreateRun(ctx, Run{App: "a", Trigger: "manual", Ref: "refs/heads/main", Commit: "c0ffee",
+			Workflow: ".github/workflows/deploy.yml",
+			Inputs:   map[string]string{"environment": "prod", "dry_run": "false", "empty": "", "quoted": `"a" \ 'b'` + "\nnext ✓"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		workflowOnly, err := db.CreateRun(ctx, Run{App: "a", Trigger: "push", Ref: "refs/heads/main", Commit: "c0ffee",
+			Workflow: ".github/workflows/ci.yml", Inputs: map[string]string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain.Workflow != "" || plain.Inputs != nil || workflowOnly.Inputs != nil {
+			t.Fatalf("runs without inputs: %+v, %+v", plain, workflowOnly)
+		}
+		want := []Run{plain, wf, workflowOnly}
+		for _, r := range want {
+			got, err := db.GetRun(ctx, r.ID)
+			if err != nil || !reflect.DeepEqual(got, r) {
+				t.Fatalf("GetRun = %+v, %v\nwant %+v", got, err, r)
+			}
+		}
+		listed, err := db.ListRuns(ctx, "a", Page{})
+		if err != nil || !reflect.DeepEqual(listed, []Run{workflowOnly, wf, plain}) {
+			t.Fatalf("ListRuns = %+v, %v\nwant %+v", listed, err, want)
+		}
+		listed, err = db.ListRuns(ctx, "", Page{})
+		if err != nil || !reflect.DeepEqual(listed, []Run{workflowOnly, wf, plain}) {
+			t.Fatalf("ListRuns of every app = %+v, %v", listed, err)
+		}
+		queued, err := db.RunsInState(ctx, RunQueued)
+		if err != nil || !reflect.DeepEqual(queued, want) {
+			t.Fatalf("RunsInState = %+v, %v\nwant %+v", queued, err, want)
+		}
+		latest, err := db.LatestRuns(ctx)
+		if err != nil || !reflect.DeepEqual(latest["a"], workflowOnly) {
+			t.Fatalf("LatestRuns = %+v, %v", latest, err)
+		}
+		// No inputs are stored as nothing.
+		var stored string
+		if err := db.read.QueryRowContext(ctx, `SELECT inputs FROM runs WHERE id = ?`, workflowOnly.ID).Scan(&stored); err != nil || stored != "" {
+			t.Fatalf("inputs stored of a run without any: %q, %v", stored, err)
+		}
+		// A started run keeps them.
+		if err := db.StartRun(ctx, wf.ID, "queued", nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.GetRun(ctx, wf.ID); got.Workflow != wf.Workflow || !reflect.DeepEqual(got.Inputs, wf.Inputs) || got.State != RunRunning {
+			t.Fatalf("started run %+v", got)
+		}
+		// In the API, a run of slipway.yaml says nothing of either.
+		b, _ := json.Marshal(plain)
+		if strings.Contains(string(b), "workflow") || strings.Contains(string(b), "inputs") {
+			t.Fatalf("run of slipway.yaml as JSON: %s", b)
+		}
+		b, _ = json.Marshal(wf)
+		if !strings.Contains(string(b), `"workflow":".github/workflows/deploy.yml"`) || !strings.Contains(string(b), `"inputs":{"dry_run":"false","empty":"",`) {
+			t.Fatalf("run of a workflow as JSON: %s", b)
 		}
 	})
 }
@@ -391,6 +460,97 @@ func TestConformRecordPush(t *testing.T) {
 	})
 }
 
+// One push can start a run per workflow: they are stored with the event,
+// each with its id, or none is.
+func TestConformRecordPushSeveralRuns(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		db := conformOpen(t, s, "a", "b")
+		wfRun := func(app, workflow string) *Run {
+			return &Run{App: app, Trigger: "push", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40), Workflow: workflow}
+		}
+		ci, lint := wfRun("a", ".github/workflows/ci.yml"), wfRun("a", ".github/workflows/lint.yml")
+		ev, err := db.RecordPush(ctx, conformPush("a", "d1", conformDigest("p1")), ci, nil, lint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.ID == 0 || lint.ID <= ci.ID || ev.RunID != ci.ID || !slices.Equal(ev.RunIDs, []int64{ci.ID, lint.ID}) {
+			t.Fatalf("event %+v, runs %d and %d", ev, ci.ID, lint.ID)
+		}
+		for _, r := range []*Run{ci, lint} {
+			got, err := db.GetRun(ctx, r.ID)
+			if err != nil || got.EventID != ev.ID || r.EventID != ev.ID || !reflect.DeepEqual(got, *r) {
+				t.Fatalf("run stored %+v (%v), returned %+v, event %d", got, err, *r, ev.ID)
+			}
+		}
+
+		// Events and runs of another app between them, and events that
+		// started none or one.
+		other, err := db.RecordPush(ctx, conformPush("b", "d2", nil), wfRun("b", ""), wfRun("b", ".github/workflows/x.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		none, err := db.RecordPush(ctx, conformPush("a", "d3", nil), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		noArgs, err := db.RecordPush(ctx, conformPush("a", "d4", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if none.RunID != 0 || none.RunIDs != nil || noArgs.RunID != 0 || noArgs.RunIDs != nil {
+			t.Fatalf("events without runs: %+v, %+v", none, noArgs)
+		}
+		one := wfRun("a", "")
+		single, err := db.RecordPush(ctx, conformPush("a", "d5", nil), one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if single.RunID != one.ID || !slices.Equal(single.RunIDs, []int64{one.ID}) {
+			t.Fatalf("event of one run: %+v, run %d", single, one.ID)
+		}
+
+		evs, err := db.ListPushEvents(ctx, "a", Page{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.PayloadSHA256 = nil // not read back
+		if want := []PushEvent{single, noArgs, none, ev}; !reflect.DeepEqual(evs, want) {
+			t.Fatalf("events of a:\n got %+v\nwant %+v", evs, want)
+		}
+		if evs, err := db.ListPushEvents(ctx, "b", Page{}); err != nil || len(evs) != 1 || !reflect.DeepEqual(evs[0], other) || len(other.RunIDs) != 2 {
+			t.Fatalf("events of b: %+v, %v; want %+v", evs, err, other)
+		}
+		// A page has its events' runs only.
+		if evs, err := db.ListPushEvents(ctx, "a", Page{Limit: 2, Before: single.ID}); err != nil || !reflect.DeepEqual(evs, []PushEvent{noArgs, none}) {
+			t.Fatalf("a page of events without runs: %+v, %v", evs, err)
+		}
+		if evs, err := db.ListPushEvents(ctx, "a", Page{Limit: 1, Before: none.ID}); err != nil || !reflect.DeepEqual(evs, []PushEvent{ev}) {
+			t.Fatalf("the page of the first event: %+v, %v", evs, err)
+		}
+		b, _ := json.Marshal(ev)
+		if !strings.Contains(string(b), fmt.Sprintf(`"run_ids":[%d,%d]`, ci.ID, lint.ID)) {
+			t.Fatalf("event as JSON: %s", b)
+		}
+		if b, _ := json.Marshal(none); strings.Contains(string(b), "run_id") {
+			t.Fatalf("event without runs as JSON: %s", b)
+		}
+
+		// A run that cannot be stored takes the others and the event with it.
+		before, _ := db.ListRuns(ctx, "", Page{})
+		if _, err := db.RecordPush(ctx, conformPush("a", "d6", conformDigest("p6")), wfRun("a", "x.yml"), wfRun("nope", "y.yml")); err == nil {
+			t.Fatal("a push with a run of no app was recorded")
+		}
+		after, _ := db.ListRuns(ctx, "", Page{})
+		if evs, _ := db.ListPushEvents(ctx, "a", Page{}); len(evs) != 4 || !slices.Equal(runIDs(after), runIDs(before)) {
+			t.Fatalf("after a failed push: %d events, runs %v (were %v)", len(evs), runIDs(after), runIDs(before))
+		}
+		if seen, _ := db.DeliverySeen(ctx, "d6"); seen {
+			t.Fatal("the failed push's delivery id was kept")
+		}
+	})
+}
+
 // errAny is a wanted error of any kind.
 var errAny = errors.New("any error")
 
@@ -476,6 +636,45 @@ func TestConformRecordPushConcurrently(t *testing.T) {
 					t.Fatalf("%d pushes recorded, %d events, %d runs; want one each", ok, len(evs), len(runs))
 				}
 			})
+		}
+	})
+}
+
+// Runs, events and actions stored before migration 22 read back as runs of
+// slipway.yaml without inputs, events with their one run, actions without
+// a report.
+func TestConformMigrationToWorkflows(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		t.Cleanup(func() { migrateTo = 0 })
+		migrateTo = 21 // the schema before migration 22
+		old := conformOpen(t, s, "a")
+		migrateTo = 0
+		for _, q := range []string{
+			`INSERT INTO push_events(id, app, source, ref, old_sha, new_sha, pushed_by, outcome, run_id, created_at) VALUES (7, 'a', 'git', 'refs/heads/main', 'o', 'n', 'me', 'run', 9, 1)`,
+			`INSERT INTO runs(id, app, state, trigger, ref, commit_sha, event_id, created_at) VALUES (9, 'a', 'running', 'push', 'refs/heads/main', 'n', 7, 1)`,
+			`INSERT INTO actions(id, run_id, stage_index, stage, name, type, run_order, state) VALUES (11, 9, 0, 'Build', 'image', 'build', 1, 'running')`,
+		} {
+			if _, err := old.write.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old.Close()
+		db := s.open(t)
+		if v, err := db.SchemaVersion(ctx); err != nil || v < 22 {
+			t.Fatalf("schema version %d, %v", v, err)
+		}
+		r, err := db.GetRun(ctx, 9)
+		if err != nil || r.Workflow != "" || r.Inputs != nil || r.EventID != 7 {
+			t.Fatalf("run from before: %+v, %v", r, err)
+		}
+		evs, err := db.ListPushEvents(ctx, "a", Page{})
+		if err != nil || len(evs) != 1 || evs[0].RunID != 9 || !slices.Equal(evs[0].RunIDs, []int64{9}) {
+			t.Fatalf("events from before: %+v, %v", evs, err)
+		}
+		a, err := db.GetAction(ctx, 11)
+		if err != nil || a.Summary != "" || a.Annotations != nil {
+			t.Fatalf("action from before: %+v, %v", a, err)
 		}
 	})
 }
