@@ -39,6 +39,7 @@ var benches = []bench{
 	{name: "push-to-run", run: pushToRun},
 	{name: "action-overhead", run: actionOverhead},
 	{name: "log-delay", run: logDelay},
+	{name: "workflow", run: workflowRun},
 	{name: "registry-throughput", run: registryThroughput},
 	{name: "blobs", run: blobsS3},
 	{name: "lb-vs-nginx", run: lbVsNginx},
@@ -407,6 +408,9 @@ func newRepo(e *env, files map[string]string) (*repo, error) {
 		return nil, err
 	}
 	for name, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(r.dir, name)), 0o755); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(filepath.Join(r.dir, name), []byte(content), 0o644); err != nil {
 			return nil, err
 		}
