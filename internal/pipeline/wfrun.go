@@ -25,8 +25,10 @@ import (
 // actionJob is the action type of a workflow job.
 const actionJob = "job"
 
-// stateSkipped ends a job whose if: was false or whose needs failed.
-const stateSkipped = "skipped"
+// StateSkipped ends a job whose if: was false or whose needs failed.
+const StateSkipped = "skipped"
+
+const stateSkipped = StateSkipped
 
 // defaultJobTimeout is GitHub's default timeout-minutes.
 const defaultJobTimeout = 360 * time.Minute

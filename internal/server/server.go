@@ -105,8 +105,10 @@ type Server struct {
 	baseURL atomic.Value // string
 	source  *source.Service
 	engine  *pipeline.Engine
-	reg     *registry.Registry
-	deploy  *deploy.Manager
+	// needs caches each workflow's job graph for the run pages.
+	needs  needsCache
+	reg    *registry.Registry
+	deploy *deploy.Manager
 	// runtimes are the environments' runtimes other than Docker.
 	runtimes *envRuntimes
 	deploys  *deploy.Controller

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
+	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 )
@@ -137,8 +138,11 @@ type runView struct {
 }
 
 type stageView struct {
-	Name    string
-	State   string
+	Name  string
+	State string
+	// Needs are the jobs a workflow job waits for (the edges of the
+	// run's job graph).
+	Needs   []string
 	Actions []actionView
 }
 
@@ -168,8 +172,10 @@ func (s *Server) runView(ctx context.Context, id int64) (runView, error) {
 		st := &v.Stages[len(v.Stages)-1]
 		st.Actions = append(st.Actions, av)
 	}
+	needs := s.workflowNeeds(ctx, d.Run)
 	for i := range v.Stages {
 		v.Stages[i].State = stageState(v.Stages[i].Actions)
+		v.Stages[i].Needs = needs[v.Stages[i].Name]
 	}
 	for i := range d.Approvals {
 		ap := d.Approvals[i]
@@ -200,7 +206,10 @@ func stageState(actions []actionView) string {
 			return st
 		}
 	}
-	if counts[store.RunSucceeded] == len(actions) {
+	if counts[pipeline.StateSkipped] == len(actions) {
+		return pipeline.StateSkipped
+	}
+	if counts[store.RunSucceeded]+counts[pipeline.StateSkipped] == len(actions) {
 		return store.RunSucceeded
 	}
 	if counts[store.RunSucceeded] > 0 {

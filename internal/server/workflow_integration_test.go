@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -432,6 +433,22 @@ func TestIntegrationWorkflowFeatures(t *testing.T) {
 	prep := acts["prepare/prepare"]
 	if !strings.Contains(fmt.Sprint(prep["summary"]), "### Summary from prepare") || !strings.Contains(fmt.Sprint(prep["annotations"]), "look here") {
 		t.Errorf("prepare's summary and annotations: %v %v", prep["summary"], prep["annotations"])
+	}
+
+	// The run page draws the job graph and shows the summary and the
+	// annotations beside the job that made them.
+	client, _ := e.signin(e.Admin)
+	resp, err := client.Get(e.URL + "/runs/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{".github/workflows/ci.yml", `needs <a href="#stage-prepare">prepare</a>`, `id="stage-test"`,
+		"### Summary from prepare", "main.go:3", "look here", "state-skipped"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the run page lacks %q", want)
+		}
 	}
 
 	failing := e.waitRun(2, 120*time.Second)
