@@ -107,3 +107,35 @@ func TestParseFileCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestStepRunnerMarkers: the marker line ends a step with its status and
+// is not shown; the newline printed before it adds no empty line to the
+// step's output, whether or not the step ended its last line.
+func TestStepRunnerMarkers(t *testing.T) {
+	for _, c := range []struct{ name, in, step, between string }{
+		{"ended line", "a\nb\n\nTOK 3\n", "a\nb\n", ""},
+		{"unended line", "a\nb\nTOK 3\n", "a\nb\n", ""},
+		{"empty lines kept", "a\n\n\nb\n\nTOK 3\n", "a\n\n\nb\n", ""},
+		{"after the marker", "x\n\nTOK 3\nlate\n", "x\n", "late\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var step, between bytes.Buffer
+			done := make(chan int, 1)
+			r := &stepRunner{token: "TOK", logs: &between, out: &step, done: done}
+			for i := 0; i < len(c.in); i++ { // byte by byte
+				r.Write([]byte{c.in[i]})
+			}
+			if step.String() != c.step || between.String() != c.between {
+				t.Errorf("step %q between %q; want %q and %q", step.String(), between.String(), c.step, c.between)
+			}
+			select {
+			case code := <-done:
+				if code != 3 {
+					t.Errorf("status %d", code)
+				}
+			default:
+				t.Error("the marker did not end the step")
+			}
+		})
+	}
+}

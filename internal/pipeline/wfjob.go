@@ -41,12 +41,13 @@ const maxFileCommand = 1 << 20
 
 // jobRun is one workflow job (one matrix combination) while it runs.
 type jobRun struct {
-	e    *Engine
-	r    store.Run
-	row  store.Action
-	wfa  *wfAction
-	logs io.Writer
-	box  *container.Box
+	e      *Engine
+	r      store.Run
+	row    store.Action
+	wfa    *wfAction
+	logs   io.Writer
+	box    *container.Box
+	runner *stepRunner
 	// base is the host directory mounted at build.ContainerRoot.
 	base    string
 	home    string
@@ -142,6 +143,8 @@ func (e *Engine) performJob(ctx context.Context, r store.Run, a Action, row stor
 	}
 	defer box.Remove()
 	j.box = box
+	j.runner = startRunner(ctx, box, j.stepEnv(nil, nil), logs)
+	defer j.runner.close()
 	if app.Build.Executor == store.ExecutorHost {
 		fmt.Fprintf(logs, "[slipway] Workflow jobs always run in the sandbox (the app's executor=host applies to slipway.yaml builds only)\n")
 	}
@@ -530,11 +533,9 @@ func (j *jobRun) run(ctx context.Context, i int, s *workflow.Step, envCtx map[st
 	vars := j.stepEnv(envCtx, files)
 	// The sandbox's own user makes the step's files (the server writes
 	// nothing a step could have turned into a link), then the shell runs.
-	prologue := `set -e; mkdir -p "$SLIPWAY_STEP_FILES" "$RUNNER_TEMP"; : > "$GITHUB_OUTPUT"; : > "$GITHUB_ENV"; : > "$GITHUB_PATH"; : > "$GITHUB_STEP_SUMMARY"; cat > "$0"; cd "$SLIPWAY_STEP_DIR" || { echo "working-directory $SLIPWAY_STEP_DIR does not exist" >&2; exit 1; }; unset SLIPWAY_STEP_FILES SLIPWAY_STEP_DIR; exec "$@"`
-	vars = append(vars, "SLIPWAY_STEP_FILES="+stepDir, "SLIPWAY_STEP_DIR="+dir)
-	args := append([]string{"sh", "-c", prologue, scriptFile}, argv...)
+	empty := []string{files["GITHUB_OUTPUT"], files["GITHUB_ENV"], files["GITHUB_PATH"], files["GITHUB_STEP_SUMMARY"]}
 	out := newStepOutput(j.logs, j.mask, outputs, &j.annotations)
-	code, err := j.box.ExecInput(ctx, args, vars, strings.NewReader(script), out)
+	code, err := j.runner.run(ctx, scriptFile, script, argv, vars, dir, empty, out)
 	out.Close()
 	if ferr := j.readFileCommands(i+1, outputs); ferr != nil && err == nil && code == 0 {
 		return ferr.Error()
