@@ -170,7 +170,7 @@ func Pack(w io.Writer, files []File) error { return pack(w, hostFiles{}, files) 
 //	if err != nil { ... }
 //	defer root.Close()
 //	err = artifact.PackRoot(w, root, files) // files[i].Path relative to buildDir
-func PackRoot(w io.Writer, root *os.Root, files []File) error { return pack(w, root, files) }
+func PackRoot(w io.Writer, root *os.Root, files []File) error { return pack(w, rootFiles{root}, files) }
 
 // source is where pack reads files: the host (Pack) or an *os.Root (PackRoot).
 type source interface {
@@ -183,7 +183,16 @@ type hostFiles struct{}
 
 func (hostFiles) Lstat(name string) (fs.FileInfo, error) { return os.Lstat(name) }
 func (hostFiles) Readlink(name string) (string, error)   { return os.Readlink(name) }
-func (hostFiles) Open(name string) (*os.File, error)     { return os.Open(name) }
+func (hostFiles) Open(name string) (*os.File, error)     { return os.OpenFile(name, openFlags, 0) }
+
+// openFlags open what Lstat saw as a regular file: a FIFO swapped in since
+// would make a plain open wait forever for a writer, and a link would be
+// followed.
+const openFlags = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOFOLLOW
+
+type rootFiles struct{ *os.Root }
+
+func (r rootFiles) Open(name string) (*os.File, error) { return r.Root.OpenFile(name, openFlags, 0) }
 
 func pack(w io.Writer, src source, files []File) error {
 	tw := tar.NewWriter(w)

@@ -98,6 +98,12 @@ func (b *Box) Exec(ctx context.Context, args, env []string, log io.Writer) (int,
 // ExecInput is Exec with stdin read from in (nil: none): a build's shell
 // reads its commands there.
 func (b *Box) ExecInput(ctx context.Context, args, env []string, in io.Reader, log io.Writer) (int, error) {
+	return b.ExecIO(ctx, args, env, in, log, log)
+}
+
+// ExecIO is ExecInput with standard output and standard error apart: a
+// tar made in the box comes out on stdout, its complaints on stderr.
+func (b *Box) ExecIO(ctx context.Context, args, env []string, in io.Reader, stdout, stderr io.Writer) (int, error) {
 	bg := context.WithoutCancel(ctx)
 	ex, err := b.e.cli.ContainerExecCreate(bg, b.ID, ctr.ExecOptions{
 		User: b.spec.User, Env: env, WorkingDir: b.spec.WorkDir, Cmd: args,
@@ -119,7 +125,7 @@ func (b *Box) ExecInput(ctx context.Context, args, env []string, in io.Reader, l
 	}
 	copied := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(log, log, att.Reader)
+		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
 		copied <- err
 	}()
 	// A process the commands left in the background may hold the output

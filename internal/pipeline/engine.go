@@ -505,6 +505,7 @@ func (e *Engine) runAction(ctx context.Context, r store.Run, a Action, row store
 	logs := newLogWriter(e.Store, row.ID, e.Log, secrets)
 	code, reason := e.perform(actx, r, a, row, logs, ar)
 	logs.Close()
+	reason = logs.Mask(reason) // a reason can quote a value a step printed
 	if errors.Is(context.Cause(ctx), errEngineStopping) && !ar.cancelled.Load() {
 		// Left running: the next server to run the engine ends it, or,
 		// if it follows a deployment, follows that again.

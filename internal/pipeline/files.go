@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/slipway-dev/slipway/internal/build"
 )
@@ -30,7 +31,9 @@ func readSpecFileLimit(dir, name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer root.Close()
-	f, err := root.Open(name)
+	// Non-blocking: a FIFO where the file should be would hold the open
+	// forever; ReadRegular then refuses it.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

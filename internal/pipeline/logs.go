@@ -164,6 +164,14 @@ func (w *logWriter) add(line []byte) {
 	w.queue(text)
 }
 
+// Mask hides in s every secret the log hides: for what an action keeps
+// beside its log (its failure reason, a job's summary and annotations).
+func (w *logWriter) Mask(s string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.maskText([]byte(s))
+}
+
 func (w *logWriter) maskText(b []byte) string {
 	if w.mask == nil {
 		return string(b)

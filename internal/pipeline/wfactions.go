@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -286,10 +288,9 @@ func (j *jobRun) downloadArtifact(ctx context.Context, with map[string]string, e
 	if err != nil {
 		return err.Error()
 	}
-	dest := firstNonEmpty(with["path"], wfWorkspace)
-	dir, rel, err := j.locate(dest)
-	if err != nil || dir != j.base {
-		return fmt.Sprintf("with.path: %s: download into the workspace (%s)", dest, build.ContainerRoot)
+	dest, err := j.containerPath(firstNonEmpty(with["path"], wfWorkspace))
+	if err != nil || !strings.HasPrefix(dest+"/", build.ContainerRoot+"/") {
+		return fmt.Sprintf("with.path: %s: download into the workspace (%s)", with["path"], build.ContainerRoot)
 	}
 	var names []string
 	if n := with["name"]; n != "" {
@@ -311,42 +312,110 @@ func (j *jobRun) downloadArtifact(ctx context.Context, with map[string]string, e
 		if found == nil {
 			return fmt.Sprintf("with.name: the run has no artifact named %s (an earlier job uploads it with actions/upload-artifact)", n)
 		}
-		target := rel
+		target := dest
 		if with["name"] == "" {
-			target = path.Join(rel, n) // each into a directory of its name, as on GitHub
-		}
-		root, err := os.OpenRoot(j.base)
-		if err != nil {
-			return err.Error()
-		}
-		err = root.MkdirAll(target, 0o755)
-		root.Close()
-		if err != nil {
-			return fmt.Sprintf("with.path: %v", err)
-		}
-		if err := realDirs(j.base, target); err != nil {
-			return fmt.Sprintf("with.path: %v", err)
+			target = path.Join(dest, n) // each into a directory of its name, as on GitHub
 		}
 		rc, err := j.e.Artifacts.Open(ctx, found.SHA256)
 		if err != nil {
 			return fmt.Sprintf("open artifact %s: %v", n, err)
 		}
-		err = artifact.Unpack(rc, filepath.Join(j.base, filepath.FromSlash(target)))
+		err = j.untar(ctx, rc, target)
 		rc.Close()
 		if err != nil {
-			return fmt.Sprintf("unpack artifact %s: %v", n, err)
+			return fmt.Sprintf("download artifact %s: %v", n, err)
 		}
-		handOver(filepath.Join(j.base, filepath.FromSlash(target)))
-		j.note("Downloaded artifact %s into %s", n, path.Join(build.ContainerRoot, target))
+		j.note("Downloaded artifact %s into %s", n, target)
 	}
-	outputs["download-path"] = path.Join(build.ContainerRoot, rel)
+	outputs["download-path"] = dest
 	return ""
+}
+
+// containerPath is a path a step names as the job's container sees it,
+// which must be in the workspace or the build home.
+func (j *jobRun) containerPath(p string) (string, error) {
+	if _, _, err := j.locate(p); err != nil {
+		return "", err
+	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		p = sandbox.Home + strings.TrimPrefix(p, "~")
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(wfWorkspace, p)
+	}
+	return path.Clean(p), nil
+}
+
+// untar unpacks a tar stream into dir inside the job's container, as the
+// job's own user: the server writes nothing into the workspace, so a link
+// or a race a step set up can only ever point the job at its own files.
+func (j *jobRun) untar(ctx context.Context, r io.Reader, dir string) error {
+	return j.boxRun(ctx, []string{"sh", "-c", `mkdir -p "$1" && exec tar -xf - -C "$1"`, "sh", dir}, r, io.Discard)
+}
+
+// boxRun runs argv in the job's container, as the job's user, with stdin
+// from in and stdout to out; a failure carries what it said on stderr.
+func (j *jobRun) boxRun(ctx context.Context, argv []string, in io.Reader, out io.Writer) error {
+	stderr := &limitedBuffer{max: 4 << 10}
+	code, err := j.box.ExecIO(ctx, argv, j.stepEnv(nil, nil), in, out, stderr)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("%s exited with %d: %s", argv[0], code, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	max int
+	b   []byte
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - len(l.b); room > 0 {
+		l.b = append(l.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
+
+// maxTarBytes bounds a cache or an image build context a job makes.
+const maxTarBytes = 10 << 30
+
+// errTooMuch ends a stream that went over maxTarBytes.
+var errTooMuch = fmt.Errorf("over %d GiB", maxTarBytes>>30)
+
+// tarFrom returns a stream of a tar that tar makes in the job's container
+// (args are tar's, after -cf -); the stream fails past maxTarBytes.
+func (j *jobRun) tarFrom(ctx context.Context, args ...string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		lw := &limitWriter{w: pw, left: maxTarBytes}
+		pw.CloseWithError(j.boxRun(ctx, append([]string{"tar", "-cf", "-"}, args...), nil, lw))
+	}()
+	return pr
+}
+
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, errTooMuch
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
 }
 
 // cacheSave is an actions/cache step's save, done when the job succeeds.
 type cacheSave struct {
 	key   string
-	paths []string
+	paths []string // as the container sees them
 }
 
 // cacheKey is where a cache of the app is kept in the blob store: keys
@@ -367,12 +436,13 @@ func (j *jobRun) cache(ctx context.Context, with map[string]string, env map[stri
 	for _, l := range strings.Split(with["path"], "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			if strings.HasPrefix(l, "!") || strings.ContainsAny(l, "*?[") {
-				return fmt.Sprintf("with.path: %s: Slipway caches whole directories; name them without wildcards", l)
+				return fmt.Sprintf("with.path: %s: Slipway caches whole directories and files; name them without wildcards", l)
 			}
-			if _, _, err := j.locate(l); err != nil {
+			p, err := j.containerPath(l)
+			if err != nil {
 				return "with.path: " + err.Error()
 			}
-			paths = append(paths, l)
+			paths = append(paths, p)
 		}
 	}
 	if len(paths) == 0 {
@@ -388,8 +458,8 @@ func (j *jobRun) cache(ctx context.Context, with map[string]string, env map[stri
 	outputs["cache-hit"] = strconv.FormatBool(hit)
 	if matched != "" {
 		outputs["cache-matched-key"] = matched
-		if msg := j.restoreCache(ctx, matched, paths); msg != "" {
-			fmt.Fprintf(j.logs, "##[warning]Cache %s not restored: %s\n", matched, msg)
+		if err := j.restoreCache(ctx, matched); err != nil {
+			fmt.Fprintf(j.logs, "##[warning]Cache %s not restored: %v\n", matched, err)
 			outputs["cache-hit"] = "false"
 			hit = false
 		} else {
@@ -445,100 +515,33 @@ func (j *jobRun) findCache(ctx context.Context, key string, restoreKeys []string
 	return false, ""
 }
 
-// restoreCache unpacks a cache: one directory per path, in the order given.
-func (j *jobRun) restoreCache(ctx context.Context, key string, paths []string) string {
+// restoreCache unpacks a cache where its paths were, inside the container.
+func (j *jobRun) restoreCache(ctx context.Context, key string) error {
 	f, err := fetchCache(ctx, j.e.Blobs, j.cacheKey(key))
 	if err != nil {
-		return blob.Explain(err).Error()
+		return blob.Explain(err)
 	}
 	defer f.Close()
-	tmp, err := os.MkdirTemp("", "slipway-gha-cache-")
-	if err != nil {
-		return err.Error()
-	}
-	defer os.RemoveAll(tmp)
-	if err := artifact.Unpack(f, tmp); err != nil {
-		return err.Error()
-	}
-	for i, p := range paths {
-		dir, rel, _ := j.locate(p)
-		root, err := os.OpenRoot(dir)
-		if err != nil {
-			return err.Error()
-		}
-		err = root.MkdirAll(rel, 0o755)
-		root.Close()
-		if err != nil {
-			return fmt.Sprintf("%s: %v", p, err)
-		}
-		if err := realDirs(dir, rel); err != nil {
-			return fmt.Sprintf("%s: %v", p, err)
-		}
-		part, err := os.Open(filepath.Join(tmp, strconv.Itoa(i)+".tar"))
-		if err != nil {
-			continue // this path had nothing in it when saved
-		}
-		err = artifact.Unpack(part, filepath.Join(dir, filepath.FromSlash(rel)))
-		part.Close()
-		if err != nil {
-			return fmt.Sprintf("%s: %v", p, err)
-		}
-		handOver(filepath.Join(dir, filepath.FromSlash(rel)))
-	}
-	return ""
+	return j.untar(ctx, f, "/")
 }
 
-// saveCache packs each cached directory as N.tar inside one tar.
+// saveCache has tar in the container pack the cached paths (as the job's
+// user sees them, so nothing of the host's), and keeps the stream.
 func (j *jobRun) saveCache(ctx context.Context, c cacheSave) {
-	tmp, err := os.MkdirTemp("", "slipway-gha-cache-")
-	if err != nil {
-		return
-	}
-	defer os.RemoveAll(tmp)
-	var parts []artifact.File
-	total := 0
+	rel := make([]string, len(c.paths))
 	for i, p := range c.paths {
-		dir, rel, err := j.locate(p)
-		if err != nil {
-			continue
-		}
-		if err := realDirs(dir, rel); err != nil {
-			if !isMissing(err) {
-				fmt.Fprintf(j.logs, "##[warning]Cache path %s not saved: %v\n", p, err)
-			}
-			continue
-		}
-		files, err := build.Collect(filepath.Join(dir, filepath.FromSlash(rel)), build.Artifacts{Files: []string{"**/*"}})
-		if err != nil {
-			continue
-		}
-		out := filepath.Join(tmp, strconv.Itoa(i)+".tar")
-		f, err := os.Create(out)
-		if err != nil {
-			return
-		}
-		err = artifact.Pack(f, files)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(j.logs, "##[warning]Cache path %s not saved: %v\n", p, err)
-			return
-		}
-		parts = append(parts, artifact.File{Name: strconv.Itoa(i) + ".tar", Path: out})
-		total += len(files)
+		rel[i] = strings.TrimPrefix(p, "/")
 	}
-	if len(parts) == 0 {
-		fmt.Fprintf(j.logs, "##[warning]Cache %s not saved: none of its paths holds files\n", c.key)
-		return
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(artifact.Pack(pw, parts)) }()
-	_, err = blob.Put(ctx, j.e.Blobs, j.cacheKey(c.key), pr)
-	pr.CloseWithError(err)
+	rc := j.tarFrom(ctx, append([]string{"--ignore-failed-read", "-C", "/", "--"}, rel...)...)
+	defer rc.Close()
+	// Whole or not at all (blob.Put): a job reading the cache while
+	// another saves it gets the old one.
+	n, err := blob.Put(ctx, j.e.Blobs, j.cacheKey(c.key), rc)
 	if err != nil {
 		fmt.Fprintf(j.logs, "##[warning]Cache %s not saved: %v\n", c.key, blob.Explain(err))
 		return
 	}
-	j.note("Cache saved with key %s (%d files)", c.key, total)
+	j.note("Cache saved with key %s (%d bytes)", c.key, n)
 }
 
 // setupTool accepts a setup-* action when its toolchain is on the
@@ -653,24 +656,10 @@ func (j *jobRun) renderTaskDef(ctx context.Context, with map[string]string, env 
 	}
 	out, _ := json.MarshalIndent(td, "", "  ")
 	rel := fmt.Sprintf("_temp/task-definition-%d-%d.json", j.row.ID, time.Now().UnixNano())
-	root, err := os.OpenRoot(j.base)
-	if err != nil {
-		return err.Error()
-	}
-	defer root.Close()
-	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err.Error()
-	}
-	_, err = f.Write(append(out, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err.Error()
-	}
-	if os.Geteuid() == 0 {
-		_ = root.Lchown(rel, sandbox.BuildUID, sandbox.BuildUID)
+	dest := path.Join(build.ContainerRoot, rel)
+	// Written by the job's own user inside its container, like its files.
+	if err := j.boxRun(ctx, []string{"sh", "-c", `mkdir -p "${1%/*}" && cat > "$1"`, "sh", dest}, bytes.NewReader(append(out, '\n')), io.Discard); err != nil {
+		return "write the rendered task definition: " + err.Error()
 	}
 	outputs["task-definition"] = path.Join(build.ContainerRoot, rel)
 	j.note("Rendered %s with %s in container %s: %s", file, image, name, outputs["task-definition"])
@@ -784,37 +773,31 @@ func (j *jobRun) buildPush(ctx context.Context, with map[string]string, env map[
 			return fmt.Sprintf("with.tags: %s: a job pushes to its app's repositories in Slipway's registry, %s/%s or %s/%s/NAME", t, reg.Host, j.r.App, reg.Host, j.r.App)
 		}
 	}
-	ctxDir := firstNonEmpty(with["context"], ".")
-	dir, rel, err := j.locate(ctxDir)
-	if err != nil {
-		return "with.context: " + err.Error()
-	}
-	files, err := build.Collect(filepath.Join(dir, filepath.FromSlash(rel)), build.Artifacts{Files: []string{"**/*"}})
+	ctxDir, err := j.containerPath(firstNonEmpty(with["context"], "."))
 	if err != nil {
 		return "with.context: " + err.Error()
 	}
 	dockerfile := "Dockerfile"
 	if f := with["file"]; f != "" {
-		fdir, frel, err := j.locate(f)
-		if err != nil || fdir != dir || !strings.HasPrefix(frel+"/", strings.TrimSuffix(rel, "/.")+"/") && rel != "." {
-			return "with.file: the Dockerfile must be inside the build context"
+		fp, err := j.containerPath(f)
+		rel, ok := strings.CutPrefix(fp, strings.TrimSuffix(ctxDir, "/")+"/")
+		if err != nil || !ok {
+			return "with.file: the Dockerfile must be inside the build context " + ctxDir
 		}
-		dockerfile = strings.TrimPrefix(strings.TrimPrefix(frel, rel), "/")
-		if rel == "." {
-			dockerfile = frel
-		}
+		dockerfile = rel
 	}
 	args := map[string]string{}
 	for _, a := range splitLines(with["build-args"]) {
 		k, v, _ := strings.Cut(a, "=")
 		args[k] = v
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
+	// The context is packed by tar in the job's container: what the job's
+	// user sees there, never the host's files behind a link.
+	tarball := j.tarFrom(ctx, "-C", ctxDir, ".")
+	defer tarball.Close()
 	j.note("Building %s (context %s, %s)", strings.Join(tags, ", "), ctxDir, dockerfile)
-	id, err := eng.Build(ctx, pr, container.BuildOptions{Dockerfile: dockerfile, Target: with["target"], BuildArgs: args, Tags: tags,
+	id, err := eng.Build(ctx, tarball, container.BuildOptions{Dockerfile: dockerfile, Target: with["target"], BuildArgs: args, Tags: tags,
 		Labels: container.Labels(j.r.App, j.e.Installation, "slipway.commit", j.r.Commit)}, j.logs)
-	pr.CloseWithError(err)
 	if err != nil {
 		return err.Error()
 	}
@@ -855,10 +838,19 @@ func splitLines(s string) []string {
 	return out
 }
 
+// openRegular opens a file a job may have swapped for a FIFO or a link
+// since it was listed: neither blocks nor is followed.
+const openRegular = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOFOLLOW
+
 // hashWorkspaceFiles is hashFiles(): the SHA-256 of the SHA-256 of each
 // matching file, in path order; "" when none matches.
-func hashWorkspaceFiles(dir string, patterns []string) (string, error) {
-	root, err := os.OpenRoot(dir)
+func hashWorkspaceFiles(base string, patterns []string) (string, error) {
+	top, err := os.OpenRoot(base)
+	if err != nil {
+		return "", err
+	}
+	defer top.Close()
+	root, err := top.OpenRoot("src") // a link at src stays inside the workspace
 	if err != nil {
 		return "", err
 	}
@@ -902,11 +894,15 @@ func hashWorkspaceFiles(dir string, patterns []string) (string, error) {
 	slices.Sort(matched)
 	all := sha256.New()
 	for _, p := range matched {
-		f, err := root.Open(p)
+		f, err := root.OpenFile(p, openRegular, 0)
 		if err != nil {
 			return "", err
 		}
 		h := sha256.New()
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			f.Close()
+			return "", fmt.Errorf("hashFiles: %s is not a regular file", p)
+		}
 		_, err = io.Copy(h, f)
 		f.Close()
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -64,13 +63,31 @@ type jobRun struct {
 	failed      bool
 	// caches are the actions/cache steps to save after a successful job.
 	caches []cacheSave
+	// What the job has kept so far, against the bounds.
+	masks, envBytes, outputBytes int
+	maskWarned, summaryCut       bool
 }
 
 func (j *jobRun) mask(values ...string) {
+	if j.masks += len(values); j.masks > maxMasks {
+		if !j.maskWarned {
+			j.maskWarned = true
+			fmt.Fprintf(j.logs, "##[warning]The job adds over %d values to mask; later ones are not masked\n", maxMasks)
+		}
+		return
+	}
 	if m, ok := j.logs.(interface{ AddSecrets(...string) }); ok {
 		m.AddSecrets(values...)
 	}
 }
+
+// Bounds on what one job keeps in the server's memory.
+const (
+	maxMasks      = 1000
+	maxJobEnv     = 4 << 20 // what $GITHUB_ENV adds, in all
+	maxJobOutputs = 4 << 20 // step outputs, in all
+	maxJobPaths   = 256     // $GITHUB_PATH entries
+)
 
 // performJob runs one workflow job in the build sandbox: each run step is
 // a script run by its shell, each uses step one of the built-in actions.
@@ -79,7 +96,16 @@ func (e *Engine) performJob(ctx context.Context, r store.Run, a Action, row stor
 	job := w.job.job
 	j := &jobRun{e: e, r: r, row: row, wfa: w, logs: logs, steps: map[string]any{}}
 	defer func() {
-		if err := e.Store.SetActionReport(context.WithoutCancel(ctx), row.ID, j.summary.String(), j.annotations); err != nil {
+		// Kept beside the log, and masked as it is.
+		summary := j.summary.String()
+		if m, ok := logs.(interface{ Mask(string) string }); ok {
+			summary = m.Mask(summary)
+			for i := range j.annotations {
+				a := &j.annotations[i]
+				a.Message, a.Title, a.File = m.Mask(a.Message), m.Mask(a.Title), m.Mask(a.File)
+			}
+		}
+		if err := e.Store.SetActionReport(context.WithoutCancel(ctx), row.ID, summary, j.annotations); err != nil {
 			e.Log.Warn("store a job's summary", "action", row.ID, "err", err)
 		}
 	}()
@@ -608,7 +634,9 @@ func (j *jobRun) stepEnv(envCtx map[string]any, files map[string]string) []strin
 // $GITHUB_PATH and $GITHUB_STEP_SUMMARY.
 func (j *jobRun) readFileCommands(n int, outputs map[string]string) error {
 	read := func(name string) (string, error) {
-		b, err := readSpecFileLimit(filepath.Join(j.base, "_runner", strconv.Itoa(n)), name, maxFileCommand)
+		// Inside the workspace's root: a link the step left at _runner/N
+		// cannot lead the server's read elsewhere.
+		b, err := readSpecFileLimit(j.base, path.Join("_runner", strconv.Itoa(n), name), maxFileCommand)
 		if isMissing(err) {
 			return "", nil
 		}
@@ -626,6 +654,9 @@ func (j *jobRun) readFileCommands(n int, outputs map[string]string) error {
 		return fmt.Errorf("$GITHUB_OUTPUT: %w", err)
 	}
 	for _, kv := range kvs {
+		if j.outputBytes += len(kv[0]) + len(kv[1]); j.outputBytes > maxJobOutputs {
+			return fmt.Errorf("$GITHUB_OUTPUT: the job's step outputs hold over %d MiB", maxJobOutputs>>20)
+		}
 		outputs[kv[0]] = kv[1]
 	}
 	if text, err = read("env"); err != nil {
@@ -635,6 +666,9 @@ func (j *jobRun) readFileCommands(n int, outputs map[string]string) error {
 		return fmt.Errorf("$GITHUB_ENV: %w", err)
 	}
 	for _, kv := range kvs {
+		if j.envBytes += len(kv[0]) + len(kv[1]); j.envBytes > maxJobEnv {
+			return fmt.Errorf("$GITHUB_ENV: the job's environment grew over %d MiB", maxJobEnv>>20)
+		}
 		j.env = append(j.env, workflow.EnvVar{Name: kv[0], Value: escapeExpr(kv[1])})
 	}
 	if text, err = read("path"); err != nil {
@@ -642,13 +676,20 @@ func (j *jobRun) readFileCommands(n int, outputs map[string]string) error {
 	}
 	for _, p := range strings.Split(text, "\n") {
 		if p = strings.TrimSpace(p); p != "" {
+			if len(j.paths) >= maxJobPaths {
+				return fmt.Errorf("$GITHUB_PATH: the job adds over %d directories", maxJobPaths)
+			}
 			j.paths = append([]string{p}, j.paths...)
 		}
 	}
 	if text, err = read("summary"); err != nil {
 		return err
 	}
-	if strings.TrimSpace(text) != "" {
+	if strings.TrimSpace(text) != "" && !j.summaryCut {
+		if j.summary.Len()+len(text) > store.MaxActionSummary {
+			j.summaryCut = true // the store says where it was cut
+			text = text[:max(0, store.MaxActionSummary-j.summary.Len())] + strings.Repeat(" ", 1)
+		}
 		j.summary.WriteString(text)
 		if !strings.HasSuffix(text, "\n") {
 			j.summary.WriteString("\n")
@@ -702,26 +743,7 @@ func (j *jobRun) holdsSecret(v string) bool {
 	return false
 }
 
-// handOver gives what the server wrote under dir (on the host) to the
-// sandbox's user, so later steps can change it.
-func handOver(dir string) {
-	if os.Geteuid() != 0 {
-		return
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return
-	}
-	defer root.Close()
-	_ = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			_ = root.Lchown(p, sandbox.BuildUID, sandbox.BuildUID)
-		}
-		return nil
-	})
-}
-
 // hashFiles implements hashFiles() over the workspace.
 func (j *jobRun) hashFiles(patterns []string) (string, error) {
-	return hashWorkspaceFiles(filepath.Join(j.base, "src"), patterns)
+	return hashWorkspaceFiles(j.base, patterns)
 }

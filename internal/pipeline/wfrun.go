@@ -30,6 +30,13 @@ const StateSkipped = "skipped"
 
 const stateSkipped = StateSkipped
 
+// Bounds on one workflow run: GitHub's own limits are 256 combinations
+// per matrix and 1000 steps per job.
+const (
+	maxJobRuns  = 512
+	maxJobSteps = 1000
+)
+
 // defaultJobTimeout is GitHub's default timeout-minutes.
 const defaultJobTimeout = 360 * time.Minute
 
@@ -79,6 +86,16 @@ func (e *Engine) loadWorkflowSpec(ctx context.Context, r store.Run) (*Spec, erro
 	plan, err := planWorkflow(wf, e.runContexts(r, wf, ""))
 	if err != nil {
 		return nil, err
+	}
+	total := 0
+	for _, j := range plan.jobs {
+		total += len(j.combos)
+		if n := len(j.job.Steps); n > maxJobSteps {
+			return nil, fmt.Errorf("%s: jobs.%s has %d steps; at most %d", wf.File, j.job.ID, n, maxJobSteps)
+		}
+	}
+	if total > maxJobRuns {
+		return nil, fmt.Errorf("%s: the workflow makes %d job runs (jobs × matrix combinations); at most %d", wf.File, total, maxJobRuns)
 	}
 	spec := &Spec{Mode: workflowMode(wf), plan: plan}
 	for _, j := range plan.jobs {
@@ -370,8 +387,10 @@ func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *Spec, a
 	}
 	plan := spec.plan
 	done := map[string]chan struct{}{}
+	// Job ids match without regard to case, as in needs: on GitHub.
+	id := strings.ToLower
 	for _, j := range plan.jobs {
-		done[j.job.ID] = make(chan struct{})
+		done[id(j.job.ID)] = make(chan struct{})
 	}
 	var mu sync.Mutex
 	results := map[string]wfResult{}
@@ -380,9 +399,9 @@ func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *Spec, a
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(done[j.job.ID])
+			defer close(done[id(j.job.ID)])
 			for _, n := range j.job.Needs {
-				if ch, ok := done[n]; ok {
+				if ch, ok := done[id(n)]; ok {
 					<-ch
 				}
 			}
@@ -390,7 +409,7 @@ func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *Spec, a
 			needs := map[string]any{}
 			var needResults []string
 			for _, n := range j.job.Needs {
-				res := results[n]
+				res := results[id(n)]
 				outs := map[string]any{}
 				for k, v := range res.outputs {
 					outs[k] = v
@@ -401,7 +420,7 @@ func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *Spec, a
 			mu.Unlock()
 			res := e.runWorkflowJob(ctx, r, spec.Stages[si], j, actions, needs, needResults, ar)
 			mu.Lock()
-			results[j.job.ID] = res
+			results[id(j.job.ID)] = res
 			mu.Unlock()
 		}()
 	}
@@ -411,7 +430,7 @@ func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *Spec, a
 	}
 	var failures []string
 	for _, j := range plan.jobs {
-		if f := results[j.job.ID].failure; f != "" {
+		if f := results[id(j.job.ID)].failure; f != "" {
 			failures = append(failures, fmt.Sprintf("job %s failed: %s", j.job.ID, f))
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,10 +89,18 @@ func (r *stepRunner) run(ctx context.Context, file, script string, argv, env []s
 	for _, f := range empty { // the step's command files, made by the sandbox's user
 		cmd.WriteString(": > " + shQuote(f) + "\n")
 	}
-	cmd.WriteString("( cd " + shQuote(dir) + " 2>/dev/null || { echo \"working-directory " + strings.ReplaceAll(dir, `"`, ``) + " does not exist\"; exit 1; }; exec env -i")
+	cmd.WriteString("( cd " + shQuote(dir) + " 2>/dev/null || { echo \"working-directory " + strings.ReplaceAll(dir, `"`, ``) + " does not exist\"; exit 1; }\n")
+	// Exported in the subshell, not passed as arguments: a process's
+	// arguments are for every process in the container to read.
 	for _, kv := range env {
-		cmd.WriteString(" " + shQuote(kv))
+		k, v, _ := strings.Cut(kv, "=")
+		if !envName.MatchString(k) {
+			fmt.Fprintf(out, "##[warning]%s is not a variable name a shell can export; left out\n", k)
+			continue
+		}
+		cmd.WriteString("export " + k + "=" + shQuote(v) + "\n")
 	}
+	cmd.WriteString("exec")
 	for _, a := range argv {
 		cmd.WriteString(" " + shQuote(a))
 	}
@@ -120,6 +129,8 @@ func parentDir(p string) string {
 	}
 	return "."
 }
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 

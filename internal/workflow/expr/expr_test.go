@@ -711,3 +711,21 @@ func TestToJSONStrings(t *testing.T) {
 		t.Errorf("toJSON = %s, %v; want %s", got, err, want)
 	}
 }
+
+// TestValuesAreBounded: nesting format() grows a value 64-fold per level;
+// a kilobyte of expression must not make gigabytes in the server.
+func TestValuesAreBounded(t *testing.T) {
+	arg := "'x'"
+	for range 6 {
+		arg = "format('" + strings.Repeat("{0}", 64) + "', " + arg + ")"
+	}
+	for _, src := range []string{arg, "join(fromJSON('[1]'), " + arg + ")", "toJSON(" + arg + ")"} {
+		if _, err := Eval(src, &Env{}); err == nil || !strings.Contains(err.Error(), "bytes") {
+			t.Errorf("%.60s…: %v", src, err)
+		}
+	}
+	big := "format('" + strings.Repeat("{0}", 64) + "', format('" + strings.Repeat("{0}", 64) + "', format('" + strings.Repeat("{0}", 64) + "', 'xxxx')))"
+	if _, err := Interpolate("${{ "+big+" }}${{ "+big+" }}", &Env{}); err == nil {
+		t.Error("two 1 MiB values interpolated into one text")
+	}
+}

@@ -70,6 +70,15 @@ type funcError struct{ msg string }
 
 func (e *funcError) Error() string { return e.msg }
 
+// MaxValueBytes bounds a string an expression makes (format, join, toJSON,
+// an interpolated text): a short expression nesting them could otherwise
+// grow without end in the server's memory.
+const MaxValueBytes = 1 << 20
+
+func errTooLarge(what string) error {
+	return funcErrorf("%s: the result would be over %d bytes, the most an expression may make", what, MaxValueBytes)
+}
+
 func funcErrorf(format string, args ...any) error {
 	return &funcError{msg: fmt.Sprintf(format, args...)}
 }
@@ -158,6 +167,9 @@ func fnFormat(_ *evaluator, args []any) (any, error) {
 				return nil, funcErrorf("format(): format string %q refers to argument {%d}, but only %s given after it", f, n, given)
 			}
 			b.WriteString(String(vals[n]))
+			if b.Len() > MaxValueBytes {
+				return nil, errTooLarge("format()")
+			}
 			i = j + 1
 		case c == '}' && i+1 < len(f) && f[i+1] == '}':
 			b.WriteByte('}')
@@ -181,8 +193,12 @@ func fnJoin(_ *evaluator, args []any) (any, error) {
 	}
 	if a, ok := asArray(args[0]); ok {
 		parts := make([]string, len(a))
+		size := 0
 		for i, e := range a {
 			parts[i] = String(e)
+			if size += len(parts[i]) + len(sep); size > MaxValueBytes {
+				return nil, errTooLarge("join()")
+			}
 		}
 		return strings.Join(parts, sep), nil
 	}
@@ -195,6 +211,9 @@ func fnJoin(_ *evaluator, args []any) (any, error) {
 func fnToJSON(_ *evaluator, args []any) (any, error) {
 	var b strings.Builder
 	writeJSON(&b, args[0], 0)
+	if b.Len() > MaxValueBytes {
+		return nil, errTooLarge("toJSON()")
+	}
 	return b.String(), nil
 }
 

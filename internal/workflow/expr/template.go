@@ -1,6 +1,7 @@
 package expr
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 )
@@ -98,6 +99,9 @@ func (t *template) render(env *Env) (string, error) {
 			return "", err
 		}
 		b.WriteString(String(v))
+		if b.Len() > MaxValueBytes {
+			return "", &Error{Col: 1, Msg: fmt.Sprintf("the text would be over %d bytes, the most an expression may make", MaxValueBytes)}
+		}
 	}
 	return b.String(), nil
 }
