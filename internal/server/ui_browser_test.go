@@ -317,3 +317,224 @@ func TestIntegrationWebUI(t *testing.T) {
 	waitJS(t, ctx, "a redirect to sign in", `location.pathname === "/signin"`, 10*time.Second)
 	t.Logf("screenshots in %s", shot.dir)
 }
+
+// dialogs answers the page's confirmation dialogs: each one's message is
+// returned by answer, accepted or dismissed as accept says.
+type dialogs struct {
+	t      *testing.T
+	ctx    context.Context
+	msgs   chan string
+	accept atomic.Bool
+}
+
+func listenDialogs(t *testing.T, ctx context.Context) *dialogs {
+	d := &dialogs{t: t, ctx: ctx, msgs: make(chan string, 4)}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if o, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			select {
+			case d.msgs <- o.Message:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// clickAndAnswer clicks sel, which asks for a confirmation, and answers it.
+func (d *dialogs) clickAndAnswer(sel string, accept bool) string {
+	d.t.Helper()
+	d.accept.Store(accept)
+	go chromedp.Do(d.ctx, chromedp.Click(chromedp.CSS(sel)))
+	select {
+	case msg := <-d.msgs:
+		if err := chromedp.Do(d.ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: d.accept.Load()})
+			return err
+		})); err != nil {
+			d.t.Fatal(err)
+		}
+		return msg
+	case <-time.After(10 * time.Second):
+		d.t.Fatal("no confirmation was asked")
+	}
+	return ""
+}
+
+// The run console: an action's card opens its log, which follows the end
+// while the action runs (not while the reader has scrolled up), shows
+// colours, links lines, folds sections, searches, shows timestamps on
+// demand and offers the raw text; a failed card holds its last lines; a
+// run is retried, cancelled (after a confirmation) and re-run from the page.
+func TestIntegrationWebUIRunConsole(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("console")
+	sha := e.pushPipeline("console", "main", map[string]string{"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - name: compile
+        type: invoke
+        command: |
+          echo "::group::Fetch tools"
+          echo "inside the section"
+          echo "::endgroup::"
+          printf '\033[31mred\033[0m <script>window.xss=1</script><img src=x onerror="window.xss=2">\n'
+          for i in $(seq 1 150); do echo "line $i"; sleep 0.05; done
+          exit 1
+  - name: Ship
+    actions:
+      - {name: ship, type: invoke, command: "echo shipped"}
+`})
+	ctx := browser(t)
+	shot := shots{t: t, ctx: ctx, dir: filepath.Join(t.TempDir(), "screenshots")}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/signin"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), e.Admin), chromedp.Submit(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the apps page", `location.pathname === "/apps"`, 10*time.Second)
+	id := e.startRun("console", "main")
+	runPage := fmt.Sprintf("%s/runs/%d", e.URL, id)
+	if err := chromedp.Do(ctx, chromedp.Navigate(runPage), chromedp.WaitVisible(chromedp.CSS("#run-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "Build/compile running", `document.getElementById("action-Build-compile") && document.getElementById("action-Build-compile").dataset.state === "running"`, 30*time.Second)
+	aid := e.actionID(id, "Build", "compile")
+	actionPage := fmt.Sprintf("/runs/%d/actions/%d", id, aid)
+
+	// A click anywhere on the card (here on its duration) opens the log.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#action-Build-compile .adur"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the action's page", `location.pathname === "`+actionPage+`" && !!document.getElementById("action-log")`, 10*time.Second)
+	// Following the end while it runs.
+	lines := `document.querySelectorAll("#action-log .ll").length`
+	bottom := `(window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 30)`
+	waitJS(t, ctx, "lines streaming in, the page following them", lines+` > 40 && document.documentElement.scrollHeight > window.innerHeight + 100 && `+bottom+` && document.getElementById("action-log").dataset.follow === "true" && document.getElementById("log-follow").innerText.includes("Following")`, 20*time.Second)
+	shot.take("20-action-running")
+	// Scrolled up: it stops following, and lines still come.
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.scrollTo(0, 0); `+lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "more lines while the reader stays where they scrolled", fmt.Sprintf(`%s > %d + 10 && window.scrollY === 0 && document.getElementById("action-log").dataset.follow === "false" && !document.getElementById("log-end").hidden`, lines, n), 10*time.Second)
+	shot.take("21-action-scrolled-up")
+	// Back at the bottom: it follows again.
+	n, err = chromedp.Run(ctx, chromedp.Evaluate[int](`window.scrollTo(0, document.documentElement.scrollHeight); `+lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "following again from the bottom", fmt.Sprintf(`%s > %d + 10 && %s && document.getElementById("action-log").dataset.follow === "true"`, lines, n, bottom), 10*time.Second)
+	waitJS(t, ctx, "the action failed, said live", `document.getElementById("action-log").hasAttribute("data-ended") && document.querySelector("#action-head .state-failed") !== null && document.body.innerText.includes("line 150")`, 30*time.Second)
+	e.waitRun(id, 30*time.Second)
+
+	// The finished log, as a link to one of its lines opens it.
+	lineID := func(text string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#action-log .ll")).find(l => l.querySelector(".lt").textContent === `+strconv.Quote(text)+`).id`))
+		if err != nil {
+			t.Fatalf("no line %q: %v", text, err)
+		}
+		return v
+	}
+	l5 := lineID("line 5")
+	if err := chromedp.Do(ctx, chromedp.Navigate(runPage), chromedp.Navigate(e.URL+actionPage+"#"+l5), chromedp.WaitVisible(chromedp.CSS("#action-log"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the linked line targeted and highlighted", `document.querySelector(":target") && document.querySelector(":target").id === "`+l5+`" && getComputedStyle(document.querySelector(":target")).backgroundColor === "rgb(59, 46, 0)"`, 5*time.Second)
+	waitJS(t, ctx, "no stream for a finished action, and the colours as classes", `!document.getElementById("action-log").hasAttribute("data-stream") && Array.from(document.querySelectorAll("#action-log .ansi-red")).some(s => s.textContent === "red")`, 5*time.Second)
+	// Markup in the log is text: nothing ran, nothing was inserted.
+	waitJS(t, ctx, "markup shown as text", `window.xss === undefined && document.querySelectorAll("#action-log script, #action-log img").length === 0 && document.getElementById("action-log").innerText.includes('<script>window.xss=1</script><img src=x onerror="window.xss=2">')`, 5*time.Second)
+	shot.take("22-action-failed-linked-line")
+	// The section is folded; a link into it opens it.
+	waitJS(t, ctx, "the section folded", `(() => { const d = document.querySelector("#action-log details.lg"); return d && !d.open && d.querySelector("summary").innerText.includes("Fetch tools"); })()`, 5*time.Second)
+	inside := lineID("inside the section")
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = "#`+inside+`"`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the section opened at the linked line", `document.querySelector("#action-log details.lg").open && document.querySelector(":target").id === "`+inside+`"`, 5*time.Second)
+	// Timestamps on demand.
+	waitJS(t, ctx, "timestamps hidden", `getComputedStyle(document.querySelector("#action-log .ts")).display === "none"`, 5*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#log-ts"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "timestamps shown", `getComputedStyle(document.querySelector("#action-log .ts")).display !== "none" && /^\d\d:\d\d:\d\d\.\d{3}$/.test(document.querySelector("#action-log .ts").textContent)`, 5*time.Second)
+	shot.take("23-action-timestamps")
+	// Search keeps the matching lines and marks the matches.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#log-search"), "line 14")); err != nil {
+		t.Fatal(err)
+	}
+	visible := `Array.from(document.querySelectorAll("#action-log .ll")).filter(l => l.offsetParent !== null)`
+	waitJS(t, ctx, "eleven matching lines, only those shown", `document.getElementById("log-matches").innerText === "11 matching lines" && document.querySelectorAll("#action-log mark.hit").length === 11 && `+visible+`.length === 11 && `+visible+`.every(l => l.innerText.includes("line 14"))`, 5*time.Second)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#log-search"), "\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "Enter goes to the first match", `document.querySelector("#action-log .ll.current .lt").textContent === "line 14"`, 5*time.Second)
+	shot.take("24-action-search")
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#log-search"), "\x1b")); err != nil { // Escape clears
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the whole log back", `document.querySelectorAll("#action-log mark").length === 0 && `+visible+`.length > 150`, 5*time.Second)
+	// The raw log is the text as written.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`fetch(document.querySelector("a[download]").href).then(r => r.text()).then(t => { window.rawLog = t; })`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the raw log with its escapes", `typeof window.rawLog === "string" && window.rawLog.includes("\u001b[31mred\u001b[0m <script>") && window.rawLog.includes("::group::Fetch tools\n")`, 5*time.Second)
+	// At a phone's width the page fits.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#action-log"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the action page to fit 390 px", `document.documentElement.scrollWidth <= 391`, 5*time.Second)
+	shot.take("25-action-phone")
+
+	// The failed card holds its last lines, folded until opened.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(runPage), chromedp.WaitVisible(chromedp.CSS("#run-live"))); err != nil {
+		t.Fatal(err)
+	}
+	tail := fmt.Sprintf(`document.getElementById("tail-%d")`, aid)
+	waitJS(t, ctx, "the failed card's folded tail", tail+` && !`+tail+`.open && `+tail+`.querySelectorAll(".ll").length === 10`, 5*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf("#tail-%d summary", aid)))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the tail open, ending with the failure", tail+`.open && `+tail+`.innerText.includes("line 150") && `+tail+`.innerText.includes("exit 1") && location.pathname === "/runs/`+strconv.Itoa(id)+`"`, 5*time.Second)
+	shot.take("26-run-failed-tail")
+
+	// Retry the failed run: it runs again, and can now be cancelled.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#run-controls form[action$="/retry"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the retry said and the run going again", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("is queued again") && !!document.querySelector('#run-controls form[action$="/cancel"]') && document.querySelector("#run-state .state-failed") === null`, 20*time.Second)
+	e.waitRunState(id, "running", 30*time.Second)
+	shot.take("27-run-retried")
+	// Cancel asks first; dismissed, the run goes on.
+	d := listenDialogs(t, ctx)
+	if msg := d.clickAndAnswer(`#run-controls form[action$="/cancel"] button`, false); msg != fmt.Sprintf("Cancel run #%d of console? Actions running now are stopped, and the stages after them do not run.", id) {
+		t.Fatalf("the cancel confirmation: %q", msg)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, run := e.call("GET", fmt.Sprintf("/api/v1/runs/%d", id), e.Admin, nil); run["ended_at"] != nil {
+		t.Fatalf("the run ended although the confirmation was dismissed: %v", run["state"])
+	}
+	d.clickAndAnswer(`#run-controls form[action$="/cancel"] button`, true)
+	waitJS(t, ctx, "the run cancelled", `document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("is being cancelled") && document.querySelector("#run-state .state-cancelled") !== null`, 30*time.Second)
+	waitJS(t, ctx, "Re-run offered once the run ended", `!!document.querySelector('#run-controls form[action$="/rerun"]') && !document.querySelector('#run-controls form[action$="/cancel"]')`, 10*time.Second)
+	shot.take("28-run-cancelled")
+
+	// Re-run: a new run of the same commit.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#run-controls form[action$="/rerun"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the new run's page", `location.pathname !== "/runs/`+strconv.Itoa(id)+`" && document.querySelector(".flash") && document.querySelector(".flash").innerText.includes("re-runs run #`+strconv.Itoa(id)+`")`, 10*time.Second)
+	shot.take("29-rerun")
+	path, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname`))
+	next, err := strconv.Atoi(strings.TrimPrefix(path, "/runs/"))
+	if err != nil {
+		t.Fatalf("re-run page %s", path)
+	}
+	if _, nr := e.call("GET", fmt.Sprintf("/api/v1/runs/%d", next), e.Admin, nil); nr["commit"] != sha {
+		t.Fatalf("the re-run's commit: %v", nr)
+	}
+	e.call("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", next), e.Admin, nil)
+	e.waitRun(next, 30*time.Second)
+	t.Logf("screenshots in %s", shot.dir)
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -15,6 +16,9 @@ type liveUpdate struct {
 	// The approval panel of a run page, replaced only when its key changes.
 	Panel    string `json:"panel,omitempty"`
 	PanelKey string `json:"panelKey,omitempty"`
+	// A run's buttons, likewise.
+	Controls    string `json:"controls,omitempty"`
+	ControlsKey string `json:"controlsKey,omitempty"`
 }
 
 // streamFragments sends render's output as "update" events whenever it
@@ -58,11 +62,13 @@ func (s *Server) uiRunEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := run.ID
+	tails := newLogTails()
 	s.streamFragments(w, r, func() (liveUpdate, bool, error) {
-		v, err := s.runView(r.Context(), id)
+		v, err := s.runView(r.Context(), id, tails)
 		if err != nil {
 			return liveUpdate{}, false, err
 		}
+		v.Controls = s.runControls(r, v.Run, fmt.Sprintf("/runs/%d", id))
 		html, err := s.ui.Fragment("run", "run-live", v)
 		if err != nil {
 			return liveUpdate{}, false, err
@@ -72,14 +78,12 @@ func (s *Server) uiRunEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return liveUpdate{}, false, err
 		}
-		return liveUpdate{HTML: html, Panel: panel, PanelKey: v.PanelKey}, v.Run.EndedAt != nil, nil
+		controls, err := s.ui.Fragment("run", "run-controls", v.Controls)
+		if err != nil {
+			return liveUpdate{}, false, err
+		}
+		return liveUpdate{HTML: html, Panel: panel, PanelKey: v.PanelKey, Controls: controls, ControlsKey: v.Controls.Key()}, v.Run.EndedAt != nil, nil
 	})
-}
-
-func (s *Server) uiRunLogs(w http.ResponseWriter, r *http.Request) {
-	if run, ok := s.pathRun(w, r); ok {
-		s.streamLogs(w, r, run.ID, 0)
-	}
 }
 
 func (s *Server) uiDeploymentEvents(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"sort"
 	"strconv"
@@ -135,6 +136,9 @@ type runView struct {
 	Pending     *store.Approval
 	PanelKey    string
 	ActionNames string
+	// Controls are the run's buttons; the stage diagram's Retry stage
+	// buttons go by them too.
+	Controls runControls
 }
 
 type stageView struct {
@@ -149,11 +153,20 @@ type stageView struct {
 type actionView struct {
 	store.Action
 	Reports []store.Report
+	// Link is the action's page, with its log.
+	Link string
+	// Tail is the last lines of a failed action's log.
+	Tail template.HTML
 }
 
-func (s *Server) runView(ctx context.Context, id int64) (runView, error) {
+// runView reads a run for its page; tails follows its log, for the last
+// lines of failed actions (a live page keeps one across updates).
+func (s *Server) runView(ctx context.Context, id int64, tails *logTails) (runView, error) {
 	d, err := s.runDetail(ctx, id)
 	if err != nil {
+		return runView{}, err
+	}
+	if err := tails.update(ctx, s.db, id); err != nil {
 		return runView{}, err
 	}
 	v := runView{RunDetail: d, PanelKey: "none"}
@@ -163,7 +176,10 @@ func (s *Server) runView(ctx context.Context, id int64) (runView, error) {
 		if len(v.Stages) == 0 || v.Stages[len(v.Stages)-1].Name != a.Stage {
 			v.Stages = append(v.Stages, stageView{Name: a.Stage})
 		}
-		av := actionView{Action: a}
+		av := actionView{Action: a, Link: actionPath(a)}
+		if a.State == store.RunFailed {
+			av.Tail = tails.tailHTML(a)
+		}
 		for _, rep := range d.Reports {
 			if rep.ActionID == a.ID {
 				av.Reports = append(av.Reports, rep)
@@ -224,11 +240,12 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	v, err := s.runView(r.Context(), id)
+	v, err := s.runView(r.Context(), id, newLogTails())
 	if err != nil {
 		s.uiFail(w, r, err)
 		return
 	}
+	v.Controls = s.runControls(r, v.Run, fmt.Sprintf("/runs/%d", id))
 	s.ui.Page(w, http.StatusOK, "run", s.page(r, fmt.Sprintf("Run #%d", id), "runs", v))
 }
 

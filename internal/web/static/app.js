@@ -38,8 +38,17 @@ function fillActionNames() {
   var names = JSON.parse(el.getAttribute("data-actions") || "{}");
   document.querySelectorAll("#logs .src[data-aid]").forEach(function (tag) {
     var n = names[tag.getAttribute("data-aid")];
-    if (n) { tag.textContent = n + " | "; tag.removeAttribute("data-aid"); }
+    if (n) { tag.textContent = n; tag.removeAttribute("data-aid"); }
   });
+}
+
+// swapKeyed replaces a region (a run's buttons, the approval panel) only
+// when its key changed, so a form being used is not redrawn under it.
+function swapKeyed(id, key, html) {
+  var el = document.getElementById(id);
+  if (!el || key === undefined || el.getAttribute("data-key") === key) return;
+  el.setAttribute("data-key", key);
+  el.innerHTML = html || "";
 }
 
 // stream opens an event stream that closes when the page is left: a
@@ -55,7 +64,7 @@ function stream(url) {
 // A page brought back from the back/forward cache had its streams closed:
 // load it afresh so its live parts follow again.
 window.addEventListener("pageshow", function (ev) {
-  if (ev.persisted && document.querySelector("[data-sse], [data-logs]")) location.reload();
+  if (ev.persisted && document.querySelector("[data-sse], [data-logs], [data-stream]")) location.reload();
 });
 
 function live(section) {
@@ -64,25 +73,30 @@ function live(section) {
     var msg = JSON.parse(ev.data);
     // Keep keyboard focus where it was when the fragment is swapped.
     var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
+    // Sections a reader opened or closed (a failed action's last lines)
+    // stay so when the fragment is redrawn.
+    var opened = {};
+    section.querySelectorAll("details[id]").forEach(function (d) { opened[d.id] = d.open; });
     section.innerHTML = msg.html;
+    section.querySelectorAll("details[id]").forEach(function (d) {
+      if (Object.prototype.hasOwnProperty.call(opened, d.id)) d.open = opened[d.id];
+    });
     relativeTimes(section, false);
     applyWidths(section);
     stackTables(section);
     fillActionNames();
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
-    if (msg.panelKey !== undefined) {
-      var panel = document.getElementById("approval-panel");
-      // Only a change of the pending approval replaces the panel, so a
-      // comment being typed is never wiped by an update.
-      if (panel && panel.getAttribute("data-key") !== msg.panelKey) {
-        panel.setAttribute("data-key", msg.panelKey);
-        panel.innerHTML = msg.panel || "";
-      }
-    }
+    // Only a change of the pending approval replaces the panel, so a
+    // comment being typed is never wiped by an update.
+    swapKeyed("approval-panel", msg.panelKey, msg.panel);
+    swapKeyed("run-controls", msg.controlsKey, msg.controls);
     document.body.setAttribute("data-live", String(Number(document.body.getAttribute("data-live") || 0) + 1));
   });
 }
 
+// logs shows a run's whole output as it comes, each line tagged with its
+// action and linking to that line on the action's page. The server sends
+// each line's text already escaped, its colours as classed spans.
 function logs(pre) {
   // Action names come with the live diagram: a run that has not started
   // yet has no actions when the page loads.
@@ -91,21 +105,247 @@ function logs(pre) {
     var names = el ? JSON.parse(el.getAttribute("data-actions") || "{}") : {};
     return names[id] || "";
   }
+  var run = pre.getAttribute("data-run");
   var src = stream(pre.getAttribute("data-logs"));
   src.addEventListener("line", function (ev) {
     var l = JSON.parse(ev.data);
     var line = document.createElement("span");
-    line.className = "logline";
-    var tag = document.createElement("span");
+    line.className = "logline" + (l.class ? " l-" + l.class : "") + (l.kind === "group" ? " l-group" : "");
+    var tag = document.createElement("a");
     tag.className = "src";
-    tag.setAttribute("data-aid", l.action_id);
-    tag.textContent = actionName(l.action_id) + " | ";
+    tag.href = "/runs/" + run + "/actions/" + l.action_id + "#L" + l.n;
+    var name = actionName(l.action_id);
+    if (name) tag.textContent = name;
+    else { tag.textContent = "action " + l.action_id; tag.setAttribute("data-aid", l.action_id); }
+    var text = document.createElement("span");
+    text.className = "lt";
+    text.innerHTML = l.html; // escaped by the server
     line.appendChild(tag);
-    line.appendChild(document.createTextNode(l.line + "\n"));
+    line.appendChild(document.createTextNode(" | "));
+    line.appendChild(text);
+    line.appendChild(document.createTextNode("\n"));
     var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.appendChild(line);
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   });
+}
+
+// maxGroupDepth is the server's bound on nested sections (LogHTML).
+var maxGroupDepth = 8;
+
+// actionLog runs an action's page: the line a link names is shown (its
+// sections opened), timestamps on demand, a search that keeps only the
+// matching lines and marks the matches, and, while the action runs, new
+// lines appended as they come with the page following the end until the
+// reader scrolls up (and again once they are back at the bottom).
+function actionLog(view) {
+  var search = document.getElementById("log-search");
+  var matches = document.getElementById("log-matches");
+  var ts = document.getElementById("log-ts");
+  var followNote = document.getElementById("log-follow");
+  var endButton = document.getElementById("log-end");
+  var empty = document.getElementById("log-empty");
+
+  // Timestamps, remembered across pages.
+  function showTimes() { view.classList.toggle("show-ts", !!(ts && ts.checked)); }
+  if (ts) {
+    try { ts.checked = localStorage.getItem("slipway.log.timestamps") === "1"; } catch (e) { /* storage off */ }
+    ts.addEventListener("change", function () {
+      try { localStorage.setItem("slipway.log.timestamps", ts.checked ? "1" : "0"); } catch (e) { /* storage off */ }
+      showTimes();
+    });
+    showTimes();
+  }
+
+  // A link to a line (#L42) opens the sections around it.
+  function reveal() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    if (!/^L[0-9]+$/.test(id)) return false;
+    var el = document.getElementById(id);
+    if (!el || !view.contains(el)) return false;
+    for (var d = el.parentElement; d && d !== view; d = d.parentElement) {
+      if (d.tagName === "DETAILS") d.open = true;
+    }
+    el.scrollIntoView({ block: "center" });
+    return true;
+  }
+  window.addEventListener("hashchange", reveal);
+  // A section the reader opened or closed is left as they set it.
+  view.addEventListener("click", function (ev) {
+    var sum = ev.target.closest && ev.target.closest("summary");
+    if (sum && view.contains(sum) && !ev.target.closest("a")) sum.parentElement.setAttribute("data-user", "1");
+  });
+
+  // Search: only the matching lines are shown, the matches marked; Enter
+  // goes to the next one, Escape clears.
+  var query = "", current = -1;
+  function unmark() {
+    view.querySelectorAll("mark.hit").forEach(function (m) {
+      var p = m.parentNode;
+      p.replaceChild(document.createTextNode(m.textContent), m);
+      p.normalize();
+    });
+    view.querySelectorAll(".ll.match").forEach(function (l) { l.classList.remove("match", "current"); });
+    view.querySelectorAll("details.has-match").forEach(function (d) {
+      d.classList.remove("has-match");
+      if (d.hasAttribute("data-before")) { d.open = d.getAttribute("data-before") === "1"; d.removeAttribute("data-before"); }
+    });
+  }
+  function markLine(line) {
+    var text = line.querySelector(".lt");
+    if (!query || !text || text.textContent.toLowerCase().indexOf(query) < 0) return false;
+    line.classList.add("match");
+    var walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT), nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    nodes.forEach(function (node) {
+      var i = node.nodeValue.toLowerCase().indexOf(query);
+      while (i >= 0 && node.nodeValue.length === node.nodeValue.toLowerCase().length) {
+        var hit = node.splitText(i);
+        node = hit.splitText(query.length);
+        var mark = document.createElement("mark");
+        mark.className = "hit";
+        hit.parentNode.replaceChild(mark, hit);
+        mark.appendChild(hit);
+        i = node.nodeValue.toLowerCase().indexOf(query);
+      }
+    });
+    for (var d = line.parentElement; d && d !== view; d = d.parentElement) {
+      if (d.tagName !== "DETAILS") continue;
+      d.classList.add("has-match");
+      if (!d.hasAttribute("data-before")) { d.setAttribute("data-before", d.open ? "1" : "0"); d.open = true; }
+    }
+    return true;
+  }
+  function count() {
+    var n = view.querySelectorAll(".ll.match").length;
+    matches.textContent = query ? (n === 1 ? "1 matching line" : n + " matching lines") : "";
+  }
+  function applySearch() {
+    unmark();
+    query = search.value.trim().toLowerCase();
+    current = -1;
+    view.classList.toggle("filtering", query !== "");
+    if (query) view.querySelectorAll(".ll").forEach(markLine);
+    count();
+  }
+  if (search) {
+    var timer = 0;
+    search.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(applySearch, 120); });
+    search.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape") { search.value = ""; applySearch(); return; }
+      if (ev.key !== "Enter") return;
+      ev.preventDefault();
+      clearTimeout(timer);
+      if (search.value.trim().toLowerCase() !== query) applySearch();
+      var hits = view.querySelectorAll(".ll.match");
+      if (!hits.length) return;
+      if (hits[current]) hits[current].classList.remove("current");
+      current = (current + 1) % hits.length;
+      hits[current].classList.add("current");
+      hits[current].scrollIntoView({ block: "center" });
+      follow = false;
+      showFollow();
+    });
+  }
+
+  // Following the end of a running action's log.
+  var live = view.hasAttribute("data-stream");
+  var follow = live && !location.hash, ended = !live, lastY = window.scrollY, pending = false;
+  function atBottom() { return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 24; }
+  function toEnd() {
+    window.scrollTo(0, document.documentElement.scrollHeight);
+    lastY = window.scrollY;
+  }
+  function showFollow() {
+    if (ended) follow = false;
+    view.setAttribute("data-follow", String(follow));
+    if (!followNote) return;
+    followNote.textContent = ended ? "" : follow ? "Following the end of the log" : "Scrolled up: not following";
+    endButton.hidden = follow || ended;
+  }
+  if (live) {
+    window.addEventListener("scroll", function () {
+      var y = window.scrollY;
+      if (y < lastY - 2) follow = false;
+      else if (atBottom()) follow = true;
+      lastY = y;
+      showFollow();
+    }, { passive: true });
+    endButton.addEventListener("click", function () { follow = true; toEnd(); showFollow(); });
+  }
+
+  // The open sections, innermost last: where the next line goes.
+  var stack = [];
+  for (var c = view; ;) {
+    var last = c.lastElementChild;
+    if (!last || last.tagName !== "DETAILS" || !last.hasAttribute("data-unclosed")) break;
+    stack.push(last);
+    c = last.querySelector(":scope > .lgb");
+  }
+  function container() { return stack.length ? stack[stack.length - 1].querySelector(":scope > .lgb") : view; }
+  function endGroup() {
+    var d = stack.pop();
+    if (!d) return;
+    d.removeAttribute("data-unclosed");
+    // A finished step folds, unless it failed or the reader chose.
+    if (!d.hasAttribute("data-user") && !d.querySelector(".l-error") && !d.hasAttribute("data-before")) d.open = false;
+  }
+  function addLine(l) {
+    if (l.kind === "endgroup") { endGroup(); return; }
+    var line;
+    if (l.kind === "group") {
+      if (stack.length >= maxGroupDepth) endGroup();
+      var d = document.createElement("details");
+      d.className = "lg";
+      d.open = true;
+      d.setAttribute("data-unclosed", "");
+      var sum = document.createElement("summary");
+      sum.innerHTML = l.html; // rendered and escaped by the server
+      var body = document.createElement("div");
+      body.className = "lgb";
+      d.appendChild(sum);
+      d.appendChild(body);
+      container().appendChild(d);
+      stack.push(d);
+      line = sum.firstElementChild;
+    } else {
+      var into = container();
+      into.insertAdjacentHTML("beforeend", l.html); // rendered and escaped by the server
+      line = into.lastElementChild;
+      if (l.class === "error") {
+        stack.forEach(function (g) { g.open = true; });
+        var prev = line.previousElementSibling;
+        if (prev && prev.tagName === "DETAILS") prev.open = true;
+      }
+    }
+    if (empty) empty.hidden = true;
+    if (markLine(line)) count();
+  }
+
+  if (live) {
+    var src = stream(view.getAttribute("data-stream"));
+    src.addEventListener("line", function (ev) {
+      addLine(JSON.parse(ev.data));
+      if (follow && !pending) {
+        pending = true;
+        requestAnimationFrame(function () { pending = false; if (follow) toEnd(); });
+      }
+    });
+    src.addEventListener("head", function (ev) {
+      var msg = JSON.parse(ev.data);
+      var head = document.getElementById("action-head"), nav = document.getElementById("action-nav");
+      if (head) { head.innerHTML = msg.head; relativeTimes(head, false); }
+      if (nav) nav.innerHTML = msg.nav;
+      swapKeyed("run-controls", msg.controlsKey, msg.controls);
+    });
+    src.addEventListener("end", function () {
+      view.setAttribute("data-ended", "");
+      ended = true;
+      showFollow();
+    });
+  }
+  if (!reveal() && follow) toEnd();
+  showFollow();
 }
 
 // relativeTimes shows each <time data-rel> as a time relative to now ("3
@@ -129,7 +369,7 @@ function relativeTimes(root, ticking) {
   });
 }
 
-// Forms that stop, roll back, replace or revoke ask first, as the ECS and
+// Forms that stop, roll back, replace, cancel or revoke ask first, as the ECS and
 // Argo consoles do; the question says what will happen. Listening on the
 // document covers forms that live fragments draw later.
 document.addEventListener("submit", function (ev) {
@@ -144,4 +384,6 @@ document.addEventListener("DOMContentLoaded", function () {
   stackTables(document);
   document.querySelectorAll("[data-sse]").forEach(live);
   document.querySelectorAll("pre[data-logs]").forEach(logs);
+  var view = document.getElementById("action-log");
+  if (view) actionLog(view);
 });

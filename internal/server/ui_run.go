@@ -1,0 +1,597 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipway-dev/slipway/internal/pipeline"
+	"github.com/slipway-dev/slipway/internal/store"
+	"github.com/slipway-dev/slipway/internal/web"
+	"github.com/slipway-dev/slipway/internal/workflow"
+)
+
+// The run console: each action's log on a page of its own (as a GitHub
+// Actions job's), the last lines of a failed action on its card, and the
+// buttons that cancel, retry and re-run a run.
+
+const (
+	// logPage is how many lines one read of a run's log takes.
+	logPage = 5000
+	// tailLines is how many of a failed action's last lines its card shows.
+	tailLines = 10
+	// maxPageLines is how many lines an action's page holds: a longer log
+	// shows its end, and the raw log has it all.
+	maxPageLines = 20000
+)
+
+// eachActionLine calls fn with every line of one action of a run stored
+// after the run's log line after, in order, and returns the id of the
+// run's last line read (after, when there was none).
+func (s *Server) eachActionLine(ctx context.Context, runID, actionID, after int64, fn func(store.LogLine)) (int64, error) {
+	for {
+		lines, err := s.db.ListLog(ctx, runID, after, logPage)
+		if err != nil {
+			return after, err
+		}
+		for _, l := range lines {
+			if l.ActionID == actionID {
+				fn(l)
+			}
+			after = l.ID
+		}
+		if len(lines) < logPage {
+			return after, nil
+		}
+	}
+}
+
+// logTails follows a run's log, keeping each action's last lines and how
+// many it wrote; each update reads only the lines stored since the last.
+type logTails struct {
+	after  int64
+	last   map[int64][]store.LogLine
+	counts map[int64]int
+}
+
+func newLogTails() *logTails {
+	return &logTails{last: map[int64][]store.LogLine{}, counts: map[int64]int{}}
+}
+
+func (t *logTails) update(ctx context.Context, db *store.DB, runID int64) error {
+	for {
+		lines, err := db.ListLog(ctx, runID, t.after, logPage)
+		if err != nil {
+			return err
+		}
+		for _, l := range lines {
+			t.counts[l.ActionID]++
+			tail := append(t.last[l.ActionID], l)
+			if len(tail) > tailLines {
+				tail = tail[len(tail)-tailLines:]
+			}
+			t.last[l.ActionID] = tail
+			t.after = l.ID
+		}
+		if len(lines) < logPage {
+			return nil
+		}
+	}
+}
+
+// tailHTML renders an action's last lines, numbered as on its page and
+// linking there.
+func (t *logTails) tailHTML(a store.Action) template.HTML {
+	tail := t.last[a.ID]
+	if len(tail) == 0 {
+		return ""
+	}
+	rend := web.NewLogRendererAt(t.counts[a.ID] - len(tail))
+	page := actionPath(a)
+	var b strings.Builder
+	for _, l := range tail {
+		if rl := rend.Line(l.ID, l.Line, l.At); rl.Kind != "endgroup" {
+			b.WriteString(string(web.LineElement(rl, page, false)))
+		}
+	}
+	return template.HTML(b.String())
+}
+
+func actionPath(a store.Action) string {
+	return fmt.Sprintf("/runs/%d/actions/%d", a.RunID, a.ID)
+}
+
+// runControls are the buttons that act on a whole run, as its state allows
+// and the signed-in role may use.
+type runControls struct {
+	Run       store.Run
+	CSRF      string
+	CanDeploy bool
+	// Next is the page the forms return to.
+	Next                 string
+	Cancel, Retry, Rerun bool
+}
+
+func (s *Server) runControls(r *http.Request, run store.Run, next string) runControls {
+	p := s.page(r, "", "", nil)
+	return runControls{Run: run, CSRF: p.CSRF, CanDeploy: p.CanDeploy, Next: next,
+		Cancel: run.EndedAt == nil,
+		Retry:  run.EndedAt != nil && (run.State == store.RunFailed || run.State == store.RunCancelled) && run.ExpiredAt == nil,
+		Rerun:  run.EndedAt != nil,
+	}
+}
+
+// Key changes when the buttons shown do, so a live page replaces them
+// only then.
+func (c runControls) Key() string {
+	return fmt.Sprintf("%t-%t-%t-%t", c.CanDeploy, c.Cancel, c.Retry, c.Rerun)
+}
+
+// actionNavStage is a stage and its actions in an action page's list.
+type actionNavStage struct {
+	Name    string
+	Actions []store.Action
+}
+
+// actionPage is one action and its log.
+type actionPage struct {
+	Run      store.Run
+	Action   store.Action
+	Nav      []actionNavStage
+	Controls runControls
+	Lines    template.HTML
+	// Count is how many lines the log has, Shown how many the page holds.
+	Count, Shown int
+	// After is the id of the run's last log line the page holds: the
+	// live stream sends those after it.
+	After int64
+	// Live is set while the action may still write.
+	Live bool
+}
+
+func (p actionPage) Path() string { return actionPath(p.Action) }
+
+// Raw is the link to the action's raw log.
+func (p actionPage) Raw() string { return p.Path() + "/raw" }
+
+func navStages(actions []store.Action) []actionNavStage {
+	var out []actionNavStage
+	for _, a := range actions {
+		if len(out) == 0 || out[len(out)-1].Name != a.Stage {
+			out = append(out, actionNavStage{Name: a.Stage})
+		}
+		out[len(out)-1].Actions = append(out[len(out)-1].Actions, a)
+	}
+	return out
+}
+
+// pathAction is the run and action the path's {id} and {aid} name.
+func (s *Server) pathAction(r *http.Request) (store.Run, store.Action, error) {
+	id, err := runIDParam(r)
+	if err != nil {
+		return store.Run{}, store.Action{}, err
+	}
+	aid, err := strconv.ParseInt(r.PathValue("aid"), 10, 64)
+	if err != nil || aid < 1 {
+		return store.Run{}, store.Action{}, errBadRequest("aid", "action id %q must be a positive number", r.PathValue("aid"))
+	}
+	a, err := s.db.GetAction(r.Context(), aid)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.RunID != id) {
+		return store.Run{}, store.Action{}, errNotFound("run %d has no action %d", id, aid)
+	}
+	if err != nil {
+		return store.Run{}, store.Action{}, err
+	}
+	run, err := s.db.GetRun(r.Context(), id)
+	return run, a, err
+}
+
+func (s *Server) uiAction(w http.ResponseWriter, r *http.Request) {
+	run, a, err := s.pathAction(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	actions, err := s.db.ListActions(r.Context(), run.ID)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	p := actionPage{Run: run, Action: a, Nav: navStages(actions), Live: run.EndedAt == nil && a.EndedAt == nil}
+	p.Controls = s.runControls(r, run, p.Path())
+	rend := web.NewLogRenderer()
+	var lines []web.LogLine
+	p.After, err = s.eachActionLine(r.Context(), run.ID, a.ID, 0, func(l store.LogLine) {
+		lines = append(lines, rend.Line(l.ID, l.Line, l.At))
+		if len(lines) >= 2*maxPageLines {
+			lines = append(lines[:0], lines[len(lines)-maxPageLines:]...)
+		}
+	})
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	if len(lines) > maxPageLines {
+		lines = lines[len(lines)-maxPageLines:]
+	}
+	p.Count, p.Shown, p.Lines = rend.Count(), len(lines), web.LogHTML(lines)
+	s.ui.Page(w, http.StatusOK, "action", s.page(r, fmt.Sprintf("%s/%s · Run #%d", a.Stage, a.Name, run.ID), "runs", p))
+}
+
+// unsafeFileChars are those a download's file name does without.
+var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// uiActionRaw sends an action's log as it was written, escapes and all.
+func (s *Server) uiActionRaw(w http.ResponseWriter, r *http.Request) {
+	run, a, err := s.pathAction(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	if run.ExpiredAt != nil {
+		s.uiError(w, r, http.StatusGone, "Logs expired", fmt.Sprintf("Run %d's logs expired on %s (run retention).", run.ID, run.ExpiredAt.UTC().Format(time.RFC3339)))
+		return
+	}
+	name := unsafeFileChars.ReplaceAllString(fmt.Sprintf("run-%d-%s-%s.log", run.ID, a.Stage, a.Name), "_")
+	web.SecurityHeaders(w.Header())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Disposition", `inline; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	bw := bufio.NewWriter(w)
+	if _, err := s.eachActionLine(r.Context(), run.ID, a.ID, 0, func(l store.LogLine) {
+		_, _ = bw.WriteString(l.Line)
+		_ = bw.WriteByte('\n')
+	}); err != nil {
+		s.log.Warn("raw log cut short", "request_id", requestID(r.Context()), "run", run.ID, "action", a.ID, "err", err)
+	}
+	_ = bw.Flush()
+}
+
+// logEvent is one rendered line sent to a live page.
+type logEvent struct {
+	ActionID int64         `json:"action_id"`
+	N        int           `json:"n"`
+	Kind     string        `json:"kind,omitempty"`
+	Class    string        `json:"class,omitempty"`
+	HTML     template.HTML `json:"html"`
+}
+
+// actionUpdate is what an action page redraws besides its log.
+type actionUpdate struct {
+	Head        string `json:"head"`
+	Nav         string `json:"nav"`
+	Controls    string `json:"controls"`
+	ControlsKey string `json:"controlsKey"`
+}
+
+// lastEventID is the larger of a query's after and the Last-Event-ID a
+// reconnecting EventSource sends.
+func lastEventID(r *http.Request) int64 {
+	var after int64
+	if n, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64); err == nil && n > 0 {
+		after = n
+	}
+	if n, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err == nil && n > after {
+		after = n
+	}
+	return after
+}
+
+// uiActionEvents follows an action's log for its page: each new line
+// rendered as the page's are (the log is read from its start, so colours
+// and line numbers carry on), and the action's state, until it ends.
+func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
+	run, a, err := s.pathAction(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	after := lastEventID(r)
+	es := startEvents(w)
+	rend := web.NewLogRenderer()
+	sent := 0
+	send := func(l store.LogLine) {
+		rl := rend.Line(l.ID, l.Line, l.At)
+		if l.ID <= after {
+			return
+		}
+		ev := logEvent{ActionID: l.ActionID, N: rl.N, Kind: rl.Kind, Class: rl.Class}
+		if rl.Kind != "endgroup" {
+			ev.HTML = web.LineElement(rl, "", true)
+		}
+		es.event(strconv.FormatInt(l.ID, 10), "line", ev)
+		sent++
+	}
+	readTo, err := s.eachActionLine(ctx, run.ID, a.ID, 0, send)
+	if err != nil {
+		return
+	}
+	var last actionUpdate
+	for {
+		appended := s.db.LogAppended() // before the read, so no line slips between
+		sent = 0
+		if readTo, err = s.eachActionLine(ctx, run.ID, a.ID, readTo, send); err != nil {
+			return
+		}
+		if sent > 0 {
+			if es.flush() != nil {
+				return
+			}
+			continue
+		}
+		if run, err = s.db.GetRun(ctx, run.ID); err != nil {
+			return
+		}
+		actions, lerr := s.db.ListActions(ctx, run.ID)
+		if lerr != nil {
+			return
+		}
+		for _, x := range actions {
+			if x.ID == a.ID {
+				a = x
+			}
+		}
+		p := actionPage{Run: run, Action: a, Nav: navStages(actions)}
+		p.Controls = s.runControls(r, run, p.Path())
+		u, uerr := s.actionUpdate(r, p)
+		if uerr != nil {
+			return
+		}
+		if u != last {
+			last = u
+			es.event("", "head", u)
+			if es.flush() != nil {
+				return
+			}
+		}
+		if a.EndedAt != nil || run.EndedAt != nil {
+			// Lines are stored before an action ends: none can follow.
+			sent = 0
+			if readTo, err = s.eachActionLine(ctx, run.ID, a.ID, readTo, send); err != nil || sent > 0 {
+				_ = es.flush()
+				continue
+			}
+			es.event("", "end", map[string]string{"state": a.State})
+			_ = es.flush()
+			return
+		}
+		if es.keepalive() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-appended:
+		case <-time.After(livePoll):
+		}
+	}
+}
+
+func (s *Server) actionUpdate(r *http.Request, p actionPage) (actionUpdate, error) {
+	page := s.page(r, "", "", p)
+	head, err := s.ui.Fragment("action", "action-head", page)
+	if err != nil {
+		return actionUpdate{}, err
+	}
+	nav, err := s.ui.Fragment("action", "action-nav", page)
+	if err != nil {
+		return actionUpdate{}, err
+	}
+	controls, err := s.ui.Fragment("action", "run-controls", p.Controls)
+	return actionUpdate{Head: head, Nav: nav, Controls: controls, ControlsKey: p.Controls.Key()}, err
+}
+
+// uiRunLogs streams a run's whole log, every action's lines as they come,
+// each rendered as on its action's page.
+func (s *Server) uiRunLogs(w http.ResponseWriter, r *http.Request) {
+	run, ok := s.pathRun(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	after := lastEventID(r)
+	es := startEvents(w)
+	rends := map[int64]*web.LogRenderer{}
+	var readTo int64
+	for {
+		appended := s.db.LogAppended()
+		lines, err := s.db.ListLog(ctx, run.ID, readTo, 1000)
+		if err != nil {
+			return
+		}
+		for _, l := range lines {
+			rend := rends[l.ActionID]
+			if rend == nil {
+				rend = web.NewLogRenderer()
+				rends[l.ActionID] = rend
+			}
+			rl := rend.Line(l.ID, l.Line, l.At)
+			readTo = l.ID
+			if l.ID > after && rl.Kind != "endgroup" {
+				es.event(strconv.FormatInt(l.ID, 10), "line", logEvent{ActionID: l.ActionID, N: rl.N, Kind: rl.Kind, Class: rl.Class, HTML: rl.HTML})
+			}
+		}
+		if len(lines) > 0 {
+			if es.flush() != nil {
+				return
+			}
+			continue
+		}
+		if run, err = s.db.GetRun(ctx, run.ID); err != nil {
+			return
+		}
+		if run.EndedAt != nil {
+			if more, _ := s.db.ListLog(ctx, run.ID, readTo, 1); len(more) == 0 {
+				es.event("", "end", map[string]string{"state": run.State, "reason": run.Reason})
+				_ = es.flush()
+				return
+			}
+			continue
+		}
+		if es.keepalive() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-appended:
+		case <-time.After(logPollInterval):
+		}
+	}
+}
+
+// runFormNext is where a run's form returns: the run's page, or the page
+// of one of its actions the form was on.
+func runFormNext(r *http.Request, id int64) string {
+	path := fmt.Sprintf("/runs/%d", id)
+	if rest, ok := strings.CutPrefix(r.PostFormValue("next"), path+"/actions/"); ok {
+		if n, err := strconv.ParseInt(rest, 10, 64); err == nil && n > 0 && strconv.FormatInt(n, 10) == rest {
+			return path + "/actions/" + rest
+		}
+	}
+	return path
+}
+
+// uiCancelRun cancels a run that has not ended, as `slipway run cancel`.
+func (s *Server) uiCancelRun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	next := runFormNext(r, id)
+	run, err := s.db.GetRun(r.Context(), id)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	if run.EndedAt != nil {
+		s.back(w, r, next, "", fmt.Sprintf("Run #%d already ended: %s.", id, run.State))
+		return
+	}
+	if err := s.engine.Cancel(r.Context(), id); err != nil {
+		s.uiFormError(w, r, next, err)
+		return
+	}
+	tok, _ := Caller(r.Context())
+	s.log.Info("run cancelled from the web console", "run", id, "token", tok.Name)
+	s.back(w, r, next, fmt.Sprintf("Run #%d is being cancelled.", id), "")
+}
+
+// uiRetryRun runs a failed or cancelled run again from its first stage
+// that did not succeed, or from the stage named, as `slipway run retry`.
+func (s *Server) uiRetryRun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	next := runFormNext(r, id)
+	if _, err := s.db.GetRun(r.Context(), id); err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	stage := r.PostFormValue("stage")
+	if err := s.engine.Retry(r.Context(), id, stage); err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+			s.back(w, r, next, "", err.Error())
+			return
+		}
+		s.uiFormError(w, r, next, err)
+		return
+	}
+	tok, _ := Caller(r.Context())
+	s.log.Info("run retried from the web console", "run", id, "stage", stage, "token", tok.Name)
+	msg := fmt.Sprintf("Run #%d is queued again: the stage that failed and those after it run once more.", id)
+	if stage != "" {
+		msg = fmt.Sprintf("Run #%d is queued again from stage %s.", id, stage)
+	}
+	s.back(w, r, next, msg, "")
+}
+
+// uiRerun starts a new run of what an ended run ran: the same commit and
+// ref, and for a workflow run the same workflow and inputs.
+func (s *Server) uiRerun(w http.ResponseWriter, r *http.Request) {
+	id, err := runIDParam(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	path := fmt.Sprintf("/runs/%d", id)
+	ctx := r.Context()
+	old, err := s.db.GetRun(ctx, id)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	if old.EndedAt == nil {
+		s.back(w, r, path, "", fmt.Sprintf("Run #%d has not ended; cancel it first, or wait for it.", id))
+		return
+	}
+	if _, err := s.db.GetApp(ctx, old.App); err != nil {
+		s.uiFormError(w, r, path, err)
+		return
+	}
+	short := old.Commit
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	file := old.Workflow
+	if file == "" {
+		file = pipeline.FileName
+	}
+	data, err := s.source.ReadFile(ctx, old.App, old.Commit, file)
+	if err != nil {
+		s.back(w, r, path, "", fmt.Sprintf("Commit %s no longer has %s, so run #%d cannot be run again.", short, file, id))
+		return
+	}
+	if old.Workflow == "" {
+		_, err = pipeline.Parse(data)
+	} else {
+		_, err = workflow.Parse(old.Workflow, data)
+	}
+	if err != nil {
+		s.back(w, r, path, "", fmt.Sprintf("%s at commit %s does not parse: %v", file, short, err))
+		return
+	}
+	tok, _ := Caller(ctx)
+	run, err := s.db.CreateRun(ctx, store.Run{App: old.App, State: store.RunQueued, Trigger: rerunTrigger(old.Trigger, tok.Name),
+		Ref: old.Ref, Commit: old.Commit, Workflow: old.Workflow, Inputs: old.Inputs})
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.engine.Wake()
+	s.log.Info("run re-run from the web console", "run", id, "new_run", run.ID, "token", tok.Name)
+	what := ""
+	if old.Workflow != "" {
+		what = ", workflow " + old.Workflow
+		if len(old.Inputs) > 0 {
+			what += " with the same inputs"
+		}
+	}
+	s.back(w, r, fmt.Sprintf("/runs/%d", run.ID), fmt.Sprintf("Run #%d re-runs run #%d: commit %s of %s%s.", run.ID, id, short, old.Ref, what), "")
+}
+
+// rerunTrigger keeps the kind of event a run was started by, so a
+// workflow sees the same github.event_name (workflow_dispatch for a run
+// started by hand, push otherwise), and names who ran it again.
+func rerunTrigger(old, who string) string {
+	for _, p := range []string{"manual:", "dispatch:"} {
+		if strings.HasPrefix(old, p) {
+			return p + who
+		}
+	}
+	return "rerun:" + who
+}
+
+// Omitted is how many of the log's first lines the page leaves out.
+func (p actionPage) Omitted() int { return p.Count - p.Shown }
