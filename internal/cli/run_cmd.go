@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -181,6 +182,17 @@ func printRun(w *tabwriter.Writer, d RunDetail) {
 	row(w, "Trigger:", d.Trigger)
 	row(w, "Ref:", d.Ref)
 	row(w, "Commit:", d.Commit)
+	if d.Workflow != "" {
+		row(w, "Workflow:", d.Workflow)
+		keys := make([]string, 0, len(d.Inputs))
+		for k := range d.Inputs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			row(w, "Input:", k+"="+d.Inputs[k])
+		}
+	}
 	row(w, "Mode:", orDash(d.Mode))
 	row(w, "Created:", humanTime(d.CreatedAt))
 	row(w, "Duration:", duration(d.StartedAt, d.EndedAt))
@@ -198,6 +210,24 @@ func printRun(w *tabwriter.Writer, d RunDetail) {
 			exit = strconv.Itoa(*a.ExitCode)
 		}
 		row(w, a.Stage, a.Name, a.Type, a.RunOrder, a.State, exit, duration(a.StartedAt, a.EndedAt), orDash(a.Reason))
+	}
+	blank := true
+	for _, a := range d.Actions {
+		for _, n := range a.Annotations {
+			if blank {
+				row(w, "")
+				blank = false
+			}
+			where := ""
+			if n.File != "" {
+				where = n.File
+				if n.Line > 0 {
+					where += ":" + strconv.Itoa(n.Line)
+				}
+				where += ": "
+			}
+			row(w, strings.ToUpper(n.Level)+":", a.Stage+"/"+a.Name+": "+where+n.Message)
+		}
 	}
 	if len(d.Reports) > 0 {
 		row(w, "")
