@@ -218,15 +218,7 @@ func printRun(w *tabwriter.Writer, d RunDetail) {
 				row(w, "")
 				blank = false
 			}
-			where := ""
-			if n.File != "" {
-				where = n.File
-				if n.Line > 0 {
-					where += ":" + strconv.Itoa(n.Line)
-				}
-				where += ": "
-			}
-			row(w, strings.ToUpper(n.Level)+":", a.Stage+"/"+a.Name+": "+where+n.Message)
+			row(w, strings.ToUpper(n.Level)+":", a.Stage+"/"+a.Name+": "+n.Where()+n.Message)
 		}
 	}
 	if len(d.Reports) > 0 {

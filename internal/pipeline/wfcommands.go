@@ -106,15 +106,7 @@ func (o *stepOutput) line(l string) {
 		if len(*o.annotations) < maxAnnotations {
 			*o.annotations = append(*o.annotations, a)
 		}
-		where := ""
-		if a.File != "" {
-			where = a.File
-			if a.Line > 0 {
-				where += ":" + strconv.Itoa(a.Line)
-			}
-			where += ": "
-		}
-		o.print("##[" + cmd.name + "]" + where + cmd.data)
+		o.print("##[" + cmd.name + "]" + a.Where() + cmd.data)
 	case "debug", "echo", "save-state":
 		// Debug output is hidden, as on GitHub without step debug logging;
 		// echo only changes whether commands are echoed; state is for the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -42,6 +43,18 @@ type Annotation struct {
 	File    string `json:"file,omitempty"`
 	Line    int    `json:"line,omitempty"`
 	Col     int    `json:"col,omitempty"`
+}
+
+// Where is "FILE:LINE: " (or "FILE: "), or "" for an annotation on no file:
+// the prefix of its message where it is printed.
+func (a Annotation) Where() string {
+	switch {
+	case a.File == "":
+		return ""
+	case a.Line > 0:
+		return a.File + ":" + strconv.Itoa(a.Line) + ": "
+	}
+	return a.File + ": "
 }
 
 // Bounds of what SetActionReport keeps of an action's report.
