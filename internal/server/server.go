@@ -106,9 +106,11 @@ type Server struct {
 	source  *source.Service
 	engine  *pipeline.Engine
 	// needs caches each workflow's job graph for the run pages.
-	needs  needsCache
-	reg    *registry.Registry
-	deploy *deploy.Manager
+	needs needsCache
+	// plotter samples the load balancer for the pages' plots.
+	plotter plotter
+	reg     *registry.Registry
+	deploy  *deploy.Manager
 	// runtimes are the environments' runtimes other than Docker.
 	runtimes *envRuntimes
 	deploys  *deploy.Controller

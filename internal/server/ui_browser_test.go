@@ -538,3 +538,205 @@ func TestIntegrationWebUIRunConsole(t *testing.T) {
 	e.waitRun(next, 30*time.Second)
 	t.Logf("screenshots in %s", shot.dir)
 }
+
+// The console people reach for first: an app's page as CodePipeline's
+// (the latest run through each stage, each environment's services with
+// version, commit, run and health), lists that follow runs live, the
+// services list's running/healthy/desired, and plots drawn on the server:
+// a service's traffic per target group, a rolling deployment's old and new
+// tasks converging, and a blue/green deployment's blue against green with
+// the revision on each side of the traffic bar and its plan's next step.
+func TestIntegrationWebUIConsole(t *testing.T) {
+	dir := t.TempDir()
+	cleanupRuntime(t, "shop", dir)
+	e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t)})
+	e.createApp("shop")
+	ctx := browser(t)
+	shot := shots{t: t, ctx: ctx, dir: filepath.Join(t.TempDir(), "screenshots")}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/signin"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), e.Admin), chromedp.Submit(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the apps page", `location.pathname === "/apps"`, 10*time.Second)
+
+	// A run through three stages; its deploy action's revision is what the
+	// service runs (registered as a deploy action registers it).
+	sha := e.pushPipeline("shop", "main", map[string]string{"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - {name: compile, type: invoke, command: "echo compiled"}
+  - name: Test
+    actions:
+      - {name: unit, type: invoke, command: "echo tested"}
+      - {name: lint, type: invoke, command: "echo linted"}
+  - name: Release
+    actions:
+      - {name: tag, type: invoke, command: "echo tagged"}
+`})
+	first := e.startRun("shop", "main")
+	if run := e.waitRun(first, 60*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("run %d: %v %v", first, run["state"], run["reason"])
+	}
+	image := webAppImage(t)
+	td, err := e.srv.db.RegisterRunTaskDef(context.Background(), "shop-web", []byte(webTaskDef("shop-web", image, "v1")), int64(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := freePort(t)
+	if code, body := e.call("POST", "/api/v1/apps/shop/envs/staging/services", e.Admin, map[string]any{"name": "web", "task_definition": fmt.Sprintf("shop-web:%d", td.Revision), "desired_count": 2,
+		"load_balancer": map[string]any{"container_name": "web", "container_port": 8080, "listener_port": listener, "test_listener_port": freePort(t), "health_check_path": "/health",
+			"health_check_interval": "1s", "health_check_timeout": "500ms", "healthy_threshold": 2}}); code != 201 {
+		t.Fatalf("create service: %d %v", code, body)
+	}
+	e.waitService("shop", "staging", "web", 60*time.Second, "2 running", func(d map[string]any) bool { return runningOf(d, td.Revision) == 2 })
+
+	// The apps list links to the app's page: the run's stages as boxes,
+	// and the service with its version, commit, run and health.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/apps"), chromedp.WaitVisible(chromedp.CSS("#apps-live"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#app-shop a[href="/apps/shop"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the app's page", `location.pathname === "/apps/shop" && !!document.getElementById("app-live")`, 10*time.Second)
+	waitJS(t, ctx, "each stage of the latest run as a box", `["Build", "Test", "Release"].every(s => document.getElementById("app-stage-" + s) && document.getElementById("app-stage-" + s).dataset.state === "succeeded") && document.getElementById("app-stage-Test").innerText.includes("2 actions")`, 10*time.Second)
+	row := `document.getElementById("app-svc-staging-web").innerText.replace(/\s+/g, " ")`
+	waitJS(t, ctx, "the service's version, image tag, commit, run and health", fmt.Sprintf(`%s.includes("shop-web:%d") && %s.includes("%s") && %s.includes("%s") && %s.includes("#%d") && %s.includes("HEALTHY 2 of 2 healthy") && !document.getElementById("app-live").innerText.includes("UNKNOWN")`,
+		row, td.Revision, row, image[strings.LastIndex(image, ":")+1:], row, sha[:12], row, first, row), 20*time.Second)
+	shot.take("40-app-page")
+	// Live: a new run shows without a reload, on the app's page and in the runs list.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+	second := e.startRun("shop", "main")
+	waitJS(t, ctx, "the new run on the app's page without a reload", fmt.Sprintf(`window.notReloaded && document.querySelector("#app-live h2 a") && document.querySelector("#app-live h2 a").innerText === "#%d"`, second), 20*time.Second)
+	e.waitRun(second, 60*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/runs?app=shop"), chromedp.WaitVisible(chromedp.CSS("#runs-live"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+	third := e.startRun("shop", "main")
+	waitJS(t, ctx, "the new run in the runs list without a reload", fmt.Sprintf(`window.notReloaded && !!document.getElementById("run-row-%d")`, third), 20*time.Second)
+	waitJS(t, ctx, "its end too", fmt.Sprintf(`document.querySelector("#run-row-%d .state-succeeded") !== null`, third), 60*time.Second)
+	shot.take("41-runs-live")
+
+	// The services list: running, healthy and desired; tasks without a
+	// container health check count as healthy, never UNKNOWN.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services"), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "running, healthy and desired", `(() => { const c = Array.from(document.querySelectorAll("#svc-shop-staging-web td")).map(td => td.innerText.trim()); return c[1] === "2" && c[2] === "2 HEALTHY" && c[3] === "2"; })() && !document.querySelector("main").innerText.includes("UNKNOWN")`, 10*time.Second)
+	shot.take("42-services-counts")
+
+	// The service page's plots: empty at first, saying so, then drawn once traffic flows.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services/shop/staging/web"), chromedp.WaitVisible(chromedp.CSS("#charts"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "empty plots saying why", `document.querySelectorAll("#charts figure.chart").length === 3 && Array.from(document.querySelectorAll("#charts .chart-empty")).every(t => /no (traffic|samples) yet/.test(t.textContent))`, 5*time.Second)
+	shot.take("43-service-plots-empty")
+	load := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", listener))
+	waitJS(t, ctx, "requests per second drawn live, with axes, a title and a description", `!!document.querySelector("#svc-rps path.line.series-live") && !document.querySelector("#svc-rps .chart-empty") && document.querySelector("#svc-rps svg title").textContent === "Requests per second" && /tg1 · shop-web:\d+: now [\d.]+ requests\/s/.test(document.querySelector("#svc-rps svg desc").textContent) && document.querySelector("#svc-rps").innerText.includes("requests/s") && !!document.querySelector("#svc-p99 path.line")`, 30*time.Second)
+	if stroke, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("#svc-rps path.line")).stroke`)); stroke != "rgb(130, 80, 223)" {
+		t.Errorf("the light scheme's line colour: %q", stroke)
+	}
+	shot.take("44-service-plots")
+
+	// A rolling deployment: old and new task counts converging, no blue/green bar.
+	rev2 := e.registerTaskDef(webTaskDef("shop-web", image, "v2"))
+	code, upd := e.call("PATCH", "/api/v1/apps/shop/envs/staging/services/web", e.Admin, map[string]any{"task_definition": fmt.Sprintf("shop-web:%d", rev2)})
+	if code != 202 {
+		t.Fatalf("update: %d %v", code, upd)
+	}
+	rolling := int(upd["deployment"].(map[string]any)["id"].(float64))
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/deployments/%d", e.URL, rolling)), chromedp.WaitVisible(chromedp.CSS("#deployment-live"))); err != nil {
+		t.Fatal(err)
+	}
+	tasks := fmt.Sprintf(`document.getElementById("dep%d-tasks")`, rolling)
+	waitJS(t, ctx, "old and new task counts, and no traffic bar", `!!document.getElementById("task-counts") && !document.querySelector(".traffic") && document.getElementById("task-counts").innerText.includes("new shop-web:`+strconv.Itoa(rev2)+` running") && !!`+tasks, 10*time.Second)
+	e.waitDeployment(rolling, "COMPLETED", 90*time.Second)
+	waitJS(t, ctx, "the counts converged: old gone, new at the desired count", `(() => { const c = Array.from(document.querySelectorAll("#task-counts .num-big")).map(n => n.innerText); return c.join(",") === "0,2,2"; })()`, 20*time.Second)
+	waitJS(t, ctx, "the plot of old and new", tasks+`.querySelector("path.line.series-old") && `+tasks+`.querySelector(".series-new") && `+tasks+`.querySelector("path.line.series-desired.dashed") && /old shop-web:\d+ running: now 0 tasks/.test(`+tasks+`.querySelector("desc").textContent) && /new shop-web:\d+ running: now 2 tasks/.test(`+tasks+`.querySelector("desc").textContent)`, 20*time.Second)
+	shot.take("45-rolling-converged")
+
+	// Replace tasks redeploys shop-web:2: its page offers no "Roll back
+	// to" the revision running, and the service's rollback returns to 1.
+	code, upd = e.call("PATCH", "/api/v1/apps/shop/envs/staging/services/web", e.Admin, map[string]any{"force_new_deployment": true})
+	if code != 202 {
+		t.Fatalf("force a new deployment: %d %v", code, upd)
+	}
+	replace := int(upd["deployment"].(map[string]any)["id"].(float64))
+	e.waitDeployment(replace, "COMPLETED", 90*time.Second)
+	rollbackButtons := `Array.from(document.querySelectorAll("button")).filter(b => b.innerText.startsWith("Roll back")).map(b => b.innerText)`
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/deployments/%d", e.URL, replace)), chromedp.WaitVisible(chromedp.CSS("#deployment-live"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](rollbackButtons)); len(got) != 0 {
+		t.Fatalf("the redeployment of the running revision offers %v", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/services/shop/staging/web"), chromedp.WaitVisible(chromedp.CSS("#service-live"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](rollbackButtons)); len(got) != 1 || got[0] != fmt.Sprintf("Roll back to shop-web:%d", td.Revision) {
+		t.Fatalf("the service page's rollback buttons: %v", got)
+	}
+
+	// Blue/green: the bar names each side's revision, the plan its steps
+	// and the time to the next one, and the plots draw blue against green
+	// (green answers 5xx, as a bad release would).
+	rev3 := e.registerTaskDef(webTaskDef("shop-web", image, "v3", "ERRORS=1"))
+	code, dep := e.call("POST", "/api/v1/apps/shop/envs/staging/services/web/deployments", e.Admin, map[string]any{"task_definition": fmt.Sprintf("shop-web:%d", rev3),
+		"strategy": "blue-green", "config": "Canary50Percent30Seconds"})
+	if code != 201 {
+		t.Fatalf("deploy: %d %v", code, dep)
+	}
+	bg := int(dep["id"].(float64))
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/deployments/%d", e.URL, bg)), chromedp.WaitVisible(chromedp.CSS("#deployment-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "green at 50%", `document.getElementById("green-weight").innerText === "50"`, 60*time.Second)
+	waitJS(t, ctx, "each side's revision on the bar", fmt.Sprintf(`document.querySelector(".traffic .blue").innerText === "blue shop-web:%d · 50%%" && document.querySelector(".traffic .green").innerText === "green shop-web:%d · 50%%" && document.getElementById("blue-side").innerText.includes("shop-web:%d in tg") && document.getElementById("green-side").innerText.includes("shop-web:%d in tg")`, rev2, rev3, rev2, rev3), 10*time.Second)
+	waitJS(t, ctx, "the canary plan, its step now and the time to the next", `(() => { const s = Array.from(document.querySelectorAll("#plan li")).map(l => l.innerText.replace(/\s+/g, " ").trim()); return s.length === 2 && s[0] === "green 50%, held 30 s now" && s[1] === "green 100%"; })() && /^Next step: green 100% in \d+ s$/.test(document.getElementById("next-step").innerText.trim())`, 10*time.Second)
+	countdown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#next-step time").innerText`))
+	waitJS(t, ctx, "the countdown ticking", `document.querySelector("#next-step time").innerText !== "`+countdown+`"`, 5*time.Second)
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#deployment-live button")).map(b => b.innerText)`)); strings.Join(got, ",") != "Stop and roll back" {
+		t.Fatalf("buttons during the canary: %v", got)
+	}
+	dp := fmt.Sprintf("#dep%d", bg)
+	waitJS(t, ctx, "blue against green in the plots, green's 5xx", fmt.Sprintf(`!!document.querySelector("%[1]s-rps path.series-blue, %[1]s-rps circle.series-blue") && !!document.querySelector("%[1]s-rps path.series-green, %[1]s-rps circle.series-green") && /green · tg\d · shop-web:%[2]d: now 100 %% of requests/.test(document.querySelector("%[1]s-5xx desc").textContent) && /blue · tg\d · shop-web:%[3]d: now 0 %% of requests/.test(document.querySelector("%[1]s-5xx desc").textContent)`, dp, rev3, rev2), 30*time.Second)
+	shot.take("46-bluegreen-canary")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#deployment-live"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the deployment page with its plots to fit 390 px", `document.documentElement.scrollWidth <= 391 && document.querySelectorAll("#charts svg").length === 3`, 5*time.Second)
+	shot.take("47-bluegreen-phone")
+	// Dark mode recolours the plots.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	}), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#charts"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "green's line in the dark scheme's colour", fmt.Sprintf(`(() => { const l = document.querySelector("%s-rps .series-green"); return l && getComputedStyle(l).stroke === "rgb(46, 160, 67)" && getComputedStyle(document.querySelector("%s-rps text")).fill === "rgb(157, 167, 179)"; })()`, dp, dp), 10*time.Second)
+	shot.take("48-bluegreen-dark")
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{}})
+		return err
+	})); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDeployment(bg, "COMPLETED", 90*time.Second)
+	waitJS(t, ctx, "the plan done and a rollback to blue's revision offered", fmt.Sprintf(`document.querySelectorAll("#plan li.step-done").length === 2 && !document.getElementById("next-step") && Array.from(document.querySelectorAll("button")).some(b => b.innerText === "Roll back to shop-web:%d")`, rev2), 20*time.Second)
+	load.Stop()
+
+	// At a phone's width each new page fits.
+	for _, p := range []string{"/apps", "/apps/shop", "/runs?app=shop", "/services", "/services/shop/staging/web", fmt.Sprintf("/deployments/%d", rolling)} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		waitJS(t, ctx, p+" without an error, fitting 390 px", `!document.querySelector("main .error") && document.documentElement.scrollWidth <= 391`, 5*time.Second)
+		shot.take("49-phone" + strings.NewReplacer("/", "-", "?", "-", "=", "-").Replace(p))
+	}
+	t.Logf("screenshots in %s", shot.dir)
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slipway-dev/slipway/internal/deploy"
 	"github.com/slipway-dev/slipway/internal/pipeline"
@@ -22,6 +23,48 @@ type serviceRow struct {
 	store.Service
 	Image    string
 	Listener string
+	// Running and Healthy count the tasks of the task sets that carry
+	// production traffic, as of the last reconcile: healthy by the load
+	// balancer's checks, or by the containers' own (a task whose containers
+	// have none counts as healthy once running, as on ECS). Standby counts
+	// the running tasks of the others: a blue/green deployment's green
+	// before traffic moves to it, or its blue kept for the termination wait.
+	Running, Healthy, Standby int
+}
+
+// withCounts fills the row's task counts.
+func (s *Server) withCounts(row serviceRow) serviceRow {
+	status := s.deploy.Status(row.Service)
+	layout := row.EffectiveLayout()
+	for _, set := range layout.Sets {
+		st := status[set.Key()]
+		serving := false
+		for _, w := range layout.Prod {
+			serving = serving || (w.Group == set.Group && w.Weight > 0)
+		}
+		if serving {
+			row.Running += st.Running
+			row.Healthy += st.Healthy
+		} else {
+			row.Standby += st.Running
+		}
+	}
+	return row
+}
+
+// Health sums the counts up: HEALTHY when the desired count runs and
+// passes its checks, UNHEALTHY when none does, DEGRADED between, IDLE when
+// scaled to nothing.
+func (row serviceRow) Health() string {
+	switch {
+	case row.Desired == 0 && row.Running == 0:
+		return "IDLE"
+	case row.Healthy >= row.Desired && row.Running >= row.Desired:
+		return "HEALTHY"
+	case row.Healthy == 0:
+		return "UNHEALTHY"
+	}
+	return "DEGRADED"
 }
 
 // taskDefLookup reads task definitions through a cache so a page that lists
@@ -80,30 +123,26 @@ type envServices struct {
 	Services []serviceRow
 }
 
-// uiApps reads apps, each app's newest run and all services in three
+// appCards reads apps, each app's newest run and all services in three
 // queries, however many apps there are.
-func (s *Server) uiApps(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+func (s *Server) appCards(ctx context.Context) ([]appCard, error) {
 	apps, err := s.db.ListApps(ctx)
 	if err != nil {
-		s.uiFail(w, r, err)
-		return
+		return nil, err
 	}
 	latest, err := s.db.LatestRuns(ctx)
 	if err != nil {
-		s.uiFail(w, r, err)
-		return
+		return nil, err
 	}
 	svcs, err := s.db.ListServices(ctx, "", "")
 	if err != nil {
-		s.uiFail(w, r, err)
-		return
+		return nil, err
 	}
 	lookup := s.taskDefLookup(ctx)
 	byEnv := map[[2]string][]serviceRow{}
 	for _, svc := range svcs {
 		k := [2]string{svc.App, svc.Env}
-		byEnv[k] = append(byEnv[k], serviceRowFrom(svc, lookup))
+		byEnv[k] = append(byEnv[k], s.withCounts(serviceRowFrom(svc, lookup)))
 	}
 	cards := make([]appCard, 0, len(apps))
 	for _, a := range apps {
@@ -115,6 +154,15 @@ func (s *Server) uiApps(w http.ResponseWriter, r *http.Request) {
 			c.Envs = append(c.Envs, envServices{Name: env, Services: byEnv[[2]string{a.Name, env}]})
 		}
 		cards = append(cards, c)
+	}
+	return cards, nil
+}
+
+func (s *Server) uiApps(w http.ResponseWriter, r *http.Request) {
+	cards, err := s.appCards(r.Context())
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
 	}
 	s.ui.Page(w, http.StatusOK, "apps", s.page(r, "Apps", "apps", cards))
 }
@@ -298,7 +346,7 @@ func (s *Server) uiServices(w http.ResponseWriter, r *http.Request) {
 			groups = append(groups, envGroup{App: svc.App, Env: svc.Env})
 		}
 		g := &groups[len(groups)-1]
-		g.Services = append(g.Services, serviceRowFrom(svc, lookup))
+		g.Services = append(g.Services, s.withCounts(serviceRowFrom(svc, lookup)))
 	}
 	s.ui.Page(w, http.StatusOK, "services", s.page(r, "Services", "services", groups))
 }
@@ -309,6 +357,19 @@ type serviceView struct {
 	Sets        []setRow
 	// Runtime says where the environment's tasks run, when not on Docker.
 	Runtime string
+	// RollbackTo is the revision a rollback returns to, when one would
+	// change what runs.
+	RollbackTo string
+	Plots      plotsView
+}
+
+// HealthyCount sums the task sets' healthy tasks.
+func (v serviceView) HealthyCount() int {
+	n := 0
+	for _, set := range v.Sets {
+		n += set.Healthy
+	}
+	return n
 }
 
 // setRow is one task set as the load balancer sees it.
@@ -327,8 +388,19 @@ func (s *Server) serviceView(r *http.Request) (serviceView, error) {
 	if err != nil {
 		return serviceView{}, err
 	}
-	ds, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 10)
+	ds, err := s.db.ListDeployments(r.Context(), svc.App, svc.Env, svc.Name, 50)
 	v := serviceView{ServiceDetail: d, Deployments: ds}
+	if target, ok := rollbackTarget(ds, svc); ok {
+		v.RollbackTo = target.From()
+	}
+	var latest *store.Deployment
+	if len(ds) > 0 {
+		latest = &ds[0]
+	}
+	v.Plots = s.servicePlots(svc, latest)
+	if len(ds) > 10 {
+		v.Deployments = ds[:10]
+	}
 	if rt, _, err := s.db.EnvRuntime(r.Context(), svc.App, svc.Env); err == nil {
 		v.Runtime = "Kubernetes namespace " + rt.Namespace
 	}
@@ -452,12 +524,45 @@ func (s *Server) uiDeployments(w http.ResponseWriter, r *http.Request) {
 	s.ui.Page(w, http.StatusOK, "deployments", s.page(r, "Deployments", "deployments", ds))
 }
 
-// deploymentView adds the traffic split and which buttons apply.
+// deploymentView adds the traffic split, the plan, the task counts and
+// which buttons apply.
 type deploymentView struct {
 	Detail      DeploymentDetail
 	Blue, Green int
 	TestColor   string
+	// BlueRev and GreenRev name the revision on each side of a blue/green
+	// deployment's traffic; BlueGroup and GreenGroup their target groups.
+	BlueRev, GreenRev     string
+	BlueGroup, GreenGroup string
+	// Plan is a blue/green deployment's traffic steps; NextAt is when the
+	// step being held ends (nil when none is held), moving green to NextWeight.
+	Plan       []planStep
+	PlanKind   string
+	NextAt     *time.Time
+	NextWeight int
+	// Tasks counts a rolling deployment's old and new tasks now.
+	Tasks rollingCounts
+	// CanRollback offers "Roll back to RollbackTo": this deployment is the
+	// one a rollback returns from, and its starting revision is not the one
+	// running.
 	CanRollback bool
+	RollbackTo  string
+	Plots       plotsView
+	PlotsTitle  string
+}
+
+// planStep is one traffic step of a blue/green deployment.
+type planStep struct {
+	Weight int
+	Hold   string
+	// State is done, current, next, or skipped (the deployment ended
+	// before it).
+	State string
+}
+
+// rollingCounts are a rolling deployment's tasks by revision.
+type rollingCounts struct {
+	OldRunning, OldHealthy, NewRunning, NewHealthy, Desired int
 }
 
 func (s *Server) deploymentView(ctx context.Context, id int64) (deploymentView, error) {
@@ -465,7 +570,9 @@ func (s *Server) deploymentView(ctx context.Context, id int64) (deploymentView, 
 	if err != nil {
 		return deploymentView{}, err
 	}
-	v := deploymentView{Detail: d, Green: d.GreenWeight, Blue: 100 - d.GreenWeight, TestColor: "–"}
+	v := deploymentView{Detail: d, Green: d.GreenWeight, Blue: 100 - d.GreenWeight, TestColor: "–",
+		BlueRev: d.From(), GreenRev: fmt.Sprintf("%s:%d", d.ToFamily, d.ToRevision)}
+	green, hasGreen := deploy.NewSetOf(d.Deployment, d.Layout)
 	if d.State == store.DeployInProgress {
 		for _, set := range d.Layout.Sets {
 			if set.Group == d.Layout.Test {
@@ -474,16 +581,146 @@ func (s *Server) deploymentView(ctx context.Context, id int64) (deploymentView, 
 		}
 		// By the set the deployment started, not by revision: a
 		// redeployment of the running revision has it on both sides.
-		if green, ok := deploy.NewSetOf(d.Deployment, d.Layout); ok && green.Group == d.Layout.Test {
+		if hasGreen && green.Group == d.Layout.Test {
 			v.TestColor = "green"
 		}
 	}
-	if d.State == store.DeployCompleted {
-		if latest, err := s.db.ListDeployments(ctx, d.App, d.Env, d.Service, 1); err == nil && len(latest) == 1 && latest[0].ID == d.ID && !d.First() {
-			v.CanRollback = true
+	if hasGreen && d.Strategy == "blue-green" {
+		v.GreenGroup = green.Group
+		v.BlueGroup = map[string]string{"tg1": "tg2", "tg2": "tg1"}[green.Group]
+	}
+	svc, svcErr := s.db.GetService(ctx, d.App, d.Env, d.Service)
+	if d.Strategy == "blue-green" {
+		v.planFrom(d)
+	} else if svcErr == nil {
+		status := s.deploy.Status(svc)
+		v.Tasks.Desired = svc.Desired
+		for _, set := range d.Layout.Sets {
+			st := status[set.Key()]
+			switch {
+			case isNewSet(d.Deployment, set):
+				v.Tasks.NewRunning += st.Running
+				v.Tasks.NewHealthy += st.Healthy
+			case isOldSet(d.Deployment, set):
+				v.Tasks.OldRunning += st.Running
+				v.Tasks.OldHealthy += st.Healthy
+			}
 		}
 	}
+	if svcErr == nil && d.State == store.DeployCompleted {
+		if ds, err := s.db.ListDeployments(ctx, d.App, d.Env, d.Service, 50); err == nil {
+			if target, ok := rollbackTarget(ds, svc); ok && target.ID == d.ID {
+				v.CanRollback, v.RollbackTo = true, target.From()
+			}
+		}
+	}
+	hasLB := svcErr == nil && svc.LoadBalancer != nil
+	v.Plots = s.deploymentPlots(d.Deployment, hasLB)
+	switch {
+	case d.Strategy == "blue-green":
+		v.PlotsTitle = "Traffic, blue against green"
+	case hasLB:
+		v.PlotsTitle = "Tasks and traffic over time"
+	default:
+		v.PlotsTitle = "Tasks over time"
+	}
 	return v, nil
+}
+
+// planFrom lays out a blue/green deployment's traffic steps and when the
+// one held now ends: the step began with its "production traffic" event.
+func (v *deploymentView) planFrom(d DeploymentDetail) {
+	shift, err := deploy.ParseConfig(d.Config)
+	if err != nil {
+		return
+	}
+	v.PlanKind = shift.Kind
+	steps := shift.Steps()
+	current := -1
+	switch {
+	case d.State == store.DeployCompleted:
+		current = len(steps)
+	case d.State == store.DeployInProgress && d.Phase == "AllowTraffic":
+		for i, st := range steps {
+			if st.Weight == d.GreenWeight {
+				current = i
+			}
+		}
+	}
+	// A deployment that ended otherwise (rolled back, stopped, failed) got
+	// as far as the highest weight it gave green.
+	reached := -1
+	for _, ev := range d.Events {
+		if ev.Phase == "AllowTraffic" {
+			reached = max(reached, ev.GreenWeight)
+		}
+	}
+	ended := d.State != store.DeployInProgress && d.State != store.DeployCompleted
+	for i, st := range steps {
+		ps := planStep{Weight: st.Weight, Hold: holdText(st.Hold), State: "next"}
+		switch {
+		case ended && st.Weight <= reached:
+			ps.State = "done"
+		case ended:
+			ps.State = "skipped"
+		case i < current:
+			ps.State = "done"
+		case i == current:
+			ps.State = "current"
+		}
+		v.Plan = append(v.Plan, ps)
+	}
+	if current < 0 || current >= len(steps)-1 || steps[current].Hold == 0 {
+		return
+	}
+	for i := len(d.Events) - 1; i >= 0; i-- {
+		ev := d.Events[i]
+		if ev.Phase == "AllowTraffic" && ev.GreenWeight == d.GreenWeight {
+			at := ev.At.Add(steps[current].Hold)
+			v.NextAt, v.NextWeight = &at, steps[current+1].Weight
+			return
+		}
+	}
+}
+
+// holdText says how long a step is held: "4 s", "5 min", "1 h 30 min".
+func holdText(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < time.Hour && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%d h", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+}
+
+// rollbackTarget is the deployment a rollback of svc returns from, chosen
+// as the controller chooses (deploy.Controller.Rollback, from the newest
+// 50): the newest completed one, passing over redeployments of a running
+// revision unless their blue is still kept. There is none to offer while
+// a deployment runs, or when it would return to the revision running.
+func rollbackTarget(ds []store.Deployment, svc store.Service) (store.Deployment, bool) {
+	for _, d := range ds {
+		if d.CreatedAt.Before(svc.CreatedAt) || d.First() || d.State == store.DeployInProgress {
+			break
+		}
+		if d.State != store.DeployCompleted {
+			continue
+		}
+		if d.Phase == "BlueKept" || d.FromFamily != d.ToFamily || d.FromRevision != d.ToRevision {
+			if d.FromFamily == svc.Family && d.FromRevision == svc.Revision {
+				break // "roll back" to what runs
+			}
+			return d, true
+		}
+	}
+	return store.Deployment{}, false
 }
 
 func (s *Server) uiDeployment(w http.ResponseWriter, r *http.Request) {

@@ -46,9 +46,10 @@ function fillActionNames() {
 // when its key changed, so a form being used is not redrawn under it.
 function swapKeyed(id, key, html) {
   var el = document.getElementById(id);
-  if (!el || key === undefined || el.getAttribute("data-key") === key) return;
+  if (!el || key === undefined || el.getAttribute("data-key") === key) return false;
   el.setAttribute("data-key", key);
   el.innerHTML = html || "";
+  return true;
 }
 
 // stream opens an event stream that closes when the page is left: a
@@ -69,27 +70,37 @@ window.addEventListener("pageshow", function (ev) {
 
 function live(section) {
   var src = stream(section.getAttribute("data-sse"));
+  var shown = null; // the fragment last drawn: the same one is not drawn again
   src.addEventListener("update", function (ev) {
     var msg = JSON.parse(ev.data);
-    // Keep keyboard focus where it was when the fragment is swapped.
-    var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
-    // Sections a reader opened or closed (a failed action's last lines)
-    // stay so when the fragment is redrawn.
-    var opened = {};
-    section.querySelectorAll("details[id]").forEach(function (d) { opened[d.id] = d.open; });
-    section.innerHTML = msg.html;
-    section.querySelectorAll("details[id]").forEach(function (d) {
-      if (Object.prototype.hasOwnProperty.call(opened, d.id)) d.open = opened[d.id];
-    });
-    relativeTimes(section, false);
-    applyWidths(section);
-    stackTables(section);
-    fillActionNames();
-    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    if (msg.html !== shown) {
+      shown = msg.html;
+      // Keep keyboard focus where it was when the fragment is swapped.
+      var focused = document.activeElement && section.contains(document.activeElement) ? document.activeElement.id : "";
+      // Sections a reader opened or closed (a failed action's last lines)
+      // stay so when the fragment is redrawn.
+      var opened = {};
+      section.querySelectorAll("details[id]").forEach(function (d) { opened[d.id] = d.open; });
+      section.innerHTML = msg.html;
+      section.querySelectorAll("details[id]").forEach(function (d) {
+        if (Object.prototype.hasOwnProperty.call(opened, d.id)) d.open = opened[d.id];
+      });
+      relativeTimes(section, false);
+      countdowns(section);
+      applyWidths(section);
+      stackTables(section);
+      fillActionNames();
+      if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    }
     // Only a change of the pending approval replaces the panel, so a
     // comment being typed is never wiped by an update.
     swapKeyed("approval-panel", msg.panelKey, msg.panel);
     swapKeyed("run-controls", msg.controlsKey, msg.controls);
+    // Regions outside the live one, which a change there must not read
+    // out: plots, a deployment's timeline.
+    swapKeyed("charts", msg.chartsKey, msg.charts);
+    var timeline = document.getElementById("timeline");
+    if (swapKeyed("timeline", msg.timelineKey, msg.timeline)) relativeTimes(timeline, false);
     document.body.setAttribute("data-live", String(Number(document.body.getAttribute("data-live") || 0) + 1));
   });
 }
@@ -369,6 +380,23 @@ function relativeTimes(root, ticking) {
   });
 }
 
+// countdowns show the time left until each <time data-countdown> ("in 2
+// min 5 s"), ticking every second. They sit in an aria-live="off" span, so
+// the ticking is not read out; the absolute time stays in the title.
+function countdowns(root) {
+  var now = Date.now();
+  root.querySelectorAll("time[data-countdown]").forEach(function (el) {
+    var at = Date.parse(el.getAttribute("datetime"));
+    if (isNaN(at)) return;
+    var s = Math.ceil((at - now) / 1000), text;
+    if (s <= 0) text = "due now";
+    else if (s < 60) text = "in " + s + " s";
+    else if (s < 3600) text = "in " + Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+    else text = "in " + Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+    el.textContent = text;
+  });
+}
+
 // Forms that stop, roll back, replace, cancel or revoke ask first, as the ECS and
 // Argo consoles do; the question says what will happen. Listening on the
 // document covers forms that live fragments draw later.
@@ -380,6 +408,8 @@ document.addEventListener("submit", function (ev) {
 document.addEventListener("DOMContentLoaded", function () {
   relativeTimes(document, false);
   setInterval(function () { relativeTimes(document, true); }, 30000);
+  countdowns(document);
+  setInterval(function () { countdowns(document); }, 1000);
   applyWidths(document);
   stackTables(document);
   document.querySelectorAll("[data-sse]").forEach(live);
