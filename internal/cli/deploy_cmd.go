@@ -192,7 +192,15 @@ func deployCmd() *cobra.Command {
 			return sendAndSay(cmd, "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/stop", nil)
 		},
 	}
-	cmd.AddCommand(list, show, stop)
+	promote := &cobra.Command{
+		Use:   "promote ID",
+		Short: "Skip a blue/green deployment's remaining canary or linear steps: green takes all production traffic once its checks pass",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return sendAndSay(cmd, "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/promote", nil)
+		},
+	}
+	cmd.AddCommand(list, show, stop, promote)
 	return cmd
 }
 

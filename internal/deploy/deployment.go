@@ -49,6 +49,7 @@ type Controller struct {
 	termMu              sync.Mutex // orders ending a termination wait against starting a deployment
 	running             map[int64]context.CancelFunc
 	stopped             map[int64]string // deployment → why someone stopped it
+	promoted            map[int64]string // deployment → who skipped its remaining traffic steps
 	wg                  sync.WaitGroup
 	ctx                 context.Context
 	stop                context.CancelFunc // ends ctx: Close, so nothing launches after it
@@ -81,6 +82,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.running = map[int64]context.CancelFunc{}
 	c.mu.Unlock()
 	c.stopped = map[int64]string{}
+	c.promoted = map[int64]string{}
 	active, err := c.Store.ActiveDeployments(ctx)
 	if err != nil {
 		return err
@@ -406,6 +408,7 @@ func (c *Controller) launch(d store.Deployment, fn func(context.Context, *store.
 		defer func() {
 			c.mu.Lock()
 			delete(c.running, d.ID)
+			delete(c.promoted, d.ID)
 			c.mu.Unlock()
 			cancel()
 		}()
@@ -431,6 +434,39 @@ func (c *Controller) Stop(ctx context.Context, id int64) error {
 	c.stopped[id] = "stopped by a person"
 	c.mu.Unlock()
 	return nil
+}
+
+// Promote ends the wait of a blue/green deployment's canary or linear
+// steps: green takes all production traffic at once (Argo Rollouts'
+// promote --full). Health checks and alarms still apply until then, and
+// the hooks after traffic still run.
+func (c *Controller) Promote(ctx context.Context, id int64, by string) error {
+	d, err := c.Store.GetDeployment(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d.State != store.DeployInProgress {
+		return store.Conflictf("deployment %d is %s; only one in progress can be promoted", id, d.State)
+	}
+	if d.Strategy != "blue-green" {
+		return store.Conflictf("deployment %d is %s; only a blue/green deployment has traffic steps to skip", id, d.Strategy)
+	}
+	if d.Phase == "RollingBack" || d.GreenWeight == 100 {
+		return store.Conflictf("deployment %d has no traffic steps left (phase %s, green %d%%)", id, d.Phase, d.GreenWeight)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.promoted == nil {
+		c.promoted = map[int64]string{}
+	}
+	c.promoted[id] = by
+	return nil
+}
+
+func (c *Controller) promoteRequested(id int64) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.promoted[id]
 }
 
 func (c *Controller) stopRequested(id int64) string {
@@ -806,8 +842,16 @@ func (c *Controller) waitGreenHealthy(ctx context.Context, d *store.Deployment, 
 func (c *Controller) shiftTraffic(ctx context.Context, d *store.Deployment, svc *store.Service, st Settings, layout store.Layout, greenSet store.TaskSet, base int, deadline time.Time, fromWeight int) error {
 	shift, _ := ParseConfig(d.Config)
 	blue, green := otherGroup(greenSet.Group), greenSet.Group
+	promoted := false
 	for _, step := range shift.Steps() {
 		if step.Weight < fromWeight {
+			continue
+		}
+		if by := c.promoteRequested(d.ID); by != "" && step.Weight < 100 {
+			if !promoted {
+				promoted = true
+				c.note(ctx, d, "AllowTraffic", "promoted by %s: the remaining traffic steps are skipped", by)
+			}
 			continue
 		}
 		layout.Prod = []store.Weight{{Group: blue, Weight: 100 - step.Weight}, {Group: green, Weight: step.Weight}}
@@ -852,6 +896,10 @@ func (c *Controller) watchGreen(ctx context.Context, d *store.Deployment, svc *s
 			}
 		}
 		if !time.Now().Before(end) {
+			return nil
+		}
+		if by := c.promoteRequested(d.ID); by != "" && d.GreenWeight < 100 {
+			c.note(ctx, d, "AllowTraffic", "promoted by %s: the wait at green %d%% ends", by, d.GreenWeight)
 			return nil
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {

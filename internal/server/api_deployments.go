@@ -146,6 +146,20 @@ func (s *Server) stopDeployment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"message": "deployment " + strconv.FormatInt(id, 10) + " is being stopped and rolled back"})
 }
 
+func (s *Server) promoteDeployment(w http.ResponseWriter, r *http.Request) {
+	id, err := deploymentID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tok, _ := Caller(r.Context())
+	if err := s.deploys.Promote(r.Context(), id, tok.Name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"message": "deployment " + strconv.FormatInt(id, 10) + " is promoted: green takes all production traffic after its checks"})
+}
+
 func (s *Server) rollbackService(w http.ResponseWriter, r *http.Request) {
 	tok, _ := Caller(r.Context())
 	msg, err := s.deploys.Rollback(r.Context(), r.PathValue("app"), r.PathValue("env"), r.PathValue("name"), tok.Name)

@@ -111,6 +111,7 @@ func (s *Server) buildHandler() http.Handler {
 		{Method: "GET", Pattern: "/api/v1/deployments", Role: auth.Viewer, handler: s.listDeployments},
 		{Method: "GET", Pattern: "/api/v1/deployments/{id}", Role: auth.Viewer, handler: s.showDeployment},
 		{Method: "POST", Pattern: "/api/v1/deployments/{id}/stop", Role: auth.Deployer, handler: s.stopDeployment},
+		{Method: "POST", Pattern: "/api/v1/deployments/{id}/promote", Role: auth.Deployer, handler: s.promoteDeployment},
 
 		// Signed with the app's webhook secret instead of a token.
 		{Method: "POST", Pattern: "/hooks/github/{app}", Role: auth.Public, BodyLimit: source.MaxWebhookBytes, handler: s.githubWebhook},

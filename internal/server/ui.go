@@ -288,6 +288,7 @@ func (s *Server) uiRoutes() []Route {
 		{Method: "GET", Pattern: "/deployments", Role: auth.Viewer, Session: true, handler: s.uiDeployments},
 		{Method: "GET", Pattern: "/deployments/{id}", Role: auth.Viewer, Session: true, handler: s.uiDeployment},
 		{Method: "POST", Pattern: "/deployments/{id}/stop", Role: auth.Deployer, Session: true, handler: s.uiStopDeployment},
+		{Method: "POST", Pattern: "/deployments/{id}/promote", Role: auth.Deployer, Session: true, handler: s.uiPromoteDeployment},
 		{Method: "GET", Pattern: "/registry", Role: auth.Viewer, Session: true, handler: s.uiRegistry},
 		{Method: "GET", Pattern: "/secrets", Role: auth.Viewer, Session: true, handler: s.uiSecrets},
 		{Method: "GET", Pattern: "/notifications", Role: auth.Viewer, Session: true, handler: s.uiNotifications},

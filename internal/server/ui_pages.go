@@ -751,6 +751,21 @@ func (s *Server) uiStopDeployment(w http.ResponseWriter, r *http.Request) {
 	s.back(w, r, path, "Stopping: traffic goes back to blue.", "")
 }
 
+func (s *Server) uiPromoteDeployment(w http.ResponseWriter, r *http.Request) {
+	id, err := deploymentID(r)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	path := fmt.Sprintf("/deployments/%d", id)
+	tok, _ := Caller(r.Context())
+	if err := s.deploys.Promote(r.Context(), id, tok.Name); err != nil {
+		s.back(w, r, path, "", err.Error())
+		return
+	}
+	s.back(w, r, path, "Promoted: green takes all production traffic once its checks pass.", "")
+}
+
 type repoGroup struct {
 	Name   string
 	Images []store.Image
