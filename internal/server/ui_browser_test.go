@@ -700,7 +700,7 @@ func TestIntegrationWebUIConsole(t *testing.T) {
 	waitJS(t, ctx, "the canary plan, its step now and the time to the next", `(() => { const s = Array.from(document.querySelectorAll("#plan li")).map(l => l.innerText.replace(/\s+/g, " ").trim()); return s.length === 2 && s[0] === "green 50%, held 30 s now" && s[1] === "green 100%"; })() && /^Next step: green 100% in \d+ s$/.test(document.getElementById("next-step").innerText.trim())`, 10*time.Second)
 	countdown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#next-step time").innerText`))
 	waitJS(t, ctx, "the countdown ticking", `document.querySelector("#next-step time").innerText !== "`+countdown+`"`, 5*time.Second)
-	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#deployment-live button")).map(b => b.innerText)`)); strings.Join(got, ",") != "Stop and roll back" {
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#deployment-live button")).map(b => b.innerText)`)); strings.Join(got, ",") != "Promote,Stop and roll back" {
 		t.Fatalf("buttons during the canary: %v", got)
 	}
 	dp := fmt.Sprintf("#dep%d", bg)
