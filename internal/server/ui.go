@@ -133,7 +133,7 @@ func (s *Server) page(r *http.Request, title, nav string, data any) uiPage {
 }
 
 func (s *Server) uiError(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
-	s.ui.Page(w, status, "error", s.page(r, title, "", msg))
+	s.ui.Page(w, status, "error", s.page(r, title, "", web.ConsoleText(msg)))
 }
 
 // uiFail shows a store error as a page.
@@ -157,7 +157,7 @@ func (s *Server) uiFail(w http.ResponseWriter, r *http.Request, err error) {
 // back redirects to a page after a form, with a message or an error.
 func (s *Server) back(w http.ResponseWriter, r *http.Request, path, msg, errMsg string) {
 	if msg != "" || errMsg != "" {
-		b, _ := json.Marshal(flash{Msg: msg, Err: errMsg})
+		b, _ := json.Marshal(flash{Msg: web.ConsoleText(msg), Err: web.ConsoleText(errMsg)})
 		s.setCookie(w, r, flashCookie, base64.RawURLEncoding.EncodeToString(b), time.Minute)
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)
@@ -280,6 +280,7 @@ func (s *Server) uiRoutes() []Route {
 		{Method: "POST", Pattern: "/runs/{id}/rerun", Role: auth.Deployer, Session: true, handler: s.uiRerun},
 		{Method: "GET", Pattern: "/runs/{id}/actions/{aid}", Role: auth.Viewer, Session: true, handler: s.uiAction},
 		{Method: "GET", Pattern: "/runs/{id}/actions/{aid}/raw", Role: auth.Viewer, Session: true, handler: s.uiActionRaw},
+		{Method: "GET", Pattern: "/runs/{id}/artifacts/{name}", Role: auth.Viewer, Session: true, handler: s.uiArtifact},
 		{Method: "GET", Pattern: "/services", Role: auth.Viewer, Session: true, handler: s.uiServices},
 		{Method: "GET", Pattern: "/services/{app}/{env}/{name}", Role: auth.Viewer, Session: true, handler: s.uiService},
 		{Method: "POST", Pattern: "/services/{app}/{env}/{name}/rollback", Role: auth.Deployer, Session: true, handler: s.uiRollback},

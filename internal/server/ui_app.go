@@ -14,10 +14,10 @@ import (
 // each stage, then per environment what runs there and where it came from.
 type appView struct {
 	App     store.App
-	LastRun *store.Run
+	LastRun *runRow
 	Stages  []appStage
-	// Runs are the app's most recent runs.
-	Runs []store.Run
+	// Runs are the app's most recent runs, with their commits' subjects.
+	Runs []runRow
 	Envs []appEnv
 }
 
@@ -54,9 +54,11 @@ func (s *Server) appView(ctx context.Context, name string) (appView, error) {
 		return appView{}, err
 	}
 	v := appView{App: app}
-	if v.Runs, err = s.db.ListRuns(ctx, name, store.Page{Limit: appRecentRuns}); err != nil {
+	recent, err := s.db.ListRuns(ctx, name, store.Page{Limit: appRecentRuns})
+	if err != nil {
 		return v, err
 	}
+	v.Runs = s.runRows(ctx, recent)
 	if len(v.Runs) > 0 {
 		v.LastRun = &v.Runs[0]
 		actions, err := s.db.ListActions(ctx, v.LastRun.ID)

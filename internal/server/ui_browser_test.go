@@ -16,6 +16,8 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/slipway-dev/slipway/internal/notify/notifytest"
 )
 
 // browser starts Debian's chromium headless for one test, with extra
@@ -209,7 +211,7 @@ func TestIntegrationWebUI(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('input[name="max_count"]').value = "0"; document.querySelector("form.autoscaling").submit()`)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "the refusal naming max_count", `document.querySelector(".error") && document.querySelector(".error").innerText.includes("autoscaling.max_count must be min_count (1) to 100")`, 10*time.Second)
+	waitJS(t, ctx, "the refusal naming the form's boxes", `document.querySelector(".error") && document.querySelector(".error").innerText.includes("“Most tasks” must be “Fewest tasks” (1) to 100")`, 10*time.Second)
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[value="off"]`))); err != nil {
 		t.Fatal(err)
 	}
@@ -737,6 +739,120 @@ func TestIntegrationWebUIConsole(t *testing.T) {
 		}
 		waitJS(t, ctx, p+" without an error, fitting 390 px", `!document.querySelector("main .error") && document.documentElement.scrollWidth <= 391`, 5*time.Second)
 		shot.take("49-phone" + strings.NewReplacer("/", "-", "?", "-", "=", "-").Replace(p))
+	}
+	t.Logf("screenshots in %s", shot.dir)
+}
+
+// The links a person follows: a run's commit by its subject and author in
+// the runs list, a deploy action to its deployment and the deployment back
+// to its run, an artifact downloaded from the run's page, and a notice on
+// the Notifications page to the run it was about.
+func TestIntegrationWebUILinks(t *testing.T) {
+	dir := t.TempDir()
+	cleanupRuntime(t, "links", dir)
+	e := newEnvWith(t, Config{DataDir: dir, ProxyBinary: slipwayBinary(t)})
+	e.createApp("links")
+	hook := notifytest.NewReceiver(t, 0)
+	if code, body := e.call("PUT", "/api/v1/apps/links/channels/ci-hook", e.Admin, map[string]any{"type": "webhook", "events": []string{"run.succeeded"},
+		"settings": map[string]any{"url": hook.URL, "secret": "hook-key"}}); code != 200 {
+		t.Fatalf("channel: %d %v", code, body)
+	}
+	image := webAppImage(t)
+	w := newWork(t)
+	w.env = append(w.env, "GIT_AUTHOR_NAME=Ada Lovelace")
+	sha := w.commit("Ship the <b>links</b> page\n\nThe body stays out of lists.", map[string]string{
+		"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - {name: compile, type: build, outputs: [BuildOut]}
+  - name: Staging
+    actions:
+      - {name: deploy, type: deploy, inputs: [SourceArtifact], environment: staging, service: web}
+`,
+		"buildspec.yml":         "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p out && echo built for links > out/hello.txt\nartifacts:\n  files: ['**/*']\n  base-directory: out\n",
+		"taskdef.json":          webTaskDef("links-web", "<IMAGE1_NAME>", "v1"),
+		"imagedefinitions.json": fmt.Sprintf(`[{"name": "web", "imageUri": %q}]`, image),
+	})
+	w.git("push", "-q", repoURL(e.URL, e.Admin, "links"), "main:main")
+	id := e.startRun("links", "main")
+	run := e.waitRun(id, 180*time.Second)
+	if run["state"] != "succeeded" {
+		t.Fatalf("run %d: %v %v\n%s", id, run["state"], run["reason"], e.logText(id))
+	}
+	deploy := actionsOf(run)["Staging/deploy"]
+	depID, _ := deploy["deployment_id"].(float64)
+	if depID == 0 {
+		t.Fatalf("the deploy action names no deployment: %v", deploy)
+	}
+	aid := int(deploy["id"].(float64))
+	e.deliveries("links", 1)
+
+	ctx := browser(t)
+	shot := shots{t: t, ctx: ctx, dir: filepath.Join(t.TempDir(), "screenshots")}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/signin"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), e.Admin), chromedp.Submit(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the apps page", `location.pathname === "/apps"`, 10*time.Second)
+
+	// The runs list: the commit's subject (as text, not markup) and author.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/runs"), chromedp.WaitVisible(chromedp.CSS("#runs-live"))); err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`document.getElementById("run-row-%d")`, id)
+	waitJS(t, ctx, "the commit's subject and author in the runs list", fmt.Sprintf(`%[1]s && %[1]s.querySelector(".csubject").textContent === "Ship the <b>links</b> page" && !%[1]s.querySelector("b") && %[1]s.querySelector(".cauthor").textContent === "by Ada Lovelace" && %[1]s.innerText.includes("%[2]s") && !%[1]s.innerText.includes("The body")`, row, sha[:12]), 10*time.Second)
+	shot.take("60-runs-commit-subject")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#run-row-%d a[href="/runs/%d"]`, id, id)))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the run's page with its commit's subject and author", fmt.Sprintf(`location.pathname === "/runs/%d" && document.getElementById("run-subject").textContent === "Ship the <b>links</b> page" && document.getElementById("run-author").textContent === "Ada Lovelace"`, id), 10*time.Second)
+
+	// The artifact downloads from the run's page.
+	waitJS(t, ctx, "the artifact's download link", fmt.Sprintf(`!!document.querySelector('#artifact-BuildOut a[download][href="/runs/%d/artifacts/BuildOut"]')`, id), 10*time.Second)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`fetch(document.querySelector("#artifact-BuildOut a[download]").href).then(r => r.arrayBuffer().then(b => { window.download = {status: r.status, type: r.headers.get("content-type"), disposition: r.headers.get("content-disposition"), text: new TextDecoder().decode(b)}; }))`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the artifact downloaded, a tar named for the run", fmt.Sprintf(`window.download && window.download.status === 200 && window.download.type === "application/x-tar" && window.download.disposition === 'attachment; filename="run-%d-BuildOut.tar"' && window.download.text.includes("hello.txt") && window.download.text.includes("built for links")`, id), 10*time.Second)
+
+	// The deploy action's card links its deployment (a click on the link,
+	// not the card's log link under it), which links back to the run.
+	card := `document.getElementById("action-Staging-deploy")`
+	waitJS(t, ctx, "the deploy action's link to its deployment", fmt.Sprintf(`%s.querySelector('a.adeploy[href="/deployments/%d"]').innerText === "deployment #%d"`, card, int(depID), int(depID)), 10*time.Second)
+	shot.take("61-run-deploy-link")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#action-Staging-deploy a.adeploy"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the deployment's page, naming the run and action that started it", fmt.Sprintf(`location.pathname === "/deployments/%d" && !!document.querySelector('#deployment-origin a[href="/runs/%d"]') && !!document.querySelector('#deployment-origin a[href="/runs/%d/actions/%d"]') && document.getElementById("deployment-origin").innerText.includes("Started by run #%d at Staging/deploy")`, int(depID), id, id, aid, id), 10*time.Second)
+	shot.take("62-deployment-origin")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#deployment-origin a[href="/runs/%d"]`, id)))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "back on the run's page", fmt.Sprintf(`location.pathname === "/runs/%d" && !!document.getElementById("run-live")`, id), 10*time.Second)
+	// The action's own page links the deployment too.
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/runs/%d/actions/%d", e.URL, id, aid)), chromedp.WaitVisible(chromedp.CSS("#action-head"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the action page's link to the deployment", fmt.Sprintf(`!!document.querySelector('#action-head a[href="/deployments/%d"]')`, int(depID)), 10*time.Second)
+
+	// The notice of the run's success links to the run.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.URL+"/notifications"), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+		t.Fatal(err)
+	}
+	notice := fmt.Sprintf(`section[aria-labelledby="nc-links"] tr[id^="delivery-"] a[href="/runs/%d"]`, id)
+	waitJS(t, ctx, "the delivery's link to its run", fmt.Sprintf(`document.querySelector('%s') && document.querySelector('%s').innerText === "run #%d"`, notice, notice, id), 10*time.Second)
+	shot.take("63-notification-link")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(notice))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the run's page from the notice", fmt.Sprintf(`location.pathname === "/runs/%d"`, id), 10*time.Second)
+
+	// At a phone's width the pages with the new links fit.
+	for _, p := range []string{"/runs", fmt.Sprintf("/runs/%d", id), fmt.Sprintf("/deployments/%d", int(depID)), "/notifications"} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		waitJS(t, ctx, p+" without an error, fitting 390 px", `!document.querySelector("main .error") && document.documentElement.scrollWidth <= 391`, 5*time.Second)
+		shot.take("64-phone" + strings.ReplaceAll(p, "/", "-"))
 	}
 	t.Logf("screenshots in %s", shot.dir)
 }

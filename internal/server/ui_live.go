@@ -157,7 +157,7 @@ func (s *Server) uiRunsEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return liveUpdate{}, false, err
 		}
-		html, err := s.ui.Fragment("runs", "runs-live", runs)
+		html, err := s.ui.Fragment("runs", "runs-live", s.runRows(r.Context(), runs))
 		return liveUpdate{HTML: html}, false, err
 	})
 }

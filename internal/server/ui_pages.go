@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,7 +175,7 @@ func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
-	s.ui.Page(w, http.StatusOK, "runs", s.page(r, "Runs", "runs", map[string]any{"App": app, "Runs": runs}))
+	s.ui.Page(w, http.StatusOK, "runs", s.page(r, "Runs", "runs", map[string]any{"App": app, "Runs": s.runRows(r.Context(), runs)}))
 }
 
 // runView is a run arranged as its stage diagram.
@@ -187,6 +188,9 @@ type runView struct {
 	// Controls are the run's buttons; the stage diagram's Retry stage
 	// buttons go by them too.
 	Controls runControls
+	// Commit is the run's commit subject and author (the page's facts,
+	// outside its live region).
+	Commit commitInfo
 }
 
 type stageView struct {
@@ -294,6 +298,7 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Controls = s.runControls(r, v.Run, fmt.Sprintf("/runs/%d", id))
+	v.Commit = s.commitOf(r.Context(), v.Run)
 	s.ui.Page(w, http.StatusOK, "run", s.page(r, fmt.Sprintf("Run #%d", id), "runs", v))
 }
 
@@ -307,6 +312,10 @@ func (s *Server) uiDecide(w http.ResponseWriter, r *http.Request) {
 	decision := r.PostFormValue("decision")
 	if decision != "approve" && decision != "reject" {
 		s.back(w, r, path, "", "Choose Approve or Reject.")
+		return
+	}
+	if decision == "reject" && strings.TrimSpace(r.PostFormValue("comment")) == "" {
+		s.back(w, r, path, "", "To reject, say why in the Comment box.")
 		return
 	}
 	ap, err := s.recordDecision(r, id, decision == "approve", r.PostFormValue("comment"))
@@ -495,11 +504,44 @@ func (s *Server) uiAutoscaling(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := s.checkAutoscalingForm(r.Context(), svc, &a); err != nil {
+		s.back(w, r, path, "", err.Error())
+		return
+	}
 	if err := s.setAutoscaling(r.Context(), svc, &a); err != nil {
 		s.back(w, r, path, "", err.Error())
 		return
 	}
 	s.back(w, r, path, fmt.Sprintf("Auto scaling keeps %d to %d tasks at %s.", a.MinCount, a.MaxCount, a.TargetsText()), "")
+}
+
+// formScalingKeys spell auto scaling's settings as the service page's
+// form labels them, so a refusal names the box to change.
+var formScalingKeys = deploy.ScalingKeys{
+	AddLB: "give the service a load balancer first",
+	Names: map[string]string{
+		"min_count": "“Fewest tasks”", "max_count": "“Most tasks”", "target_requests_per_second": "“Requests/s per task”",
+		"target_cpu_percent": "“CPU %”", "target_memory_percent": "“Memory %”", "window": "“Measured over”",
+		"scale_out_cooldown": "“Scale-out cooldown”", "scale_in_cooldown": "“Scale-in cooldown”",
+	},
+}
+
+// checkAutoscalingForm checks the form's auto scaling settings (filling
+// their defaults) as setAutoscaling does, in the form's words: "“Most
+// tasks” must be …" rather than the API's "autoscaling.max_count must be …".
+func (s *Server) checkAutoscalingForm(ctx context.Context, svc store.Service, a *store.Autoscaling) error {
+	err := deploy.ValidateAutoscaling(a, svc.LoadBalancer, formScalingKeys)
+	if err == nil {
+		err = s.deploy.CheckReservation(ctx, svc, *a, formScalingKeys)
+	}
+	var se *deploy.ScalingError
+	if !errors.As(err, &se) {
+		return err
+	}
+	if rest, ok := strings.CutPrefix(se.Message, "autoscaling."); ok {
+		return errors.New(rest) // "“Most tasks” must be …"
+	}
+	return errors.New("auto scaling" + strings.TrimPrefix(se.Message, "autoscaling")) // "auto scaling: the service has no load balancer …"
 }
 
 // optionalFloat reads a form number into f; an empty field leaves it 0
@@ -549,6 +591,62 @@ type deploymentView struct {
 	RollbackTo  string
 	Plots       plotsView
 	PlotsTitle  string
+	// Origin is where the deployment came from; its page shows it above
+	// the live region (it never changes).
+	Origin *deploymentOrigin
+}
+
+// deploymentOrigin is where a deployment came from: the run (and the
+// run's action) that started it, or who did; and the run whose deploy
+// action registered the revision it rolls out.
+type deploymentOrigin struct {
+	// By names who started it when no run did (a token's name).
+	By     string
+	Run    *store.Run
+	Action *store.Action
+	// RevisionRun registered the revision rolled out, when another run
+	// than Run did (0: none, or registered by hand).
+	RevisionRun int64
+}
+
+// deploymentOrigin reads where d came from. A deployment a run started
+// says "run N" (CreatedBy); as a token may be named so too, the run is
+// taken at its word only when one of its actions started d, or it
+// registered the revision d rolls out.
+func (s *Server) deploymentOrigin(ctx context.Context, d store.Deployment) *deploymentOrigin {
+	o := &deploymentOrigin{By: d.CreatedBy}
+	var revisionRun int64
+	if td, err := s.db.GetTaskDef(ctx, d.ToFamily, d.ToRevision); err == nil {
+		revisionRun = td.RunID
+	}
+	if id, ok := runCreator(d.CreatedBy); ok {
+		if run, err := s.db.GetRun(ctx, id); err == nil && run.App == d.App {
+			if actions, err := s.db.ListActions(ctx, id); err == nil {
+				for i := range actions {
+					if actions[i].DeploymentID == d.ID {
+						o.Action = &actions[i]
+					}
+				}
+			}
+			if o.Action != nil || revisionRun == id {
+				o.Run, o.By = &run, ""
+			}
+		}
+	}
+	if revisionRun != 0 && (o.Run == nil || o.Run.ID != revisionRun) {
+		o.RevisionRun = revisionRun
+	}
+	return o
+}
+
+// runCreator reads the run a deployment's CreatedBy names ("run 12").
+func runCreator(by string) (int64, bool) {
+	rest, ok := strings.CutPrefix(by, "run ")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	return id, err == nil && id > 0 && strconv.FormatInt(id, 10) == rest
 }
 
 // planStep is one traffic step of a blue/green deployment.
@@ -734,6 +832,7 @@ func (s *Server) uiDeployment(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, err)
 		return
 	}
+	v.Origin = s.deploymentOrigin(r.Context(), v.Detail.Deployment)
 	s.ui.Page(w, http.StatusOK, "deployment", s.page(r, fmt.Sprintf("Deployment #%d", id), "deployments", v))
 }
 
@@ -800,7 +899,41 @@ func (s *Server) uiSecrets(w http.ResponseWriter, r *http.Request) {
 type appChannels struct {
 	App        string
 	Channels   []store.Channel
-	Deliveries []store.Delivery
+	Deliveries []deliveryRow
+}
+
+// deliveryRow is a notice sent to a channel, with a link to what it was
+// about: its run, deployment or service.
+type deliveryRow struct {
+	store.Delivery
+	Link, About string
+}
+
+// deliveryAbout links a delivery to its subject's page, read from the
+// event's fields (the run, the deployment, the service) rather than its
+// URL, which may be another site's (an approval's review link).
+func deliveryAbout(d store.Delivery) deliveryRow {
+	row := deliveryRow{Delivery: d}
+	var ev struct {
+		Fields map[string]string `json:"fields"`
+	}
+	if json.Unmarshal([]byte(d.Payload), &ev) != nil {
+		return row
+	}
+	id := func(key string) (int64, bool) {
+		v := ev.Fields[key]
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil && n > 0 && strconv.FormatInt(n, 10) == v
+	}
+	if n, ok := id("deployment"); ok {
+		row.Link, row.About = fmt.Sprintf("/deployments/%d", n), fmt.Sprintf("deployment #%d", n)
+	} else if n, ok := id("run"); ok {
+		row.Link, row.About = fmt.Sprintf("/runs/%d", n), fmt.Sprintf("run #%d", n)
+	} else if env, svc := ev.Fields["environment"], ev.Fields["service"]; env != "" && svc != "" {
+		row.Link = "/services/" + url.PathEscape(d.App) + "/" + url.PathEscape(env) + "/" + url.PathEscape(svc)
+		row.About = "service " + svc + " in " + env
+	}
+	return row
 }
 
 func (s *Server) uiNotifications(w http.ResponseWriter, r *http.Request) {
@@ -812,12 +945,16 @@ func (s *Server) uiNotifications(w http.ResponseWriter, r *http.Request) {
 	out := make([]appChannels, 0, len(apps))
 	for _, a := range apps {
 		ac := appChannels{App: a.Name}
+		var ds []store.Delivery
 		if ac.Channels, err = s.db.ListChannels(r.Context(), a.Name); err == nil {
-			ac.Deliveries, err = s.db.ListDeliveries(r.Context(), a.Name, store.Page{Limit: 20})
+			ds, err = s.db.ListDeliveries(r.Context(), a.Name, store.Page{Limit: 20})
 		}
 		if err != nil {
 			s.uiFail(w, r, err)
 			return
+		}
+		for _, d := range ds {
+			ac.Deliveries = append(ac.Deliveries, deliveryAbout(d))
 		}
 		out = append(out, ac)
 	}

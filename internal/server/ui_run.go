@@ -2,7 +2,9 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -11,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/store"
@@ -252,6 +256,89 @@ func (s *Server) uiActionRaw(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("raw log cut short", "request_id", requestID(r.Context()), "run", run.ID, "action", a.ID, "err", err)
 	}
 	_ = bw.Flush()
+}
+
+// uiArtifact downloads one of a run's artifacts (a tar archive) from its
+// page. The API's download does the work (the run, its retention, the
+// blob); this names the file to save, and shows what the API refuses (a
+// run whose artifacts expired: 410) as a page.
+func (s *Server) uiArtifact(w http.ResponseWriter, r *http.Request) {
+	name := unsafeFileChars.ReplaceAllString(fmt.Sprintf("run-%s-%s.tar", r.PathValue("id"), r.PathValue("name")), "_")
+	dw := &downloadWriter{ResponseWriter: w, file: name}
+	s.getArtifact(dw, r)
+	if dw.status == 0 {
+		return
+	}
+	var body struct {
+		Error apiError `json:"error"`
+	}
+	msg := "See the server log for request " + requestID(r.Context()) + "."
+	if json.Unmarshal(dw.body.Bytes(), &body) == nil && body.Error.Message != "" {
+		msg = body.Error.Message
+	}
+	title := http.StatusText(dw.status)
+	if dw.status == http.StatusGone {
+		title = "Artifact expired"
+	}
+	s.uiError(w, r, dw.status, title, sentence(msg))
+}
+
+// sentence makes an API message ("run 5 has no artifact x") a sentence.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	r, n := utf8.DecodeRuneInString(msg)
+	msg = string(unicode.ToUpper(r)) + msg[n:]
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
+}
+
+// downloadWriter passes a download through, saved as file; an error
+// answered instead (status 400 or more) is kept back, its body in body,
+// for the caller to show as a page.
+type downloadWriter struct {
+	http.ResponseWriter
+	file    string
+	started bool
+	status  int
+	body    bytes.Buffer
+}
+
+func (d *downloadWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+func (d *downloadWriter) WriteHeader(code int) {
+	switch {
+	case d.started || d.status != 0:
+	case code >= 400:
+		d.status = code
+	default:
+		d.start()
+		d.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (d *downloadWriter) Write(p []byte) (int, error) {
+	if d.status != 0 {
+		if d.body.Len() < 64<<10 {
+			d.body.Write(p)
+		}
+		return len(p), nil
+	}
+	if !d.started {
+		d.start()
+	}
+	return d.ResponseWriter.Write(p)
+}
+
+func (d *downloadWriter) start() {
+	d.started = true
+	h := d.Header()
+	web.SecurityHeaders(h)
+	h.Set("Content-Disposition", `attachment; filename="`+d.file+`"`)
+	h.Set("Cache-Control", "private, no-store")
 }
 
 // logEvent is one rendered line sent to a live page.

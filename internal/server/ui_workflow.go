@@ -8,11 +8,16 @@ import (
 	"github.com/slipway-dev/slipway/internal/workflow"
 )
 
-// needsCache keeps the job graph of the workflows run pages show: the
-// file at a commit never changes, and a live page asks on every update.
+// needsCache keeps what run pages read from git at a commit, which never
+// changes, while a live page asks on every update: the job graph of the
+// workflows they show, and commits' subjects and authors (see
+// ui_commits.go).
 type needsCache struct {
 	mu sync.Mutex
 	m  map[string]map[string][]string
+
+	commitsMu sync.Mutex
+	commits   map[string]commitInfo
 }
 
 // maxNeedsCached bounds the cache; it starts over when full.

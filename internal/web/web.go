@@ -110,9 +110,10 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"size":  Size,
-	"lower": strings.ToLower,
-	"join":  strings.Join,
+	"size":    Size,
+	"lower":   strings.ToLower,
+	"join":    strings.Join,
+	"console": ConsoleText,
 }
 
 // Size formats a byte count as people read it (KiB, MiB, GiB).
