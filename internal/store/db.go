@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -111,7 +112,11 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 		return nil, err
 	}
 	// Migrations have written, so SQLite has its WAL and SHM files now.
-	if err := ownerOnly(path); err != nil {
+	// By path only: opening and closing a file SQLite has open would drop
+	// the process's POSIX locks on it (every one, on Linux), and another
+	// process opening the database would then take the server for gone
+	// and delete the WAL under it.
+	if err := chmodOwnerOnly(path); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -139,6 +144,17 @@ func ownerOnly(path string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("make %s readable by its owner only (mode 0600): %w", name, err)
+		}
+	}
+	return nil
+}
+
+// chmodOwnerOnly is ownerOnly for files SQLite may have open: it never
+// opens them.
+func chmodOwnerOnly(path string) error {
+	for _, suffix := range dbFiles {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("make %s readable by its owner only (mode 0600): %w", path+suffix, err)
 		}
 	}
 	return nil
