@@ -50,6 +50,7 @@ var benches = []bench{
 	{name: "push-to-live", run: pushToLive},
 	{name: "chaos-restart", run: chaosRestart},
 	{name: "chaos-failover", run: chaosFailover},
+	{name: "ui-pages", run: uiPages},
 	{name: "scale", run: scale, optIn: true},
 }
 
