@@ -218,7 +218,7 @@ func (s *Server) runView(ctx context.Context, id int64, tails *logTails) (runVie
 	if err != nil {
 		return runView{}, err
 	}
-	if err := tails.update(ctx, s.db, id); err != nil {
+	if err := tails.update(ctx, s.db, d.Actions); err != nil {
 		return runView{}, err
 	}
 	v := runView{RunDetail: d, PanelKey: "none"}

@@ -37,18 +37,16 @@ const (
 )
 
 // eachActionLine calls fn with every line of one action of a run stored
-// after the run's log line after, in order, and returns the id of the
-// run's last line read (after, when there was none).
-func (s *Server) eachActionLine(ctx context.Context, runID, actionID, after int64, fn func(store.LogLine)) (int64, error) {
+// after line after, in order, and returns the id of the last line read
+// (after, when there was none).
+func (s *Server) eachActionLine(ctx context.Context, actionID, after int64, fn func(store.LogLine)) (int64, error) {
 	for {
-		lines, err := s.db.ListLog(ctx, runID, after, logPage)
+		lines, err := s.db.ListActionLog(ctx, actionID, after, logPage)
 		if err != nil {
 			return after, err
 		}
 		for _, l := range lines {
-			if l.ActionID == actionID {
-				fn(l)
-			}
+			fn(l)
 			after = l.ID
 		}
 		if len(lines) < logPage {
@@ -57,10 +55,9 @@ func (s *Server) eachActionLine(ctx context.Context, runID, actionID, after int6
 	}
 }
 
-// logTails follows a run's log, keeping each action's last lines and how
-// many it wrote; each update reads only the lines stored since the last.
+// logTails keeps the last lines of a run's failed actions, and how many
+// each wrote. A failed action has ended, so its tail is read once.
 type logTails struct {
-	after  int64
 	last   map[int64][]store.LogLine
 	counts map[int64]int
 }
@@ -69,25 +66,21 @@ func newLogTails() *logTails {
 	return &logTails{last: map[int64][]store.LogLine{}, counts: map[int64]int{}}
 }
 
-func (t *logTails) update(ctx context.Context, db *store.DB, runID int64) error {
-	for {
-		lines, err := db.ListLog(ctx, runID, t.after, logPage)
+func (t *logTails) update(ctx context.Context, db *store.DB, actions []store.Action) error {
+	for _, a := range actions {
+		if a.State != store.RunFailed {
+			continue
+		}
+		if _, ok := t.counts[a.ID]; ok {
+			continue
+		}
+		tail, n, err := db.ActionLogTail(ctx, a.ID, tailLines)
 		if err != nil {
 			return err
 		}
-		for _, l := range lines {
-			t.counts[l.ActionID]++
-			tail := append(t.last[l.ActionID], l)
-			if len(tail) > tailLines {
-				tail = tail[len(tail)-tailLines:]
-			}
-			t.last[l.ActionID] = tail
-			t.after = l.ID
-		}
-		if len(lines) < logPage {
-			return nil
-		}
+		t.last[a.ID], t.counts[a.ID] = tail, n
 	}
+	return nil
 }
 
 // tailHTML renders an action's last lines, numbered as on its page and
@@ -212,7 +205,7 @@ func (s *Server) uiAction(w http.ResponseWriter, r *http.Request) {
 	p.Controls = s.runControls(r, run, p.Path())
 	rend := web.NewLogRenderer()
 	var lines []web.LogLine
-	p.After, err = s.eachActionLine(r.Context(), run.ID, a.ID, 0, func(l store.LogLine) {
+	p.After, err = s.eachActionLine(r.Context(), a.ID, 0, func(l store.LogLine) {
 		lines = append(lines, rend.Line(l.ID, l.Line, l.At))
 		if len(lines) >= 2*maxPageLines {
 			lines = append(lines[:0], lines[len(lines)-maxPageLines:]...)
@@ -249,7 +242,7 @@ func (s *Server) uiActionRaw(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", `inline; filename="`+name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
 	bw := bufio.NewWriter(w)
-	if _, err := s.eachActionLine(r.Context(), run.ID, a.ID, 0, func(l store.LogLine) {
+	if _, err := s.eachActionLine(r.Context(), a.ID, 0, func(l store.LogLine) {
 		_, _ = bw.WriteString(l.Line)
 		_ = bw.WriteByte('\n')
 	}); err != nil {
@@ -397,7 +390,7 @@ func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 		es.event(strconv.FormatInt(l.ID, 10), "line", ev)
 		sent++
 	}
-	readTo, err := s.eachActionLine(ctx, run.ID, a.ID, 0, send)
+	readTo, err := s.eachActionLine(ctx, a.ID, 0, send)
 	if err != nil {
 		return
 	}
@@ -405,7 +398,7 @@ func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		appended := s.db.LogAppended() // before the read, so no line slips between
 		sent = 0
-		if readTo, err = s.eachActionLine(ctx, run.ID, a.ID, readTo, send); err != nil {
+		if readTo, err = s.eachActionLine(ctx, a.ID, readTo, send); err != nil {
 			return
 		}
 		if sent > 0 {
@@ -442,7 +435,7 @@ func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 		if a.EndedAt != nil || run.EndedAt != nil {
 			// Lines are stored before an action ends: none can follow.
 			sent = 0
-			if readTo, err = s.eachActionLine(ctx, run.ID, a.ID, readTo, send); err != nil || sent > 0 {
+			if readTo, err = s.eachActionLine(ctx, a.ID, readTo, send); err != nil || sent > 0 {
 				_ = es.flush()
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -266,6 +267,51 @@ func (db *DB) ListLog(ctx context.Context, runID, afterID int64, limit int) ([]L
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
+	out := []LogLine{}
+	for rows.Next() {
+		var l LogLine
+		var at sql.NullInt64
+		if err := rows.Scan(&l.ID, &l.ActionID, &at, &l.Line); err != nil {
+			return nil, err
+		}
+		l.At = fromDB(at)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// ListActionLog is ListLog for one action: its lines after afterID, in
+// order, read through the action's own index (a run's other actions'
+// lines are not read and sorted).
+func (db *DB) ListActionLog(ctx context.Context, actionID, afterID int64, limit int) ([]LogLine, error) {
+	if limit <= 0 || limit > 5000 {
+		limit = 5000
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT id, action_id, at, line FROM log_lines WHERE action_id = ? AND id > ? ORDER BY action_id, id LIMIT ?`, actionID, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collectLog(rows)
+}
+
+// ActionLogTail returns an action's last n lines, oldest first, and how
+// many lines it has in all.
+func (db *DB) ActionLogTail(ctx context.Context, actionID int64, n int) ([]LogLine, int, error) {
+	var count int
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_lines WHERE action_id = ?`, actionID).Scan(&count); err != nil {
+		return nil, 0, err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT id, action_id, at, line FROM log_lines WHERE action_id = ? ORDER BY action_id DESC, id DESC LIMIT ?`, actionID, n)
+	if err != nil {
+		return nil, 0, err
+	}
+	lines, err := collectLog(rows)
+	slices.Reverse(lines)
+	return lines, count, err
+}
+
+func collectLog(rows *sql.Rows) ([]LogLine, error) {
 	defer rows.Close()
 	out := []LogLine{}
 	for rows.Next() {

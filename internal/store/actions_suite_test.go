@@ -684,6 +684,26 @@ func TestConformLogLines(t *testing.T) {
 		if got, _ := db.ListLog(ctx, other.ID, 0, 0); len(got) != 1 || got[0].Line != "another run" {
 			t.Fatalf("the other run's lines: %+v", got)
 		}
+		// One action's lines, through its own index.
+		var first []LogLine
+		for _, l := range all {
+			if l.ActionID == as[0].ID {
+				first = append(first, l)
+			}
+		}
+		if got, err := db.ListActionLog(ctx, as[0].ID, 0, 0); err != nil || !reflect.DeepEqual(got, first) {
+			t.Fatalf("ListActionLog = %d lines (%v), want %d", len(got), err, len(first))
+		}
+		if got, _ := db.ListActionLog(ctx, as[0].ID, first[4].ID, 1); !reflect.DeepEqual(got, first[5:6]) {
+			t.Fatalf("ListActionLog after line 5 = %+v, want %+v", got, first[5:6])
+		}
+		tail, n, err := db.ActionLogTail(ctx, as[0].ID, 3)
+		if err != nil || n != len(first) || !reflect.DeepEqual(tail, first[len(first)-3:]) {
+			t.Fatalf("ActionLogTail = %+v, %d, %v; want the last 3 of %d", tail, n, err, len(first))
+		}
+		if tail, n, err := db.ActionLogTail(ctx, as[2].ID, 3); err != nil || n != 0 || len(tail) != 0 {
+			t.Fatalf("ActionLogTail of no lines = %+v, %d, %v", tail, n, err)
+		}
 	})
 }
 
