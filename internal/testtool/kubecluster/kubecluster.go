@@ -187,13 +187,35 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.locked()
 	}
 
-	c := &Cluster{opts: opts, tools: tools, Bin: opts.Bin, lock: lock, Node: "localhost"}
-	if err := c.start(ctx); err != nil {
+	var c *Cluster
+	for attempt := 1; ; attempt++ {
+		// The lock stays held across attempts; the last cluster's Close
+		// releases it.
+		c = &Cluster{opts: opts, tools: tools, Bin: opts.Bin, Node: "localhost"}
+		err := c.start(ctx)
+		if err == nil {
+			c.lock = lock
+			break
+		}
 		err = c.withLogs(err)
+		// The ports are picked free and bound later by each component: a
+		// test binary running beside this one can take one in between.
+		retry := attempt < 3 && strings.Contains(err.Error(), "address already in use") && ctx.Err() == nil
+		if retry {
+			opts.Logf("kubecluster: a port was taken before a component bound it; starting again (attempt %d)", attempt+1)
+		} else {
+			c.lock = lock
+		}
 		if cerr := c.Close(); cerr != nil {
 			err = fmt.Errorf("%w\n(and closing the half-started cluster: %v)", err, cerr)
+			if retry && lock != nil {
+				_ = lock.Close()
+			}
+			retry = false
 		}
-		return nil, err
+		if !retry {
+			return nil, err
+		}
 	}
 	opts.Logf("kubecluster: node %s Ready in %v (%s)", c.Node, time.Since(begin).Round(time.Millisecond), c.Dir)
 	return c, nil
