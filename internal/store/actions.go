@@ -267,18 +267,7 @@ func (db *DB) ListLog(ctx context.Context, runID, afterID int64, limit int) ([]L
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []LogLine{}
-	for rows.Next() {
-		var l LogLine
-		var at sql.NullInt64
-		if err := rows.Scan(&l.ID, &l.ActionID, &at, &l.Line); err != nil {
-			return nil, err
-		}
-		l.At = fromDB(at)
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return collectLog(rows)
 }
 
 // ListActionLog is ListLog for one action: its lines after afterID, in
