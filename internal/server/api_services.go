@@ -306,6 +306,9 @@ type ServiceDetail struct {
 	Events  []store.ServiceEvent `json:"events"`
 	// Utilization is present while auto scaling tracks CPU or memory.
 	Utilization *deploy.Utilization `json:"utilization,omitempty"`
+	// ListedAt, when set, is when the listing the tasks come from began
+	// (the reconciler's last pass); unset, they are the engine's answer now.
+	ListedAt *time.Time `json:"listed_at,omitempty"`
 }
 
 // TaskView is a task as `service ps` shows it.
@@ -319,8 +322,8 @@ type TaskView struct {
 	Endpoint     string `json:"endpoint,omitempty"`
 }
 
+// tasksOf lists a service's tasks from its engine.
 func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error) {
-	out := []TaskView{}
 	rt, err := s.deploy.RuntimeOf(r.Context(), svc.App, svc.Env)
 	if err != nil {
 		return nil, err
@@ -329,6 +332,13 @@ func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error)
 	if err != nil {
 		return nil, err
 	}
+	return s.taskViews(r, svc, ts), nil
+}
+
+// taskViews adds to tasks what `service ps` shows of each: its status,
+// health, the load balancer's state of its target and its endpoint.
+func (s *Server) taskViews(r *http.Request, svc store.Service, ts []task.Task) []TaskView {
+	out := []TaskView{}
 	var targets lb.State
 	if svc.LoadBalancer != nil {
 		// Without the load balancer's answer the tasks still show, with no target health.
@@ -341,7 +351,7 @@ func (s *Server) tasksOf(r *http.Request, svc store.Service) ([]TaskView, error)
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out
 }
 
 func (s *Server) showService(w http.ResponseWriter, r *http.Request) {
@@ -350,7 +360,7 @@ func (s *Server) showService(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	d, err := s.serviceDetail(r, svc)
+	d, err := s.serviceDetail(r, svc, false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -358,10 +368,15 @@ func (s *Server) showService(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
-func (s *Server) serviceDetail(r *http.Request, svc store.Service) (ServiceDetail, error) {
+// serviceDetail is a service with its tasks: listed by its engine, or,
+// when listed is set, as the reconciler's last pass listed them (no engine
+// call: the console's page of a service with hundreds of tasks).
+func (s *Server) serviceDetail(r *http.Request, svc store.Service, listed bool) (ServiceDetail, error) {
 	d := ServiceDetail{Service: svc, Utilization: s.deploy.Utilization(svc)}
 	var err error
-	if d.Tasks, err = s.tasksOf(r, svc); err != nil {
+	if ts, at, ok := s.deploy.Listed(svc); listed && ok {
+		d.Tasks, d.ListedAt = s.taskViews(r, svc, ts), &at
+	} else if d.Tasks, err = s.tasksOf(r, svc); err != nil {
 		return d, err
 	}
 	for _, t := range d.Tasks {

@@ -301,6 +301,7 @@ func (s *Server) uiRoutes() []Route {
 		{Method: "GET", Pattern: "/ui/runs/events", Role: auth.Viewer, Session: true, BodyLimit: -1, handler: s.uiRunsEvents},
 		{Method: "GET", Pattern: "/ui/runs/{id}/events", Role: auth.Viewer, Session: true, BodyLimit: -1, handler: s.uiRunEvents},
 		{Method: "GET", Pattern: "/ui/runs/{id}/logs", Role: auth.Viewer, Session: true, BodyLimit: -1, handler: s.uiRunLogs},
+		{Method: "GET", Pattern: "/ui/runs/{id}/actions/{aid}/lines", Role: auth.Viewer, Session: true, handler: s.uiActionLines},
 		{Method: "GET", Pattern: "/ui/runs/{id}/actions/{aid}/events", Role: auth.Viewer, Session: true, BodyLimit: -1, handler: s.uiActionEvents},
 		{Method: "GET", Pattern: "/ui/deployments/{id}/events", Role: auth.Viewer, Session: true, BodyLimit: -1, handler: s.uiDeploymentEvents},
 		{Method: "GET", Pattern: "/ui/services/{app}/{env}/{name}/events", Role: auth.Viewer, Session: true, BodyLimit: -1, handler: s.uiServiceEvents},

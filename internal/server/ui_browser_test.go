@@ -538,6 +538,35 @@ func TestIntegrationWebUIRunConsole(t *testing.T) {
 	}
 	e.call("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", next), e.Admin, nil)
 	e.waitRun(next, 30*time.Second)
+
+	// A long log opens at its end; earlier lines load on demand above, the
+	// reader's place kept, and a link to a line not shown loads back to it.
+	e.createApp("longlog")
+	e.pushPipeline("longlog", "main", map[string]string{"slipway.yaml": manualOnly + `stages:
+  - name: Build
+    actions:
+      - {name: chatty, type: invoke, command: "seq 1 4500 | sed 's/^/row /'"}
+`})
+	lid := e.startRun("longlog", "main")
+	e.waitRun(lid, 60*time.Second)
+	longPage := fmt.Sprintf("%s/runs/%d/actions/%d", e.URL, lid, e.actionID(lid, "Build", "chatty"))
+	if err := chromedp.Do(ctx, chromedp.Navigate(longPage), chromedp.WaitVisible(chromedp.CSS("#log-earlier"))); err != nil {
+		t.Fatal(err)
+	}
+	// The log holds the 4500 rows and the build's own lines around them.
+	c := `(+document.getElementById("log-earlier").dataset.count)`
+	waitJS(t, ctx, "the last lines, numbered as in the raw log", fmt.Sprintf(`%[1]s > 4500 && %[2]s === %[3]d && document.querySelector("#action-log .ll").id === "L" + (%[1]s - %[3]d + 1) && document.getElementById("log-omitted-text").innerText.includes("The first " + (%[1]s - %[3]d) + " of " + %[1]s + " lines") && document.getElementById("action-log").innerText.includes("row 4500")`, c, lines, pageLines), 5*time.Second)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`window.count = `+c+`; document.getElementById("L4000").scrollIntoView(); window.before = document.getElementById("L4000").getBoundingClientRect().top;`+
+		// Clicked by script: chromedp's click would first scroll the button into view.
+		`document.getElementById("log-earlier").click();`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "all lines in order, the note gone, the place kept", lines+` === window.count && document.querySelector("#action-log .ll").id === "L1" && document.getElementById("L" + (window.count - `+strconv.Itoa(pageLines)+`)).nextElementSibling.id === "L" + (window.count - `+strconv.Itoa(pageLines)+` + 1) && document.getElementById("log-omitted").hidden && Math.abs(document.getElementById("L4000").getBoundingClientRect().top - window.before) < 2 && document.getElementById("action-log").innerText.includes("row 1\n")`, 10*time.Second)
+	shot.take("29b-action-earlier-lines")
+	if err := chromedp.Do(ctx, chromedp.Navigate(longPage+"#L10"), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#action-log"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "a link to line 10 loading back to it", `document.getElementById("L10") !== null && document.getElementById("L2") !== null && Math.abs(document.getElementById("L10").getBoundingClientRect().top - window.innerHeight/2) < window.innerHeight/2`, 10*time.Second)
 	t.Logf("screenshots in %s", shot.dir)
 }
 

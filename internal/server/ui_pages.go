@@ -393,7 +393,7 @@ func (s *Server) serviceView(r *http.Request) (serviceView, error) {
 	if err != nil {
 		return serviceView{}, err
 	}
-	d, err := s.serviceDetail(r, svc)
+	d, err := s.serviceDetail(r, svc, true)
 	if err != nil {
 		return serviceView{}, err
 	}

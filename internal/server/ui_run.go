@@ -31,9 +31,12 @@ const (
 	logPage = 5000
 	// tailLines is how many of a failed action's last lines its card shows.
 	tailLines = 10
-	// maxPageLines is how many lines an action's page holds: a longer log
-	// shows its end, and the raw log has it all.
-	maxPageLines = 20000
+	// pageLines is how many of a log's last lines an action's page opens
+	// with, and earlierLines how many more each "Show earlier lines"
+	// loads: a page over a long log stays quick to render, and the raw log
+	// has it all.
+	pageLines    = 1000
+	earlierLines = 5000
 )
 
 // eachActionLine calls fn with every line of one action of a run stored
@@ -144,8 +147,10 @@ type actionPage struct {
 	Nav      []actionNavStage
 	Controls runControls
 	Lines    template.HTML
-	// Count is how many lines the log has, Shown how many the page holds.
+	// Count is how many lines the log has, Shown how many the page holds
+	// (its last), First the id of the first of those.
 	Count, Shown int
+	First        int64
 	// After is the id of the run's last log line the page holds: the
 	// live stream sends those after it.
 	After int64
@@ -203,23 +208,69 @@ func (s *Server) uiAction(w http.ResponseWriter, r *http.Request) {
 	}
 	p := actionPage{Run: run, Action: a, Nav: navStages(actions), Live: run.EndedAt == nil && a.EndedAt == nil}
 	p.Controls = s.runControls(r, run, p.Path())
-	rend := web.NewLogRenderer()
-	var lines []web.LogLine
-	p.After, err = s.eachActionLine(r.Context(), a.ID, 0, func(l store.LogLine) {
-		lines = append(lines, rend.Line(l.ID, l.Line, l.At))
-		if len(lines) >= 2*maxPageLines {
-			lines = append(lines[:0], lines[len(lines)-maxPageLines:]...)
-		}
-	})
+	tail, total, err := s.db.ActionLogTail(r.Context(), a.ID, pageLines)
 	if err != nil {
 		s.uiFail(w, r, err)
 		return
 	}
-	if len(lines) > maxPageLines {
-		lines = lines[len(lines)-maxPageLines:]
+	lines := renderLog(tail, total-len(tail))
+	p.Count, p.Shown, p.Lines = total, len(lines), web.LogHTML(lines)
+	if len(tail) > 0 {
+		p.First = tail[0].ID
 	}
-	p.Count, p.Shown, p.Lines = rend.Count(), len(lines), web.LogHTML(lines)
+	if len(tail) > 0 {
+		p.After = tail[len(tail)-1].ID
+	}
 	s.ui.Page(w, http.StatusOK, "action", s.page(r, fmt.Sprintf("%s/%s · Run #%d", a.Stage, a.Name, run.ID), "runs", p))
+}
+
+// renderLog renders stored lines of one action as its page shows them,
+// numbered from skipped+1. Colours set before the first line are not
+// known: they start from the default, as a terminal joining late would.
+func renderLog(stored []store.LogLine, skipped int) []web.LogLine {
+	rend := web.NewLogRendererAt(skipped)
+	lines := make([]web.LogLine, 0, len(stored))
+	for _, l := range stored {
+		lines = append(lines, rend.Line(l.ID, l.Line, l.At))
+	}
+	return lines
+}
+
+// earlierLog is what "Show earlier lines" adds to the top of an action's
+// page.
+type earlierLog struct {
+	HTML template.HTML `json:"html"`
+	// Before is the first line the answer holds (the next request's
+	// before), and Omitted how many lines still precede it.
+	Before  int64 `json:"before"`
+	Omitted int   `json:"omitted"`
+}
+
+// uiActionLines answers "Show earlier lines" on an action's page: the
+// earlierLines lines before line ?before=, rendered and numbered as the
+// page's are.
+func (s *Server) uiActionLines(w http.ResponseWriter, r *http.Request) {
+	_, a, err := s.pathAction(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	before, err := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+	if err != nil || before <= 0 {
+		s.writeError(w, r, errBadRequest("before", "before must be the id of a line of the action's log (a positive integer), as the page's link gives it"))
+		return
+	}
+	stored, preceding, err := s.db.ActionLogBefore(r.Context(), a.ID, before, earlierLines)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := earlierLog{HTML: web.LogHTML(renderLog(stored, preceding)), Before: before, Omitted: preceding}
+	if len(stored) > 0 {
+		out.Before = stored[0].ID
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
 }
 
 // unsafeFileChars are those a download's file name does without.
@@ -364,9 +415,9 @@ func lastEventID(r *http.Request) int64 {
 	return after
 }
 
-// uiActionEvents follows an action's log for its page: each new line
-// rendered as the page's are (the log is read from its start, so colours
-// and line numbers carry on), and the action's state, until it ends.
+// uiActionEvents follows an action's log for its page: each line after the
+// page's last rendered as the page's are and numbered on from it, and the
+// action's state, until it ends.
 func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 	run, a, err := s.pathAction(r)
 	if err != nil {
@@ -375,14 +426,18 @@ func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	after := lastEventID(r)
+	// Lines are numbered from where the page's end: the count of those up
+	// to it, not a read of the log from its start.
+	_, upTo, err := s.db.ActionLogBefore(ctx, a.ID, after+1, 0)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	es := startEvents(w)
-	rend := web.NewLogRenderer()
+	rend := web.NewLogRendererAt(upTo)
 	sent := 0
 	send := func(l store.LogLine) {
 		rl := rend.Line(l.ID, l.Line, l.At)
-		if l.ID <= after {
-			return
-		}
 		ev := logEvent{ActionID: l.ActionID, N: rl.N, Kind: rl.Kind, Class: rl.Class}
 		if rl.Kind != "endgroup" {
 			ev.HTML = web.LineElement(rl, "", true)
@@ -390,7 +445,7 @@ func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 		es.event(strconv.FormatInt(l.ID, 10), "line", ev)
 		sent++
 	}
-	readTo, err := s.eachActionLine(ctx, a.ID, 0, send)
+	readTo, err := s.eachActionLine(ctx, a.ID, after, send)
 	if err != nil {
 		return
 	}

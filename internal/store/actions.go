@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -287,17 +288,35 @@ func (db *DB) ListActionLog(ctx context.Context, actionID, afterID int64, limit 
 // ActionLogTail returns an action's last n lines, oldest first, and how
 // many lines it has in all.
 func (db *DB) ActionLogTail(ctx context.Context, actionID int64, n int) ([]LogLine, int, error) {
-	var count int
-	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_lines WHERE action_id = ?`, actionID).Scan(&count); err != nil {
-		return nil, 0, err
+	lines, before, err := db.ActionLogBefore(ctx, actionID, math.MaxInt64, n)
+	return lines, before + len(lines), err
+}
+
+// ActionLogBefore returns up to n of an action's lines stored before line
+// beforeID (the last n of them, oldest first) and how many of its lines
+// come before those: a page that shows a long log's end loads earlier
+// lines on demand, numbered as the raw log numbers them.
+func (db *DB) ActionLogBefore(ctx context.Context, actionID, beforeID int64, n int) ([]LogLine, int, error) {
+	if n < 0 || n > 5000 {
+		n = 5000
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT id, action_id, at, line FROM log_lines WHERE action_id = ? ORDER BY action_id DESC, id DESC LIMIT ?`, actionID, n)
+	rows, err := db.read.QueryContext(ctx, `SELECT id, action_id, at, line FROM log_lines WHERE action_id = ? AND id < ? ORDER BY action_id DESC, id DESC LIMIT ?`, actionID, beforeID, n)
 	if err != nil {
 		return nil, 0, err
 	}
 	lines, err := collectLog(rows)
+	if err != nil {
+		return nil, 0, err
+	}
 	slices.Reverse(lines)
-	return lines, count, err
+	if len(lines) > 0 {
+		beforeID = lines[0].ID
+	}
+	var count int
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_lines WHERE action_id = ? AND id < ?`, actionID, beforeID).Scan(&count); err != nil {
+		return nil, 0, err
+	}
+	return lines, count, nil
 }
 
 func collectLog(rows *sql.Rows) ([]LogLine, error) {

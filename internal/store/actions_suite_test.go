@@ -704,6 +704,24 @@ func TestConformLogLines(t *testing.T) {
 		if tail, n, err := db.ActionLogTail(ctx, as[2].ID, 3); err != nil || n != 0 || len(tail) != 0 {
 			t.Fatalf("ActionLogTail of no lines = %+v, %d, %v", tail, n, err)
 		}
+		// Earlier lines on demand: the n before a line, and how many precede them.
+		for _, c := range []struct {
+			name        string
+			before      int64
+			n           int
+			want        []LogLine
+			wantPreceed int
+		}{
+			{"two before line 5", first[4].ID, 2, first[2:4], 2},
+			{"more than there are", first[2].ID, 10, first[:2], 0},
+			{"none asked: the count", first[4].ID, 0, []LogLine{}, 4},
+			{"before the first", first[0].ID, 3, []LogLine{}, 0},
+		} {
+			got, preceding, err := db.ActionLogBefore(ctx, as[0].ID, c.before, c.n)
+			if err != nil || preceding != c.wantPreceed || !reflect.DeepEqual(got, c.want) {
+				t.Errorf("ActionLogBefore %s = %d lines, %d preceding (%v); want %d, %d", c.name, len(got), preceding, err, len(c.want), c.wantPreceed)
+			}
+		}
 	})
 }
 

@@ -180,7 +180,6 @@ function actionLog(view) {
     el.scrollIntoView({ block: "center" });
     return true;
   }
-  window.addEventListener("hashchange", reveal);
   // A section the reader opened or closed is left as they set it.
   view.addEventListener("click", function (ev) {
     var sum = ev.target.closest && ev.target.closest("summary");
@@ -355,7 +354,60 @@ function actionLog(view) {
       showFollow();
     });
   }
-  if (!reveal() && follow) toEnd();
+  // A long log opens at its end; earlier lines are loaded on demand, above
+  // those shown, keeping the reader's place. A link to a line not shown
+  // yet loads back to it.
+  var earlier = document.getElementById("log-earlier");
+  function loadEarlier(done) {
+    if (!earlier || earlier.disabled) return;
+    var note = document.getElementById("log-omitted-text");
+    earlier.disabled = true;
+    fetch(earlier.getAttribute("data-src") + "?before=" + encodeURIComponent(earlier.getAttribute("data-before")),
+      { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (res) {
+        if (!res.ok) throw new Error("the server answered " + res.status);
+        return res.json();
+      })
+      .then(function (d) {
+        // The first line shown stays where it is on the screen (measured,
+        // as the browser's own scroll anchoring may already keep it).
+        var anchor = view.querySelector(".ll"), top0 = anchor ? anchor.getBoundingClientRect().top : 0;
+        var tmp = document.createElement("div");
+        tmp.innerHTML = d.html; // rendered and escaped by the server
+        // Sections open at this piece's end close in the lines below it.
+        tmp.querySelectorAll("details[data-unclosed]").forEach(function (g) { g.removeAttribute("data-unclosed"); });
+        var frag = document.createDocumentFragment();
+        while (tmp.firstChild) frag.appendChild(tmp.firstChild);
+        if (query) frag.querySelectorAll(".ll").forEach(markLine);
+        view.insertBefore(frag, view.firstChild);
+        if (query) count();
+        earlier.setAttribute("data-before", String(d.before));
+        if (d.omitted > 0) {
+          note.textContent = "The first " + d.omitted + " of " + earlier.getAttribute("data-count") + " lines are not shown here; search looks only at those shown.";
+          earlier.disabled = false;
+        } else {
+          document.getElementById("log-omitted").hidden = true;
+          earlier = null;
+        }
+        if (anchor) window.scrollBy(0, anchor.getBoundingClientRect().top - top0);
+        lastY = window.scrollY;
+        if (done) done();
+      })
+      .catch(function (err) {
+        note.textContent = "Earlier lines could not be loaded (" + err.message + ").";
+        earlier.disabled = false;
+      });
+  }
+  function revealOrLoad() {
+    if (reveal()) return true;
+    var m = /^#L([0-9]+)$/.exec(location.hash), first = view.querySelector(".ll[id]");
+    if (!m || !earlier || !first || +m[1] >= +first.id.slice(1)) return false;
+    loadEarlier(revealOrLoad);
+    return true;
+  }
+  if (earlier) earlier.addEventListener("click", function () { loadEarlier(null); });
+  window.addEventListener("hashchange", revealOrLoad);
+  if (!revealOrLoad() && follow) toEnd();
   showFollow();
 }
 
