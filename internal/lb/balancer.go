@@ -394,6 +394,12 @@ func (l *listener) handler(b *Balancer) http.Handler {
 			http.Error(w, "no healthy target for "+l.name, http.StatusServiceUnavailable)
 			return
 		}
+		// HTTP/2 goes to the targets over the fast path's connections;
+		// what that does not take, and HTTP/1 handed off, over ReverseProxy.
+		if r.ProtoMajor == 2 && l.serveH2(b, w, r, rs, g, overTLS) {
+			return
+		}
+		httpguard.Defaults.Guard(w, r) // a trickling upload must not hold a target connection
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		ctx := context.WithValue(context.WithValue(context.WithValue(r.Context(), ctxGroup, g), ctxListener, l), ctxRoutes, rs)
@@ -486,7 +492,6 @@ func (b *Balancer) Apply(cfg Config) error {
 		if cur == nil {
 			ln := opened[name]
 			cur = &listener{addr: l.Addr, ln: ln, conns: map[*clientConn]struct{}{}, fallback: newHandOff(ln.Addr())}
-			h := cur.handler(b)
 			srv := &http.Server{
 				ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 					if bc, ok := c.(*bufferedConn); ok && bc.tls {
@@ -494,10 +499,7 @@ func (b *Balancer) Apply(cfg Config) error {
 					}
 					return ctx
 				},
-				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					httpguard.Defaults.Guard(w, r) // a trickling upload must not hold a target connection
-					h.ServeHTTP(w, r)
-				}),
+				Handler:           cur.handler(b),
 				ReadHeaderTimeout: httpguard.HeaderTimeout, IdleTimeout: httpguard.IdleTimeout, MaxHeaderBytes: httpguard.MaxHeaderBytes,
 				ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn),
 			}

@@ -30,7 +30,8 @@ import (
 // handle — HTTP/2, upgrades (WebSocket), Expect, chunked request bodies,
 // HTTP/1.0, odd or oversized heads — hands the whole connection, unread
 // bytes included, to the net/http server behind it, which proxies with
-// ReverseProxy as before.
+// ReverseProxy as before; HTTP/2 requests it forwards through this path's
+// target connections again (h2.go).
 
 // Timeouts on the client side; variables so tests need not wait them out.
 var (
@@ -382,12 +383,12 @@ type request struct {
 	idempotent    bool
 }
 
-func isToken(b []byte) bool {
+func isToken[S ~string | ~[]byte](b S) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, ch := range b {
-		if !validHeaderByte(ch) {
+	for i := 0; i < len(b); i++ {
+		if !validHeaderByte(b[i]) {
 			return false
 		}
 	}
@@ -419,9 +420,9 @@ func eqFold(b []byte, s string) bool {
 	return true
 }
 
-func validValue(v []byte) bool {
-	for _, ch := range v {
-		if ch < ' ' && ch != '\t' || ch == 0x7f {
+func validValue[S ~string | ~[]byte](v S) bool {
+	for i := 0; i < len(v); i++ {
+		if ch := v[i]; ch < ' ' && ch != '\t' || ch == 0x7f {
 			return false
 		}
 	}
@@ -432,18 +433,16 @@ func validValue(v []byte) bool {
 // or control byte, and every '%' in the path starting a two-digit hex
 // escape. net/http answers 400 to any other, and the fast path must not
 // pass on what the rest of the proxy refuses.
-func validTarget(target []byte) bool {
-	for _, ch := range target {
-		if ch <= ' ' || ch == 0x7f {
+func validTarget[S ~string | ~[]byte](target S) bool {
+	for i := 0; i < len(target); i++ {
+		if ch := target[i]; ch <= ' ' || ch == 0x7f {
 			return false
 		}
 	}
-	path, _, _ := bytes.Cut(target, []byte("?"))
-	for i := bytes.IndexByte(path, '%'); i >= 0; i = bytes.IndexByte(path, '%') {
-		if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+	for i := 0; i < len(target) && target[i] != '?'; i++ {
+		if target[i] == '%' && (i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2])) {
 			return false
 		}
-		path = path[i+3:]
 	}
 	return true
 }
@@ -951,14 +950,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if !ok {
 			return errBadChunked
 		}
-		// As net/http counts it; n >= excess clears it without 2*n overflowing.
-		excess += int64(len(line))
-		if n >= excess {
-			excess = 0
-		} else {
-			excess = max(excess-16-2*n, 0)
-		}
-		if excess > maxChunkExcess {
+		if excess = chunkExcess(excess, len(line), n); excess > maxChunkExcess {
 			return errBadChunked
 		}
 		dst.Write(line)
@@ -986,6 +978,17 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		dst.Write(end)
 		src.Discard(2)
 	}
+}
+
+// chunkExcess is the framing overhead after a chunk of n bytes whose size
+// line (CRLF included) is lineLen long, counted as net/http counts it;
+// n >= excess clears it without 2*n overflowing.
+func chunkExcess(excess int64, lineLen int, n int64) int64 {
+	excess += int64(lineLen)
+	if n >= excess {
+		return 0
+	}
+	return max(excess-16-2*n, 0)
 }
 
 // copyTrailers passes a chunked body's trailer section through, through its

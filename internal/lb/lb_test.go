@@ -149,7 +149,34 @@ func TestWeightsAndHealth(t *testing.T) {
 	}
 }
 
+// TestDrainingAndRetry runs over HTTP/1.1 (the fast path) and over HTTP/2,
+// which net/http's server hands to the h2 forwarder.
 func TestDrainingAndRetry(t *testing.T) {
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
+		t.Run(proto, func(t *testing.T) {
+			get := get
+			if proto == "HTTP/2" {
+				c := h2cClient(t)
+				get = func(t *testing.T, url string) (int, string) {
+					t.Helper()
+					resp, err := c.Get(url)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					if resp.ProtoMajor != 2 {
+						t.Fatalf("%s: %s", url, resp.Proto)
+					}
+					return resp.StatusCode, string(b)
+				}
+			}
+			testDrainingAndRetry(t, get)
+		})
+	}
+}
+
+func testDrainingAndRetry(t *testing.T, get func(*testing.T, string) (int, string)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := New(ctx, quiet())
