@@ -4,6 +4,7 @@ package artifact
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -52,26 +53,56 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 	return s.PutRecorded(ctx, r, nil)
 }
 
+// smallPut is the size up to which an artifact on S3 is read into memory,
+// hashed, and stored under its digest with one PutObject, which S3 shows
+// only once complete: no multipart upload and no temporary key to copy
+// from (a 100 KiB put was 9 S3 requests; now the dedupe Stat's and one).
+const smallPut = 4 << 20
+
 // PutRecorded is Put that calls record (unless nil) with the digest and
 // size once the blob is stored, before DeleteUnnamed may look at it again;
 // an error from record is PutRecorded's.
 func (s *Store) PutRecorded(ctx context.Context, r io.Reader, record func(sum string, size int64) error) (string, int64, error) {
-	u, err := blob.NewUploadIn(ctx, s.Driver, TempDir)
-	if err != nil {
-		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
+	var small *bytes.Buffer
+	if s.Driver.Name() == "s3aws" {
+		small = new(bytes.Buffer)
+		if _, err := io.CopyN(small, r, smallPut+1); err != nil && !errors.Is(err, io.EOF) {
+			return "", 0, fmt.Errorf("store artifact: %w", err)
+		}
+		if small.Len() > smallPut {
+			r, small = io.MultiReader(small, r), nil
+		}
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(u, h), r)
-	if err != nil {
-		u.Cancel(context.WithoutCancel(ctx))
-		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
+	var (
+		sum           string
+		n             int64
+		commit        func() error
+		cancel        = func() {}
+		withoutCancel = context.WithoutCancel(ctx)
+	)
+	if small != nil {
+		h := sha256.Sum256(small.Bytes())
+		sum, n = hex.EncodeToString(h[:]), int64(small.Len())
+		commit = func() error { return s.Driver.PutContent(ctx, key(sum), small.Bytes()) }
+	} else {
+		u, err := blob.NewUploadIn(ctx, s.Driver, TempDir)
+		if err != nil {
+			return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
+		}
+		h := sha256.New()
+		if n, err = io.Copy(io.MultiWriter(u, h), r); err != nil {
+			u.Cancel(withoutCancel)
+			return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
+		commit = func() error { return u.Commit(ctx, key(sum)) }
+		cancel = func() { u.Cancel(withoutCancel) }
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	s.sweep.RLock()
 	defer s.sweep.RUnlock()
 	if fi, err := s.Driver.Stat(ctx, key(sum)); err == nil && fi.Size() == n {
-		u.Cancel(context.WithoutCancel(ctx)) // the same content is stored already
-	} else if err := u.Commit(ctx, key(sum)); err != nil {
+		cancel() // the same content is stored already
+	} else if err := commit(); err != nil {
 		return "", 0, fmt.Errorf("store artifact: %w", blob.Explain(err))
 	}
 	if record != nil {
