@@ -475,14 +475,8 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, runID, after
 			}
 			continue
 		}
-		if es.keepalive() != nil {
+		if !es.idle(r.Context(), appended, logPollInterval) {
 			return
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-appended:
-		case <-time.After(logPollInterval):
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -50,4 +51,19 @@ func (es *eventStream) keepalive() error {
 	fmt.Fprint(es.w, ": keepalive\n\n")
 	es.last = time.Now()
 	return es.rc.Flush()
+}
+
+// idle keeps a silent stream alive, then waits for wake, for poll to pass
+// or for the client to leave; false when the client is gone.
+func (es *eventStream) idle(ctx context.Context, wake <-chan struct{}, poll time.Duration) bool {
+	if es.keepalive() != nil {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-time.After(poll):
+	}
+	return true
 }

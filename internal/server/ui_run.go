@@ -498,14 +498,8 @@ func (s *Server) uiActionEvents(w http.ResponseWriter, r *http.Request) {
 			_ = es.flush()
 			return
 		}
-		if es.keepalive() != nil {
+		if !es.idle(ctx, appended, livePoll) {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-appended:
-		case <-time.After(livePoll):
 		}
 	}
 }
@@ -571,14 +565,8 @@ func (s *Server) uiRunLogs(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		if es.keepalive() != nil {
+		if !es.idle(ctx, appended, logPollInterval) {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-appended:
-		case <-time.After(logPollInterval):
 		}
 	}
 }
