@@ -48,6 +48,9 @@ var h2Exchanges = sync.Pool{New: func() any { return &h2Exchange{head: make([]by
 func (l *listener) serveH2(b *Balancer, w http.ResponseWriter, r *http.Request, rs *routeSet, g *group, overTLS bool) bool {
 	reserveStack()
 	x := h2Exchanges.Get().(*h2Exchange)
+	// What the last request served through x left: a request that tries
+	// no target must not take that one's response for its own.
+	x.status, x.wrote, x.committed = 0, false, false
 	defer func() {
 		if cap(x.head) <= 8<<10 { // a rare huge head is not kept for every request after
 			h2Exchanges.Put(x)
@@ -276,17 +279,23 @@ func (x *h2Exchange) exchangeOn(tc *targetConn, w http.ResponseWriter, r *http.R
 			setReadDeadline(ctx, tc.nc, time.Time{})
 		}
 		copyResponseHeader(hdr, head, resp, hsts)
+		if _, ok := hdr["Content-Type"]; !ok {
+			// None, as the target sent it (and as HTTP/1.1 clients get it):
+			// the HTTP/2 server would sniff one from the body, and make
+			// text/html of an upload the target serves untyped.
+			hdr["Content-Type"] = nil
+		}
 		tc.br.Discard(len(head))
 		x.status, x.wrote, x.committed = resp.status, true, true
 		w.WriteHeader(resp.status)
 		cw := clientWriter{w: w}
 		switch {
 		case resp.length >= 0:
-			_, err = cw.copyN(tc.br, resp.length)
+			_, err = copyN(cw, tc.br, resp.length)
 		case resp.length == chunked:
 			err = cw.copyChunked(tc.br, hdr)
 		default:
-			_, err = cw.copyN(tc.br, -1)
+			_, err = copyN(cw, tc.br, -1)
 		}
 		if err != nil {
 			return false, err
@@ -346,8 +355,16 @@ func copyResponseHeader(hdr http.Header, head []byte, resp response, hsts bool) 
 			eqFold(name, "upgrade") || eqFold(name, "proxy-authenticate") || eqFold(name, "te") || eqFold(name, "transfer-encoding") {
 			continue
 		}
-		if resp.length == chunked && eqFold(name, "content-length") || resp.length != chunked && eqFold(name, "trailer") {
-			continue // only a chunked body carries trailers, and its length is unknown
+		if resp.length == chunked && eqFold(name, "content-length") {
+			continue // the length of a chunked body is unknown
+		}
+		if eqFold(name, "trailer") {
+			// HTTP/2 trailers need no announcement, and readTrailers passes
+			// on those that come. Announced, each name costs the HTTP/2
+			// server a scan of those before it (quadratic: a 30 KiB list
+			// took ~60 ms of CPU), and a name announced but not sent would
+			// have its header field's value sent again as a trailer.
+			continue
 		}
 		if hopByConnection(name, resp.hop) || hsts && eqFold(name, "strict-transport-security") {
 			continue
@@ -410,39 +427,11 @@ func (cw clientWriter) flush() error {
 	return nil
 }
 
-// copyN copies n bytes (n < 0: until EOF) from src, flushing whenever src
-// has nothing more buffered, as the fast path's copyN does. A body that
-// has fully arrived goes out with the end of the stream, unflushed.
-func (cw clientWriter) copyN(src *bufio.Reader, n int64) (int64, error) {
-	var copied int64
-	for n < 0 || copied < n {
-		if src.Buffered() == 0 {
-			if err := cw.flush(); err != nil {
-				return copied, err
-			}
-			if _, err := src.Peek(1); err != nil {
-				if n < 0 && errors.Is(err, io.EOF) {
-					return copied, nil
-				}
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				return copied, err
-			}
-		}
-		k := int64(src.Buffered())
-		if n >= 0 && k > n-copied {
-			k = n - copied
-		}
-		p, _ := src.Peek(int(k))
-		if _, err := cw.w.Write(p); err != nil {
-			return copied, err
-		}
-		src.Discard(int(k))
-		copied += k
-	}
-	return copied, nil
-}
+// Flush makes clientWriter a flushWriter, for copyN.
+func (cw clientWriter) Flush() error { return cw.flush() }
+
+// Write writes to the client's stream.
+func (cw clientWriter) Write(p []byte) (int, error) { return cw.w.Write(p) }
 
 // copyChunked decodes a chunked body, framing read as strictly as the fast
 // path's copyChunked reads it, and gives its trailers to the client as
@@ -472,7 +461,7 @@ func (cw clientWriter) copyChunked(src *bufio.Reader, hdr http.Header) error {
 		if n == 0 {
 			return readTrailers(src, hdr)
 		}
-		if _, err := cw.copyN(src, n); err != nil {
+		if _, err := copyN(cw, src, n); err != nil {
 			return err
 		}
 		if src.Buffered() < 2 {
@@ -496,14 +485,20 @@ func (cw clientWriter) copyChunked(src *bufio.Reader, hdr http.Header) error {
 
 // maxTrailerBytes bounds a chunked body's trailer section, which this path
 // keeps in memory to send as HTTP/2 trailers (the HTTP/1.1 path streams
-// it): a target must not grow the proxy without end.
-const maxTrailerBytes = 64 << 10
+// it): a target must not grow the proxy without end. maxTrailerNames
+// bounds the distinct names in it: the HTTP/2 server declares each with a
+// scan of those before it, and 64 KiB of short names (10 000) cost ~120 ms
+// of CPU a response.
+const (
+	maxTrailerBytes = 64 << 10
+	maxTrailerNames = 100
+)
 
 // readTrailers reads a chunked body's trailer section, through its empty
 // line, into hdr under http.TrailerPrefix, leaving out the fields that may
 // not be trailers.
 func readTrailers(src *bufio.Reader, hdr http.Header) error {
-	read := 0
+	read, names := 0, 0
 	for {
 		line, err := readLine(src)
 		if err != nil {
@@ -521,6 +516,11 @@ func readTrailers(src *bufio.Reader, hdr http.Header) error {
 		}
 		if key := headerKey(name); httpguts.ValidTrailerHeader(key) {
 			k := http.TrailerPrefix + key
+			if hdr[k] == nil {
+				if names++; names > maxTrailerNames {
+					return errBadChunked
+				}
+			}
 			hdr[k] = append(hdr[k], string(value))
 		}
 	}

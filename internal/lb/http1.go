@@ -878,9 +878,17 @@ func hopByConnection(name []byte, hop [][]byte) bool {
 	return false
 }
 
+// flushWriter is where copyN writes: a client connection's buffer, or an
+// HTTP/2 stream (h2.go).
+type flushWriter interface {
+	io.Writer
+	Flush() error
+}
+
 // copyN copies n bytes (n < 0: until EOF), flushing dst whenever src has
 // nothing more buffered so streamed responses reach the client at once.
-func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) (int64, error) {
+// A body that has fully arrived is not flushed here.
+func copyN(dst flushWriter, src *bufio.Reader, n int64) (int64, error) {
 	var copied int64
 	for n < 0 || copied < n {
 		if src.Buffered() == 0 {
