@@ -172,7 +172,12 @@ func liveOn(e *env, app string, setup func() error) (map[string]any, string, err
 	var parts []string
 	for _, k := range order {
 		f[k+"_s"] = ph[k].Seconds()
-		parts = append(parts, fmt.Sprintf("%s %.2fs", strings.ReplaceAll(k, "_", " "), ph[k].Seconds()))
+		part := fmt.Sprintf("%s %.2fs", strings.ReplaceAll(k, "_", " "), ph[k].Seconds())
+		if _, ok := ph["task_start"]; ok && k == "health_wait" {
+			f["task_start_s"], f["checks_s"] = ph["task_start"].Seconds(), ph["checks"].Seconds()
+			part += fmt.Sprintf(" (tasks started %.2fs, then registered and checked healthy %.2fs)", ph["task_start"].Seconds(), ph["checks"].Seconds())
+		}
+		parts = append(parts, part)
 	}
 	return f, fmt.Sprintf("push → live %.1f s (goal ≤ 15 s); Slipway's own overhead %.2f s (goal ≤ 0.5 s) = total − build commands − image build − health wait; %s",
 		total.Seconds(), overhead.Seconds(), strings.Join(parts, ", ")), nil
@@ -340,6 +345,27 @@ func (e *env) phases(run fullRun) (phaseTimes, error) {
 	}
 	ph["deploy"] = starting.Sub(deployStart)
 	ph["health_wait"] = healthy.Sub(starting)
+	// The health wait split: green's tasks starting on the engine, then
+	// their registration with the load balancer, its checks and the
+	// deployment seeing them pass.
+	var svc struct {
+		Events []struct {
+			At      time.Time `json:"at"`
+			Message string    `json:"message"`
+		} `json:"events"`
+	}
+	if err := e.getJSON("/api/v1/apps/"+run.App+"/envs/staging/services/web", &svc); err == nil {
+		var started time.Time
+		for _, ev := range svc.Events {
+			if strings.Contains(ev.Message, "started 1 task") && ev.At.After(starting) && ev.At.Before(healthy) && ev.At.After(started) {
+				started = ev.At
+			}
+		}
+		if !started.IsZero() {
+			ph["task_start"] = started.Sub(starting)
+			ph["checks"] = healthy.Sub(started)
+		}
+	}
 	ph["traffic_switch"] = switched.Sub(healthy)
 	ph["@switched"] = switched.Sub(epoch)
 	return ph, nil

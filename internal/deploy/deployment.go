@@ -816,6 +816,8 @@ func (c *Controller) blueGreen(ctx context.Context, d *store.Deployment, svc *st
 // waitGreenHealthy waits until all of green passes the load balancer's
 // health checks; a failed launch or the deadline rolls back.
 func (c *Controller) waitGreenHealthy(ctx context.Context, d *store.Deployment, svc *store.Service, green store.TaskSet, base int, deadline time.Time) error {
+	defer c.Manager.WaitingForHealth()()
+	var lastWake, lastConfirm time.Time
 	for {
 		if err := c.check(d, deadline); err != nil {
 			return c.lastFailureOf(err, *svc, green, base)
@@ -826,15 +828,36 @@ func (c *Controller) waitGreenHealthy(ctx context.Context, d *store.Deployment, 
 		if s := c.Manager.Status(*svc)[green.Key()]; s.Healthy >= green.Desired {
 			return nil
 		}
+		// The load balancer checks a new target every 50 ms: asking it
+		// directly sees green healthy within a check; a pass at once then
+		// confirms it on a fresh listing (a task that died meanwhile is
+		// not counted) and sets the status traffic shifting watches.
+		// Should the two disagree, confirming passes keep minPassGap apart.
+		if time.Since(lastConfirm) >= minPassGap {
+			if n, err := c.Manager.HealthyNow(ctx, *svc, green); err == nil && n >= green.Desired {
+				if err := c.Manager.Reconcile(ctx); err != nil && ctx.Err() != nil {
+					return err
+				}
+				lastWake, lastConfirm = time.Now(), time.Now()
+				continue
+			}
+		}
 		// Health is read from the load balancer by reconcile passes, once a
-		// second when nothing wakes them: ask for one, so green is seen
-		// healthy within this poll's period rather than a pass's.
-		c.Manager.Wake()
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		// second when nothing wakes them; they also find the tasks that
+		// failed, for the circuit breaker: ask for one now and then.
+		if time.Since(lastWake) >= 200*time.Millisecond {
+			c.Manager.Wake()
+			lastWake = time.Now()
+		}
+		if err := sleep(ctx, greenPoll); err != nil {
 			return err
 		}
 	}
 }
+
+// greenPoll is how often a deployment asks whether green is healthy: the
+// load balancer's own pace for a starting target.
+const greenPoll = 50 * time.Millisecond
 
 // shiftTraffic moves production traffic to green by the deployment
 // configuration's steps, from the step that gives green fromWeight on (0:

@@ -114,6 +114,22 @@ type Manager struct {
 	downRuntimes map[string]bool
 	toldNoUsage  map[string]bool // services told their runtime measures no usage
 	allSteady    atomic.Bool     // every service was steady at the last pass
+	// healthWaiters counts deployments waiting for new tasks to pass the
+	// load balancer's checks: while one waits, a task start wakes a pass,
+	// which registers the task with the load balancer at once.
+	healthWaiters atomic.Int32
+	// urgent: a caller of Reconcile waits on the next pass, which then
+	// does not wait out minPassGap (that spacing is for batching wakes).
+	urgent atomic.Bool
+	// soon: a task started while a deployment waits for new tasks; the
+	// pass that registers it keeps only waitedPassGap from the last one.
+	// hurry tells a pass waiting out its gap that urgent or soon was set.
+	soon  atomic.Bool
+	hurry chan struct{}
+	// lbNow is the load balancer's state lbStateNow last asked for, at lbNowAt.
+	lbNowMu sync.Mutex
+	lbNow   lb.State
+	lbNowAt time.Time
 	// passStarted and passDone number the passes begun and ended, under
 	// passMu2; passCond wakes the callers of Reconcile waiting for one.
 	passMu2     sync.Mutex
@@ -150,7 +166,7 @@ func testListenerName(s store.Service) string {
 
 // Start runs the reconciler until Close.
 func (m *Manager) Start(ctx context.Context) {
-	m.wake = make(chan struct{}, 1)
+	m.wake, m.hurry = make(chan struct{}, 1), make(chan struct{}, 1)
 	m.state = map[string]*serviceState{}
 	m.stopping = map[string]time.Time{}
 	m.setFailures = map[string]int{}
@@ -220,6 +236,11 @@ const (
 // lets one pass serve many wakes and the deployments waiting on them.
 const minPassGap = 250 * time.Millisecond
 
+// waitedPassGap replaces minPassGap for the pass after a task start that a
+// deployment waits for: the task is registered with the load balancer
+// within this rather than a quarter second.
+const waitedPassGap = 50 * time.Millisecond
+
 // reconcileLoop runs the reconcile passes until ctx ends.
 func (m *Manager) reconcileLoop(ctx context.Context) {
 	m.wg.Add(1)
@@ -238,15 +259,60 @@ func (m *Manager) reconcileLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-m.wake:
-				select {
-				case <-ctx.Done():
+				if !m.waitGap(ctx, began) {
 					return
-				case <-time.After(time.Until(began.Add(minPassGap))):
 				}
 			case <-time.After(wait):
 			}
 		}
 	}()
+}
+
+// waitGap waits until the next pass may begin after one that began at
+// began: minPassGap later, waitedPassGap for a start a deployment waits
+// for, at once for a caller of Reconcile; hurry shortens a wait under way.
+// It is false when ctx ended.
+func (m *Manager) waitGap(ctx context.Context, began time.Time) bool {
+	for {
+		gap := minPassGap
+		if m.soon.Load() {
+			gap = waitedPassGap
+		}
+		if m.urgent.Load() {
+			gap = 0
+		}
+		wait := time.Until(began.Add(gap))
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-m.hurry:
+			continue
+		case <-time.After(wait):
+		}
+		break
+	}
+	// The pass about to begin serves them.
+	m.urgent.Store(false)
+	m.soon.Store(false)
+	return true
+}
+
+// hurryPass wakes a pass that should not wait out minPassGap: urgent for
+// a caller of Reconcile, else soon.
+func (m *Manager) hurryPass(urgent bool) {
+	if urgent {
+		m.urgent.Store(true)
+	} else {
+		m.soon.Store(true)
+	}
+	select {
+	case m.hurry <- struct{}{}:
+	default:
+	}
+	m.Wake()
 }
 
 // runPass makes one pass and tells those waiting for it how it went.
@@ -276,7 +342,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	m.passMu2.Lock()
 	want := m.passStarted + 1
 	m.passMu2.Unlock()
-	m.Wake()
+	m.hurryPass(true)
 	broadcast := func() {
 		m.passMu2.Lock()
 		m.passCond.Broadcast()
@@ -568,6 +634,66 @@ func (m *Manager) Status(s store.Service) map[string]SetStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.setStatus[key(s)])
+}
+
+// HealthyNow counts the tasks of set, in the newest listing, that the load
+// balancer finds healthy now: a deployment waiting for a new set learns
+// within one of the load balancer's checks (not at the next pass) that a
+// pass would find it healthy, and asks for one.
+func (m *Manager) HealthyNow(ctx context.Context, s store.Service, set store.TaskSet) (int, error) {
+	if s.LoadBalancer == nil {
+		return 0, nil
+	}
+	m.mu.Lock()
+	var listed []task.Task
+	for _, t := range m.lastTasks {
+		if t.App == s.App && t.Env == s.Env && t.Service == s.Name && inSet(t, set) {
+			listed = append(listed, t)
+		}
+	}
+	m.mu.Unlock()
+	if len(listed) < set.Desired {
+		return 0, nil // not all listed, so not all registered with the load balancer yet
+	}
+	st, err := m.lbStateNow(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range listed {
+		if !m.isStopping(t.ID) && m.healthy(s, t, st) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// lbStateNow is the load balancer's state, as asked at most lbStateAge
+// ago: deployments waiting at once (25 in the scale bench) poll every
+// 50 ms, and one answer lists every target of every service.
+func (m *Manager) lbStateNow(ctx context.Context) (lb.State, error) {
+	m.lbNowMu.Lock()
+	defer m.lbNowMu.Unlock()
+	if time.Since(m.lbNowAt) < lbStateAge {
+		return m.lbNow, nil
+	}
+	st, err := m.Proxy.Client().State(ctx, 0)
+	if err != nil {
+		return st, err
+	}
+	m.lbNow, m.lbNowAt = st, time.Now()
+	return st, nil
+}
+
+// lbStateAge is how old a state lbStateNow may answer with: below the
+// load balancer's 50 ms between checks of a starting target.
+const lbStateAge = 25 * time.Millisecond
+
+// WaitingForHealth tells the manager that a deployment waits for new tasks
+// to pass health checks until done is called.
+func (m *Manager) WaitingForHealth() (done func()) {
+	m.healthWaiters.Add(1)
+	return func() { m.healthWaiters.Add(-1) }
 }
 
 func (m *Manager) reconcileService(ctx context.Context, rt task.Backend, s store.Service, tasks []task.Task, st lb.State, snap map[string]pendingStart, flights flights, failures map[string]*task.Failure) error {

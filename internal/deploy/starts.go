@@ -123,9 +123,10 @@ func (m *Manager) launch(rt task.Backend, s store.Service, ss *serviceState, set
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			// No wake when it started: the next poll (every second while a
-			// service is short) lists it; a wake per start made a pass per
-			// start, which at hundreds of starts took a fifth of a core.
+			// No wake when it started, unless a deployment waits for it:
+			// the next poll (every second while a service is short) lists
+			// it; a wake per start made a pass per start, which at hundreds
+			// of starts took a fifth of a core.
 			select {
 			case m.startSem <- struct{}{}:
 			case <-ctx.Done():
@@ -143,6 +144,9 @@ func (m *Manager) launch(rt task.Backend, s store.Service, ss *serviceState, set
 				return
 			}
 			m.event(ctx, s, "started 1 task (%s) of %s:%d", t.ID, set.Family, set.Revision)
+			if m.healthWaiters.Load() > 0 {
+				m.hurryPass(false) // a deployment waits: register the task with the load balancer now
+			}
 			// Followed at once: a task that writes and exits before the
 			// next pass keeps its output too.
 			m.logs.Follow(rt, t)

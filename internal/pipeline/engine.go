@@ -776,7 +776,13 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 			fmt.Fprintf(logs, "[slipway] %v\n", err)
 			return nil, err.Error()
 		}
-		defer box.Remove()
+		// Halted below before the workspace is read: what is left is
+		// the engine's bookkeeping, which need not hold up the action.
+		// Close waits for it, so no container outlives the engine.
+		defer func() {
+			e.wg.Add(1)
+			go func() { defer e.wg.Done(); box.Remove() }()
+		}()
 		job.Box = box
 		if a.Image != "" {
 			job.Shell = "sh" // images often carry only a POSIX shell
@@ -786,7 +792,9 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 	if box != nil {
 		// Nothing the build left in the background may touch the workspace
 		// while its artifacts, reports and caches are read.
-		box.Remove()
+		if err := box.Halt(ctx); err != nil {
+			box.Remove()
+		}
 	}
 	code := res.ExitCode
 	reason := res.Reason
