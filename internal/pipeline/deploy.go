@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -330,7 +331,7 @@ func (e *Engine) applyAutoscaling(ctx context.Context, r store.Run, svc store.Se
 	if err != nil {
 		return err.Error()
 	}
-	if err := e.Deploys.Manager.CheckReservation(ctx, svc, set, scalingKeys); err != nil {
+	if err := e.Deploys.Manager.CheckReservation(ctx, svc, set, slipwayfile.ScalingKeys); err != nil {
 		return err.Error()
 	}
 	if svc.Autoscaling != nil && *svc.Autoscaling == set {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"log/slog"
 	"net/http"
@@ -106,6 +107,9 @@ type Engine struct {
 type activeRun struct {
 	cancel    context.CancelFunc
 	cancelled atomic.Bool
+	// jobs holds, for a workflow run, what each job action about to run
+	// runs (a *wfAction by the action's row id).
+	jobs sync.Map
 }
 
 // Start recovers what a previous process left running, then schedules runs
@@ -230,9 +234,9 @@ func (e *Engine) schedule(ctx context.Context) error {
 				continue
 			}
 			switch spec.Mode {
-			case ModeParallel:
+			case slipwayfile.ModeParallel:
 				e.launch(ctx, r, spec)
-			case ModeQueued:
+			case slipwayfile.ModeQueued:
 				if !busy {
 					busy = true
 					e.launch(ctx, r, spec)
@@ -259,15 +263,19 @@ func (e *Engine) isActive(id int64) bool {
 	return ok
 }
 
-func (e *Engine) loadSpec(ctx context.Context, r store.Run) (*Spec, error) {
+func (e *Engine) loadSpec(ctx context.Context, r store.Run) (*runSpec, error) {
 	if r.Workflow != "" {
 		return e.loadWorkflowSpec(ctx, r)
 	}
-	data, err := e.Source.ReadFile(ctx, r.App, r.Commit, FileName)
+	data, err := e.Source.ReadFile(ctx, r.App, r.Commit, slipwayfile.FileName)
 	if err != nil {
-		return nil, fmt.Errorf("no %s at commit %s", FileName, shortSHA(r.Commit))
+		return nil, fmt.Errorf("no %s at commit %s", slipwayfile.FileName, shortSHA(r.Commit))
 	}
-	return Parse(data)
+	spec, err := slipwayfile.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return &runSpec{Spec: spec}, nil
 }
 
 func (e *Engine) finish(ctx context.Context, id int64, state, reason string) {
@@ -276,7 +284,7 @@ func (e *Engine) finish(ctx context.Context, id int64, state, reason string) {
 	}
 }
 
-func (e *Engine) launch(ctx context.Context, r store.Run, spec *Spec) {
+func (e *Engine) launch(ctx context.Context, r store.Run, spec *runSpec) {
 	var rows []store.Action
 	for si, st := range spec.Stages {
 		for _, a := range st.Actions {
@@ -292,7 +300,7 @@ func (e *Engine) launch(ctx context.Context, r store.Run, spec *Spec) {
 
 // run executes a started run in the background; resumed runs continue
 // where a previous server left them waiting.
-func (e *Engine) run(ctx context.Context, r store.Run, spec *Spec, resumed bool) {
+func (e *Engine) run(ctx context.Context, r store.Run, spec *runSpec, resumed bool) {
 	rctx, cancel := context.WithCancel(ctx)
 	ar := &activeRun{cancel: cancel}
 	e.mu.Lock()
@@ -335,7 +343,7 @@ func (e *Engine) Cancel(ctx context.Context, id int64) error {
 
 // execute runs the stages and returns the run's final state and reason.
 // A resumed run skips the boundary check of the stage it continues in.
-func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activeRun, resumed bool) (string, string) {
+func (e *Engine) execute(ctx context.Context, r store.Run, spec *runSpec, ar *activeRun, resumed bool) (string, string) {
 	if spec.plan != nil {
 		return e.executeWorkflow(ctx, r, spec, ar)
 	}
@@ -399,10 +407,10 @@ func (e *Engine) execute(ctx context.Context, r store.Run, spec *Spec, ar *activ
 
 // enterStage holds a run at a stage boundary while the transition into the
 // stage is disabled; it returns a final state when the run must end there.
-func (e *Engine) enterStage(ctx context.Context, r store.Run, spec *Spec, stage string, ar *activeRun) (string, string) {
+func (e *Engine) enterStage(ctx context.Context, r store.Run, spec *runSpec, stage string, ar *activeRun) (string, string) {
 	waiting := false
 	for {
-		if spec.Mode == ModeSuperseded {
+		if spec.Mode == slipwayfile.ModeSuperseded {
 			if newer := e.newerQueued(ctx, r); newer != 0 {
 				return store.RunSuperseded, fmt.Sprintf("superseded by run %d at the %s stage boundary", newer, stage)
 			}
@@ -457,18 +465,18 @@ func (e *Engine) newerQueued(ctx context.Context, r store.Run) int64 {
 	return 0
 }
 
-// storeSource archives the commit as the run's SourceArtifact.
+// storeSource archives the commit as the run's slipwayfile.SourceArtifact.
 func (e *Engine) storeSource(ctx context.Context, r store.Run) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(e.Source.Archive(ctx, r.App, r.Commit, pw)) }()
 	// The row is recorded inside PutRecorded: run retention may not delete
 	// a blob found already stored before a row names it.
 	_, _, err := e.Artifacts.PutRecorded(ctx, pr, func(sum string, size int64) error {
-		return e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: SourceArtifact, SHA256: sum, Size: size})
+		return e.Store.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: slipwayfile.SourceArtifact, SHA256: sum, Size: size})
 	})
 	pr.CloseWithError(err)
 	if err != nil {
-		return fmt.Errorf("store %s: %w", SourceArtifact, err)
+		return fmt.Errorf("store %s: %w", slipwayfile.SourceArtifact, err)
 	}
 	return nil
 }
@@ -570,10 +578,11 @@ func (e *Engine) perform(ctx context.Context, r store.Run, a Action, row store.A
 	case "deploy":
 		return e.performDeploy(ctx, r, a, row, logs)
 	case actionJob:
-		if a.wf == nil {
+		w, ok := ar.jobs.Load(row.ID)
+		if !ok {
 			return nil, "a workflow job outside a workflow run"
 		}
-		return e.performJob(ctx, r, a, row, logs, ar)
+		return e.performJob(ctx, r, w.(*wfAction), row, logs, ar)
 	case "invoke":
 		vars, err := e.Store.ListVariables(ctx, r.ID)
 		if err != nil {
@@ -623,7 +632,7 @@ func (e *Engine) performBuild(ctx context.Context, r store.Run, a Action, row st
 		return nil, fmt.Sprintf("buildspec %s: %v", a.Buildspec, err)
 	}
 	if err != nil {
-		primary := SourceArtifact
+		primary := slipwayfile.SourceArtifact
 		if len(a.Inputs) > 0 {
 			primary = a.Inputs[0]
 		}
@@ -646,7 +655,7 @@ func (e *Engine) workspace(ctx context.Context, r store.Run, a Action, row store
 	}
 	inputs := a.Inputs
 	if len(inputs) == 0 {
-		inputs = []string{SourceArtifact}
+		inputs = []string{slipwayfile.SourceArtifact}
 	}
 	arts, err := e.Store.ListArtifacts(ctx, r.ID)
 	if err != nil {
@@ -929,13 +938,11 @@ func killLeftovers(root string, log *slog.Logger) {
 	}
 }
 
-var varRef = regexp.MustCompile(`#\{([A-Za-z0-9_.-]+)\.([A-Za-z_][A-Za-z0-9_]*)\}`)
-
 // resolveRefs replaces #{Action.VAR} with what that earlier action exported.
 func resolveRefs(v string, vars []store.Variable) (string, error) {
 	var missing []string
-	out := varRef.ReplaceAllStringFunc(v, func(m string) string {
-		sub := varRef.FindStringSubmatch(m)
+	out := slipwayfile.VarRef.ReplaceAllStringFunc(v, func(m string) string {
+		sub := slipwayfile.VarRef.FindStringSubmatch(m)
 		for _, x := range vars {
 			if x.Action == sub[1] && x.Name == sub[2] {
 				return x.Value

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"os"
 	"path"
@@ -78,7 +79,7 @@ func (e *Engine) performImage(ctx context.Context, r store.Run, a Action, row st
 		return nil, fmt.Sprintf("repository %s does not belong to app %s; use %s or %s/NAME", repo, r.App, r.App, r.App)
 	}
 	tags := []string{r.Commit}
-	if t, ok := strings.CutPrefix(r.Ref, "refs/tags/"); ok && imageTag.MatchString(t) {
+	if t, ok := strings.CutPrefix(r.Ref, "refs/tags/"); ok && slipwayfile.IsImageTag(t) {
 		tags = append(tags, t)
 	}
 	for _, t := range a.Tags {
@@ -90,7 +91,7 @@ func (e *Engine) performImage(ctx context.Context, r store.Run, a Action, row st
 	for i, t := range tags {
 		refs[i] = reg.Host + "/" + repo + ":" + t
 	}
-	input := SourceArtifact
+	input := slipwayfile.SourceArtifact
 	if len(a.Inputs) > 0 {
 		input = a.Inputs[0]
 	}

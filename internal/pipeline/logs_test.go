@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"log/slog"
 	"net/url"
@@ -31,7 +32,7 @@ func oneAction(t *testing.T) (*store.DB, store.Run, store.Action) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.StartRun(ctx, run.ID, ModeParallel, []store.Action{{Stage: "s", Name: "x", Type: "build", RunOrder: 1}}); err != nil {
+	if err := db.StartRun(ctx, run.ID, slipwayfile.ModeParallel, []store.Action{{Stage: "s", Name: "x", Type: "build", RunOrder: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	acts, _ := db.ListActions(ctx, run.ID)

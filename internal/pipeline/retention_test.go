@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -31,7 +32,7 @@ func (d *failingDeletes) Delete(ctx context.Context, path string) error {
 
 // retentionEngine is an engine over a real store and a filesystem blob
 // store, with two failed runs of app a, "old" ended before "recent"; both
-// have the same SourceArtifact and a
+// have the same slipwayfile.SourceArtifact and a
 // BuildOut of their own, and a log.
 func retentionEngine(t *testing.T) (e *Engine, driver *failingDeletes, old, recent int64, sums map[string]string) {
 	t.Helper()
@@ -56,14 +57,14 @@ func retentionEngine(t *testing.T) (e *Engine, driver *failingDeletes, old, rece
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.StartRun(ctx, r.ID, ModeParallel, []store.Action{{Stage: "Build", Name: "compile", Type: "build", RunOrder: 1}}); err != nil {
+		if err := db.StartRun(ctx, r.ID, slipwayfile.ModeParallel, []store.Action{{Stage: "Build", Name: "compile", Type: "build", RunOrder: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		acts, _ := db.ListActions(ctx, r.ID)
 		if err := db.AppendLog(ctx, acts[0].ID, []store.LogLine{{At: time.Now(), Line: "building " + out}}); err != nil {
 			t.Fatal(err)
 		}
-		for name, content := range map[string]string{SourceArtifact: "the same source", "BuildOut": "built by " + out} {
+		for name, content := range map[string]string{slipwayfile.SourceArtifact: "the same source", "BuildOut": "built by " + out} {
 			sum, _, err := e.Artifacts.PutRecorded(ctx, strings.NewReader(content), func(sum string, size int64) error {
 				return db.PutArtifact(ctx, store.Artifact{RunID: r.ID, Name: name, SHA256: sum, Size: size})
 			})
@@ -142,7 +143,7 @@ func TestExpireRunsDeletesUnsharedBlobsAndLogs(t *testing.T) {
 	if blobExists(t, e, sums["old/BuildOut"]) {
 		t.Error("the old run's own blob is still stored")
 	}
-	for _, k := range []string{"recent/" + SourceArtifact, "recent/BuildOut"} {
+	for _, k := range []string{"recent/" + slipwayfile.SourceArtifact, "recent/BuildOut"} {
 		if !blobExists(t, e, sums[k]) {
 			t.Errorf("%s's blob was deleted", k)
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"io/fs"
 	"os"
@@ -144,8 +145,8 @@ func (j *jobRun) uploadArtifact(ctx context.Context, with map[string]string, env
 	if err := artifact.ValidName(name); err != nil {
 		return "with.name: " + err.Error()
 	}
-	if name == SourceArtifact {
-		return "with.name: " + SourceArtifact + " is the run's source; choose another name"
+	if name == slipwayfile.SourceArtifact {
+		return "with.name: " + slipwayfile.SourceArtifact + " is the run's source; choose another name"
 	}
 	var includes, excludes []string
 	for _, l := range strings.Split(with["path"], "\n") {
@@ -297,7 +298,7 @@ func (j *jobRun) downloadArtifact(ctx context.Context, with map[string]string, e
 		names = []string{n}
 	} else {
 		for _, a := range arts {
-			if a.Name != SourceArtifact && a.ActionID != 0 {
+			if a.Name != slipwayfile.SourceArtifact && a.ActionID != 0 {
 				names = append(names, a.Name)
 			}
 		}
@@ -305,7 +306,7 @@ func (j *jobRun) downloadArtifact(ctx context.Context, with map[string]string, e
 	for _, n := range names {
 		var found *store.Artifact
 		for i := range arts {
-			if arts[i].Name == n && n != SourceArtifact {
+			if arts[i].Name == n && n != slipwayfile.SourceArtifact {
 				found = &arts[i]
 			}
 		}

@@ -91,8 +91,7 @@ const (
 
 // performJob runs one workflow job in the build sandbox: each run step is
 // a script run by its shell, each uses step one of the built-in actions.
-func (e *Engine) performJob(ctx context.Context, r store.Run, a Action, row store.Action, logs io.Writer, ar *activeRun) (*int, string) {
-	w := a.wf
+func (e *Engine) performJob(ctx context.Context, r store.Run, w *wfAction, row store.Action, logs io.Writer, ar *activeRun) (*int, string) {
 	job := w.job.job
 	j := &jobRun{e: e, r: r, row: row, wfa: w, logs: logs, steps: map[string]any{}}
 	defer func() {
@@ -162,7 +161,7 @@ func (e *Engine) performJob(ctx context.Context, r store.Run, a Action, row stor
 		return nil, err.Error()
 	}
 	fmt.Fprintf(logs, "[slipway] Job %s of %s, commit %s, in the build sandbox (runs-on: %s)\n", job.ID, w.job.wf.File, shortSHA(r.Commit), strings.Join(labels, ", "))
-	box, err := e.startSandbox(ctx, r, Action{Name: a.Name}, app, j.base, logs)
+	box, err := e.startSandbox(ctx, r, Action{Name: row.Name}, app, j.base, logs)
 	if err != nil {
 		fmt.Fprintf(logs, "[slipway] %v\n", err)
 		return nil, err.Error()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"regexp"
 	"sort"
 	"strconv"
@@ -66,7 +67,6 @@ type wfCombo struct {
 
 // wfAction is what a job action needs beyond Action's fields.
 type wfAction struct {
-	plan  *wfPlan
 	job   *wfJob
 	combo wfCombo
 	needs map[string]any
@@ -74,7 +74,7 @@ type wfAction struct {
 
 // loadWorkflowSpec reads the run's workflow at its commit and lays it out
 // as stages and actions.
-func (e *Engine) loadWorkflowSpec(ctx context.Context, r store.Run) (*Spec, error) {
+func (e *Engine) loadWorkflowSpec(ctx context.Context, r store.Run) (*runSpec, error) {
 	data, err := e.Source.ReadFile(ctx, r.App, r.Commit, r.Workflow)
 	if err != nil {
 		return nil, fmt.Errorf("no %s at commit %s", r.Workflow, shortSHA(r.Commit))
@@ -97,16 +97,15 @@ func (e *Engine) loadWorkflowSpec(ctx context.Context, r store.Run) (*Spec, erro
 	if total > maxJobRuns {
 		return nil, fmt.Errorf("%s: the workflow makes %d job runs (jobs × matrix combinations); at most %d", wf.File, total, maxJobRuns)
 	}
-	spec := &Spec{Mode: workflowMode(wf), plan: plan}
+	spec := &runSpec{Spec: &slipwayfile.Spec{Mode: workflowMode(wf)}, plan: plan}
 	for _, j := range plan.jobs {
 		st := Stage{Name: j.job.ID}
 		if j.gate {
 			st.Actions = append(st.Actions, Action{Name: "approve " + j.job.Environment.Name, Type: "approval", RunOrder: 1,
-				Timeout: Duration{DefaultApprovalTimeout}, Message: fmt.Sprintf("job %s deploys to environment %s", j.job.ID, j.job.Environment.Name)})
+				Timeout: Duration{Duration: slipwayfile.DefaultApprovalTimeout}, Message: fmt.Sprintf("job %s deploys to environment %s", j.job.ID, j.job.Environment.Name)})
 		}
 		for _, c := range j.combos {
-			st.Actions = append(st.Actions, Action{Name: c.name, Type: actionJob, RunOrder: 2, Timeout: Duration{j.timeout},
-				wf: &wfAction{plan: plan, job: j, combo: c}})
+			st.Actions = append(st.Actions, Action{Name: c.name, Type: actionJob, RunOrder: 2, Timeout: Duration{Duration: j.timeout}})
 		}
 		spec.Stages = append(spec.Stages, st)
 	}
@@ -120,12 +119,12 @@ func (e *Engine) loadWorkflowSpec(ctx context.Context, r store.Run) (*Spec, erro
 func workflowMode(wf *workflow.Workflow) string {
 	c := wf.Concurrency
 	if c == nil || c.Group == "" {
-		return ModeParallel
+		return slipwayfile.ModeParallel
 	}
 	if c.CancelInProgress == "true" {
-		return ModeSuperseded
+		return slipwayfile.ModeSuperseded
 	}
-	return ModeQueued
+	return slipwayfile.ModeQueued
 }
 
 // planWorkflow expands each job's matrix with the contexts known before
@@ -377,7 +376,7 @@ type wfResult struct {
 // executeWorkflow runs a workflow's jobs: each starts when every job it
 // needs has ended, then runs if its if: holds (by default: they all
 // succeeded).
-func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *Spec, ar *activeRun) (string, string) {
+func (e *Engine) executeWorkflow(ctx context.Context, r store.Run, spec *runSpec, ar *activeRun) (string, string) {
 	actions, err := e.Store.ListActions(ctx, r.ID)
 	if err != nil {
 		return store.RunFailed, "list actions: " + err.Error()
@@ -497,7 +496,12 @@ func (e *Engine) runWorkflowJob(ctx context.Context, r store.Run, st Stage, j *w
 			gate = &a
 			continue
 		}
-		a.wf = &wfAction{plan: a.wf.plan, job: j, combo: a.wf.combo, needs: needs}
+		// What performJob runs for the action: its matrix combination.
+		for _, c := range j.combos {
+			if c.name == a.Name {
+				ar.jobs.Store(findAction(rows, st.Name, a.Name).ID, &wfAction{job: j, combo: c, needs: needs})
+			}
+		}
 		combos = append(combos, a)
 	}
 	fail := func(reason string) wfResult {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"reflect"
 	"strings"
 	"testing"
@@ -74,7 +75,7 @@ jobs:
 	if d := plan.jobs[2]; !d.gate || d.timeout != defaultJobTimeout {
 		t.Errorf("deploy: gate %v timeout %v", d.gate, d.timeout)
 	}
-	if m := workflowMode(wf); m != ModeSuperseded {
+	if m := workflowMode(wf); m != slipwayfile.ModeSuperseded {
 		t.Errorf("mode %s", m)
 	}
 }
@@ -100,9 +101,9 @@ func TestPlanWorkflowRefusals(t *testing.T) {
 
 func TestWorkflowModes(t *testing.T) {
 	for src, want := range map[string]string{
-		"on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: x}]\n":                                                        ModeParallel,
-		"on: push\nconcurrency: g\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: x}]\n":                                        ModeQueued,
-		"on: push\nconcurrency:\n  group: g\n  cancel-in-progress: false\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: x}]\n": ModeQueued,
+		"on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: x}]\n":                                                        slipwayfile.ModeParallel,
+		"on: push\nconcurrency: g\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: x}]\n":                                        slipwayfile.ModeQueued,
+		"on: push\nconcurrency:\n  group: g\n  cancel-in-progress: false\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: x}]\n": slipwayfile.ModeQueued,
 	} {
 		wf, err := workflow.Parse("w.yml", []byte(src))
 		if err != nil {

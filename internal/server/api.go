@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"io"
 	"io/fs"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/auth"
-	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/workflow"
@@ -387,12 +387,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadRequest("inputs", "inputs are for a workflow run: name the workflow too"))
 		return
 	}
-	data, err := s.source.ReadFile(r.Context(), app, commit, pipeline.FileName)
+	data, err := s.source.ReadFile(r.Context(), app, commit, slipwayfile.FileName)
 	if err != nil {
-		s.writeError(w, r, errBadRequest("ref", "commit %s has no %s; to run a workflow of %s, name it with workflow", commit[:12], pipeline.FileName, workflow.Dir))
+		s.writeError(w, r, errBadRequest("ref", "commit %s has no %s; to run a workflow of %s, name it with workflow", commit[:12], slipwayfile.FileName, workflow.Dir))
 		return
 	}
-	if _, err := pipeline.Parse(data); err != nil {
+	if _, err := slipwayfile.Parse(data); err != nil {
 		s.writeError(w, r, &apiError{Status: http.StatusUnprocessableEntity, Code: "invalid_pipeline", Field: "slipway.yaml", Message: err.Error()})
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"html/template"
 	"net/http"
 	"regexp"
@@ -16,7 +17,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/slipway-dev/slipway/internal/pipeline"
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/web"
 	"github.com/slipway-dev/slipway/internal/workflow"
@@ -669,7 +669,7 @@ func (s *Server) uiRerun(w http.ResponseWriter, r *http.Request) {
 	}
 	file := old.Workflow
 	if file == "" {
-		file = pipeline.FileName
+		file = slipwayfile.FileName
 	}
 	data, err := s.source.ReadFile(ctx, old.App, old.Commit, file)
 	if err != nil {
@@ -677,7 +677,7 @@ func (s *Server) uiRerun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if old.Workflow == "" {
-		_, err = pipeline.Parse(data)
+		_, err = slipwayfile.Parse(data)
 	} else {
 		_, err = workflow.Parse(old.Workflow, data)
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/slipway-dev/slipway/internal/pipeline"
+	"github.com/slipway-dev/slipway/internal/slipwayfile"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -43,7 +43,7 @@ func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate
 		return nil, outcome{store.OutcomeFiltered, fmt.Sprintf("%s does not point at a commit", up.Ref)}
 	}
 	commit := strings.TrimSpace(string(commitOut))
-	data, err := s.ReadFile(ctx, app, commit, pipeline.FileName)
+	data, err := s.ReadFile(ctx, app, commit, slipwayfile.FileName)
 	var tooLarge *FileTooLargeError
 	if errors.As(err, &tooLarge) {
 		return nil, outcome{store.OutcomeError, err.Error()}
@@ -53,7 +53,7 @@ func (s *Service) evaluate(ctx context.Context, app, source string, up RefUpdate
 		// and running both would build and deploy the commit twice.
 		return s.evaluateWorkflows(ctx, app, source, up, commit, fallbackChanged)
 	}
-	spec, err := pipeline.Parse(data)
+	spec, err := slipwayfile.Parse(data)
 	if err != nil {
 		return nil, outcome{store.OutcomeError, err.Error()}
 	}

@@ -1,5 +1,7 @@
-// Package pipeline reads slipway.yaml and runs pipelines.
-package pipeline
+// Package slipwayfile reads slipway.yaml, Slipway's own pipeline file:
+// its stages and actions, validated whole before a run starts, and the
+// push triggers that decide whether a push starts one.
+package slipwayfile
 
 import (
 	"fmt"
@@ -25,8 +27,6 @@ type Spec struct {
 	On     On      `yaml:"on"`
 	Mode   string  `yaml:"mode"`
 	Stages []Stage `yaml:"stages"`
-	// plan is set for a run of a GitHub Actions workflow.
-	plan *wfPlan `yaml:"-"`
 }
 
 // On holds the triggers.
@@ -98,8 +98,6 @@ type Action struct {
 	Message   string   `yaml:"message"`
 	ReviewURL string   `yaml:"review-url"`
 	Notify    []string `yaml:"notify"`
-	// wf is set on the job actions of a workflow run.
-	wf *wfAction `yaml:"-"`
 }
 
 // AutoscalingSpec is a deploy action's auto scaling, as `slipway service
@@ -115,8 +113,9 @@ type AutoscalingSpec struct {
 	ScaleInCooldown         string  `yaml:"scale-in-cooldown"`
 }
 
-// scalingKeys are auto scaling's settings as slipway.yaml spells them.
-var scalingKeys = deploy.ScalingKeys{AddLB: "give the action a listener-port", Names: map[string]string{
+// ScalingKeys are auto scaling's settings as slipway.yaml spells them.
+// ScalingKeys names the auto scaling settings as slipway.yaml spells them.
+var ScalingKeys = deploy.ScalingKeys{AddLB: "give the action a listener-port", Names: map[string]string{
 	"min_count": "min", "max_count": "max", "target_requests_per_second": "target-requests-per-second",
 	"target_cpu_percent": "target-cpu-percent", "target_memory_percent": "target-memory-percent",
 	"scale_out_cooldown": "scale-out-cooldown", "scale_in_cooldown": "scale-in-cooldown"}}
@@ -128,7 +127,7 @@ func (a AutoscalingSpec) Settings(lb *store.LoadBalancer) (store.Autoscaling, er
 	set := store.Autoscaling{MinCount: a.Min, MaxCount: a.Max, TargetRequestsPerSecond: a.TargetRequestsPerSecond,
 		TargetCPUPercent: a.TargetCPUPercent, TargetMemoryPercent: a.TargetMemoryPercent,
 		Window: a.Window, ScaleOutCooldown: a.ScaleOutCooldown, ScaleInCooldown: a.ScaleInCooldown}
-	if err := deploy.ValidateAutoscaling(&set, lb, scalingKeys); err != nil {
+	if err := deploy.ValidateAutoscaling(&set, lb, ScalingKeys); err != nil {
 		return set, err
 	}
 	return set, nil
@@ -162,6 +161,7 @@ const (
 	ModeParallel   = "parallel"
 )
 
+// imageTag is a Docker image tag.
 var imageTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // ActionTypes are the kinds of action a stage may hold.
@@ -542,7 +542,7 @@ func (s *Spec) crossCheck(r *specfile.Report) {
 				func() []string { return append(visible(), SourceArtifact) }, "name an output of an earlier stage or run-order, or "+SourceArtifact))
 		}
 		for _, f := range refFields(p) {
-			for _, m := range varRef.FindAllStringSubmatch(f.value, -1) {
+			for _, m := range VarRef.FindAllStringSubmatch(f.value, -1) {
 				ref, name, variable := m[0], m[1], m[2]
 				const which = "a reference names a build, test or image action of an earlier stage or a lower run-order"
 				first, ok := named[name]
@@ -632,3 +632,10 @@ func (s *Spec) checkPorts(r *specfile.Report, all []placed) {
 		}
 	}
 }
+
+// IsImageTag reports whether s can be an image's tag as Docker spells one.
+func IsImageTag(s string) bool { return imageTag.MatchString(s) }
+
+// VarRef is a reference #{Action.VAR} to a variable an earlier action of
+// the run exported.
+var VarRef = regexp.MustCompile(`#\{([A-Za-z0-9_.-]+)\.([A-Za-z_][A-Za-z0-9_]*)\}`)
