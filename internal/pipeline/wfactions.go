@@ -419,10 +419,44 @@ type cacheSave struct {
 	paths []string // as the container sees them
 }
 
-// cacheKey is where a cache of the app is kept in the blob store: keys
-// are the user's text, so they are encoded into one path element.
-func (j *jobRun) cacheKey(key string) string {
-	return "/cache/" + j.r.App + "/gha/" + base64.RawURLEncoding.EncodeToString([]byte(key)) + ".tar"
+// Caches are scoped by ref, as GitHub scopes them by branch: a job saves
+// into its run's ref and restores from it, then from the default branch.
+// So a branch (a pull request's, say) can use main's caches but never put
+// one where main's runs would restore it.
+
+// defaultBranchSource is the Source that knows the app's default branch.
+type defaultBranchSource interface {
+	DefaultBranch(ctx context.Context, app string) (string, error)
+}
+
+// cacheDir is where an app's workflow caches of one ref are kept in the
+// blob store; cacheKey is one cache there. Refs and keys are the user's
+// text, so each is encoded into one path element.
+func (j *jobRun) cacheDir(ref string) string {
+	return "/cache/" + j.r.App + "/gha/" + base64.RawURLEncoding.EncodeToString([]byte(ref))
+}
+
+func (j *jobRun) cacheKey(ref, key string) string {
+	return j.cacheDir(ref) + "/" + base64.RawURLEncoding.EncodeToString([]byte(key)) + ".tar"
+}
+
+// cacheScopes are the refs a job restores caches from, in order: its
+// run's, then the default branch when that is another.
+func (j *jobRun) cacheScopes(ctx context.Context) []string {
+	scopes := []string{j.r.Ref}
+	src, ok := j.e.Source.(defaultBranchSource)
+	if !ok {
+		return scopes
+	}
+	def, err := src.DefaultBranch(ctx, j.r.App)
+	if err != nil {
+		fmt.Fprintf(j.logs, "##[warning]Caches of the default branch not looked at: %v\n", err)
+		return scopes
+	}
+	if def != j.r.Ref {
+		scopes = append(scopes, def)
+	}
+	return scopes
 }
 
 func (j *jobRun) cache(ctx context.Context, with map[string]string, env map[string]any, outputs map[string]string) string {
@@ -455,16 +489,16 @@ func (j *jobRun) cache(ctx context.Context, with map[string]string, env map[stri
 			restoreKeys = append(restoreKeys, l)
 		}
 	}
-	hit, matched := j.findCache(ctx, key, restoreKeys)
+	hit, ref, matched := j.findCache(ctx, key, restoreKeys)
 	outputs["cache-hit"] = strconv.FormatBool(hit)
 	if matched != "" {
 		outputs["cache-matched-key"] = matched
-		if err := j.restoreCache(ctx, matched); err != nil {
+		if err := j.restoreCache(ctx, ref, matched); err != nil {
 			fmt.Fprintf(j.logs, "##[warning]Cache %s not restored: %v\n", matched, err)
 			outputs["cache-hit"] = "false"
 			hit = false
 		} else {
-			j.note("Cache restored from key %s", matched)
+			j.note("Cache restored from key %s (saved by %s)", matched, ref)
 		}
 	} else {
 		j.note("Cache not found for key %s", key)
@@ -475,19 +509,32 @@ func (j *jobRun) cache(ctx context.Context, with map[string]string, env map[stri
 	return ""
 }
 
-// findCache looks for the key, then for the newest cache whose key starts
-// with each restore key in turn.
-func (j *jobRun) findCache(ctx context.Context, key string, restoreKeys []string) (bool, string) {
-	if _, err := j.e.Blobs.Stat(ctx, j.cacheKey(key)); err == nil {
-		return true, key
+// findCache looks, in each scope in turn, for the key, then for the newest
+// cache whose key starts with it, then with each restore key, as
+// actions/cache does. hit is an exact match; ref and matched name the
+// cache to restore ("" for none).
+func (j *jobRun) findCache(ctx context.Context, key string, restoreKeys []string) (hit bool, ref, matched string) {
+	for _, ref := range j.cacheScopes(ctx) {
+		if _, err := j.e.Blobs.Stat(ctx, j.cacheKey(ref, key)); err == nil {
+			return true, ref, key
+		}
+		all := j.cachesIn(ctx, ref)
+		for _, prefix := range append([]string{key}, restoreKeys...) {
+			for _, c := range all {
+				if strings.HasPrefix(c, prefix) {
+					return false, ref, c
+				}
+			}
+		}
 	}
-	if len(restoreKeys) == 0 {
-		return false, ""
-	}
-	dir := "/cache/" + j.r.App + "/gha"
-	entries, err := j.e.Blobs.List(ctx, dir)
+	return false, "", ""
+}
+
+// cachesIn lists the keys of a ref's caches, newest first.
+func (j *jobRun) cachesIn(ctx context.Context, ref string) []string {
+	entries, err := j.e.Blobs.List(ctx, j.cacheDir(ref))
 	if err != nil {
-		return false, ""
+		return nil
 	}
 	type cached struct {
 		key string
@@ -506,19 +553,16 @@ func (j *jobRun) findCache(ctx context.Context, key string, restoreKeys []string
 		all = append(all, cached{string(b), fi.ModTime()})
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a].mod.After(all[b].mod) })
-	for _, rk := range restoreKeys {
-		for _, c := range all {
-			if strings.HasPrefix(c.key, rk) {
-				return false, c.key
-			}
-		}
+	keys := make([]string, len(all))
+	for i, c := range all {
+		keys[i] = c.key
 	}
-	return false, ""
+	return keys
 }
 
 // restoreCache unpacks a cache where its paths were, inside the container.
-func (j *jobRun) restoreCache(ctx context.Context, key string) error {
-	f, err := fetchCache(ctx, j.e.Blobs, j.cacheKey(key))
+func (j *jobRun) restoreCache(ctx context.Context, ref, key string) error {
+	f, err := fetchCache(ctx, j.e.Blobs, j.cacheKey(ref, key))
 	if err != nil {
 		return blob.Explain(err)
 	}
@@ -537,7 +581,7 @@ func (j *jobRun) saveCache(ctx context.Context, c cacheSave) {
 	defer rc.Close()
 	// Whole or not at all (blob.Put): a job reading the cache while
 	// another saves it gets the old one.
-	n, err := blob.Put(ctx, j.e.Blobs, j.cacheKey(c.key), rc)
+	n, err := blob.Put(ctx, j.e.Blobs, j.cacheKey(j.r.Ref, c.key), rc)
 	if err != nil {
 		fmt.Fprintf(j.logs, "##[warning]Cache %s not saved: %v\n", c.key, blob.Explain(err))
 		return

@@ -64,6 +64,55 @@ jobs:
 	}
 }
 
+// TestIntegrationWorkflowAttackCachePoisonedFromABranch: caches were kept
+// per app, so a branch anyone may push (a pull request's) saved a cache
+// under the key main's workflow restores, and main's next run built with
+// what the branch put there. Caches are now scoped by ref, as GitHub
+// scopes them by branch: a branch restores main's, never the reverse.
+func TestIntegrationWorkflowAttackCachePoisonedFromABranch(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("wfatk4")
+	w := newWork(t)
+	workflow := func(content string) string {
+		return `on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/cache@v4
+        id: deps
+        with:
+          key: deps-v1
+          path: deps
+      - run: mkdir -p deps && if [ ! -f deps/lib ]; then echo ` + content + ` > deps/lib; fi
+      - run: echo "built with $(cat deps/lib) hit=${{ steps.deps.outputs.cache-hit }}"
+`
+	}
+	// The branch is pushed first, so its cache is the only one there is.
+	w.commit("branch", map[string]string{".github/workflows/ci.yml": workflow("POISON")})
+	w.git("push", "-q", repoURL(e.URL, e.Admin, "wfatk4"), "HEAD:refs/heads/feature")
+	if run := e.waitRun(1, 120*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("the branch's run %v: %v\n%s", run["state"], run["reason"], e.logText(1))
+	}
+	w.commit("main", map[string]string{".github/workflows/ci.yml": workflow("clean")})
+	w.git("push", "-q", repoURL(e.URL, e.Admin, "wfatk4"), "HEAD:refs/heads/main")
+	if run := e.waitRun(2, 120*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("main's run %v: %v\n%s", run["state"], run["reason"], e.logText(2))
+	}
+	if log := e.logText(2); strings.Contains(log, "built with POISON") || !strings.Contains(log, "built with clean hit=false") {
+		t.Fatalf("main's run restored the branch's cache:\n%s", log)
+	}
+	// The other way is allowed: a branch restores main's cache.
+	w.commit("branch again", map[string]string{"README": "x"})
+	w.git("push", "-q", repoURL(e.URL, e.Admin, "wfatk4"), "HEAD:refs/heads/other")
+	if run := e.waitRun(3, 120*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("the second branch's run %v: %v\n%s", run["state"], run["reason"], e.logText(3))
+	}
+	if log := e.logText(3); !strings.Contains(log, "built with clean hit=true") {
+		t.Fatalf("a branch did not restore main's cache:\n%s", log)
+	}
+}
+
 // TestIntegrationWorkflowAttackBuildContextThroughLink: a link to / in the
 // build home made docker/build-push-action pack (and read as a Dockerfile)
 // any file of the host.
