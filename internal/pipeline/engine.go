@@ -58,6 +58,9 @@ type Store interface {
 type Source interface {
 	Archive(ctx context.Context, app, commit string, w io.Writer) error
 	ReadFile(ctx context.Context, app, commit, path string) ([]byte, error)
+	// DefaultBranch is the ref the repository's HEAD names: its builds
+	// share the app's build home, and its caches every branch restores.
+	DefaultBranch(ctx context.Context, app string) (string, error)
 }
 
 // Engine executes queued runs: stages in order, actions of one run-order in
@@ -70,7 +73,8 @@ type Engine struct {
 	// S3); the artifacts are in it too.
 	Blobs    storagedriver.StorageDriver
 	WorkRoot string
-	// HomeRoot holds each app's build home (HomeRoot/APP).
+	// HomeRoot holds each app's build homes: HomeRoot/APP for its default
+	// branch, HomeRoot/APP@DIGEST for each other ref (see buildHome).
 	HomeRoot string
 	// DataDir is kept out of every sandbox, even one whose host mounts
 	// would contain it.

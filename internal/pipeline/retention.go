@@ -147,6 +147,11 @@ func (e *Engine) retentionLoop(ctx context.Context) {
 		if _, err := e.RetentionPass(ctx); err != nil && ctx.Err() == nil {
 			e.Log.Error("run retention", "err", err)
 		}
+		if n, err := e.sweepRefHomes(time.Now()); err != nil {
+			e.Log.Error("remove idle build homes", "err", err)
+		} else if n > 0 {
+			e.Log.Info("removed the build homes of branches and tags not built for a week", "homes", n)
+		}
 		select {
 		case <-ctx.Done():
 			return

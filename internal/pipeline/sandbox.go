@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/slipway-dev/slipway/internal/auth"
@@ -82,8 +81,12 @@ func (e *Engine) startSandbox(ctx context.Context, r store.Run, a Action, app st
 			return nil, fmt.Errorf("image: %s is app %s's image; a build may run images of its own app or images not made by Slipway", a.Image, owner)
 		}
 	}
+	home, err := e.buildHome(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	return sandbox.Start(ctx, eng, sandbox.Options{
-		Image: a.Image, Workspace: workspace, HomeDir: filepath.Join(e.HomeRoot, r.App),
+		Image: a.Image, Workspace: workspace, HomeDir: home,
 		Docker: app.Build.DockerAccess, Hide: []string{e.DataDir}, GoCacheSeed: sandbox.GoCacheSeed(), Log: logs,
 		Labels: container.Labels(r.App, e.Installation, "slipway.run", strconv.FormatInt(r.ID, 10), "slipway.action", a.Name),
 	})

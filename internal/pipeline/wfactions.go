@@ -424,11 +424,6 @@ type cacheSave struct {
 // So a branch (a pull request's, say) can use main's caches but never put
 // one where main's runs would restore it.
 
-// defaultBranchSource is the Source that knows the app's default branch.
-type defaultBranchSource interface {
-	DefaultBranch(ctx context.Context, app string) (string, error)
-}
-
 // cacheDir is where an app's workflow caches of one ref are kept in the
 // blob store; cacheKey is one cache there. Refs and keys are the user's
 // text, so each is encoded into one path element.
@@ -444,11 +439,7 @@ func (j *jobRun) cacheKey(ref, key string) string {
 // run's, then the default branch when that is another.
 func (j *jobRun) cacheScopes(ctx context.Context) []string {
 	scopes := []string{j.r.Ref}
-	src, ok := j.e.Source.(defaultBranchSource)
-	if !ok {
-		return scopes
-	}
-	def, err := src.DefaultBranch(ctx, j.r.App)
+	def, err := j.e.Source.DefaultBranch(ctx, j.r.App)
 	if err != nil {
 		fmt.Fprintf(j.logs, "##[warning]Caches of the default branch not looked at: %v\n", err)
 		return scopes

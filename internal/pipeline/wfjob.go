@@ -141,7 +141,9 @@ func (e *Engine) performJob(ctx context.Context, r store.Run, w *wfAction, row s
 	}
 	j.base = filepath.Dir(src)
 	defer os.RemoveAll(j.base)
-	j.home = filepath.Join(e.HomeRoot, r.App)
+	if j.home, err = e.buildHome(ctx, r); err != nil {
+		return nil, err.Error()
+	}
 	for _, d := range []string{"_temp", "_runner"} {
 		if err := os.MkdirAll(filepath.Join(j.base, d), 0o700); err != nil {
 			return nil, err.Error()

@@ -17,8 +17,12 @@ import (
 // tagged under the registry), so an app made again under the name starts
 // afresh and nothing Slipway caused stays in the engine.
 func (s *Server) removeAppLeftovers(ctx context.Context, app string) {
-	if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, "homes", app)); err != nil {
-		s.log.Warn("remove a deleted app's build home", "app", app, "err", err)
+	// The default branch's home, and each other ref's (APP@DIGEST).
+	homes, _ := filepath.Glob(filepath.Join(s.cfg.DataDir, "homes", app+"@*"))
+	for _, home := range append(homes, filepath.Join(s.cfg.DataDir, "homes", app)) {
+		if err := os.RemoveAll(home); err != nil {
+			s.log.Warn("remove a deleted app's build home", "app", app, "home", home, "err", err)
+		}
 	}
 	var nf storagedriver.PathNotFoundError
 	if err := s.blobs.Delete(ctx, "/cache/"+app); err != nil && !errors.As(err, &nf) {

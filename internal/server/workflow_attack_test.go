@@ -113,6 +113,42 @@ jobs:
 	}
 }
 
+// TestIntegrationWorkflowAttackHomePoisonedFromABranch: an app's build home
+// (its Go module and build caches, what tools put under ~) was one for
+// all its refs, so a branch's build left a file there, a rewritten module
+// say, that the default branch's next build ran with. A branch or tag now
+// builds in a home of its own.
+func TestIntegrationWorkflowAttackHomePoisonedFromABranch(t *testing.T) {
+	e := newEnv(t)
+	e.createApp("wfatk5")
+	w := newWork(t)
+	w.commit("branch", map[string]string{".github/workflows/ci.yml": `on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir -p ~/go/pkg/mod && echo POISON > ~/go/pkg/mod/evil && echo left it
+`})
+	w.git("push", "-q", repoURL(e.URL, e.Admin, "wfatk5"), "HEAD:refs/heads/feature")
+	if run := e.waitRun(1, 120*time.Second); run["state"] != "succeeded" || !strings.Contains(e.logText(1), "left it") {
+		t.Fatalf("the branch's run %v: %v\n%s", run["state"], run["reason"], e.logText(1))
+	}
+	w.commit("main", map[string]string{".github/workflows/ci.yml": `on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cat ~/go/pkg/mod/evil 2>/dev/null || echo home is clean
+`})
+	w.git("push", "-q", repoURL(e.URL, e.Admin, "wfatk5"), "HEAD:refs/heads/main")
+	if run := e.waitRun(2, 120*time.Second); run["state"] != "succeeded" {
+		t.Fatalf("main's run %v: %v\n%s", run["state"], run["reason"], e.logText(2))
+	}
+	if log := e.logText(2); strings.Contains(log, "POISON") || !strings.Contains(log, "home is clean") {
+		t.Fatalf("main's build saw what the branch left in the home:\n%s", log)
+	}
+}
+
 // TestIntegrationWorkflowAttackBuildContextThroughLink: a link to / in the
 // build home made docker/build-push-action pack (and read as a Dockerfile)
 // any file of the host.
