@@ -33,9 +33,9 @@ func TestReviewCacheKeyOutsideDriverPathRule(t *testing.T) {
 			t.Fatal(err)
 		}
 		var logs bytes.Buffer
-		saveCache(ctx, d, "app", src, []string{p}, &logs)
-		if _, err := d.Stat(ctx, CacheKey("app", p)); err != nil {
-			t.Errorf("cache path %q not saved (key %s): %v; build log: %s", p, CacheKey("app", p), err, strings.TrimSpace(logs.String()))
+		saveCache(ctx, d, "app", "", src, []string{p}, &logs)
+		if _, err := d.Stat(ctx, CacheKey("app", "", p)); err != nil {
+			t.Errorf("cache path %q not saved (key %s): %v; build log: %s", p, CacheKey("app", "", p), err, strings.TrimSpace(logs.String()))
 		}
 	}
 }
@@ -81,14 +81,14 @@ func TestReviewRestoreCacheCutLeavesTruncatedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	saveCache(ctx, fsd, "app", src, []string{"deps"}, &logs)
-	if _, err := fsd.Stat(ctx, CacheKey("app", "deps")); err != nil {
+	saveCache(ctx, fsd, "app", "", src, []string{"deps"}, &logs)
+	if _, err := fsd.Stat(ctx, CacheKey("app", "", "deps")); err != nil {
 		t.Fatalf("cache not saved: %v: %s", err, logs.String())
 	}
 
 	build := t.TempDir()
 	logs.Reset()
-	restoreCache(ctx, cutReader{fsd, 600 << 10}, "app", build, []string{"deps"}, &logs)
+	restoreCache(ctx, cutReader{fsd, 600 << 10}, "app", []string{""}, build, []string{"deps"}, &logs)
 	t.Logf("build log: %s", strings.TrimSpace(logs.String()))
 	got, err := os.ReadFile(filepath.Join(build, "deps", "lib.jar"))
 	if err == nil && !bytes.Equal(got, data) {

@@ -771,8 +771,18 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
+	// The ref's caches, kept apart from other refs' as its build home is.
+	scope, err := e.refScope(ctx, r)
+	if err != nil {
+		fmt.Fprintf(logs, "[slipway] caches: %v\n", err)
+		return nil, err.Error()
+	}
 	if spec.Cache != nil {
-		restoreCache(ctx, e.Blobs, r.App, dir, spec.Cache.Paths, logs)
+		scopes := []string{""}
+		if scope != "" {
+			scopes = []string{scope, ""}
+		}
+		restoreCache(ctx, e.Blobs, r.App, scopes, dir, spec.Cache.Paths, logs)
 	}
 	varsFile := filepath.Join(workspace, "exported")
 	if err := os.WriteFile(varsFile, nil, 0o600); err != nil { // made here so the sandbox's user is handed it
@@ -821,7 +831,7 @@ func (e *Engine) runBuildspec(ctx context.Context, r store.Run, a Action, row st
 		}
 	}
 	if res.Succeeded && spec.Cache != nil {
-		saveCache(ctx, e.Blobs, r.App, dir, spec.Cache.Paths, logs)
+		saveCache(ctx, e.Blobs, r.App, scope, dir, spec.Cache.Paths, logs)
 	}
 	if why := e.storeReports(ctx, r, a, row, spec, dir, logs); why != "" && reason == "" {
 		reason = why
@@ -1010,14 +1020,19 @@ func (e *Engine) storeReports(ctx context.Context, r store.Run, a Action, row st
 	return strings.Join(problems, "; ")
 }
 
-// CacheKey names the stored copy of one cache path of an app. A path
-// whose name the storage drivers would refuse (they take only letters,
-// digits, '.', '_' and '-') is named by its hash instead.
-func CacheKey(app, p string) string {
+// CacheKey names the stored copy of one cache path of an app, kept for
+// the default branch (scope "") or for another ref (scope: refScope's
+// digest, under refs/). A path whose name the storage drivers would refuse
+// (they take only letters, digits, '.', '_' and '-') is named by its hash
+// instead.
+func CacheKey(app, scope, p string) string {
 	name := strings.NewReplacer("/", "_", ".", "_").Replace(filepath.Clean(p))
 	if !cacheName.MatchString(name) {
 		sum := sha256.Sum256([]byte(filepath.Clean(p)))
 		name = "h-" + hex.EncodeToString(sum[:])
+	}
+	if scope != "" {
+		return "/cache/" + app + "/refs/" + scope + "/" + name + ".tar"
 	}
 	return "/cache/" + app + "/" + name + ".tar"
 }
@@ -1025,8 +1040,10 @@ func CacheKey(app, p string) string {
 var cacheName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // restoreCache unpacks each cache path kept from the app's last successful
-// build. Paths are relative to the source directory.
-func restoreCache(ctx context.Context, blobs storagedriver.StorageDriver, app, dir string, paths []string, logs io.Writer) {
+// build of the ref, else of the default branch (scopes, in that order: a
+// branch may start from the default branch's caches, never the reverse).
+// Paths are relative to the source directory.
+func restoreCache(ctx context.Context, blobs storagedriver.StorageDriver, app string, scopes []string, dir string, paths []string, logs io.Writer) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		fmt.Fprintf(logs, "[slipway] caches not restored: %v\n", err)
@@ -1037,7 +1054,14 @@ func restoreCache(ctx context.Context, blobs storagedriver.StorageDriver, app, d
 		// Downloaded whole before anything is unpacked: a download cut
 		// short (S3 gone mid-stream) must not leave half a cache in the
 		// source, for a successful build to save back.
-		f, err := fetchCache(ctx, blobs, CacheKey(app, p))
+		var f io.ReadCloser
+		var err error
+		for _, scope := range scopes {
+			var nf storagedriver.PathNotFoundError
+			if f, err = fetchCache(ctx, blobs, CacheKey(app, scope, p)); err == nil || !errors.As(err, &nf) {
+				break
+			}
+		}
 		if err != nil {
 			var nf storagedriver.PathNotFoundError
 			if !errors.As(err, &nf) {
@@ -1086,7 +1110,8 @@ func fetchCache(ctx context.Context, blobs storagedriver.StorageDriver, key stri
 	return tmp, nil
 }
 
-func saveCache(ctx context.Context, blobs storagedriver.StorageDriver, app, dir string, paths []string, logs io.Writer) {
+// saveCache keeps each cache path for the run's ref (scope) alone.
+func saveCache(ctx context.Context, blobs storagedriver.StorageDriver, app, scope, dir string, paths []string, logs io.Writer) {
 	for _, p := range cachePaths(paths, logs) {
 		root := filepath.Join(dir, p)
 		if err := realDirs(dir, p); err != nil {
@@ -1103,7 +1128,7 @@ func saveCache(ctx context.Context, blobs storagedriver.StorageDriver, app, dir 
 		// another saves it gets the old one.
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(artifact.Pack(pw, files)) }()
-		_, err = blob.Put(ctx, blobs, CacheKey(app, p), pr)
+		_, err = blob.Put(ctx, blobs, CacheKey(app, scope, p), pr)
 		pr.CloseWithError(err)
 		if err != nil {
 			fmt.Fprintf(logs, "[slipway] cache %s not saved: %v\n", p, blob.Explain(err))

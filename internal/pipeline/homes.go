@@ -21,36 +21,47 @@ import (
 // with push rights uses (a pull request's) can then never leave anything
 // in the home the default branch builds with: a module rewritten in the
 // module cache, a tool on ~/.local/bin. GitHub's runners start every job
-// fresh and scope caches by branch for the same reason.
+// fresh and scope caches by branch for the same reason. A buildspec's
+// cache: paths are kept per ref alike (see CacheKey).
 
 // refHomeIdle is how long a branch's or tag's home is kept after its last
 // build; the default branch's stays as long as the app.
 const refHomeIdle = 7 * 24 * time.Hour
 
-// buildHome is the home directory on the host for r's builds.
-func (e *Engine) buildHome(ctx context.Context, r store.Run) (string, error) {
+// refScope is what keeps r's build home and buildspec caches apart from
+// other refs': "" for the default branch's runs, a digest of the ref for
+// any other's.
+func (e *Engine) refScope(ctx context.Context, r store.Run) (string, error) {
 	def, err := e.Source.DefaultBranch(ctx, r.App)
+	if err != nil {
+		return "", err
+	}
+	if r.Ref == def {
+		return "", nil
+	}
+	sum := sha256.Sum256([]byte(r.Ref))
+	return hex.EncodeToString(sum[:12]), nil
+}
+
+// buildHome is the home directory on the host for r's builds: the app's
+// own for the default branch; beside it (never inside it, where the
+// default branch's builds would see it) for any other ref, named
+// APP@DIGEST ('@' is in no app name).
+func (e *Engine) buildHome(ctx context.Context, r store.Run) (string, error) {
+	scope, err := e.refScope(ctx, r)
 	if err != nil {
 		return "", fmt.Errorf("build home: %w", err)
 	}
-	if r.Ref == def {
+	if scope == "" {
 		return filepath.Join(e.HomeRoot, r.App), nil
 	}
-	home := refHome(e.HomeRoot, r.App, r.Ref)
+	home := filepath.Join(e.HomeRoot, r.App+"@"+scope)
 	// Its time says when it was last used, for sweepRefHomes.
 	now := time.Now()
 	if err := os.Chtimes(home, now, now); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("build home: %w", err)
 	}
 	return home, nil
-}
-
-// refHome is the home of one ref other than the default branch: beside
-// the app's (never inside it, where the default branch's builds would
-// see it), named by a digest of the ref; '@' is in no app name.
-func refHome(root, app, ref string) string {
-	sum := sha256.Sum256([]byte(ref))
-	return filepath.Join(root, app+"@"+hex.EncodeToString(sum[:12]))
 }
 
 // sweepRefHomes removes the homes of branches and tags not built for

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/blob"
 	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
 )
@@ -77,5 +78,52 @@ func TestBuildHomes(t *testing.T) {
 	home("refs/heads/feature")
 	if n, _ := e.sweepRefHomes(time.Now()); n != 0 {
 		t.Fatal("a home just used was swept")
+	}
+}
+
+// A buildspec's cache: paths are kept per ref as homes are: a branch
+// starts from the default branch's, its own once it saved one; the
+// default branch never restores a branch's. (The filesystem blob driver.)
+func TestBuildspecCachesByRef(t *testing.T) {
+	ctx := context.Background()
+	blobs, err := blob.Open(ctx, blob.Config{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := func(scope, content string) {
+		t.Helper()
+		src := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(src, "deps"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, "deps", "lib"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		saveCache(ctx, blobs, "shop", scope, src, []string{"deps"}, io.Discard)
+	}
+	restored := func(scopes ...string) string {
+		t.Helper()
+		dir := t.TempDir()
+		restoreCache(ctx, blobs, "shop", scopes, dir, []string{"deps"}, io.Discard)
+		b, _ := os.ReadFile(filepath.Join(dir, "deps", "lib"))
+		return string(b)
+	}
+	const branch = "0123456789abcdef01234567"
+	save(branch, "POISON")
+	if got := restored(""); got != "" {
+		t.Fatalf("the default branch restored a branch's cache: %q", got)
+	}
+	save("", "main's")
+	for _, c := range []struct {
+		scopes []string
+		want   string
+	}{
+		{[]string{""}, "main's"},
+		{[]string{branch, ""}, "POISON"},                     // the branch's own first
+		{[]string{"fedcba9876543210fedcba98", ""}, "main's"}, // a new branch starts from main's
+	} {
+		if got := restored(c.scopes...); got != c.want {
+			t.Errorf("restore from %q = %q, want %q", c.scopes, got, c.want)
+		}
 	}
 }
