@@ -65,9 +65,9 @@ reports:
 	}
 	files["test.yml"] = strings.Replace(files["test.yml"], "cp $REPORT reports/junit.xml", "cp reports/$RESULT.xml reports/junit.xml", 1)
 
-	// First run: reports pass.
-	e.pushPipeline("feat", "pass", withEnv(files, "pass"))
-	id := e.startRun("feat", "pass")
+	// First run, on the default branch: reports pass.
+	e.pushPipeline("feat", "main", withEnv(files, "pass"))
+	id := e.startRun("feat", "main")
 	run := e.waitRun(id, 30*time.Second)
 	if run["state"] != "succeeded" {
 		t.Fatalf("run: %v %v\n%s", run["state"], run["reason"], e.logText(id))
@@ -85,7 +85,8 @@ reports:
 		t.Fatalf("variables: %v", vars)
 	}
 
-	// Second run: the cache from the first is restored; the failing report gates the stage.
+	// Second run, on a branch: the default branch's cache is restored;
+	// the failing report gates the stage.
 	e.pushPipeline("feat", "fail", withEnv(files, "fail"))
 	id = e.startRun("feat", "fail")
 	run = e.waitRun(id, 30*time.Second)
