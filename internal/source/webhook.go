@@ -53,6 +53,9 @@ type githubPush struct {
 	Pusher  struct {
 		Name string `json:"name"`
 	} `json:"pusher"`
+	Repository struct {
+		DefaultBranch string `json:"default_branch"`
+	} `json:"repository"`
 	Commits []struct {
 		Added    []string `json:"added"`
 		Removed  []string `json:"removed"`
@@ -226,6 +229,9 @@ func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult,
 	} else {
 		up.New = ZeroSHA
 	}
+	if err := s.followDefaultBranch(ctx, d.App, p.Repository.DefaultBranch); err != nil {
+		return DeliveryResult{}, err
+	}
 	ev, err := s.recordPush(ctx, d.App, "github", pusher, d.ID, digest[:], up, changed)
 	if err != nil {
 		return DeliveryResult{}, conflict(err)
@@ -235,6 +241,31 @@ func (s *Service) HandleGitHub(ctx context.Context, d Delivery) (DeliveryResult,
 		msg = fmt.Sprintf("push recorded: run %d queued", ev.RunID)
 	}
 	return DeliveryResult{Status: http.StatusCreated, Message: msg, Event: &ev}, nil
+}
+
+// followDefaultBranch points the hosted repository's HEAD at the GitHub
+// repository's default branch, as the signed payload names it, before
+// the push's run is made: the default branch (DefaultBranch) is the one
+// whose builds share the app's home and caches. Left at main, a branch
+// named main on a repository whose default is master would build as the
+// default branch, and master would restore what it saved.
+func (s *Service) followDefaultBranch(ctx context.Context, app, branch string) error {
+	if branch == "" {
+		return nil // not GitHub's payload as it is sent: HEAD stays
+	}
+	ref := "refs/heads/" + branch
+	if _, err := s.git(ctx, app, "check-ref-format", ref); err != nil || strings.HasPrefix(branch, "-") {
+		return &HTTPError{Status: http.StatusBadRequest, Code: "invalid_argument", Field: "repository.default_branch",
+			Message: fmt.Sprintf("default branch %q is not a valid branch name", branch)}
+	}
+	if cur, err := s.DefaultBranch(ctx, app); err == nil && cur == ref {
+		return nil
+	}
+	if _, err := s.git(ctx, app, "symbolic-ref", "HEAD", ref); err != nil {
+		return fmt.Errorf("follow the source's default branch %s: %w", branch, err)
+	}
+	s.Log.Info("default branch follows the source", "app", app, "ref", ref)
+	return nil
 }
 
 func validatePush(p githubPush) error {
