@@ -73,6 +73,10 @@ type BuildOptions struct {
 	BuildArgs  map[string]string
 	Tags       []string
 	Labels     map[string]string
+	// CacheScope, when set, keeps the build's cache mounts (RUN
+	// --mount=type=cache) apart from every other scope's: Slipway gives
+	// each app and ref its own (see cachemounts.go).
+	CacheScope string
 }
 
 // streamMessage is one line of the engine's build or push progress.
@@ -136,8 +140,16 @@ func follow(r io.Reader, log io.Writer) ([]json.RawMessage, error) {
 func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOptions, log io.Writer) (string, error) {
 	args := map[string]*string{}
 	for k, v := range opts.BuildArgs {
+		if opts.CacheScope != "" && strings.EqualFold(k, "BUILDKIT_SYNTAX") {
+			return "", fmt.Errorf("build argument %s: %w; Slipway builds with Docker's own, which keeps cache mounts apart per app and ref", k, ErrOwnFrontend)
+		}
 		v := v
 		args[k] = &v
+	}
+	if opts.CacheScope != "" {
+		scoped := scopeContext(buildContext, opts.Dockerfile, opts.CacheScope)
+		defer scoped.Close()
+		buildContext = scoped
 	}
 	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
 		Tags: opts.Tags, Dockerfile: opts.Dockerfile, Target: opts.Target, BuildArgs: args,

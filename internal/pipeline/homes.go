@@ -22,7 +22,8 @@ import (
 // in the home the default branch builds with: a module rewritten in the
 // module cache, a tool on ~/.local/bin. GitHub's runners start every job
 // fresh and scope caches by branch for the same reason. A buildspec's
-// cache: paths are kept per ref alike (see CacheKey).
+// cache: paths, and an image build's cache mounts, are kept per ref alike
+// (see CacheKey and imageCacheScope).
 
 // refHomeIdle is how long a branch's or tag's home is kept after its last
 // build; the default branch's stays as long as the app.
@@ -62,6 +63,20 @@ func (e *Engine) buildHome(ctx context.Context, r store.Run) (string, error) {
 		return "", fmt.Errorf("build home: %w", err)
 	}
 	return home, nil
+}
+
+// imageCacheScope is the scope an image build's cache mounts (RUN
+// --mount=type=cache) are kept under on the engine: this installation's,
+// the app's, the ref's (see container.BuildOptions.CacheScope).
+func (e *Engine) imageCacheScope(ctx context.Context, r store.Run) (string, error) {
+	scope, err := e.refScope(ctx, r)
+	if err != nil {
+		return "", fmt.Errorf("image build: %w", err)
+	}
+	if scope == "" {
+		scope = "default"
+	}
+	return "slipway-" + e.Installation + "/" + r.App + "/" + scope, nil
 }
 
 // sweepRefHomes removes the homes of branches and tags not built for

@@ -100,10 +100,15 @@ func (e *Engine) performImage(ctx context.Context, r store.Run, a Action, row st
 		return nil, err.Error()
 	}
 	defer ctxTar.Close()
+	scope, err := e.imageCacheScope(ctx, r)
+	if err != nil {
+		return nil, err.Error()
+	}
 	fmt.Fprintf(logs, "[slipway] Building %s from %s (%s)\n", strings.Join(refs, ", "), input, a.Dockerfile)
 	_, err = eng.Build(ctx, ctxTar, container.BuildOptions{
 		Dockerfile: a.Dockerfile, Target: a.Target, BuildArgs: a.BuildArgs, Tags: refs,
-		Labels: container.Labels(r.App, e.Installation, "slipway.commit", r.Commit),
+		Labels:     container.Labels(r.App, e.Installation, "slipway.commit", r.Commit),
+		CacheScope: scope,
 	}, logs)
 	if err != nil {
 		return nil, err.Error()
