@@ -32,6 +32,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/store"
 	"github.com/slipway-dev/slipway/internal/taskdef"
 	"github.com/slipway-dev/slipway/internal/workflow"
+	"github.com/slipway-dev/slipway/internal/workflow/expr"
 )
 
 // A builtin is an action Slipway runs itself instead of fetching its code:
@@ -72,13 +73,24 @@ func BuiltinActions() []string {
 	return names
 }
 
-// uses runs a uses: step.
-func (j *jobRun) uses(ctx context.Context, s *workflow.Step, with map[string]string, env map[string]any, outputs map[string]string) string {
+// uses runs a uses: step of scope sc: a local composite action (./path)
+// or a built-in action. callerEnv evaluates the step's expressions.
+func (j *jobRun) uses(ctx context.Context, sc *stepScope, i int, s *workflow.Step, with map[string]string, env map[string]any, outputs map[string]string, callerEnv *expr.Env, ar *activeRun) string {
+	if strings.HasPrefix(s.Uses, "./") || s.Uses == "." {
+		return j.composite(ctx, sc, i, s, with, env, outputs, callerEnv, ar)
+	}
 	name, _, _ := strings.Cut(s.Uses, "@")
 	fn, ok := builtins[strings.ToLower(name)]
 	if !ok {
-		return fmt.Sprintf("uses: %s is not built into Slipway (Slipway runs no action code it would have to fetch); the built-in actions are %s",
-			s.Uses, strings.Join(BuiltinActions(), ", "))
+		kind := "is not built into Slipway"
+		switch {
+		case strings.HasPrefix(s.Uses, "docker://"):
+			kind = "is a Docker action, which Slipway does not run"
+		case strings.Count(name, "/") >= 2:
+			kind = "is an action in another repository's directory, which Slipway does not fetch"
+		}
+		return fmt.Sprintf("uses: %s %s (Slipway runs no action code it would have to fetch); use a local composite action (uses: ./path, an action.yml with using: composite in this repository) or one of the built-in actions: %s",
+			s.Uses, kind, strings.Join(BuiltinActions(), ", "))
 	}
 	return fn(j, ctx, with, env, outputs)
 }
@@ -827,13 +839,17 @@ func (j *jobRun) buildPush(ctx context.Context, with map[string]string, env map[
 		k, v, _ := strings.Cut(a, "=")
 		args[k] = v
 	}
+	scope, err := j.e.imageCacheScope(ctx, j.r)
+	if err != nil {
+		return err.Error()
+	}
 	// The context is packed by tar in the job's container: what the job's
 	// user sees there, never the host's files behind a link.
 	tarball := j.tarFrom(ctx, "-C", ctxDir, ".")
 	defer tarball.Close()
 	j.note("Building %s (context %s, %s)", strings.Join(tags, ", "), ctxDir, dockerfile)
 	id, err := eng.Build(ctx, tarball, container.BuildOptions{Dockerfile: dockerfile, Target: with["target"], BuildArgs: args, Tags: tags,
-		Labels: container.Labels(j.r.App, j.e.Installation, "slipway.commit", j.r.Commit)}, j.logs)
+		Labels: container.Labels(j.r.App, j.e.Installation, "slipway.commit", j.r.Commit), CacheScope: scope}, j.logs)
 	if err != nil {
 		return err.Error()
 	}

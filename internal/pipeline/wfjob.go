@@ -65,7 +65,10 @@ type jobRun struct {
 	caches []cacheSave
 	// What the job has kept so far, against the bounds.
 	masks, envBytes, outputBytes int
-	maskWarned, summaryCut       bool
+	// compositeSteps counts the steps of the composite actions the job
+	// called, against maxJobSteps; compositeRuns numbers their run steps.
+	compositeSteps, compositeRuns int
+	maskWarned, summaryCut        bool
 }
 
 func (j *jobRun) mask(values ...string) {
@@ -176,11 +179,12 @@ func (e *Engine) performJob(ctx context.Context, r store.Run, w *wfAction, row s
 		fmt.Fprintf(logs, "[slipway] Workflow jobs always run in the sandbox (the app's executor=host applies to slipway.yaml builds only)\n")
 	}
 	reason := ""
+	top := &stepScope{file: w.job.wf.File, steps: j.steps, failed: &j.failed}
 	for i, s := range job.Steps {
 		if ctx.Err() != nil {
 			break
 		}
-		if why := j.step(ctx, i, s, ar); why != "" && reason == "" {
+		if why := j.step(ctx, top, i, s, ar); why != "" && reason == "" {
 			reason = why
 		}
 	}
@@ -373,28 +377,38 @@ func (j *jobRun) resolveSecrets(ctx context.Context) error {
 	return nil
 }
 
-// step runs one step and returns why it failed the job ("": it did not).
-func (j *jobRun) step(ctx context.Context, i int, s *workflow.Step, ar *activeRun) string {
+// step runs one step of scope sc (the job's, or a composite action's) and
+// returns why it failed ("": it did not).
+func (j *jobRun) step(ctx context.Context, sc *stepScope, i int, s *workflow.Step, ar *activeRun) string {
 	job := j.wfa.job.job
 	id := s.ID
 	if id == "" {
 		id = fmt.Sprintf("__step%d", i+1)
 	}
 	status := "success"
-	if j.failed {
+	if *sc.failed {
 		status = "failure"
 	}
-	// env: the workflow's, the job's, then what steps added, then the step's.
+	// env: the workflow's, the job's, then what steps added, then the
+	// step's. In a composite action: the calling step's, then what its
+	// steps added, then the step's.
 	envCtx := map[string]any{}
 	exprEnv := func() *expr.Env {
-		return &expr.Env{Contexts: j.contexts(envCtx, status), HashFiles: j.hashFiles,
-			Status: expr.Status{Failed: j.failed, Cancelled: ar.cancelled.Load()}}
+		return &expr.Env{Contexts: sc.contexts(j.contexts(envCtx, status)), HashFiles: j.hashFiles,
+			Status: expr.Status{Failed: *sc.failed, Cancelled: ar.cancelled.Load()}}
 	}
-	for _, layer := range []workflow.Env{j.wfa.job.wf.Env, job.Env, workflow.Env(j.env)} {
+	layers := []workflow.Env{j.wfa.job.wf.Env, job.Env, workflow.Env(j.env)}
+	if c := sc.call; c != nil {
+		for k, v := range c.env {
+			envCtx[k] = v
+		}
+		layers = []workflow.Env{workflow.Env(j.env[min(c.envFrom, len(j.env)):])}
+	}
+	for _, layer := range layers {
 		for _, v := range layer {
 			val, err := expr.Interpolate(v.Value, exprEnv())
 			if err != nil {
-				return j.stepError(id, s, i, fmt.Sprintf("env.%s: %v", v.Name, err))
+				return j.stepError(sc, id, s, i, fmt.Sprintf("env.%s: %v", v.Name, err))
 			}
 			envCtx[v.Name] = val
 		}
@@ -413,17 +427,17 @@ func (j *jobRun) step(ctx context.Context, i int, s *workflow.Step, ar *activeRu
 	}
 	ok, err := expr.If(s.If, exprEnv())
 	if err != nil {
-		return j.stepError(id, s, i, "if: "+err.Error())
+		return j.stepError(sc, id, s, i, "if: "+err.Error())
 	}
 	if !ok {
-		fmt.Fprintf(j.logs, "[slipway] Step %d skipped: %s (if: %s)\n", i+1, name, orDefault(s.If, "success()"))
-		j.steps[id] = map[string]any{"outputs": map[string]any{}, "outcome": stateSkipped, "conclusion": stateSkipped}
+		fmt.Fprintf(j.logs, "[slipway] Step %s%d skipped: %s (if: %s)\n", sc.label, i+1, name, orDefault(s.If, "success()"))
+		sc.steps[id] = map[string]any{"outputs": map[string]any{}, "outcome": stateSkipped, "conclusion": stateSkipped}
 		return ""
 	}
 	for _, v := range s.Env {
 		val, err := expr.Interpolate(v.Value, exprEnv())
 		if err != nil {
-			return j.stepError(id, s, i, fmt.Sprintf("env.%s: %v", v.Name, err))
+			return j.stepError(sc, id, s, i, fmt.Sprintf("env.%s: %v", v.Name, err))
 		}
 		envCtx[v.Name] = val
 	}
@@ -431,7 +445,7 @@ func (j *jobRun) step(ctx context.Context, i int, s *workflow.Step, ar *activeRu
 	for _, v := range s.With {
 		val, err := expr.Interpolate(v.Value, exprEnv())
 		if err != nil {
-			return j.stepError(id, s, i, fmt.Sprintf("with.%s: %v", v.Name, err))
+			return j.stepError(sc, id, s, i, fmt.Sprintf("with.%s: %v", v.Name, err))
 		}
 		with[strings.ToLower(v.Name)] = val
 	}
@@ -439,7 +453,7 @@ func (j *jobRun) step(ctx context.Context, i int, s *workflow.Step, ar *activeRu
 	if s.TimeoutMinutes != "" {
 		n, err := evalNumber(s.TimeoutMinutes, exprEnv())
 		if err != nil || n <= 0 {
-			return j.stepError(id, s, i, fmt.Sprintf("timeout-minutes: %q is not a positive number", s.TimeoutMinutes))
+			return j.stepError(sc, id, s, i, fmt.Sprintf("timeout-minutes: %q is not a positive number", s.TimeoutMinutes))
 		}
 		timeout = time.Duration(n * float64(time.Minute))
 	}
@@ -447,11 +461,15 @@ func (j *jobRun) step(ctx context.Context, i int, s *workflow.Step, ar *activeRu
 	if s.ContinueOnError != "" {
 		v, err := evalValue(s.ContinueOnError, exprEnv())
 		if err != nil {
-			return j.stepError(id, s, i, "continue-on-error: "+err.Error())
+			return j.stepError(sc, id, s, i, "continue-on-error: "+err.Error())
 		}
 		continueOn = expr.Truthy(v)
 	}
-	fmt.Fprintf(j.logs, "##[group]%s\n", name)
+	if sc.call == nil {
+		fmt.Fprintf(j.logs, "##[group]%s\n", name)
+	} else { // inside the calling step's group
+		fmt.Fprintf(j.logs, "[slipway] Step %s%d: %s\n", sc.label, i+1, name)
+	}
 	start := time.Now()
 	sctx := ctx
 	if timeout > 0 {
@@ -462,40 +480,42 @@ func (j *jobRun) step(ctx context.Context, i int, s *workflow.Step, ar *activeRu
 	outputs := map[string]string{}
 	var failure string
 	if s.Uses != "" {
-		failure = j.uses(sctx, s, with, envCtx, outputs)
+		failure = j.uses(sctx, sc, i, s, with, envCtx, outputs, exprEnv(), ar)
 	} else {
-		failure = j.run(sctx, i, s, envCtx, exprEnv(), outputs)
+		failure = j.run(sctx, sc, i, s, envCtx, exprEnv(), outputs)
 	}
 	if failure != "" && errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		failure = fmt.Sprintf("timed out after %s (%s)", timeout, failure)
 	}
-	fmt.Fprintf(j.logs, "##[endgroup]\n")
+	if sc.call == nil {
+		fmt.Fprintf(j.logs, "##[endgroup]\n")
+	}
 	outcome, conclusion := "success", "success"
 	if failure != "" {
 		outcome, conclusion = "failure", "failure"
 		if continueOn {
 			conclusion = "success"
 		}
-		fmt.Fprintf(j.logs, "##[error]Step %d (%s) failed after %s: %s%s\n", i+1, name, time.Since(start).Round(time.Millisecond), failure,
+		fmt.Fprintf(j.logs, "##[error]Step %s%d (%s) failed after %s: %s%s\n", sc.label, i+1, name, time.Since(start).Round(time.Millisecond), failure,
 			map[bool]string{true: " (continue-on-error: the job goes on)"}[continueOn])
 	}
 	outs := map[string]any{}
 	for k, v := range outputs {
 		outs[k] = v
 	}
-	j.steps[id] = map[string]any{"outputs": outs, "outcome": outcome, "conclusion": conclusion}
+	sc.steps[id] = map[string]any{"outputs": outs, "outcome": outcome, "conclusion": conclusion}
 	if conclusion == "failure" {
-		j.failed = true
-		return fmt.Sprintf("step %d (%s): %s", i+1, name, failure)
+		*sc.failed = true
+		return fmt.Sprintf("step %s%d (%s): %s", sc.label, i+1, name, failure)
 	}
 	return ""
 }
 
-func (j *jobRun) stepError(id string, s *workflow.Step, i int, msg string) string {
-	msg = fmt.Sprintf("%s:%d:%d: step %d: %s", j.wfa.job.wf.File, s.Line, s.Col, i+1, msg)
+func (j *jobRun) stepError(sc *stepScope, id string, s *workflow.Step, i int, msg string) string {
+	msg = fmt.Sprintf("%s:%d:%d: step %s%d: %s", sc.file, s.Line, s.Col, sc.label, i+1, msg)
 	fmt.Fprintln(j.logs, "##[error]"+msg)
-	j.steps[id] = map[string]any{"outputs": map[string]any{}, "outcome": "failure", "conclusion": "failure"}
-	j.failed = true
+	sc.steps[id] = map[string]any{"outputs": map[string]any{}, "outcome": "failure", "conclusion": "failure"}
+	*sc.failed = true
 	return msg
 }
 
@@ -523,13 +543,26 @@ var shells = map[string]string{
 
 // run runs a run: step's script with its shell in the sandbox, then reads
 // what it wrote to the command files.
-func (j *jobRun) run(ctx context.Context, i int, s *workflow.Step, envCtx map[string]any, env *expr.Env, outputs map[string]string) string {
+func (j *jobRun) run(ctx context.Context, sc *stepScope, i int, s *workflow.Step, envCtx map[string]any, env *expr.Env, outputs map[string]string) string {
 	job := j.wfa.job.job
 	script, err := expr.Interpolate(s.Run, env)
 	if err != nil {
 		return fmt.Sprintf("run: %v", err)
 	}
-	shell := firstNonEmpty(s.Shell, job.Defaults.Shell, j.wfa.job.wf.Defaults.Shell, "bash")
+	// A composite action's steps name their shell (ParseAction checks it)
+	// and take no defaults.run of the workflow or the job, as on GitHub.
+	defaults := []workflow.Defaults{job.Defaults, j.wfa.job.wf.Defaults}
+	n := i + 1 // the step's directory of command files
+	if sc.call != nil {
+		defaults = nil
+		j.compositeRuns++
+		n = maxJobSteps + j.compositeRuns
+	}
+	var shellDefault, wdDefault []string
+	for _, d := range defaults {
+		shellDefault, wdDefault = append(shellDefault, d.Shell), append(wdDefault, d.WorkingDirectory)
+	}
+	shell := firstNonEmpty(append(append([]string{s.Shell}, shellDefault...), "bash")...)
 	template, ok := shells[shell]
 	if !ok {
 		if !strings.Contains(shell, "{0}") {
@@ -537,7 +570,7 @@ func (j *jobRun) run(ctx context.Context, i int, s *workflow.Step, envCtx map[st
 		}
 		template = shell
 	}
-	wd := firstNonEmpty(s.WorkingDirectory, job.Defaults.WorkingDirectory, j.wfa.job.wf.Defaults.WorkingDirectory)
+	wd := firstNonEmpty(append([]string{s.WorkingDirectory}, wdDefault...)...)
 	if wd, err = expr.Interpolate(wd, env); err != nil {
 		return "working-directory: " + err.Error()
 	}
@@ -548,7 +581,7 @@ func (j *jobRun) run(ctx context.Context, i int, s *workflow.Step, envCtx map[st
 			dir = path.Clean(wd)
 		}
 	}
-	stepDir := fmt.Sprintf("%s/%d", wfRunner, i+1)
+	stepDir := fmt.Sprintf("%s/%d", wfRunner, n)
 	scriptFile := stepDir + "/script"
 	if shell == "python" {
 		scriptFile += ".py"
@@ -557,14 +590,21 @@ func (j *jobRun) run(ctx context.Context, i int, s *workflow.Step, envCtx map[st
 	}
 	argv := strings.Fields(strings.ReplaceAll(template, "{0}", scriptFile))
 	files := map[string]string{"GITHUB_OUTPUT": stepDir + "/output", "GITHUB_ENV": stepDir + "/env", "GITHUB_PATH": stepDir + "/path", "GITHUB_STEP_SUMMARY": stepDir + "/summary"}
-	vars := j.stepEnv(envCtx, files)
+	withPath := files
+	if sc.call != nil {
+		withPath = map[string]string{"GITHUB_ACTION_PATH": sc.call.actionPath}
+		for k, v := range files {
+			withPath[k] = v
+		}
+	}
+	vars := j.stepEnv(envCtx, withPath)
 	// The sandbox's own user makes the step's files (the server writes
 	// nothing a step could have turned into a link), then the shell runs.
 	empty := []string{files["GITHUB_OUTPUT"], files["GITHUB_ENV"], files["GITHUB_PATH"], files["GITHUB_STEP_SUMMARY"]}
 	out := newStepOutput(j.logs, j.mask, outputs, &j.annotations)
 	code, err := j.runner.run(ctx, scriptFile, script, argv, vars, dir, empty, out)
 	out.Close()
-	if ferr := j.readFileCommands(i+1, outputs); ferr != nil && err == nil && code == 0 {
+	if ferr := j.readFileCommands(n, outputs); ferr != nil && err == nil && code == 0 {
 		return ferr.Error()
 	}
 	if err != nil {
