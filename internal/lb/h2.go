@@ -444,19 +444,9 @@ func (cw clientWriter) copyChunked(src *bufio.Reader, hdr http.Header) error {
 				return err
 			}
 		}
-		line, err := readLine(src)
+		_, n, err := chunkHead(src, &excess)
 		if err != nil {
 			return err
-		}
-		if len(line)-2 >= maxChunkLine {
-			return errBadChunked
-		}
-		n, ok := parseChunkSize(line[:len(line)-2])
-		if !ok {
-			return errBadChunked
-		}
-		if excess = chunkExcess(excess, len(line), n); excess > maxChunkExcess {
-			return errBadChunked
 		}
 		if n == 0 {
 			return readTrailers(src, hdr)

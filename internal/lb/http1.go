@@ -947,19 +947,9 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 				return err
 			}
 		}
-		line, err := readLine(src)
+		line, n, err := chunkHead(src, &excess)
 		if err != nil {
 			return err
-		}
-		if len(line)-2 >= maxChunkLine {
-			return errBadChunked
-		}
-		n, ok := parseChunkSize(line[:len(line)-2])
-		if !ok {
-			return errBadChunked
-		}
-		if excess = chunkExcess(excess, len(line), n); excess > maxChunkExcess {
-			return errBadChunked
 		}
 		dst.Write(line)
 		if n == 0 {
@@ -986,6 +976,26 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		dst.Write(end)
 		src.Discard(2)
 	}
+}
+
+// chunkHead reads a chunk-size line (CRLF included) and the size it gives,
+// as strictly as net/http reads them, counting the framing in excess.
+func chunkHead(src *bufio.Reader, excess *int64) ([]byte, int64, error) {
+	line, err := readLine(src)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(line)-2 >= maxChunkLine {
+		return nil, 0, errBadChunked
+	}
+	n, ok := parseChunkSize(line[:len(line)-2])
+	if !ok {
+		return nil, 0, errBadChunked
+	}
+	if *excess = chunkExcess(*excess, len(line), n); *excess > maxChunkExcess {
+		return nil, 0, errBadChunked
+	}
+	return line, n, nil
 }
 
 // chunkExcess is the framing overhead after a chunk of n bytes whose size
