@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -63,6 +64,8 @@ type jobRun struct {
 	failed      bool
 	// caches are the actions/cache steps to save after a successful job.
 	caches []cacheSave
+	// baseVars is the environment every step starts from (jobVars).
+	baseVars map[string]string
 	// What the job has kept so far, against the bounds.
 	masks, envBytes, outputBytes int
 	// compositeSteps counts the steps of the composite actions the job
@@ -138,6 +141,7 @@ func (e *Engine) performJob(ctx context.Context, r store.Run, w *wfAction, row s
 	if err != nil {
 		return nil, err.Error()
 	}
+	j.baseVars = j.jobVars(app)
 	src, err := e.workspace(ctx, r, Action{}, row)
 	if err != nil {
 		return nil, err.Error()
@@ -625,9 +629,10 @@ func firstNonEmpty(vs ...string) string {
 	return ""
 }
 
-// stepEnv is a step's process environment: the runner's variables, the
-// sandbox's, then env: (workflow, job, step) as evaluated.
-func (j *jobRun) stepEnv(envCtx map[string]any, files map[string]string) []string {
+// jobVars is the environment every step of the job starts from: the
+// sandbox's, the registry's, GitHub's variables for the run and job.
+// Worked out once a job (app is the job's app, as read at its start).
+func (j *jobRun) jobVars(app store.App) map[string]string {
 	w := j.wfa
 	vars := map[string]string{}
 	for _, kv := range j.e.sandboxEnv(Action{}, store.App{}, false) {
@@ -638,11 +643,8 @@ func (j *jobRun) stepEnv(envCtx map[string]any, files map[string]string) []strin
 		vars["DOCKER_CONFIG"] = build.ContainerRoot + "/docker"
 		vars["SLIPWAY_REGISTRY"] = reg.Host
 	}
-	if app, err := j.e.Store.GetApp(context.Background(), j.r.App); err == nil && app.Build.DockerAccess {
+	if app.Build.DockerAccess {
 		vars["PATH"] = sandbox.ShimDir + ":" + vars["PATH"]
-	}
-	if len(j.paths) > 0 {
-		vars["PATH"] = strings.Join(j.paths, ":") + ":" + vars["PATH"]
 	}
 	gh := j.e.runContexts(j.r, w.job.wf, w.job.job.ID)["github"].(map[string]any)
 	for k, v := range map[string]string{
@@ -656,6 +658,19 @@ func (j *jobRun) stepEnv(envCtx map[string]any, files map[string]string) []strin
 		"SLIPWAY_COMMIT": j.r.Commit, "SLIPWAY_REF": j.r.Ref, "HOME": sandbox.Home,
 	} {
 		vars[k] = v
+	}
+	return vars
+}
+
+// stepEnv is a step's process environment: the runner's variables, the
+// sandbox's, then env: (workflow, job, step) as evaluated.
+func (j *jobRun) stepEnv(envCtx map[string]any, files map[string]string) []string {
+	vars := maps.Clone(j.baseVars)
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	if len(j.paths) > 0 {
+		vars["PATH"] = strings.Join(j.paths, ":") + ":" + vars["PATH"]
 	}
 	for k, v := range files {
 		vars[k] = v
