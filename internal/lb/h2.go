@@ -454,20 +454,8 @@ func (cw clientWriter) copyChunked(src *bufio.Reader, hdr http.Header) error {
 		if _, err := copyN(cw, src, n); err != nil {
 			return err
 		}
-		if src.Buffered() < 2 {
-			if err := cw.flush(); err != nil {
-				return err
-			}
-		}
-		end, err := src.Peek(2)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
+		if _, err := chunkEnd(cw, src); err != nil {
 			return err
-		}
-		if !bytes.Equal(end, crlf) {
-			return errBadChunked // the data is not the size the line gave
 		}
 		src.Discard(2)
 	}

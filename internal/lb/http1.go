@@ -958,20 +958,9 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if _, err := copyN(dst, src, n); err != nil {
 			return err
 		}
-		if src.Buffered() < 2 {
-			if err := dst.Flush(); err != nil {
-				return err
-			}
-		}
-		end, err := src.Peek(2)
+		end, err := chunkEnd(dst, src)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
 			return err
-		}
-		if !bytes.Equal(end, crlf) {
-			return errBadChunked // the data is not the size the line gave
 		}
 		dst.Write(end)
 		src.Discard(2)
@@ -996,6 +985,27 @@ func chunkHead(src *bufio.Reader, excess *int64) ([]byte, int64, error) {
 		return nil, 0, errBadChunked
 	}
 	return line, n, nil
+}
+
+// chunkEnd peeks at the CRLF that ends a chunk's data (flushing dst first
+// when it has not arrived yet), which the caller discards.
+func chunkEnd(dst flushWriter, src *bufio.Reader) ([]byte, error) {
+	if src.Buffered() < 2 {
+		if err := dst.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	end, err := src.Peek(2)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if !bytes.Equal(end, crlf) {
+		return nil, errBadChunked // the data is not the size the line gave
+	}
+	return end, nil
 }
 
 // chunkExcess is the framing overhead after a chunk of n bytes whose size
