@@ -3,7 +3,8 @@ package container
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -89,55 +90,91 @@ func scopeDockerfile(text []byte, scope string) ([]byte, error) {
 	return out, bad
 }
 
-// scopeContext is a build context tar stream with its Dockerfile (the
-// path BuildOptions.Dockerfile names, "Dockerfile" by default) rewritten
-// by scopeDockerfile; other entries pass through unchanged.
-func scopeContext(context io.Reader, dockerfile, scope string) io.ReadCloser {
+// scopeContext is a build context tar stream with a copy of its Dockerfile
+// (the path BuildOptions.Dockerfile names, "Dockerfile" by default)
+// rewritten by scopeDockerfile, added at the end under name, a fresh name
+// at the context's root that the build then uses. The engine never reads
+// the Dockerfile through a path the context chose: a Dockerfile that is a
+// link, or under a directory that is one, would lead it to a file this
+// did not rewrite. The Dockerfile's own .dockerignore follows the copy.
+func scopeContext(context io.Reader, dockerfile, scope string) (r io.ReadCloser, name string) {
 	if dockerfile == "" {
 		dockerfile = "Dockerfile"
 	}
 	want := path.Clean(strings.TrimPrefix(dockerfile, "/"))
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	name = ".slipway-dockerfile-" + hex.EncodeToString(b[:])
 	pr, pw := io.Pipe()
 	go func() {
 		pw.CloseWithError(func() error {
 			tr := tar.NewReader(bufio.NewReader(context))
 			tw := tar.NewWriter(pw)
+			var text, ignore []byte
 			for {
 				h, err := tr.Next()
 				if errors.Is(err, io.EOF) {
-					return tw.Close()
+					break
 				}
 				if err != nil {
 					return fmt.Errorf("build context: %w", err)
 				}
-				if h.Typeflag == tar.TypeReg && path.Clean(strings.TrimPrefix(h.Name, "./")) == want {
+				if err := tw.WriteHeader(h); err != nil {
+					return err
+				}
+				var keep *[]byte
+				switch entry := path.Clean(strings.TrimPrefix(h.Name, "./")); entry {
+				case want, want + ".dockerignore":
+					if h.Typeflag != tar.TypeReg {
+						return fmt.Errorf("%s: not a regular file in the build context (a link is not followed)", entry)
+					}
 					if h.Size > maxDockerfile {
-						return fmt.Errorf("%s: %d bytes; a Dockerfile may have at most %d", dockerfile, h.Size, maxDockerfile)
+						return fmt.Errorf("%s: %d bytes; at most %d", entry, h.Size, maxDockerfile)
 					}
-					text, err := io.ReadAll(tr)
-					if err != nil {
-						return fmt.Errorf("build context: %w", err)
+					keep = &text
+					if entry != want {
+						keep = &ignore
 					}
-					if text, err = scopeDockerfile(text, scope); err != nil {
-						return fmt.Errorf("%s: %w", dockerfile, err)
-					}
-					h.Size = int64(len(text))
-					if err := tw.WriteHeader(h); err != nil {
-						return err
-					}
-					if _, err := io.Copy(tw, bytes.NewReader(text)); err != nil {
+				}
+				if keep == nil {
+					if _, err := io.Copy(tw, tr); err != nil {
 						return err
 					}
 					continue
 				}
-				if err := tw.WriteHeader(h); err != nil {
-					return err
+				data, err := io.ReadAll(tr)
+				if err != nil {
+					return fmt.Errorf("build context: %w", err)
 				}
-				if _, err := io.Copy(tw, tr); err != nil {
+				*keep = data // a later entry of the name replaces an earlier one, as when unpacked
+				if _, err := tw.Write(data); err != nil {
 					return err
 				}
 			}
+			if text == nil {
+				return fmt.Errorf("%s: no such regular file in the build context", dockerfile)
+			}
+			text, err := scopeDockerfile(text, scope)
+			if err != nil {
+				return fmt.Errorf("%s: %w", dockerfile, err)
+			}
+			add := func(n string, data []byte) error {
+				if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+					return err
+				}
+				_, err := tw.Write(data)
+				return err
+			}
+			if err := add(name, text); err != nil {
+				return err
+			}
+			if ignore != nil {
+				if err := add(name+".dockerignore", ignore); err != nil {
+					return err
+				}
+			}
+			return tw.Close()
 		}())
 	}()
-	return pr
+	return pr, name
 }

@@ -57,17 +57,32 @@ func TestIntegrationCacheMountsKeptPerScope(t *testing.T) {
 		t.Skip("the engine builds without BuildKit: no cache mounts")
 	}
 	base := containertest.BusyboxImage(t)
-	// What the RUN step printed (BuildKit's log carries it): RESULT=...
-	build := func(scope, script string) string {
-		t.Helper()
+	// buildContext is a build context of the Dockerfile running script with a
+	// cache mount, its .dockerignore leaving out everything, and, with
+	// link, the Dockerfile a link to the file holding it.
+	buildContext := func(script string, link bool) *bytes.Buffer {
 		var ctxTar bytes.Buffer
 		tw := tar.NewWriter(&ctxTar)
 		df := "FROM " + base + "\nRUN --mount=type=cache,target=/cache sh -c '" + script + "'\n"
-		tw.WriteHeader(&tar.Header{Name: "./Dockerfile", Mode: 0o644, Size: int64(len(df)), Typeflag: tar.TypeReg})
-		io.WriteString(tw, df)
+		name := "./Dockerfile"
+		if link {
+			name = "real"
+		}
+		for n, text := range map[string]string{name: df, ".dockerignore": "*\n"} {
+			tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(text)), Typeflag: tar.TypeReg})
+			io.WriteString(tw, text)
+		}
+		if link {
+			tw.WriteHeader(&tar.Header{Name: "Dockerfile", Linkname: "real", Mode: 0o777, Typeflag: tar.TypeSymlink})
+		}
 		tw.Close()
+		return &ctxTar
+	}
+	// What the RUN step printed (BuildKit's log carries it): RESULT=...
+	build := func(scope, script string) string {
+		t.Helper()
 		var log bytes.Buffer
-		id, err := e.Build(ctx, &ctxTar, BuildOptions{CacheScope: scope, Labels: map[string]string{"slipway.test": "1"}}, &log)
+		id, err := e.Build(ctx, buildContext(script, false), BuildOptions{CacheScope: scope, Labels: map[string]string{"slipway.test": "1"}}, &log)
 		if err != nil {
 			t.Fatalf("build: %v\n%s", err, log.String())
 		}
@@ -90,5 +105,12 @@ func TestIntegrationCacheMountsKeptPerScope(t *testing.T) {
 	}
 	if got := build("test-"+nonce+"/branch", "echo RESULT=$(cat /cache/lib 2>/dev/null || echo nothing) again"); got != "POISON again" {
 		t.Fatalf("the same scope's next build saw %q, not its own cache", got)
+	}
+	// A Dockerfile that is a link would have the engine read a file the
+	// rewrite never saw (it did: the other scope read POISON).
+	var log bytes.Buffer
+	_, err = e.Build(ctx, buildContext("echo RESULT=$(cat /cache/lib 2>/dev/null || echo clean) link", true), BuildOptions{CacheScope: "test-" + nonce + "/main", Labels: map[string]string{"slipway.test": "1"}}, &log)
+	if err == nil || !strings.Contains(err.Error(), "Dockerfile: not a regular file in the build context") {
+		t.Fatalf("a Dockerfile that is a link: %v\n%s", err, log.String())
 	}
 }

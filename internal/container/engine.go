@@ -147,9 +147,9 @@ func (e *Engine) Build(ctx context.Context, buildContext io.Reader, opts BuildOp
 		args[k] = &v
 	}
 	if opts.CacheScope != "" {
-		scoped := scopeContext(buildContext, opts.Dockerfile, opts.CacheScope)
+		scoped, name := scopeContext(buildContext, opts.Dockerfile, opts.CacheScope)
 		defer scoped.Close()
-		buildContext = scoped
+		buildContext, opts.Dockerfile = scoped, name
 	}
 	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
 		Tags: opts.Tags, Dockerfile: opts.Dockerfile, Target: opts.Target, BuildArgs: args,
