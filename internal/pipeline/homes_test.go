@@ -14,18 +14,26 @@ import (
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
+// shopSource is a real source service hosting app "shop", a new
+// repository whose default branch is main.
+func shopSource(t *testing.T) *source.Service {
+	t.Helper()
+	src, err := source.NewService(nil, t.TempDir(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.CreateRepo(context.Background(), "shop"); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
 // The default branch's builds share the app's home; every other ref has
 // its own, beside it and never inside it; idle ones are swept, the
 // default branch's never. (A real git repository.)
 func TestBuildHomes(t *testing.T) {
 	ctx := context.Background()
-	src, err := source.NewService(nil, t.TempDir(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.CreateRepo(ctx, "shop"); err != nil { // HEAD: refs/heads/main
-		t.Fatal(err)
-	}
+	src := shopSource(t)
 	root := t.TempDir()
 	e := &Engine{Source: src, HomeRoot: root}
 	home := func(ref string) string {

@@ -3,13 +3,11 @@ package pipeline
 import (
 	"context"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/blob"
-	"github.com/slipway-dev/slipway/internal/source"
 	"github.com/slipway-dev/slipway/internal/store"
 )
 
@@ -20,13 +18,7 @@ import (
 // repository and the filesystem blob driver.)
 func TestWorkflowCacheScopes(t *testing.T) {
 	ctx := context.Background()
-	src, err := source.NewService(nil, t.TempDir(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.CreateRepo(ctx, "shop"); err != nil { // HEAD: refs/heads/main
-		t.Fatal(err)
-	}
+	src := shopSource(t)
 	blobs, err := blob.Open(ctx, blob.Config{}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
