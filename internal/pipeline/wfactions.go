@@ -450,7 +450,11 @@ func (j *jobRun) cacheKey(ref, key string) string {
 // cacheScopes are the refs a job restores caches from, in order: its
 // run's, then the default branch when that is another.
 func (j *jobRun) cacheScopes(ctx context.Context) []string {
+	if j.cacheRefs != nil {
+		return j.cacheRefs // looked up once a job, not at every cache step
+	}
 	scopes := []string{j.r.Ref}
+	defer func() { j.cacheRefs = scopes }()
 	def, err := j.e.Source.DefaultBranch(ctx, j.r.App)
 	if err != nil {
 		fmt.Fprintf(j.logs, "##[warning]Caches of the default branch not looked at: %v\n", err)

@@ -66,6 +66,8 @@ type jobRun struct {
 	caches []cacheSave
 	// baseVars is the environment every step starts from (jobVars).
 	baseVars map[string]string
+	// cacheRefs are the refs actions/cache restores from (cacheScopes).
+	cacheRefs []string
 	// What the job has kept so far, against the bounds.
 	masks, envBytes, outputBytes int
 	// compositeSteps counts the steps of the composite actions the job
